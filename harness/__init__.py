@@ -1,0 +1,1 @@
+"""SignFlow migration harness: scenarios, stacks, load, collectors, analysis, results, report."""

@@ -1,0 +1,1 @@
+"""The TorchServe side of SignFlow: handler, archive builder and local launcher."""

@@ -1,0 +1,153 @@
+"""Build the TorchServe archive ``signflow-<version>.mar`` from a trained model directory.
+
+``python -m serving.package_model --version 1.0 --models build/models --out build/model-store``
+
+The archive holds the TorchScript model, the handler, labels.json, metadata.json, the four
+shared ML modules (top-level inside the archive) and a model-config.yaml with the batching
+settings. It is written under a temporary directory and renamed into place, so a crash never
+leaves a half-written archive where TorchServe or make would pick it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+MODEL_NAME = "signflow"
+SERVING_DIR = Path(__file__).resolve().parent
+REPO_ROOT = SERVING_DIR.parent
+HANDLER = SERVING_DIR / "handler.py"
+MODEL_CONFIG_TEMPLATE = SERVING_DIR / "config" / "model-config.yaml"
+ML_DIR = REPO_ROOT / "backend_patch" / "app" / "ml"
+ML_MODULES = ("features.py", "feature_engineering.py", "dataset.py", "predictions.py")
+ARTIFACTS = ("model.pt", "labels.json", "metadata.json")
+
+
+class PackagingError(RuntimeError):
+    """The archive could not be built; the message names the missing or bad file."""
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """The per-model TorchServe settings written into model-config.yaml."""
+
+    batch_size: int = 16
+    max_batch_delay_ms: int = 50
+    workers: int = 2
+    response_timeout_s: int = 30
+    torch_threads: int = 0  # 0 = handler default (1 per worker on CPU)
+
+
+def render_model_config(settings: ArchiveSettings) -> str:
+    """Fill the model-config.yaml template with ``settings``."""
+    return Template(MODEL_CONFIG_TEMPLATE.read_text()).substitute(
+        batch_size=settings.batch_size,
+        max_batch_delay=settings.max_batch_delay_ms,
+        workers=settings.workers,
+        response_timeout=settings.response_timeout_s,
+        torch_threads=settings.torch_threads,
+    )
+
+
+def _check_inputs(model_dir: Path, version: str) -> None:
+    for name in ARTIFACTS:
+        if not (model_dir / name).is_file():
+            raise PackagingError(f"{model_dir / name}: missing (train the model first)")
+    for name in ML_MODULES:
+        if not (ML_DIR / name).is_file():
+            raise PackagingError(f"{ML_DIR / name}: missing shared ML module")
+    meta_path = model_dir / "metadata.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PackagingError(f"{meta_path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    if str(meta.get("version")) != version:
+        raise PackagingError(
+            f"{meta_path}: field 'version' is {meta.get('version')!r}, expected {version!r}"
+        )
+
+
+def build_archive(
+    version: str,
+    models_dir: Path,
+    out_dir: Path,
+    settings: ArchiveSettings | None = None,
+) -> Path:
+    """Build ``out_dir/signflow-<version>.mar`` atomically and return its path."""
+    settings = settings or ArchiveSettings()
+    model_dir = models_dir / version
+    _check_inputs(model_dir, version)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{MODEL_NAME}-{version}.mar"
+    # The temp dir sits next to the target so the final rename stays on one filesystem.
+    with tempfile.TemporaryDirectory(prefix=".package-", dir=out_dir) as tmp:
+        tmp_dir = Path(tmp)
+        config = tmp_dir / "model-config.yaml"
+        config.write_text(render_model_config(settings))
+        extra = [str(ML_DIR / m) for m in ML_MODULES]
+        extra += [str(model_dir / "labels.json"), str(model_dir / "metadata.json")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "model_archiver.model_packaging",
+            "--model-name",
+            MODEL_NAME,
+            "--version",
+            version,
+            "--serialized-file",
+            str(model_dir / "model.pt"),
+            "--handler",
+            str(HANDLER),
+            "--extra-files",
+            ",".join(extra),
+            "--config-file",
+            str(config),
+            "--export-path",
+            str(tmp_dir),
+            "--force",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        built = tmp_dir / f"{MODEL_NAME}.mar"
+        if proc.returncode != 0 or not built.is_file():
+            raise PackagingError(
+                f"torch-model-archiver failed (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
+            )
+        built.replace(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; prints the archive path."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", required=True, help="model version, e.g. 1.0")
+    parser.add_argument("--models", type=Path, default=Path("build/models"))
+    parser.add_argument("--out", type=Path, default=Path("build/model-store"))
+    parser.add_argument("--batch-size", type=int, default=ArchiveSettings.batch_size)
+    parser.add_argument("--max-batch-delay", type=int, default=ArchiveSettings.max_batch_delay_ms)
+    parser.add_argument("--workers", type=int, default=ArchiveSettings.workers)
+    parser.add_argument("--response-timeout", type=int, default=ArchiveSettings.response_timeout_s)
+    args = parser.parse_args(argv)
+    settings = ArchiveSettings(
+        batch_size=args.batch_size,
+        max_batch_delay_ms=args.max_batch_delay,
+        workers=args.workers,
+        response_timeout_s=args.response_timeout,
+    )
+    try:
+        path = build_archive(args.version, args.models, args.out, settings)
+    except PackagingError as exc:
+        print(f"package_model: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

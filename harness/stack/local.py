@@ -1,0 +1,452 @@
+"""The local stack: TorchServe (through serving.local) and the backend as processes on loopback.
+
+No Docker needed: this is the embedded default. TorchServe runs only when the scenario sets
+``use_torchserve``; the backend always runs, as ``python -m backend_patch`` (uvicorn) on a free
+port, with the settings of the scenario passed as environment variables. Everything started
+here is stopped in ``__exit__``, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from .base import (
+    StackEndpoints,
+    StackError,
+    StackOperationUnsupported,
+    mask_secrets,
+    spec_get,
+    validate_percent,
+)
+from .procs import ManagedProcess, free_port, wait_http_ok
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BACKEND_READY_TIMEOUT_S = 120.0
+BACKEND_STOP_GRACE_S = 5.0
+# Written next to the logs: every pid the stack ever ran, so a test (or a person) can check
+# after the run that none of them survived.
+PIDS_FILE = "stack-processes.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _PidRecord:
+    """Every (pid, create_time) seen per component, persisted as JSON when it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._seen: dict[str, dict[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, component: str, pids: list[int]) -> None:
+        with self._lock:
+            known = self._seen.setdefault(component, {})
+            new = [p for p in pids if p not in known]
+            for pid in new:
+                with contextlib.suppress(psutil.Error):
+                    known[pid] = psutil.Process(pid).create_time()
+            if new:
+                doc = {
+                    c: [{"pid": p, "create_time": t} for p, t in sorted(d.items())]
+                    for c, d in self._seen.items()
+                }
+                tmp = self._path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(doc, indent=1))
+                tmp.replace(self._path)
+
+
+class _DeferSigint:
+    """Hold Ctrl-C back while the stack starts or stops, then re-raise it.
+
+    A KeyboardInterrupt in the middle of a teardown would leave the remaining processes
+    running; deferring it to the end makes the teardown complete. Only possible in the main
+    thread (signal handlers live there); elsewhere it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._pending = False
+        self._active = False
+
+    def __enter__(self) -> _DeferSigint:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._active = True
+        return self
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self._pending = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._active:
+            signal.signal(signal.SIGINT, self._previous)
+            self._active = False
+            if self._pending and exc[0] is None:
+                raise KeyboardInterrupt
+
+
+class LocalStack:
+    """TorchServe (optional) + backend as local processes on free loopback ports."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        spec: Any,
+        run_dir: Path,
+        *,
+        model_store: Path | None = None,
+        models_dir: Path | None = None,
+        ready_timeout_s: float = BACKEND_READY_TIMEOUT_S,
+        python: str = sys.executable,
+    ) -> None:
+        self.spec = spec
+        self.run_dir = Path(run_dir)
+        self.log_dir = self.run_dir / "logs"
+        self.model_store = Path(model_store or REPO_ROOT / "build" / "model-store")
+        self.models_dir = Path(models_dir or REPO_ROOT / "build" / "models")
+        self.ready_timeout_s = ready_timeout_s
+        self.python = python
+
+        ts = spec_get(spec, "torchserve", {})
+        self.use_torchserve = bool(spec_get(spec, "use_torchserve", False))
+        self.rollout_percent = validate_percent(spec_get(spec, "rollout_percent", 100))
+        self.batch_size = int(spec_get(ts, "batch_size", 16))
+        self.max_batch_delay_ms = int(spec_get(ts, "max_batch_delay_ms", 50))
+        self.workers = int(spec_get(ts, "workers", 2))
+        self.model_version = str(spec_get(ts, "model_version", "1.0"))
+        self.token_auth = bool(spec_get(ts, "token_auth", True))
+        backend = spec_get(spec, "backend", {})
+        self.inference_workers = int(spec_get(backend, "inference_workers", 1))
+        self.backend_env: dict[str, str] = {
+            str(k): str(v) for k, v in dict(spec_get(backend, "env", {})).items()
+        }
+
+        # Fresh per run, handed to the backend by environment only: never logged, never
+        # written to results (describe() leaves it out).
+        self._admin_token = secrets.token_urlsafe(24)
+        self._torchserve: Any = None
+        self._backend: ManagedProcess | None = None
+        self._backend_port: int | None = None
+        self._current_version = self.model_version
+        self._pids = _PidRecord(self.log_dir / PIDS_FILE)
+        self._timings: dict[str, float] = {}
+        self._archive_hashes: dict[str, str] | None = None
+        self._entered = False
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalStack:
+        """Start TorchServe (if enabled) and the backend; return once both are ready."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._entered = True
+        # No Ctrl-C deferral here: an interrupt during start-up must stop the start at once;
+        # the except clause then tears down whatever was already running.
+        try:
+            self._check_artifacts()
+            if self.use_torchserve:
+                self._start_torchserve_first_time()
+            self._start_backend()
+            self._record_pids()
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop everything this stack started (always), then gather the logs."""
+        self._teardown()
+
+    def _teardown(self) -> None:
+        with _DeferSigint():
+            errors: list[str] = []
+            if self._backend is not None:
+                try:
+                    self._backend.stop(BACKEND_STOP_GRACE_S)
+                except Exception as exc:  # keep going: TorchServe must still be stopped
+                    errors.append(f"backend: {exc}")
+            if self._torchserve is not None:
+                try:
+                    self._torchserve.stop()
+                except Exception as exc:
+                    errors.append(f"torchserve: {exc}")
+            with contextlib.suppress(OSError):
+                self._copy_torchserve_logs(self.log_dir / "torchserve")
+            if errors:
+                # The processes are gone as far as we can make them; say what went wrong.
+                print(f"stack teardown problems: {'; '.join(errors)}", file=sys.stderr)
+
+    def _check_artifacts(self) -> None:
+        """Fail before starting anything when a needed archive or model is missing."""
+        if self.use_torchserve:
+            archive = self.model_store / f"signflow-{self.model_version}.mar"
+            if not archive.is_file():
+                raise StackError(
+                    f"stack.torchserve.model_version: archive {archive} not found; "
+                    "build it with `make setup`"
+                )
+
+    def _start_torchserve_first_time(self) -> None:
+        try:
+            from serving.local import LocalTorchServe
+        except ImportError as exc:
+            raise StackError(f"serving.local is not importable: {exc}") from exc
+        self._torchserve = LocalTorchServe(
+            self.model_store,
+            model_version=self.model_version,
+            batch_size=self.batch_size,
+            max_batch_delay_ms=self.max_batch_delay_ms,
+            workers=self.workers,
+            token_auth=self.token_auth,
+            run_dir=self.run_dir / "torchserve",
+        )
+        self._timings["torchserve_ready_s"] = self._start_and_wait_torchserve()
+
+    def _start_and_wait_torchserve(self) -> float:
+        start = time.monotonic()
+        try:
+            self._torchserve.start()
+            self._torchserve.wait_ready()
+        except StackError:
+            raise
+        except Exception as exc:
+            raise StackError(f"TorchServe did not start: {exc}") from exc
+        return time.monotonic() - start
+
+    def _backend_environment(self, port: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "USE_TORCHSERVE": "true" if self.use_torchserve else "false",
+                "TORCHSERVE_ROLLOUT_PERCENT": str(self.rollout_percent),
+                "INFERENCE_WORKERS": str(self.inference_workers),
+                "ADMIN_TOKEN": self._admin_token,
+                "MODEL_DIR": str(self.models_dir / self.model_version),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        # A TorchServe token inherited from the caller's shell would override the key file.
+        env.pop("TORCHSERVE_TOKEN", None)
+        if self.use_torchserve:
+            env["TORCHSERVE_URL"] = str(self._torchserve.inference_url)
+            if self.token_auth:
+                env["TORCHSERVE_KEY_FILE"] = str(self._torchserve.key_file)
+        env.update(self.backend_env)
+        return env
+
+    def _start_backend(self) -> None:
+        # A free port can be taken between our probe and uvicorn's bind; retry on a fresh one
+        # when the log says so, fail on anything else.
+        for attempt in range(3):
+            port = free_port()
+            self._backend = ManagedProcess(
+                "backend",
+                [self.python, "-m", "backend_patch", "--host", "127.0.0.1", "--port", str(port)],
+                self._backend_environment(port),
+                REPO_ROOT,
+                self.log_dir,
+            )
+            self._backend_port = port
+            try:
+                self._timings["backend_ready_s"] = wait_http_ok(
+                    f"http://127.0.0.1:{port}/ready",
+                    self._backend,
+                    self.ready_timeout_s,
+                    "backend (python -m backend_patch)",
+                )
+                return
+            except StackError as exc:
+                self._backend.stop(BACKEND_STOP_GRACE_S)
+                if "address already in use" in str(exc).lower() and attempt < 2:
+                    continue
+                raise
+
+    # ---- endpoints and processes -----------------------------------------------------------
+
+    @property
+    def endpoints(self) -> StackEndpoints:
+        """URLs of the backend and, when present, TorchServe."""
+        if self._backend_port is None:
+            raise StackError("the stack is not started")
+        http_url = f"http://127.0.0.1:{self._backend_port}"
+        ts = self._torchserve
+        return StackEndpoints(
+            ws_url=f"ws://127.0.0.1:{self._backend_port}/api/v1/translate/stream",
+            http_url=http_url,
+            backend_metrics_url=f"{http_url}/metrics",
+            torchserve_metrics_url=f"{ts.metrics_url}/metrics" if ts else None,
+            torchserve_management_url=str(ts.management_url) if ts else None,
+            torchserve_inference_url=str(ts.inference_url) if ts else None,
+        )
+
+    def processes(self) -> dict[str, list[int]]:
+        """Live pids per component, queried now (they change after kill/start)."""
+        result: dict[str, list[int]] = {}
+        if self._backend is not None:
+            result["backend"] = self._backend.pids()
+        if self._torchserve is not None:
+            result["torchserve"] = self._torchserve_pids()
+        for component, pids in result.items():
+            self._pids.add(component, pids)
+        return result
+
+    def _torchserve_pids(self) -> list[int]:
+        ts = self._torchserve
+        pid = ts.pid
+        if not pid or not psutil.pid_exists(pid):
+            return []
+        try:
+            workers = [int(p) for p in ts.worker_pids()]
+        except Exception:  # Java died between the two calls
+            workers = []
+        return [int(pid), *(p for p in workers if p != pid)]
+
+    def _record_pids(self) -> None:
+        self.processes()
+
+    # ---- operations for the timeline --------------------------------------------------------
+
+    def _require_torchserve(self, operation: str) -> Any:
+        if self._torchserve is None:
+            raise StackOperationUnsupported(
+                f"{operation}: TorchServe is not part of this stack (stack.use_torchserve is false)"
+            )
+        return self._torchserve
+
+    def kill_torchserve(self) -> None:
+        """SIGKILL the TorchServe frontend (fault injection); the backend must fall back."""
+        self._require_torchserve("kill_torchserve").kill()
+
+    def start_torchserve(self) -> None:
+        """Start TorchServe again on the same ports; return once the model is READY."""
+        ts = self._require_torchserve("start_torchserve")
+        # Starting again serves the version that was default before the kill.
+        if getattr(ts, "model_version", self._current_version) != self._current_version:
+            with contextlib.suppress(AttributeError):
+                ts.model_version = self._current_version
+        self._timings["torchserve_restart_s"] = self._start_and_wait_torchserve()
+        self._record_pids()
+
+    def reload_model(self, version: str) -> dict[str, Any]:
+        """Register ``version``, make it the default, unregister the old one; return timings."""
+        ts = self._require_torchserve("reload_model")
+        version = str(version)
+        archive = self.model_store / f"signflow-{version}.mar"
+        if not archive.is_file():
+            raise StackError(f"reload_model: archive {archive} not found")
+        old = self._current_version
+        start = time.monotonic()
+        timings = ts.reload(version)
+        total = time.monotonic() - start
+        self._current_version = version
+        self._archive_hashes = None
+        self._record_pids()
+        result: dict[str, Any] = {"from_version": old, "to_version": version, "total_s": total}
+        if isinstance(timings, dict):
+            result.update(timings)
+        return result
+
+    def set_rollout(self, percent: int) -> None:
+        """Change the share of new sessions sent to TorchServe (backend PUT /admin/rollout)."""
+        percent = validate_percent(percent)
+        url = f"{self.endpoints.http_url}/admin/rollout"
+        try:
+            response = httpx.put(
+                url,
+                json={"percent": percent},
+                headers={"Authorization": f"Bearer {self._admin_token}"},
+                timeout=5.0,
+                trust_env=False,
+            )
+        except httpx.HTTPError as exc:
+            raise StackError(f"set_rollout: {url} failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise StackError(
+                f"set_rollout: {url} answered HTTP {response.status_code}: {response.text[:200]}"
+            )
+        self.rollout_percent = percent
+
+    # ---- provenance and logs ----------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Configuration and archive hashes for provenance. No secrets."""
+        doc: dict[str, Any] = {
+            "driver": self.name,
+            "use_torchserve": self.use_torchserve,
+            "rollout_percent": self.rollout_percent,
+            "backend": {
+                "command": "python -m backend_patch --host 127.0.0.1 --port <free>",
+                "inference_workers": self.inference_workers,
+                "model_dir": str(self.models_dir / self.model_version),
+                "env": mask_secrets(self.backend_env),
+            },
+            "torchserve": None,
+            "model_archives": {},
+            "local_model": self._local_model_info(),
+            "startup_s": dict(self._timings),
+        }
+        if self.use_torchserve:
+            doc["torchserve"] = {
+                "batch_size": self.batch_size,
+                "max_batch_delay_ms": self.max_batch_delay_ms,
+                "workers": self.workers,
+                "model_version": self._current_version,
+                "initial_model_version": self.model_version,
+                "token_auth": self.token_auth,
+                "model_store": str(self.model_store),
+            }
+            doc["model_archives"] = self._archives()
+        with contextlib.suppress(StackError):
+            doc["endpoints"] = self.endpoints.as_dict()
+        return doc
+
+    def _archives(self) -> dict[str, str]:
+        if self._archive_hashes is None:
+            self._archive_hashes = {
+                p.name: _sha256(p) for p in sorted(self.model_store.glob("signflow-*.mar"))
+            }
+        return dict(self._archive_hashes)
+
+    def _local_model_info(self) -> dict[str, Any] | None:
+        model_dir = Path(self.backend_env.get("MODEL_DIR", self.models_dir / self.model_version))
+        try:
+            meta = json.loads((model_dir / "metadata.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return {"dir": str(model_dir), "version": meta.get("version"), "sha256": meta.get("sha256")}
+
+    def collect_logs(self, dest: Path) -> None:
+        """Copy the backend logs and TorchServe's logs into ``dest``."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        if dest.resolve() != self.log_dir.resolve() and self.log_dir.is_dir():
+            for path in self.log_dir.glob("*.log"):
+                shutil.copy2(path, dest / path.name)
+        self._copy_torchserve_logs(dest / "torchserve")
+
+    def _copy_torchserve_logs(self, dest: Path) -> None:
+        if self._torchserve is None:
+            return
+        src = Path(self._torchserve.log_dir)
+        if src.is_dir() and src.resolve() != dest.resolve():
+            shutil.copytree(src, dest, dirs_exist_ok=True)

@@ -75,6 +75,26 @@ class _PidRecord:
                 tmp.replace(self._path)
 
 
+def surviving_processes(record: Path) -> list[dict[str, Any]]:
+    """Processes listed in a ``stack-processes.json`` record that still run.
+
+    A pid counts as the same process only when its create time matches, so a pid reused by an
+    unrelated process is not reported. Used after a run to prove that nothing was left behind.
+    """
+    doc = json.loads(Path(record).read_text())
+    alive: list[dict[str, Any]] = []
+    for component, entries in doc.items():
+        for entry in entries:
+            try:
+                proc = psutil.Process(int(entry["pid"]))
+                same = abs(proc.create_time() - float(entry["create_time"])) < 0.01
+                if same and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append({"component": component, "pid": proc.pid, "name": proc.name()})
+            except psutil.Error:
+                continue
+    return alive
+
+
 class _DeferSigint:
     """Hold Ctrl-C back while the stack starts or stops, then re-raise it.
 
@@ -180,6 +200,9 @@ class LocalStack:
     def _teardown(self) -> None:
         with _DeferSigint():
             errors: list[str] = []
+            # Record the latest pids (workers restart) so the record covers what we stop.
+            with contextlib.suppress(Exception):
+                self.processes()
             if self._backend is not None:
                 try:
                     self._backend.stop(BACKEND_STOP_GRACE_S)
@@ -226,6 +249,8 @@ class LocalStack:
         start = time.monotonic()
         try:
             self._torchserve.start()
+            with contextlib.suppress(Exception):
+                self._pids.add("torchserve", self._torchserve_pids())
             self._torchserve.wait_ready()
         except StackError:
             raise
@@ -267,6 +292,8 @@ class LocalStack:
                 self.log_dir,
             )
             self._backend_port = port
+            # Recorded at once: a backend that dies during start-up is never seen by processes().
+            self._pids.add("backend", [self._backend.pid])
             try:
                 self._timings["backend_ready_s"] = wait_http_ok(
                     f"http://127.0.0.1:{port}/ready",

@@ -1,0 +1,158 @@
+"""LocalStack with real processes: the backend (uvicorn) and TorchServe on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from harness.stack import StackError, StackOperationUnsupported, make_stack
+from harness.stack.local import PIDS_FILE, REPO_ROOT, surviving_processes
+
+MODELS = REPO_ROOT / "build" / "models"
+STORE = REPO_ROOT / "build" / "model-store"
+
+needs_model = pytest.mark.skipif(
+    not (MODELS / "1.0" / "metadata.json").is_file(), reason="model 1.0 not built (make setup)"
+)
+needs_archives = pytest.mark.skipif(
+    not all((STORE / f"signflow-{v}.mar").is_file() for v in ("1.0", "2.0")),
+    reason="archives not built (make setup)",
+)
+
+
+def _spec(use_torchserve: bool, **backend_env: str) -> dict:
+    return {
+        "driver": "local",
+        "use_torchserve": use_torchserve,
+        "rollout_percent": 100,
+        "torchserve": {
+            "batch_size": 8,
+            "max_batch_delay_ms": 5,
+            "workers": 1,
+            "model_version": "1.0",
+            "token_auth": True,
+        },
+        "backend": {"inference_workers": 1, "env": backend_env},
+    }
+
+
+def _alive(pids: list[int]) -> bool:
+    return bool(pids) and all(psutil.pid_exists(p) for p in pids)
+
+
+def _admin_get(stack, token: str) -> httpx.Response:
+    return httpx.get(
+        f"{stack.endpoints.http_url}/admin/rollout",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+
+
+def _assert_nothing_left(run_dir: Path) -> None:
+    record = run_dir / "logs" / PIDS_FILE
+    assert record.is_file(), "the stack did not record its pids"
+    assert surviving_processes(record) == []
+
+
+@pytest.mark.slow
+@needs_model
+def test_backend_only_stack_starts_serves_rollout_and_stops(tmp_path: Path) -> None:
+    with make_stack(_spec(False), tmp_path) as stack:
+        assert stack.name == "local"
+        ep = stack.endpoints
+        assert ep.ws_url.startswith("ws://127.0.0.1:") and ep.torchserve_metrics_url is None
+        assert httpx.get(f"{ep.http_url}/ready", timeout=5).status_code == 200
+        assert "signflow_" in httpx.get(ep.backend_metrics_url, timeout=5).text
+        procs = stack.processes()
+        assert set(procs) == {"backend"} and _alive(procs["backend"])
+
+        stack.set_rollout(25)
+        token = stack._admin_token  # the test may look; results never see it
+        assert _admin_get(stack, token).json()["percent"] == 25
+        with pytest.raises(ValueError, match=r"0\.\.100"):
+            stack.set_rollout(101)
+        with pytest.raises(StackOperationUnsupported):
+            stack.kill_torchserve()
+
+        described = json.dumps(stack.describe())
+        assert token not in described and '"use_torchserve": false' in described
+    assert not any(psutil.pid_exists(p) for p in procs["backend"])
+    _assert_nothing_left(tmp_path)
+    assert (tmp_path / "logs" / "backend.stderr.log").is_file()
+
+
+@pytest.mark.slow
+@needs_model
+@needs_archives
+def test_torchserve_stack_kill_start_reload_and_nothing_left(tmp_path: Path) -> None:
+    with make_stack(_spec(True), tmp_path) as stack:
+        ep = stack.endpoints
+        assert ep.torchserve_metrics_url and ep.torchserve_management_url
+        first = stack.processes()
+        assert _alive(first["backend"]) and _alive(first["torchserve"])
+        assert len(first["torchserve"]) >= 2, "Java frontend plus at least one worker"
+
+        stack.kill_torchserve()
+        java = first["torchserve"][0]
+        assert not psutil.pid_exists(java) or psutil.Process(java).status() == "zombie"
+        assert stack.processes()["torchserve"] == []
+
+        stack.start_torchserve()
+        again = stack.processes()["torchserve"]
+        assert _alive(again) and again[0] != java
+
+        timings = stack.reload_model("2.0")
+        assert timings["from_version"] == "1.0" and timings["to_version"] == "2.0"
+        assert timings["total_s"] > 0
+
+        doc = stack.describe()
+        assert doc["torchserve"]["model_version"] == "2.0"
+        assert set(doc["model_archives"]) >= {"signflow-1.0.mar", "signflow-2.0.mar"}
+        assert all(len(h) == 64 for h in doc["model_archives"].values())
+        assert stack._admin_token not in json.dumps(doc)
+
+        dest = tmp_path / "collected"
+        stack.collect_logs(dest)
+        assert (dest / "backend.stdout.log").is_file()
+        assert (dest / "torchserve").is_dir()
+    _assert_nothing_left(tmp_path)
+
+
+@pytest.mark.slow
+@needs_model
+def test_exception_inside_the_block_still_stops_everything(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="boom"), make_stack(_spec(False), tmp_path) as stack:
+        pids = stack.processes()["backend"]
+        raise RuntimeError("boom")
+    assert not any(psutil.pid_exists(p) for p in pids)
+    _assert_nothing_left(tmp_path)
+
+
+@pytest.mark.slow
+def test_backend_that_cannot_start_raises_with_log_tail(tmp_path: Path) -> None:
+    spec = _spec(False, MODEL_DIR=str(tmp_path / "no-such-model"))
+    with pytest.raises(StackError) as info, make_stack(spec, tmp_path):
+        pytest.fail("the stack must not start")
+    message = str(info.value)
+    assert "backend" in message and "before it was ready" in message
+    assert "last" in message and "lines" in message, "the log tail is part of the error"
+    _assert_nothing_left(tmp_path)
+
+
+def test_missing_archive_fails_before_starting_anything(tmp_path: Path) -> None:
+    spec = _spec(True)
+    spec["torchserve"]["model_version"] = "9.9"
+    with (
+        pytest.raises(StackError, match=r"signflow-9\.9\.mar not found"),
+        make_stack(spec, tmp_path),
+    ):
+        pytest.fail("the stack must not start")
+
+
+def test_unknown_driver_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="unknown driver 'kubernetes'"):
+        make_stack({"driver": "kubernetes"}, tmp_path)

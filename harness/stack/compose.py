@@ -1,0 +1,518 @@
+"""The compose stack: backend + TorchServe containers from a docker compose file.
+
+The compose CLI (v2 ``docker compose`` or v1 ``docker-compose``, whichever exists) brings the
+project up and down under a project name unique to the run; everything else goes through the
+Docker SDK: finding the project's containers by label, waiting for health, killing and starting
+the TorchServe container, copying an archive into the model store, container logs.
+
+Every host port is ephemeral (the compose file reads ``*_PORT`` variables, and an empty value
+means "any free port on 127.0.0.1"), so two runs never clash, and the run's model store is a
+directory of its own, so copying an archive into it never touches ``build/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from .base import (
+    StackEndpoints,
+    StackError,
+    mask_secrets,
+    spec_get,
+    validate_percent,
+)
+from .local import REPO_ROOT, _DeferSigint
+
+MODEL_NAME = "signflow"
+CONTAINER_MODEL_STORE = "/home/model-server/model-store"
+CONTAINER_KEY_FILE = "/home/model-server/keys/key_file.json"
+HEALTH_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 3
+INSTALL_HINT = (
+    "The compose driver needs a running Docker engine and a compose CLI. On Debian/Ubuntu: "
+    "`apt-get install docker.io docker-compose` and start dockerd (`scripts/dockerd.sh start` "
+    "does both on a machine without systemd); elsewhere install Docker Engine with the compose "
+    "plugin. Then check `docker info`."
+)
+
+
+def detect_compose_cli() -> list[str]:
+    """The compose command line to use: v2 plugin when present, else v1, else StackError."""
+    candidates = (["docker", "compose"], ["docker-compose"])
+    for argv in candidates:
+        if shutil.which(argv[0]) is None:
+            continue
+        probe = subprocess.run([*argv, "version"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            return argv
+    raise StackError(
+        f"no docker compose CLI found (tried `docker compose`, `docker-compose`). {INSTALL_HINT}"
+    )
+
+
+def docker_client() -> Any:
+    """A Docker SDK client that answered a ping, or StackError saying what to install."""
+    try:
+        import docker
+    except ImportError as exc:
+        raise StackError(f"the `docker` Python package is missing ({exc}). {INSTALL_HINT}") from exc
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # DockerException, connection refused, missing socket...
+        raise StackError(
+            f"no Docker engine answers ({type(exc).__name__}: {exc}). {INSTALL_HINT}"
+        ) from exc
+    return client
+
+
+def strip_gpu_reservations(config: dict[str, Any]) -> dict[str, Any]:
+    """Drop ``deploy.resources.reservations.devices`` from every service (CPU runs).
+
+    Compose v1 cannot remove a key through an override file, so the driver edits the resolved
+    configuration instead; it also removes the then-empty parents.
+    """
+    for service in (config.get("services") or {}).values():
+        deploy = service.get("deploy") or {}
+        reservations = (deploy.get("resources") or {}).get("reservations") or {}
+        reservations.pop("devices", None)
+        if not reservations:
+            (deploy.get("resources") or {}).pop("reservations", None)
+        if deploy.get("resources") == {}:
+            deploy.pop("resources")
+        if deploy == {} and "deploy" in service:
+            service.pop("deploy")
+    return config
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class ComposeStack:
+    """A compose project per run; the same interface as the local stack."""
+
+    name = "compose"
+
+    def __init__(
+        self,
+        spec: Any,
+        run_dir: Path,
+        *,
+        model_store: Path | None = None,
+        models_dir: Path | None = None,
+        health_timeout_s: float = HEALTH_TIMEOUT_S,
+    ):
+        self.spec = spec
+        self.run_dir = Path(run_dir)
+        self.log_dir = self.run_dir / "logs"
+        self.source_store = Path(model_store or REPO_ROOT / "build" / "model-store")
+        self.models_dir = Path(models_dir or REPO_ROOT / "build" / "models")
+        self.health_timeout_s = health_timeout_s
+        compose = spec_get(spec, "compose", {})
+        self.files = [self._resolve(spec_get(compose, "file", "docker-compose.yml"))]
+        self.files += [self._resolve(f) for f in spec_get(compose, "overrides", [])]
+        # None = decide at start: a GPU reservation only where the engine has the NVIDIA runtime.
+        gpu = spec_get(compose, "gpu", None)
+        self.gpu: bool | None = None if gpu is None else bool(gpu)
+        self.project = str(spec_get(compose, "project_name", "")) or (
+            f"signflow-{secrets.token_hex(4)}"
+        )
+        self.use_torchserve = bool(spec_get(spec, "use_torchserve", True))
+        self.rollout_percent = validate_percent(spec_get(spec, "rollout_percent", 100))
+        self.replicas = int(spec_get(spec, "torchserve_replicas", 1))
+        ts = spec_get(spec, "torchserve", {})
+        self.batch_size = int(spec_get(ts, "batch_size", 16))
+        self.max_batch_delay_ms = int(spec_get(ts, "max_batch_delay_ms", 50))
+        self.workers = int(spec_get(ts, "workers", 2))
+        self.model_version = str(spec_get(ts, "model_version", "1.0"))
+        self.token_auth = bool(spec_get(ts, "token_auth", True))
+        if self.replicas > 1 and self.token_auth:
+            # Each replica writes its own key file into the one shared volume; the backend can
+            # hold only one. Replicas on the stack's private network run without tokens.
+            raise StackError(
+                "stack.torchserve_replicas > 1 needs stack.torchserve.token_auth: "
+                "false (each replica would generate its own keys)"
+            )
+        self._admin_token = secrets.token_urlsafe(24)
+        self._current_version = self.model_version
+        self._cli: list[str] = []
+        self._client: Any = None
+        self._resolved: Path = self.run_dir / "compose.resolved.yml"
+        self._up = False
+        self._timings: dict[str, float] = {}
+
+    @staticmethod
+    def _resolve(path: str | Path) -> Path:
+        path = Path(path)
+        if path.is_absolute() or path.exists():
+            return path.resolve()
+        return (REPO_ROOT / path).resolve()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> ComposeStack:
+        """Resolve the configuration, bring the project up, wait until every service is healthy."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._client = docker_client()
+        self._cli = detect_compose_cli()
+        if self.gpu is None:
+            runtimes = (self._client.info().get("Runtimes") or {}).keys()
+            self.gpu = "nvidia" in runtimes
+        try:
+            self._prepare_model_store()
+            self._write_resolved_config()
+            start = time.monotonic()
+            self._compose(
+                "up", "-d", "--no-color", "--scale", f"torchserve={self.replicas}", timeout=900
+            )
+            self._up = True
+            self._wait_healthy(self._containers())
+            self._timings["stack_ready_s"] = time.monotonic() - start
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Collect the logs, then remove the project's containers, network and volumes."""
+        self._teardown()
+
+    def _teardown(self) -> None:
+        with _DeferSigint():
+            with contextlib.suppress(Exception):
+                self.collect_logs(self.log_dir)
+            if self._cli and self._resolved.exists():
+                with contextlib.suppress(Exception):
+                    self._compose(
+                        "down", "-v", "--remove-orphans", "-t", str(STOP_TIMEOUT_S), timeout=120
+                    )
+            self._remove_leftovers()
+            self._up = False
+
+    def _remove_leftovers(self) -> None:
+        """Whatever `down` missed (a crashed CLI, a Ctrl-C): remove it by label."""
+        if self._client is None:
+            return
+        label = f"com.docker.compose.project={self.project}"
+        for container in self._client.containers.list(all=True, filters={"label": label}):
+            with contextlib.suppress(Exception):
+                container.remove(force=True, v=True)
+        for network in self._client.networks.list(filters={"label": label}):
+            with contextlib.suppress(Exception):
+                network.remove()
+        for volume in self._client.volumes.list(filters={"label": label}):
+            with contextlib.suppress(Exception):
+                volume.remove(force=True)
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "COMPOSE_PROJECT_NAME": self.project,
+                "USE_TORCHSERVE": "true" if self.use_torchserve else "false",
+                "TORCHSERVE_ROLLOUT_PERCENT": str(self.rollout_percent),
+                "MODEL_VERSION": self.model_version,
+                "TS_TOKEN_AUTH": "true" if self.token_auth else "false",
+                "TS_NUMBER_OF_GPU": "1" if self.gpu else "0",
+                "TS_BATCH_SIZE": str(self.batch_size),
+                "TS_MAX_BATCH_DELAY": str(self.max_batch_delay_ms),
+                "TS_WORKERS": str(self.workers),
+                "SIGNFLOW_MODEL_STORE": str(self.run_dir / "model-store"),
+                "SIGNFLOW_ADMIN_TOKEN": self._admin_token,
+                # Empty = an ephemeral host port on 127.0.0.1: parallel runs never clash.
+                "BACKEND_PORT": "",
+                "TORCHSERVE_INFERENCE_PORT": "",
+                "TORCHSERVE_MANAGEMENT_PORT": "",
+                "TORCHSERVE_METRICS_PORT": "",
+            }
+        )
+        return env
+
+    def _compose(self, *args: str, timeout: float = 300, files: list[Path] | None = None) -> str:
+        argv = [*self._cli, "-p", self.project]
+        for path in files or [self._resolved]:
+            argv += ["-f", str(path)]
+        argv += list(args)
+        with open(self.log_dir / "compose-cli.log", "a") as log:
+            log.write(f"$ {' '.join(argv[len(self._cli) :])}\n")
+            try:
+                proc = subprocess.run(
+                    argv,
+                    env=self._env(),
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    cwd=REPO_ROOT,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise StackError(f"`{' '.join(argv)}` timed out after {timeout:.0f} s") from exc
+            log.write(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+            raise StackError(f"compose {args[0]} failed (exit {proc.returncode}):\n{tail}")
+        return proc.stdout
+
+    def _prepare_model_store(self) -> None:
+        store = self.run_dir / "model-store"
+        store.mkdir(parents=True, exist_ok=True)
+        archive = self.source_store / f"signflow-{self.model_version}.mar"
+        if not archive.is_file():
+            raise StackError(
+                f"stack.torchserve.model_version: archive {archive} not found; "
+                "build it with `make setup`"
+            )
+        shutil.copy2(archive, store / archive.name)
+        os.chmod(store, 0o777)  # the container's model-server user must be able to write
+
+    def _write_resolved_config(self) -> None:
+        """`compose config` of the files, minus GPU reservations on CPU runs, for `up`/`down`.
+
+        The resolved file is also the run's record of exactly what was started.
+        """
+        text = self._compose("config", files=self.files)
+        config = yaml.safe_load(text)
+        if not self.gpu:
+            config = strip_gpu_reservations(config)
+        self._resolved.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    # ---- containers ------------------------------------------------------------------------
+
+    def _containers(self, service: str | None = None) -> list[Any]:
+        filters = {"label": [f"com.docker.compose.project={self.project}"]}
+        if service:
+            filters["label"].append(f"com.docker.compose.service={service}")
+        return sorted(self._client.containers.list(all=True, filters=filters), key=lambda c: c.name)
+
+    def _wait_healthy(self, containers: list[Any]) -> None:
+        deadline = time.monotonic() + self.health_timeout_s
+        pending = {c.id: c for c in containers}
+        while pending:
+            for cid, container in list(pending.items()):
+                container.reload()
+                state = container.attrs["State"]
+                health = (state.get("Health") or {}).get("Status")
+                if health == "healthy" or (health is None and state.get("Running")):
+                    del pending[cid]
+                elif state.get("Status") in ("exited", "dead"):
+                    raise StackError(
+                        f"container {container.name} exited (status {state.get('ExitCode')}) "
+                        f"before it was healthy:\n{self._log_tail(container)}"
+                    )
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(c.name for c in pending.values())
+                raise StackError(
+                    f"not healthy after {self.health_timeout_s:.0f} s: {names}\n"
+                    + "\n".join(self._log_tail(c) for c in pending.values())
+                )
+            if pending:
+                time.sleep(0.5)
+
+    @staticmethod
+    def _log_tail(container: Any, lines: int = 30) -> str:
+        with contextlib.suppress(Exception):
+            text = container.logs(tail=lines).decode(errors="replace")
+            return f"--- {container.name} (last {lines} lines) ---\n{text}"
+        return f"--- {container.name}: no logs ---"
+
+    def _host_port(self, service: str, port: int) -> int:
+        container = self._containers(service)[0]
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+        if not bindings:
+            raise StackError(f"{container.name}: port {port} is not published")
+        return int(bindings[0]["HostPort"])
+
+    # ---- the Stack interface ---------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> StackEndpoints:
+        """Host URLs of the backend and of the first TorchServe replica."""
+        if not self._up:
+            raise StackError("the stack is not started")
+        backend = f"http://127.0.0.1:{self._host_port('backend', 8000)}"
+        ts = {p: f"http://127.0.0.1:{self._host_port('torchserve', p)}" for p in (8080, 8081, 8082)}
+        return StackEndpoints(
+            ws_url=backend.replace("http://", "ws://") + "/api/v1/translate/stream",
+            http_url=backend,
+            backend_metrics_url=f"{backend}/metrics",
+            torchserve_metrics_url=f"{ts[8082]}/metrics",
+            torchserve_management_url=ts[8081],
+            torchserve_inference_url=ts[8080],
+        )
+
+    def processes(self) -> dict[str, list[int]]:
+        """Host pids of each service's containers (their main process; sampling adds children)."""
+        result: dict[str, list[int]] = {}
+        for container in self._containers():
+            container.reload()
+            service = container.labels.get("com.docker.compose.service", container.name)
+            pid = int(container.attrs["State"].get("Pid") or 0)
+            result.setdefault(service, [])
+            if pid:
+                result[service].append(pid)
+        return result
+
+    def kill_torchserve(self) -> None:
+        """SIGKILL every TorchServe container (the process is the container's main process)."""
+        for container in self._containers("torchserve"):
+            container.kill()
+
+    def start_torchserve(self) -> None:
+        """Start the TorchServe containers again; return once healthy (model READY)."""
+        containers = self._containers("torchserve")
+        start = time.monotonic()
+        for container in containers:
+            container.start()
+        self._wait_healthy(containers)
+        if self._current_version != self.model_version:
+            # The container starts with its configured version; bring back the reloaded one.
+            for container in containers:
+                self._reload_in(container, self._current_version, self.model_version)
+        self._timings["torchserve_restart_s"] = time.monotonic() - start
+
+    def reload_model(self, version: str) -> dict[str, Any]:
+        """Copy the new archive into each replica's model store, register it, make it the
+        default and unregister the old version, through the management API."""
+        version = str(version)
+        old = self._current_version
+        timings: dict[str, Any] = {"from_version": old, "to_version": version}
+        start = time.monotonic()
+        for container in self._containers("torchserve"):
+            timings.update(self._reload_in(container, version, old))
+        timings["total_s"] = time.monotonic() - start
+        self._current_version = version
+        return timings
+
+    def _reload_in(self, container: Any, version: str, old: str) -> dict[str, float]:
+        archive = self.source_store / f"signflow-{version}.mar"
+        if not archive.is_file():
+            raise StackError(f"reload_model: archive {archive} not found")
+        copy_start = time.monotonic()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(archive, arcname=archive.name)
+        if not container.put_archive(CONTAINER_MODEL_STORE, buffer.getvalue()):
+            raise StackError(f"reload_model: could not copy {archive.name} into {container.name}")
+        timings = {"copy_s": time.monotonic() - copy_start}
+        container.reload()
+        port = container.attrs["NetworkSettings"]["Ports"]["8081/tcp"][0]["HostPort"]
+        base = f"http://127.0.0.1:{port}"
+        headers = self._management_headers(container)
+        with httpx.Client(timeout=120.0, trust_env=False, headers=headers) as http:
+            steps = (
+                (
+                    "register_s",
+                    "POST",
+                    f"{base}/models",
+                    {
+                        "url": archive.name,
+                        "model_name": MODEL_NAME,
+                        "batch_size": self.batch_size,
+                        "max_batch_delay": self.max_batch_delay_ms,
+                        "initial_workers": self.workers,
+                        "synchronous": "true",
+                    },
+                ),
+                ("set_default_s", "PUT", f"{base}/models/{MODEL_NAME}/{version}/set-default", None),
+                ("unregister_s", "DELETE", f"{base}/models/{MODEL_NAME}/{old}", None),
+            )
+            for name, method, url, params in steps:
+                t0 = time.monotonic()
+                response = http.request(method, url, params=params)
+                if response.status_code != 200:
+                    raise StackError(
+                        f"reload_model: {method} {url} answered "
+                        f"{response.status_code}: {response.text[:200]}"
+                    )
+                timings[name] = time.monotonic() - t0
+        return timings
+
+    def _management_headers(self, container: Any) -> dict[str, str]:
+        if not self.token_auth:
+            return {}
+        result = container.exec_run(["cat", CONTAINER_KEY_FILE])
+        if result.exit_code != 0:
+            raise StackError(f"{container.name}: cannot read {CONTAINER_KEY_FILE}")
+        key = json.loads(result.output)["management"]["key"]
+        return {"Authorization": f"Bearer {key}"}
+
+    def set_rollout(self, percent: int) -> None:
+        """Change the share of new sessions sent to TorchServe (backend PUT /admin/rollout)."""
+        percent = validate_percent(percent)
+        url = f"{self.endpoints.http_url}/admin/rollout"
+        try:
+            response = httpx.put(
+                url,
+                json={"percent": percent},
+                timeout=5.0,
+                trust_env=False,
+                headers={"Authorization": f"Bearer {self._admin_token}"},
+            )
+        except httpx.HTTPError as exc:
+            raise StackError(f"set_rollout: {url} failed: {exc}") from exc
+        if response.status_code != 200:
+            raise StackError(f"set_rollout: {url} answered HTTP {response.status_code}")
+        self.rollout_percent = percent
+
+    def describe(self) -> dict[str, Any]:
+        """Compose files, project, images and archive hashes for provenance. No secrets."""
+        images: dict[str, str] = {}
+        with contextlib.suppress(Exception):
+            for container in self._containers():
+                images[container.name] = container.image.id
+        store = self.run_dir / "model-store"
+        return {
+            "driver": self.name,
+            "compose_cli": " ".join(self._cli),
+            "project": self.project,
+            "files": [str(f) for f in self.files],
+            "resolved_config": str(self._resolved),
+            "gpu": self.gpu,
+            "use_torchserve": self.use_torchserve,
+            "rollout_percent": self.rollout_percent,
+            "torchserve_replicas": self.replicas,
+            "torchserve": {
+                "batch_size": self.batch_size,
+                "max_batch_delay_ms": self.max_batch_delay_ms,
+                "workers": self.workers,
+                "model_version": self._current_version,
+                "initial_model_version": self.model_version,
+                "token_auth": self.token_auth,
+            },
+            "images": images,
+            "model_archives": {p.name: _sha256(p) for p in sorted(store.glob("*.mar"))},
+            "env": mask_secrets(
+                {
+                    k: v
+                    for k, v in self._env().items()
+                    if k.startswith(("TS_", "TORCHSERVE_", "USE_", "MODEL_", "SIGNFLOW_"))
+                }
+            ),
+            "startup_s": dict(self._timings),
+        }
+
+    def collect_logs(self, dest: Path) -> None:
+        """Each container's logs into ``dest/<container>.log``."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        if self._client is None:
+            return
+        for container in self._containers():
+            with contextlib.suppress(Exception):
+                (dest / f"{container.name}.log").write_bytes(container.logs(timestamps=True))

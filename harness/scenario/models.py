@@ -1,0 +1,185 @@
+"""Pydantic v2 models of a scenario file (docs/HARNESS.md). Every model forbids unknown keys."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TorchServeSpec(_Strict):
+    """TorchServe settings of a local/compose stack."""
+
+    batch_size: int = Field(16, ge=1, le=1024)
+    max_batch_delay_ms: int = Field(50, ge=0, le=60_000)
+    workers: int = Field(2, ge=1, le=64)
+    model_version: str = "1.0"
+    token_auth: bool = True
+
+
+class BackendSpec(_Strict):
+    """Backend process settings (extra env vars are passed through, secrets masked in results)."""
+
+    inference_workers: int = Field(1, ge=1, le=64)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ExternalSpec(_Strict):
+    """URLs of an already running system. Tokens are given as env var NAMES, never values."""
+
+    ws_url: str
+    http_url: str
+    backend_metrics_url: str | None = None
+    torchserve_metrics_url: str | None = None
+    torchserve_management_url: str | None = None
+    torchserve_token_env: str | None = None
+    admin_token_env: str | None = None
+    model_name: str = "signflow"
+
+
+class ComposeSpec(_Strict):
+    """A docker compose project (driver ``compose``)."""
+
+    file: str
+    overrides: list[str] = Field(default_factory=list)
+    project_name: str | None = None
+
+
+class StackSpec(_Strict):
+    """Which system is under test and how it is configured."""
+
+    driver: Literal["local", "compose", "external"] = "local"
+    use_torchserve: bool = False
+    rollout_percent: int = Field(100, ge=0, le=100)
+    torchserve: TorchServeSpec = Field(default_factory=TorchServeSpec)
+    backend: BackendSpec = Field(default_factory=BackendSpec)
+    external: ExternalSpec | None = None
+    compose: ComposeSpec | None = None
+    torchserve_replicas: int = Field(1, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _driver_section(self) -> StackSpec:
+        if self.driver == "external" and self.external is None:
+            raise ValueError("driver 'external' needs an 'external' section (ws_url, http_url)")
+        if self.driver == "compose" and self.compose is None:
+            raise ValueError("driver 'compose' needs a 'compose' section (file)")
+        return self
+
+
+class SyntheticTrace(_Strict):
+    """Seeded synthetic landmark stream (backend_patch.app.ml.synthetic)."""
+
+    seed: int = 0
+    signs: int = Field(20, ge=1)
+    sign_mix: list[str] | None = None
+    rest_frames: tuple[int, int] = (5, 15)
+
+    @model_validator(mode="after")
+    def _rest_order(self) -> SyntheticTrace:
+        lo, hi = self.rest_frames
+        if lo < 0 or hi < lo:
+            raise ValueError(f"rest_frames must be [lo, hi] with 0 <= lo <= hi, got [{lo}, {hi}]")
+        return self
+
+
+class TraceSpec(_Strict):
+    """Exactly one of ``synthetic`` or ``file`` (JSONL, relative to the scenario file)."""
+
+    synthetic: SyntheticTrace | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TraceSpec:
+        if (self.synthetic is None) == (self.file is None):
+            raise ValueError("give exactly one of 'synthetic' or 'file'")
+        return self
+
+
+class Workload(_Strict):
+    """The load: ``duration_s`` is the whole load, of which the first ``warmup_s`` is excluded."""
+
+    sessions: int = Field(..., ge=1, le=10_000)
+    fps: float = Field(30, gt=0, le=1000)
+    duration_s: float = Field(..., gt=0)
+    warmup_s: float = Field(0, ge=0)
+    ramp_up_s: float = Field(0, ge=0)
+    trace: TraceSpec = Field(default_factory=lambda: TraceSpec(synthetic=SyntheticTrace()))
+    late_threshold_ms: float = Field(5, gt=0)
+    reply_timeout_s: float = Field(5, gt=0)
+
+    @model_validator(mode="after")
+    def _warmup_inside(self) -> Workload:
+        if self.warmup_s >= self.duration_s:
+            raise ValueError(
+                f"warmup_s ({self.warmup_s}) must be shorter than duration_s ({self.duration_s}):"
+                " nothing would be measured"
+            )
+        return self
+
+
+Action = Literal["kill_torchserve", "start_torchserve", "reload_model", "set_rollout"]
+
+
+class Event(_Strict):
+    """One timeline event at ``at_s`` seconds on the run clock (t=0 at load start)."""
+
+    at_s: float = Field(..., ge=0)
+    action: Action
+    version: str | None = None
+    percent: int | None = Field(None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _params(self) -> Event:
+        if self.action == "reload_model" and not self.version:
+            raise ValueError("reload_model needs 'version'")
+        if self.action == "set_rollout" and self.percent is None:
+            raise ValueError("set_rollout needs 'percent' (0..100)")
+        if self.action != "reload_model" and self.version is not None:
+            raise ValueError(f"'version' only applies to reload_model, not {self.action}")
+        if self.action != "set_rollout" and self.percent is not None:
+            raise ValueError(f"'percent' only applies to set_rollout, not {self.action}")
+        return self
+
+    def params(self) -> dict[str, object]:
+        """The action's parameters (for results ``events[].params``)."""
+        if self.action == "reload_model":
+            return {"version": self.version}
+        if self.action == "set_rollout":
+            return {"percent": self.percent}
+        return {}
+
+
+class BaselineSpec(_Strict):
+    """A results file to compare with, or a scenario to run first. Paths relative to the file."""
+
+    results: str | None = None
+    scenario: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BaselineSpec:
+        if (self.results is None) == (self.scenario is None):
+            raise ValueError("give exactly one of 'results' or 'scenario'")
+        return self
+
+
+class ReportSpec(_Strict):
+    """HTML report settings."""
+
+    enabled: bool = True
+
+
+class Scenario(_Strict):
+    """A validated scenario, every default filled in; paths made absolute by the loader."""
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    stack: StackSpec = Field(default_factory=StackSpec)
+    workload: Workload
+    timeline: list[Event] = Field(default_factory=list)
+    gates: list[str] = Field(default_factory=list)
+    baseline: BaselineSpec | None = None
+    report: ReportSpec = Field(default_factory=ReportSpec)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The compose scenarios end to end on a real Docker engine with locally built images (CI).
+# Each must pass its gates (zero error replies, fallback/recovery or version switch measured),
+# and afterwards no container, network or volume of any run may be left.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-reports/ci-compose}
+harness=.venv/bin/harness
+
+for scenario in fallback-kill hot-reload; do
+  echo "== compose: scenarios/$scenario.yaml" >&2
+  "$harness" run "scenarios/$scenario.yaml" \
+    --set stack.driver=compose \
+    --set 'stack.compose.overrides=["docker-compose.local.yml"]' \
+    --out "$out/$scenario"
+  .venv/bin/python - "$out/$scenario/results.json" "$scenario" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+kind = {"fallback-kill": "outage", "hot-reload": "reload"}[sys.argv[2]]
+s = doc["summary"]
+assert doc["valid"], doc["invalid_reasons"]
+assert s["errors"]["total"] == 0, s["errors"]
+faults = [f for f in doc["faults"] if f["kind"] == kind]
+assert faults, f"no {kind} measured"
+if kind == "outage":
+    assert faults[0]["time_to_first_fallback_s"] is not None
+    assert faults[0]["time_to_recover_s"] is not None
+else:
+    assert faults[0]["time_to_first_new_s"] is not None
+print(f"{sys.argv[2]}: ok, {kind} = {json.dumps(faults[0])}")
+PY
+done
+
+left=$(docker ps -aq --filter label=com.docker.compose.project | wc -l)
+nets=$(docker network ls -q --filter label=com.docker.compose.project | wc -l)
+vols=$(docker volume ls -q --filter label=com.docker.compose.project | wc -l)
+if [ "$left$nets$vols" != "000" ]; then
+  echo "compose runs left resources behind: $left containers, $nets networks, $vols volumes" >&2
+  docker ps -a; docker network ls; docker volume ls
+  exit 1
+fi
+echo "compose scenarios passed; nothing left behind" >&2

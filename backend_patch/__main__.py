@@ -1,0 +1,80 @@
+"""``python -m backend_patch --host 127.0.0.1 --port 8000 [--log-level info]``.
+
+Serves the backend with uvicorn; every other setting comes from the environment (see
+app/config.py). ``--port 0`` picks a free port. Once the socket is bound, one JSON line
+``{"http_url", "ws_url", "pid"}`` goes to stdout so that callers know where it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+
+import uvicorn
+
+from .app.config import SettingsError, load_settings
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m backend_patch", description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port, 0 = any free port")
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="overrides LOG_LEVEL",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the backend until SIGINT/SIGTERM; return the exit status."""
+    args = _parse(argv)
+    overrides = {"log_level": args.log_level} if args.log_level else {}
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from .app.main import create_app
+
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        print(f"error: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    print(
+        json.dumps(
+            {
+                "http_url": f"http://{host}:{port}",
+                "ws_url": f"ws://{host}:{port}",
+                "pid": os.getpid(),
+            }
+        ),
+        flush=True,
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+        # The protocol layer refuses bigger messages (close 1009) before they are buffered whole.
+        ws_max_size=settings.max_message_bytes,
+        ws_ping_interval=None,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    # uvicorn swallows a failed start-up (e.g. missing model); tell the caller.
+    return 0 if server.started else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

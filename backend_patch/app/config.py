@@ -1,0 +1,106 @@
+"""Backend settings, read from environment variables (pydantic-settings).
+
+Every field maps to the upper-case env var of the same name (``USE_TORCHSERVE``,
+``TORCHSERVE_URL``, ``MODEL_DIR`` ...). Invalid values raise :class:`SettingsError` whose
+message names the env var, so a typo in a deployment is found from the first log line.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The package lives at <repo>/backend_patch/app/config.py; artifacts are built under <repo>/build.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_DIR = REPO_ROOT / "build" / "models" / "1.0"
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is invalid; the message names the env var."""
+
+
+class Settings(BaseSettings):
+    """All knobs of the backend. Construct directly in tests, or from the env via get_settings()."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", protected_namespaces=()
+    )
+
+    # The migration flag and the TorchServe client.
+    use_torchserve: bool = False
+    torchserve_url: str = "http://127.0.0.1:8080"
+    torchserve_model: str = "signflow"
+    torchserve_timeout_ms: int = Field(2000, ge=1, le=600_000)
+    torchserve_key_file: Path | None = None
+    torchserve_token: SecretStr | None = None
+    torchserve_rollout_percent: int = Field(100, ge=0, le=100)
+    torchserve_max_connections: int = Field(64, ge=1, le=4096)
+
+    # The local (old) inference path: loaded even when the flag is on, for the fallback.
+    model_dir: Path = DEFAULT_MODEL_DIR
+    # One inference at a time by default, like the old singleton pipeline.
+    inference_workers: int = Field(1, ge=1, le=64)
+    # One intra-op thread: with idle gaps between calls, more threads made batch-1 latency worse
+    # on this kind of machine (see shared notes) and they fight the event loop for the cores.
+    torch_threads: int = Field(1, ge=1, le=256)
+
+    # State machine (frames at the client's camera rate, typically 30 fps).
+    motion_threshold: float | None = Field(None, gt=0)  # None: features.DEFAULT_MOTION_THRESHOLD
+    rest_frames_to_end: int = Field(10, ge=1, le=10_000)
+    min_sign_frames: int = Field(8, ge=1, le=10_000)
+    max_sign_frames: int = Field(120, ge=2, le=10_000)
+    confidence_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # Rest frames after the last accepted sign that complete a sentence (1.5 s at 30 fps).
+    sentence_pause_frames: int = Field(45, ge=1, le=100_000)
+    max_sentence_signs: int = Field(32, ge=1, le=10_000)
+
+    # Protocol limits.
+    max_message_bytes: int = Field(262_144, ge=1024, le=64 * 1024 * 1024)
+    # Frames a session may have in flight before the server stops reading its socket.
+    max_pending_frames: int = Field(256, ge=1, le=100_000)
+
+    # Admin endpoint (PUT/GET /admin/rollout): disabled unless a token is set.
+    admin_token: SecretStr | None = None
+    log_level: LogLevel = "info"
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> Settings:
+        if self.min_sign_frames > self.max_sign_frames:
+            raise ValueError("MIN_SIGN_FRAMES must not exceed MAX_SIGN_FRAMES")
+        return self
+
+    def auth_token(self) -> str | None:
+        """The TorchServe bearer token as plain text, or None (never log the result)."""
+        return self.torchserve_token.get_secret_value() if self.torchserve_token else None
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for item in err.errors():
+        loc = [str(p) for p in item.get("loc", ()) if p != "__root__"]
+        name = loc[0].upper() if loc else "settings"
+        value = item.get("input")
+        # Secret-looking values never reach the message.
+        shown = "" if "token" in name.lower() or isinstance(value, dict) else f" (got {value!r})"
+        parts.append(f"{name}: {item.get('msg', 'invalid')}{shown}")
+    return "invalid backend settings: " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (overrides win); raise SettingsError naming the var."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise SettingsError(_describe(err)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings from the environment, read once."""
+    return load_settings()

@@ -178,7 +178,13 @@ class ComposeStack:
             self._write_resolved_config()
             start = time.monotonic()
             self._compose(
-                "up", "-d", "--no-color", "--scale", f"torchserve={self.replicas}", timeout=900
+                "up",
+                "-d",
+                "--build",
+                "--no-color",
+                "--scale",
+                f"torchserve={self.replicas}",
+                timeout=900,
             )
             self._up = True
             self._wait_healthy(self._containers())

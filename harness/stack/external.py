@@ -45,10 +45,11 @@ class ExternalStack:
         self.model_name = str(spec_get(ext, "model_name", MODEL_NAME))
         management = spec_get(ext, "torchserve_management_url")
         metrics = spec_get(ext, "torchserve_metrics_url")
+        backend_metrics = spec_get(ext, "backend_metrics_url")
         self._endpoints = StackEndpoints(
             ws_url=str(ws_url),
             http_url=str(http_url).rstrip("/"),
-            backend_metrics_url=str(http_url).rstrip("/") + "/metrics",
+            backend_metrics_url=str(backend_metrics or str(http_url).rstrip("/") + "/metrics"),
             torchserve_metrics_url=str(metrics) if metrics else None,
             torchserve_management_url=str(management).rstrip("/") if management else None,
         )

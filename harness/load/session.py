@@ -1,0 +1,199 @@
+"""One load session: a WebSocket connection streaming its trace on a fixed schedule.
+
+Open loop: frame k is due at ``start + k / fps`` whatever the server does; the sender never
+waits for replies, and a separate receiver matches each reply to its frame by ``frame_idx``.
+Per-frame data lives in numpy arrays preallocated from the known frame count (no Python object
+per frame). The client is aiohttp's (measured cheaper per frame than ``websockets``, see
+benchmarks/ws_client_candidates.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from harness.load.trace import PreparedTrace
+
+NONE_CODE = -1
+# Userspace send buffer before a send waits: large, so a server that stops reading for a while
+# does not hold the sender back (open loop); bounded, so a dead server cannot eat all memory.
+SEND_BUFFER_BYTES = 1 << 20
+
+
+class Session:
+    """State and tasks of one session; the generator owns the label table behind ``intern``."""
+
+    def __init__(
+        self,
+        index: int,
+        start_t: float,
+        n_frames: int,
+        fps: float,
+        trace: PreparedTrace,
+        intern: Callable[[str], int],
+        now: Callable[[], float],
+    ) -> None:
+        self.index = index
+        self.start_t = start_t
+        self.n = n_frames
+        self.fps = fps
+        self.trace = trace
+        self._intern = intern
+        self._now = now
+        self.t_scheduled = start_t + np.arange(n_frames, dtype=np.float64) / fps
+        self.t_sent = np.full(n_frames, np.nan)
+        self.t_reply = np.full(n_frames, np.nan)
+        self.served_by = np.full(n_frames, NONE_CODE, dtype=np.int16)
+        self.model_version = np.full(n_frames, NONE_CODE, dtype=np.int16)
+        self.prediction = np.full(n_frames, NONE_CODE, dtype=np.int16)
+        self.error_code = np.full(n_frames, NONE_CODE, dtype=np.int16)
+        self.truth = self._truth_codes()
+        self.sent = 0
+        self.answered = 0
+        self.unmatched_replies = 0
+        self.disconnected = False
+        self.connect_failed = False
+        self.send_failures = 0
+        self.closing = False
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.done_sending = asyncio.Event()
+        self.all_answered = asyncio.Event()
+
+    def _truth_codes(self) -> np.ndarray:
+        n_trace = len(self.trace)
+        first = np.asarray(self.trace.truth_first, dtype=np.int16)
+        loop = np.asarray(self.trace.truth_loop, dtype=np.int16)
+        reps = max(math.ceil(self.n / n_trace) - 1, 0)
+        codes = np.concatenate([first, *([loop] * reps)]) if reps else first
+        return codes[: self.n].copy()
+
+    async def connect(self, http: aiohttp.ClientSession, url: str, timeout_s: float) -> bool:
+        """Open the WebSocket; on failure the session's frames all count as lost."""
+        try:
+            self.ws = await http.ws_connect(
+                url,
+                compress=0,  # per-message deflate would cost the generator more than the frame
+                max_msg_size=1 << 22,
+                autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                heartbeat=None,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            self.connect_failed = True
+            self.done_sending.set()
+            self.all_answered.set()
+            return False
+        _raise_send_buffer(self.ws)
+        return True
+
+    async def send_loop(self) -> None:
+        """Send frame k at its scheduled time; never waits for replies."""
+        ws = self.ws
+        if ws is None:
+            return
+        now = self._now
+        sleep = asyncio.sleep
+        prefixes = self.trace.prefixes
+        n_trace = len(prefixes)
+        t_sent = self.t_sent
+        period = 1.0 / self.fps
+        start = self.start_t
+        try:
+            for k in range(self.n):
+                if self.disconnected:
+                    break
+                delay = start + k * period - now()
+                if delay > 0:
+                    # uvloop's timers have 1 ms resolution: a send may go up to ~1 ms early.
+                    # Harmless: the corrected latency is measured from the schedule anyway.
+                    await sleep(delay)
+                t_sent[k] = now()
+                try:
+                    await ws.send_str(prefixes[k % n_trace] + str(k) + "}")
+                except (ConnectionError, aiohttp.ClientError, RuntimeError):
+                    t_sent[k] = np.nan
+                    self.send_failures += 1
+                    self._mark_disconnected()
+                    break
+                self.sent += 1
+        finally:
+            self.done_sending.set()
+            if self.answered >= self.sent:
+                self.all_answered.set()
+
+    async def receive_loop(self) -> None:
+        """Match each reply to its frame by ``frame_idx``; record time, tags and errors."""
+        ws = self.ws
+        if ws is None:
+            return
+        now = self._now
+        loads = json.loads
+        intern = self._intern
+        t_reply = self.t_reply
+        n = self.n
+        try:
+            async for msg in ws:
+                t = now()
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    if msg.type is aiohttp.WSMsgType.ERROR:
+                        break
+                    continue
+                try:
+                    reply = loads(msg.data)
+                    idx = reply["frame_idx"]
+                except (ValueError, KeyError, TypeError):
+                    self.unmatched_replies += 1
+                    continue
+                if type(idx) is not int or not 0 <= idx < n or t_reply[idx] == t_reply[idx]:
+                    self.unmatched_replies += 1  # unknown, out of range or duplicate
+                    continue
+                t_reply[idx] = t
+                served = reply.get("served_by")
+                if served is not None:
+                    self.served_by[idx] = intern(str(served))
+                    version = reply.get("model_version")
+                    if version is not None:
+                        self.model_version[idx] = intern(str(version))
+                    pred = reply.get("prediction")
+                    if pred is not None:
+                        self.prediction[idx] = intern(str(pred))
+                err = reply.get("error")
+                if err:
+                    code = err.get("code") if isinstance(err, dict) else None
+                    self.error_code[idx] = intern(str(code or "error"))
+                self.answered += 1
+                if self.answered >= self.sent and self.done_sending.is_set():
+                    self.all_answered.set()
+        except (TimeoutError, ConnectionError, aiohttp.ClientError):
+            pass
+        if not self.closing:
+            self._mark_disconnected()
+
+    def _mark_disconnected(self) -> None:
+        if not self.disconnected and not self.closing:
+            self.disconnected = True
+        # Nothing more will come: let the drain stop waiting for this session.
+        self.all_answered.set()
+
+    async def close(self) -> None:
+        """Close the connection (the generator's end of run, not a disconnect)."""
+        self.closing = True
+        if self.ws is not None and not self.ws.closed:
+            with contextlib.suppress(TimeoutError, ConnectionError, aiohttp.ClientError):
+                await asyncio.wait_for(self.ws.close(), 2.0)
+
+
+def _raise_send_buffer(ws: Any) -> None:
+    # aiohttp waits for drain once its transport pauses (64 KiB by default); raising the
+    # transport's high-water mark keeps sends from blocking while a server stalls briefly.
+    writer = getattr(ws, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    if transport is not None and hasattr(transport, "set_write_buffer_limits"):
+        transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES)

@@ -1,0 +1,164 @@
+"""Traces: the frames a session streams, from the synthetic generator or a recorded JSONL file.
+
+A trace is a list of frame dicts in the WebSocket protocol's format. An optional ``truth`` key
+holds the sign being performed (a label string, or null on rest frames); it is kept by the
+generator for accuracy and stripped before sending. ``frame_idx`` is rewritten by the sender.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TRUTH_KEY = "truth"
+FRAME_IDX_KEY = "frame_idx"
+
+
+class TraceError(ValueError):
+    """A trace could not be loaded; the message names the file, the line and the field."""
+
+
+def load_trace_file(path: Path) -> list[dict]:
+    """Load a JSONL trace (one frame object per line, blank lines skipped).
+
+    Raises TraceError naming ``file:line`` and the field for invalid JSON, a line that is not
+    an object, a ``truth`` that is not a string or null, or ``hands``/``pose`` of the wrong type.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read trace file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    frames: list[dict] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"{where}: invalid JSON at column {exc.colno}: {exc.msg}") from exc
+        if not isinstance(obj, dict):
+            raise TraceError(f"{where}: a frame must be a JSON object, got {type(obj).__name__}")
+        _check_frame(obj, where)
+        frames.append(obj)
+    if not frames:
+        raise TraceError(f"{path}: trace file holds no frames")
+    return frames
+
+
+def _check_frame(obj: dict, where: str) -> None:
+    truth = obj.get(TRUTH_KEY)
+    if truth is not None and not isinstance(truth, str):
+        raise TraceError(
+            f"{where}: field 'truth' must be a label string or null, got {type(truth).__name__}"
+        )
+    hands = obj.get("hands")
+    if hands is not None and not isinstance(hands, dict):
+        raise TraceError(f"{where}: field 'hands' must be an object, got {type(hands).__name__}")
+    pose = obj.get("pose")
+    if pose is not None and not isinstance(pose, list):
+        raise TraceError(f"{where}: field 'pose' must be a list, got {type(pose).__name__}")
+
+
+def synthetic_trace(
+    seed: int,
+    signs: int,
+    sign_mix: list[str] | None,
+    rest_frames: tuple[int, int],
+) -> list[dict]:
+    """A seeded synthetic trace of ``signs`` signs separated by rest frames.
+
+    Delegates to ``backend_patch.app.ml.synthetic.generate_stream`` (the one generator the model
+    is trained on) and normalises its output to frame dicts carrying ``truth``.
+    """
+    from backend_patch.app.ml import synthetic
+
+    gen: Callable[..., Any] = synthetic.generate_stream
+    params = inspect.signature(gen).parameters
+    wanted: dict[str, Any] = {
+        "seed": seed,
+        "signs": signs,
+        "sign_mix": list(sign_mix) if sign_mix else None,
+        "rest_frames": tuple(rest_frames),
+    }
+    aliases = {
+        "signs": ("signs", "num_signs", "n_signs"),
+        "sign_mix": ("sign_mix", "labels", "classes"),
+        "rest_frames": ("rest_frames", "rest"),
+    }
+    kwargs: dict[str, Any] = {"seed": seed}
+    for key, names in aliases.items():
+        for name in names:
+            if name in params:
+                if wanted[key] is not None:
+                    kwargs[name] = wanted[key]
+                break
+    frames = [_as_frame(item) for item in gen(**kwargs)]
+    if not frames:
+        raise TraceError("synthetic trace is empty (signs must be >= 1)")
+    return frames
+
+
+def _as_frame(item: Any) -> dict:
+    # generate_stream may yield frame dicts or (frame, label) pairs; both become frame dicts.
+    if isinstance(item, dict):
+        return item
+    if isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], dict):
+        frame = dict(item[0])
+        frame[TRUTH_KEY] = item[1]
+        return frame
+    raise TraceError(f"synthetic generator yielded {type(item).__name__}, expected a frame dict")
+
+
+@dataclass(frozen=True)
+class PreparedTrace:
+    """A trace serialised once: each message is ``prefixes[j] + str(frame_idx) + "}"``.
+
+    Truth codes say which sign a reply to frame j is judged against: the last non-null
+    ``truth`` at or before frame j (-1: none). ``truth_first`` is for the first pass over the
+    trace; ``truth_loop`` for later passes, where frames before the first sign inherit the
+    trace's last sign (the trace is looped).
+    """
+
+    prefixes: tuple[str, ...]
+    truth_first: tuple[int, ...]
+    truth_loop: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.prefixes)
+
+
+def prepare_trace(frames: Sequence[dict], intern: Callable[[str], int]) -> PreparedTrace:
+    """Serialise every frame once (without ``truth`` and ``frame_idx``) for cheap patching."""
+    if not frames:
+        raise TraceError("trace holds no frames")
+    prefixes: list[str] = []
+    raw_truth: list[int] = []
+    for frame in frames:
+        body = {k: v for k, v in frame.items() if k not in (TRUTH_KEY, FRAME_IDX_KEY)}
+        text = json.dumps(body, separators=(",", ":"))
+        # frame_idx goes last so servers and tests can also slice it out cheaply.
+        prefixes.append(text[:-1] + ',"frame_idx":' if body else '{"frame_idx":')
+        label = frame.get(TRUTH_KEY)
+        raw_truth.append(intern(label) if isinstance(label, str) else -1)
+    wrap = next((c for c in reversed(raw_truth) if c >= 0), -1)
+    return PreparedTrace(
+        tuple(prefixes), _carry_forward(raw_truth, -1), _carry_forward(raw_truth, wrap)
+    )
+
+
+def _carry_forward(codes: list[int], start: int) -> tuple[int, ...]:
+    out: list[int] = []
+    last = start
+    for code in codes:
+        if code >= 0:
+            last = code
+        out.append(last)
+    return tuple(out)

@@ -321,7 +321,7 @@ class LocalStack:
             ws_url=f"ws://127.0.0.1:{self._backend_port}/api/v1/translate/stream",
             http_url=http_url,
             backend_metrics_url=f"{http_url}/metrics",
-            torchserve_metrics_url=f"{ts.metrics_url}/metrics" if ts else None,
+            torchserve_metrics_url=str(ts.metrics_url) if ts else None,
             torchserve_management_url=str(ts.management_url) if ts else None,
             torchserve_inference_url=str(ts.inference_url) if ts else None,
         )
@@ -366,11 +366,8 @@ class LocalStack:
 
     def start_torchserve(self) -> None:
         """Start TorchServe again on the same ports; return once the model is READY."""
-        ts = self._require_torchserve("start_torchserve")
-        # Starting again serves the version that was default before the kill.
-        if getattr(ts, "model_version", self._current_version) != self._current_version:
-            with contextlib.suppress(AttributeError):
-                ts.model_version = self._current_version
+        self._require_torchserve("start_torchserve")
+        # The launcher remembers the default version (reloads included) and reuses its ports.
         self._timings["torchserve_restart_s"] = self._start_and_wait_torchserve()
         self._record_pids()
 
@@ -383,10 +380,12 @@ class LocalStack:
             raise StackError(f"reload_model: archive {archive} not found")
         old = self._current_version
         start = time.monotonic()
-        timings = ts.reload(version)
+        try:
+            timings = ts.reload(version)
+        except Exception as exc:
+            raise StackError(f"reload_model {old} -> {version} failed: {exc}") from exc
         total = time.monotonic() - start
         self._current_version = version
-        self._archive_hashes = None
         self._record_pids()
         result: dict[str, Any] = {"from_version": old, "to_version": version, "total_s": total}
         if isinstance(timings, dict):

@@ -1,0 +1,202 @@
+"""End to end on the local stack, through the real CLI: `python -m harness run ...`.
+
+Every run starts a real backend (and TorchServe where the scenario says so), streams real
+WebSocket sessions, and writes results.json + junit.xml. Durations are shortened with --set so
+the whole file stays within a few minutes on 2 cores; the shipped scenario files themselves are
+what runs, so a broken scenario breaks these tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from harness.stack.local import PIDS_FILE, REPO_ROOT, surviving_processes
+
+SCENARIOS = REPO_ROOT / "scenarios"
+RUN_TIMEOUT_S = 180
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (REPO_ROOT / "build" / "model-store" / "signflow-2.0.mar").is_file(),
+        reason="models/archives not built (make setup)",
+    ),
+]
+
+# Short but still meaningful: a few signs per session after the warm-up.
+SHORT = ["workload.duration_s=10", "workload.warmup_s=2", "workload.ramp_up_s=1"]
+
+
+def _harness(scenario: str, out: Path, *sets: str) -> list[str]:
+    argv = [sys.executable, "-m", "harness", "run", str(SCENARIOS / scenario), "--out", str(out)]
+    for item in sets:
+        argv += ["--set", item]
+    return argv
+
+
+def _run(scenario: str, out: Path, *sets: str) -> tuple[int, str]:
+    proc = subprocess.run(
+        _harness(scenario, out, *sets),
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _results(out: Path, name: str) -> tuple[dict[str, Any], Path]:
+    """The results.json of the run named ``name`` somewhere under ``out``."""
+    for path in sorted(out.rglob("results.json")):
+        doc = json.loads(path.read_text())
+        if doc.get("name") == name:
+            return doc, path.parent
+    raise AssertionError(f"no results.json for {name!r} under {out}")
+
+
+def _no_leftovers(run_dir: Path) -> None:
+    records = list(run_dir.rglob(PIDS_FILE))
+    assert records, f"no {PIDS_FILE} under {run_dir}"
+    for record in records:
+        assert surviving_processes(record) == [], f"processes left behind ({record})"
+
+
+def _faults(doc: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [f for f in doc["faults"] if f["kind"] == kind]
+
+
+def test_baseline_run_with_a_failing_gate_exits_1_and_junit_says_so(tmp_path: Path) -> None:
+    impossible = "frame.latency_ms.p50 < 0.001"
+    gates = json.dumps(["errors.total == 0", "accuracy >= 0.9", impossible])
+    code, output = _run("baseline.yaml", tmp_path, *SHORT, "workload.sessions=4", f"gates={gates}")
+    assert code == 1, output[-3000:]
+    doc, run_dir = _results(tmp_path, "baseline")
+    assert doc["valid"] is True and doc["verdict"] == "failed"
+    summary = doc["summary"]
+    assert summary["errors"]["total"] == 0
+    assert summary["served_by"]["torchserve"] in (0, 0.0, None)
+    assert summary["served_by"]["local"] > 0.99
+    for key in ("p50", "p95", "p99", "p999"):
+        assert summary["frame"]["latency_ms"][key] > 0
+    verdicts = {g["expr"]: g["passed"] for g in doc["gates"]}
+    assert verdicts == {"errors.total == 0": True, "accuracy >= 0.9": True, impossible: False}
+
+    suite = ET.parse(run_dir / "junit.xml").getroot()
+    cases = suite.iter("testcase")
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert len(failed) == 1 and impossible in failed[0]
+    _no_leftovers(run_dir)
+
+
+def test_torchserve_run_passes_and_serves_through_torchserve(tmp_path: Path) -> None:
+    code, output = _run("torchserve.yaml", tmp_path, *SHORT, "workload.sessions=6")
+    doc, run_dir = _results(tmp_path, "torchserve")
+    summary = doc["summary"]
+    assert summary["errors"]["total"] == 0, output[-3000:]
+    assert summary["served_by"]["torchserve"] > 0.95
+    assert summary["inference"]["latency_ms"]["p99"] is not None
+    assert summary["accuracy"] >= 0.9
+    assert doc["provenance"]["model_archives"], "archive sha256 in provenance"
+    assert code == 0, f"gates: {doc['gates']}\n{output[-3000:]}"
+    _no_leftovers(run_dir)
+
+
+def test_fallback_kill_falls_back_without_errors_and_recovers(tmp_path: Path) -> None:
+    timeline = "[{at_s: 5, action: kill_torchserve}, {at_s: 10, action: start_torchserve}]"
+    code, output = _run(
+        "fallback-kill.yaml",
+        tmp_path,
+        "workload.duration_s=18",
+        "workload.warmup_s=2",
+        "workload.sessions=6",
+        f"timeline={timeline}",
+    )
+    doc, run_dir = _results(tmp_path, "fallback-kill")
+    assert [e["ok"] for e in doc["events"]] == [True, True], doc["events"]
+    summary = doc["summary"]
+    assert summary["errors"]["error_replies"] == 0, output[-3000:]
+    assert summary["errors"]["total"] == 0
+    (outage,) = _faults(doc, "outage")
+    assert outage["time_to_first_fallback_s"] is not None
+    assert outage["time_to_recover_s"] is not None
+    assert outage["errors_during_failover"] == 0
+    assert outage["local_share_during_outage"] > 0.9
+    assert code == 0, f"gates: {doc['gates']}\n{output[-3000:]}"
+    _no_leftovers(run_dir)
+
+
+def test_hot_reload_switches_version_without_errors(tmp_path: Path) -> None:
+    code, output = _run(
+        "hot-reload.yaml",
+        tmp_path,
+        "workload.duration_s=16",
+        "workload.warmup_s=2",
+        "workload.sessions=6",
+        "timeline=[{at_s: 4, action: reload_model, version: '2.0'}]",
+    )
+    doc, run_dir = _results(tmp_path, "hot-reload")
+    assert doc["events"][0]["ok"] is True, doc["events"]
+    summary = doc["summary"]
+    assert summary["errors"]["total"] == 0, output[-3000:]
+    assert summary["model_versions"].get("2.0", 0) > 0, summary["model_versions"]
+    (reload,) = _faults(doc, "reload")
+    assert (reload["from_version"], reload["to_version"]) == ("1.0", "2.0")
+    assert reload["time_to_first_new_s"] is not None
+    assert reload["errors"] == 0
+    assert code == 0, f"gates: {doc['gates']}\n{output[-3000:]}"
+    _no_leftovers(run_dir)
+
+
+def _stack_pids_once_loaded(out: Path, proc: subprocess.Popen[str], timeout_s: float) -> Path:
+    """Wait until the run recorded a backend and a TorchServe worker, then a bit of load."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "harness exited before it could be interrupted"
+        for record in out.rglob(PIDS_FILE):
+            # A record being rewritten may be half-read: try again on the next poll.
+            with contextlib.suppress(OSError, ValueError):
+                doc = json.loads(record.read_text())
+                if doc.get("backend") and len(doc.get("torchserve", [])) >= 2:
+                    time.sleep(3)  # let the load run: Ctrl-C lands mid-run
+                    return record
+        time.sleep(0.2)
+    raise AssertionError("the stack never came up")
+
+
+def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        _harness("torchserve.yaml", tmp_path, "workload.duration_s=60", "workload.sessions=4"),
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        record = _stack_pids_once_loaded(tmp_path, proc, timeout_s=120)
+        harness = psutil.Process(proc.pid)
+        children = harness.children(recursive=True)
+        os.kill(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, output[-3000:]
+    assert surviving_processes(record) == []
+    alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"children of the harness still running: {alive}"

@@ -172,21 +172,28 @@ class LocalStack:
         self._pids = _PidRecord(self.log_dir / PIDS_FILE)
         self._timings: dict[str, float] = {}
         self._archive_hashes: dict[str, str] | None = None
-        self._entered = False
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     def __enter__(self) -> LocalStack:
         """Start TorchServe (if enabled) and the backend; return once both are ready."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._entered = True
         # No Ctrl-C deferral here: an interrupt during start-up must stop the start at once;
         # the except clause then tears down whatever was already running.
         try:
             self._check_artifacts()
+            # Both start in parallel (each spends seconds importing torch and loading a model);
+            # the backend only needs TorchServe's URL and key-file path, known before it runs.
+            started = time.monotonic()
             if self.use_torchserve:
-                self._start_torchserve_first_time()
-            self._start_backend()
+                self._torchserve = self._make_torchserve()
+                self._spawn_torchserve()
+            self._spawn_backend()
+            if self.use_torchserve:
+                self._wait_torchserve()
+                self._timings["torchserve_ready_s"] = time.monotonic() - started
+            self._wait_backend()
+            self._timings["stack_ready_s"] = time.monotonic() - started
             self._record_pids()
         except BaseException:
             self._teardown()
@@ -229,12 +236,12 @@ class LocalStack:
                     "build it with `make setup`"
                 )
 
-    def _start_torchserve_first_time(self) -> None:
+    def _make_torchserve(self) -> Any:
         try:
             from serving.local import LocalTorchServe
         except ImportError as exc:
             raise StackError(f"serving.local is not importable: {exc}") from exc
-        self._torchserve = LocalTorchServe(
+        return LocalTorchServe(
             self.model_store,
             model_version=self.model_version,
             batch_size=self.batch_size,
@@ -243,22 +250,22 @@ class LocalStack:
             token_auth=self.token_auth,
             run_dir=self.run_dir / "torchserve",
         )
-        self._timings["torchserve_ready_s"] = self._start_and_wait_torchserve()
 
-    def _start_and_wait_torchserve(self) -> float:
-        start = time.monotonic()
+    def _spawn_torchserve(self) -> None:
         try:
             self._torchserve.start()
-            with contextlib.suppress(Exception):
-                self._pids.add("torchserve", self._torchserve_pids())
-            self._torchserve.wait_ready()
-        except StackError:
-            raise
         except Exception as exc:
             raise StackError(f"TorchServe did not start: {exc}") from exc
-        return time.monotonic() - start
+        with contextlib.suppress(Exception):
+            self._pids.add("torchserve", self._torchserve_pids())
 
-    def _backend_environment(self, port: int) -> dict[str, str]:
+    def _wait_torchserve(self) -> None:
+        try:
+            self._torchserve.wait_ready()
+        except Exception as exc:
+            raise StackError(f"TorchServe did not become ready: {exc}") from exc
+
+    def _backend_environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
@@ -279,24 +286,27 @@ class LocalStack:
         env.update(self.backend_env)
         return env
 
-    def _start_backend(self) -> None:
+    def _spawn_backend(self) -> None:
+        port = free_port()
+        self._backend = ManagedProcess(
+            "backend",
+            [self.python, "-m", "backend_patch", "--host", "127.0.0.1", "--port", str(port)],
+            self._backend_environment(),
+            REPO_ROOT,
+            self.log_dir,
+        )
+        self._backend_port = port
+        # Recorded at once: a backend that dies during start-up is never seen by processes().
+        self._pids.add("backend", [self._backend.pid])
+
+    def _wait_backend(self) -> None:
         # A free port can be taken between our probe and uvicorn's bind; retry on a fresh one
         # when the log says so, fail on anything else.
         for attempt in range(3):
-            port = free_port()
-            self._backend = ManagedProcess(
-                "backend",
-                [self.python, "-m", "backend_patch", "--host", "127.0.0.1", "--port", str(port)],
-                self._backend_environment(port),
-                REPO_ROOT,
-                self.log_dir,
-            )
-            self._backend_port = port
-            # Recorded at once: a backend that dies during start-up is never seen by processes().
-            self._pids.add("backend", [self._backend.pid])
+            assert self._backend is not None
             try:
                 self._timings["backend_ready_s"] = wait_http_ok(
-                    f"http://127.0.0.1:{port}/ready",
+                    f"http://127.0.0.1:{self._backend_port}/ready",
                     self._backend,
                     self.ready_timeout_s,
                     "backend (python -m backend_patch)",
@@ -304,9 +314,9 @@ class LocalStack:
                 return
             except StackError as exc:
                 self._backend.stop(BACKEND_STOP_GRACE_S)
-                if "address already in use" in str(exc).lower() and attempt < 2:
-                    continue
-                raise
+                if "address already in use" not in str(exc).lower() or attempt == 2:
+                    raise
+                self._spawn_backend()
 
     # ---- endpoints and processes -----------------------------------------------------------
 
@@ -368,7 +378,10 @@ class LocalStack:
         """Start TorchServe again on the same ports; return once the model is READY."""
         self._require_torchserve("start_torchserve")
         # The launcher remembers the default version (reloads included) and reuses its ports.
-        self._timings["torchserve_restart_s"] = self._start_and_wait_torchserve()
+        start = time.monotonic()
+        self._spawn_torchserve()
+        self._wait_torchserve()
+        self._timings["torchserve_restart_s"] = time.monotonic() - start
         self._record_pids()
 
     def reload_model(self, version: str) -> dict[str, Any]:

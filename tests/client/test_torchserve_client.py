@@ -1,0 +1,380 @@
+"""TorchServeClient against real loopback servers: the scripted stub of conftest.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+import numpy as np
+import pytest
+
+from backend_patch.app.ml.torchserve_client import (
+    CircuitBreaker,
+    TorchServeClient,
+    TorchServeError,
+    TorchServeResult,
+)
+
+SHAPE = (64, 469)
+
+
+def _window(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(SHAPE).astype(np.float32)
+
+
+async def _reason(client: TorchServeClient, window: np.ndarray | None = None) -> str:
+    with pytest.raises(TorchServeError) as info:
+        await client.predict(_window() if window is None else window)
+    return info.value.reason
+
+
+# --- request and answer -----------------------------------------------------------------------
+
+
+async def test_binary_body_round_trips_and_answer_is_parsed(stub_ts):
+    window = _window(1)
+    async with TorchServeClient(stub_ts.base_url) as client:
+        result = await client.predict(window)
+    assert isinstance(result, TorchServeResult)
+    assert result.prediction == "hello"
+    assert result.confidence == pytest.approx(0.875)
+    assert result.alternatives[0] == {"label": "hello", "confidence": 0.875}
+    assert result.model_version == "1.0"
+    assert result.batch_size == 1
+    (req,) = stub_ts.requests
+    assert req.path == "/predictions/signflow"
+    assert req.headers["Content-Type"] == "application/octet-stream"
+    assert len(req.body) == 64 * 469 * 4
+    decoded = np.frombuffer(req.body, dtype="<f4").reshape(SHAPE)
+    np.testing.assert_array_equal(decoded, window)
+
+
+async def test_non_contiguous_float64_window_is_sent_as_c_order_float32(stub_ts):
+    window = np.asfortranarray(_window(2).astype(np.float64))
+    async with TorchServeClient(stub_ts.base_url, model_name="other") as client:
+        await client.predict(window)
+    (req,) = stub_ts.requests
+    assert req.path == "/predictions/other"
+    assert req.body == window.astype("<f4").tobytes(order="C")
+
+
+async def test_wrong_window_shape_is_a_value_error_and_nothing_is_sent(stub_ts):
+    async with TorchServeClient(stub_ts.base_url) as client:
+        with pytest.raises(ValueError, match=r"shape \(64, 469\)"):
+            await client.predict(np.zeros((63, 469), np.float32))
+        assert client.circuit_state == "closed"
+    assert stub_ts.requests == []
+
+
+@pytest.mark.parametrize(
+    ("action", "reason"),
+    [("garbage", "bad_response"), ("missing", "bad_response"), ("400", "http_4xx")],
+)
+async def test_bad_answers_are_named(stub_ts, action, reason):
+    stub_ts.script = [action]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        assert await _reason(client) == reason
+    assert len(stub_ts.requests) == 1  # neither is retried
+
+
+def test_client_can_be_built_outside_a_running_loop():
+    # The pool is created lazily inside the loop that first uses it.
+    client = TorchServeClient("http://127.0.0.1:9", timeout_ms=100)
+    assert client.circuit_state == "closed"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"timeout_ms": 0}, {"max_connections": 0}, {"breaker_failures": 0}, {"model_name": "a/b"}],
+)
+def test_bad_settings_are_rejected_by_name(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        TorchServeClient("http://127.0.0.1:9", **kwargs)
+
+
+async def test_pool_is_bounded_by_max_connections(stub_ts):
+    stub_ts.script = [("delay", 0.05)] * 40
+    async with TorchServeClient(stub_ts.base_url, max_connections=4) as client:
+        results = await asyncio.gather(*(client.predict(_window()) for _ in range(40)))
+    assert len(results) == 40
+    assert stub_ts.peak_in_flight == 4
+
+
+# --- deadline and retry -----------------------------------------------------------------------
+
+
+async def test_timeout_is_raised_within_the_deadline(stub_ts):
+    stub_ts.script = [("delay", 5.0)]
+    async with TorchServeClient(stub_ts.base_url, timeout_ms=300) as client:
+        t0 = time.monotonic()
+        assert await _reason(client) == "timeout"
+        elapsed = time.monotonic() - t0
+    # Correctness, not speed: the call must end at its deadline, not at the server's 5 s.
+    assert 0.25 <= elapsed < 1.5
+
+
+async def test_deadline_covers_the_retry(stub_ts):
+    # The first attempt's connection drops, the retry hangs: still one deadline for both.
+    stub_ts.script = ["close", ("delay", 5.0)]
+    async with TorchServeClient(stub_ts.base_url, timeout_ms=400) as client:
+        t0 = time.monotonic()
+        assert await _reason(client) == "timeout"
+        elapsed = time.monotonic() - t0
+    assert len(stub_ts.requests) == 2
+    assert elapsed < 1.5
+
+
+async def test_503_then_200_is_one_successful_retry(stub_ts):
+    stub_ts.script = ["503", "ok"]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        result = await client.predict(_window())
+    assert result.prediction == "hello"
+    assert [r.action for r in stub_ts.requests] == ["503", "ok"]
+
+
+async def test_only_one_retry(stub_ts):
+    stub_ts.script = ["503", "503", "ok"]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        with pytest.raises(TorchServeError) as info:
+            await client.predict(_window())
+    assert info.value.reason == "http_5xx"
+    assert info.value.status == 503
+    assert len(stub_ts.requests) == 2
+
+
+@pytest.mark.parametrize("status", ["500", "507"])
+async def test_other_5xx_are_not_retried(stub_ts, status):
+    stub_ts.script = [status]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        assert await _reason(client) == "http_5xx"
+    assert len(stub_ts.requests) == 1
+
+
+async def test_dropped_connection_is_retried(stub_ts):
+    stub_ts.script = ["close", "ok"]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        result = await client.predict(_window())
+    assert result.model_version == "1.0"
+    assert [r.action for r in stub_ts.requests] == ["close", "ok"]
+
+
+async def test_dropped_twice_is_refused(stub_ts):
+    stub_ts.script = ["close", "close"]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        assert await _reason(client) == "refused"
+
+
+async def test_refused_connection(refused_url):
+    async with TorchServeClient(refused_url, timeout_ms=2000) as client:
+        t0 = time.monotonic()
+        assert await _reason(client) == "refused"
+        # Refused is immediate (RST), it must not wait for the deadline.
+        assert time.monotonic() - t0 < 1.0
+
+
+# --- circuit breaker --------------------------------------------------------------------------
+
+
+async def test_breaker_opens_fails_fast_and_a_probe_closes_it(stub_ts):
+    stub_ts.script = ["500", "500", "500"]
+    async with TorchServeClient(
+        stub_ts.base_url, breaker_failures=3, breaker_cooldown_s=0.4
+    ) as client:
+        for _ in range(2):
+            assert await _reason(client) == "http_5xx"
+            assert client.circuit_state == "closed"
+        assert await _reason(client) == "http_5xx"
+        assert client.circuit_state == "open"
+
+        # Open: fail fast, TorchServe is not called.
+        seen = len(stub_ts.requests)
+        for _ in range(5):
+            assert await _reason(client) == "circuit_open"
+        assert len(stub_ts.requests) == seen
+
+        await asyncio.sleep(0.45)
+        assert client.circuit_state == "half_open"
+        # Half-open: ONE probe goes through; a concurrent call is refused while it runs.
+        stub_ts.script = [("delay", 0.2)]
+        probe = asyncio.create_task(client.predict(_window()))
+        await asyncio.sleep(0.05)
+        assert await _reason(client) == "circuit_open"
+        result = await probe
+        assert result.prediction == "hello"
+        assert client.circuit_state == "closed"
+        assert len(stub_ts.requests) == seen + 1
+        await client.predict(_window())
+
+
+async def test_failed_probe_reopens_the_breaker(stub_ts):
+    stub_ts.script = ["500", "500", "500"]
+    async with TorchServeClient(
+        stub_ts.base_url, breaker_failures=2, breaker_cooldown_s=0.3
+    ) as client:
+        for _ in range(2):
+            await _reason(client)
+        assert client.circuit_state == "open"
+        await asyncio.sleep(0.35)
+        assert await _reason(client) == "http_5xx"  # the probe fails...
+        assert client.circuit_state == "open"  # ...and the circuit opens again
+        assert await _reason(client) == "circuit_open"
+        assert len(stub_ts.requests) == 3
+
+
+async def test_breaker_counts_timeouts_and_refusals(refused_url):
+    async with TorchServeClient(refused_url, breaker_failures=3) as client:
+        assert [await _reason(client) for _ in range(4)] == [
+            "refused",
+            "refused",
+            "refused",
+            "circuit_open",
+        ]
+
+
+async def test_plain_4xx_does_not_trip_the_breaker(stub_ts):
+    stub_ts.script = ["400"] * 5
+    async with TorchServeClient(stub_ts.base_url, breaker_failures=2) as client:
+        for _ in range(5):
+            assert await _reason(client) == "http_4xx"
+        assert client.circuit_state == "closed"
+
+
+async def test_cancelled_probe_frees_the_half_open_slot(stub_ts):
+    stub_ts.script = ["500", ("delay", 5.0)]
+    async with TorchServeClient(
+        stub_ts.base_url, breaker_failures=1, breaker_cooldown_s=0.2
+    ) as client:
+        await _reason(client)
+        await asyncio.sleep(0.25)
+        probe = asyncio.create_task(client.predict(_window()))
+        await asyncio.sleep(0.05)
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        assert client.circuit_state == "half_open"
+        assert (await client.predict(_window())).prediction == "hello"
+        assert client.circuit_state == "closed"
+
+
+def test_breaker_state_machine_with_a_fake_clock():
+    now = [100.0]
+    breaker = CircuitBreaker(2, 5.0, clock=lambda: now[0])
+    assert breaker.try_acquire()
+    breaker.record_failure()
+    assert breaker.state == "closed"
+    breaker.record_success()  # a success resets the count
+    breaker.record_failure()
+    assert breaker.state == "closed"
+    breaker.record_failure()
+    assert breaker.state == "open"
+    assert not breaker.try_acquire()
+    now[0] += 5.0
+    assert breaker.state == "half_open"
+    assert breaker.try_acquire()
+    assert not breaker.try_acquire()  # one probe only
+    breaker.record_failure()
+    assert breaker.state == "open"
+    now[0] += 5.0
+    assert breaker.try_acquire()
+    breaker.record_success()
+    assert breaker.state == "closed"
+
+
+# --- token auth ---------------------------------------------------------------------------------
+
+
+async def test_token_is_sent_as_bearer(stub_ts):
+    stub_ts.valid_keys = {"s3cret-token"}
+    async with TorchServeClient(stub_ts.base_url, token="s3cret-token") as client:
+        await client.predict(_window())
+    assert stub_ts.requests[0].headers["Authorization"] == "Bearer s3cret-token"
+
+
+async def test_no_authorization_header_without_a_token(stub_ts):
+    async with TorchServeClient(stub_ts.base_url) as client:
+        await client.predict(_window())
+    assert "Authorization" not in stub_ts.requests[0].headers
+
+
+async def test_wrong_token_is_auth_and_not_retried(stub_ts):
+    stub_ts.valid_keys = {"right"}
+    async with TorchServeClient(stub_ts.base_url, token="wrong") as client:
+        assert await _reason(client) == "auth"
+    assert len(stub_ts.requests) == 1
+
+
+async def test_key_file_is_read_and_reread_after_rotation(stub_ts, tmp_path, write_key_file):
+    key_file = tmp_path / "key_file.json"
+    write_key_file(key_file, "key-one")
+    stub_ts.valid_keys = {"key-one"}
+    async with TorchServeClient(stub_ts.base_url, key_file=key_file) as client:
+        await client.predict(_window())
+        # TorchServe rotates the key: the file changes (mtime), the old key stops working.
+        write_key_file(key_file, "key-two")
+        st = os.stat(key_file)
+        os.utime(key_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        stub_ts.valid_keys = {"key-two"}
+        await client.predict(_window())
+    assert [r.headers["Authorization"] for r in stub_ts.requests] == [
+        "Bearer key-one",
+        "Bearer key-two",
+    ]
+
+
+async def test_invalid_key_answer_forces_a_reread(stub_ts, tmp_path, write_key_file):
+    key_file = tmp_path / "key_file.json"
+    write_key_file(key_file, "key-aaa")
+    stub_ts.valid_keys = {"key-aaa"}
+    async with TorchServeClient(stub_ts.base_url, key_file=key_file) as client:
+        await client.predict(_window())
+        # Same size and same mtime: only the "invalid key" answer can reveal the rotation.
+        st = os.stat(key_file)
+        write_key_file(key_file, "key-bbb")
+        os.utime(key_file, ns=(st.st_atime_ns, st.st_mtime_ns))
+        stub_ts.valid_keys = {"key-bbb"}
+        result = await client.predict(_window())
+    assert result.prediction == "hello"
+    assert [r.action for r in stub_ts.requests] == ["ok", "invalid_key", "ok"]
+    assert stub_ts.requests[-1].headers["Authorization"] == "Bearer key-bbb"
+
+
+async def test_missing_key_file_sends_no_key_and_fails_as_auth(stub_ts, tmp_path):
+    stub_ts.valid_keys = {"whatever"}
+    async with TorchServeClient(stub_ts.base_url, key_file=tmp_path / "absent.json") as client:
+        assert await _reason(client) == "auth"
+    assert "Authorization" not in stub_ts.requests[0].headers
+
+
+async def test_half_written_key_file_keeps_the_last_good_key(stub_ts, tmp_path, write_key_file):
+    key_file = tmp_path / "key_file.json"
+    write_key_file(key_file, "good-key")
+    stub_ts.valid_keys = {"good-key"}
+    async with TorchServeClient(stub_ts.base_url, key_file=key_file) as client:
+        await client.predict(_window())
+        key_file.write_text('{"inference": {"ke', encoding="utf-8")
+        await client.predict(_window())
+    assert stub_ts.requests[-1].headers["Authorization"] == "Bearer good-key"
+
+
+async def test_token_never_appears_in_logs_or_errors(stub_ts, tmp_path, write_key_file, caplog):
+    caplog.set_level(logging.DEBUG)
+    key_file = tmp_path / "key_file.json"
+    write_key_file(key_file, "TOPSECRET-1")
+    stub_ts.valid_keys = {"TOPSECRET-2"}
+    async with TorchServeClient(
+        stub_ts.base_url, key_file=key_file, breaker_failures=1, breaker_cooldown_s=0.1
+    ) as client:
+        with pytest.raises(TorchServeError) as info:
+            await client.predict(_window())
+        write_key_file(key_file, "TOPSECRET-2")
+        os.utime(key_file, ns=(0, 10**18))
+        await asyncio.sleep(0.15)
+        await client.predict(_window())
+        text = caplog.text + str(info.value) + repr(client) + repr(info.value)
+    assert "TOPSECRET" not in text
+    # The client did log the breaker and the rotation: the check above is meaningful.
+    assert "circuit" in caplog.text
+    assert "rotated" in caplog.text

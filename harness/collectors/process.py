@@ -1,0 +1,151 @@
+"""ProcessCollector: CPU (% of one core) and RSS (MB) per stack component, plus the harness.
+
+The pids are re-queried every window (a killed and restarted TorchServe has new ones) and
+each pid's descendants are included (TorchServe's Python workers are children of Java). CPU
+is the delta of user+system CPU time over the window, so short-lived workers are counted; a
+process first seen mid-run counts from its creation when it was born in that window.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+HARNESS = "harness"
+
+
+class ProcessCollector:
+    """Samples psutil per component; series: t, cpu_percent{comp}, rss_mb{comp}, processes{comp}."""
+
+    name = "process"
+
+    def __init__(self, pids: Callable[[], dict[str, list[int]]], include_self: bool = True) -> None:
+        self._pids = pids
+        self._include_self = include_self
+        self._procs: dict[tuple[int, float], psutil.Process] = {}
+        self._last_cpu: dict[tuple[int, float], float] = {}
+        self._last_wall = time.time()
+        self._t: list[float] = []
+        self._cpu: dict[str, list[float | None]] = {}
+        self._rss: dict[str, list[float | None]] = {}
+        self._count: dict[str, list[int | None]] = {}
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def _components(self) -> dict[str, list[int]]:
+        comps = {k: list(v) for k, v in self._pids().items()}
+        if self._include_self:
+            comps[HARNESS] = [os.getpid()]
+        return comps
+
+    def _expand(self, comp: str, pids: list[int]) -> list[psutil.Process]:
+        out: dict[int, psutil.Process] = {}
+        for pid in pids:
+            try:
+                proc = psutil.Process(pid)
+            except psutil.Error:
+                continue  # gone between the query and now: nothing to sample
+            out[proc.pid] = proc
+            # The harness's children ARE the stack: count only its own process.
+            if comp != HARNESS:
+                try:
+                    for child in proc.children(recursive=True):
+                        out[child.pid] = child
+                except psutil.Error:
+                    pass
+        return list(out.values())
+
+    def _read(self, comps: dict[str, list[int]]) -> dict[str, tuple[float, float, int]]:
+        """Per component: (cpu seconds in window, rss bytes, processes); updates the baseline."""
+        wall = time.time()
+        seen: dict[tuple[int, float], float] = {}
+        result: dict[str, tuple[float, float, int]] = {}
+        for comp, pids in comps.items():
+            cpu_s = 0.0
+            rss = 0.0
+            n = 0
+            for proc in self._expand(comp, pids):
+                try:
+                    with proc.oneshot():
+                        key = (proc.pid, proc.create_time())
+                        times = proc.cpu_times()
+                        total = times.user + times.system
+                        rss += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                n += 1
+                prev = self._last_cpu.get(key)
+                if prev is not None:
+                    cpu_s += max(total - prev, 0.0)
+                elif key[1] >= self._last_wall:
+                    cpu_s += total  # born during this window: all its CPU is this window's
+                # (a process first seen but older than the window is only a baseline now)
+                seen[key] = total
+            result[comp] = (cpu_s, rss, n)
+        self._last_cpu = seen
+        self._last_wall = wall
+        return result
+
+    async def baseline(self) -> None:
+        """Prime the CPU-time baseline of every process."""
+        try:
+            self._read(self._components())
+        except Exception as exc:
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+    async def sample(self, t: float, dt: float) -> None:
+        """Record the window [t, t + dt)."""
+        idx = len(self._t)
+        self._t.append(t)
+        try:
+            readings = self._read(self._components())
+        except Exception as exc:  # e.g. the stack's pid query failed: a gap, not a crash
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            readings = {}
+        for comp, (cpu_s, rss, n) in readings.items():
+            for store in (self._cpu, self._rss, self._count):
+                store.setdefault(comp, [None] * idx)
+            self._cpu[comp].append(100.0 * cpu_s / dt if dt > 0 and n else None)
+            self._rss[comp].append(rss / 2**20 if n else None)
+            self._count[comp].append(n)
+        for store in (self._cpu, self._rss, self._count):
+            for values in store.values():
+                if len(values) <= idx:
+                    values.append(None)
+
+    def series(self) -> dict[str, Any]:
+        """``{"t", "cpu_percent": {comp: [...]}, "rss_mb": {...}, "processes": {...}, "errors"}``.
+
+        None where a component had no live process in that window (never a fake 0).
+        """
+        return {
+            "t": list(self._t),
+            "cpu_percent": {k: list(v) for k, v in self._cpu.items()},
+            "rss_mb": {k: list(v) for k, v in self._rss.items()},
+            "processes": {k: list(v) for k, v in self._count.items()},
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
+
+    def summary(self, t_from: float = 0.0, t_to: float = float("inf")) -> dict[str, dict]:
+        """Per component: mean_percent, max_percent, rss_mb_max over windows in [t_from, t_to)."""
+        out: dict[str, dict] = {}
+        keep = [i for i, t in enumerate(self._t) if t_from <= t < t_to]
+        for comp, cpu in self._cpu.items():
+            c = [cpu[i] for i in keep if cpu[i] is not None]
+            r = [self._rss[comp][i] for i in keep if self._rss[comp][i] is not None]
+            out[comp] = {
+                "mean_percent": sum(c) / len(c) if c else None,
+                "max_percent": max(c) if c else None,
+                "rss_mb_max": max(r) if r else None,
+            }
+        return out
+
+    async def close(self) -> None:
+        """Nothing to release."""

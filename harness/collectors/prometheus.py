@@ -1,0 +1,257 @@
+"""PrometheusCollector: scrape a /metrics endpoint each window, turn counters into deltas.
+
+TorchServe's ``ts_inference_requests_total``, ``ts_inference_latency_microseconds`` and
+``ts_queue_latency_microseconds`` are cumulative counters (no histograms), so per window:
+requests/s = d(requests)/dt, mean inference ms = d(latency_us)/d(requests)/1000, same for
+queue. The handler's ``SignflowBatches{BatchSize=..}`` (+1 per batch) and
+``SignflowBatchedRequests`` (+size per batch) counters give the batch-size histogram and mean.
+Every other counter (e.g. the backend's ``signflow_*``) is kept as per-window deltas.
+
+A counter lower than at the previous scrape was reset (TorchServe restarted): its delta is
+its new value. A failed scrape records None for that window and a counted error; the next
+successful scrape's deltas cover the whole gap.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+TS_REQUESTS = "ts_inference_requests_total"
+TS_INFERENCE_US = "ts_inference_latency_microseconds"
+TS_QUEUE_US = "ts_queue_latency_microseconds"
+BATCHES = "SignflowBatches"
+BATCHED_REQUESTS = "SignflowBatchedRequests"
+BATCH_SIZE_LABEL = "BatchSize"
+
+Sample = tuple[str, dict[str, str], float]
+
+
+def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, float], list[Sample]]:
+    """Prometheus text -> (counters by series key, gauges by series key, counter samples).
+
+    Histogram/summary ``_sum``/``_count`` count as counters; ``_created`` and buckets are
+    dropped. A series key is ``name{label="v",...}`` with labels sorted.
+    """
+    counters: dict[str, float] = {}
+    gauges: dict[str, float] = {}
+    samples: list[Sample] = []
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.endswith("_created") or s.name.endswith("_bucket"):
+                continue
+            key = series_key(s.name, s.labels)
+            is_counter = family.type == "counter" or (
+                family.type in ("histogram", "summary") and s.name.endswith(("_sum", "_count"))
+            )
+            if is_counter:
+                counters[key] = float(s.value)
+                samples.append((s.name, dict(s.labels), float(s.value)))
+            elif family.type in ("gauge", "untyped", "unknown"):
+                gauges[key] = float(s.value)
+    return counters, gauges, samples
+
+
+def series_key(name: str, labels: dict[str, str]) -> str:
+    """``name{a="1",b="2"}`` (sorted labels), or ``name`` without labels."""
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}"
+
+
+def _base_name(name: str) -> str:
+    return name[:-6] if name.endswith("_total") else name
+
+
+class PrometheusCollector:
+    """One endpoint (TorchServe's :8082/metrics or the backend's /metrics)."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 0.8,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self._headers = dict(headers or {})
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._http: aiohttp.ClientSession | None = None
+        self._prev: dict[str, float] | None = None
+        self._prev_samples: dict[str, Sample] = {}
+        self._prev_wall: float | None = None
+        self.errors = 0
+        self.last_error: str | None = None
+        self._t: list[float] = []
+        self._dt: list[float | None] = []
+        self._up: list[bool] = []
+        self._counters: dict[str, list[float | None]] = {}
+        self._gauges: dict[str, list[float | None]] = {}
+        self._derived: dict[str, list[Any]] = {
+            k: []
+            for k in (
+                "requests",
+                "requests_per_s",
+                "inference_ms_mean",
+                "queue_ms_mean",
+                "batch_size_mean",
+                "batch_size_hist",
+                "_inference_us",
+                "_queue_us",
+                "_batched_requests",
+                "_batches",
+            )
+        }
+
+    async def _scrape(self) -> str:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self._timeout)
+        async with self._http.get(self.url, headers=self._headers) as resp:
+            if resp.status != 200:
+                # The body may echo request details; the status alone is enough and safe.
+                raise RuntimeError(f"HTTP {resp.status} from {self.url}")
+            return await resp.text()
+
+    async def _read(self) -> tuple[dict[str, float], dict[str, float], list[Sample]] | None:
+        try:
+            return parse_metrics(await self._scrape())
+        except Exception as exc:  # down, timeout, garbage: a gap, never a crash
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            return None
+
+    async def baseline(self) -> None:
+        """First scrape: the reference for the first window's deltas."""
+        got = await self._read()
+        if got is not None:
+            self._remember(got[2], got[0])
+
+    def _remember(self, samples: list[Sample], counters: dict[str, float]) -> None:
+        self._prev = counters
+        self._prev_samples = {series_key(n, lbl): (n, lbl, v) for n, lbl, v in samples}
+        self._prev_wall = time.monotonic()
+
+    async def sample(self, t: float, dt: float) -> None:
+        """Scrape and record the window starting at ``t``."""
+        idx = len(self._t)
+        self._t.append(t)
+        got = await self._read()
+        if got is None:
+            self._up.append(False)
+            self._dt.append(None)
+            self._pad(idx)
+            return
+        counters, gauges, samples = got
+        now = time.monotonic()
+        span = now - self._prev_wall if self._prev_wall is not None else None
+        deltas: dict[str, float] = {}
+        if self._prev is not None:
+            for key, value in counters.items():
+                prev = self._prev.get(key)
+                # New series since the last scrape started at 0; a drop means a reset.
+                deltas[key] = value if prev is None or value < prev else value - prev
+        self._up.append(True)
+        self._dt.append(span)
+        for key in counters:
+            self._counters.setdefault(key, [None] * idx).append(
+                deltas.get(key) if self._prev is not None else None
+            )
+        for key, value in gauges.items():
+            self._gauges.setdefault(key, [None] * idx).append(value)
+        self._derive(samples, deltas if self._prev is not None else None, span)
+        self._remember(samples, counters)
+        self._pad(idx)
+
+    def _derive(self, samples: list[Sample], deltas: dict[str, float] | None, span: float | None):
+        d = self._derived
+        if deltas is None:
+            for values in d.values():
+                values.append(None)
+            return
+        sums: dict[str, float] = {}
+        hist: dict[str, float] = {}
+        for name, labels, _ in samples:
+            base = _base_name(name)
+            delta = deltas.get(series_key(name, labels), 0.0)
+            sums[base] = sums.get(base, 0.0) + delta
+            if base == BATCHES and BATCH_SIZE_LABEL in labels and delta:
+                size = labels[BATCH_SIZE_LABEL]
+                hist[size] = hist.get(size, 0.0) + delta
+        requests = sums.get(_base_name(TS_REQUESTS))
+        inf_us = sums.get(TS_INFERENCE_US)
+        queue_us = sums.get(TS_QUEUE_US)
+        batches = sums.get(BATCHES)
+        batched = sums.get(BATCHED_REQUESTS)
+        d["requests"].append(requests)
+        d["requests_per_s"].append(requests / span if requests is not None and span else None)
+        d["inference_ms_mean"].append(inf_us / requests / 1000 if requests and inf_us else None)
+        d["queue_ms_mean"].append(
+            queue_us / requests / 1000 if requests and queue_us is not None else None
+        )
+        d["batch_size_mean"].append(batched / batches if batches and batched is not None else None)
+        d["batch_size_hist"].append({k: int(v) for k, v in hist.items()} if hist else None)
+        d["_inference_us"].append(inf_us)
+        d["_queue_us"].append(queue_us)
+        d["_batched_requests"].append(batched)
+        d["_batches"].append(batches)
+
+    def _pad(self, idx: int) -> None:
+        stores = [*self._counters.values(), *self._gauges.values(), *self._derived.values()]
+        for values in stores:
+            if len(values) <= idx:
+                values.append(None)
+
+    def series(self) -> dict[str, Any]:
+        """``{"t", "dt", "up", "requests", "requests_per_s", "inference_ms_mean",
+        "queue_ms_mean", "batch_size_mean", "batch_size_hist", "counters": {key: [delta]},
+        "gauges": {key: [value]}, "errors", "last_error", "url"}``; None = not measured.
+        """
+        out: dict[str, Any] = {"t": list(self._t), "dt": list(self._dt), "up": list(self._up)}
+        out.update({k: list(v) for k, v in self._derived.items() if not k.startswith("_")})
+        out["counters"] = {k: list(v) for k, v in self._counters.items()}
+        out["gauges"] = {k: list(v) for k, v in self._gauges.items()}
+        out["errors"] = self.errors
+        out["last_error"] = self.last_error
+        out["url"] = self.url
+        return out
+
+    def summary(self, t_from: float = 0.0, t_to: float = float("inf")) -> dict[str, Any]:
+        """TorchServe figures over windows in [t_from, t_to): requests, request-weighted
+        queue/inference means, batch size mean and histogram (None where not measured)."""
+        d = self._derived
+        keep = [i for i, t in enumerate(self._t) if t_from <= t < t_to]
+
+        def total(key: str) -> float | None:
+            vals = [d[key][i] for i in keep if d[key][i] is not None]
+            return sum(vals) if vals else None
+
+        requests = total("requests")
+        inf_us, queue_us = total("_inference_us"), total("_queue_us")
+        batches, batched = total("_batches"), total("_batched_requests")
+        hist: dict[str, int] = {}
+        for i in keep:
+            for k, v in (d["batch_size_hist"][i] or {}).items():
+                hist[k] = hist.get(k, 0) + v
+        return {
+            "requests": int(requests) if requests is not None else None,
+            "inference_ms_mean": inf_us / requests / 1000 if requests and inf_us else None,
+            "queue_ms_mean": queue_us / requests / 1000
+            if requests and queue_us is not None
+            else None,
+            "batch_size_mean": batched / batches if batches and batched is not None else None,
+            "batch_size_hist": dict(sorted(hist.items(), key=lambda kv: (len(kv[0]), kv[0])))
+            if hist
+            else None,
+            "scrape_errors": self.errors,
+        }
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

@@ -1,0 +1,210 @@
+"""The backend end to end: a real uvicorn subprocess and real WebSocket clients (flag off)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from backend_server import BackendHandle, run_backend
+from streaming import (
+    classified,
+    dumps_frames,
+    expected_labels,
+    metric,
+    metric_sum,
+    run_session,
+    scrape,
+    trace,
+)
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+pytestmark = pytest.mark.slow
+
+REPLY_KEYS = {
+    "frame_idx", "state", "prediction", "confidence", "alternatives", "sentence_buffer",
+    "is_sentence_complete", "latency_ms", "served_by", "model_version",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir) -> Iterator[BackendHandle]:
+    with run_backend({"USE_TORCHSERVE": "false", "MODEL_DIR": str(model_dir)}) as handle:
+        yield handle
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def _check_classified(frames: list[dict], replies: list[dict]) -> tuple[int, int]:
+    """Replies match frames one to one; return (correct, signs)."""
+    assert [r["frame_idx"] for r in replies] == [f["frame_idx"] for f in frames]
+    assert not [r for r in replies if "error" in r]
+    labels = expected_labels(frames)
+    got = classified(replies)
+    assert len(got) == len(labels), (labels, got)
+    for reply in replies:
+        assert set(reply) == REPLY_KEYS
+        if reply["prediction"] is None:
+            assert reply["served_by"] is None and reply["alternatives"] == []
+    return sum(g.prediction == t for g, t in zip(got, labels, strict=True)), len(labels)
+
+
+def test_health_ready_metrics(backend: BackendHandle) -> None:
+    assert _get(f"{backend.base_url}/health") == (200, '{"status":"alive"}')
+    status, body = _get(f"{backend.base_url}/ready")
+    assert status == 200 and json.loads(body)["model_version"] == "1.0"
+    samples = scrape(backend.base_url)
+    for name in (
+        "signflow_frames_total",
+        "signflow_sessions_open",
+        "signflow_fallback_total",
+        "signflow_rollout_percent",
+    ):
+        assert any(n == name for n, _ in samples), name
+    assert metric(samples, "signflow_inferences_total", served_by="local") >= 0
+    assert (
+        "signflow_inference_latency_seconds_bucket",
+        (("le", "0.01"), ("served_by", "local")),
+    ) in samples
+    # The admin endpoint does not exist without ADMIN_TOKEN.
+    assert _get(f"{backend.base_url}/admin/rollout")[0] == 404
+
+
+async def test_synthetic_sign_is_classified_with_its_label(backend: BackendHandle) -> None:
+    before = scrape(backend.base_url)
+    frames = trace(seed=3, signs=4)
+    replies = await run_session(backend.ws_url, dumps_frames(frames))
+    correct, signs = _check_classified(frames, replies)
+    assert correct == signs
+    states = [r["state"] for r in replies]
+    assert {"idle", "recording", "inferring"} <= set(states)
+    for got in classified(replies):
+        assert got.served_by == "local" and got.model_version == "1.0"
+    hit = next(r for r in replies if r["prediction"] is not None)
+    assert hit["state"] == "inferring" and 0 < hit["confidence"] <= 1
+    assert len(hit["alternatives"]) == 4 and hit["alternatives"][0]["label"] == hit["prediction"]
+    assert all(r["latency_ms"] >= 0 for r in replies)
+    # A sentence builds up and completes after the final pause.
+    assert replies[-1]["sentence_buffer"] or any(r["is_sentence_complete"] for r in replies)
+    after = scrape(backend.base_url)
+    assert metric(after, "signflow_frames_total") - metric(before, "signflow_frames_total") == len(
+        frames
+    )
+    assert (
+        metric(after, "signflow_inferences_total", served_by="local")
+        - metric(before, "signflow_inferences_total", served_by="local")
+        == signs
+    )
+
+
+async def test_twenty_concurrent_sessions_get_their_own_predictions(backend: BackendHandle) -> None:
+    traces = [trace(seed=100 + k, signs=3, frame_offset=k * 100_000) for k in range(20)]
+    results = await asyncio.gather(
+        *(run_session(backend.ws_url, dumps_frames(t), pace_s=0.002) for t in traces)
+    )
+    correct = total = 0
+    for frames, replies in zip(traces, results, strict=True):
+        c, n = _check_classified(frames, replies)
+        correct, total = correct + c, total + n
+    # The model's held-out accuracy is >= 95 %; sessions mixed up would be near chance.
+    assert correct >= 0.95 * total, f"{correct}/{total}"
+
+
+def _bad_messages(frame: dict) -> list[tuple[str, str, int | None, str]]:
+    """(message, expected code, expected frame_idx, text the message must contain)."""
+    idx = frame["frame_idx"]
+
+    def variant(**changes) -> str:
+        f = json.loads(json.dumps(frame))
+        f.update(changes)
+        return json.dumps(f)
+
+    short_pose = frame["pose"][:-1]
+    nan_pose = [list(p) for p in frame["pose"]]
+    nan_pose[2][1] = math.nan
+    text_pose = [list(p) for p in frame["pose"]]
+    text_pose[4][0] = "x"
+    return [
+        ("{not json", "invalid_json", None, "line 1"),
+        ("[1, 2, 3]", "invalid_frame", None, "object"),
+        (variant(frame_idx="seven"), "invalid_frame", None, "frame_idx"),
+        (variant(pose=short_pose), "invalid_frame", idx, "pose"),
+        (variant(pose=nan_pose), "invalid_frame", idx, "pose[2][1]"),
+        (variant(pose=text_pose), "invalid_frame", idx, "pose[4][0]"),
+        (
+            variant(hands={"left": [[0.1, 0.2]] * 21, "right": None}),
+            "invalid_frame",
+            idx,
+            "hands.left",
+        ),
+        (variant(hands="none"), "invalid_frame", idx, "hands"),
+    ]
+
+
+async def test_bad_input_gets_errors_and_the_session_goes_on(backend: BackendHandle) -> None:
+    frames = trace(seed=5, signs=2)
+    bad = _bad_messages(frames[0])
+    messages = [m for m, *_ in bad] + dumps_frames(frames)
+    neighbour = trace(seed=6, signs=2, frame_offset=500_000)
+    replies, other = await asyncio.gather(
+        run_session(backend.ws_url, messages),
+        run_session(backend.ws_url, dumps_frames(neighbour), pace_s=0.001),
+    )
+    for (_, code, idx, needle), reply in zip(bad, replies, strict=False):
+        assert set(reply) == {"frame_idx", "error"}, reply
+        assert reply["error"]["code"] == code and reply["frame_idx"] == idx, reply
+        assert needle in reply["error"]["message"], reply
+    correct, signs = _check_classified(frames, replies[len(bad) :])
+    assert correct == signs
+    c2, n2 = _check_classified(neighbour, other)
+    assert c2 == n2
+
+
+async def _closed_with(ws_url: str, send) -> int | None:
+    async with connect(ws_url, max_size=None, ping_interval=None) as ws:
+        await send(ws)
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+        return None
+
+
+async def test_oversize_closes_1009_and_binary_closes_1003(backend: BackendHandle) -> None:
+    before = scrape(backend.base_url)
+    neighbour = trace(seed=8, signs=2)
+    other = asyncio.create_task(run_session(backend.ws_url, dumps_frames(neighbour), pace_s=0.002))
+    big = json.dumps({"frame_idx": 0, "pad": "x" * 300_000})
+    assert await _closed_with(backend.ws_url, lambda ws: ws.send(big)) == 1009
+    assert await _closed_with(backend.ws_url, lambda ws: ws.send(b"\x00\x01")) == 1003
+    c, n = _check_classified(neighbour, await other)
+    assert c == n
+    after = scrape(backend.base_url)
+    for reason in ("message_too_big", "binary_message"):
+        assert metric(after, "signflow_errors_total", reason=reason) > metric(
+            before, "signflow_errors_total", reason=reason
+        )
+
+
+async def test_sessions_open_gauge_returns_to_zero(backend: BackendHandle) -> None:
+    async with connect(backend.ws_url) as ws:
+        await ws.send(json.dumps(trace(seed=1, signs=1)[0]))
+        await ws.recv()
+        assert metric(scrape(backend.base_url), "signflow_sessions_open") >= 1
+    deadline = time.monotonic() + 5
+    while metric(scrape(backend.base_url), "signflow_sessions_open") != 0:
+        assert time.monotonic() < deadline, "sessions_open did not return to 0"
+        await asyncio.sleep(0.05)
+    assert metric_sum(scrape(backend.base_url), "signflow_sessions_total") >= 1

@@ -139,6 +139,7 @@ def _bad_messages(frame: dict) -> list[tuple[str, str, int | None, str]]:
     return [
         ("{not json", "invalid_json", None, "line 1"),
         ("[1, 2, 3]", "invalid_frame", None, "object"),
+        ("[" * 100_000 + "]" * 100_000, "invalid_json", None, "nested"),
         (variant(frame_idx="seven"), "invalid_frame", None, "frame_idx"),
         (variant(pose=short_pose), "invalid_frame", idx, "pose"),
         (variant(pose=nan_pose), "invalid_frame", idx, "pose[2][1]"),

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, WebSocket
 
 from ..ml.feature_engineering import build_window
@@ -27,6 +28,40 @@ from ..services import AppServices
 router = APIRouter()
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+class FrameError(ValueError):
+    """A frame message that cannot be used; ``code`` and ``message`` go into the error reply."""
+
+    def __init__(self, code: str, message: str, frame_idx: int | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.frame_idx = code, message, frame_idx
+
+
+def decode_frame(text: str) -> tuple[int, np.ndarray]:
+    """Parse and validate one frame message -> (frame_idx, normalised landmarks float32[225]).
+
+    Raises FrameError (``invalid_json`` or ``invalid_frame``, the message naming the field).
+    Extra keys such as ``truth`` are ignored.
+    """
+    try:
+        frame = json.loads(text)
+    except ValueError as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+        raise FrameError(
+            "invalid_json", f"invalid JSON: {getattr(exc, 'msg', exc)}{where}"
+        ) from None
+    except RecursionError:  # e.g. 100,000 nested brackets, well under the size limit
+        raise FrameError("invalid_json", "invalid JSON: nested too deeply") from None
+    if not isinstance(frame, dict):
+        raise FrameError("invalid_frame", "a frame must be a JSON object")
+    idx = frame.get("frame_idx")
+    if type(idx) is not int or idx < 0:
+        raise FrameError("invalid_frame", "frame_idx: must be a non-negative integer")
+    try:
+        return idx, normalize_landmarks(frame)
+    except LandmarkError as exc:
+        raise FrameError("invalid_frame", str(exc), idx) from None
 
 
 @dataclass(frozen=True)
@@ -123,30 +158,13 @@ class TranslationSession:
     def _process(self, text: str, received: float) -> _Pending:
         """Validate, normalise and push one frame; start the inference of an ended sign."""
         try:
-            frame = json.loads(text)
-        except ValueError as exc:
-            detail = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
-            msg = getattr(exc, "msg", str(exc))
-            return _Pending(None, received, error=("invalid_json", f"invalid JSON: {msg}{detail}"))
-        if not isinstance(frame, dict):
-            return _Pending(
-                None, received, error=("invalid_frame", "a frame must be a JSON object")
-            )
-        idx = frame.get("frame_idx")
-        if type(idx) is not int or idx < 0:
-            return _Pending(
-                None,
-                received,
-                error=("invalid_frame", "frame_idx: must be a non-negative integer"),
-            )
-        try:
-            vector = normalize_landmarks(frame)
-        except LandmarkError as exc:
-            return _Pending(idx, received, error=("invalid_frame", str(exc)))
+            idx, vector = decode_frame(text)
+        except FrameError as exc:
+            return _Pending(exc.frame_idx, received, error=(exc.code, exc.message))
         except (TypeError, ValueError, KeyError, IndexError) as exc:
             # normalize_landmarks should only raise LandmarkError; keep the session alive anyway.
             self.svc.log.warning("frame_rejected", session=self.id, error=type(exc).__name__)
-            return _Pending(idx, received, error=("invalid_frame", f"invalid frame: {exc}"))
+            return _Pending(None, received, error=("invalid_frame", f"invalid frame: {exc}"))
         step = self.segmenter.push(vector)
         task = None
         if step.sign is not None:

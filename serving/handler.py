@@ -4,6 +4,7 @@ One worker receives a list of requests (a batch). Each request is parsed on its 
 request gets its own 4xx answer while the valid ones of the same batch go through ONE forward
 pass. The window and softmax logic come from the backend's own modules, packaged into the
 archive with ``--extra-files`` (top-level there), so the two serving paths cannot drift.
+TorchServe loads the ONE class defined here; request parsing lives in request_parser.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,141 +21,20 @@ import torch
 from ts.metrics.dimension import Dimension
 from ts.torch_handler.base_handler import BaseHandler
 
-try:  # inside the TorchServe archive the ML modules sit at the top level of sys.path
-    import feature_engineering
-    import features
+try:  # inside the TorchServe archive these modules sit at the top level of sys.path
     import predictions
-except ImportError:  # running from the repository (e.g. a debugger): use the package
-    from backend_patch.app.ml import feature_engineering, features, predictions
+    import request_parser
+except ImportError:  # running from the repository: use the packages
+    from backend_patch.app.ml import predictions
+    from serving import request_parser
 
 logger = logging.getLogger(__name__)
 
-SEQ_LEN = 64
-FEATURE_DIM = 469
-WINDOW_BYTES = SEQ_LEN * FEATURE_DIM * 4
 TOP_K = 4
-# Bound the work one request can ask for: a window is 64 frames, a few seconds of video at most.
-MAX_FRAMES = 1024
 # Custom metrics, declared in config/metrics.yaml so the Prometheus endpoint exports them.
 BATCHES_METRIC = "SignflowBatches"  # +1 per batch, label BatchSize: the batch-size histogram
 REQUESTS_METRIC = "SignflowBatchedRequests"  # +size per batch: mean = this / SignflowBatches
 THREADS_ENV = "SIGNFLOW_TORCH_THREADS"
-
-
-class RequestError(ValueError):
-    """A problem with one request of a batch; answered with ``status`` for that request only."""
-
-    def __init__(self, status: int, field_name: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field_name
-        self.message = message
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON body sent back for this request."""
-        return {"error": {"code": self.status, "field": self.field, "message": self.message}}
-
-
-@dataclass
-class PreparedBatch:
-    """The parsed batch: the valid windows stacked, and one error per bad request."""
-
-    size: int
-    valid: list[int] = field(default_factory=list)
-    windows: torch.Tensor | None = None
-    errors: dict[int, RequestError] = field(default_factory=dict)
-
-
-def _body(request: dict[str, Any]) -> Any:
-    """TorchServe hands the payload as ``data`` or ``body`` depending on the client."""
-    body = request.get("data")
-    if body is None:
-        body = request.get("body")
-    if body is None:
-        raise RequestError(400, "body", "empty request: send a 64x469 float32 window")
-    return body
-
-
-def _check_window(arr: np.ndarray, field_name: str) -> np.ndarray:
-    if arr.shape != (SEQ_LEN, FEATURE_DIM):
-        raise RequestError(
-            422,
-            field_name,
-            f"{field_name} has shape {list(arr.shape)}, expected [{SEQ_LEN}, {FEATURE_DIM}]",
-        )
-    if not np.isfinite(arr).all():
-        row, col = np.argwhere(~np.isfinite(arr))[0]
-        raise RequestError(
-            422, f"{field_name}[{row}][{col}]", f"{field_name}[{row}][{col}] is NaN or infinite"
-        )
-    return arr
-
-
-def window_from_bytes(raw: bytes | bytearray) -> np.ndarray:
-    """Decode a raw little-endian float32 window of 64x469 values."""
-    if len(raw) != WINDOW_BYTES:
-        raise RequestError(
-            400,
-            "body",
-            f"binary body has {len(raw)} bytes, expected {WINDOW_BYTES} "
-            f"(64x469 float32 little-endian)",
-        )
-    arr = np.frombuffer(raw, dtype="<f4").reshape(SEQ_LEN, FEATURE_DIM)
-    return _check_window(arr, "body")
-
-
-def window_from_frames(frames: Any) -> np.ndarray:
-    """Normalise raw landmark frames and build the window with the backend's own function."""
-    if not isinstance(frames, list) or not frames:
-        raise RequestError(422, "frames", "frames must be a non-empty list of landmark frames")
-    if len(frames) > MAX_FRAMES:
-        raise RequestError(422, "frames", f"frames has {len(frames)} entries, at most {MAX_FRAMES}")
-    rows = []
-    for i, frame in enumerate(frames):
-        try:
-            rows.append(features.normalize_landmarks(frame))
-        except (ValueError, TypeError, KeyError) as exc:
-            sub = getattr(exc, "field", None)
-            name = f"frames[{i}].{sub}" if sub else f"frames[{i}]"
-            raise RequestError(422, name, f"{name}: {exc}") from exc
-    window = feature_engineering.build_window(np.stack(rows).astype(np.float32))
-    return _check_window(np.asarray(window, dtype=np.float32), "frames")
-
-
-def window_from_json(doc: Any) -> np.ndarray:
-    """Accept ``{"window": [[...]]}`` (already enriched) or ``{"frames": [...]}`` (raw)."""
-    if not isinstance(doc, dict):
-        raise RequestError(422, "body", 'JSON body must be an object with "window" or "frames"')
-    if "window" in doc:
-        try:
-            arr = np.asarray(doc["window"], dtype=np.float32)
-        except (ValueError, TypeError) as exc:
-            msg = f"window is not a 64x469 number array: {exc}"
-            raise RequestError(422, "window", msg) from exc
-        return _check_window(arr, "window")
-    if "frames" in doc:
-        return window_from_frames(doc["frames"])
-    raise RequestError(422, "body", 'JSON body needs a "window" or a "frames" key')
-
-
-def parse_request(request: dict[str, Any]) -> np.ndarray:
-    """Turn one TorchServe request into a float32 [64, 469] window or raise RequestError."""
-    body = _body(request)
-    if isinstance(body, dict | list):  # TorchServe already decoded application/json
-        return window_from_json(body)
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    if not isinstance(body, bytes | bytearray):
-        raise RequestError(400, "body", f"unsupported body type {type(body).__name__}")
-    if len(body) == WINDOW_BYTES:
-        return window_from_bytes(body)
-    if body[:1] in (b"{", b"["):
-        try:
-            doc = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RequestError(400, "body", f"invalid JSON body: {exc}") from exc
-        return window_from_json(doc)
-    return window_from_bytes(body)  # raises with the byte count
 
 
 def _default_threads(device: torch.device) -> int:
@@ -198,29 +77,23 @@ class SignFlowHandler(BaseHandler):
             len(self.labels),
         )
 
-    def preprocess(self, data: list[dict[str, Any]]) -> PreparedBatch:
+    def preprocess(self, data: list[dict[str, Any]]) -> request_parser.ParsedBatch:
         """Parse every request on its own; bad ones are recorded, not raised."""
-        batch = PreparedBatch(size=len(data))
-        rows: list[np.ndarray] = []
-        for idx, request in enumerate(data):
-            try:
-                rows.append(parse_request(request))
-                batch.valid.append(idx)
-            except RequestError as exc:
-                batch.errors[idx] = exc
-        if rows:
-            batch.windows = torch.from_numpy(np.stack(rows)).to(self.device)
-        return batch
+        return request_parser.parse_batch(data)
 
-    def inference(self, data: PreparedBatch, *args: Any, **kwargs: Any) -> np.ndarray | None:
+    def inference(
+        self, data: request_parser.ParsedBatch, *args: Any, **kwargs: Any
+    ) -> np.ndarray | None:
         """ONE forward pass over all valid windows of the batch."""
         if data.windows is None:
             return None
         with torch.inference_mode():
-            logits = self.model(data.windows)
+            logits = self.model(torch.from_numpy(data.windows).to(self.device))
         return logits.float().cpu().numpy()
 
-    def postprocess(self, data: tuple[PreparedBatch, np.ndarray | None]) -> list[bytes]:
+    def postprocess(
+        self, data: tuple[request_parser.ParsedBatch, np.ndarray | None]
+    ) -> list[bytes]:
         """One compact JSON answer per request, in request order."""
         batch, logits = data
         answers: list[bytes] = [b""] * batch.size
@@ -252,6 +125,10 @@ class SignFlowHandler(BaseHandler):
             return
         # Counters survive any scrape interval: consumers take deltas per window
         # (mean batch size = requests / batches; the per-size counts come from the label).
-        metrics.add_counter(BATCHES_METRIC, 1, None, [Dimension("BatchSize", str(size))])
-        metrics.add_counter(REQUESTS_METRIC, size, None, [])
+        # Dimensions in the order metrics.yaml declares them: the frontend maps by position.
+        model = Dimension("ModelName", context.model_name)
+        level = Dimension("Level", "Model")
+        size_dim = Dimension("BatchSize", str(size))
+        metrics.add_counter(BATCHES_METRIC, 1, None, [model, level, size_dim])
+        metrics.add_counter(REQUESTS_METRIC, size, None, [model, level])
         metrics.add_time("HandlerTime", round(seconds * 1000, 3), None, "ms")

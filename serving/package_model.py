@@ -26,6 +26,7 @@ HANDLER = SERVING_DIR / "handler.py"
 MODEL_CONFIG_TEMPLATE = SERVING_DIR / "config" / "model-config.yaml"
 ML_DIR = REPO_ROOT / "backend_patch" / "app" / "ml"
 ML_MODULES = ("features.py", "feature_engineering.py", "dataset.py", "predictions.py")
+REQUEST_PARSER = SERVING_DIR / "request_parser.py"
 ARTIFACTS = ("model.pt", "labels.json", "metadata.json")
 
 
@@ -90,7 +91,7 @@ def build_archive(
         tmp_dir = Path(tmp)
         config = tmp_dir / "model-config.yaml"
         config.write_text(render_model_config(settings))
-        extra = [str(ML_DIR / m) for m in ML_MODULES]
+        extra = [str(ML_DIR / m) for m in ML_MODULES] + [str(REQUEST_PARSER)]
         extra += [str(model_dir / "labels.json"), str(model_dir / "metadata.json")]
         cmd = [
             sys.executable,

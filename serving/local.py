@@ -1,0 +1,611 @@
+"""Run TorchServe as a local process: isolated dirs and ports, readiness, reload, faults.
+
+``LocalTorchServe`` is what tests, benchmarks and the harness's local stack use. Each instance
+gets its own run directory (temp, logs, working dir holding ``key_file.json``), five free
+loopback ports (HTTP inference/management/metrics and both gRPC ports), a rendered
+config.properties, and token authorization ON unless ``token_auth=False``.
+
+From the shell: ``python -m serving.local [--model-version 1.0] [--batch-size 16]
+[--max-batch-delay 50] [--workers 2] [--model-store build/model-store] [--no-token-auth]``
+prints one JSON line once the model is READY and runs until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+MODEL_NAME = "signflow"
+SERVING_DIR = Path(__file__).resolve().parent
+CONFIG_TEMPLATE = SERVING_DIR / "config" / "config.properties"
+LOG4J_CONFIG = SERVING_DIR / "config" / "log4j2.xml"
+METRICS_CONFIG = SERVING_DIR / "config" / "metrics.yaml"
+LOG_TAIL_BYTES = 4000
+
+
+class TorchServeError(RuntimeError):
+    """TorchServe failed to start, died, or refused a management call."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS reports free right now (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could bind ``port`` now (SO_REUSEADDR, as Java's server sockets do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def render_config(template: Path, overrides: dict[str, str]) -> str:
+    """config.properties text: the template's keys with ``overrides`` replacing or added."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for line in template.read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        if line.strip() and not line.lstrip().startswith("#") and key in overrides:
+            lines.append(f"{key}={overrides[key]}")
+            seen.add(key)
+        else:
+            lines.append(line)
+    lines += [f"{k}={v}" for k, v in overrides.items() if k not in seen]
+    return "\n".join(lines) + "\n"
+
+
+def _torchserve_bin() -> str:
+    # The launcher next to this interpreter: TorchServe's workers use the same environment.
+    candidate = Path(sys.executable).with_name("torchserve")
+    return str(candidate) if candidate.exists() else "torchserve"
+
+
+class LocalTorchServe:
+    """TorchServe as a local, isolated process; a context manager (start + wait_ready / stop)."""
+
+    def __init__(
+        self,
+        model_store: str | os.PathLike[str] = "build/model-store",
+        model_version: str = "1.0",
+        batch_size: int = 16,
+        max_batch_delay_ms: int = 50,
+        workers: int = 2,
+        token_auth: bool = True,
+        run_dir: str | os.PathLike[str] | None = None,
+        *,
+        torch_threads: int | None = None,
+        response_timeout_s: int = 30,
+        ready_timeout_s: float = 120.0,
+        config_overrides: dict[str, str] | None = None,
+        keep_run_dir: bool = False,
+    ) -> None:
+        self.model_store = Path(model_store).resolve()
+        self.model_version = model_version
+        self.batch_size = batch_size
+        self.max_batch_delay_ms = max_batch_delay_ms
+        self.workers = workers
+        self.token_auth = token_auth
+        self.torch_threads = torch_threads
+        self.response_timeout_s = response_timeout_s
+        self.ready_timeout_s = ready_timeout_s
+        self.config_overrides = dict(config_overrides or {})
+        self._owns_run_dir = run_dir is None
+        self._keep_run_dir = keep_run_dir
+        self._run_dir: Path | None = Path(run_dir).resolve() if run_dir else None
+        self.ports = {
+            name: free_port()
+            for name in ("inference", "management", "metrics", "grpc_inference", "grpc_mgmt")
+        }
+        self._pid: int | None = None
+        self._pgid: int | None = None
+        self._keys: dict[str, str] = {}
+        self._keys_mtime: float = 0.0
+        self._log_offset = 0  # where the current start's output begins in torchserve.out
+
+    # ----- paths and addresses -------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        """The run directory (created on first use)."""
+        if self._run_dir is None:
+            self._run_dir = Path(tempfile.mkdtemp(prefix="torchserve-run-"))
+        return self._run_dir
+
+    @property
+    def log_dir(self) -> Path:
+        """Directory holding torchserve.out (Java and worker output) and TorchServe's logs."""
+        return self.run_dir / "logs"
+
+    @property
+    def work_dir(self) -> Path:
+        """TorchServe's working directory; holds key_file.json."""
+        return self.run_dir / "work"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """TMPDIR/TEMP of the instance: pid file, worker sockets, extracted archives."""
+        return self.run_dir / "tmp"
+
+    @property
+    def stdout_path(self) -> Path:
+        """File receiving the stdout/stderr of TorchServe for its whole life."""
+        return self.log_dir / "torchserve.out"
+
+    @property
+    def key_file(self) -> Path:
+        """TorchServe's key_file.json (exists only with token auth on)."""
+        return self.work_dir / "key_file.json"
+
+    @property
+    def inference_url(self) -> str:
+        """Base URL of the inference API."""
+        return f"http://127.0.0.1:{self.ports['inference']}"
+
+    @property
+    def management_url(self) -> str:
+        """Base URL of the management API (loopback only)."""
+        return f"http://127.0.0.1:{self.ports['management']}"
+
+    @property
+    def metrics_url(self) -> str:
+        """URL of the Prometheus metrics endpoint."""
+        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the Java frontend, None when not started."""
+        return self._pid
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """``{"inference": ..., "management": ...}``; empty with token auth off."""
+        if self.token_auth:
+            self._read_keys()
+        return dict(self._keys)
+
+    def auth_headers(self, api: str = "inference") -> dict[str, str]:
+        """The Authorization header for ``api`` ("inference" or "management")."""
+        key = self.keys.get(api)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the Python workers (children of the Java frontend)."""
+        if self._pid is None:
+            return []
+        try:
+            return [p.pid for p in psutil.Process(self._pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def is_alive(self) -> bool:
+        """Whether the Java frontend process is running."""
+        return self._pid is not None and _alive(self._pid)
+
+    def _log_since_start(self) -> str:
+        try:
+            with self.stdout_path.open("rb") as fh:
+                fh.seek(self._log_offset)
+                return fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, nbytes: int = LOG_TAIL_BYTES) -> str:
+        """The last ``nbytes`` of TorchServe's stdout file."""
+        try:
+            with self.stdout_path.open("rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - nbytes))
+                return fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    # ----- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> LocalTorchServe:
+        try:
+            self.start()
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        tmp = str(self.tmp_dir)
+        env.update(
+            TMPDIR=tmp,
+            TEMP=tmp,
+            LOG_LOCATION=str(self.log_dir),
+            METRICS_LOCATION=str(self.log_dir),
+        )
+        if self.torch_threads:
+            env["SIGNFLOW_TORCH_THREADS"] = str(self.torch_threads)
+        # Workers must not spread intra-op threads over every core: they share them.
+        env.setdefault("OMP_NUM_THREADS", str(self.torch_threads or 1))
+        return env
+
+    def _config_text(self) -> str:
+        ports = self.ports
+        overrides = {
+            "inference_address": f"http://127.0.0.1:{ports['inference']}",
+            "management_address": f"http://127.0.0.1:{ports['management']}",
+            "metrics_address": f"http://127.0.0.1:{ports['metrics']}",
+            "grpc_inference_port": str(ports["grpc_inference"]),
+            "grpc_management_port": str(ports["grpc_mgmt"]),
+            "batch_size": str(self.batch_size),
+            "max_batch_delay": str(self.max_batch_delay_ms),
+            "default_workers_per_model": str(self.workers),
+            "default_response_timeout": str(self.response_timeout_s),
+            "metrics_config": str(METRICS_CONFIG),
+            **self.config_overrides,
+        }
+        return render_config(CONFIG_TEMPLATE, overrides)
+
+    def _mar_name(self, version: str) -> str:
+        return f"{MODEL_NAME}-{version}.mar"
+
+    def start(self) -> None:
+        """Launch TorchServe (returns once Java is spawned; call wait_ready next)."""
+        if self.is_alive():
+            raise TorchServeError(f"TorchServe already running (pid {self._pid})")
+        mar = self.model_store / self._mar_name(self.model_version)
+        if not mar.is_file():
+            raise TorchServeError(f"{mar}: archive missing (build it with serving.package_model)")
+        for d in (self.log_dir, self.work_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._wait_ports_free(timeout_s=15.0)
+        # A killed instance leaves its pid file and key file behind: never reuse either.
+        (self.tmp_dir / ".model_server.pid").unlink(missing_ok=True)
+        self.key_file.unlink(missing_ok=True)
+        self._keys, self._keys_mtime = {}, 0.0
+        config = self.run_dir / "config.properties"
+        config.write_text(self._config_text())
+        self._log_offset = self.stdout_path.stat().st_size if self.stdout_path.exists() else 0
+        cmd = [
+            _torchserve_bin(),
+            "--start",
+            "--ncs",
+            "--model-store",
+            str(self.model_store),
+            "--ts-config",
+            str(config),
+            "--log-config",
+            str(LOG4J_CONFIG),
+            "--models",
+            f"{MODEL_NAME}={mar.name}",
+            # The harness registers/unregisters versions; management stays on loopback.
+            "--enable-model-api",
+        ]
+        if not self.token_auth:
+            cmd.append("--disable-token-auth")
+        with self.stdout_path.open("ab") as out:
+            # Own session: Java and its workers form one process group we can kill as a whole.
+            proc = subprocess.run(
+                cmd,
+                cwd=self.work_dir,
+                env=self._env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                timeout=60,
+                check=False,
+            )
+        pid_file = self.tmp_dir / ".model_server.pid"
+        if proc.returncode != 0 or not pid_file.is_file():
+            raise TorchServeError(
+                f"torchserve --start failed (exit {proc.returncode}); log tail:\n{self.log_tail()}"
+            )
+        self._pid = int(pid_file.read_text().split()[0])
+        try:
+            self._pgid = os.getpgid(self._pid)
+        except ProcessLookupError:
+            self._pgid = None
+
+    def wait_ready(self, timeout_s: float | None = None) -> float:
+        """Block until the default version's workers are READY; returns the seconds waited.
+
+        Polls the management API (``/ping`` says Healthy before the model can answer) and
+        fails fast, with the log tail, when the Java process dies or the deadline passes.
+        """
+        start = time.monotonic()
+        deadline = start + (timeout_s or self.ready_timeout_s)
+        last = "no answer yet"
+        while True:
+            failures = self._log_since_start().count("Load model failed")
+            if failures >= 2:  # TorchServe retries forever with back-off: do not wait for it
+                raise TorchServeError(
+                    f"the model's workers fail to load ({failures} failures); log tail:\n"
+                    f"{self.log_tail()}"
+                )
+            if not self.is_alive():
+                raise TorchServeError(
+                    f"TorchServe (pid {self._pid}) died while starting; log tail:\n"
+                    f"{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise TorchServeError(
+                    f"TorchServe not ready after {timeout_s or self.ready_timeout_s:.0f} s "
+                    f"({last}); log tail:\n{self.log_tail()}"
+                )
+            if self.token_auth and not self.key_file.is_file():
+                time.sleep(0.1)
+                continue
+            try:
+                desc = self._request("GET", f"/models/{MODEL_NAME}", timeout_s=2.0)
+                workers = desc[0].get("workers", []) if desc else []
+                ready = [w for w in workers if w.get("status") == "READY"]
+                last = f"{len(ready)}/{len(workers)} workers READY"
+                if workers and len(ready) == len(workers):
+                    break
+            except (TorchServeError, OSError, ValueError) as exc:
+                last = str(exc)[:200]
+            time.sleep(0.2)
+        self._apply_settings()
+        return time.monotonic() - start
+
+    def stop(self) -> None:
+        """Stop TorchServe and every worker, then remove the temp dirs. Safe to call twice."""
+        if self._pid is not None:
+            pids = [self._pid, *self.worker_pids()]
+            if _alive(self._pid):
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    subprocess.run(
+                        [_torchserve_bin(), "--stop"],
+                        cwd=self.work_dir,
+                        env=self._env(),
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        timeout=30,
+                        check=False,
+                    )
+                _wait_gone([self._pid], timeout_s=15.0)
+            self._kill_all(pids)
+            self._pid = None
+        if self._run_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            if self._owns_run_dir and not self._keep_run_dir:
+                shutil.rmtree(self._run_dir, ignore_errors=True)
+                self._run_dir = None
+
+    def kill(self) -> None:
+        """SIGKILL the Java frontend only (fault injection); its workers exit by themselves.
+
+        ``start()`` + ``wait_ready()`` then bring it back on the same ports.
+        """
+        if self._pid is None:
+            return
+        workers = self.worker_pids()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._pid, signal.SIGKILL)
+        _wait_gone([self._pid], timeout_s=10.0)
+        # Orphan workers exit within ~2 s of losing Java; make sure, so ports and memory free up.
+        if _wait_gone(workers, timeout_s=5.0):
+            self._kill_all(workers)
+        self._pid = None
+
+    def _kill_all(self, pids: list[int]) -> None:
+        if self._pgid is not None and self._pgid != os.getpgrp():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._pgid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(pids, timeout_s=5.0)
+
+    def _wait_ports_free(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            busy = [p for p in self.ports.values() if not port_is_free(p)]
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise TorchServeError(f"ports still in use after {timeout_s:.0f} s: {busy}")
+            time.sleep(0.2)
+
+    # ----- management API ------------------------------------------------------------------
+    def _read_keys(self, force: bool = False) -> None:
+        try:
+            mtime = self.key_file.stat().st_mtime
+        except OSError:
+            return
+        if not force and mtime == self._keys_mtime:
+            return
+        try:
+            doc = json.loads(self.key_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return  # being written: the next call reads it again
+        self._keys = {
+            name: str(doc[name]["key"])
+            for name in ("inference", "management", "API")
+            if isinstance(doc.get(name), dict) and "key" in doc[name]
+        }
+        self._keys_mtime = mtime
+
+    def _request(
+        self, method: str, path: str, timeout_s: float = 30.0, _retried: bool = False
+    ) -> Any:
+        req = urllib.request.Request(
+            self.management_url + path, method=method, headers=self.auth_headers("management")
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode("utf-8", "replace")
+            # Keys expire (token_expiration_min): TorchServe rewrites the file; read it again.
+            if exc.code in (400, 401) and "key" in text.lower() and not _retried:
+                self._read_keys(force=True)
+                return self._request(method, path, timeout_s, _retried=True)
+            raise TorchServeError(f"{method} {path} -> HTTP {exc.code}: {text[:500]}") from exc
+        return json.loads(body) if body else None
+
+    def _describe_version(self, version: str) -> dict[str, Any]:
+        desc = self._request("GET", f"/models/{MODEL_NAME}/{version}", timeout_s=10.0)
+        return desc[0] if desc else {}
+
+    def _scale(self, version: str) -> None:
+        """Apply this instance's worker count (the archive's model-config.yaml sets its own)."""
+        desc = self._describe_version(version)
+        if desc.get("minWorkers") != self.workers or len(desc.get("workers", [])) != self.workers:
+            query = f"min_worker={self.workers}&max_worker={self.workers}&synchronous=true"
+            self._request("PUT", f"/models/{MODEL_NAME}/{version}?{query}", timeout_s=180.0)
+
+    def _apply_settings(self) -> None:
+        """Make the model loaded at start-up use this instance's batching settings.
+
+        Start-up loading takes batchSize/maxBatchDelay/workers from the archive's
+        model-config.yaml; the register API's parameters win over it, so a different
+        batching set-up means registering the (sole) version again.
+        """
+        desc = self._describe_version(self.model_version)
+        wanted = (self.batch_size, self.max_batch_delay_ms)
+        if (desc.get("batchSize"), desc.get("maxBatchDelay")) != wanted:
+            self.unregister(self.model_version)
+            self.register(self.model_version)
+        else:
+            self._scale(self.model_version)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The management API's description of every registered version of the model."""
+        return self._request("GET", f"/models/{MODEL_NAME}/all", timeout_s=10.0)
+
+    def register(self, version: str, workers: int | None = None) -> dict[str, Any]:
+        """Register ``signflow-<version>.mar`` with this instance's batching settings."""
+        query = urllib.parse.urlencode(
+            {
+                "url": self._mar_name(version),
+                "model_name": MODEL_NAME,
+                "batch_size": self.batch_size,
+                "max_batch_delay": self.max_batch_delay_ms,
+                "initial_workers": workers if workers is not None else self.workers,
+                "response_timeout": self.response_timeout_s,
+                "synchronous": "true",
+            }
+        )
+        answer = self._request("POST", f"/models?{query}", timeout_s=180.0)
+        self._scale(version)
+        return answer
+
+    def set_default(self, version: str) -> dict[str, Any]:
+        """Make ``version`` the one ``/predictions/signflow`` serves."""
+        return self._request("PUT", f"/models/{MODEL_NAME}/{version}/set-default", timeout_s=30.0)
+
+    def unregister(self, version: str) -> dict[str, Any]:
+        """Remove ``version`` (not the default one: TorchServe answers 403)."""
+        return self._request("DELETE", f"/models/{MODEL_NAME}/{version}", timeout_s=60.0)
+
+    def reload(self, new_version: str) -> dict[str, Any]:
+        """Register ``new_version``, make it the default, unregister the old one; timings in s."""
+        old = self.model_version
+        t0 = time.perf_counter()
+        self.register(new_version)
+        t1 = time.perf_counter()
+        self.set_default(new_version)
+        t2 = time.perf_counter()
+        self.model_version = new_version
+        if old != new_version:
+            self.unregister(old)
+        t3 = time.perf_counter()
+        return {
+            "from_version": old,
+            "to_version": new_version,
+            "register_s": t1 - t0,
+            "set_default_s": t2 - t1,
+            "unregister_s": t3 - t2,
+            "total_s": t3 - t0,
+        }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
+    """Wait for ``pids`` to exit; returns those still alive at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    left = [p for p in pids if _alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if _alive(p)]
+    return left
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: start TorchServe, print one JSON line when ready, stop on SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(description="Run TorchServe locally for SignFlow.")
+    parser.add_argument("--model-version", default="1.0")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-batch-delay", type=int, default=50, help="milliseconds")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--model-store", default="build/model-store")
+    parser.add_argument("--run-dir", default=None, help="keep logs here (default: a temp dir)")
+    parser.add_argument(
+        "--no-token-auth", action="store_true", help="disable TorchServe token authorization"
+    )
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server = LocalTorchServe(
+        model_store=args.model_store,
+        model_version=args.model_version,
+        batch_size=args.batch_size,
+        max_batch_delay_ms=args.max_batch_delay,
+        workers=args.workers,
+        token_auth=not args.no_token_auth,
+        run_dir=args.run_dir,
+    )
+    try:
+        with server:
+            line = {
+                "inference_url": server.inference_url,
+                "management_url": server.management_url,
+                "metrics_url": server.metrics_url,
+                "pid": server.pid,
+                "key_file": str(server.key_file) if server.token_auth else None,
+            }
+            print(json.dumps(line), flush=True)
+            while not stop.wait(1.0):
+                if not server.is_alive():
+                    print(f"TorchServe died; log tail:\n{server.log_tail()}", file=sys.stderr)
+                    return 1
+    except TorchServeError as exc:
+        print(f"serving.local: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

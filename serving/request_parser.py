@@ -1,0 +1,158 @@
+"""Request bodies of the SignFlow TorchServe handler -> float32 [64, 469] windows.
+
+Kept apart from handler.py because TorchServe requires the handler module to define exactly
+one class. Packaged into the archive as a top-level module, like the shared ML modules.
+Bodies: raw little-endian float32 bytes (primary), JSON ``{"window": [[...]]}``, or JSON
+``{"frames": [...]}`` enriched here with the backend's own ``build_window``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+try:  # inside the TorchServe archive the ML modules sit at the top level of sys.path
+    import feature_engineering
+    import features
+except ImportError:  # running from the repository: use the package
+    from backend_patch.app.ml import feature_engineering, features
+
+SEQ_LEN = 64
+FEATURE_DIM = 469
+WINDOW_BYTES = SEQ_LEN * FEATURE_DIM * 4
+# Bound the work one request can ask for: a window is 64 frames, a few seconds of video at most.
+MAX_FRAMES = 1024
+
+
+class RequestError(ValueError):
+    """A problem with one request of a batch; answered with ``status`` for that request only."""
+
+    def __init__(self, status: int, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field_name
+        self.message = message
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON body sent back for this request."""
+        return {"error": {"code": self.status, "field": self.field, "message": self.message}}
+
+
+@dataclass
+class ParsedBatch:
+    """A parsed batch: the valid windows stacked in request order, one error per bad request."""
+
+    size: int
+    valid: list[int] = field(default_factory=list)
+    windows: np.ndarray | None = None  # float32 [len(valid), 64, 469]
+    errors: dict[int, RequestError] = field(default_factory=dict)
+
+
+def _body(request: dict[str, Any]) -> Any:
+    """TorchServe hands the payload as ``data`` or ``body`` depending on the client."""
+    body = request.get("data")
+    if body is None:
+        body = request.get("body")
+    if body is None:
+        raise RequestError(400, "body", "empty request: send a 64x469 float32 window")
+    return body
+
+
+def _check_window(arr: np.ndarray, field_name: str) -> np.ndarray:
+    if arr.shape != (SEQ_LEN, FEATURE_DIM):
+        raise RequestError(
+            422,
+            field_name,
+            f"{field_name} has shape {list(arr.shape)}, expected [{SEQ_LEN}, {FEATURE_DIM}]",
+        )
+    if not np.isfinite(arr).all():
+        row, col = np.argwhere(~np.isfinite(arr))[0]
+        raise RequestError(
+            422, f"{field_name}[{row}][{col}]", f"{field_name}[{row}][{col}] is NaN or infinite"
+        )
+    return arr
+
+
+def window_from_bytes(raw: bytes | bytearray) -> np.ndarray:
+    """Decode a raw little-endian float32 window of 64x469 values."""
+    if len(raw) != WINDOW_BYTES:
+        raise RequestError(
+            400,
+            "body",
+            f"binary body has {len(raw)} bytes, expected {WINDOW_BYTES} "
+            f"(64x469 float32 little-endian)",
+        )
+    arr = np.frombuffer(raw, dtype="<f4").reshape(SEQ_LEN, FEATURE_DIM)
+    return _check_window(arr, "body")
+
+
+def window_from_frames(frames: Any) -> np.ndarray:
+    """Normalise raw landmark frames and build the window with the backend's own function."""
+    if not isinstance(frames, list) or not frames:
+        raise RequestError(422, "frames", "frames must be a non-empty list of landmark frames")
+    if len(frames) > MAX_FRAMES:
+        raise RequestError(422, "frames", f"frames has {len(frames)} entries, at most {MAX_FRAMES}")
+    rows = []
+    for i, frame in enumerate(frames):
+        try:
+            rows.append(features.normalize_landmarks(frame))
+        except (ValueError, TypeError, KeyError) as exc:
+            sub = getattr(exc, "field", None)
+            name = f"frames[{i}].{sub}" if sub else f"frames[{i}]"
+            raise RequestError(422, name, f"{name}: {exc}") from exc
+    window = feature_engineering.build_window(np.stack(rows).astype(np.float32))
+    return _check_window(np.asarray(window, dtype=np.float32), "frames")
+
+
+def window_from_json(doc: Any) -> np.ndarray:
+    """Accept ``{"window": [[...]]}`` (already enriched) or ``{"frames": [...]}`` (raw)."""
+    if not isinstance(doc, dict):
+        raise RequestError(422, "body", 'JSON body must be an object with "window" or "frames"')
+    if "window" in doc:
+        try:
+            arr = np.asarray(doc["window"], dtype=np.float32)
+        except (ValueError, TypeError) as exc:
+            msg = f"window is not a 64x469 number array: {exc}"
+            raise RequestError(422, "window", msg) from exc
+        return _check_window(arr, "window")
+    if "frames" in doc:
+        return window_from_frames(doc["frames"])
+    raise RequestError(422, "body", 'JSON body needs a "window" or a "frames" key')
+
+
+def parse_request(request: dict[str, Any]) -> np.ndarray:
+    """Turn one TorchServe request into a float32 [64, 469] window or raise RequestError."""
+    body = _body(request)
+    if isinstance(body, dict | list):  # TorchServe already decoded application/json
+        return window_from_json(body)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if not isinstance(body, bytes | bytearray):
+        raise RequestError(400, "body", f"unsupported body type {type(body).__name__}")
+    if len(body) == WINDOW_BYTES:
+        return window_from_bytes(body)
+    if body[:1] in (b"{", b"["):
+        try:
+            doc = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RequestError(400, "body", f"invalid JSON body: {exc}") from exc
+        return window_from_json(doc)
+    return window_from_bytes(body)  # raises with the byte count
+
+
+def parse_batch(data: list[dict[str, Any]]) -> ParsedBatch:
+    """Parse every request of a batch on its own; bad ones are recorded, never raised."""
+    batch = ParsedBatch(size=len(data))
+    rows: list[np.ndarray] = []
+    for idx, request in enumerate(data):
+        try:
+            rows.append(parse_request(request))
+            batch.valid.append(idx)
+        except RequestError as exc:
+            batch.errors[idx] = exc
+    if rows:
+        batch.windows = np.stack(rows)
+    return batch

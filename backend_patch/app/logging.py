@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
@@ -27,6 +28,6 @@ def configure_logging(level: str = "info") -> None:
     )
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """A structlog logger tagged with ``logger=name``."""
-    return structlog.get_logger(logger=name)
+def get_logger(name: str) -> Any:
+    """A structlog logger whose events carry ``logger=name``."""
+    return structlog.get_logger().bind(logger=name)

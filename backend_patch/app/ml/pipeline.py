@@ -264,9 +264,12 @@ class InferenceEngine:
         x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32)).unsqueeze(0)
         with torch.inference_mode():
             logits = loaded.module(x.to(loaded.device)).float().cpu().numpy()
-        temperature = float(loaded.metadata.get("temperature", 1.0))
-        top = softmax_top_k(logits, loaded.labels, temperature, k=4)[0]
-        return str(top["prediction"]), float(top["confidence"]), list(top["alternatives"])
+        top = softmax_top_k(logits, loaded.labels, loaded.temperature, k=4)[0]
+        alternatives = [
+            {"label": str(a["label"]), "confidence": float(a["confidence"])}
+            for a in top["alternatives"]
+        ]
+        return str(top["prediction"]), float(top["confidence"]), alternatives
 
     async def infer(self, window: np.ndarray) -> Classification:
         """Classify one window in the worker pool without blocking the event loop."""

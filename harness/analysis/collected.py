@@ -121,10 +121,14 @@ def gpu_stats(
         summary["reason"] = summary["reason"] or "no GPU collector ran"
         return summary, None, None
     entry = (collectors.get("series") or {}).get("gpu") or {}
-    flat = flatten({k: v for k, v in entry.items() if k != "t"})
     t = list(entry.get("t", []))
-    util = _find(flat, "util") or []
-    mem = _find(flat, "mem") or []
+    util = list(entry.get("util_percent") or entry.get("util") or [])
+    mem = list(entry.get("mem_used_mb") or entry.get("mem_mb") or [])
+    given = (collectors.get("summaries") or {}).get("gpu")
+    if isinstance(given, Mapping):
+        summary.update({k: given.get(k) for k in summary if k in given})
+        summary["present"], summary["reason"] = True, None
+        return summary, on_windows(t, util, n_windows), on_windows(t, mem, n_windows)
     util_m = sorted(_numbers([v for ti, v in zip(t, util, strict=False) if ti >= t_lo]))
     mem_m = _numbers([v for ti, v in zip(t, mem, strict=False) if ti >= t_lo])
     if util_m:

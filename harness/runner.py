@@ -1,0 +1,360 @@
+"""Orchestration of one run: stack -> load + collectors + timeline -> analysis -> results -> report.
+
+Exit codes: 0 all gates pass; 1 a gate failed; 2 invalid scenario or INVALID measurement (the
+generator fell behind, or a timeline event could not be executed); 3 infrastructure failure
+(StackError); 130 interrupted (Ctrl-C). The stack is always torn down by its context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.analysis.compare import compare
+from harness.analysis.gates import evaluate_gates
+from harness.analysis.summary import summarize
+from harness.clock import RunClock
+from harness.results.junit import write_junit
+from harness.results.provenance import collect_provenance
+from harness.results.schema import SCHEMA, SCHEMA_VERSION
+from harness.results.writer import read_results, write_results
+from harness.scenario import Scenario, load_scenario, scenario_to_yaml
+from harness.timeline import Timeline, event_record
+
+EXIT_OK, EXIT_GATE, EXIT_INVALID, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DEFAULT_OUT = Path("reports")
+# Distinct synthetic traces: session i plays variant i % TRACE_VARIANTS (seed + variant), so
+# hundreds of sessions do not cost hundreds of trace generations.
+TRACE_VARIANTS = 8
+
+Progress = Callable[[Any], None]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def make_run_dir(out_root: Path, name: str, now: datetime | None = None) -> tuple[str, Path]:
+    """(run_id, run_dir): ``<out_root>/<UTC timestamp>-<name>``, made unique if it exists."""
+    stamp = (now or _utc_now()).strftime("%Y%m%dT%H%M%SZ")
+    run_id = f"{stamp}-{name}"
+    run_dir = out_root / run_id
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_id = f"{stamp}-{name}-{n}"
+        run_dir = out_root / run_id
+    run_dir.mkdir(parents=True)
+    return run_id, run_dir
+
+
+def trace_provider(scenario: Scenario) -> Callable[[int], list[dict]]:
+    """Session index -> its trace (file: the same for all; synthetic: seeded variants)."""
+    from harness.load import load_trace_file, synthetic_trace
+
+    spec = scenario.workload.trace
+    if spec.file:
+        frames = load_trace_file(Path(spec.file))
+        return lambda _i: frames
+    syn = spec.synthetic
+    assert syn is not None
+
+    @functools.lru_cache(maxsize=TRACE_VARIANTS)
+    def variant(v: int) -> list[dict]:
+        return synthetic_trace(syn.seed + v, syn.signs, syn.sign_mix, tuple(syn.rest_frames))
+
+    return lambda i: variant(i % TRACE_VARIANTS)
+
+
+@dataclass
+class _Measured:
+    """What the measurement phase produced (possibly partial after an interrupt)."""
+
+    load: Any = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    collectors: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+async def _progress_loop(gen: Any, progress: Progress, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        with contextlib.suppress(Exception):  # a display glitch must never end a run
+            progress(gen.live())
+
+
+async def _measure(
+    scenario: Scenario, stack: Any, progress: Progress | None, out: _Measured
+) -> None:
+    from harness.collectors import (
+        CollectorSet,
+        GpuCollector,
+        ProcessCollector,
+        PrometheusCollector,
+    )
+    from harness.load import LoadConfig, LoadGenerator
+
+    wl = scenario.workload
+    ep = stack.endpoints
+    clock = RunClock()
+    config = LoadConfig(
+        ws_url=ep.ws_url,
+        sessions=wl.sessions,
+        fps=wl.fps,
+        duration_s=wl.duration_s,
+        warmup_s=wl.warmup_s,
+        ramp_up_s=wl.ramp_up_s,
+        traces=trace_provider(scenario),
+        late_threshold_ms=wl.late_threshold_ms,
+        reply_timeout_s=wl.reply_timeout_s,
+    )
+    gen = LoadGenerator(config, clock)
+    collectors = CollectorSet(clock)
+    process = ProcessCollector(stack.processes, include_self=True)
+    collectors.add(process)
+    prom: dict[str, Any] = {}
+    if ep.torchserve_metrics_url:
+        prom["torchserve"] = PrometheusCollector("torchserve", ep.torchserve_metrics_url)
+    if ep.backend_metrics_url:
+        prom["backend"] = PrometheusCollector("backend", ep.backend_metrics_url)
+    for c in prom.values():
+        collectors.add(c)
+    gpu = GpuCollector()
+    collectors.add(gpu)
+    timeline = Timeline(scenario.timeline, stack, clock)
+    out.events = timeline.records
+    stop = asyncio.Event()
+    clock.start()
+    tasks = [
+        asyncio.create_task(collectors.run(stop), name="collectors"),
+        asyncio.create_task(timeline.run(stop), name="timeline"),
+    ]
+    if progress is not None:
+        tasks.append(asyncio.create_task(_progress_loop(gen, progress, stop), name="progress"))
+    try:
+        out.load = await gen.run()
+    except asyncio.CancelledError:
+        out.interrupted = True
+        raise
+    finally:
+        stop.set()
+        # Collectors take their last window; a timeline event still in its thread is awaited
+        # so the stack is not torn down under it (bounded by the stack's own timeouts).
+        await asyncio.gather(*tasks, return_exceptions=True)
+        end = wl.duration_s
+        out.collectors = {
+            "series": collectors.series(),
+            "summaries": {
+                "process": process.summary(wl.warmup_s, end),
+                "gpu": gpu.summary(wl.warmup_s, end) if gpu.present else None,
+                **(
+                    {"torchserve": prom["torchserve"].summary(wl.warmup_s, end)}
+                    if "torchserve" in prom
+                    else {}
+                ),
+            },
+            "gpu": {
+                "present": gpu.present,
+                "reason": gpu.reason,
+                "name": ", ".join(gpu.names) if gpu.names else None,
+            },
+        }
+
+
+def _skeleton(scenario: Scenario, run_id: str, started: datetime) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "name": scenario.name,
+        "started_at": _iso(started),
+        "finished_at": None,
+        "scenario": scenario.model_dump(mode="json"),
+        "scenario_yaml": scenario_to_yaml(scenario),
+        "valid": False,
+        "invalid_reasons": [],
+        "verdict": "error",
+        "error": None,
+        "summary": _empty_summary(),
+        "series": {"t": []},
+        "histograms": {},
+        "events": [event_record(e) for e in scenario.timeline],
+        "faults": [],
+        "gates": [],
+        "comparison": None,
+        "provenance": {},
+    }
+
+
+def _empty_summary() -> dict[str, Any]:
+    lat = dict.fromkeys(("p50", "p90", "p95", "p99", "p999", "max", "mean", "count"))
+    return {
+        "frame": {"latency_ms": dict(lat), "latency_uncorrected_ms": dict(lat)},
+        "inference": {"latency_ms": dict(lat)},
+        "throughput": {"frames_per_s": None, "inferences_per_s": None},
+        "errors": {"total": None},
+        "accuracy": None,
+        "served_by": {"local": None, "torchserve": None},
+    }
+
+
+def _analyse(
+    doc: dict[str, Any],
+    scenario: Scenario,
+    measured: _Measured,
+    baseline_doc: dict[str, Any] | None,
+) -> int:
+    """Fill summary..gates/verdict from a finished measurement; returns the exit code."""
+    load = measured.load
+    summary, series, histograms, faults = summarize(
+        load, measured.collectors, measured.events, scenario
+    )
+    doc.update(summary=summary, series=series, histograms=histograms, faults=faults)
+    doc["events"] = measured.events
+    reasons = list(getattr(load, "invalid_reasons", []) or [])
+    for i, ev in enumerate(measured.events):
+        if ev.get("ok") is False:
+            reasons.append(f"timeline event {i} ({ev['action']}) failed: {ev.get('error')}")
+        elif ev.get("ok") is None:
+            reasons.append(f"timeline event {i} ({ev['action']}) did not run: {ev.get('error')}")
+    doc["valid"] = not reasons
+    doc["invalid_reasons"] = reasons
+    base_summary = baseline_doc.get("summary") if baseline_doc else None
+    doc["gates"] = evaluate_gates(scenario.gates, summary, faults, base_summary)
+    if baseline_doc is not None:
+        doc["comparison"] = compare(doc, baseline_doc)
+        if baseline_doc.get("valid") is False:
+            doc["comparison"]["warnings"].append("the baseline run was INVALID")
+    if reasons:
+        doc["verdict"] = "invalid"
+        return EXIT_INVALID
+    if all(g["passed"] for g in doc["gates"]):
+        doc["verdict"] = "passed"
+        return EXIT_OK
+    doc["verdict"] = "failed"
+    return EXIT_GATE
+
+
+def _write_all(run_dir: Path, doc: dict[str, Any]) -> None:
+    doc["finished_at"] = _iso(_utc_now())
+    write_results(run_dir, doc)
+    write_junit(run_dir, doc)
+
+
+def _report(run_dir: Path, doc: dict[str, Any], baseline_doc: dict[str, Any] | None) -> None:
+    try:
+        from harness.report import build_report
+    except ImportError:
+        print("report: harness.report is not available; results.json kept", file=sys.stderr)
+        return
+    try:
+        path = build_report(doc, baseline_doc, run_dir / "report.html")
+        print(f"report: {path}", file=sys.stderr)
+    except Exception as exc:  # a broken report must not lose the measurement
+        print(f"report failed ({type(exc).__name__}: {exc}); results.json kept", file=sys.stderr)
+        (run_dir / "report-error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+
+
+def run_scenario(
+    scenario: Scenario,
+    out_dir: Path | None = None,
+    baseline_doc: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], int]:
+    """Run one scenario into ``<out_dir>/<run_id>/``; returns (results document, exit code).
+
+    KeyboardInterrupt is re-raised after the stack is down and partial results are written
+    (``verdict: error``, ``error: interrupted``); the CLI turns it into exit 130.
+    """
+    from harness.loop import run_async
+    from harness.stack import StackError, make_stack
+
+    started = _utc_now()
+    run_id, run_dir = make_run_dir(out_dir or DEFAULT_OUT, scenario.name, started)
+    doc = _skeleton(scenario, run_id, started)
+    doc["run_dir"] = str(run_dir)
+    measured = _Measured()
+    code = EXIT_INFRA
+    interrupted = False
+    stack = None
+    try:
+        with make_stack(scenario.stack, run_dir) as stack:
+            try:
+                run_async(_measure(scenario, stack, progress, measured))
+            finally:
+                doc["provenance"] = collect_provenance(stack)
+    except StackError as exc:
+        doc["error"] = f"{type(exc).__name__}: {exc}"
+        print(f"infrastructure failure: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+        doc["error"] = "interrupted"
+    finally:
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                stack.collect_logs(run_dir / "logs")
+        if not doc["provenance"]:
+            doc["provenance"] = collect_provenance(None)
+        doc["events"] = measured.events or doc["events"]
+    if measured.load is not None:
+        code = _analyse(doc, scenario, measured, baseline_doc)
+        if interrupted:
+            doc["verdict"], doc["valid"] = "error", False
+            doc["invalid_reasons"].append("run interrupted")
+    _write_all(run_dir, doc)
+    if interrupted:
+        raise KeyboardInterrupt
+    if scenario.report.enabled and measured.load is not None:
+        _report(run_dir, doc, baseline_doc)
+    return doc, code
+
+
+def resolve_baseline(
+    scenario: Scenario,
+    baseline_results: Path | None,
+    out_dir: Path | None,
+    overrides: tuple[str, ...] = (),
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any] | None, int]:
+    """The baseline document for ``scenario`` and the baseline run's exit code (0 if none ran).
+
+    ``--baseline RESULTS.json`` wins over the scenario's ``baseline``; a ``baseline.scenario``
+    is run first, in the same invocation, with the same ``--set`` overrides that apply to it.
+    """
+    if baseline_results is not None:
+        return read_results(baseline_results), EXIT_OK
+    if scenario.baseline is None:
+        return None, EXIT_OK
+    if scenario.baseline.results:
+        return read_results(Path(scenario.baseline.results)), EXIT_OK
+    base_sc = load_scenario(Path(str(scenario.baseline.scenario)), _applicable(overrides))
+    if base_sc.baseline is not None:
+        base_sc = base_sc.model_copy(update={"baseline": None})
+    print(f"baseline: running scenario {base_sc.name} first", file=sys.stderr)
+    doc, code = run_scenario(base_sc, out_dir, None, progress)
+    return doc, code
+
+
+def _applicable(overrides: tuple[str, ...]) -> tuple[str, ...]:
+    # Workload/stack-independent overrides (durations, sessions) keep both runs comparable;
+    # name/gates/timeline/baseline overrides belong to the main scenario only.
+    skip = ("name", "gates", "timeline", "baseline", "description")
+    return tuple(o for o in overrides if not o.split("=", 1)[0].strip().startswith(skip))
+
+
+def read_baseline(path: Path) -> dict[str, Any]:
+    """Read a baseline results.json (ValueError names the file)."""
+    return read_results(path)

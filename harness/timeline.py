@@ -1,0 +1,78 @@
+"""Run the scenario's timeline events on the RunClock against the Stack.
+
+Each event waits for its ``at_s``, then calls the blocking Stack operation in a thread
+(``asyncio.to_thread``) so the load generator's event loop never stalls. Events run in order;
+one that overruns delays the next (recorded: ``started_s`` > ``at_s``). A failing event is
+recorded (``ok: false``, ``error``) and the run goes on: a fault that cannot be injected must
+show in the results, not abort the measurement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from harness.clock import RunClock
+
+
+def event_record(event: Any) -> dict[str, Any]:
+    """The ``events[]`` entry of an event not run yet."""
+    return {
+        "at_s": float(event.at_s),
+        "action": event.action,
+        "params": event.params(),
+        "started_s": None,
+        "finished_s": None,
+        "ok": None,
+        "error": None,
+        "result": None,
+    }
+
+
+def _call(stack: Any, event: Any) -> Any:
+    if event.action == "kill_torchserve":
+        return stack.kill_torchserve()
+    if event.action == "start_torchserve":
+        return stack.start_torchserve()
+    if event.action == "reload_model":
+        return stack.reload_model(event.version)
+    if event.action == "set_rollout":
+        return stack.set_rollout(event.percent)
+    raise ValueError(f"unknown timeline action {event.action!r}")
+
+
+class Timeline:
+    """Executes events; ``records`` is filled as they run (readable after a cancel)."""
+
+    def __init__(self, events: Sequence[Any], stack: Any, clock: RunClock) -> None:
+        self.events = list(events)
+        self.stack = stack
+        self.clock = clock
+        self.records = [event_record(e) for e in self.events]
+
+    async def run(self, stop: asyncio.Event | None = None) -> list[dict[str, Any]]:
+        """Run every event at its time; returns early (events left unrun) when ``stop`` is set."""
+        stop = stop or asyncio.Event()
+        for event, record in zip(self.events, self.records, strict=True):
+            delay = event.at_s - self.clock.now()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                await self.clock.sleep_until(event.at_s) if not stop.is_set() else None
+            if stop.is_set():
+                record["error"] = "not run: the load ended first"
+                continue
+            record["started_s"] = self.clock.now()
+            try:
+                result = await asyncio.to_thread(_call, self.stack, event)
+            except Exception as exc:
+                record["ok"] = False
+                record["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            else:
+                record["ok"] = True
+                record["result"] = result if isinstance(result, dict) else None
+            finally:
+                record["finished_s"] = self.clock.now()
+        return self.records

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,10 @@ class SignFlowHandler(BaseHandler):
         threads = int(cfg.get("torch_threads", 0)) or _default_threads(self.device)
         if self.device.type == "cpu":
             torch.set_num_threads(threads)
-        self.model = torch.jit.load(str(model_dir / "model.pt"), map_location=self.device)
+        with warnings.catch_warnings():
+            # torch.jit is deprecated in favour of torch.export; TorchServe still loads it best.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.model = torch.jit.load(str(model_dir / "model.pt"), map_location=self.device)
         self.model.eval()
         self.labels: list[str] = json.loads((model_dir / "labels.json").read_text())
         self.metadata: dict[str, Any] = json.loads((model_dir / "metadata.json").read_text())
@@ -98,12 +102,24 @@ class SignFlowHandler(BaseHandler):
         batch, logits = data
         answers: list[bytes] = [b""] * batch.size
         if logits is not None:
-            preds = predictions.softmax_top_k(logits, self.labels, self.temperature, k=TOP_K)
-            for idx, pred in zip(batch.valid, preds, strict=True):
-                body = {**pred, "model_version": self.model_version, "batch_size": batch.size}
-                answers[idx] = json.dumps(body, separators=(",", ":")).encode()
+            # A non-finite output row fails its own request only (softmax_top_k would refuse
+            # the whole batch).
+            finite = np.isfinite(logits).all(axis=1)
+            for pos in np.flatnonzero(~finite):
+                idx = batch.valid[pos]
+                batch.errors[idx] = request_parser.RequestError(
+                    500, "model", "the model produced non-finite logits for this window"
+                )
+            ok = [batch.valid[pos] for pos in np.flatnonzero(finite)]
+            if ok:
+                preds = predictions.softmax_top_k(
+                    logits[finite], self.labels, self.temperature, k=TOP_K
+                )
+                for idx, pred in zip(ok, preds, strict=True):
+                    body = {**pred, "model_version": self.model_version, "batch_size": batch.size}
+                    answers[idx] = json.dumps(body, separators=(",", ":")).encode()
         for idx, err in batch.errors.items():
-            answers[idx] = json.dumps(err.to_json(), separators=(",", ":")).encode()
+            answers[idx] = json.dumps(err.to_json(batch.size), separators=(",", ":")).encode()
         return answers
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:

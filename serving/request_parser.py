@@ -36,9 +36,10 @@ class RequestError(ValueError):
         self.field = field_name
         self.message = message
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON body sent back for this request."""
-        return {"error": {"code": self.status, "field": self.field, "message": self.message}}
+    def to_json(self, batch_size: int) -> dict[str, Any]:
+        """The JSON body sent back for this request (``batch_size``: the batch it was in)."""
+        error = {"code": self.status, "field": self.field, "message": self.message}
+        return {"error": error, "batch_size": batch_size}
 
 
 @dataclass
@@ -102,8 +103,11 @@ def window_from_frames(frames: Any) -> np.ndarray:
         except (ValueError, TypeError, KeyError) as exc:
             sub = getattr(exc, "field", None)
             name = f"frames[{i}].{sub}" if sub else f"frames[{i}]"
-            raise RequestError(422, name, f"{name}: {exc}") from exc
-    window = feature_engineering.build_window(np.stack(rows).astype(np.float32))
+            raise RequestError(422, name, f"{name}: {getattr(exc, 'problem', exc)}") from exc
+    try:
+        window = feature_engineering.build_window(np.stack(rows).astype(np.float32))
+    except ValueError as exc:
+        raise RequestError(422, "frames", f"frames cannot form a window: {exc}") from exc
     return _check_window(np.asarray(window, dtype=np.float32), "frames")
 
 

@@ -1,0 +1,775 @@
+"""Matplotlib figures of the HTML report, rendered off-screen and embedded as base64 PNG.
+
+Every figure function takes results documents (docs/RESULTS.md) and returns a ``Figure`` with
+alt text that states what the figure shows, or ``None`` when the data it needs is absent (the
+template then says so in words). Lines differ by style and marker, not only by colour, so the
+report survives printing in grey.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # off-screen: the report is built on headless CI machines
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import MaxNLocator
+
+DPI = 120
+WIDTH_IN = 9.6
+# Okabe-Ito palette (colour-blind safe); the styles below carry the meaning in grey too.
+BLUE, ORANGE, GREEN, VERMILION, PURPLE, GREY = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#555555",
+)
+STYLES: list[dict[str, Any]] = [
+    {"color": BLUE, "linestyle": "-", "marker": None},
+    {"color": ORANGE, "linestyle": "--", "marker": "o", "markersize": 3.5},
+    {"color": VERMILION, "linestyle": ":", "marker": "^", "markersize": 4, "linewidth": 2.0},
+    {"color": GREEN, "linestyle": "-.", "marker": "s", "markersize": 3.5},
+    {"color": PURPLE, "linestyle": (0, (5, 1, 1, 1, 1, 1)), "marker": "D", "markersize": 3},
+]
+ACTION_LABELS = {
+    "kill_torchserve": "kill TorchServe",
+    "start_torchserve": "start TorchServe",
+    "reload_model": "reload",
+    "set_rollout": "rollout",
+}
+HDR_MAX_X = 10_000.0  # 1/(1-q) at q = 99.99 %
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One embedded figure: stable key (for tests and anchors), title, alt text, PNG data."""
+
+    key: str
+    title: str
+    alt: str
+    png_b64: str
+    caption: str = ""
+
+    @property
+    def src(self) -> str:
+        """The data: URI to put in ``<img src>``."""
+        return f"data:image/png;base64,{self.png_b64}"
+
+
+def _png(fig: MplFigure) -> str:
+    buf = io.BytesIO()
+    # metadata None: no software/date stamp, so the same results give the same bytes.
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _arr(values: Iterable[Any] | None) -> np.ndarray:
+    if values is None:
+        return np.array([], dtype=float)
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def _series(doc: dict | None) -> dict:
+    if not doc:
+        return {}
+    s = doc.get("series")
+    return s if isinstance(s, dict) else {}
+
+
+def _t(doc: dict | None) -> np.ndarray:
+    return _arr(_series(doc).get("t"))
+
+
+def _has(values: np.ndarray) -> bool:
+    return values.size > 0 and bool(np.isfinite(values).any())
+
+
+def _aligned(doc: dict | None, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (t, values) pair of series ``key``, or None when absent or all null."""
+    t, v = _t(doc), _arr(_series(doc).get(key))
+    n = min(t.size, v.size)
+    if n == 0 or not _has(v[:n]):
+        return None
+    return t[:n], v[:n]
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    if abs(x) >= 100:
+        s = f"{x:,.0f}"
+    elif abs(x) >= 10:
+        s = f"{x:.1f}"
+    else:
+        s = f"{x:.2f}"
+    return f"{s} {unit}".strip()
+
+
+def _style_axes(ax: Axes) -> None:
+    ax.grid(True, which="major", color="#d0d0d0", linewidth=0.6)
+    ax.grid(True, which="minor", color="#ececec", linewidth=0.4)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(labelsize=9)
+
+
+def _event_time(ev: dict) -> float | None:
+    for k in ("started_s", "at_s"):
+        v = ev.get(k)
+        if isinstance(v, int | float):
+            return float(v)
+    return None
+
+
+def event_label(ev: dict) -> str:
+    """Short human label of a timeline event (``reload → 2.0``, ``rollout 50 %``)."""
+    action = str(ev.get("action", "event"))
+    label = ACTION_LABELS.get(action, action.replace("_", " "))
+    params = ev.get("params") or {}
+    if action == "reload_model" and params.get("version"):
+        label += f" → {params['version']}"
+    if action == "set_rollout" and params.get("percent") is not None:
+        label += f" {params['percent']} %"
+    if ev.get("ok") is False:
+        label += " (FAILED)"
+    return label
+
+
+def windows(doc: dict | None) -> list[tuple[str, float, float]]:
+    """Shaded windows of a run: ('outage'|'mixed versions', start, end) in clock seconds."""
+    out: list[tuple[str, float, float]] = []
+    if not doc:
+        return out
+    t = _t(doc)
+    t_end = float(np.nanmax(t)) + 1 if t.size else None
+    for f in doc.get("faults") or []:
+        if not isinstance(f, dict):
+            continue
+        if f.get("kind") == "outage" and isinstance(f.get("start_s"), int | float):
+            end = f.get("end_s")
+            if isinstance(end, int | float) and isinstance(f.get("time_to_recover_s"), int | float):
+                end = end + f["time_to_recover_s"]  # until TorchServe answers again
+            if not isinstance(end, int | float):
+                end = t_end
+            if end is not None:
+                out.append(("outage", float(f["start_s"]), float(end)))
+        elif f.get("kind") == "reload":
+            mw = f.get("mixed_window_s")
+            if (
+                isinstance(mw, Sequence)
+                and len(mw) == 2
+                and all(isinstance(x, int | float) for x in mw)
+            ):
+                out.append(("mixed versions", float(mw[0]), float(mw[1])))
+    return out
+
+
+def _annotate(ax: Axes, doc: dict | None, *, labels: bool) -> None:
+    """Warm-up, outage and mixed-version windows shaded; timeline events as labelled lines."""
+    if not doc:
+        return
+    warm = ((doc.get("summary") or {}).get("warmup_s")) or 0
+    if warm:
+        ax.axvspan(
+            0,
+            warm,
+            facecolor="#eeeeee",
+            edgecolor="none",
+            zorder=0,
+            label="warm-up" if labels else None,
+        )
+    seen: set[str] = set()
+    for kind, a, b in windows(doc):
+        # A mixed window of 50 ms would be invisible at 1-s resolution: draw at least 0.4 s.
+        if b - a < 0.4:
+            mid = (a + b) / 2
+            a, b = mid - 0.2, mid + 0.2
+        hatch, colour = ("///", VERMILION) if kind == "outage" else ("\\\\\\", PURPLE)
+        ax.axvspan(
+            a,
+            b,
+            facecolor=colour,
+            alpha=0.12,
+            hatch=hatch,
+            edgecolor=colour,
+            linewidth=0,
+            zorder=0,
+            label=None if (kind in seen or not labels) else kind,
+        )
+        seen.add(kind)
+    for ev in doc.get("events") or []:
+        if not isinstance(ev, dict):
+            continue
+        x = _event_time(ev)
+        if x is None:
+            continue
+        ax.axvline(x, color="#222222", linestyle=(0, (4, 2, 1, 2)), linewidth=1.1, zorder=3)
+        if labels:
+            ax.annotate(
+                event_label(ev),
+                xy=(x, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -3),
+                textcoords="offset points",
+                rotation=90,
+                va="top",
+                ha="left",
+                fontsize=8,
+                color="#222222",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
+
+
+def _log_if_wide(ax: Axes, values: Iterable[np.ndarray]) -> bool:
+    finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values] or [np.array([])])
+    if finite.size and finite.max() / max(finite.min(), 1e-9) > 15:
+        ax.set_yscale("log")
+        return True
+    return False
+
+
+def _legend(ax: Axes, **_: Any) -> None:
+    # Above the plot area, right-aligned: a legend inside would hide the data it explains.
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(
+            fontsize=8,
+            loc="lower right",
+            bbox_to_anchor=(1.0, 1.0),
+            ncol=min(len(handles), 6),
+            frameon=False,
+            borderaxespad=0.2,
+            handlelength=2.6,
+        )
+
+
+def _run_name(doc: dict | None, default: str) -> str:
+    return str((doc or {}).get("name") or default)
+
+
+def latency_over_time(run: dict, baseline: dict | None) -> Figure | None:
+    """Frame latency p50/p95/p99 per second, run on top and baseline below, with events."""
+    keys = [("frame_p50_ms", "p50"), ("frame_p95_ms", "p95"), ("frame_p99_ms", "p99")]
+    docs = [("This run", run)] + ([("Baseline", baseline)] if baseline else [])
+    docs = [(title, d) for title, d in docs if any(_aligned(d, k) for k, _ in keys)]
+    if not docs or docs[0][1] is not run:
+        return None
+    fig, axes = plt.subplots(
+        len(docs), 1, figsize=(WIDTH_IN, 3.3 * len(docs)), sharex=True, sharey=True, squeeze=False
+    )
+    all_vals: list[np.ndarray] = []
+    peaks: list[str] = []
+    for (title, doc), ax in zip(docs, axes[:, 0], strict=True):
+        for (key, label), style in zip(keys, STYLES, strict=False):
+            pair = _aligned(doc, key)
+            if pair is None:
+                continue
+            t, v = pair
+            ax.plot(
+                t, v, label=label, markevery=max(1, t.size // 25), **{"linewidth": 1.6, **style}
+            )
+            all_vals.append(v)
+            if key == "frame_p99_ms":
+                i = int(np.nanargmax(v))
+                peaks.append(f"{title.lower()} p99 peaks at {_fmt(v[i], 'ms')} at t = {t[i]:.0f} s")
+        _annotate(ax, doc, labels=True)
+        ax.set_title(f"{title}: {_run_name(doc, title)}", fontsize=10, loc="left")
+        ax.set_ylabel("frame latency (ms)", fontsize=9)
+        _style_axes(ax)
+        _legend(ax, loc="upper right", ncol=3)
+    log = _log_if_wide(axes[0, 0], all_vals)
+    if log:
+        for ax in axes[:, 0]:
+            ax.set_ylabel("frame latency (ms, log)", fontsize=9)
+    axes[-1, 0].set_xlabel("time since load start (s)", fontsize=9)
+    fig.tight_layout()
+    alt = (
+        "Line chart of frame latency percentiles p50, p95 and p99 per 1-second window against "
+        f"time{', log scale' if log else ''}, "
+        + ("this run above and the baseline below" if len(docs) > 1 else "this run only")
+        + ". "
+        + "; ".join(peaks)
+        + ". "
+        + _events_sentence(run)
+    )
+    return Figure(
+        "latency-over-time",
+        "Latency percentiles over time",
+        alt,
+        _png(fig),
+        "Per-second p50 / p95 / p99 of frame latency, measured from the scheduled send time "
+        "(coordinated omission corrected). Grey: warm-up (not measured). Dash-dot vertical "
+        "lines: timeline events. Hatched: outage (/) and mixed-version (\\) windows.",
+    )
+
+
+def _events_sentence(doc: dict | None) -> str:
+    parts = []
+    for ev in (doc or {}).get("events") or []:
+        x = _event_time(ev) if isinstance(ev, dict) else None
+        if x is not None:
+            parts.append(f"{event_label(ev)} at {x:.1f} s")
+    for kind, a, b in windows(doc):
+        parts.append(f"{kind} window shaded from {a:.2f} s to {b:.2f} s")
+    return ("Marked: " + ", ".join(parts) + ".") if parts else "No timeline events."
+
+
+def throughput_over_time(run: dict, baseline: dict | None) -> Figure | None:
+    """Frames/s and inferences/s per second for run (solid) and baseline (dashed), errors."""
+    if not (_aligned(run, "frames_per_s") or _aligned(run, "inferences_per_s")):
+        return None
+    errs = _aligned(run, "errors")
+    has_err = errs is not None and bool(np.nansum(errs[1]) > 0)
+    fig, axes = plt.subplots(
+        2 if has_err else 1,
+        1,
+        figsize=(WIDTH_IN, 4.6 if has_err else 3.4),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1]} if has_err else None,
+    )
+    ax = axes[0, 0]
+    lines = [
+        (run, "frames_per_s", "frames/s (run)", STYLES[0]),
+        (run, "inferences_per_s", "inferences/s (run)", STYLES[3]),
+        (baseline, "frames_per_s", "frames/s (baseline)", {**STYLES[0], "color": GREY}),
+        (baseline, "inferences_per_s", "inferences/s (baseline)", {**STYLES[3], "color": GREY}),
+    ]
+    desc = []
+    for doc, key, label, style in lines:
+        pair = _aligned(doc, key)
+        if pair is None:
+            continue
+        t, v = pair
+        style = dict(style)
+        if doc is baseline:
+            style["linestyle"] = "--"
+            style["linewidth"] = 1.0
+        ax.plot(t, v, label=label, markevery=max(1, t.size // 25), **style)
+        desc.append(f"{label} median {_fmt(float(np.nanmedian(v)))}")
+    _annotate(ax, run, labels=True)
+    ax.set_ylabel("per second", fontsize=9)
+    ax.set_ylim(bottom=0)
+    _style_axes(ax)
+    _legend(ax, loc="center right", ncol=2)
+    if has_err and errs is not None:
+        ax2 = axes[1, 0]
+        ax2.bar(errs[0], errs[1], width=0.8, color=VERMILION, hatch="xx", edgecolor="#222222")
+        ax2.set_ylabel("errors", fontsize=9)
+        _annotate(ax2, run, labels=False)
+        _style_axes(ax2)
+        desc.append(f"{int(np.nansum(errs[1]))} errors in total, shown as bars below")
+    axes[-1, 0].set_xlabel("time since load start (s)", fontsize=9)
+    fig.tight_layout()
+    alt = (
+        "Line chart of throughput per 1-second window: frames per second and inferences per "
+        "second of this run (solid) and of the baseline (grey dashed, when present). "
+        + "; ".join(desc)
+        + ". "
+        + _events_sentence(run)
+    )
+    return Figure(
+        "throughput-over-time",
+        "Throughput over time",
+        alt,
+        _png(fig),
+        "Answered frames and inferences per second; a dip marks frames that were late or lost.",
+    )
+
+
+def _hdr_curve(doc: dict | None, which: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(1/(1-q), latency ms) for 'frame' or 'inference': decoded HDR, else percentile_curve."""
+    if not doc:
+        return None
+    hists = doc.get("histograms") or {}
+    encoded = hists.get(f"{which}_latency")
+    summary_p50 = (((doc.get("summary") or {}).get(which) or {}).get("latency_ms") or {}).get("p50")
+    curve = (hists.get("percentile_curve") or {}).get(which) or []
+    if isinstance(encoded, str) and encoded:
+        try:
+            from hdrh.histogram import HdrHistogram
+
+            h = HdrHistogram.decode(encoded)
+            if h.get_total_count() > 0:
+                ref = summary_p50
+                if not isinstance(ref, int | float) and curve:
+                    ref = next((v for p, v in curve if p == 50.0), None)
+                raw50 = h.get_value_at_percentile(50.0)
+                # The schema does not fix the HDR unit: calibrate against the summary's p50
+                # in ms and snap to a power of 1000 (us and ns are the usual recording units).
+                scale = 1e-3
+                if isinstance(ref, int | float) and ref > 0 and raw50 > 0:
+                    scale = 1000.0 ** round(math.log(ref / raw50, 1000))
+                xs = np.logspace(0, math.log10(HDR_MAX_X), 160)
+                qs = 100.0 * (1.0 - 1.0 / xs)
+                ys = np.array([h.get_value_at_percentile(q) * scale for q in qs])
+                return xs, ys
+        except Exception:  # a corrupt histogram falls back to the stored curve
+            pass
+    pts = [(p, v) for p, v in curve if isinstance(v, int | float) and 0 <= p < 100]
+    if len(pts) < 2:
+        return None
+    return np.array([1.0 / (1.0 - p / 100.0) for p, _ in pts]), np.array([v for _, v in pts])
+
+
+def latency_distribution(run: dict, baseline: dict | None) -> Figure | None:
+    """HDR percentile plot (x: 1/(1-q) log scale to 99.99 %) for run and baseline."""
+    curves = [
+        (run, "frame", "frame (run)", STYLES[0]),
+        (run, "inference", "inference (run)", STYLES[2]),
+        (baseline, "frame", "frame (baseline)", {**STYLES[0], "color": GREY, "linestyle": "--"}),
+        (
+            baseline,
+            "inference",
+            "inference (baseline)",
+            {**STYLES[2], "color": GREY, "linestyle": "-."},
+        ),
+    ]
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 4.0))
+    desc, vals = [], []
+    for doc, which, label, style in curves:
+        c = _hdr_curve(doc, which)
+        if c is None:
+            continue
+        xs, ys = c
+        ax.plot(xs, ys, label=label, markevery=max(1, xs.size // 12), **style)
+        vals.append(ys)
+        desc.append(f"{label} reaches {_fmt(float(ys[-1]), 'ms')} at the highest percentile")
+    if not vals or not any("run" in d for d in desc):
+        plt.close(fig)
+        return None
+    ax.set_xscale("log")
+    ticks = [2, 10, 100, 1000, 10000]
+    ax.set_xticks(ticks, ["50 %", "90 %", "99 %", "99.9 %", "99.99 %"])
+    ax.set_xlim(1, HDR_MAX_X * 1.05)
+    log = _log_if_wide(ax, vals)
+    ax.set_xlabel("percentile (log scale of 1 / (1 - q))", fontsize=9)
+    ax.set_ylabel("latency (ms" + (", log)" if log else ")"), fontsize=9)
+    _style_axes(ax)
+    _legend(ax, loc="upper left")
+    fig.tight_layout()
+    alt = (
+        "HDR percentile plot: latency in milliseconds against percentile from 0 % to 99.99 % "
+        "on a log scale of 1/(1-q), frame and inference latency for this run and the baseline "
+        "(grey). " + "; ".join(desc) + "."
+    )
+    return Figure(
+        "latency-distribution",
+        "Latency distribution (HDR percentile plot)",
+        alt,
+        _png(fig),
+        "Whole measured window (warm-up excluded), from the run's HdrHistograms; the tail to "
+        "the right is where the p99 and p99.9 live.",
+    )
+
+
+def served_by_over_time(run: dict) -> Figure | None:
+    """Share of inferences served by TorchServe vs the local fallback, plus model versions."""
+    ts, loc = _aligned(run, "served_torchserve"), _aligned(run, "served_local")
+    if ts is None and loc is None:
+        return None
+    t = (ts or loc)[0]  # type: ignore[index]
+    n = t.size
+    tsv = np.nan_to_num(ts[1][:n]) if ts else np.zeros(n)
+    lov = np.nan_to_num(loc[1][:n]) if loc else np.zeros(n)
+    tot = tsv + lov
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ts_share = np.where(tot > 0, tsv / tot, np.nan)
+        lo_share = np.where(tot > 0, lov / tot, np.nan)
+    mv = _series(run).get("model_versions") or []
+    names = sorted({k for m in mv if isinstance(m, dict) for k in m})
+    versions = len(names) > 1
+    fig, axes = plt.subplots(
+        2 if versions else 1,
+        1,
+        figsize=(WIDTH_IN, 5.4 if versions else 3.0),
+        sharex=True,
+        squeeze=False,
+    )
+    ax = axes[0, 0]
+    ax.fill_between(
+        t,
+        0,
+        ts_share * 100,
+        step="mid",
+        facecolor=BLUE,
+        alpha=0.35,
+        hatch="..",
+        edgecolor=BLUE,
+        linewidth=0,
+        label="TorchServe",
+    )
+    ax.fill_between(
+        t,
+        ts_share * 100,
+        (ts_share + lo_share) * 100,
+        step="mid",
+        facecolor=ORANGE,
+        alpha=0.35,
+        hatch="//",
+        edgecolor=ORANGE,
+        linewidth=0,
+        label="local fallback",
+    )
+    ax.step(t, ts_share * 100, where="mid", color=BLUE, linewidth=1.2)
+    _annotate(ax, run, labels=True)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("% of inferences", fontsize=9)
+    _style_axes(ax)
+    _legend(ax, loc="lower left", ncol=2)
+    desc = (
+        f"TorchServe served {np.nanmean(ts_share) * 100:.0f} % on average per second, lowest "
+        f"{np.nanmin(ts_share) * 100:.0f} %"
+        if _has(ts_share)
+        else "no inferences"
+    )
+    if versions:
+        ax2 = axes[1, 0]
+        counts = np.array(
+            [
+                [float((m or {}).get(k, 0)) if isinstance(m, dict) else 0.0 for m in mv[:n]]
+                for k in names
+            ]
+        )
+        m_t = t[: counts.shape[1]]
+        totals = counts.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = np.where(totals > 0, counts / totals, np.nan) * 100
+        bottom = np.zeros(m_t.size)
+        hatches = ["", "xx", "..", "++"]
+        for i, name in enumerate(names):
+            col = STYLES[i % len(STYLES)]["color"]
+            ax2.bar(
+                m_t,
+                np.nan_to_num(shares[i]),
+                bottom=bottom,
+                width=0.9,
+                color=col,
+                alpha=0.55,
+                hatch=hatches[i % 4],
+                edgecolor="#333333",
+                linewidth=0.3,
+                label=f"model {name}",
+            )
+            bottom += np.nan_to_num(shares[i])
+        _annotate(ax2, run, labels=False)
+        ax2.set_ylim(0, 100)
+        ax2.set_ylabel("% by model version", fontsize=9)
+        _style_axes(ax2)
+        _legend(ax2, loc="lower left", ncol=len(names))
+        desc += "; lower panel: share of answers per model version (" + ", ".join(names) + ")"
+    axes[-1, 0].set_xlabel("time since load start (s)", fontsize=9)
+    fig.tight_layout()
+    alt = (
+        "Stacked area chart of the share of inferences served by TorchServe (dotted) and by the "
+        f"local fallback (hatched) per second. {desc}. " + _events_sentence(run)
+    )
+    return Figure(
+        "served-by",
+        "Who served the inferences",
+        alt,
+        _png(fig),
+        "Per second, the share of inference replies tagged served_by = torchserve or local"
+        + (", and below, the model version that answered." if versions else "."),
+    )
+
+
+def torchserve_batching(run: dict) -> Figure | None:
+    """Achieved batch-size histogram and TorchServe queue vs inference time over time."""
+    ts = (run.get("summary") or {}).get("torchserve")
+    hist = (ts or {}).get("batch_size_hist") or {}
+    q, inf = _aligned(run, "ts_queue_ms"), _aligned(run, "ts_inference_ms")
+    if not hist and q is None and inf is None:
+        return None
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(WIDTH_IN, 3.4), gridspec_kw={"width_ratios": [2, 3]}
+    )
+    desc = []
+    if hist:
+        items = sorted(((int(k), int(v)) for k, v in hist.items()), key=lambda kv: kv[0])
+        xs, ys = [k for k, _ in items], [v for _, v in items]
+        ax1.bar(xs, ys, width=0.8, color=BLUE, alpha=0.7, hatch="//", edgecolor="#1b2a41")
+        cfg = (((run.get("scenario") or {}).get("stack") or {}).get("torchserve") or {}).get(
+            "batch_size"
+        )
+        if isinstance(cfg, int):
+            ax1.axvline(cfg, color="#222222", linestyle="--", linewidth=1)
+            ax1.annotate(
+                f"configured batch_size = {cfg}",
+                xy=(cfg, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(-6, -3),
+                textcoords="offset points",
+                ha="right",
+                va="top",
+                fontsize=8,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none"},
+            )
+            ax1.set_xlim(0, max(cfg, *xs) + 1)
+        ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+        mean = sum(k * v for k, v in items) / max(1, sum(ys))
+        desc.append(
+            f"batch sizes from {xs[0]} to {xs[-1]}, mean {mean:.1f}"
+            + (f" against a configured batch_size of {cfg}" if isinstance(cfg, int) else "")
+        )
+    else:
+        ax1.text(
+            0.5,
+            0.5,
+            "no batch-size histogram",
+            ha="center",
+            va="center",
+            transform=ax1.transAxes,
+            fontsize=9,
+        )
+    ax1.set_xlabel("achieved batch size", fontsize=9)
+    ax1.set_ylabel("batches", fontsize=9)
+    ax1.set_title("Batch sizes", fontsize=10, loc="left")
+    _style_axes(ax1)
+    for pair, label, style in ((q, "queue", STYLES[1]), (inf, "inference", STYLES[0])):
+        if pair is None:
+            continue
+        ax2.plot(
+            pair[0], pair[1], label=f"{label} time", markevery=max(1, pair[0].size // 20), **style
+        )
+        desc.append(f"mean {label} time {_fmt(float(np.nanmean(pair[1])), 'ms')}")
+    _annotate(ax2, run, labels=False)
+    ax2.set_ylim(bottom=0)
+    ax2.set_xlabel("time since load start (s)", fontsize=9)
+    ax2.set_ylabel("server time per request (ms)", fontsize=9)
+    _style_axes(ax2)
+    _legend(ax2, loc="upper right")
+    fig.tight_layout()
+    alt = (
+        "Left: bar chart of how many batches TorchServe ran at each batch size. Right: line "
+        "chart of TorchServe queue time (dashed, circles) and inference time (solid) per second; "
+        "gaps are seconds with no TorchServe request. " + "; ".join(desc) + "."
+    )
+    return Figure(
+        "torchserve-batching",
+        "TorchServe batching",
+        alt,
+        _png(fig),
+        "From TorchServe's Prometheus metrics: the batches it actually formed, and where a "
+        "request's server time went.",
+    )
+
+
+def cpu_over_time(run: dict) -> Figure | None:
+    """CPU % and resident memory per component over time."""
+    s = _series(run)
+    t = _t(run)
+    cpu = {k: _arr(v) for k, v in (s.get("cpu_percent") or {}).items() if _has(_arr(v))}
+    rss = {k: _arr(v) for k, v in (s.get("rss_mb") or {}).items() if _has(_arr(v))}
+    if not cpu or t.size == 0:
+        return None
+    fig, axes = plt.subplots(
+        2 if rss else 1, 1, figsize=(WIDTH_IN, 5.2 if rss else 3.0), sharex=True, squeeze=False
+    )
+    desc = []
+    order = sorted(
+        cpu,
+        key=lambda k: (
+            ("backend", "torchserve", "harness").index(k)
+            if k in ("backend", "torchserve", "harness")
+            else 9
+        ),
+    )
+    styles = {name: STYLES[i % len(STYLES)] for i, name in enumerate(order)}
+    for name in order:
+        v = cpu[name][: t.size]
+        axes[0, 0].plot(t[: v.size], v, label=name, markevery=max(1, v.size // 20), **styles[name])
+        desc.append(f"{name} CPU mean {_fmt(float(np.nanmean(v)), '%')}")
+    _annotate(axes[0, 0], run, labels=True)
+    axes[0, 0].set_ylabel("CPU % (100 = one core)", fontsize=9)
+    axes[0, 0].set_ylim(bottom=0)
+    _style_axes(axes[0, 0])
+    _legend(axes[0, 0], loc="upper left", ncol=len(order))
+    if rss:
+        ax = axes[1, 0]
+        for name, v in rss.items():
+            v = v[: t.size]
+            st = styles.get(name, STYLES[4])
+            ax.plot(t[: v.size], v, label=name, markevery=max(1, v.size // 20), **st)
+            desc.append(f"{name} memory up to {_fmt(float(np.nanmax(v)), 'MB')}")
+        _annotate(ax, run, labels=False)
+        ax.set_ylabel("resident memory (MB)", fontsize=9)
+        ax.set_ylim(bottom=0)
+        _style_axes(ax)
+        _legend(ax, loc="upper left", ncol=len(rss))
+    axes[-1, 0].set_xlabel("time since load start (s)", fontsize=9)
+    fig.tight_layout()
+    alt = (
+        "Line chart of CPU utilisation per component per second"
+        + (" and, below, resident memory per component" if rss else "")
+        + ". "
+        + "; ".join(desc)
+        + "."
+    )
+    return Figure(
+        "cpu-over-time",
+        "CPU and memory per component",
+        alt,
+        _png(fig),
+        "Sampled every second with psutil over each component's processes (children included).",
+    )
+
+
+def gpu_over_time(run: dict) -> Figure | None:
+    """GPU utilisation and memory over time; None when no GPU series (stated in words)."""
+    u, m = _aligned(run, "gpu_util"), _aligned(run, "gpu_mem_mb")
+    if u is None and m is None:
+        return None
+    fig, axes = plt.subplots(
+        2 if (u and m) else 1,
+        1,
+        figsize=(WIDTH_IN, 4.6 if (u and m) else 2.8),
+        sharex=True,
+        squeeze=False,
+    )
+    desc = []
+    row = 0
+    if u is not None:
+        ax = axes[row, 0]
+        ax.plot(u[0], u[1], label="GPU utilisation", markevery=max(1, u[0].size // 20), **STYLES[3])
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("GPU util %", fontsize=9)
+        _annotate(ax, run, labels=True)
+        _style_axes(ax)
+        desc.append(
+            f"utilisation mean {_fmt(float(np.nanmean(u[1])), '%')}, "
+            f"max {_fmt(float(np.nanmax(u[1])), '%')}"
+        )
+        row += 1
+    if m is not None:
+        ax = axes[row, 0]
+        ax.plot(m[0], m[1], label="GPU memory used", markevery=max(1, m[0].size // 20), **STYLES[1])
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("GPU memory (MB)", fontsize=9)
+        _annotate(ax, run, labels=row == 0)
+        _style_axes(ax)
+        desc.append(f"memory up to {_fmt(float(np.nanmax(m[1])), 'MB')}")
+    axes[-1, 0].set_xlabel("time since load start (s)", fontsize=9)
+    fig.tight_layout()
+    name = ((run.get("summary") or {}).get("gpu") or {}).get("name") or "GPU"
+    alt = f"Line chart of {name} utilisation and memory per second (NVML). " + "; ".join(desc) + "."
+    return Figure(
+        "gpu-over-time",
+        f"GPU utilisation ({name})",
+        alt,
+        _png(fig),
+        "Sampled every second through NVML.",
+    )

@@ -1,0 +1,561 @@
+"""Turn a results document (docs/RESULTS.md) into one self-contained report.html.
+
+The view model built here is plain dicts and strings, so the template only lays out; every
+missing value becomes a sentence that says why, never a crash or a fake zero.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import figures as F
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+SECRET_KEY = re.compile(r"(secret|password|passwd|token(?!_auth)|api_?key|authorization)", re.I)
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary table: dotted metric path into ``summary`` and its unit."""
+
+    label: str
+    metric: str
+    unit: str  # ms | rate | count | share | pct | mb | ratio
+
+
+SUMMARY_GROUPS: list[tuple[str, list[Row]]] = [
+    (
+        "Frame latency (every frame, from scheduled send)",
+        [
+            Row(f"frame {p}", f"frame.latency_ms.{k}", "ms")
+            for p, k in (("p50", "p50"), ("p95", "p95"), ("p99", "p99"), ("p99.9", "p999"))
+        ],
+    ),
+    (
+        "Inference latency (frames answered with a prediction)",
+        [
+            Row(f"inference {p}", f"inference.latency_ms.{k}", "ms")
+            for p, k in (("p50", "p50"), ("p95", "p95"), ("p99", "p99"), ("p99.9", "p999"))
+        ],
+    ),
+    (
+        "Throughput and errors",
+        [
+            Row("frames answered per second", "throughput.frames_per_s", "rate"),
+            Row("inferences per second", "throughput.inferences_per_s", "rate"),
+            Row("errors (total)", "errors.total", "count"),
+            Row("accuracy", "accuracy", "share"),
+        ],
+    ),
+    (
+        "Who served",
+        [
+            Row("share served by TorchServe", "served_by.torchserve", "share"),
+            Row("share served by the local fallback", "served_by.local", "share"),
+        ],
+    ),
+    (
+        "GPU",
+        [
+            Row("GPU utilisation mean", "gpu.util_mean", "pct"),
+            Row("GPU utilisation p95", "gpu.util_p95", "pct"),
+            Row("GPU memory used (max)", "gpu.memory_used_mb_max", "mb"),
+        ],
+    ),
+]
+OPS = {"<=": "≤", ">=": "≥", "!=": "≠", "==": "="}
+VERDICT_SYMBOL = {"better": "▲", "worse": "▼", "no significant change": "=", "n/a": "–"}
+
+
+def get_path(obj: Any, path: str) -> Any:
+    """Value at dotted ``path`` in nested dicts, or None."""
+    cur = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def fmt(x: Any, unit: str = "") -> str:
+    """Human format of a measured value; ``—`` for missing."""
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    v = _num(x)
+    if v is None:
+        return "—" if x is None else str(x)
+    if unit == "share":
+        return f"{v * 100:.1f} %"
+    if unit == "pct":
+        return f"{v:.1f} %"
+    if unit == "count":
+        return f"{v:,.0f}"
+    if unit == "mb":
+        return f"{v:,.0f} MB"
+    if unit == "s":
+        return f"{v:.2f} s" if v < 10 else f"{v:.1f} s"
+    suffix = {"ms": " ms", "rate": "/s"}.get(unit, "")
+    if abs(v) >= 1000:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 100:
+        s = f"{v:.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:.1f}"
+    elif v == int(v) and unit not in ("ms",):
+        s = f"{v:.0f}"
+    else:
+        s = f"{v:.2f}"
+    return s + suffix
+
+
+def _change(run: Any, base: Any) -> float | None:
+    r, b = _num(run), _num(base)
+    if r is None or b is None or b == 0:
+        return None
+    return (r - b) / abs(b)
+
+
+def fmt_change(change: Any) -> str:
+    """Relative change as a signed percentage."""
+    c = _num(change)
+    if c is None:
+        return "—"
+    return f"{c * 100:+.1f} %"
+
+
+def _unit_for(metric: str) -> str:
+    if "latency" in metric or metric.endswith("_ms"):
+        return "ms"
+    if metric.endswith("_s"):
+        return "s"
+    if metric.startswith("throughput."):
+        return "rate"
+    if metric in ("accuracy",) or metric.startswith("served_by."):
+        return "share"
+    if "percent" in metric or metric.startswith("gpu.util"):
+        return "pct"
+    if metric.endswith("_mb") or "mb_" in metric:
+        return "mb"
+    return ""
+
+
+def _gate_view(g: dict, has_baseline: bool) -> dict:
+    metric = str(g.get("metric") or "")
+    unit = _unit_for(metric)
+    op = str(g.get("op") or "")
+    thr, hi = g.get("threshold"), g.get("threshold_hi")
+    if op == "between":
+        threshold = f"between {fmt(thr, unit)} and {fmt(hi, unit)}"
+    else:
+        threshold = f"{OPS.get(op, op)} {fmt(thr, unit)}".strip()
+    if g.get("relative"):
+        threshold += " (from baseline)" if has_baseline or thr is not None else ""
+    passed = g.get("passed")
+    return {
+        "expr": str(g.get("expr") or metric),
+        "metric": metric,
+        "measured": fmt(g.get("measured"), unit),
+        "threshold": threshold,
+        "outcome": "pass" if passed is True else "fail",
+        "reason": g.get("reason"),
+    }
+
+
+def _verdict_view(results: dict, gates: list[dict]) -> dict:
+    verdict = str(results.get("verdict") or "error").lower()
+    valid = results.get("valid")
+    if valid is False and verdict != "error":
+        verdict = "invalid"
+    reasons: list[str] = []
+    if verdict == "invalid":
+        reasons = [str(r) for r in results.get("invalid_reasons") or []] or [
+            "the run was marked invalid without a reason"
+        ]
+        headline = "INVALID: this measurement cannot be trusted"
+    elif verdict == "failed":
+        failed = [g for g in gates if g["outcome"] == "fail"]
+        reasons = [
+            f"{g['expr']}: measured {g['measured']}" + (f" ({g['reason']})" if g["reason"] else "")
+            for g in failed
+        ]
+        headline = f"FAILED: {len(failed)} of {len(gates)} gates failed"
+    elif verdict == "passed":
+        headline = (
+            f"PASSED: all {len(gates)} gates passed" if gates else "PASSED (no gates were set)"
+        )
+    else:
+        verdict = "error"
+        headline = "ERROR: the run did not complete"
+        err = results.get("error")
+        reasons = [str(err)] if err else ["the results carry no verdict"]
+    symbol = {"passed": "✔", "failed": "✘", "invalid": "⚠", "error": "⚠"}[verdict]
+    return {"status": verdict, "headline": headline, "reasons": reasons, "symbol": symbol}
+
+
+def _summary_rows(results: dict, baseline: dict | None) -> list[dict]:
+    summary = results.get("summary") or {}
+    base_summary = (baseline or {}).get("summary") or {}
+    comparison = results.get("comparison") or {}
+    by_metric = {m.get("metric"): m for m in comparison.get("metrics") or [] if isinstance(m, dict)}
+    groups = list(SUMMARY_GROUPS)
+    components = sorted(
+        set((summary.get("cpu") or {}).keys()) | set((base_summary.get("cpu") or {}).keys()),
+        key=lambda k: (["backend", "torchserve", "harness"] + [k]).index(k),
+    )
+    if components:
+        groups.append(
+            (
+                "CPU per component (100 % = one core)",
+                [Row(f"{c} CPU mean", f"cpu.{c}.mean_percent", "pct") for c in components]
+                + [Row(f"{c} memory max", f"cpu.{c}.rss_mb_max", "mb") for c in components],
+            )
+        )
+    has_base = bool(baseline) or bool(by_metric)
+    out = []
+    for title, rows in groups:
+        items = []
+        for row in rows:
+            cmp = by_metric.get(row.metric) or {}
+            run_v = get_path(summary, row.metric)
+            if run_v is None:
+                run_v = cmp.get("run")
+            base_v = get_path(base_summary, row.metric) if baseline else cmp.get("baseline")
+            if base_v is None:
+                base_v = cmp.get("baseline")
+            change = cmp.get("change") if cmp.get("change") is not None else _change(run_v, base_v)
+            if cmp:
+                verdict = str(cmp.get("verdict") or "n/a")
+            elif has_base:
+                verdict = "n/a"
+            else:
+                verdict = ""
+            note = None
+            if row.metric.startswith("gpu.") and run_v is None:
+                note = "no GPU"
+            p = _num(cmp.get("p_value"))
+            items.append(
+                {
+                    "label": row.label,
+                    "metric": row.metric,
+                    "run": fmt(run_v, row.unit) if run_v is not None else (note or "—"),
+                    "baseline": fmt(base_v, row.unit),
+                    "change": fmt_change(change),
+                    "verdict": verdict,
+                    "verdict_class": verdict.replace(" ", "-").replace("/", ""),
+                    "symbol": VERDICT_SYMBOL.get(verdict, ""),
+                    "p_value": (f"p = {p:.3g}" if p is not None else ""),
+                    "ci_run": _ci(cmp.get("ci_run"), row.unit),
+                    "ci_baseline": _ci(cmp.get("ci_baseline"), row.unit),
+                }
+            )
+        out.append({"title": title, "rows": items})
+    return out
+
+
+def _ci(ci: Any, unit: str) -> str:
+    if isinstance(ci, list | tuple) and len(ci) == 2 and all(_num(x) is not None for x in ci):
+        return f"[{fmt(ci[0], unit)}, {fmt(ci[1], unit)}]"
+    return ""
+
+
+def _fault_views(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    outages, reloads, other = [], [], []
+    events = results.get("events") or []
+    for f in results.get("faults") or []:
+        if not isinstance(f, dict):
+            continue
+        kind = f.get("kind")
+        if kind == "outage":
+            lat = f.get("outage_latency_ms") or {}
+            end = f.get("end_s")
+            outages.append(
+                {
+                    "window": f"{fmt(f.get('start_s'), 's')} → "
+                    + (fmt(end, "s") if end is not None else "end of run (never restarted)"),
+                    "rows": [
+                        (
+                            "Time to first fallback answer",
+                            fmt(f.get("time_to_first_fallback_s"), "s"),
+                        ),
+                        ("Errors during failover", fmt(f.get("errors_during_failover"), "count")),
+                        (
+                            "Latency during outage p50 / p95 / p99",
+                            " / ".join(fmt(lat.get(k), "ms") for k in ("p50", "p95", "p99")),
+                        ),
+                        (
+                            "Share served by the fallback during outage",
+                            fmt(f.get("local_share_during_outage"), "share"),
+                        ),
+                        (
+                            "Time to recover (TorchServe answering again)",
+                            fmt(f.get("time_to_recover_s"), "s")
+                            if f.get("time_to_recover_s") is not None
+                            else "not recovered within the run",
+                        ),
+                    ],
+                }
+            )
+        elif kind == "reload":
+            mw = f.get("mixed_window_s")
+            mixed = (
+                f"{fmt(mw[0], 's')} → {fmt(mw[1], 's')} "
+                f"({fmt(_num(f.get('mixed_window_len_s')), 's')})"
+                if isinstance(mw, list) and len(mw) == 2
+                else "no mixed window observed"
+            )
+            reloads.append(
+                {
+                    "window": f"{f.get('from_version', '?')} → {f.get('to_version', '?')} "
+                    f"at {fmt(f.get('start_s'), 's')}",
+                    "rows": [
+                        (
+                            "Time to first new-version answer",
+                            fmt(f.get("time_to_first_new_s"), "s"),
+                        ),
+                        ("Mixed-version window", mixed),
+                        ("Errors during reload", fmt(f.get("errors"), "count")),
+                        ("p99 around the switch", fmt(f.get("p99_around_switch_ms"), "ms")),
+                    ],
+                }
+            )
+        else:
+            other.append({"kind": str(kind), "json": json.dumps(f, indent=1, default=str)})
+    _ = events
+    return outages, reloads, other
+
+
+def _event_rows(results: dict) -> list[dict]:
+    rows = []
+    for ev in results.get("events") or []:
+        if not isinstance(ev, dict):
+            continue
+        took = None
+        if _num(ev.get("finished_s")) is not None and _num(ev.get("started_s")) is not None:
+            took = ev["finished_s"] - ev["started_s"]
+        rows.append(
+            {
+                "at": fmt(ev.get("at_s"), "s"),
+                "label": F.event_label(ev),
+                "took": fmt(took, "s") if took is not None else "—",
+                "ok": ev.get("ok") is not False,
+                "error": ev.get("error"),
+            }
+        )
+    return rows
+
+
+def _redact(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {
+            k: (REDACTED if SECRET_KEY.search(str(k)) and isinstance(v, str) else _redact(v))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_redact(v) for v in obj]
+    return obj
+
+
+_YAML_SECRET = re.compile(
+    r"^(\s*[-\s]*[\w.-]*(?:secret|password|passwd|token(?!_auth)|api_?key|authorization)"
+    r"[\w.-]*\s*[:=]\s*)(?!(?:true|false|null|~)\s*$)(\S.*)$",
+    re.I | re.M,
+)
+
+
+def redact_yaml(text: str) -> str:
+    """Blank string values of secret-looking keys in YAML text (tokens never reach a report)."""
+    return _YAML_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def _provenance(results: dict) -> dict:
+    prov = _redact(results.get("provenance") or {})
+    scalars = [
+        (k, fmt(v) if not isinstance(v, str) else v)
+        for k, v in prov.items()
+        if not isinstance(v, dict | list)
+    ]
+    nested = {k: v for k, v in prov.items() if isinstance(v, dict | list)}
+    return {
+        "scalars": scalars,
+        "packages": sorted((prov.get("packages") or {}).items())
+        if isinstance(prov.get("packages"), dict)
+        else [],
+        "archives": sorted((prov.get("model_archives") or {}).items())
+        if isinstance(prov.get("model_archives"), dict)
+        else [],
+        "other": {
+            k: json.dumps(v, indent=2, sort_keys=True, default=str)
+            for k, v in nested.items()
+            if k not in ("packages", "model_archives")
+        },
+    }
+
+
+def _figure_or_note(fn: Callable[[], F.Figure | None], errors: list[str], key: str) -> Any:
+    try:
+        return fn()
+    except Exception as exc:  # one broken figure must not cost the reviewer the whole report
+        errors.append(f"{key}: {type(exc).__name__}: {exc}")
+        return None
+
+
+def build_context(results: dict, baseline: dict | None) -> dict:
+    """The template's view model for ``results`` (and ``baseline`` when given)."""
+    if not isinstance(results, dict):
+        raise TypeError("results must be a dict (the parsed results.json)")
+    summary = results.get("summary") or {}
+    comparison = results.get("comparison") if isinstance(results.get("comparison"), dict) else None
+    gates = [
+        _gate_view(g, bool(baseline)) for g in results.get("gates") or [] if isinstance(g, dict)
+    ]
+    fig_errors: list[str] = []
+    figs = {
+        "latency": _figure_or_note(
+            lambda: F.latency_over_time(results, baseline), fig_errors, "latency over time"
+        ),
+        "throughput": _figure_or_note(
+            lambda: F.throughput_over_time(results, baseline), fig_errors, "throughput"
+        ),
+        "distribution": _figure_or_note(
+            lambda: F.latency_distribution(results, baseline), fig_errors, "latency distribution"
+        ),
+        "served_by": _figure_or_note(
+            lambda: F.served_by_over_time(results), fig_errors, "served by"
+        ),
+        "torchserve": _figure_or_note(
+            lambda: F.torchserve_batching(results), fig_errors, "TorchServe batching"
+        ),
+        "cpu": _figure_or_note(lambda: F.cpu_over_time(results), fig_errors, "CPU"),
+        "gpu": _figure_or_note(lambda: F.gpu_over_time(results), fig_errors, "GPU"),
+    }
+    scenario = results.get("scenario") or {}
+    stack = scenario.get("stack") or {}
+    workload = scenario.get("workload") or {}
+    gpu = summary.get("gpu") or {}
+    ts = summary.get("torchserve")
+    outages, reloads, other_faults = _fault_views(results)
+    frames = summary.get("frames") or {}
+    errors = summary.get("errors") or {}
+    gen = summary.get("generator") or {}
+    return {
+        "title": f"{results.get('name') or 'run'}: harness report",
+        "run": {
+            "name": results.get("name") or "(unnamed)",
+            "run_id": results.get("run_id") or "(no run id)",
+            "started_at": results.get("started_at") or "—",
+            "finished_at": results.get("finished_at") or "—",
+            "description": scenario.get("description") or "",
+            "driver": stack.get("driver") or "—",
+            "use_torchserve": stack.get("use_torchserve"),
+            "rollout": stack.get("rollout_percent"),
+            "ts_cfg": stack.get("torchserve") or {},
+            "sessions": summary.get("sessions", workload.get("sessions")),
+            "fps": summary.get("fps", workload.get("fps")),
+            "duration": fmt(summary.get("duration_s", workload.get("duration_s")), "s"),
+            "warmup": fmt(summary.get("warmup_s", workload.get("warmup_s")), "s"),
+            "schema_ok": results.get("schema") == "signflow-harness/results"
+            and results.get("schema_version") == 1,
+            "schema": f"{results.get('schema')} v{results.get('schema_version')}",
+        },
+        "verdict": _verdict_view(results, gates),
+        "gates": gates,
+        "comparison": comparison,
+        "has_baseline": bool(baseline) or bool(comparison),
+        "baseline_name": (comparison or {}).get("baseline_name") or (baseline or {}).get("name"),
+        "baseline_run_id": (comparison or {}).get("baseline_run_id")
+        or (baseline or {}).get("run_id"),
+        "summary_groups": _summary_rows(results, baseline) if summary or comparison else [],
+        "frames": [
+            (k, fmt(frames.get(k), "count"))
+            for k in ("scheduled", "sent", "answered", "late", "errored", "lost")
+            if k in frames
+        ],
+        "errors": errors,
+        "errors_by_code": sorted((errors.get("by_code") or {}).items()),
+        "generator": {
+            "late_share": fmt(gen.get("late_share"), "share"),
+            "late_threshold": fmt(gen.get("late_threshold_ms"), "ms"),
+            "cpu": fmt(gen.get("cpu_percent_mean"), "pct"),
+            "saturated": gen.get("cpu_saturated"),
+        }
+        if gen
+        else None,
+        "figures": figs,
+        "figure_errors": fig_errors,
+        "gpu": {
+            "present": bool(gpu.get("present")),
+            "reason": gpu.get("reason"),
+            "name": gpu.get("name"),
+        },
+        "torchserve": {
+            "present": isinstance(ts, dict),
+            "batch_mean": fmt((ts or {}).get("batch_size_mean")),
+            "queue": fmt((ts or {}).get("queue_ms_mean"), "ms"),
+            "inference": fmt((ts or {}).get("inference_ms_mean"), "ms"),
+            "requests": fmt((ts or {}).get("requests"), "count"),
+        },
+        "outages": outages,
+        "reloads": reloads,
+        "other_faults": other_faults,
+        "events": _event_rows(results),
+        "provenance": _provenance(results),
+        "scenario_yaml": redact_yaml(str(results.get("scenario_yaml") or "")),
+        "fixture_note": results.get("fixture_note"),
+    }
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,  # every value from results.json is data, never markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_html(results: dict, baseline: dict | None) -> str:
+    """The complete report as an HTML string."""
+    return _env().get_template("report.html.j2").render(**build_context(results, baseline))
+
+
+def build_report(results: dict, baseline: dict | None, out_path: Path) -> Path:
+    """Write the self-contained HTML report of ``results`` to ``out_path`` and return it.
+
+    ``baseline`` is the baseline run's results document (for its series and figures); the
+    statistical verdicts come from ``results["comparison"]``. The file is written atomically
+    (temporary file then rename) so a reader never sees half a report.
+    """
+    out_path = Path(out_path)
+    html = render_html(results, baseline)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        # mkstemp creates 0600; a report is meant to be shared like results.json next to it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out_path

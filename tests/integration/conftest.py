@@ -109,7 +109,7 @@ def make_trace(seed: int, signs: int = 40) -> list[dict]:
     from backend_patch.app.ml import synthetic
 
     frames = []
-    for frame in synthetic.generate_stream(seed=seed, signs=signs):
+    for frame in synthetic.generate_stream(num_signs=signs, seed=seed):
         frame = dict(frame)
         frame.pop("truth", None)
         frames.append(frame)

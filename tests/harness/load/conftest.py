@@ -43,3 +43,10 @@ def ws_server() -> Iterator[Callable[..., str]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict:
+    """The generator's tests run on uvloop, the loop the harness runs it on."""
+    import uvloop
+
+    return {"uvloop": uvloop.new_event_loop}

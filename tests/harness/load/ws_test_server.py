@@ -28,11 +28,14 @@ def main() -> None:
     ap.add_argument("--error-every", type=int, default=0)
     ap.add_argument("--close-after", type=int, default=0)
     ap.add_argument("--tag-inference-every", type=int, default=0)
+    ap.add_argument("--log", default="", help="append 'frame_idx recv_t send_t' per reply")
     args = ap.parse_args()
     asyncio.run(_serve(args))
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    # perf_counter is CLOCK_MONOTONIC, shared by every process: tests compare it with theirs.
+    log = open(args.log, "a", buffering=1) if args.log else None  # noqa: SIM115
     stalled = False
     conn_counter = 0
 
@@ -43,6 +46,7 @@ async def _serve(args: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         received = 0
         async for msg in ws:
+            t_recv = time.perf_counter()
             frame = json.loads(msg)
             idx = frame.get("frame_idx")
             received += 1
@@ -61,8 +65,11 @@ async def _serve(args: argparse.Namespace) -> None:
                 time.sleep(args.stall_ms / 1000.0)  # blocks the whole server, on purpose
             text = json.dumps(reply)
             if args.delay_ms > 0:
-                loop.call_later(args.delay_ms / 1000.0, _send_soon, ws, text)
+                loop.call_at(
+                    loop.time() + args.delay_ms / 1000.0, _send_soon, ws, text, log, idx, t_recv
+                )
             else:
+                _log(log, idx, t_recv)
                 await ws.send(text)
 
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
@@ -72,7 +79,13 @@ async def _serve(args: argparse.Namespace) -> None:
         await asyncio.Future()
 
 
-def _send_soon(ws: Any, text: str) -> None:
+def _log(log: Any, idx: int, t_recv: float) -> None:
+    if log is not None:
+        log.write(f"{idx} {t_recv!r} {time.perf_counter()!r}\n")
+
+
+def _send_soon(ws: Any, text: str, log: Any, idx: int, t_recv: float) -> None:
+    _log(log, idx, t_recv)
     task = asyncio.ensure_future(ws.send(text))
     # A session closed by the client before its last delayed reply is normal.
     task.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -1,0 +1,277 @@
+"""The open-loop generator against real WebSocket servers with known behaviour (own processes).
+
+Timing tolerances: 2 ms for the injected delay (as the issue asks); the machine is shared, so
+the runs are short and light (a few sessions at 30 fps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.clock import RunClock
+from harness.load import LoadConfig, LoadGenerator, LoadResult, percentiles_ms
+
+FRAME = {"hands": {"left": [[0.1, 0.2, 0.3]] * 21, "right": None}, "pose": [[0.5, 0.5, 0.0]] * 33}
+TRACE = [dict(FRAME, timestamp=i / 30) for i in range(60)]
+
+
+def _config(url: str, **kw: object) -> LoadConfig:
+    base: dict[str, object] = {
+        "ws_url": url,
+        "sessions": 1,
+        "fps": 30.0,
+        "duration_s": 3.0,
+        "warmup_s": 0.0,
+        "ramp_up_s": 0.0,
+        "traces": lambda i: TRACE,
+        "reply_timeout_s": 2.0,
+    }
+    base.update(kw)
+    return LoadConfig(**base)  # type: ignore[arg-type]
+
+
+async def _run(cfg: LoadConfig) -> tuple[LoadResult, LoadGenerator]:
+    gen = LoadGenerator(cfg, RunClock())
+    return await gen.run(), gen
+
+
+def _server_truth(res: LoadResult, clock: RunClock, log: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the server's own receive and send times (on our clock), from its log.
+
+    perf_counter is CLOCK_MONOTONIC on Linux, shared by both processes. A log line names a
+    frame_idx, not a session: it belongs to the session whose send of that frame_idx came
+    last before the server received it.
+    """
+    f = res.frames
+    recv = np.full(f.size, np.nan)
+    send = np.full(f.size, np.nan)
+    rows_by_idx: dict[int, np.ndarray] = {}
+    for line in log.read_text().splitlines():
+        idx_s, r_s, s_s = line.split()
+        idx, r, s = int(idx_s), clock.to_clock(float(r_s)), clock.to_clock(float(s_s))
+        rows = rows_by_idx.setdefault(idx, np.flatnonzero(f["frame_idx"] == idx))
+        sent = f["t_sent"][rows]
+        gap = np.where((sent <= r) & np.isnan(recv[rows]), r - sent, np.inf)
+        row = rows[int(np.argmin(gap))]
+        recv[row], send[row] = r, s
+    return recv, send
+
+
+async def test_known_delay_percentiles_within_2ms(
+    ws_server: Callable[..., str], tmp_path: Path
+) -> None:
+    """A server holds every reply 20 ms and logs when it really received and answered each
+    frame. Every frame's times must be consistent with the server's, and the measured
+    p50/p95/p99 must match the server-side truth within 2 ms.
+
+    The cores are shared with other work and noise only ever ADDS latency on the way back:
+    an attempt spoilt by it is retried (at most 3). A wrong reference time or a mismatched
+    reply fails every attempt; the invariants are checked on each.
+    """
+    failures: list[str] = []
+    for attempt in range(3):
+        log = tmp_path / f"server-{attempt}.log"
+        url = ws_server(delay_ms=20, log=str(log))
+        clock = RunClock()
+        clock.start()
+        cfg = _config(url, sessions=4, duration_s=3.0, warmup_s=1.0, ramp_up_s=0.5)
+        res = await LoadGenerator(cfg, clock).run()
+        counts = res.counts()
+        assert counts["scheduled"] > 200
+        assert counts["answered"] == counts["scheduled"]
+        assert counts["lost"] == 0 and counts["errored"] == 0
+        f = res.frames
+        recv, send = _server_truth(res, clock, log)
+        assert not np.isnan(send).any()
+        # Causality on one clock: sent <= server received <= server answered <= reply seen.
+        eps = 1e-6
+        assert np.all(f["t_sent"] <= recv + eps) and np.all(recv <= send)
+        assert np.all(send <= f["t_reply"] + eps)
+        assert np.all(send - recv >= 0.020 - eps)  # the delay really was injected
+        # Warm-up frames are in the windows (flagged) but not in the measured histograms.
+        windows = res.windows()
+        assert [w["warmup"] for w in windows[:2]] == [True, False]
+        measured = sum(w["answered"] for w in windows if not w["warmup"])
+        assert res.histograms()["frame_latency"].get_total_count() == measured
+        m = res.measured_mask()
+        off = []
+        for name, start in (
+            ("frame_latency", "t_scheduled"),
+            ("frame_latency_uncorrected", "t_sent"),
+        ):
+            p = percentiles_ms(res.histograms()[name])
+            truth = (send - f[start])[m] * 1000
+            for key, q in (("p50", 50), ("p95", 95), ("p99", 99)):
+                t = float(np.percentile(truth, q))
+                if abs(p[key] - t) > 2.0:
+                    off.append(f"{name} {key}: {p[key]:.2f} vs server {t:.2f}")
+        # (validity is not asserted here: on shared cores a send > 5 ms late happens; the
+        # self-check has its own tests)
+        if not off:
+            return
+        failures.append("; ".join(off))
+    pytest.fail("3 attempts off by more than 2 ms: " + " | ".join(failures))
+
+
+async def test_server_stall_shows_for_every_frame_scheduled_during_it(
+    ws_server: Callable[..., str],
+) -> None:
+    stall_at = 45  # 1.5 s after the first frame
+    url = ws_server(stall_at_frame=stall_at, stall_ms=500)
+    res, _ = await _run(_config(url, duration_s=3.5))
+    f = res.frames
+    corrected = (f["t_reply"] - f["t_scheduled"]) * 1000
+    uncorrected = (f["t_reply"] - f["t_sent"]) * 1000
+    t0 = f["t_scheduled"][stall_at]
+    in_stall = (f["t_scheduled"] >= t0) & (f["t_scheduled"] < t0 + 0.5)
+    n = int(in_stall.sum())
+    assert 14 <= n <= 16  # fps * 0.5
+    # Every frame scheduled during the stall waited for its end: ~500 ms minus its offset.
+    expected = 500.0 - (f["t_scheduled"][in_stall] - t0) * 1000
+    assert np.all(np.abs(corrected[in_stall] - expected) < 15.0), corrected[in_stall]
+    assert np.all(np.diff(corrected[in_stall]) < 0)  # decreasing from ~500 ms
+    # The sender is open loop: it went on sending during the stall, on time.
+    assert np.all(np.abs(uncorrected[in_stall] - corrected[in_stall]) < 5.0)
+    before = f["t_scheduled"] < t0 - 0.1
+    after = f["t_scheduled"] > t0 + 0.6
+    assert corrected[before].max() < 50 and corrected[after].max() < 50
+    assert percentiles_ms(res.histograms()["frame_latency"])["max"] >= 480
+
+
+async def test_generator_stall_is_corrected_from_the_schedule(
+    ws_server: Callable[..., str],
+) -> None:
+    """Coordinated omission: frames due while the SENDER was blocked are late; the corrected
+    latency counts that wait, the uncorrected one (from the actual send) hides it."""
+    url = ws_server()
+    clock = RunClock()
+    gen = LoadGenerator(_config(url, duration_s=3.0), clock)
+
+    async def block_once() -> None:
+        await clock.sleep_until(1.5)
+        time.sleep(0.5)  # blocks the event loop, like a GC pause in the generator
+
+    clock.start()
+    blocker = asyncio.create_task(block_once())
+    res = await gen.run()
+    await blocker
+    f = res.frames
+    corrected = (f["t_reply"] - f["t_scheduled"]) * 1000
+    uncorrected = (f["t_reply"] - f["t_sent"]) * 1000
+    blocked = (f["t_scheduled"] > 1.52) & (f["t_scheduled"] < 1.95)
+    assert blocked.sum() >= 12
+    assert np.all(corrected[blocked] > 40)
+    assert np.all(np.diff(corrected[blocked]) < 0)
+    assert np.all(uncorrected[blocked] < 30), uncorrected[blocked]
+    assert res.counts()["late"] >= 12
+    assert not res.valid
+    assert any("fell behind" in r for r in res.invalid_reasons)
+
+
+async def test_overloaded_generator_is_invalid(ws_server: Callable[..., str]) -> None:
+    url = ws_server()
+    clock = RunClock()
+    gen = LoadGenerator(_config(url, sessions=20, duration_s=2.5), clock)
+
+    async def hog() -> None:
+        # Keeps the generator's loop (and core) busy: it cannot keep its schedule.
+        while True:
+            end = time.perf_counter() + 0.03
+            while time.perf_counter() < end:
+                pass
+            await asyncio.sleep(0)
+
+    hog_task = asyncio.create_task(hog())
+    try:
+        res = await gen.run()
+    finally:
+        hog_task.cancel()
+    assert not res.valid
+    assert res.generator_late_share > 0.01
+    assert any("fell behind" in r for r in res.invalid_reasons)
+    # The CPU figure depends on what else the shared cores run: only check its reason.
+    if res.generator_cpu_saturated:
+        assert any("CPU saturated" in r for r in res.invalid_reasons)
+
+
+async def test_one_disconnect_does_not_hurt_the_other_sessions(
+    ws_server: Callable[..., str],
+) -> None:
+    url = ws_server(close_after=20)
+    res, _ = await _run(_config(url, sessions=3, duration_s=2.0, ramp_up_s=0.3))
+    assert res.disconnects == 1
+    f = res.frames
+    answered = ~np.isnan(f["t_reply"])
+    per_session = {s: int(answered[f["session"] == s].sum()) for s in range(3)}
+    totals = {s: int((f["session"] == s).sum()) for s in range(3)}
+    dead = [s for s in range(3) if per_session[s] < totals[s]]
+    assert len(dead) == 1
+    assert per_session[dead[0]] == 20
+    assert res.counts()["lost"] == totals[dead[0]] - 20
+
+
+async def test_error_replies_inference_tags_and_accuracy(ws_server: Callable[..., str]) -> None:
+    # Frame j carries sign "a" (sent) and truth "a" (kept); every 4th frame lies ("b").
+    trace = [{"pose": [], "sign": "b" if j % 4 == 3 else "a", "truth": "a"} for j in range(40)]
+    url = ws_server(error_every=10, tag_inference_every=3)
+    res, _ = await _run(_config(url, duration_s=2.0, traces=lambda i: trace))
+    f = res.frames
+    idx = f["frame_idx"]
+    n = len(f)
+    assert res.counts()["errored"] == int(np.sum(idx % 10 == 9))
+    assert res.errors_by_code() == {"bad_frame": int(np.sum(idx % 10 == 9))}
+    inference = (idx % 3 == 0) & (idx % 10 != 9)
+    assert res.counts()["inferences"] == int(inference.sum())
+    assert res.served_by_counts() == {"torchserve": int(inference.sum())}
+    assert res.model_version_counts() == {"1.0": int(inference.sum())}
+    acc = res.accuracy()
+    lies = inference & (idx % 40 % 4 == 3)
+    assert acc["total"] == int(inference.sum())
+    assert acc["correct"] == int(inference.sum() - lies.sum())
+    assert acc["accuracy"] == pytest.approx(acc["correct"] / acc["total"])
+    assert set(acc["by_served_by"]) == {"torchserve"}
+    rec = next(r for r in res.records() if r.served_by)
+    assert rec.model_version == "1.0" and rec.truth == "a"
+    assert n == res.counts()["scheduled"]
+
+
+async def test_unreachable_server_counts_everything_lost() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    res, _ = await _run(_config(f"ws://127.0.0.1:{port}/", sessions=2, duration_s=1.0))
+    assert res.connect_failures == 2
+    counts = res.counts()
+    assert counts["sent"] == 0 and counts["lost"] == counts["scheduled"] > 0
+
+
+async def test_live_snapshot_during_a_run(ws_server: Callable[..., str]) -> None:
+    url = ws_server(delay_ms=10)
+    clock = RunClock()
+    gen = LoadGenerator(_config(url, sessions=3, duration_s=3.0), clock)
+    task = asyncio.create_task(gen.run())
+    await asyncio.sleep(1.5)
+    gen.live()
+    await asyncio.sleep(1.0)
+    snap = gen.live()
+    await task
+    assert snap.sessions_connected == 3
+    assert 0.5 < snap.elapsed < 3.0 and snap.remaining > 0
+    assert 60 <= snap.frames_per_s <= 120  # 3 sessions x 30 fps
+    assert snap.p95_ms is not None and 9.5 <= snap.p95_ms <= 30
+    assert snap.errors == 0 and snap.fallback_share is None
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ValueError, match=r"LoadConfig\.sessions"):
+        LoadGenerator(_config("ws://127.0.0.1:1/", sessions=0), RunClock())
+    with pytest.raises(ValueError, match=r"LoadConfig\.warmup_s"):
+        LoadGenerator(_config("ws://127.0.0.1:1/", warmup_s=5.0), RunClock())

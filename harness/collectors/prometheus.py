@@ -14,7 +14,6 @@ successful scrape's deltas cover the whole gap.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import aiohttp
@@ -84,7 +83,7 @@ class PrometheusCollector:
         self._http: aiohttp.ClientSession | None = None
         self._prev: dict[str, float] | None = None
         self._prev_samples: dict[str, Sample] = {}
-        self._prev_wall: float | None = None
+        self._pending_s = 0.0  # window time since the last successful scrape
         self.errors = 0
         self.last_error: str | None = None
         self._t: list[float] = []
@@ -134,12 +133,13 @@ class PrometheusCollector:
     def _remember(self, samples: list[Sample], counters: dict[str, float]) -> None:
         self._prev = counters
         self._prev_samples = {series_key(n, lbl): (n, lbl, v) for n, lbl, v in samples}
-        self._prev_wall = time.monotonic()
+        self._pending_s = 0.0
 
     async def sample(self, t: float, dt: float) -> None:
         """Scrape and record the window starting at ``t``."""
         idx = len(self._t)
         self._t.append(t)
+        self._pending_s += dt
         got = await self._read()
         if got is None:
             self._up.append(False)
@@ -147,8 +147,8 @@ class PrometheusCollector:
             self._pad(idx)
             return
         counters, gauges, samples = got
-        now = time.monotonic()
-        span = now - self._prev_wall if self._prev_wall is not None else None
+        # After a gap the deltas cover every window since the last good scrape.
+        span = self._pending_s if self._prev is not None else None
         deltas: dict[str, float] = {}
         if self._prev is not None:
             for key, value in counters.items():

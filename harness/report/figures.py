@@ -243,7 +243,7 @@ def _log_if_wide(ax: Axes, values: Iterable[np.ndarray]) -> bool:
 
 def _legend(ax: Axes, **_: Any) -> None:
     # Above the plot area, right-aligned: a legend inside would hide the data it explains.
-    handles, labels = ax.get_legend_handles_labels()
+    handles, _labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(
             fontsize=8,

@@ -21,7 +21,11 @@ import jinja2
 from . import figures as F
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-SECRET_KEY = re.compile(r"(secret|password|passwd|token(?!_auth)|api_?key|authorization)", re.I)
+# Key names whose string values are credentials: TorchServe keys, tokens, passwords.
+SECRET_KEY = re.compile(
+    r"(secret|password|passwd|token(?!_auth)|(^|_)keys?($|_)|authorization|bearer|credential)",
+    re.I,
+)
 REDACTED = "[redacted]"
 
 
@@ -217,7 +221,7 @@ def _summary_rows(results: dict, baseline: dict | None) -> list[dict]:
     groups = list(SUMMARY_GROUPS)
     components = sorted(
         set((summary.get("cpu") or {}).keys()) | set((base_summary.get("cpu") or {}).keys()),
-        key=lambda k: (["backend", "torchserve", "harness"] + [k]).index(k),
+        key=lambda k: (["backend", "torchserve", "harness", k]).index(k),
     )
     if components:
         groups.append(
@@ -373,7 +377,8 @@ def _redact(obj: Any) -> Any:
 
 
 _YAML_SECRET = re.compile(
-    r"^(\s*[-\s]*[\w.-]*(?:secret|password|passwd|token(?!_auth)|api_?key|authorization)"
+    r"^(\s*[-\s]*[\w.-]*(?:secret|password|passwd|token(?!_auth)|_key|api_?key|authorization"
+    r"|bearer|credential)"
     r"[\w.-]*\s*[:=]\s*)(?!(?:true|false|null|~)\s*$)(\S.*)$",
     re.I | re.M,
 )

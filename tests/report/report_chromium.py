@@ -5,12 +5,13 @@ One load gives: a full-page screenshot, the DOM after load, every request the PA
 recorder works) and a net log. Chromium's own background traffic (component updates, account
 checks) is browser-initiated, not the page's, and is told apart by the net log's initiator.
 
-By hand: ``.venv/bin/python -m tests.report.chromium REPORT.html OUT_DIR``.
+By hand: ``.venv/bin/python tests/report/report_chromium.py REPORT.html OUT_DIR``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -197,10 +198,9 @@ def load(
                     for ev in cdp.events
                     if ev.get("method") == "Network.requestWillBeSent"
                 ]
-                try:
+                # The browser may drop the socket while closing: that is a clean close too.
+                with contextlib.suppress(Exception):
                     cdp.call("Browser.close", timeout=10)
-                except Exception:  # the browser may drop the socket while closing
-                    pass
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,264 @@
+"""The report as HTML: verdict, gates, summary, figures with alt text, self-contained, robust."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import stat
+
+import pytest
+from conftest import CASES, FIXTURES, Built, load_fixture
+from html_inspect import inspect
+from PIL import Image
+
+from harness.report import build_context, build_report, render_html
+from harness.report import figures as F
+
+CASE_NAMES = [c.name for c in CASES]
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_report_has_verdict_gates_and_every_expected_figure(
+    built_reports: dict[str, Built], name: str
+) -> None:
+    built = built_reports[name]
+    facts = inspect(built.html)
+    results = built.results
+
+    assert facts.verdict == results["verdict"]
+    assert results["verdict"].upper() in facts.verdict_text
+    # One gates-table row per gate, with the expression, the measured value and the outcome.
+    rows = [r for r in facts.gate_rows if r and r[0] != "Gate expression"]
+    assert len(rows) == len(results["gates"])
+    for row, gate in zip(rows, results["gates"], strict=True):
+        assert row[0] == gate["expr"]
+        assert ("PASS" if gate["passed"] else "FAIL") in row[3]
+    # Every expected figure, once, as an embedded PNG with alt text that says what it shows.
+    assert sorted(facts.figures) == sorted(built.case.figures)
+    assert len(facts.images) == len(built.case.figures)
+    for img in facts.images:
+        assert img["src"].startswith("data:image/png;base64,")
+        assert len(img.get("alt", "")) > 60, img.get("alt")
+        png = Image.open(io.BytesIO(base64.b64decode(img["src"].split(",", 1)[1])))
+        assert png.width >= 800
+    # Real structure: one h1, sections as h2, every th has a scope.
+    assert [t for t, _ in facts.headings].count("h1") == 1
+    assert {"Gates", "Latency", "Faults and reloads"} <= {t for h, t in facts.headings}
+    assert facts.th_without_scope == 0
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_report_is_self_contained(built_reports: dict[str, Built], name: str) -> None:
+    built = built_reports[name]
+    facts = inspect(built.html)
+    assert facts.remote_refs == []
+    assert "script" not in facts.tags
+    assert not {"link", "iframe", "object", "embed", "frame"} & set(facts.tags)
+    # Written next to the results it describes, readable by others like results.json.
+    assert built.html_path.parent == (built.html_path.parent / "results.json").parent
+    assert (built.html_path.parent / "results.json").exists()
+    assert built.html_path.stat().st_mode & stat.S_IROTH
+    assert not list(built.html_path.parent.glob(".report-*"))
+
+
+def test_fallback_kill_report_shows_the_outage(built_reports: dict[str, Built]) -> None:
+    facts = inspect(built_reports["fallback-kill"].html)
+    fault = built_reports["fallback-kill"].results["faults"][0]
+    assert "TorchServe outage 1" in facts.text
+    assert "Time to first fallback answer" in facts.text
+    assert f"{fault['time_to_recover_s']:.2f} s" in facts.text
+    assert f"{fault['outage_latency_ms']['p99']:.1f} ms" in facts.text
+    img = next(i for i in facts.images if "frame latency percentiles" in i["alt"])
+    assert "kill TorchServe at 15.0 s" in img["alt"]
+    assert "outage window shaded" in img["alt"]
+    # No GPU here: said in words, no GPU figure drawn as zero.
+    assert "No GPU in this run" in facts.text
+    assert "gpu-over-time" not in facts.figures
+
+
+def test_hot_reload_report_shows_the_switch(built_reports: dict[str, Built]) -> None:
+    facts = inspect(built_reports["hot-reload"].html)
+    assert "Model reload 1: 1.0 → 2.0" in facts.text
+    assert "Mixed-version window" in facts.text
+    assert "p99 around the switch" in facts.text
+    served = next(i for i in facts.images if "served by TorchServe" in i["alt"])
+    assert "model version" in served["alt"]
+    assert "mixed versions window shaded" in served["alt"]
+
+
+def test_gpu_report_draws_gpu_and_baseline_comparison(built_reports: dict[str, Built]) -> None:
+    built = built_reports["gpu"]
+    facts = inspect(built.html)
+    assert "gpu-over-time" in facts.figures
+    assert "NVIDIA H100" in facts.text
+    assert "Environments differ" in facts.text
+    # Summary rows carry the comparison's statistical verdicts.
+    verdicts = {m["metric"]: m["verdict"] for m in built.results["comparison"]["metrics"]}
+    assert verdicts["frame.latency_ms.p95"] in facts.text
+
+
+def test_baseline_report_says_no_baseline_and_no_torchserve(
+    built_reports: dict[str, Built],
+) -> None:
+    facts = inspect(built_reports["baseline"].html)
+    assert "No baseline" in facts.text
+    assert "TorchServe was not in this stack" in facts.text
+    assert "No timeline events" in facts.text
+
+
+def test_summary_table_relative_change_and_verdicts() -> None:
+    run = load_fixture("synthetic-fallback-kill.results.json")
+    base = load_fixture("synthetic-baseline.results.json")
+    for doc in (run, base):  # the table does not depend on series; skip the slow figures
+        doc["series"] = doc["histograms"] = None
+    ctx = build_context(run, base)
+    rows = {r["metric"]: r for g in ctx["summary_groups"] for r in g["rows"]}
+    for metric in (
+        "frame.latency_ms.p999",
+        "inference.latency_ms.p99",
+        "throughput.inferences_per_s",
+        "served_by.torchserve",
+        "gpu.util_mean",
+        "cpu.backend.mean_percent",
+        "accuracy",
+        "errors.total",
+    ):
+        assert metric in rows, metric
+    cmp = next(m for m in run["comparison"]["metrics"] if m["metric"] == "frame.latency_ms.p95")
+    assert rows["frame.latency_ms.p95"]["verdict"] == cmp["verdict"]
+    assert rows["frame.latency_ms.p95"]["change"] == f"{cmp['change'] * 100:+.1f} %"
+    assert rows["gpu.util_mean"]["run"] == "no GPU"
+
+    # A baseline without a statistical comparison: change computed, no invented verdict.
+    no_stats = copy.deepcopy(run)
+    no_stats["comparison"] = None
+    rows = {
+        r["metric"]: r for g in build_context(no_stats, base)["summary_groups"] for r in g["rows"]
+    }
+    p95, b95 = (d["summary"]["frame"]["latency_ms"]["p95"] for d in (run, base))
+    assert rows["frame.latency_ms.p95"]["change"] == f"{(p95 - b95) / b95 * 100:+.1f} %"
+    assert rows["frame.latency_ms.p95"]["verdict"] == "n/a"
+
+
+def test_invalid_run_says_invalid_and_why(tmp_path) -> None:
+    doc = load_fixture("synthetic-fallback-kill.results.json")
+    doc["valid"] = False
+    doc["verdict"] = "invalid"
+    doc["invalid_reasons"] = ["generator fell behind: 3.2% of frames sent > 5 ms late"]
+    doc["series"] = doc["histograms"] = None  # figures are tested elsewhere; keep this fast
+    facts = inspect(build_report(doc, None, tmp_path / "report.html").read_text())
+    assert facts.verdict == "invalid"
+    assert "INVALID" in facts.verdict_text
+    assert "generator fell behind: 3.2%" in facts.verdict_text
+
+
+def test_failed_run_lists_failed_gates_in_the_banner() -> None:
+    doc = load_fixture("synthetic-fallback-kill.results.json")
+    failed = [g for g in doc["gates"] if not g["passed"]]
+    assert failed, "fixture should carry a failed gate"
+    doc["series"] = doc["histograms"] = None
+    facts = inspect(render_html(doc, None))
+    assert facts.verdict == "failed"
+    for g in failed:
+        assert g["expr"] in facts.verdict_text
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {
+            "schema": "signflow-harness/results",
+            "schema_version": 1,
+            "verdict": "error",
+            "error": "stack failed to start: TorchServe exited (rc=1)",
+        },
+        {
+            "verdict": "passed",
+            "summary": None,
+            "series": None,
+            "histograms": None,
+            "events": None,
+            "faults": None,
+            "gates": None,
+            "comparison": None,
+            "provenance": None,
+            "scenario": None,
+        },
+    ],
+    ids=["empty", "error-run", "all-null"],
+)
+def test_missing_data_never_crashes(doc: dict, tmp_path) -> None:
+    facts = inspect(build_report(doc, None, tmp_path / "report.html").read_text())
+    assert facts.verdict in {"error", "passed"}
+    assert facts.images == []
+    assert "No per-second latency series" in facts.text
+    assert "No baseline" in facts.text or "no summary" in facts.text
+    if doc.get("error"):
+        assert "TorchServe exited" in facts.verdict_text
+
+
+def test_values_are_escaped_and_secrets_never_reach_the_report() -> None:
+    doc = load_fixture("synthetic-baseline.results.json")
+    doc["name"] = "<script>alert(1)</script>"
+    doc["scenario_yaml"] += (
+        "  env:\n    TORCHSERVE_TOKEN: s3cr3t-token-value\n    token_auth: true\n"
+    )
+    doc["provenance"]["configs"]["torchserve"] = {"inference_key": "k3y-value", "port": 8080}
+    doc["series"] = doc["histograms"] = None
+    html = render_html(doc, None)
+    facts = inspect(html)
+    assert "script" not in facts.tags
+    assert "&lt;script&gt;" in html
+    assert "s3cr3t-token-value" not in html
+    assert "k3y-value" not in html
+    assert "token_auth: true" in html  # a boolean setting is not a secret
+
+
+def test_hdr_histogram_decoded_in_milliseconds() -> None:
+    doc = load_fixture("synthetic-fallback-kill.results.json")
+    xs, ys = F._hdr_curve(doc, "frame")
+    assert xs[-1] == pytest.approx(F.HDR_MAX_X)  # up to 99.99 %
+    p50 = doc["summary"]["frame"]["latency_ms"]["p50"]
+    i50 = int(abs(xs - 2.0).argmin())
+    assert ys[i50] == pytest.approx(p50, rel=0.05)
+    # Without the encoded histogram the stored percentile curve is used.
+    doc["histograms"]["frame_latency"] = ""
+    _, ys2 = F._hdr_curve(doc, "frame")
+    curve = doc["histograms"]["percentile_curve"]["frame"]
+    assert list(ys2) == [v for _, v in curve]
+
+
+def test_fixtures_follow_the_results_schema() -> None:
+    keys = {
+        "schema",
+        "schema_version",
+        "run_id",
+        "name",
+        "started_at",
+        "finished_at",
+        "scenario",
+        "scenario_yaml",
+        "valid",
+        "invalid_reasons",
+        "verdict",
+        "summary",
+        "series",
+        "histograms",
+        "events",
+        "faults",
+        "gates",
+        "comparison",
+        "provenance",
+    }
+    for path in FIXTURES.glob("*.results.json"):
+        doc = json.loads(path.read_text())
+        assert keys <= set(doc), (path.name, keys - set(doc))
+        assert doc["schema"] == "signflow-harness/results" and doc["schema_version"] == 1
+        assert doc.get("fixture_note"), f"{path.name}: say how the fixture was made"
+        n = len(doc["series"]["t"])
+        for k, v in doc["series"].items():
+            if isinstance(v, list):
+                assert len(v) == n, (path.name, k)

@@ -75,3 +75,15 @@ def test_prepared_messages_patch_frame_idx_and_strip_truth() -> None:
     # The last non-null truth at or before each frame; the loop wraps the last sign around.
     assert prepared.truth_first == (-1, hello, hello, hello, bye)
     assert prepared.truth_loop == (bye, hello, hello, hello, bye)
+
+
+def test_synthetic_trace_is_seeded_and_carries_truth() -> None:
+    from harness.load.trace import synthetic_trace
+
+    a = synthetic_trace(seed=3, signs=2, sign_mix=["hello", "thanks"], rest_frames=(5, 8))
+    b = synthetic_trace(seed=3, signs=2, sign_mix=["hello", "thanks"], rest_frames=(5, 8))
+    assert a == b
+    truths = [f.get("truth") for f in a]
+    assert {t for t in truths if t is not None} <= {"hello", "thanks"}
+    assert truths[0] is None and any(t is not None for t in truths)
+    assert all("hands" in f and "pose" in f for f in a)

@@ -440,6 +440,7 @@ def latency_distribution(run: dict, baseline: dict | None) -> Figure | None:
     ]
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 4.0))
     desc, vals = [], []
+    curves_xy: list[tuple[np.ndarray, np.ndarray]] = []
     for doc, which, label, style in curves:
         c = _hdr_curve(doc, which)
         if c is None:
@@ -447,6 +448,7 @@ def latency_distribution(run: dict, baseline: dict | None) -> Figure | None:
         xs, ys = c
         ax.plot(xs, ys, label=label, markevery=max(1, xs.size // 12), **style)
         vals.append(ys)
+        curves_xy.append((xs, ys))
         desc.append(f"{label} reaches {_fmt(float(ys[-1]), 'ms')} at the highest percentile")
     if not vals or not any("run" in d for d in desc):
         plt.close(fig)
@@ -456,6 +458,12 @@ def latency_distribution(run: dict, baseline: dict | None) -> Figure | None:
     ax.set_xticks(ticks, ["50 %", "90 %", "99 %", "99.9 %", "99.99 %"])
     ax.set_xlim(1, HDR_MAX_X * 1.05)
     log = _log_if_wide(ax, vals)
+    if log:
+        # The first bucket can hold a 1-us sample; do not let it stretch the axis by decades.
+        floors = [float(np.interp(1 / 0.9, xs_, ys_)) for xs_, ys_ in curves_xy if ys_.size]
+        floor = min((f for f in floors if f > 0), default=None)
+        if floor is not None:
+            ax.set_ylim(bottom=floor * 0.5)
     ax.set_xlabel("percentile (log scale of 1 / (1 - q))", fontsize=9)
     ax.set_ylabel("latency (ms" + (", log)" if log else ")"), fontsize=9)
     _style_axes(ax)

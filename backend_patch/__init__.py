@@ -1,0 +1,1 @@
+"""SignFlow backend with the USE_TORCHSERVE migration flag (FastAPI + WebSocket)."""

@@ -1,0 +1,1 @@
+"""The backend application: settings, app factory, WebSocket API and the ML pipeline."""

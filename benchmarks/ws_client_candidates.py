@@ -58,7 +58,9 @@ CANDIDATES = {
 }
 
 
-async def _run_candidate(name: str, url: str, sessions: int, fps: float, seconds: float) -> dict:
+async def _run_candidate(
+    name: str, url: str, sessions: int, fps: float, seconds: float, scheduler: str = "per-session"
+) -> dict:
     frame = {
         "hands": {
             "left": [[0.1234, 0.5678, -0.0123]] * 21,
@@ -94,11 +96,35 @@ async def _run_candidate(name: str, url: str, sessions: int, fps: float, seconds
             await send(prefix + str(k) + "}")
             k += 1
 
+    async def one_scheduler() -> None:
+        # All sessions' frames in one global order (frame n: session n % S at t0 + n/(S*fps)),
+        # sleeping only when the next frame is more than a timer tick away.
+        nonlocal late
+        sends = [c[0] for c in conns]
+        counters = [0] * sessions
+        step = 1.0 / (sessions * fps)
+        total = int(sessions * fps * seconds)
+        now = time.perf_counter
+        for n in range(total):
+            t = t0 + n * step
+            d = t - now()
+            if d > 0.001:
+                await asyncio.sleep(d)
+            elif d < -0.005:
+                late += 1
+            i = n % sessions
+            k = counters[i]
+            counters[i] = k + 1
+            await sends[i](prefix + str(k) + "}")
+
     recv_tasks = [asyncio.create_task(receiver(c[1])) for c in conns]
     proc = psutil.Process()
     cpu0 = proc.cpu_times()
     t0 = time.perf_counter() + 0.2
-    await asyncio.gather(*(sender(i, c[0]) for i, c in enumerate(conns)))
+    if scheduler == "one":
+        await one_scheduler()
+    else:
+        await asyncio.gather(*(sender(i, c[0]) for i, c in enumerate(conns)))
     while time.perf_counter() < stop_at:
         await asyncio.sleep(0.05)
     cpu1 = proc.cpu_times()
@@ -114,6 +140,7 @@ async def _run_candidate(name: str, url: str, sessions: int, fps: float, seconds
     sent = int(sessions * fps * seconds)
     return {
         "candidate": name,
+        "scheduler": scheduler,
         "frames": sent,
         "replies": replies,
         "late_share": late / max(sent, 1),
@@ -141,17 +168,18 @@ def main() -> None:
         wait_port(port)
         os.sched_setaffinity(0, {cores[0]})
         url = f"ws://127.0.0.1:{port}/"
-        for loop_name in ("asyncio", "uvloop"):
-            for name in CANDIDATES:
-                coro = _run_candidate(name, url, args.sessions, args.fps, args.seconds)
-                if loop_name == "uvloop":
-                    import uvloop
+        runs = [(lp, name, "per-session") for lp in ("asyncio", "uvloop") for name in CANDIDATES]
+        runs.append(("uvloop", "aiohttp", "one"))
+        for loop_name, name, scheduler in runs:
+            coro = _run_candidate(name, url, args.sessions, args.fps, args.seconds, scheduler)
+            if loop_name == "uvloop":
+                import uvloop
 
-                    res = uvloop.run(coro)
-                else:
-                    res = asyncio.run(coro)
-                res["loop"] = loop_name
-                print(json.dumps(res), flush=True)
+                res = uvloop.run(coro)
+            else:
+                res = asyncio.run(coro)
+            res["loop"] = loop_name
+            print(json.dumps(res), flush=True)
         # Reply parsing: json (stdlib) vs orjson when installed.
         reply = json.dumps(
             {

@@ -8,6 +8,7 @@ landmark traces at camera rate from this test process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -64,7 +65,7 @@ def backend_env(ts: Any, *, with_key: bool = True) -> dict[str, str]:
         "TORCHSERVE_TIMEOUT_MS": "2000",
         "TORCHSERVE_ROLLOUT_PERCENT": "100",
         "MODEL_DIR": str(MODEL_DIR),
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "warning",
     }
     if with_key:
         env["TORCHSERVE_KEY_FILE"] = str(ts.key_file)
@@ -131,8 +132,6 @@ async def _one_session(
                     break
                 log.replies.append(json.loads(msg.data))
                 log.received_at.append(loop.time())
-                if stop.is_set() and len(log.replies) >= len(log.sent):
-                    return
 
         receiver = asyncio.create_task(receive())
         # Open loop at camera rate: frame i is due at t0 + i/FPS whatever the replies do.
@@ -146,11 +145,16 @@ async def _one_session(
             delay = t0 + idx / FPS - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-        try:
-            # Drain: every frame sent must be answered (the backend replies in order).
-            await asyncio.wait_for(receiver, timeout=20.0)
-        except TimeoutError:
-            log.failure = f"session {session}: {len(log.missing)} frames unanswered after 20 s"
+        # Drain: every frame sent must be answered (the backend replies in order).
+        drain_until = loop.time() + 20.0
+        while len(log.replies) < len(log.sent) and not receiver.done():
+            if loop.time() > drain_until:
+                log.failure = f"session {session}: {len(log.missing)} frames unanswered after 20 s"
+                break
+            await asyncio.sleep(0.02)
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
         await ws.close()
 
 

@@ -390,6 +390,14 @@ def throughput_over_time(run: dict, baseline: dict | None) -> Figure | None:
     )
 
 
+def _hdr_percentiles(h: Any, qs: np.ndarray) -> np.ndarray:
+    """Values at percentiles ``qs``: one pass over the buckets (get_value_at_percentile
+    rescans them on every call, seconds for a 160-point curve)."""
+    wanted = [float(q) for q in qs]
+    table = h.get_percentile_to_value_dict(wanted)
+    return np.array([table[q] for q in wanted], dtype=np.float64)
+
+
 def _hdr_curve(doc: dict | None, which: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(1/(1-q), latency ms) for 'frame' or 'inference': decoded HDR, else percentile_curve."""
     if not doc:
@@ -415,8 +423,7 @@ def _hdr_curve(doc: dict | None, which: str) -> tuple[np.ndarray, np.ndarray] | 
                     scale = 1000.0 ** round(math.log(ref / raw50, 1000))
                 xs = np.logspace(0, math.log10(HDR_MAX_X), 160)
                 qs = 100.0 * (1.0 - 1.0 / xs)
-                ys = np.array([h.get_value_at_percentile(q) * scale for q in qs])
-                return xs, ys
+                return xs, _hdr_percentiles(h, qs) * scale
         except Exception:  # a corrupt histogram falls back to the stored curve
             pass
     pts = [(p, v) for p, v in curve if isinstance(v, int | float) and 0 <= p < 100]

@@ -273,6 +273,29 @@ def _summary_rows(results: dict, baseline: dict | None) -> list[dict]:
     return out
 
 
+def _other_compared(results: dict, shown: set[str]) -> list[dict]:
+    """Comparison metrics that the summary table does not show, in the comparison's order."""
+    out = []
+    for m in (results.get("comparison") or {}).get("metrics") or []:
+        if not isinstance(m, dict) or m.get("metric") in shown:
+            continue
+        metric = str(m.get("metric"))
+        unit = _unit_for(metric)
+        verdict = str(m.get("verdict") or "n/a")
+        out.append(
+            {
+                "metric": metric,
+                "run": fmt(m.get("run"), unit),
+                "baseline": fmt(m.get("baseline"), unit),
+                "change": fmt_change(m.get("change")),
+                "verdict": verdict,
+                "verdict_class": verdict.replace(" ", "-").replace("/", ""),
+                "symbol": VERDICT_SYMBOL.get(verdict, ""),
+            }
+        )
+    return out
+
+
 def _ci(ci: Any, unit: str) -> str:
     if isinstance(ci, list | tuple) and len(ci) == 2 and all(_num(x) is not None for x in ci):
         return f"[{fmt(ci[0], unit)}, {fmt(ci[1], unit)}]"
@@ -456,6 +479,7 @@ def build_context(results: dict, baseline: dict | None) -> dict:
     gpu = summary.get("gpu") or {}
     ts = summary.get("torchserve")
     outages, reloads, other_faults = _fault_views(results)
+    groups = _summary_rows(results, baseline) if summary or comparison else []
     frames = summary.get("frames") or {}
     errors = summary.get("errors") or {}
     gen = summary.get("generator") or {}
@@ -486,7 +510,10 @@ def build_context(results: dict, baseline: dict | None) -> dict:
         "baseline_name": (comparison or {}).get("baseline_name") or (baseline or {}).get("name"),
         "baseline_run_id": (comparison or {}).get("baseline_run_id")
         or (baseline or {}).get("run_id"),
-        "summary_groups": _summary_rows(results, baseline) if summary or comparison else [],
+        "summary_groups": groups,
+        "other_compared": _other_compared(
+            results, {r["metric"] for g in groups for r in g["rows"]}
+        ),
         "frames": [
             (k, fmt(frames.get(k), "count"))
             for k in ("scheduled", "sent", "answered", "late", "errored", "lost")

@@ -64,11 +64,25 @@ for _rec in sorted(FIXTURES.glob("recorded-*.results.json")):
     _figs = {"latency-over-time", "throughput-over-time", "latency-distribution", "cpu-over-time"}
     if any(_doc.get("series", {}).get(k) for k in ("served_local", "served_torchserve")):
         _figs.add("served-by")
-    if (_doc.get("summary") or {}).get("torchserve"):
+    _ts = (_doc.get("summary") or {}).get("torchserve") or {}
+    _ser = _doc.get("series") or {}
+    if _ts.get("batch_size_hist") or any(
+        v is not None for k in ("ts_queue_ms", "ts_inference_ms") for v in _ser.get(k) or []
+    ):
         _figs.add("torchserve-batching")
     if (_doc.get("series") or {}).get("gpu_util"):
         _figs.add("gpu-over-time")
-    CASES.append(Case(_rec.name.removesuffix(".results.json"), _rec.name, None, frozenset(_figs)))
+    # A recorded run compared with another recorded run gets that run as its baseline.
+    _base_id = (_doc.get("comparison") or {}).get("baseline_run_id")
+    _base = next(
+        (
+            b.name
+            for b in FIXTURES.glob("recorded-*.results.json")
+            if _base_id and json.loads(b.read_text(encoding="utf-8")).get("run_id") == _base_id
+        ),
+        None,
+    )
+    CASES.append(Case(_rec.name.removesuffix(".results.json"), _rec.name, _base, frozenset(_figs)))
 
 
 def load_fixture(name: str) -> dict:

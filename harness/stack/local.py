@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ BACKEND_STOP_GRACE_S = 5.0
 # Written next to the logs: every pid the stack ever ran, so a test (or a person) can check
 # after the run that none of them survived.
 PIDS_FILE = "stack-processes.json"
+UNIX_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
 
 
 def _sha256(path: Path) -> str:
@@ -172,6 +174,7 @@ class LocalStack:
         self._pids = _PidRecord(self.log_dir / PIDS_FILE)
         self._timings: dict[str, float] = {}
         self._archive_hashes: dict[str, str] | None = None
+        self._short_ts_dir: Path | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -222,6 +225,8 @@ class LocalStack:
                     errors.append(f"torchserve: {exc}")
             with contextlib.suppress(OSError):
                 self._copy_torchserve_logs(self.log_dir / "torchserve")
+            if self._short_ts_dir is not None:
+                shutil.rmtree(self._short_ts_dir, ignore_errors=True)
             if errors:
                 # The processes are gone as far as we can make them; say what went wrong.
                 print(f"stack teardown problems: {'; '.join(errors)}", file=sys.stderr)
@@ -248,8 +253,21 @@ class LocalStack:
             max_batch_delay_ms=self.max_batch_delay_ms,
             workers=self.workers,
             token_auth=self.token_auth,
-            run_dir=self.run_dir / "torchserve",
+            run_dir=self._torchserve_dir(),
         )
+
+    def _torchserve_dir(self) -> Path:
+        """<run_dir>/torchserve, or a short temp dir when that path is too long for sockets.
+
+        TorchServe's workers listen on AF_UNIX sockets under ``<dir>/tmp/.ts.sock.<port>``;
+        Linux caps such a path at 107 bytes and the worker dies with "AF_UNIX path too long"
+        (seen with pytest's temp dirs). Logs are copied back into the run dir at teardown.
+        """
+        wanted = (self.run_dir / "torchserve").resolve()
+        if len(str(wanted / "tmp" / ".ts.sock.65535")) <= UNIX_SOCKET_PATH_MAX:
+            return wanted
+        self._short_ts_dir = Path(tempfile.mkdtemp(prefix="sf-ts-"))
+        return self._short_ts_dir
 
     def _spawn_torchserve(self) -> None:
         try:

@@ -1,11 +1,14 @@
-"""Builders of real harness data structures (LoadResult from recorded arrays) for core tests."""
+"""Builders of real harness data structures (a LoadResult from recorded arrays) for core tests.
+
+Imported as a plain module (pytest puts this directory on sys.path): ``from core_builders import
+build_load``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import pytest
 
 from harness.load.recording import FRAME_DTYPE, LoadResult
 
@@ -66,12 +69,6 @@ def build_load(
         generator_cpu_percent=12.0,
         generator_cpu_saturated=False,
     )
-
-
-@pytest.fixture
-def make_load() -> Callable[..., LoadResult]:
-    """The :func:`build_load` builder."""
-    return build_load
 
 
 def constant_reply(

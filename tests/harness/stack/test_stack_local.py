@@ -156,3 +156,13 @@ def test_missing_archive_fails_before_starting_anything(tmp_path: Path) -> None:
 def test_unknown_driver_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="unknown driver 'kubernetes'"):
         make_stack({"driver": "kubernetes"}, tmp_path)
+
+
+def test_long_run_dir_gets_a_short_torchserve_dir(tmp_path: Path) -> None:
+    # Worker sockets live under TorchServe's dir; a deep run dir would overflow AF_UNIX paths.
+    deep = tmp_path / ("d" * 60) / "20261128T035626Z-torchserve"
+    stack = make_stack(_spec(True), deep)
+    short = stack._torchserve_dir()
+    assert len(str(short / "tmp" / ".ts.sock.65535")) <= 100
+    assert make_stack(_spec(True), Path("/tmp/r"))._torchserve_dir() == Path("/tmp/r/torchserve")
+    short.rmdir()

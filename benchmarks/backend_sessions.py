@@ -25,6 +25,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -103,10 +104,16 @@ def _pcts(values: np.ndarray) -> dict[str, float | int | None]:
     }
 
 
-async def _run(url: str, sessions: int, fps: float, duration: float, warmup: float) -> dict:
+async def _run(
+    url: str, sessions: int, fps: float, duration: float, warmup: float, pid: int | None
+) -> dict:
     count = int((duration + warmup) * fps)
     traces = [_messages(1000 + k, count) for k in range(sessions)]
     rec: dict = {}
+    # CPU of the backend over the run: saturation explains a growing backlog.
+    proc = psutil.Process(pid) if pid else None
+    if proc is not None:
+        proc.cpu_percent()  # starts the measurement window: from here to the end of the load
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as http:
         # Stagger the sessions over one frame period, as independent cameras would be.
@@ -117,6 +124,7 @@ async def _run(url: str, sessions: int, fps: float, duration: float, warmup: flo
                 for k in range(sessions)
             )
         )
+    backend_cpu = round(proc.cpu_percent(), 1) if proc is not None else None
     sched, sent, reply = (np.concatenate(rec[k]) for k in ("sched", "sent", "reply"))
     server, ends = np.concatenate(rec["server"]), np.concatenate(rec["ends"])
     measured = sched >= sched.min() + warmup
@@ -131,6 +139,7 @@ async def _run(url: str, sessions: int, fps: float, duration: float, warmup: flo
         "duration_s": duration,
         "warmup_s": warmup,
         "frames": int(measured.sum()),
+        "backend_cpu_percent": backend_cpu,
         "error_replies": rec.get("errors", 0),
         "late_send_share": round(float(late[measured].mean()), 4),
         "non_inference_ms": _pcts(corrected[body]),
@@ -150,17 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the backend")
     p.add_argument("--url", help="an already-running backend's WebSocket URL")
+    p.add_argument("--pid", type=int, help="with --url: the backend's pid, to sample its CPU")
     p.add_argument("--json", type=Path, help="also write the summary here")
     args = p.parse_args(argv)
     env = dict(e.split("=", 1) for e in args.env)
     with ExitStack() as stack:
         url = args.url
-        pid = None
+        pid = args.pid
         if url is None:
             handle = stack.enter_context(run_backend(env))
             url, pid = handle.ws_url, handle.pid
         load_before = os.getloadavg()[0]
-        summary = asyncio.run(_run(url, args.sessions, args.fps, args.duration, args.warmup))
+        summary = asyncio.run(_run(url, args.sessions, args.fps, args.duration, args.warmup, pid))
         summary["conditions"] = {
             "backend_env": env,
             "backend_pid": pid,

@@ -411,7 +411,9 @@ class LocalTorchServe:
         self._pid = None
 
     def _kill_all(self, pids: list[int]) -> None:
-        if self._pgid is not None and self._pgid != os.getpgrp():
+        # The group only while one of its known members lives: its id cannot be reused then.
+        alive = [p for p in pids if _alive(p)]
+        if alive and self._pgid is not None and self._pgid != os.getpgrp():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._pgid, signal.SIGKILL)
         for pid in pids:
@@ -576,8 +578,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     stop = threading.Event()
+    ready = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if not ready.is_set():
+            # Still starting: unwind through the context manager, which stops what started.
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     server = LocalTorchServe(
         model_store=args.model_store,
         model_version=args.model_version,
@@ -597,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                 "key_file": str(server.key_file) if server.token_auth else None,
             }
             print(json.dumps(line), flush=True)
+            ready.set()
             while not stop.wait(1.0):
                 if not server.is_alive():
                     print(f"TorchServe died; log tail:\n{server.log_tail()}", file=sys.stderr)
@@ -604,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     except TorchServeError as exc:
         print(f"serving.local: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -4,6 +4,7 @@ sys.path)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import urllib.request
 from pathlib import Path
@@ -12,7 +13,8 @@ import aiohttp
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MODELS = REPO_ROOT / "build" / "models"
+# SIGNFLOW_TEST_MODELS: another artifact directory (e.g. while build/models is being rebuilt).
+MODELS = Path(os.environ.get("SIGNFLOW_TEST_MODELS", REPO_ROOT / "build" / "models"))
 VERSIONS = ("1.0", "2.0")
 OCTET = {"Content-Type": "application/octet-stream"}
 

@@ -117,10 +117,10 @@ def test_port_clash_fails_fast_with_log_tail(model_store: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_start_and_reload(model_store: Path) -> None:
-    with LocalTorchServe(model_store, model_version="1.0", workers=1, batch_size=8) as ts:
+    with LocalTorchServe(model_store, model_version="1.0", workers=1) as ts:
         assert _predict(ts)["model_version"] == "1.0"
         desc = ts.describe()
-        assert [(d["batchSize"], len(d["workers"])) for d in desc] == [(8, 1)]
+        assert [(d["batchSize"], len(d["workers"])) for d in desc] == [(16, 1)]
         java, workers = ts.pid, ts.worker_pids()
         assert java and workers
         ports = dict(ts.ports)
@@ -156,6 +156,11 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(model_store: Path, tmp_path:
             str(model_store),
             "--workers",
             "1",
+            # Not the archive's defaults: the launcher must apply them.
+            "--batch-size",
+            "8",
+            "--max-batch-delay",
+            "20",
             "--run-dir",
             str(tmp_path / "run"),
         ],
@@ -178,6 +183,14 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(model_store: Path, tmp_path:
         )
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 200
+        mgmt_key = json.loads(Path(info["key_file"]).read_text())["management"]["key"]
+        req = urllib.request.Request(
+            f"{info['management_url']}/models/signflow",
+            headers={"Authorization": f"Bearer {mgmt_key}"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            desc = json.loads(resp.read())[0]
+        assert (desc["batchSize"], desc["maxBatchDelay"], len(desc["workers"])) == (8, 20, 1)
         children = [p.pid for p in psutil.Process(info["pid"]).children(recursive=True)]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0

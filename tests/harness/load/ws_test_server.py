@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--error-every", type=int, default=0)
     ap.add_argument("--close-after", type=int, default=0)
     ap.add_argument("--tag-inference-every", type=int, default=0)
-    ap.add_argument("--log", default="", help="append 'frame_idx recv_t send_t' per reply")
+    ap.add_argument("--log", default="", help="append 'conn frame_idx recv_t send_t' per reply")
     args = ap.parse_args()
     asyncio.run(_serve(args))
 
@@ -65,11 +65,10 @@ async def _serve(args: argparse.Namespace) -> None:
                 time.sleep(args.stall_ms / 1000.0)  # blocks the whole server, on purpose
             text = json.dumps(reply)
             if args.delay_ms > 0:
-                loop.call_at(
-                    loop.time() + args.delay_ms / 1000.0, _send_soon, ws, text, log, idx, t_recv
-                )
+                when = loop.time() + args.delay_ms / 1000.0
+                loop.call_at(when, _send_soon, ws, text, log, (conn_id, idx, t_recv))
             else:
-                _log(log, idx, t_recv)
+                _log(log, (conn_id, idx, t_recv))
                 await ws.send(text)
 
     async with serve(handler, "127.0.0.1", 0, compression=None) as server:
@@ -79,13 +78,14 @@ async def _serve(args: argparse.Namespace) -> None:
         await asyncio.Future()
 
 
-def _log(log: Any, idx: int, t_recv: float) -> None:
+def _log(log: Any, frame: tuple[int, int, float]) -> None:
     if log is not None:
-        log.write(f"{idx} {t_recv!r} {time.perf_counter()!r}\n")
+        conn_id, idx, t_recv = frame
+        log.write(f"{conn_id} {idx} {t_recv!r} {time.perf_counter()!r}\n")
 
 
-def _send_soon(ws: Any, text: str, log: Any, idx: int, t_recv: float) -> None:
-    _log(log, idx, t_recv)
+def _send_soon(ws: Any, text: str, log: Any, frame: tuple[int, int, float]) -> None:
+    _log(log, frame)
     task = asyncio.ensure_future(ws.send(text))
     # A session closed by the client before its last delayed reply is normal.
     task.add_done_callback(lambda t: t.cancelled() or t.exception())

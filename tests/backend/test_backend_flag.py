@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from backend_server import BackendHandle, run_backend
-from streaming import (
+from backend_streaming import (
     classified,
     dumps_frames,
     expected_labels,

@@ -662,9 +662,12 @@ def torchserve_batching(run: dict) -> Figure | None:
         )
         desc.append(f"mean {label} time {_fmt(float(np.nanmean(pair[1])), 'ms')}")
     _annotate(ax2, run, labels=False)
-    ax2.set_ylim(bottom=0)
+    if _log_if_wide(ax2, [p[1] for p in (q, inf) if p is not None]):
+        ax2.set_ylabel("server time per request (ms, log)", fontsize=9)
+    else:
+        ax2.set_ylim(bottom=0)
+        ax2.set_ylabel("server time per request (ms)", fontsize=9)
     ax2.set_xlabel("time since load start (s)", fontsize=9)
-    ax2.set_ylabel("server time per request (ms)", fontsize=9)
     _style_axes(ax2)
     _legend(ax2, loc="upper right")
     fig.tight_layout()

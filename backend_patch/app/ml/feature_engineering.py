@@ -111,7 +111,7 @@ def build_window(seq: np.ndarray) -> np.ndarray:
 
 
 def _joint_angles(pose: np.ndarray) -> np.ndarray:
-    """Angles (radians, in [0, pi]) at the vertices of ANGLE_TRIPLETS; 0 where a limb has length 0."""
+    """Angles (radians, in [0, pi]) at ANGLE_TRIPLETS vertices; 0 where a limb has length 0."""
     a = pose[:, ANGLE_TRIPLETS[:, 0]] - pose[:, ANGLE_TRIPLETS[:, 1]]  # [T, 4, 3]
     b = pose[:, ANGLE_TRIPLETS[:, 2]] - pose[:, ANGLE_TRIPLETS[:, 1]]
     na = np.linalg.norm(a, axis=2)

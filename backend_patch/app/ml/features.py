@@ -53,7 +53,7 @@ _NUMBER_TYPES = frozenset({float, int})
 
 
 class LandmarkError(ValueError):
-    """A frame's landmarks are invalid; ``field`` names the offending field (e.g. ``hands.left[3][1]``)."""
+    """Invalid landmarks: ``field`` names the bad field (e.g. ``hands.left[3][1]``)."""
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -73,7 +73,9 @@ def normalize_landmarks(frame: Mapping[str, Any]) -> np.ndarray:
     if not isinstance(hands, Mapping):
         if "hands" not in frame:
             raise LandmarkError("hands", "missing")
-        raise LandmarkError("hands", f"expected an object with 'left' and 'right', got {_type_name(hands)}")
+        raise LandmarkError(
+            "hands", f"expected an object with 'left' and 'right', got {_type_name(hands)}"
+        )
     if "pose" not in frame:
         raise LandmarkError("pose", "missing")
     left = hands.get("left")
@@ -175,12 +177,16 @@ def _checked_points(value: Any, count: int, field: str, *, optional: bool) -> np
     out = np.empty((count, 3), dtype=np.float64)
     for i, point in enumerate(value):
         where = f"{field}[{i}]"
-        if isinstance(point, (str, bytes, Mapping)) or not isinstance(point, (Sequence, np.ndarray)):
+        if isinstance(point, (str, bytes, Mapping)) or not isinstance(
+            point, (Sequence, np.ndarray)
+        ):
             raise LandmarkError(where, f"expected [x, y, z], got {_type_name(point)}")
         if len(point) != 3:
             raise LandmarkError(where, f"expected 3 coordinates [x, y, z], got {len(point)}")
         for j, v in enumerate(point):
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(
+                v, (int, float, np.integer, np.floating)
+            ):
                 raise LandmarkError(f"{where}[{j}]", f"not a number (got {_type_name(v)})")
             try:
                 out[i, j] = float(v)
@@ -212,7 +218,9 @@ def _normalise(values: np.ndarray, has_left: bool, has_right: bool) -> np.ndarra
     # A landmark MediaPipe did not detect arrives as zeros; fall back to the shoulders then.
     hips_seen = (p[lh] != 0.0 or p[lh + 1] != 0.0) and (p[rh] != 0.0 or p[rh + 1] != 0.0)
     a, b = (lh, rh) if hips_seen else (ls, rs)
-    centre = np.array([(p[a] + p[b]) * 0.5, (p[a + 1] + p[b + 1]) * 0.5, (p[a + 2] + p[b + 2]) * 0.5])
+    centre = np.array(
+        [(p[a] + p[b]) * 0.5, (p[a + 1] + p[b + 1]) * 0.5, (p[a + 2] + p[b + 2]) * 0.5]
+    )
     # Width in the image plane only: MediaPipe's z is a noisy estimate.
     width = math.hypot(p[ls] - p[rs], p[ls + 1] - p[rs + 1])
     scale = max(width, MIN_BODY_SCALE)

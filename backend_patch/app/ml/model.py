@@ -72,7 +72,9 @@ class SignTransformer(nn.Module):
             batch_first=True,
             norm_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers=p.num_layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers=p.num_layers, enable_nested_tensor=False
+        )
         self.norm = nn.LayerNorm(p.d_model)
         self.head = nn.Linear(p.d_model, num_classes)
 
@@ -143,7 +145,9 @@ def load_artifacts(directory: str | Path, device: str | torch.device | None = No
     root = Path(directory)
     meta_path = root / "metadata.json"
     if not meta_path.is_file():
-        raise ArtifactError(f"{meta_path}: missing (build it with `make build/models/<v>/metadata.json`)")
+        raise ArtifactError(
+            f"{meta_path}: missing (build it with `make build/models/<v>/metadata.json`)"
+        )
     try:
         metadata = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -162,7 +166,9 @@ def load_artifacts(directory: str | Path, device: str | torch.device | None = No
     if not isinstance(labels, list) or not all(isinstance(s, str) for s in labels):
         raise ArtifactError(f"{root / 'labels.json'}: expected a list of strings")
     if metadata.get("num_classes", len(labels)) != len(labels):
-        raise ArtifactError(f"{meta_path}: num_classes {metadata.get('num_classes')} != {len(labels)} labels")
+        raise ArtifactError(
+            f"{meta_path}: num_classes {metadata.get('num_classes')} != {len(labels)} labels"
+        )
     dev = select_device(str(device)) if device is not None else select_device()
     with warnings.catch_warnings():
         # torch.jit is deprecated in favour of torch.export, but TorchServe loads TorchScript.
@@ -177,7 +183,10 @@ def predict_logits(loaded: LoadedModel, windows: np.ndarray) -> np.ndarray:
     arr = np.asarray(windows, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]
-    expected = (loaded.metadata.get("seq_len", SEQ_LEN), loaded.metadata.get("feature_dim", FEATURE_DIM))
+    expected = (
+        loaded.metadata.get("seq_len", SEQ_LEN),
+        loaded.metadata.get("feature_dim", FEATURE_DIM),
+    )
     if arr.ndim != 3 or tuple(arr.shape[1:]) != tuple(expected):
         raise ValueError(f"windows: expected [B, {expected[0]}, {expected[1]}], got {arr.shape}")
     with torch.inference_mode():

@@ -16,7 +16,7 @@ Prediction = dict[str, Any]
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Numerically stable softmax of ``logits`` [B, C] / temperature along the last axis (float64)."""
+    """Numerically stable softmax of ``logits`` [B, C] / temperature, last axis (float64)."""
     if not temperature > 0 or not np.isfinite(temperature):
         raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
@@ -52,5 +52,11 @@ def softmax_top_k(
     out: list[Prediction] = []
     for idx_row, p_row in zip(order.tolist(), top.tolist(), strict=True):
         alts = [{"label": labels[i], "confidence": p} for i, p in zip(idx_row, p_row, strict=True)]
-        out.append({"prediction": alts[0]["label"], "confidence": alts[0]["confidence"], "alternatives": alts})
+        out.append(
+            {
+                "prediction": alts[0]["label"],
+                "confidence": alts[0]["confidence"],
+                "alternatives": alts,
+            }
+        )
     return out

@@ -61,7 +61,9 @@ _REST_ANGLE = 90.0  # fingers pointing down
 _FINGER_OFFSETS = np.array([0.09, 0.03, -0.03, -0.09])
 _PALM_LENGTHS = np.array([0.24, 0.25, 0.24, 0.22])
 _FINGER_SPREAD = np.array([0.14, 0.0, -0.12, -0.24])
-_FINGER_SEGMENTS = np.array([[0.10, 0.06, 0.05], [0.11, 0.07, 0.05], [0.10, 0.065, 0.05], [0.08, 0.05, 0.04]])
+_FINGER_SEGMENTS = np.array(
+    [[0.10, 0.06, 0.05], [0.11, 0.07, 0.05], [0.10, 0.065, 0.05], [0.08, 0.05, 0.04]]
+)
 _THUMB_SEGMENTS = np.array([0.09, 0.07, 0.06])
 _CURL_PROFILE = np.array([0.9, 1.8, 2.6])  # cumulative joint bend (rad) at curl 1
 
@@ -108,7 +110,7 @@ class SignSpec:
     left: HandSpec | None = None
 
 
-def _h(anchor, path, shape, angle, shape_cycles=0.0) -> HandSpec:  # noqa: ANN001 - table helper
+def _h(anchor, path, shape, angle, shape_cycles=0.0) -> HandSpec:
     shapes = (shape, shape) if isinstance(shape, str) else tuple(shape)
     angles = (angle, angle) if isinstance(angle, (int, float)) else tuple(angle)
     return HandSpec(tuple(anchor), tuple(path), shapes, angles, shape_cycles)  # type: ignore[arg-type]
@@ -183,9 +185,7 @@ SIGNS: dict[str, SignSpec] = {
         _h((-0.05, 0.2), ("tap", 0.0, 0.22, 2), "fist", -20),
         _h((0.1, 0.45), ("static",), "fist", -160),
     ),
-    "goodbye": SignSpec(
-        34, _h((-0.55, -0.5), ("osc", 0.05, 0.0, 3), ("open", "fist"), -90, 3)
-    ),
+    "goodbye": SignSpec(34, _h((-0.55, -0.5), ("osc", 0.05, 0.0, 3), ("open", "fist"), -90, 3)),
 }
 
 SIGN_CLASSES: tuple[str, ...] = tuple(SIGNS)
@@ -265,7 +265,13 @@ def _hand_points(
     pts = np.zeros((n, 21, 3))
     pts[:, 0, :2] = wrist
 
-    def bend(base: np.ndarray, direction: np.ndarray, toward: np.ndarray, curl: np.ndarray, segs: np.ndarray) -> list[np.ndarray]:
+    def bend(
+        base: np.ndarray,
+        direction: np.ndarray,
+        toward: np.ndarray,
+        curl: np.ndarray,
+        segs: np.ndarray,
+    ) -> list[np.ndarray]:
         out, p = [], base
         for j in range(3):
             theta = (curl * _CURL_PROFILE[j])[:, None]
@@ -283,7 +289,9 @@ def _hand_points(
         f3 = np.concatenate([f, z], axis=1)
         base = 5 + 4 * k
         pts[:, base] = mcp
-        pts[:, base + 1 : base + 4] = np.stack(bend(mcp, f3, depth, curls[:, k + 1], _FINGER_SEGMENTS[k]), axis=1)
+        pts[:, base + 1 : base + 4] = np.stack(
+            bend(mcp, f3, depth, curls[:, k + 1], _FINGER_SEGMENTS[k]), axis=1
+        )
     cmc = np.concatenate([wrist + 0.07 * u + 0.08 * v, z], axis=1)
     g = np.cos(0.7) * u + np.sin(0.7) * v
     g3 = np.concatenate([g, z], axis=1)
@@ -321,7 +329,10 @@ def _shape_arrays(name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rest_track(side: str, n: int, rng: np.random.Generator, visible: bool) -> _HandTrack:
-    sway = rng.normal(0.0, 0.004, size=2) * np.sin(np.linspace(0, math.pi * rng.uniform(0.5, 1.5), n))[:, None]
+    sway = (
+        rng.normal(0.0, 0.004, size=2)
+        * np.sin(np.linspace(0, math.pi * rng.uniform(0.5, 1.5), n))[:, None]
+    )
     curls, spread = _shape_arrays("relaxed", n)
     return _HandTrack(
         wrist=_REST_WRIST[side][None, :] + sway,
@@ -344,7 +355,9 @@ def _sign_track(spec: HandSpec, side: str, n: int, rng: np.random.Generator) -> 
     rest = _REST_WRIST[side]
     s_in = _smooth(np.linspace(0.0, 1.0, n_in + 1)[1:])[:, None]
     s_out = _smooth(np.linspace(0.0, 1.0, n_out + 1)[1:])[:, None]
-    wrist = np.concatenate([rest + (core[0] - rest) * s_in, core, core[-1] + (rest - core[-1]) * s_out])
+    wrist = np.concatenate(
+        [rest + (core[0] - rest) * s_in, core, core[-1] + (rest - core[-1]) * s_out]
+    )
 
     a0, a1 = np.array(spec.angle) + rng.normal(0.0, 6.0)
     core_angle = a0 + (a1 - a0) * t
@@ -385,7 +398,7 @@ def _sign_track(spec: HandSpec, side: str, n: int, rng: np.random.Generator) -> 
 def _render(
     left: _HandTrack, right: _HandTrack, signer: Signer, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Body-unit tracks -> image-space landmarks: (left [T,21,3], right, pose [T,33,3], seenL, seenR)."""
+    """Body-unit tracks -> image landmarks: (left [T,21,3], right, pose [T,33,3], seenL, seenR)."""
     n = left.wrist.shape[0]
     hands = {}
     pose = np.zeros((n, 33, 3))
@@ -416,7 +429,11 @@ def _render(
 
 
 def _to_frames(
-    left: np.ndarray, right: np.ndarray, pose: np.ndarray, seen_l: np.ndarray, seen_r: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    pose: np.ndarray,
+    seen_l: np.ndarray,
+    seen_r: np.ndarray,
     truth: str | None,
 ) -> list[Frame]:
     lq = np.round(left, 5).tolist()
@@ -458,7 +475,11 @@ def generate_sign(
     spec = SIGNS[label]
     n = sign_length(label, signer, rng, fps)
     right = _sign_track(spec.right, "right", n, rng)
-    left = _sign_track(spec.left, "left", n, rng) if spec.left else _rest_track("left", n, rng, idle_visible)
+    left = (
+        _sign_track(spec.left, "left", n, rng)
+        if spec.left
+        else _rest_track("left", n, rng, idle_visible)
+    )
     # Dropped detections: single frames where the detector loses a hand.
     for track in (left, right):
         if track.seen.any():
@@ -540,7 +561,11 @@ def generate_stream(
         label = mix[int(rng.integers(len(mix)))]
         yield from stamp(generate_sign(label, rng, signer, idle_visible=visible, fps=fps))
         visible = bool(rng.random() < 0.5)
-    yield from stamp(generate_rest(round(int(rng.integers(lo, hi + 1)) * fps / 30.0), rng, signer, visible=visible))
+    yield from stamp(
+        generate_rest(
+            round(int(rng.integers(lo, hi + 1)) * fps / 30.0), rng, signer, visible=visible
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

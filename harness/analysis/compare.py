@@ -75,6 +75,8 @@ def flatten_numbers(obj: Any, prefix: str = "") -> dict[str, float | None]:
 
 def better_when(metric: str) -> str | None:
     """ "lower", "higher" or None for a dotted summary metric."""
+    if metric.startswith("throughput."):
+        return "higher"
     if metric.endswith(".count") or metric in ("sessions", "fps") or metric.endswith("_s"):
         return None
     if metric.startswith("served_by") or metric.startswith("model_versions"):

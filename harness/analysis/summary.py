@@ -16,7 +16,7 @@ from hdrh.histogram import HdrHistogram
 
 from .collected import gpu_stats, process_stats, torchserve_stats
 from .faults import analyze_faults
-from .frames import Columns, columns, hdr_mean, histogram_of
+from .frames import Columns, columns, hdr_mean, hdr_percentiles, histogram_of
 
 PERCENTILE_CURVE = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0)
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "count")
@@ -28,8 +28,9 @@ def latency_summary(hist: HdrHistogram) -> dict[str, float | int | None]:
     if count == 0:
         return {**dict.fromkeys(LATENCY_KEYS[:-1]), "count": 0}
     pct = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+    values = hdr_percentiles(hist, list(pct.values()))
     out: dict[str, float | int | None] = {
-        k: hist.get_value_at_percentile(p) / 1000.0 for k, p in pct.items()
+        k: v / 1000.0 for k, v in zip(pct, values, strict=True) if v is not None
     }
     out["max"] = hist.get_max_value() / 1000.0
     mean = hdr_mean(hist)
@@ -50,7 +51,8 @@ def percentile_curve(hist: HdrHistogram) -> list[list[float]]:
     """[[percentile, ms], ...] for the report's percentile plot."""
     if hist.get_total_count() == 0:
         return []
-    return [[p, hist.get_value_at_percentile(p) / 1000.0] for p in PERCENTILE_CURVE]
+    values = hdr_percentiles(hist, PERCENTILE_CURVE)
+    return [[p, v / 1000.0] for p, v in zip(PERCENTILE_CURVE, values, strict=True) if v is not None]
 
 
 def _windows(cols: Columns, duration: float, warmup: float) -> list[dict[str, Any]]:
@@ -99,9 +101,8 @@ def _windows(cols: Columns, duration: float, warmup: float) -> list[dict[str, An
 
 
 def _pct(hist: HdrHistogram, p: float) -> float | None:
-    if hist.get_total_count() == 0:
-        return None
-    return hist.get_value_at_percentile(p) / 1000.0
+    (value,) = hdr_percentiles(hist, [p])
+    return None if value is None else value / 1000.0
 
 
 def _share(counts: Mapping[str, int], key: str) -> float | None:

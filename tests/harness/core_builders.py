@@ -36,7 +36,7 @@ def build_load(
             labels.append(label)
         return labels.index(label)
 
-    n_per = int(round(duration_s * fps))
+    n_per = round(duration_s * fps)
     frames = np.empty(sessions * n_per, dtype=FRAME_DTYPE)
     i = 0
     for s in range(sessions):
@@ -71,9 +71,7 @@ def build_load(
     )
 
 
-def constant_reply(
-    latency_s: float, served_by: str = "torchserve", version: str = "1.0"
-) -> Reply:
+def constant_reply(latency_s: float, served_by: str = "torchserve", version: str = "1.0") -> Reply:
     """Every frame answered after ``latency_s`` by ``served_by``."""
     return lambda _s, _t: (latency_s, served_by, version, None)
 

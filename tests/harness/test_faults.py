@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from core_builders import build_load
 
 from harness.analysis.faults import analyze_faults
 from harness.analysis.frames import columns
-
-from core_builders import build_load
 
 KILL, START, RECOVERED, FIRST_LOCAL = 3.0, 6.0, 7.5, 3.2
 
@@ -37,7 +36,8 @@ def test_outage_fallback_and_recovery() -> None:
     assert fault["recovery_event_index"] == 1
     # The first local reply: the frame scheduled at 3.0 answered at FIRST_LOCAL + 0.1 ... but
     # frames scheduled after FIRST_LOCAL - 0.05 are answered 5 ms later, which comes first.
-    assert fault["time_to_first_fallback_s"] == pytest.approx(FIRST_LOCAL - 0.05 + 0.005 - KILL, abs=0.06)
+    expected = FIRST_LOCAL - 0.05 + 0.005 - KILL
+    assert fault["time_to_first_fallback_s"] == pytest.approx(expected, abs=0.06)
     assert fault["errors_during_failover"] == 0
     assert fault["local_share_during_outage"] == 1.0
     assert fault["time_to_recover_s"] == pytest.approx(RECOVERED + 0.012 - START, abs=0.06)

@@ -81,7 +81,8 @@ def test_event_beyond_duration(tmp_path: Path) -> None:
 
 
 def test_start_without_kill(tmp_path: Path) -> None:
-    text = GOOD.replace("    action: kill_torchserve", "    action: reload_model\n    version: '2.0'")
+    reload = "    action: reload_model\n    version: '2.0'"
+    text = GOOD.replace("    action: kill_torchserve", reload)
     msg = error_of(write(tmp_path, text))
     assert "start_torchserve without a prior kill_torchserve" in msg
     assert "s.yaml:15:" in msg
@@ -106,7 +107,8 @@ def test_negative_time_and_rollout_out_of_range(tmp_path: Path) -> None:
     assert "s.yaml:11:" in msg and "timeline[0].at_s" in msg
     text = GOOD.replace(
         "  - at_s: 10\n    action: start_torchserve\n",
-        "  - at_s: 10\n    action: start_torchserve\n  - {at_s: 12, action: set_rollout, percent: 150}\n",
+        "  - at_s: 10\n    action: start_torchserve\n"
+        "  - {at_s: 12, action: set_rollout, percent: 150}\n",
     )
     msg = error_of(write(tmp_path, text))
     assert "s.yaml:15:" in msg and "timeline[2].percent" in msg
@@ -128,7 +130,8 @@ def test_external_stack_cannot_kill_nor_reload_without_management_url(tmp_path: 
 
 
 def test_gates_checked_up_front(tmp_path: Path) -> None:
-    msg = error_of(write(tmp_path, GOOD.replace("frame.latency_ms.p95 < 30", "frame.latncy_ms.p95 < 30")))
+    typo = GOOD.replace("frame.latency_ms.p95 < 30", "frame.latncy_ms.p95 < 30")
+    msg = error_of(write(tmp_path, typo))
     assert "s.yaml:16:" in msg and "did you mean 'frame.latency_ms.p95'" in msg
     msg = error_of(write(tmp_path, GOOD.replace("frame.latency_ms.p95 < 30", "p95 is low")))
     assert "s.yaml:16:" in msg and "not a gate" in msg
@@ -151,7 +154,7 @@ def test_set_overrides_are_typed_and_validated(tmp_path: Path) -> None:
     msg = error_of(path, "workload.sessions=many")
     assert "--set workload.sessions" in msg and "workload.sessions" in msg
     assert "did you mean 'sessions'" in error_of(path, "workload.sesions=3")
-    with pytest.raises(ScenarioError, match="key.path=value"):
+    with pytest.raises(ScenarioError, match=r"key\.path=value"):
         load_scenario(path, ["workload.sessions"])
 
 
@@ -159,12 +162,14 @@ def test_paths_are_relative_to_the_scenario_file(tmp_path: Path) -> None:
     (tmp_path / "traces").mkdir()
     (tmp_path / "traces" / "t.jsonl").write_text('{"hands": null}\n')
     (tmp_path / "base.yaml").write_text(GOOD)
-    text = GOOD.replace(
-        "  warmup_s: 2\n", "  warmup_s: 2\n  trace: {file: traces/t.jsonl}\n"
-    ) + "baseline: {scenario: base.yaml}\n"
+    text = (
+        GOOD.replace("  warmup_s: 2\n", "  warmup_s: 2\n  trace: {file: traces/t.jsonl}\n")
+        + "baseline: {scenario: base.yaml}\n"
+    )
     sc = load_scenario(write(tmp_path, text))
     assert sc.workload.trace.file == str((tmp_path / "traces" / "t.jsonl").resolve())
-    assert sc.baseline is not None and sc.baseline.scenario == str((tmp_path / "base.yaml").resolve())
+    assert sc.baseline is not None
+    assert sc.baseline.scenario == str((tmp_path / "base.yaml").resolve())
     msg = error_of(write(tmp_path, text.replace("t.jsonl", "missing.jsonl")))
     assert "workload.trace.file" in msg and "no such file" in msg and "s.yaml:10:" in msg
 

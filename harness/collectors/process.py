@@ -1,13 +1,16 @@
 """ProcessCollector: CPU (% of one core) and RSS (MB) per stack component, plus the harness.
 
 The pids are re-queried every window (a killed and restarted TorchServe has new ones) and
-each pid's descendants are included (TorchServe's Python workers are children of Java). CPU
+each pid's descendants are included (TorchServe's Python workers are children of Java). The
+reading runs in a worker thread: scanning /proc takes tens of ms, which on the event loop
+would delay the generator's sends. CPU
 is the delta of user+system CPU time over the window, so short-lived workers are counted; a
 process first seen mid-run counts from its creation when it was born in that window.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +29,7 @@ class ProcessCollector:
     def __init__(self, pids: Callable[[], dict[str, list[int]]], include_self: bool = True) -> None:
         self._pids = pids
         self._include_self = include_self
-        self._procs: dict[tuple[int, float], psutil.Process] = {}
+        self._procs: dict[int, psutil.Process] = {}
         self._last_cpu: dict[tuple[int, float], float] = {}
         self._last_wall = time.time()
         self._t: list[float] = []
@@ -42,33 +45,54 @@ class ProcessCollector:
             comps[HARNESS] = [os.getpid()]
         return comps
 
-    def _expand(self, comp: str, pids: list[int]) -> list[psutil.Process]:
-        out: dict[int, psutil.Process] = {}
-        for pid in pids:
-            try:
-                proc = psutil.Process(pid)
-            except psutil.Error:
-                continue  # gone between the query and now: nothing to sample
-            out[proc.pid] = proc
+    @staticmethod
+    def _children_map() -> dict[int, list[int]]:
+        # One scan of the process table per window (psutil's children() rescans it per call).
+        children: dict[int, list[int]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            ppid = proc.info.get("ppid")
+            if ppid is not None:
+                children.setdefault(ppid, []).append(proc.pid)
+        return children
+
+    def _expand(
+        self, comp: str, pids: list[int], children: dict[int, list[int]]
+    ) -> list[psutil.Process]:
+        wanted: list[int] = []
+        seen: set[int] = set()
+        stack = list(pids)
+        while stack:
+            pid = stack.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            wanted.append(pid)
             # The harness's children ARE the stack: count only its own process.
             if comp != HARNESS:
+                stack.extend(children.get(pid, ()))
+        out: list[psutil.Process] = []
+        for pid in wanted:
+            proc = self._procs.get(pid)
+            if proc is None:
                 try:
-                    for child in proc.children(recursive=True):
-                        out[child.pid] = child
+                    proc = psutil.Process(pid)
                 except psutil.Error:
-                    pass
-        return list(out.values())
+                    continue  # gone between the query and now: nothing to sample
+                self._procs[pid] = proc
+            out.append(proc)
+        return out
 
     def _read(self, comps: dict[str, list[int]]) -> dict[str, tuple[float, float, int]]:
         """Per component: (cpu seconds in window, rss bytes, processes); updates the baseline."""
         wall = time.time()
         seen: dict[tuple[int, float], float] = {}
         result: dict[str, tuple[float, float, int]] = {}
+        children = self._children_map()
         for comp, pids in comps.items():
             cpu_s = 0.0
             rss = 0.0
             n = 0
-            for proc in self._expand(comp, pids):
+            for proc in self._expand(comp, pids, children):
                 try:
                     with proc.oneshot():
                         key = (proc.pid, proc.create_time())
@@ -76,6 +100,7 @@ class ProcessCollector:
                         total = times.user + times.system
                         rss += proc.memory_info().rss
                 except psutil.Error:
+                    self._procs.pop(proc.pid, None)
                     continue
                 n += 1
                 prev = self._last_cpu.get(key)
@@ -88,12 +113,17 @@ class ProcessCollector:
             result[comp] = (cpu_s, rss, n)
         self._last_cpu = seen
         self._last_wall = wall
+        live = {pid for pid, _ in seen}
+        self._procs = {pid: p for pid, p in self._procs.items() if pid in live}
         return result
+
+    def _sample_now(self) -> dict[str, tuple[float, float, int]]:
+        return self._read(self._components())
 
     async def baseline(self) -> None:
         """Prime the CPU-time baseline of every process."""
         try:
-            self._read(self._components())
+            await asyncio.to_thread(self._sample_now)
         except Exception as exc:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -103,7 +133,7 @@ class ProcessCollector:
         idx = len(self._t)
         self._t.append(t)
         try:
-            readings = self._read(self._components())
+            readings = await asyncio.to_thread(self._sample_now)
         except Exception as exc:  # e.g. the stack's pid query failed: a gap, not a crash
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"

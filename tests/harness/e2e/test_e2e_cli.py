@@ -49,16 +49,27 @@ def _harness(scenario: str, out: Path, *sets: str) -> list[str]:
 
 
 def _run(scenario: str, out: Path, *sets: str) -> tuple[int, str]:
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         _harness(scenario, out, *sets),
         cwd=REPO_ROOT,
         stdin=subprocess.DEVNULL,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
     )
-    return proc.returncode, proc.stdout + proc.stderr
+    try:
+        output, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        # Ctrl-C, not SIGKILL: the harness must still tear its stack down.
+        proc.send_signal(signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        pytest.fail(f"harness run {scenario} took over {RUN_TIMEOUT_S} s\n{output[-3000:]}")
+    return proc.returncode, output
 
 
 def _results(out: Path, name: str) -> tuple[dict[str, Any], Path]:

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
-from scipy.stats import mannwhitneyu
 
 from .frames import hdr_nonzero
 
@@ -178,6 +177,9 @@ def _latency_verdict(
         out["verdict"] = "n/a"
         out["note"] = f"fewer than {MIN_WINDOWS} measured windows with {series_key}"
         return out
+    # scipy.stats costs seconds to import: only pay for it when a comparison is made.
+    from scipy.stats import mannwhitneyu
+
     p = float(mannwhitneyu(run_w, base_w, alternative="two-sided").pvalue)
     ci_run = bootstrap_ci(results, family, _PCT[key], series_key)
     ci_base = bootstrap_ci(baseline, family, _PCT[key], series_key)

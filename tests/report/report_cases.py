@@ -1,4 +1,4 @@
-"""Shared fixtures of the report tests: results documents and reports built once per session.
+"""Report test cases (fixtures, expected figures) and the session fixture that builds them.
 
 Reports are written next to a copy of their results.json under test-artifacts/report/<case>/
 (ignored by git) so a reviewer can open them after the run.

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import ARTIFACTS, CASES, Built
 from html_inspect import inspect
 from PIL import Image, ImageStat
+from report_cases import ARTIFACTS, CASES, Built
 from report_chromium import find_chromium, load
 
 pytestmark = [

@@ -9,9 +9,9 @@ import json
 import stat
 
 import pytest
-from conftest import CASES, FIXTURES, Built, load_fixture
 from html_inspect import inspect
 from PIL import Image
+from report_cases import CASES, FIXTURES, Built, load_fixture
 
 from harness.report import build_context, build_report, render_html
 from harness.report import figures as F

@@ -262,3 +262,13 @@ def test_fixtures_follow_the_results_schema() -> None:
         for k, v in doc["series"].items():
             if isinstance(v, list):
                 assert len(v) == n, (path.name, k)
+
+
+def test_every_compared_metric_is_reported() -> None:
+    doc = load_fixture("recorded-quickstart.results.json")
+    doc["series"] = doc["histograms"] = None
+    ctx = build_context(doc, None)
+    shown = {r["metric"] for g in ctx["summary_groups"] for r in g["rows"]}
+    shown |= {r["metric"] for r in ctx["other_compared"]}
+    assert {m["metric"] for m in doc["comparison"]["metrics"]} <= shown
+    assert "generator.late_share" in {r["metric"] for r in ctx["other_compared"]}

@@ -139,22 +139,25 @@ async def test_server_stall_shows_for_every_frame_scheduled_during_it(
     clock.start()
     res = await LoadGenerator(_config(url, duration_s=3.5), clock).run()
     f = res.frames
-    recv, _ = _server_truth(res, clock, log)
+    recv, send = _server_truth(res, clock, log)
     corrected = (f["t_reply"] - f["t_scheduled"]) * 1000
     uncorrected = (f["t_reply"] - f["t_sent"]) * 1000
-    t0 = recv[stall_at]  # the server froze when it got this frame (its own clock)
-    in_stall = (f["t_scheduled"] > t0) & (f["t_scheduled"] < t0 + 0.5)
+    # The server froze when it got frame K and woke when it answered it (its own clock; a
+    # busy machine can stretch the 500 ms sleep a little).
+    t0, t_end = recv[stall_at], send[stall_at]
+    assert 0.5 <= t_end - t0 < 0.6
+    in_stall = (f["t_scheduled"] > t0) & (f["t_scheduled"] < t_end)
     n = int(in_stall.sum())
-    assert 14 <= n <= 16  # fps * 0.5
-    # Every frame scheduled during the stall waited for its end: ~500 ms minus its offset.
-    expected = 500.0 - (f["t_scheduled"][in_stall] - t0) * 1000
+    assert abs(n - (t_end - t0) * 30) <= 1.5  # fps * stall
+    # Every frame scheduled during the stall waited for its end, not only frame K.
+    expected = (t_end - f["t_scheduled"][in_stall]) * 1000
     assert np.all(np.abs(corrected[in_stall] - expected) < 15.0), corrected[in_stall]
     assert np.all(np.diff(corrected[in_stall]) < 0)  # decreasing from ~500 ms
     # The sender is open loop: it went on sending during the stall, about on time (shared
     # cores can delay a send by a few ms, never by the stall).
     assert np.all(np.abs(uncorrected[in_stall] - corrected[in_stall]) < 30.0)
     before = f["t_scheduled"] < f["t_scheduled"][stall_at] - 0.1
-    after = f["t_scheduled"] > t0 + 0.6
+    after = f["t_scheduled"] > t_end + 0.1
     assert corrected[before].max() < 100 and corrected[after].max() < 100
     assert percentiles_ms(res.histograms()["frame_latency"])["max"] >= 480
 

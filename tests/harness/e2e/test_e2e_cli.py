@@ -25,10 +25,12 @@ import pytest
 from harness.stack.local import PIDS_FILE, REPO_ROOT, surviving_processes
 
 SCENARIOS = REPO_ROOT / "scenarios"
-RUN_TIMEOUT_S = 180
+RUN_TIMEOUT_S = 300
 
 pytestmark = [
     pytest.mark.slow,
+    # TorchServe starts in ~5 s on an idle 2-core box but took 35-77 s while other suites ran.
+    pytest.mark.timeout(420),
     pytest.mark.skipif(
         not (REPO_ROOT / "build" / "model-store" / "signflow-2.0.mar").is_file(),
         reason="models/archives not built (make setup)",
@@ -129,11 +131,12 @@ def test_torchserve_run_passes_and_serves_through_torchserve(tmp_path: Path) -> 
 
 
 def test_fallback_kill_falls_back_without_errors_and_recovers(tmp_path: Path) -> None:
-    timeline = "[{at_s: 6, action: kill_torchserve}, {at_s: 11, action: start_torchserve}]"
+    timeline = "[{at_s: 6, action: kill_torchserve}, {at_s: 10, action: start_torchserve}]"
     code, output = _run(
         "fallback-kill.yaml",
         tmp_path,
-        "workload.duration_s=18",
+        # Room after start_torchserve for the restart and the backend's breaker to close.
+        "workload.duration_s=24",
         "workload.warmup_s=4",
         "workload.sessions=6",
         f"timeline={timeline}",

@@ -49,14 +49,6 @@ def _numbers(values: list[Any]) -> list[float]:
     ]
 
 
-def _find(flat: Mapping[str, list[Any]], *needles: str) -> list[Any] | None:
-    for key, values in flat.items():
-        low = key.lower()
-        if all(n in low for n in needles):
-            return values
-    return None
-
-
 def process_stats(
     series: Mapping[str, Any], n_windows: int, t_lo: float
 ) -> tuple[dict, dict, dict]:

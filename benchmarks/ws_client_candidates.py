@@ -131,11 +131,14 @@ async def _run_candidate(
     wall = time.perf_counter() - t0
     for t in recv_tasks:
         t.cancel()
-    for c in conns:
+
+    async def close(c: tuple) -> None:
         await c[2].close()
         sess = getattr(c[2], "_signflow_session", None)
         if sess is not None:
             await sess.close()
+
+    await asyncio.gather(*(close(c) for c in conns), return_exceptions=True)
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     sent = int(sessions * fps * seconds)
     return {

@@ -441,13 +441,31 @@ class ComposeStack:
             for name, method, url, params in steps:
                 t0 = time.monotonic()
                 response = http.request(method, url, params=params)
-                if response.status_code != 200:
+                if method == "DELETE" and response.status_code == 500:
+                    # TorchServe may answer 500 "Interrupted while cleaning resources" while
+                    # its workers are still stopping; what matters is that the version is gone.
+                    self._wait_unregistered(http, base, old)
+                elif response.status_code != 200:
                     raise StackError(
                         f"reload_model: {method} {url} answered "
                         f"{response.status_code}: {response.text[:200]}"
                     )
                 timings[name] = time.monotonic() - t0
         return timings
+
+    @staticmethod
+    def _wait_unregistered(http: httpx.Client, base: str, version: str) -> None:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            response = http.get(f"{base}/models/{MODEL_NAME}/all")
+            if response.status_code == 200 and version not in {
+                m.get("modelVersion") for m in response.json()
+            }:
+                return
+            # The interrupted unregister left the version registered: ask again.
+            http.delete(f"{base}/models/{MODEL_NAME}/{version}")
+        raise StackError(f"reload_model: version {version} still registered after 30 s")
 
     def _management_headers(self, container: Any) -> dict[str, str]:
         if not self.token_auth:

@@ -72,6 +72,7 @@ class SignFlowHandler(BaseHandler):
         self.model_version = str(self.metadata.get("version", props.get("model_version", "")))
         self.temperature = float(self.metadata.get("temperature", 1.0))
         self.context = context
+        self._warm_up(int(props.get("batch_size") or 1))
         self.initialized = True
         logger.warning(
             "signflow %s ready on %s, %d torch threads, %d classes",
@@ -80,6 +81,23 @@ class SignFlowHandler(BaseHandler):
             threads,
             len(self.labels),
         )
+
+    def _warm_up(self, batch_size: int) -> None:
+        """Run the first forward passes now, at batch 1 and at the configured batch size.
+
+        A fresh TorchScript module's first calls are slow (profiling runs, allocations): 1.9 s
+        and 0.6 s were measured here. Unpaid, they land on the first real requests after every
+        start or reload, past the backend's 2 s deadline, and trip its circuit breaker.
+        """
+        with torch.inference_mode():
+            for size in (1, max(1, batch_size), 1):
+                self.model(
+                    torch.zeros(
+                        (size, request_parser.SEQ_LEN, request_parser.FEATURE_DIM),
+                        dtype=torch.float32,
+                        device=self.device,
+                    )
+                )
 
     def preprocess(self, data: list[dict[str, Any]]) -> request_parser.ParsedBatch:
         """Parse every request on its own; bad ones are recorded, not raised."""

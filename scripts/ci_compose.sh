@@ -11,7 +11,7 @@ for scenario in fallback-kill hot-reload; do
   echo "== compose: scenarios/$scenario.yaml" >&2
   "$harness" run "scenarios/$scenario.yaml" \
     --set stack.driver=compose \
-    --set 'stack.compose.overrides=["docker-compose.local.yml"]' \
+    --set 'stack.compose.overrides=["../docker-compose.local.yml"]' \
     --out "$out/$scenario"
   .venv/bin/python - "$out/$scenario/results.json" "$scenario" <<'PY'
 import json, sys

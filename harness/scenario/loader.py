@@ -301,8 +301,10 @@ def _resolve_paths(sc: Scenario, base_dir: Path) -> Scenario:
             if data["baseline"].get(key):
                 data["baseline"][key] = absolute(data["baseline"][key])
     compose = data["stack"].get("compose")
-    if compose and compose.get("file"):
-        compose["file"] = absolute(compose["file"])
+    if compose:
+        if compose.get("file"):
+            compose["file"] = absolute(compose["file"])
+        compose["overrides"] = [absolute(f) for f in compose.get("overrides") or []]
     return Scenario.model_validate(data)
 
 

@@ -42,11 +42,12 @@ class ExternalSpec(_Strict):
 
 
 class ComposeSpec(_Strict):
-    """A docker compose project (driver ``compose``)."""
+    """A docker compose project (driver ``compose``). Paths are relative to the scenario file."""
 
-    file: str
+    file: str | None = None  # None: the repository's docker-compose.yml
     overrides: list[str] = Field(default_factory=list)
-    project_name: str | None = None
+    project_name: str | None = None  # None: a fresh unique name per run
+    gpu: bool | None = None  # None: reserve a GPU only when the engine has the NVIDIA runtime
 
 
 class StackSpec(_Strict):
@@ -66,7 +67,7 @@ class StackSpec(_Strict):
         if self.driver == "external" and self.external is None:
             raise ValueError("driver 'external' needs an 'external' section (ws_url, http_url)")
         if self.driver == "compose" and self.compose is None:
-            raise ValueError("driver 'compose' needs a 'compose' section (file)")
+            self.compose = ComposeSpec()  # the repository's compose file, all defaults
         return self
 
 

@@ -124,7 +124,7 @@ class ComposeStack:
         self.models_dir = Path(models_dir or REPO_ROOT / "build" / "models")
         self.health_timeout_s = health_timeout_s
         compose = spec_get(spec, "compose", {})
-        self.files = [self._resolve(spec_get(compose, "file", "docker-compose.yml"))]
+        self.files = [self._resolve(spec_get(compose, "file", REPO_ROOT / "docker-compose.yml"))]
         self.files += [self._resolve(f) for f in spec_get(compose, "overrides", [])]
         # None = decide at start: a GPU reservation only where the engine has the NVIDIA runtime.
         gpu = spec_get(compose, "gpu", None)
@@ -240,6 +240,7 @@ class ComposeStack:
                 "TS_WORKERS": str(self.workers),
                 "SIGNFLOW_MODEL_STORE": str(self.run_dir / "model-store"),
                 "SIGNFLOW_ADMIN_TOKEN": self._admin_token,
+                "TORCHSERVE_URLS": self._replica_urls(),
                 # Empty = an ephemeral host port on 127.0.0.1: parallel runs never clash.
                 "BACKEND_PORT": "",
                 "TORCHSERVE_INFERENCE_PORT": "",
@@ -248,6 +249,22 @@ class ComposeStack:
             }
         )
         return env
+
+    def _replica_urls(self) -> str:
+        """Inference URLs the backend spreads its requests over (one per replica).
+
+        With one replica the service name is enough. With several, each replica is addressed
+        by its container name (resolvable on the project network): the service name alone would
+        pin the backend's pooled connections to whichever address DNS gave first.
+        """
+        if self.replicas == 1:
+            return "http://torchserve:8080"
+        v1 = self._cli == ["docker-compose"]
+        names = [
+            f"{self.project}_torchserve_{i}" if v1 else f"{self.project}-torchserve-{i}"
+            for i in range(1, self.replicas + 1)
+        ]
+        return ",".join(f"http://{name}:8080" for name in names)
 
     def _compose(self, *args: str, timeout: float = 300, files: list[Path] | None = None) -> str:
         argv = [*self._cli, "-p", self.project]

@@ -378,3 +378,13 @@ async def test_token_never_appears_in_logs_or_errors(stub_ts, tmp_path, write_ke
     # The client did log the breaker and the rotation: the check above is meaningful.
     assert "circuit" in caplog.text
     assert "rotated" in caplog.text
+
+
+async def test_replicas_are_used_round_robin_and_a_retry_goes_to_the_next(stub_ts, refused_url):
+    # Two replicas, one down: every call still succeeds because its one retry lands on the
+    # other replica, and the live replica sees exactly one request per call.
+    async with TorchServeClient(f"{refused_url},{stub_ts.base_url}") as client:
+        assert client.base_urls == [refused_url, stub_ts.base_url]
+        results = [await client.predict(_window(i)) for i in range(6)]
+    assert [r.prediction for r in results] == ["hello"] * 6
+    assert len(stub_ts.requests) == 6

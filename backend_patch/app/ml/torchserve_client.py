@@ -28,6 +28,7 @@ The token is never logged.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -228,7 +229,10 @@ class TorchServeClient:
         breaker_failures: int = 3,
         breaker_cooldown_s: float = 2.0,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
+        # Several comma-separated URLs = replicas: requests go round-robin, and the one retry
+        # a failed attempt gets goes to the next replica.
+        base_urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+        if not base_urls or not all(u.startswith(("http://", "https://")) for u in base_urls):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if timeout_ms <= 0:
             raise ValueError(f"timeout_ms must be > 0, got {timeout_ms}")
@@ -236,11 +240,14 @@ class TorchServeClient:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         if not model_name or "/" in model_name:
             raise ValueError(f"model_name must be a non-empty name without '/', got {model_name!r}")
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = base_urls
+        self.base_url = base_urls[0]
         self.model_name = model_name
         self.timeout_ms = timeout_ms
         self.max_connections = max_connections
-        self._url = f"{self.base_url}/predictions/{model_name}"
+        self._urls = [f"{u}/predictions/{model_name}" for u in base_urls]
+        self._url = self._urls[0]
+        self._next_url = itertools.cycle(self._urls)
         self._keys = KeySource(key_file, token)
         self._breaker = CircuitBreaker(breaker_failures, breaker_cooldown_s)
         self._session: aiohttp.ClientSession | None = None
@@ -346,12 +353,13 @@ class TorchServeClient:
         token = self._keys.current()
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        url = next(self._next_url)
         try:
-            async with session.post(self._url, data=body, headers=headers) as resp:
+            async with session.post(url, data=body, headers=headers) as resp:
                 status = resp.status
                 payload = await resp.read()
         except aiohttp.ClientConnectorError as exc:
-            raise TorchServeError("refused", f"cannot connect to {self.base_url}") from exc
+            raise TorchServeError("refused", f"cannot connect to {url}") from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             # Dropped before a full answer (server died, stale keep-alive connection).
             raise TorchServeError("refused", f"connection lost: {type(exc).__name__}") from exc

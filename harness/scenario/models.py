@@ -77,7 +77,8 @@ class SyntheticTrace(_Strict):
     seed: int = 0
     signs: int = Field(20, ge=1)
     sign_mix: list[str] | None = None
-    rest_frames: tuple[int, int] = (5, 15)
+    # The backend ends a sign after 10 rest frames: shorter rests would merge two signs.
+    rest_frames: tuple[int, int] = (15, 30)
 
     @model_validator(mode="after")
     def _rest_order(self) -> SyntheticTrace:

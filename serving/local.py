@@ -114,7 +114,11 @@ class LocalTorchServe:
         self.config_overrides = dict(config_overrides or {})
         self._owns_run_dir = run_dir is None
         self._keep_run_dir = keep_run_dir
-        self._run_dir: Path | None = Path(run_dir).resolve() if run_dir else None
+        # Made now, not lazily: callers read paths (key_file) from other threads while start()
+        # runs, and two lazy mkdtemp() calls racing gave them different directories.
+        self._run_dir: Path | None = (
+            Path(run_dir).resolve() if run_dir else Path(tempfile.mkdtemp(prefix="torchserve-run-"))
+        )
         self.ports = {
             name: free_port()
             for name in ("inference", "management", "metrics", "grpc_inference", "grpc_mgmt")
@@ -128,7 +132,7 @@ class LocalTorchServe:
     # ----- paths and addresses -------------------------------------------------------------
     @property
     def run_dir(self) -> Path:
-        """The run directory (created on first use)."""
+        """The run directory (a fresh temp dir unless one was given; made again after stop)."""
         if self._run_dir is None:
             self._run_dir = Path(tempfile.mkdtemp(prefix="torchserve-run-"))
         return self._run_dir

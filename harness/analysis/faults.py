@@ -12,6 +12,8 @@ Outage (kill_torchserve #i, ended by the next start_torchserve #j or by the end 
   served locally.
 - time_to_recover_s: first reply served_by "torchserve" received after start_torchserve began,
   minus that moment (so it includes TorchServe's own start-up).
+- time_to_recover_after_ready_s: the same reply minus the moment start_torchserve returned
+  (the model READY again): how long the backend takes to notice, i.e. its circuit breaker.
 
 Reload (reload_model #i, from the version loaded before it to ``version``):
 - time_to_first_new_s: first TorchServe reply of the new version after the event, minus event.
@@ -110,10 +112,20 @@ def _outage(
         ),
         "recovery_event_index": recovery_index,
         "time_to_recover_s": None if recovered_at is None else recovered_at - end,
+        "time_to_recover_after_ready_s": _after_ready(events, recovery_index, recovered_at),
         "start_torchserve_s": (
             _duration(events[recovery_index]) if recovery_index is not None else None
         ),
     }
+
+
+def _after_ready(
+    events: Sequence[Mapping[str, Any]], recovery_index: int | None, recovered_at: float | None
+) -> float | None:
+    if recovery_index is None or recovered_at is None:
+        return None
+    ready = events[recovery_index].get("finished_s")
+    return None if ready is None else max(0.0, recovered_at - float(ready))
 
 
 def _duration(ev: Mapping[str, Any]) -> float | None:

@@ -336,6 +336,14 @@ def _fault_views(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
                             if f.get("time_to_recover_s") is not None
                             else "not recovered within the run",
                         ),
+                        (
+                            "of which after the model was READY again",
+                            fmt(f.get("time_to_recover_after_ready_s"), "s"),
+                        ),
+                        (
+                            "TorchServe restart (start_torchserve)",
+                            fmt(f.get("start_torchserve_s"), "s"),
+                        ),
                     ],
                 }
             )

@@ -41,6 +41,9 @@ def test_outage_fallback_and_recovery() -> None:
     assert fault["errors_during_failover"] == 0
     assert fault["local_share_during_outage"] == 1.0
     assert fault["time_to_recover_s"] == pytest.approx(RECOVERED + 0.012 - START, abs=0.06)
+    assert fault["time_to_recover_after_ready_s"] == pytest.approx(
+        RECOVERED + 0.012 - (START + 1.2), abs=0.06
+    )
     assert fault["start_torchserve_s"] == pytest.approx(1.2)
     assert fault["outage_latency_ms"]["p50"] == pytest.approx(5.0, abs=0.1)
     assert fault["outage_latency_ms"]["p99"] > 100  # the frames caught in the failover
@@ -63,6 +66,7 @@ def test_outage_counts_lost_and_error_frames_and_no_recovery() -> None:
     assert fault["errors_during_failover"] == 10  # 5 lost + 5 error replies at 10 fps
     assert fault["time_to_first_fallback_s"] == pytest.approx(1.005, abs=1e-3)
     assert fault["recovery_event_index"] is None and fault["time_to_recover_s"] is None
+    assert fault["time_to_recover_after_ready_s"] is None
 
 
 def test_reload_switch_and_mixed_window() -> None:

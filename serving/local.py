@@ -101,6 +101,7 @@ class LocalTorchServe:
         ready_timeout_s: float = 120.0,
         config_overrides: dict[str, str] | None = None,
         keep_run_dir: bool = False,
+        niceness: int = 0,
     ) -> None:
         self.model_store = Path(model_store).resolve()
         self.model_version = model_version
@@ -114,6 +115,9 @@ class LocalTorchServe:
         self.config_overrides = dict(config_overrides or {})
         self._owns_run_dir = run_dir is None
         self._keep_run_dir = keep_run_dir
+        # > 0: Java and its workers (which inherit it) yield the CPU to a load generator on the
+        # same machine, from their first instruction on (start-up is the heaviest part).
+        self.niceness = niceness
         # Made now, not lazily: callers read paths (key_file) from other threads while start()
         # runs, and two lazy mkdtemp() calls racing gave them different directories.
         self._run_dir: Path | None = (
@@ -307,6 +311,8 @@ class LocalTorchServe:
         ]
         if not self.token_auth:
             cmd.append("--disable-token-auth")
+        if self.niceness > 0:
+            cmd = ["nice", "-n", str(self.niceness), *cmd]
         with self.stdout_path.open("ab") as out:
             # Own session: Java and its workers form one process group we can kill as a whole.
             proc = subprocess.run(

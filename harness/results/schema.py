@@ -64,6 +64,7 @@ GATE_METRIC_EXAMPLES = (
     "torchserve.batch_size_mean", "torchserve.queue_ms_mean", "torchserve.inference_ms_mean",
     "generator.late_share", "generator.cpu_percent_mean",
     "faults.outage.time_to_first_fallback_s", "faults.outage.time_to_recover_s",
+    "faults.outage.time_to_recover_after_ready_s", "faults.outage.start_torchserve_s",
     "faults.outage.errors_during_failover", "faults.outage.local_share_during_outage",
     "faults.reload.time_to_first_new_s", "faults.reload.mixed_window_len_s",
     "faults.reload.errors", "faults.reload.p99_around_switch_ms",

@@ -41,7 +41,8 @@ BACKEND_STOP_GRACE_S = 5.0
 # The stack shares the machine with the load generator here. When the CPU saturates, the
 # generator must keep its schedule (else the whole run is INVALID), so every stack process runs
 # one notch below it: the stack still gets all the CPU the generator does not use (about 5-10 %
-# of a core at 120 frames/s), it just yields first. Remote and compose stacks are unaffected.
+# of a core at 120 frames/s), it just yields first. Set at exec (`nice`), so start-up, the
+# heaviest part, is covered and children inherit it. Remote and compose stacks are unaffected.
 STACK_NICENESS = 5
 # Written next to the logs: every pid the stack ever ran, so a test (or a person) can check
 # after the run that none of them survived.
@@ -71,10 +72,7 @@ class _PidRecord:
             new = [p for p in pids if p not in known]
             for pid in new:
                 with contextlib.suppress(psutil.Error):
-                    proc = psutil.Process(pid)
-                    known[pid] = proc.create_time()
-                    if proc.nice() < STACK_NICENESS:
-                        proc.nice(STACK_NICENESS)
+                    known[pid] = psutil.Process(pid).create_time()
             if new:
                 doc = {
                     c: [{"pid": p, "create_time": t} for p, t in sorted(d.items())]
@@ -262,6 +260,7 @@ class LocalStack:
             workers=self.workers,
             token_auth=self.token_auth,
             run_dir=self._torchserve_dir(),
+            niceness=STACK_NICENESS,
         )
 
     def _torchserve_dir(self) -> Path:
@@ -316,7 +315,18 @@ class LocalStack:
         port = free_port()
         self._backend = ManagedProcess(
             "backend",
-            [self.python, "-m", "backend_patch", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                "nice",
+                "-n",
+                str(STACK_NICENESS),
+                self.python,
+                "-m",
+                "backend_patch",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             self._backend_environment(),
             REPO_ROOT,
             self.log_dir,

@@ -6,7 +6,7 @@ RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless \
  && rm -rf /var/lib/apt/lists/*
 RUN pip install -q -c /opt/requirements.lock torchserve==0.12.0 torch-model-archiver==0.12.0 numpy pyyaml psutil packaging \
- && useradd -m -s /bin/bash model-server \
+ && useradd -m -u 1000 -s /bin/bash model-server \
  && mkdir -p /home/model-server/model-store /home/model-server/tmp /home/model-server/logs \
  && chown -R model-server /home/model-server
 USER model-server

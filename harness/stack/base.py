@@ -10,10 +10,14 @@ runner never branches on the driver.
 from __future__ import annotations
 
 import re
+import signal
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+import httpx
 
 
 class StackError(RuntimeError):
@@ -101,3 +105,54 @@ def validate_percent(percent: int) -> int:
     if not 0 <= percent <= 100 or int(percent) != percent:
         raise ValueError(f"rollout percent must be an integer 0..100, got {percent!r}")
     return int(percent)
+
+
+def put_rollout(http_url: str, admin_token: str, percent: int) -> int:
+    """PUT the backend's ``/admin/rollout``; returns the percent, StackError on any failure."""
+    percent = validate_percent(percent)
+    url = f"{http_url}/admin/rollout"
+    try:
+        response = httpx.put(
+            url,
+            json={"percent": percent},
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=5.0,
+            trust_env=False,
+        )
+    except httpx.HTTPError as exc:
+        raise StackError(f"set_rollout: {url} failed: {type(exc).__name__}: {exc}") from exc
+    if response.status_code != 200:
+        raise StackError(
+            f"set_rollout: {url} answered HTTP {response.status_code}: {response.text[:200]}"
+        )
+    return percent
+
+
+class DeferSigint:
+    """Hold Ctrl-C back while a stack starts or stops, then re-raise it.
+
+    A KeyboardInterrupt in the middle of a teardown would leave the remaining processes
+    running; deferring it to the end makes the teardown complete. Only possible in the main
+    thread (signal handlers live there); elsewhere it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._pending = False
+        self._active = False
+
+    def __enter__(self) -> DeferSigint:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._active = True
+        return self
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self._pending = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._active:
+            signal.signal(signal.SIGINT, self._previous)
+            self._active = False
+            if self._pending and exc[0] is None:
+                raise KeyboardInterrupt

@@ -13,7 +13,6 @@ directory of its own, so copying an archive into it never touches ``build/``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -28,14 +27,18 @@ from typing import Any
 import httpx
 import yaml
 
+from harness.results.provenance import sha256_file
+
 from .base import (
+    DeferSigint,
     StackEndpoints,
     StackError,
     mask_secrets,
+    put_rollout,
     spec_get,
     validate_percent,
 )
-from .local import REPO_ROOT, _DeferSigint
+from .local import REPO_ROOT
 
 MODEL_NAME = "signflow"
 CONTAINER_MODEL_STORE = "/home/model-server/model-store"
@@ -97,10 +100,6 @@ def strip_gpu_reservations(config: dict[str, Any]) -> dict[str, Any]:
         if deploy == {} and "deploy" in service:
             service.pop("deploy")
     return config
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class ComposeStack:
@@ -199,7 +198,7 @@ class ComposeStack:
         self._teardown()
 
     def _teardown(self) -> None:
-        with _DeferSigint():
+        with DeferSigint():
             with contextlib.suppress(Exception):
                 self.collect_logs(self.log_dir)
             if self._cli and self._resolved.exists():
@@ -495,21 +494,7 @@ class ComposeStack:
 
     def set_rollout(self, percent: int) -> None:
         """Change the share of new sessions sent to TorchServe (backend PUT /admin/rollout)."""
-        percent = validate_percent(percent)
-        url = f"{self.endpoints.http_url}/admin/rollout"
-        try:
-            response = httpx.put(
-                url,
-                json={"percent": percent},
-                timeout=5.0,
-                trust_env=False,
-                headers={"Authorization": f"Bearer {self._admin_token}"},
-            )
-        except httpx.HTTPError as exc:
-            raise StackError(f"set_rollout: {url} failed: {exc}") from exc
-        if response.status_code != 200:
-            raise StackError(f"set_rollout: {url} answered HTTP {response.status_code}")
-        self.rollout_percent = percent
+        self.rollout_percent = put_rollout(self.endpoints.http_url, self._admin_token, percent)
 
     def describe(self) -> dict[str, Any]:
         """Compose files, project, images and archive hashes for provenance. No secrets."""
@@ -537,7 +522,7 @@ class ComposeStack:
                 "token_auth": self.token_auth,
             },
             "images": images,
-            "model_archives": {p.name: _sha256(p) for p in sorted(store.glob("*.mar"))},
+            "model_archives": {p.name: sha256_file(p) for p in sorted(store.glob("*.mar"))},
             "env": mask_secrets(
                 {
                     k: v

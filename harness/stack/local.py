@@ -9,12 +9,10 @@ here is stopped in ``__exit__``, whatever happened before.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -22,14 +20,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
+from harness.results.provenance import sha256_file
+
 from .base import (
+    DeferSigint,
     StackEndpoints,
     StackError,
     StackOperationUnsupported,
     mask_secrets,
+    put_rollout,
     spec_get,
     validate_percent,
 )
@@ -48,14 +49,6 @@ STACK_NICENESS = 5
 # after the run that none of them survived.
 PIDS_FILE = "stack-processes.json"
 UNIX_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class _PidRecord:
@@ -101,36 +94,6 @@ def surviving_processes(record: Path) -> list[dict[str, Any]]:
             except psutil.Error:
                 continue
     return alive
-
-
-class _DeferSigint:
-    """Hold Ctrl-C back while the stack starts or stops, then re-raise it.
-
-    A KeyboardInterrupt in the middle of a teardown would leave the remaining processes
-    running; deferring it to the end makes the teardown complete. Only possible in the main
-    thread (signal handlers live there); elsewhere it does nothing.
-    """
-
-    def __init__(self) -> None:
-        self._previous: Any = None
-        self._pending = False
-        self._active = False
-
-    def __enter__(self) -> _DeferSigint:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-            self._active = True
-        return self
-
-    def _handler(self, signum: int, frame: object) -> None:
-        self._pending = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._active:
-            signal.signal(signal.SIGINT, self._previous)
-            self._active = False
-            if self._pending and exc[0] is None:
-                raise KeyboardInterrupt
 
 
 class LocalStack:
@@ -214,7 +177,7 @@ class LocalStack:
         self._teardown()
 
     def _teardown(self) -> None:
-        with _DeferSigint():
+        with DeferSigint():
             errors: list[str] = []
             # Record the latest pids (workers restart) so the record covers what we stop.
             with contextlib.suppress(Exception):
@@ -443,23 +406,7 @@ class LocalStack:
 
     def set_rollout(self, percent: int) -> None:
         """Change the share of new sessions sent to TorchServe (backend PUT /admin/rollout)."""
-        percent = validate_percent(percent)
-        url = f"{self.endpoints.http_url}/admin/rollout"
-        try:
-            response = httpx.put(
-                url,
-                json={"percent": percent},
-                headers={"Authorization": f"Bearer {self._admin_token}"},
-                timeout=5.0,
-                trust_env=False,
-            )
-        except httpx.HTTPError as exc:
-            raise StackError(f"set_rollout: {url} failed: {type(exc).__name__}: {exc}") from exc
-        if response.status_code != 200:
-            raise StackError(
-                f"set_rollout: {url} answered HTTP {response.status_code}: {response.text[:200]}"
-            )
-        self.rollout_percent = percent
+        self.rollout_percent = put_rollout(self.endpoints.http_url, self._admin_token, percent)
 
     # ---- provenance and logs ----------------------------------------------------------------
 
@@ -498,7 +445,7 @@ class LocalStack:
     def _archives(self) -> dict[str, str]:
         if self._archive_hashes is None:
             self._archive_hashes = {
-                p.name: _sha256(p) for p in sorted(self.model_store.glob("signflow-*.mar"))
+                p.name: sha256_file(p) for p in sorted(self.model_store.glob("signflow-*.mar"))
             }
         return dict(self._archive_hashes)
 

@@ -304,8 +304,6 @@ class LocalTorchServe:
             str(config),
             "--log-config",
             str(LOG4J_CONFIG),
-            "--models",
-            f"{MODEL_NAME}={mar.name}",
             # The harness registers/unregisters versions; management stays on loopback.
             "--enable-model-api",
         ]
@@ -346,6 +344,7 @@ class LocalTorchServe:
         start = time.monotonic()
         deadline = start + (timeout_s or self.ready_timeout_s)
         last = "no answer yet"
+        registered = False
         while True:
             failures = self._log_since_start().count("Load model failed")
             if failures >= 2:  # TorchServe retries forever with back-off: do not wait for it
@@ -367,6 +366,15 @@ class LocalTorchServe:
                 time.sleep(0.1)
                 continue
             try:
+                if not registered:
+                    listing = self._request("GET", "/models", timeout_s=2.0) or {}
+                    names = {m.get("modelName") for m in listing.get("models", [])}
+                    if MODEL_NAME not in names:
+                        # Registered here rather than with --models at start: start-up loading
+                        # takes the archive's batch settings, and changing them afterwards
+                        # meant loading the model twice (twice the restart time).
+                        self.register(self.model_version)
+                    registered = True
                 desc = self._request("GET", f"/models/{MODEL_NAME}", timeout_s=2.0)
                 workers = desc[0].get("workers", []) if desc else []
                 ready = [w for w in workers if w.get("status") == "READY"]
@@ -376,7 +384,6 @@ class LocalTorchServe:
             except (TorchServeError, OSError, ValueError) as exc:
                 last = str(exc)[:200]
             time.sleep(0.2)
-        self._apply_settings()
         return time.monotonic() - start
 
     def stop(self) -> None:
@@ -488,21 +495,6 @@ class LocalTorchServe:
         if desc.get("minWorkers") != self.workers or len(desc.get("workers", [])) != self.workers:
             query = f"min_worker={self.workers}&max_worker={self.workers}&synchronous=true"
             self._request("PUT", f"/models/{MODEL_NAME}/{version}?{query}", timeout_s=180.0)
-
-    def _apply_settings(self) -> None:
-        """Make the model loaded at start-up use this instance's batching settings.
-
-        Start-up loading takes batchSize/maxBatchDelay/workers from the archive's
-        model-config.yaml; the register API's parameters win over it, so a different
-        batching set-up means registering the (sole) version again.
-        """
-        desc = self._describe_version(self.model_version)
-        wanted = (self.batch_size, self.max_batch_delay_ms)
-        if (desc.get("batchSize"), desc.get("maxBatchDelay")) != wanted:
-            self.unregister(self.model_version)
-            self.register(self.model_version)
-        else:
-            self._scale(self.model_version)
 
     def describe(self) -> list[dict[str, Any]]:
         """The management API's description of every registered version of the model."""

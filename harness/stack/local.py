@@ -41,10 +41,10 @@ BACKEND_READY_TIMEOUT_S = 120.0
 BACKEND_STOP_GRACE_S = 5.0
 # The stack shares the machine with the load generator here. When the CPU saturates, the
 # generator must keep its schedule (else the whole run is INVALID), so every stack process runs
-# one notch below it: the stack still gets all the CPU the generator does not use (about 5-10 %
+# below it: the stack still gets all the CPU the generator does not use (about 5-10 %
 # of a core at 120 frames/s), it just yields first. Set at exec (`nice`), so start-up, the
 # heaviest part, is covered and children inherit it. Remote and compose stacks are unaffected.
-STACK_NICENESS = 5
+STACK_NICENESS = 10
 # Written next to the logs: every pid the stack ever ran, so a test (or a person) can check
 # after the run that none of them survived.
 PIDS_FILE = "stack-processes.json"

@@ -13,7 +13,9 @@ for scenario in fallback-kill hot-reload; do
     --set stack.driver=compose \
     --set 'stack.compose.overrides=["../docker-compose.local.yml"]' \
     --out "$out/$scenario"
-  .venv/bin/python - "$out/$scenario/results.json" "$scenario" <<'PY'
+  # --out is the parent folder: each run lands in <out>/<UTC time>-<name>/.
+  results=$(ls -t "$out/$scenario"/*/results.json | head -1)
+  .venv/bin/python - "$results" "$scenario" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 kind = {"fallback-kill": "outage", "hot-reload": "reload"}[sys.argv[2]]

@@ -43,9 +43,17 @@ pytestmark = [
 SHORT = ["workload.duration_s=12", "workload.warmup_s=4", "workload.ramp_up_s=1"]
 
 
+# These tests check what the stack DOES (fallback, recovery, reload, exit codes, cleanup), not the
+# generator's timing precision (tests/harness/load measures that against known delays). On a
+# shared 2-core CI machine the default 5 ms lateness limit can flag a run INVALID because the
+# test process, TorchServe and the backend all compete with the generator, so these runs judge
+# lateness at 25 ms: still INVALID if the generator truly stalls.
+E2E_SETS = ["workload.late_threshold_ms=25"]
+
+
 def _harness(scenario: str, out: Path, *sets: str) -> list[str]:
     argv = [sys.executable, "-m", "harness", "run", str(SCENARIOS / scenario), "--out", str(out)]
-    for item in sets:
+    for item in (*E2E_SETS, *sets):
         argv += ["--set", item]
     return argv
 

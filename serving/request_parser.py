@@ -20,8 +20,9 @@ try:  # inside the TorchServe archive the ML modules sit at the top level of sys
 except ImportError:  # running from the repository: use the package
     from backend_patch.app.ml import feature_engineering, features
 
-SEQ_LEN = 64
-FEATURE_DIM = 469
+# The window contract is the ML core's, not a copy of it.
+SEQ_LEN = feature_engineering.SEQ_LEN
+FEATURE_DIM = feature_engineering.FEATURE_DIM
 WINDOW_BYTES = SEQ_LEN * FEATURE_DIM * 4
 # Bound the work one request can ask for: a window is 64 frames, a few seconds of video at most.
 MAX_FRAMES = 1024

@@ -19,6 +19,7 @@ from .base import (
     StackEndpoints,
     StackError,
     StackOperationUnsupported,
+    put_rollout,
     spec_get,
     validate_percent,
 )
@@ -189,14 +190,7 @@ class ExternalStack:
                 "set_rollout: needs stack.external.admin_token_env (the NAME of an environment "
                 "variable holding the backend's admin token)"
             )
-        with httpx.Client(timeout=5.0, trust_env=False) as client:
-            self._call(
-                client,
-                "PUT",
-                f"{self._endpoints.http_url}/admin/rollout",
-                json={"percent": percent},
-                headers={"Authorization": f"Bearer {token}"},
-            )
+        put_rollout(self._endpoints.http_url, token, percent)
 
     def describe(self) -> dict[str, Any]:
         """The URLs (no tokens) and which optional operations are possible."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -19,14 +18,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from serving.local import free_port  # noqa: F401  (one implementation, re-exported)
+
 from .base import StackError
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, then release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log_tail(paths: Sequence[Path], lines: int = 40) -> str:

@@ -24,24 +24,18 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-MODEL_NAME = "signflow"
+from serving.management import MODEL_NAME, ManagementClient, TorchServeError
+
 SERVING_DIR = Path(__file__).resolve().parent
 CONFIG_TEMPLATE = SERVING_DIR / "config" / "config.properties"
 LOG4J_CONFIG = SERVING_DIR / "config" / "log4j2.xml"
 METRICS_CONFIG = SERVING_DIR / "config" / "metrics.yaml"
 LOG_TAIL_BYTES = 4000
-
-
-class TorchServeError(RuntimeError):
-    """TorchServe failed to start, died, or refused a management call."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -467,63 +461,40 @@ class LocalTorchServe:
         }
         self._keys_mtime = mtime
 
-    def _request(
-        self, method: str, path: str, timeout_s: float = 30.0, _retried: bool = False
-    ) -> Any:
-        req = urllib.request.Request(
-            self.management_url + path, method=method, headers=self.auth_headers("management")
+    @property
+    def management(self) -> ManagementClient:
+        """The management API client, with this instance's management key."""
+        return ManagementClient(
+            self.management_url,
+            lambda: self.auth_headers("management"),
+            lambda: self._read_keys(force=True),
         )
-        try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                body = resp.read()
-        except urllib.error.HTTPError as exc:
-            text = exc.read().decode("utf-8", "replace")
-            # Keys expire (token_expiration_min): TorchServe rewrites the file; read it again.
-            if exc.code in (400, 401) and "key" in text.lower() and not _retried:
-                self._read_keys(force=True)
-                return self._request(method, path, timeout_s, _retried=True)
-            raise TorchServeError(f"{method} {path} -> HTTP {exc.code}: {text[:500]}") from exc
-        return json.loads(body) if body else None
 
-    def _describe_version(self, version: str) -> dict[str, Any]:
-        desc = self._request("GET", f"/models/{MODEL_NAME}/{version}", timeout_s=10.0)
-        return desc[0] if desc else {}
-
-    def _scale(self, version: str) -> None:
-        """Apply this instance's worker count (the archive's model-config.yaml sets its own)."""
-        desc = self._describe_version(version)
-        if desc.get("minWorkers") != self.workers or len(desc.get("workers", [])) != self.workers:
-            query = f"min_worker={self.workers}&max_worker={self.workers}&synchronous=true"
-            self._request("PUT", f"/models/{MODEL_NAME}/{version}?{query}", timeout_s=180.0)
+    def _request(self, method: str, path: str, timeout_s: float = 30.0) -> Any:
+        return self.management.request(method, path, timeout_s)
 
     def describe(self) -> list[dict[str, Any]]:
         """The management API's description of every registered version of the model."""
-        return self._request("GET", f"/models/{MODEL_NAME}/all", timeout_s=10.0)
+        return self.management.describe()
 
-    def register(self, version: str, workers: int | None = None) -> dict[str, Any]:
+    def register(self, version: str, workers: int | None = None) -> Any:
         """Register ``signflow-<version>.mar`` with this instance's batching settings."""
-        query = urllib.parse.urlencode(
-            {
-                "url": self._mar_name(version),
-                "model_name": MODEL_NAME,
-                "batch_size": self.batch_size,
-                "max_batch_delay": self.max_batch_delay_ms,
-                "initial_workers": workers if workers is not None else self.workers,
-                "response_timeout": self.response_timeout_s,
-                "synchronous": "true",
-            }
+        return self.management.register(
+            self._mar_name(version),
+            version,
+            batch_size=self.batch_size,
+            max_batch_delay_ms=self.max_batch_delay_ms,
+            workers=workers if workers is not None else self.workers,
+            response_timeout_s=self.response_timeout_s,
         )
-        answer = self._request("POST", f"/models?{query}", timeout_s=180.0)
-        self._scale(version)
-        return answer
 
-    def set_default(self, version: str) -> dict[str, Any]:
+    def set_default(self, version: str) -> Any:
         """Make ``version`` the one ``/predictions/signflow`` serves."""
-        return self._request("PUT", f"/models/{MODEL_NAME}/{version}/set-default", timeout_s=30.0)
+        return self.management.set_default(version)
 
-    def unregister(self, version: str) -> dict[str, Any]:
+    def unregister(self, version: str) -> Any:
         """Remove ``version`` (not the default one: TorchServe answers 403)."""
-        return self._request("DELETE", f"/models/{MODEL_NAME}/{version}", timeout_s=60.0)
+        return self.management.unregister(version)
 
     def reload(self, new_version: str) -> dict[str, Any]:
         """Register ``new_version``, make it the default, unregister the old one; timings in s."""

@@ -21,13 +21,14 @@ import shutil
 import subprocess
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from harness.results.provenance import sha256_file
+from serving.management import ManagementClient, TorchServeError
 
 from .base import (
     DeferSigint,
@@ -40,7 +41,7 @@ from .base import (
 )
 from .local import REPO_ROOT
 
-MODEL_NAME = "signflow"
+RESPONSE_TIMEOUT_S = 30  # as docker/torchserve/config.properties
 CONTAINER_MODEL_STORE = "/home/model-server/model-store"
 CONTAINER_KEY_FILE = "/home/model-server/keys/key_file.json"
 HEALTH_TIMEOUT_S = 240.0
@@ -434,54 +435,32 @@ class ComposeStack:
         timings = {"copy_s": time.monotonic() - copy_start}
         container.reload()
         port = container.attrs["NetworkSettings"]["Ports"]["8081/tcp"][0]["HostPort"]
-        base = f"http://127.0.0.1:{port}"
         headers = self._management_headers(container)
-        with httpx.Client(timeout=120.0, trust_env=False, headers=headers) as http:
-            steps = (
-                (
-                    "register_s",
-                    "POST",
-                    f"{base}/models",
-                    {
-                        "url": archive.name,
-                        "model_name": MODEL_NAME,
-                        "batch_size": self.batch_size,
-                        "max_batch_delay": self.max_batch_delay_ms,
-                        "initial_workers": self.workers,
-                        "synchronous": "true",
-                    },
+        api = ManagementClient(f"http://127.0.0.1:{port}", lambda: headers)
+        steps: tuple[tuple[str, Callable[[], Any]], ...] = (
+            (
+                "register_s",
+                lambda: api.register(
+                    archive.name,
+                    version,
+                    batch_size=self.batch_size,
+                    max_batch_delay_ms=self.max_batch_delay_ms,
+                    workers=self.workers,
+                    response_timeout_s=RESPONSE_TIMEOUT_S,
+                    scale=False,
                 ),
-                ("set_default_s", "PUT", f"{base}/models/{MODEL_NAME}/{version}/set-default", None),
-                ("unregister_s", "DELETE", f"{base}/models/{MODEL_NAME}/{old}", None),
-            )
-            for name, method, url, params in steps:
-                t0 = time.monotonic()
-                response = http.request(method, url, params=params)
-                if method == "DELETE" and response.status_code == 500:
-                    # TorchServe may answer 500 "Interrupted while cleaning resources" while
-                    # its workers are still stopping; what matters is that the version is gone.
-                    self._wait_unregistered(http, base, old)
-                elif response.status_code != 200:
-                    raise StackError(
-                        f"reload_model: {method} {url} answered "
-                        f"{response.status_code}: {response.text[:200]}"
-                    )
-                timings[name] = time.monotonic() - t0
+            ),
+            ("set_default_s", lambda: api.set_default(version)),
+            ("unregister_s", lambda: api.unregister(old)),
+        )
+        for name, call in steps:
+            t0 = time.monotonic()
+            try:
+                call()
+            except TorchServeError as exc:
+                raise StackError(f"reload_model in {container.name}: {exc}") from exc
+            timings[name] = time.monotonic() - t0
         return timings
-
-    @staticmethod
-    def _wait_unregistered(http: httpx.Client, base: str, version: str) -> None:
-        deadline = time.monotonic() + 30.0
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            response = http.get(f"{base}/models/{MODEL_NAME}/all")
-            if response.status_code == 200 and version not in {
-                m.get("modelVersion") for m in response.json()
-            }:
-                return
-            # The interrupted unregister left the version registered: ask again.
-            http.delete(f"{base}/models/{MODEL_NAME}/{version}")
-        raise StackError(f"reload_model: version {version} still registered after 30 s")
 
     def _management_headers(self, container: Any) -> dict[str, str]:
         if not self.token_auth:

@@ -118,7 +118,9 @@ class ComposeStack:
         health_timeout_s: float = HEALTH_TIMEOUT_S,
     ):
         self.spec = spec
-        self.run_dir = Path(run_dir)
+        # Absolute: compose reads a relative bind-mount source that does not start with "."
+        # as the name of a volume (`--out reports/x` broke CI that way).
+        self.run_dir = Path(run_dir).resolve()
         self.log_dir = self.run_dir / "logs"
         self.source_store = Path(model_store or REPO_ROOT / "build" / "model-store")
         self.models_dir = Path(models_dir or REPO_ROOT / "build" / "models")

@@ -7,8 +7,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
-from harness.stack.compose import ComposeStack, strip_gpu_reservations
+from harness.stack.base import StackError
+from harness.stack.compose import ComposeStack, detect_compose_cli, strip_gpu_reservations
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -105,3 +107,28 @@ def test_compose_stack_lifecycle(docker_engine, tmp_path):
         assert described["env"]["SIGNFLOW_ADMIN_TOKEN"] == "***"
     assert _project_leftovers(docker_engine, stack.project) == []
     assert (tmp_path / "logs").glob("*torchserve*.log")
+
+
+def test_relative_run_dir_still_bind_mounts_the_model_store(tmp_path, monkeypatch):
+    """`harness run --out reports/x` gives a relative run dir; the bind mount must stay a path.
+
+    Only the compose CLI is needed (`config` talks to no engine), so this runs without Docker.
+    """
+    try:
+        cli = detect_compose_cli()
+    except StackError as exc:
+        pytest.skip(f"no compose CLI: {exc}")
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "signflow-1.0.mar").write_bytes(b"not a real archive; only copied")
+    monkeypatch.chdir(tmp_path)
+    stack = ComposeStack(_spec(), Path("reports/run"), model_store=store)
+    stack.log_dir.mkdir(parents=True)
+    stack._cli, stack.gpu = cli, False
+    stack._prepare_model_store()
+    stack._write_resolved_config()
+    config = yaml.safe_load(stack._resolved.read_text())
+    volumes = config["services"]["torchserve"]["volumes"]
+    sources = [v["source"] if isinstance(v, dict) else v.split(":")[0] for v in volumes]
+    expected = str(tmp_path / "reports" / "run" / "model-store")
+    assert expected in sources, sources

@@ -6,11 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-reports/ci-compose}
 harness=.venv/bin/harness
+# Container start-up and the in-container model load share CI's 2 cores with the load
+# generator; at the default 5 ms the self-check flagged a hot-reload run INVALID (1.1 % of
+# frames > 5 ms late) in CI. Judge lateness at 25 ms as the e2e tests do: a truly stalled
+# generator still makes the run INVALID and fails this script.
+judge_late=workload.late_threshold_ms=25
 
 for scenario in fallback-kill hot-reload; do
   echo "== compose: scenarios/$scenario.yaml" >&2
   "$harness" run "scenarios/$scenario.yaml" \
     --set stack.driver=compose \
+    --set "$judge_late" \
     --set 'stack.compose.overrides=["../docker-compose.local.yml"]' \
     --out "$out/$scenario"
   # --out is the parent folder: each run lands in <out>/<UTC time>-<name>/.

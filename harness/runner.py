@@ -130,8 +130,9 @@ async def _measure(
     process = ProcessCollector(stack.processes, include_self=True)
     collectors.add(process)
     prom: dict[str, Any] = {}
-    if ep.torchserve_metrics_url:
-        prom["torchserve"] = PrometheusCollector("torchserve", ep.torchserve_metrics_url)
+    if ts_metrics := ep.all_torchserve_metrics_urls():
+        # One collector over every replica: the tier's figures are summed across them.
+        prom["torchserve"] = PrometheusCollector("torchserve", ts_metrics)
     if ep.backend_metrics_url:
         prom["backend"] = PrometheusCollector("backend", ep.backend_metrics_url)
     for c in prom.values():

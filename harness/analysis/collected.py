@@ -159,7 +159,7 @@ def torchserve_stats(
             k: given.get(k)
             for k in (
                 "batch_size_mean", "batch_size_hist", "queue_ms_mean", "inference_ms_mean",
-                "requests",
+                "requests", "replicas", "requests_by_replica",
             )
         }  # fmt: skip
     else:

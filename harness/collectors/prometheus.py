@@ -10,10 +10,19 @@ Every other counter (e.g. the backend's ``signflow_*``) is kept as per-window de
 A counter lower than at the previous scrape was reset (TorchServe restarted): its delta is
 its new value. A failed scrape records None for that window and a counted error; the next
 successful scrape's deltas cover the whole gap.
+
+Several URLs (TorchServe replicas) are scraped together each window. Their series get a
+``replica`` label, deltas are taken per replica (a restart of one resets only its own counters)
+and the derived figures are summed over replicas: requests/s is the whole tier's, the means are
+request-weighted over all replicas. A replica that cannot be read leaves its counters where they
+were, so its next good scrape neither double-counts nor loses requests; the window is marked
+not fully up.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -27,13 +36,16 @@ BATCHED_REQUESTS = "SignflowBatchedRequests"
 BATCH_SIZE_LABEL = "BatchSize"
 
 Sample = tuple[str, dict[str, str], float]
+# (counters by series key, gauges by series key, counter samples) of one scrape
+Parsed = tuple[dict[str, float], dict[str, float], list[Sample]]
 
 
-def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, float], list[Sample]]:
+def parse_metrics(text: str, extra_labels: dict[str, str] | None = None) -> Parsed:
     """Prometheus text -> (counters by series key, gauges by series key, counter samples).
 
     Histogram/summary ``_sum``/``_count`` count as counters; ``_created`` and buckets are
-    dropped. A series key is ``name{label="v",...}`` with labels sorted.
+    dropped. A series key is ``name{label="v",...}`` with labels sorted. ``extra_labels`` are
+    added to every sample (the replica a scrape came from).
     """
     counters: dict[str, float] = {}
     gauges: dict[str, float] = {}
@@ -42,13 +54,14 @@ def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, float], list[S
         for s in family.samples:
             if s.name.endswith("_created") or s.name.endswith("_bucket"):
                 continue
-            key = series_key(s.name, s.labels)
+            labels = {**s.labels, **extra_labels} if extra_labels else dict(s.labels)
+            key = series_key(s.name, labels)
             is_counter = family.type == "counter" or (
                 family.type in ("histogram", "summary") and s.name.endswith(("_sum", "_count"))
             )
             if is_counter:
                 counters[key] = float(s.value)
-                samples.append((s.name, dict(s.labels), float(s.value)))
+                samples.append((s.name, labels, float(s.value)))
             elif family.type in ("gauge", "untyped", "unknown"):
                 gauges[key] = float(s.value)
     return counters, gauges, samples
@@ -67,22 +80,25 @@ def _base_name(name: str) -> str:
 
 
 class PrometheusCollector:
-    """One endpoint (TorchServe's :8082/metrics or the backend's /metrics)."""
+    """One endpoint (TorchServe's :8082/metrics or the backend's /metrics), or one per replica."""
 
     def __init__(
         self,
         name: str,
-        url: str,
+        url: str | Sequence[str],
         headers: dict[str, str] | None = None,
         timeout_s: float = 0.8,
     ) -> None:
         self.name = name
-        self.url = url
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError(f"{name}: no metrics URL")
+        self.url = self.urls[0]
         self._headers = dict(headers or {})
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._http: aiohttp.ClientSession | None = None
-        self._prev: dict[str, float] | None = None
-        self._prev_samples: dict[str, Sample] = {}
+        # Per replica: its counters at the last good scrape (None = never read yet).
+        self._prev: list[dict[str, float] | None] = [None] * len(self.urls)
         self._pending_s = 0.0  # window time since the last successful scrape
         self.errors = 0
         self.last_error: str | None = None
@@ -107,64 +123,74 @@ class PrometheusCollector:
             )
         }
 
-    async def _scrape(self) -> str:
+    async def _scrape(self, url: str) -> str:
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout)
-        async with self._http.get(self.url, headers=self._headers) as resp:
+        async with self._http.get(url, headers=self._headers) as resp:
             if resp.status != 200:
                 # The body may echo request details; the status alone is enough and safe.
-                raise RuntimeError(f"HTTP {resp.status} from {self.url}")
+                raise RuntimeError(f"HTTP {resp.status} from {url}")
             return await resp.text()
 
-    async def _read(self) -> tuple[dict[str, float], dict[str, float], list[Sample]] | None:
+    async def _read(self, index: int) -> Parsed | None:
+        extra = {"replica": str(index + 1)} if len(self.urls) > 1 else None
         try:
-            return parse_metrics(await self._scrape())
+            return parse_metrics(await self._scrape(self.urls[index]), extra)
         except Exception as exc:  # down, timeout, garbage: a gap, never a crash
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             return None
 
+    async def _read_all(self) -> list[Parsed | None]:
+        return list(await asyncio.gather(*(self._read(i) for i in range(len(self.urls)))))
+
     async def baseline(self) -> None:
         """First scrape: the reference for the first window's deltas."""
-        got = await self._read()
-        if got is not None:
-            self._remember(got[2], got[0])
-
-    def _remember(self, samples: list[Sample], counters: dict[str, float]) -> None:
-        self._prev = counters
-        self._prev_samples = {series_key(n, lbl): (n, lbl, v) for n, lbl, v in samples}
-        self._pending_s = 0.0
+        for i, got in enumerate(await self._read_all()):
+            if got is not None:
+                self._prev[i] = got[0]
 
     async def sample(self, t: float, dt: float) -> None:
         """Scrape and record the window starting at ``t``."""
         idx = len(self._t)
         self._t.append(t)
         self._pending_s += dt
-        got = await self._read()
-        if got is None:
+        reads = await self._read_all()
+        if all(got is None for got in reads):
             self._up.append(False)
             self._dt.append(None)
             self._pad(idx)
             return
-        counters, gauges, samples = got
-        # After a gap the deltas cover every window since the last good scrape.
-        span = self._pending_s if self._prev is not None else None
+        counters: dict[str, float] = {}
+        gauges: dict[str, float] = {}
+        samples: list[Sample] = []
         deltas: dict[str, float] = {}
-        if self._prev is not None:
-            for key, value in counters.items():
-                prev = self._prev.get(key)
-                # New series since the last scrape started at 0; a drop means a reset.
-                deltas[key] = value if prev is None or value < prev else value - prev
-        self._up.append(True)
+        measured = False  # some replica had a previous scrape to take deltas against
+        for i, got in enumerate(reads):
+            if got is None:
+                continue  # keeps its last counters: its next good scrape covers the gap
+            replica_counters, replica_gauges, replica_samples = got
+            prev = self._prev[i]
+            if prev is not None:
+                measured = True
+                samples.extend(replica_samples)
+                for key, value in replica_counters.items():
+                    before = prev.get(key)
+                    # New series since the last scrape started at 0; a drop means a reset.
+                    deltas[key] = value if before is None or value < before else value - before
+            counters.update(replica_counters)
+            gauges.update(replica_gauges)
+            self._prev[i] = replica_counters
+        # After a gap the deltas cover every window since the last good scrape.
+        span = self._pending_s if measured else None
+        self._pending_s = 0.0
+        self._up.append(all(got is not None for got in reads))
         self._dt.append(span)
         for key in counters:
-            self._counters.setdefault(key, [None] * idx).append(
-                deltas.get(key) if self._prev is not None else None
-            )
+            self._counters.setdefault(key, [None] * idx).append(deltas.get(key))
         for key, value in gauges.items():
             self._gauges.setdefault(key, [None] * idx).append(value)
-        self._derive(samples, deltas if self._prev is not None else None, span)
-        self._remember(samples, counters)
+        self._derive(samples, deltas if measured else None, span)
         self._pad(idx)
 
     def _derive(self, samples: list[Sample], deltas: dict[str, float] | None, span: float | None):
@@ -218,6 +244,7 @@ class PrometheusCollector:
         out["errors"] = self.errors
         out["last_error"] = self.last_error
         out["url"] = self.url
+        out["urls"] = list(self.urls)
         return out
 
     def summary(self, t_from: float = 0.0, t_to: float = float("inf")) -> dict[str, Any]:
@@ -248,7 +275,22 @@ class PrometheusCollector:
             if hist
             else None,
             "scrape_errors": self.errors,
+            "replicas": len(self.urls),
+            "requests_by_replica": self._requests_by_replica(keep),
         }
+
+    def _requests_by_replica(self, keep: list[int]) -> dict[str, int] | None:
+        """Requests each replica served in the kept windows (how evenly the load spread)."""
+        if len(self.urls) < 2:
+            return None
+        out = {str(i + 1): 0 for i in range(len(self.urls))}
+        for key, values in self._counters.items():
+            if not key.startswith(TS_REQUESTS):
+                continue
+            for replica in out:
+                if f'replica="{replica}"' in key:
+                    out[replica] += int(sum(values[i] or 0 for i in keep if i < len(values)))
+        return out
 
     async def close(self) -> None:
         """Close the HTTP session."""

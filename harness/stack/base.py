@@ -33,7 +33,9 @@ class StackEndpoints:
     """Where the load generator and the collectors find the system under test.
 
     ``torchserve_*`` URLs are ``None`` when TorchServe is not part of the stack (or unknown for
-    an external one). No secret is ever part of an endpoint.
+    an external one); with replicas they are the first replica's, and
+    ``torchserve_metrics_urls`` lists every replica's metrics URL (empty: just the one). No
+    secret is ever part of an endpoint.
     """
 
     ws_url: str
@@ -42,10 +44,19 @@ class StackEndpoints:
     torchserve_metrics_url: str | None = None
     torchserve_management_url: str | None = None
     torchserve_inference_url: str | None = None
+    torchserve_metrics_urls: tuple[str, ...] = ()
+
+    def all_torchserve_metrics_urls(self) -> list[str]:
+        """Every TorchServe metrics URL to scrape (one per replica); empty without TorchServe."""
+        if self.torchserve_metrics_urls:
+            return list(self.torchserve_metrics_urls)
+        return [self.torchserve_metrics_url] if self.torchserve_metrics_url else []
 
     def as_dict(self) -> dict[str, str | None]:
         """Plain dict, for provenance and logs."""
-        return asdict(self)
+        doc = asdict(self)
+        doc["torchserve_metrics_urls"] = list(self.torchserve_metrics_urls)
+        return doc
 
 
 @runtime_checkable
@@ -105,6 +116,15 @@ def validate_percent(percent: int) -> int:
     if not 0 <= percent <= 100 or int(percent) != percent:
         raise ValueError(f"rollout percent must be an integer 0..100, got {percent!r}")
     return int(percent)
+
+
+def check_replica_auth(replicas: int, token_auth: bool) -> None:
+    """Replicas need token auth off: each TorchServe mints its own keys, the backend holds one."""
+    if replicas > 1 and token_auth:
+        raise StackError(
+            "stack.torchserve_replicas > 1 needs stack.torchserve.token_auth: "
+            "false (each replica would generate its own keys)"
+        )
 
 
 def put_rollout(http_url: str, admin_token: str, percent: int) -> int:

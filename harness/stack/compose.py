@@ -34,6 +34,7 @@ from .base import (
     DeferSigint,
     StackEndpoints,
     StackError,
+    check_replica_auth,
     mask_secrets,
     put_rollout,
     spec_get,
@@ -143,13 +144,9 @@ class ComposeStack:
         self.workers = int(spec_get(ts, "workers", 2))
         self.model_version = str(spec_get(ts, "model_version", "1.0"))
         self.token_auth = bool(spec_get(ts, "token_auth", True))
-        if self.replicas > 1 and self.token_auth:
-            # Each replica writes its own key file into the one shared volume; the backend can
-            # hold only one. Replicas on the stack's private network run without tokens.
-            raise StackError(
-                "stack.torchserve_replicas > 1 needs stack.torchserve.token_auth: "
-                "false (each replica would generate its own keys)"
-            )
+        # Each replica writes its own key file into the one shared volume; the backend can hold
+        # only one. Replicas on the stack's private network run without tokens.
+        check_replica_auth(self.replicas, self.token_auth)
         self._admin_token = secrets.token_urlsafe(24)
         self._current_version = self.model_version
         self._cli: list[str] = []
@@ -356,7 +353,10 @@ class ComposeStack:
         return f"--- {container.name}: no logs ---"
 
     def _host_port(self, service: str, port: int) -> int:
-        container = self._containers(service)[0]
+        return self._published_port(self._containers(service)[0], port)
+
+    @staticmethod
+    def _published_port(container: Any, port: int) -> int:
         container.reload()
         bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
         if not bindings:
@@ -367,12 +367,17 @@ class ComposeStack:
 
     @property
     def endpoints(self) -> StackEndpoints:
-        """Host URLs of the backend and of the first TorchServe replica."""
+        """Host URLs of the backend and of the first TorchServe replica (metrics: every one)."""
         if not self._up:
             raise StackError("the stack is not started")
         backend = f"http://127.0.0.1:{self._host_port('backend', 8000)}"
         ts = {p: f"http://127.0.0.1:{self._host_port('torchserve', p)}" for p in (8080, 8081, 8082)}
+        metrics = tuple(
+            f"http://127.0.0.1:{self._published_port(c, 8082)}/metrics"
+            for c in self._containers("torchserve")
+        )
         return StackEndpoints(
+            torchserve_metrics_urls=metrics,
             ws_url=backend.replace("http://", "ws://") + "/api/v1/translate/stream",
             http_url=backend,
             backend_metrics_url=f"{backend}/metrics",

@@ -29,6 +29,7 @@ from .base import (
     StackEndpoints,
     StackError,
     StackOperationUnsupported,
+    check_replica_auth,
     mask_secrets,
     put_rollout,
     spec_get,
@@ -127,6 +128,8 @@ class LocalStack:
         self.workers = int(spec_get(ts, "workers", 2))
         self.model_version = str(spec_get(ts, "model_version", "1.0"))
         self.token_auth = bool(spec_get(ts, "token_auth", True))
+        self.replicas = int(spec_get(spec, "torchserve_replicas", 1)) if self.use_torchserve else 0
+        check_replica_auth(self.replicas, self.token_auth)
         backend = spec_get(spec, "backend", {})
         self.inference_workers = int(spec_get(backend, "inference_workers", 1))
         self.backend_env: dict[str, str] = {
@@ -136,14 +139,16 @@ class LocalStack:
         # Fresh per run, handed to the backend by environment only: never logged, never
         # written to results (describe() leaves it out).
         self._admin_token = secrets.token_urlsafe(24)
-        self._torchserve: Any = None
+        # One LocalTorchServe per replica (empty without TorchServe); the backend spreads its
+        # requests over all of them, the timeline's kill/start/reload act on all of them.
+        self._replicas: list[Any] = []
         self._backend: ManagedProcess | None = None
         self._backend_port: int | None = None
         self._current_version = self.model_version
         self._pids = _PidRecord(self.log_dir / PIDS_FILE)
         self._timings: dict[str, float] = {}
         self._archive_hashes: dict[str, str] | None = None
-        self._short_ts_dir: Path | None = None
+        self._short_ts_dirs: list[Path] = []
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -158,7 +163,7 @@ class LocalStack:
             # the backend only needs TorchServe's URL and key-file path, known before it runs.
             started = time.monotonic()
             if self.use_torchserve:
-                self._torchserve = self._make_torchserve()
+                self._replicas = [self._make_torchserve(i) for i in range(self.replicas)]
                 self._spawn_torchserve()
             self._spawn_backend()
             if self.use_torchserve:
@@ -187,15 +192,15 @@ class LocalStack:
                     self._backend.stop(BACKEND_STOP_GRACE_S)
                 except Exception as exc:  # keep going: TorchServe must still be stopped
                     errors.append(f"backend: {exc}")
-            if self._torchserve is not None:
+            for i, ts in enumerate(self._replicas):
                 try:
-                    self._torchserve.stop()
-                except Exception as exc:
-                    errors.append(f"torchserve: {exc}")
+                    ts.stop()
+                except Exception as exc:  # keep going: the other replicas must still stop
+                    errors.append(f"{self._replica_name(i)}: {exc}")
             with contextlib.suppress(OSError):
-                self._copy_torchserve_logs(self.log_dir / "torchserve")
-            if self._short_ts_dir is not None:
-                shutil.rmtree(self._short_ts_dir, ignore_errors=True)
+                self._copy_torchserve_logs(self.log_dir)
+            for short_dir in self._short_ts_dirs:
+                shutil.rmtree(short_dir, ignore_errors=True)
             if errors:
                 # The processes are gone as far as we can make them; say what went wrong.
                 print(f"stack teardown problems: {'; '.join(errors)}", file=sys.stderr)
@@ -210,7 +215,11 @@ class LocalStack:
                     "build it with `make setup`"
                 )
 
-    def _make_torchserve(self) -> Any:
+    def _replica_name(self, index: int) -> str:
+        """``torchserve`` alone, ``torchserve-1``.. with replicas (log and run folder names)."""
+        return "torchserve" if self.replicas == 1 else f"torchserve-{index + 1}"
+
+    def _make_torchserve(self, index: int) -> Any:
         try:
             from serving.local import LocalTorchServe
         except ImportError as exc:
@@ -222,36 +231,43 @@ class LocalStack:
             max_batch_delay_ms=self.max_batch_delay_ms,
             workers=self.workers,
             token_auth=self.token_auth,
-            run_dir=self._torchserve_dir(),
+            run_dir=self._torchserve_dir(index),
             niceness=STACK_NICENESS,
         )
 
-    def _torchserve_dir(self) -> Path:
-        """<run_dir>/torchserve, or a short temp dir when that path is too long for sockets.
+    def _torchserve_dir(self, index: int) -> Path:
+        """<run_dir>/torchserve[-N], or a short temp dir when that path is too long for sockets.
 
         TorchServe's workers listen on AF_UNIX sockets under ``<dir>/tmp/.ts.sock.<port>``;
         Linux caps such a path at 107 bytes and the worker dies with "AF_UNIX path too long"
         (seen with pytest's temp dirs). Logs are copied back into the run dir at teardown.
         """
-        wanted = (self.run_dir / "torchserve").resolve()
+        wanted = (self.run_dir / self._replica_name(index)).resolve()
         if len(str(wanted / "tmp" / ".ts.sock.65535")) <= UNIX_SOCKET_PATH_MAX:
             return wanted
-        self._short_ts_dir = Path(tempfile.mkdtemp(prefix="sf-ts-"))
-        return self._short_ts_dir
+        short_dir = Path(tempfile.mkdtemp(prefix="sf-ts-"))
+        self._short_ts_dirs.append(short_dir)
+        return short_dir
 
     def _spawn_torchserve(self) -> None:
-        try:
-            self._torchserve.start()
-        except Exception as exc:
-            raise StackError(f"TorchServe did not start: {exc}") from exc
+        # Every replica's Java starts before any is awaited: their start-ups overlap.
+        for i, ts in enumerate(self._replicas):
+            try:
+                ts.start()
+            except Exception as exc:
+                name = self._replica_name(i)
+                raise StackError(f"TorchServe ({name}) did not start: {exc}") from exc
         with contextlib.suppress(Exception):
             self._pids.add("torchserve", self._torchserve_pids())
 
     def _wait_torchserve(self) -> None:
-        try:
-            self._torchserve.wait_ready()
-        except Exception as exc:
-            raise StackError(f"TorchServe did not become ready: {exc}") from exc
+        for i, ts in enumerate(self._replicas):
+            try:
+                ts.wait_ready()
+            except Exception as exc:
+                raise StackError(
+                    f"TorchServe ({self._replica_name(i)}) did not become ready: {exc}"
+                ) from exc
 
     def _backend_environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -268,9 +284,10 @@ class LocalStack:
         # A TorchServe token inherited from the caller's shell would override the key file.
         env.pop("TORCHSERVE_TOKEN", None)
         if self.use_torchserve:
-            env["TORCHSERVE_URL"] = str(self._torchserve.inference_url)
-            if self.token_auth:
-                env["TORCHSERVE_KEY_FILE"] = str(self._torchserve.key_file)
+            # Comma-separated: the backend's client spreads requests over the replicas.
+            env["TORCHSERVE_URL"] = ",".join(str(ts.inference_url) for ts in self._replicas)
+            if self.token_auth:  # one replica (check_replica_auth), so one key file
+                env["TORCHSERVE_KEY_FILE"] = str(self._replicas[0].key_file)
         env.update(self.backend_env)
         return env
 
@@ -325,7 +342,7 @@ class LocalStack:
         if self._backend_port is None:
             raise StackError("the stack is not started")
         http_url = f"http://127.0.0.1:{self._backend_port}"
-        ts = self._torchserve
+        ts = self._replicas[0] if self._replicas else None
         return StackEndpoints(
             ws_url=f"ws://127.0.0.1:{self._backend_port}/api/v1/translate/stream",
             http_url=http_url,
@@ -333,6 +350,7 @@ class LocalStack:
             torchserve_metrics_url=str(ts.metrics_url) if ts else None,
             torchserve_management_url=str(ts.management_url) if ts else None,
             torchserve_inference_url=str(ts.inference_url) if ts else None,
+            torchserve_metrics_urls=tuple(str(r.metrics_url) for r in self._replicas),
         )
 
     def processes(self) -> dict[str, list[int]]:
@@ -340,41 +358,45 @@ class LocalStack:
         result: dict[str, list[int]] = {}
         if self._backend is not None:
             result["backend"] = self._backend.pids()
-        if self._torchserve is not None:
+        if self._replicas:
             result["torchserve"] = self._torchserve_pids()
         for component, pids in result.items():
             self._pids.add(component, pids)
         return result
 
     def _torchserve_pids(self) -> list[int]:
-        ts = self._torchserve
-        pid = ts.pid
-        if not pid or not psutil.pid_exists(pid):
-            return []
-        try:
-            workers = [int(p) for p in ts.worker_pids()]
-        except Exception:  # Java died between the two calls
-            workers = []
-        return [int(pid), *(p for p in workers if p != pid)]
+        """Java frontends and their workers, all replicas together (one component)."""
+        pids: list[int] = []
+        for ts in self._replicas:
+            pid = ts.pid
+            if not pid or not psutil.pid_exists(pid):
+                continue
+            try:
+                workers = [int(p) for p in ts.worker_pids()]
+            except Exception:  # Java died between the two calls
+                workers = []
+            pids += [int(pid), *(p for p in workers if p != pid)]
+        return pids
 
     def _record_pids(self) -> None:
         self.processes()
 
     # ---- operations for the timeline --------------------------------------------------------
 
-    def _require_torchserve(self, operation: str) -> Any:
-        if self._torchserve is None:
+    def _require_torchserve(self, operation: str) -> list[Any]:
+        if not self._replicas:
             raise StackOperationUnsupported(
                 f"{operation}: TorchServe is not part of this stack (stack.use_torchserve is false)"
             )
-        return self._torchserve
+        return self._replicas
 
     def kill_torchserve(self) -> None:
-        """SIGKILL the TorchServe frontend (fault injection); the backend must fall back."""
-        self._require_torchserve("kill_torchserve").kill()
+        """SIGKILL every TorchServe frontend (fault injection); the backend must fall back."""
+        for ts in self._require_torchserve("kill_torchserve"):
+            ts.kill()
 
     def start_torchserve(self) -> None:
-        """Start TorchServe again on the same ports; return once the model is READY."""
+        """Start TorchServe again on the same ports; return once every model is READY."""
         self._require_torchserve("start_torchserve")
         # The launcher remembers the default version (reloads included) and reuses its ports.
         start = time.monotonic()
@@ -384,24 +406,34 @@ class LocalStack:
         self._record_pids()
 
     def reload_model(self, version: str) -> dict[str, Any]:
-        """Register ``version``, make it the default, unregister the old one; return timings."""
-        ts = self._require_torchserve("reload_model")
+        """Register ``version``, make it the default, unregister the old one; return timings.
+
+        With replicas, one replica after the other (a rolling reload): the others keep serving
+        the old version meanwhile, which the mixed-version window of the analysis shows.
+        """
+        replicas = self._require_torchserve("reload_model")
         version = str(version)
         archive = self.model_store / f"signflow-{version}.mar"
         if not archive.is_file():
             raise StackError(f"reload_model: archive {archive} not found")
         old = self._current_version
         start = time.monotonic()
-        try:
-            timings = ts.reload(version)
-        except Exception as exc:
-            raise StackError(f"reload_model {old} -> {version} failed: {exc}") from exc
+        per_replica: list[dict[str, Any]] = []
+        for i, ts in enumerate(replicas):
+            try:
+                timings = ts.reload(version)
+            except Exception as exc:
+                raise StackError(
+                    f"reload_model {old} -> {version} failed on {self._replica_name(i)}: {exc}"
+                ) from exc
+            per_replica.append(timings if isinstance(timings, dict) else {})
         total = time.monotonic() - start
         self._current_version = version
         self._record_pids()
         result: dict[str, Any] = {"from_version": old, "to_version": version, "total_s": total}
-        if isinstance(timings, dict):
-            result.update(timings)
+        result.update(per_replica[0])
+        if len(per_replica) > 1:
+            result["replicas"] = per_replica
         return result
 
     def set_rollout(self, percent: int) -> None:
@@ -436,6 +468,7 @@ class LocalStack:
                 "initial_model_version": self.model_version,
                 "token_auth": self.token_auth,
                 "model_store": str(self.model_store),
+                "replicas": self.replicas,
             }
             doc["model_archives"] = self._archives()
         with contextlib.suppress(StackError):
@@ -464,11 +497,12 @@ class LocalStack:
         if dest.resolve() != self.log_dir.resolve() and self.log_dir.is_dir():
             for path in self.log_dir.glob("*.log"):
                 shutil.copy2(path, dest / path.name)
-        self._copy_torchserve_logs(dest / "torchserve")
+        self._copy_torchserve_logs(dest)
 
     def _copy_torchserve_logs(self, dest: Path) -> None:
-        if self._torchserve is None:
-            return
-        src = Path(self._torchserve.log_dir)
-        if src.is_dir() and src.resolve() != dest.resolve():
-            shutil.copytree(src, dest, dirs_exist_ok=True)
+        """Each replica's TorchServe logs into ``dest/torchserve[-N]``."""
+        for i, ts in enumerate(self._replicas):
+            src = Path(ts.log_dir)
+            target = dest / self._replica_name(i)
+            if src.is_dir() and src.resolve() != target.resolve():
+                shutil.copytree(src, target, dirs_exist_ok=True)

@@ -170,3 +170,57 @@ def test_parse_torchserve_text_format() -> None:
     # (the parser appends _total to counters declared without it; the collector strips it)
     assert names == {"ts_inference_latency_microseconds_total", "ts_inference_requests_total"}
     assert sum(counters.values()) == pytest.approx(1993.5)
+
+
+async def test_replicas_are_summed_and_reset_or_lost_independently() -> None:
+    """Two TorchServe replicas: the tier's figures are their sum; one replica restarting or
+    failing a scrape neither double-counts nor loses the other's (or its own) requests."""
+    fakes = [FakeTorchServe(), FakeTorchServe()]
+    runners: list[web.AppRunner] = []
+    urls: list[str] = []
+    for fake in fakes:
+
+        async def handle(_: web.Request, fake: FakeTorchServe = fake) -> web.Response:
+            if fake.fail:
+                return web.Response(status=503, text="down")
+            return web.Response(body=generate_latest(fake.registry), content_type="text/plain")
+
+        app = web.Application()
+        app.router.add_get("/metrics", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}/metrics")
+    try:
+        c = PrometheusCollector("torchserve", urls)
+        await c.baseline()
+        fakes[0].serve([4, 4], infer_ms=10.0, queue_ms=2.0)  # window 0: 8 + 2 requests
+        fakes[1].serve([2], infer_ms=20.0, queue_ms=4.0)
+        await c.sample(0.0, 1.0)
+        fakes[1].fail = True  # window 1: replica 2 unreadable; its 3 requests wait
+        fakes[0].serve([1], infer_ms=10.0, queue_ms=2.0)
+        fakes[1].serve([3], infer_ms=20.0, queue_ms=4.0)
+        await c.sample(1.0, 1.0)
+        fakes[1].fail = False  # window 2: replica 2 back (3 held + 1 new); replica 1 restarted
+        fakes[1].serve([1], infer_ms=20.0, queue_ms=4.0)
+        fakes[0].restart()
+        fakes[0].serve([2], infer_ms=10.0, queue_ms=2.0)
+        await c.sample(2.0, 1.0)
+        await c.close()
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+    s = c.series()
+    assert s["urls"] == urls
+    assert s["requests"] == [10, 1, 6]
+    assert s["up"] == [True, False, True]
+    assert s["inference_ms_mean"][0] == pytest.approx((8 * 10 + 2 * 20) / 10)
+    assert s["batch_size_hist"][0] == {"4": 2, "2": 1}
+    assert s["batch_size_hist"][2] == {"3": 1, "1": 1, "2": 1}
+    per_replica = [k for k in s["counters"] if k.startswith("ts_inference_requests_total")]
+    assert sorted('replica="1"' in k for k in per_replica) == [False, True]
+    summary = c.summary()
+    assert summary["requests"] == 17 and summary["replicas"] == 2
+    assert summary["scrape_errors"] == 1

@@ -226,3 +226,36 @@ def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
     assert surviving_processes(record) == []
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"children of the harness still running: {alive}"
+
+
+def test_replicas_on_the_local_stack_share_the_load_and_reload_one_by_one(
+    tmp_path: Path,
+) -> None:
+    """scenarios/replicas.yaml (compose by default) on the local stack: two TorchServe
+    processes behind one backend, both serving, metrics summed over both, a rolling reload."""
+    code, output = _run(
+        "replicas.yaml",
+        tmp_path,
+        "stack.driver=local",
+        "stack.torchserve_replicas=2",
+        "workload.duration_s=16",
+        "workload.warmup_s=4",
+        "workload.sessions=6",
+        "timeline=[{at_s: 7, action: reload_model, version: '2.0'}]",
+    )
+    doc, run_dir = _results(tmp_path, "replicas")
+    assert doc["events"][0]["ok"] is True, doc["events"]
+    summary = doc["summary"]
+    assert summary["errors"]["total"] == 0, output[-3000:]
+    assert summary["served_by"]["torchserve"] > 0.95
+    assert summary["model_versions"].get("2.0", 0) > 0, summary["model_versions"]
+    assert len(doc["events"][0]["result"]["replicas"]) == 2
+    ts = doc["summary"]["torchserve"]
+    assert ts["replicas"] == 2
+    by_replica = ts["requests_by_replica"]
+    assert set(by_replica) == {"1", "2"} and min(by_replica.values()) > 0, by_replica
+    assert sum(by_replica.values()) == ts["requests"]
+    for name in ("torchserve-1", "torchserve-2"):
+        assert (run_dir / "logs" / name).is_dir(), f"logs of {name}"
+    assert code == 0, f"gates: {doc['gates']}\n{output[-3000:]}"
+    _no_leftovers(run_dir)

@@ -162,7 +162,20 @@ def test_long_run_dir_gets_a_short_torchserve_dir(tmp_path: Path) -> None:
     # Worker sockets live under TorchServe's dir; a deep run dir would overflow AF_UNIX paths.
     deep = tmp_path / ("d" * 60) / "20261128T035626Z-torchserve"
     stack = make_stack(_spec(True), deep)
-    short = stack._torchserve_dir()
+    short = stack._torchserve_dir(0)
     assert len(str(short / "tmp" / ".ts.sock.65535")) <= 100
-    assert make_stack(_spec(True), Path("/tmp/r"))._torchserve_dir() == Path("/tmp/r/torchserve")
+    assert make_stack(_spec(True), Path("/tmp/r"))._torchserve_dir(0) == Path("/tmp/r/torchserve")
     short.rmdir()
+
+
+def test_replicas_get_their_own_dirs_and_need_token_auth_off(tmp_path: Path) -> None:
+    spec = _spec(True)
+    spec["torchserve_replicas"] = 2
+    with pytest.raises(StackError, match="token_auth: false"):
+        make_stack(spec, tmp_path)  # refused before anything starts
+    spec["torchserve"]["token_auth"] = False
+    stack = make_stack(spec, Path("/tmp/r"))
+    assert [stack._torchserve_dir(i) for i in (0, 1)] == [
+        Path("/tmp/r/torchserve-1"),
+        Path("/tmp/r/torchserve-2"),
+    ]

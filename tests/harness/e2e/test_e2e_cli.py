@@ -58,7 +58,7 @@ def _harness(scenario: str, out: Path, *sets: str) -> list[str]:
     return argv
 
 
-def _run(scenario: str, out: Path, *sets: str) -> tuple[int, str]:
+def _run_once(scenario: str, out: Path, *sets: str) -> tuple[int, str]:
     proc = subprocess.Popen(
         _harness(scenario, out, *sets),
         cwd=REPO_ROOT,
@@ -82,9 +82,48 @@ def _run(scenario: str, out: Path, *sets: str) -> tuple[int, str]:
     return proc.returncode, output
 
 
+# A spoilt attempt is kept (for the record) under a folder that _results skips.
+SPOILT_PREFIX = ".spoilt-attempt-"
+
+
+def _spoilt_by_the_machine(code: int, out: Path) -> bool:
+    """True when the run is INVALID only because the generator fell behind its schedule.
+
+    That verdict is the harness working as designed on a busy shared machine (a clean-clone
+    check saw 1.5 % of frames > 25 ms late while two TorchServe replicas loaded a model), not
+    a behaviour of the stack these tests check, so such an attempt is run again, once.
+    """
+    if code != 2:
+        return False
+    docs = [json.loads(p.read_text()) for p in out.rglob("results.json") if not _spoilt(p, out)]
+    reasons = [r for d in docs for r in d.get("invalid_reasons") or []]
+    return bool(reasons) and all(r.startswith("generator fell behind") for r in reasons)
+
+
+def _spoilt(path: Path, out: Path) -> bool:
+    return any(part.startswith(SPOILT_PREFIX) for part in path.relative_to(out).parts)
+
+
+def _run(scenario: str, out: Path, *sets: str, attempts: int = 2) -> tuple[int, str]:
+    """Run the harness CLI; an attempt spoilt by a busy machine is retried (see above)."""
+    for attempt in range(1, attempts + 1):
+        code, output = _run_once(scenario, out, *sets)
+        if attempt == attempts or not _spoilt_by_the_machine(code, out):
+            return code, output
+        keep = out / f"{SPOILT_PREFIX}{attempt}"
+        keep.mkdir()
+        for entry in list(out.iterdir()):
+            if not entry.name.startswith(SPOILT_PREFIX):
+                entry.rename(keep / entry.name)
+        print(f"attempt {attempt} of {scenario} spoilt by a busy machine; kept in {keep}")
+    raise AssertionError("unreachable")
+
+
 def _results(out: Path, name: str) -> tuple[dict[str, Any], Path]:
     """The results.json of the run named ``name`` somewhere under ``out``."""
     for path in sorted(out.rglob("results.json")):
+        if _spoilt(path, out):
+            continue
         doc = json.loads(path.read_text())
         if doc.get("name") == name:
             return doc, path.parent

@@ -8,17 +8,39 @@ out=${1:-reports/ci-compose}
 harness=.venv/bin/harness
 # Container start-up and the in-container model load share CI's 2 cores with the load
 # generator; at the default 5 ms the self-check flagged a hot-reload run INVALID (1.1 % of
-# frames > 5 ms late) in CI. Judge lateness at 25 ms as the e2e tests do: a truly stalled
-# generator still makes the run INVALID and fails this script.
+# frames > 5 ms late) in CI. Judge lateness at 25 ms as the e2e tests do, and run a scenario once
+# more when lateness alone spoilt it: a generator that stalls twice still fails this script.
 judge_late=workload.late_threshold_ms=25
 
+# Exit 0 when the latest run under $1 is INVALID only because the generator fell behind.
+only_generator_late() {
+  local latest
+  latest=$(ls -t "$1"/*/results.json 2>/dev/null | head -1) || return 1
+  .venv/bin/python - "$latest" <<'PY'
+import json, sys
+reasons = json.load(open(sys.argv[1])).get("invalid_reasons") or []
+ok = reasons and all(r.startswith("generator fell behind") for r in reasons)
+sys.exit(0 if ok else 1)
+PY
+}
+
 for scenario in fallback-kill hot-reload; do
-  echo "== compose: scenarios/$scenario.yaml" >&2
-  "$harness" run "scenarios/$scenario.yaml" \
-    --set stack.driver=compose \
-    --set "$judge_late" \
-    --set 'stack.compose.overrides=["../docker-compose.local.yml"]' \
-    --out "$out/$scenario"
+  for attempt in 1 2; do
+    echo "== compose: scenarios/$scenario.yaml (attempt $attempt)" >&2
+    rc=0
+    "$harness" run "scenarios/$scenario.yaml" \
+      --set stack.driver=compose \
+      --set "$judge_late" \
+      --set 'stack.compose.overrides=["../docker-compose.local.yml"]' \
+      --out "$out/$scenario" || rc=$?
+    # A run spoilt by a busy machine (and only that) gets one more try; anything else counts.
+    if [ "$rc" = 2 ] && [ "$attempt" = 1 ] && only_generator_late "$out/$scenario"; then
+      echo "attempt 1 of $scenario: generator fell behind on a busy machine; running again" >&2
+      continue
+    fi
+    [ "$rc" = 0 ] || exit "$rc"
+    break
+  done
   # --out is the parent folder: each run lands in <out>/<UTC time>-<name>/.
   results=$(ls -t "$out/$scenario"/*/results.json | head -1)
   .venv/bin/python - "$results" "$scenario" <<'PY'

@@ -153,13 +153,14 @@ async def _measure(
         out.load = await gen.run()
     except asyncio.CancelledError:
         out.interrupted = True
+        out.load = gen.partial  # what was measured before Ctrl-C (None if nothing usable)
         raise
     finally:
         stop.set()
         # Collectors take their last window; a timeline event still in its thread is awaited
         # so the stack is not torn down under it (bounded by the stack's own timeouts).
         await asyncio.gather(*tasks, return_exceptions=True)
-        end = wl.duration_s
+        end = out.load.duration_s if out.load is not None else wl.duration_s
         out.collectors = {
             "series": collectors.series(),
             "summaries": {
@@ -318,12 +319,19 @@ def run_scenario(
         code = _analyse(doc, scenario, measured, baseline_doc)
         if interrupted:
             doc["verdict"], doc["valid"] = "error", False
-            doc["invalid_reasons"].append("run interrupted")
+            doc["invalid_reasons"].append(
+                f"run interrupted: results cover {scenario.workload.warmup_s:g}"
+                f"-{measured.load.duration_s:.1f} s of the planned "
+                f"{scenario.workload.duration_s:g} s"
+            )
+    elif interrupted:
+        doc["invalid_reasons"].append("run interrupted before anything past the warm-up")
     _write_all(run_dir, doc)
+    if scenario.report.enabled and measured.load is not None:
+        # Also after Ctrl-C: the stack is already down, and the partial figures are worth a look.
+        _report(run_dir, doc, baseline_doc)
     if interrupted:
         raise KeyboardInterrupt
-    if scenario.report.enabled and measured.load is not None:
-        _report(run_dir, doc, baseline_doc)
     return doc, code
 
 

@@ -118,7 +118,8 @@ def summarize(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """(summary, series, histograms, faults) of one run; see docs/RESULTS.md."""
     wl = scenario.workload
-    duration, warmup = float(wl.duration_s), float(wl.warmup_s)
+    # The load's own duration: shorter than the scenario's when the run was interrupted.
+    duration, warmup = float(load.duration_s), float(wl.warmup_s)
     measured_s = max(duration - warmup, 1e-9)
     hists = load.histograms()
     cols = columns(load)

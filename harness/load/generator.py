@@ -94,6 +94,9 @@ class LoadGenerator:
         self._cpu = CpuMeter()
         self._live_prev: tuple[float, int] | None = None
         self._running = False
+        self._cancelled_at: float | None = None
+        # Set when run() is cancelled (Ctrl-C): what was measured before, so nothing is lost.
+        self.partial: LoadResult | None = None
 
     # --- labels --------------------------------------------------------------------------
     def _intern(self, label: str) -> int:
@@ -147,6 +150,9 @@ class LoadGenerator:
                     await asyncio.gather(*tasks)
                     cpu_percent = self._cpu.stop()
                     await self._drain()
+                except asyncio.CancelledError:
+                    self._cancelled_at = self.clock.now()
+                    raise
                 finally:
                     for t in tasks:
                         t.cancel()
@@ -156,9 +162,28 @@ class LoadGenerator:
                     for r in receivers:
                         r.cancel()
                     await asyncio.gather(*tasks, *receivers, return_exceptions=True)
+        except asyncio.CancelledError:
+            self.partial = self._partial_result()
+            raise
         finally:
             self._running = False
         return self._result(cpu_percent)
+
+    def _partial_result(self) -> LoadResult | None:
+        """The run cut short at cancellation, judged by the same rule as a full run.
+
+        A full run gives every frame ``reply_timeout_s`` to be answered, so the cut keeps only
+        frames scheduled at least that long before the interrupt: an unanswered frame inside
+        the cut is really lost, not merely in flight. None when the cut leaves nothing past the
+        warm-up.
+        """
+        if self._cancelled_at is None or not self._sessions:
+            return None
+        cut = min(self._cancelled_at - self.config.reply_timeout_s, self.config.duration_s)
+        if cut <= self.config.warmup_s:
+            return None
+        cpu_percent = self._cpu.percent if self._cpu.percent is not None else self._cpu.stop()
+        return self._result(cpu_percent, cut_s=cut)
 
     async def _run_session(
         self, s: Session, http: aiohttp.ClientSession, receivers: list[asyncio.Task[None]]
@@ -190,7 +215,7 @@ class LoadGenerator:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*waits), max(deadline - self.clock.now(), 0))
 
-    def _result(self, cpu_percent: float) -> LoadResult:
+    def _result(self, cpu_percent: float, cut_s: float | None = None) -> LoadResult:
         cfg = self.config
         total = sum(s.n for s in self._sessions)
         frames = np.empty(total, dtype=FRAME_DTYPE)
@@ -208,11 +233,13 @@ class LoadGenerator:
             frames["truth"][sl] = s.truth
             frames["error_code"][sl] = s.error_code
             pos += s.n
+        if cut_s is not None:
+            frames = frames[frames["t_scheduled"] < cut_s]
         result = LoadResult(
             frames=frames,
             labels=list(self._labels),
             fps=cfg.fps,
-            duration_s=cfg.duration_s,
+            duration_s=cfg.duration_s if cut_s is None else cut_s,
             warmup_s=cfg.warmup_s,
             late_threshold_ms=cfg.late_threshold_ms,
             disconnects=sum(1 for s in self._sessions if s.disconnected),

@@ -226,7 +226,9 @@ def test_hot_reload_switches_version_without_errors(tmp_path: Path) -> None:
     _no_leftovers(run_dir)
 
 
-def _stack_pids_once_loaded(out: Path, proc: subprocess.Popen[str], timeout_s: float) -> Path:
+def _stack_pids_once_loaded(
+    out: Path, proc: subprocess.Popen[str], timeout_s: float, settle_s: float = 3.0
+) -> Path:
     """Wait until the run recorded a backend and a TorchServe worker, then a bit of load."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -236,15 +238,22 @@ def _stack_pids_once_loaded(out: Path, proc: subprocess.Popen[str], timeout_s: f
             with contextlib.suppress(OSError, ValueError):
                 doc = json.loads(record.read_text())
                 if doc.get("backend") and len(doc.get("torchserve", [])) >= 2:
-                    time.sleep(3)  # let the load run: Ctrl-C lands mid-run
+                    time.sleep(settle_s)  # let the load run: Ctrl-C lands mid-run
                     return record
         time.sleep(0.2)
     raise AssertionError("the stack never came up")
 
 
 def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
+    interrupt_sets = ["workload.warmup_s=0", "workload.reply_timeout_s=1"]
     proc = subprocess.Popen(
-        _harness("torchserve.yaml", tmp_path, "workload.duration_s=60", "workload.sessions=4"),
+        _harness(
+            "torchserve.yaml",
+            tmp_path,
+            "workload.duration_s=60",
+            "workload.sessions=4",
+            *interrupt_sets,
+        ),
         cwd=REPO_ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -252,7 +261,7 @@ def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        record = _stack_pids_once_loaded(tmp_path, proc, timeout_s=120)
+        record = _stack_pids_once_loaded(tmp_path, proc, timeout_s=120, settle_s=8)
         harness = psutil.Process(proc.pid)
         children = harness.children(recursive=True)
         os.kill(proc.pid, signal.SIGINT)
@@ -265,6 +274,17 @@ def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
     assert surviving_processes(record) == []
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"children of the harness still running: {alive}"
+    # Nothing measured is lost: the figures up to the interrupt are analysed and reported,
+    # and the verdict says the run was cut short.
+    doc, run_dir = _results(tmp_path, "torchserve")
+    assert doc["verdict"] == "error" and doc["error"] == "interrupted"
+    assert doc["valid"] is False
+    assert any(r.startswith("run interrupted: results cover") for r in doc["invalid_reasons"])
+    summary = doc["summary"]
+    assert 0 < summary["duration_s"] < 60
+    assert summary["frames"]["answered"] > 0, summary["frames"]
+    assert summary["frames"]["lost"] == 0, summary["frames"]
+    assert (run_dir / "report.html").is_file()
 
 
 def test_replicas_on_the_local_stack_share_the_load_and_reload_one_by_one(

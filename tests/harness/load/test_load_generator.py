@@ -290,6 +290,39 @@ async def test_live_snapshot_during_a_run(ws_server: Callable[..., str]) -> None
     assert snap.errors == 0 and snap.fallback_share is None
 
 
+async def test_cancelled_run_keeps_what_it_measured(ws_server: Callable[..., str]) -> None:
+    """Ctrl-C mid-run: the frames whose reply window had fully passed are kept, all answered."""
+    url = ws_server(delay_ms=5)
+    clock = RunClock()
+    gen = LoadGenerator(_config(url, sessions=2, duration_s=10.0, reply_timeout_s=0.5), clock)
+    task = asyncio.create_task(gen.run())
+    await asyncio.sleep(2.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    part = gen.partial
+    assert part is not None
+    # Cut at (cancel time - reply_timeout): about 2 s of the planned 10 s.
+    assert 1.5 < part.duration_s < 2.5
+    f = part.frames
+    assert f.size > 0 and float(f["t_scheduled"].max()) < part.duration_s
+    counts = part.counts()
+    assert counts["scheduled"] == f.size == counts["answered"]  # nothing in flight counted lost
+    assert counts["lost"] == 0 and part.disconnects == 0
+
+
+async def test_run_cancelled_before_the_warmup_ends_keeps_nothing(
+    ws_server: Callable[..., str],
+) -> None:
+    gen = LoadGenerator(_config(ws_server(), duration_s=10.0, warmup_s=5.0), RunClock())
+    task = asyncio.create_task(gen.run())
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gen.partial is None
+
+
 def test_config_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match=r"LoadConfig\.sessions"):
         LoadGenerator(_config("ws://127.0.0.1:1/", sessions=0), RunClock())

@@ -206,9 +206,16 @@ def _verdict_view(results: dict, gates: list[dict]) -> dict:
         )
     else:
         verdict = "error"
-        headline = "ERROR: the run did not complete"
         err = results.get("error")
+        interrupted = err == "interrupted"
+        headline = (
+            "INTERRUPTED: partial figures, no verdict"
+            if interrupted
+            else "ERROR: the run did not complete"
+        )
         reasons = [str(err)] if err else ["the results carry no verdict"]
+        # An interrupted run still says how much it covers and whether that part was valid.
+        reasons += [str(r) for r in results.get("invalid_reasons") or []]
     symbol = {"passed": "✔", "failed": "✘", "invalid": "⚠", "error": "⚠"}[verdict]
     return {"status": verdict, "headline": headline, "reasons": reasons, "symbol": symbol}
 

@@ -154,6 +154,17 @@ def test_invalid_run_says_invalid_and_why(tmp_path) -> None:
     assert "generator fell behind: 3.2%" in facts.verdict_text
 
 
+def test_interrupted_run_says_so_and_what_it_covers() -> None:
+    doc = load_fixture("synthetic-fallback-kill.results.json")
+    doc["valid"], doc["verdict"], doc["error"] = False, "error", "interrupted"
+    doc["invalid_reasons"] = ["run interrupted: results cover 5-21.3 s of the planned 60 s"]
+    doc["series"] = doc["histograms"] = None
+    facts = inspect(render_html(doc, None))
+    assert facts.verdict == "error"
+    assert "INTERRUPTED" in facts.verdict_text
+    assert "results cover 5-21.3 s of the planned 60 s" in facts.verdict_text
+
+
 def test_failed_run_lists_failed_gates_in_the_banner() -> None:
     doc = load_fixture("synthetic-fallback-kill.results.json")
     failed = [g for g in doc["gates"] if not g["passed"]]

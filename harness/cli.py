@@ -81,6 +81,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _invalid_hint(doc: dict[str, Any], reasons: list[str]) -> str | None:
+    """What to do about an INVALID generator self-check (None for other reasons)."""
+    if any(r.startswith("generator CPU saturated") for r in reasons):
+        return (
+            "one generator process tops out near 7,500 frames/s on one core "
+            "(benchmarks/generator_ceiling.py); offer fewer sessions per run, or run the "
+            "harness on another host against driver: external"
+        )
+    if not any(r.startswith("generator fell behind") for r in reasons):
+        return None
+    driver = ((doc.get("scenario") or {}).get("stack") or {}).get("driver")
+    where = (
+        "the stack shares this machine's CPUs with the load generator; "
+        if driver in ("local", "compose")
+        else "this machine was too busy for the generator to keep its schedule; "
+    )
+    return (
+        where + "rerun on a quieter or bigger machine, or drive the stack from another host "
+        "(driver: external). workload.late_threshold_ms loosens the check, at the cost of "
+        "latency figures that may include the generator's own delay"
+    )
+
+
 def _print_outcome(doc: dict[str, Any], code: int) -> None:
     s = doc.get("summary") or {}
     lat = (s.get("frame") or {}).get("latency_ms") or {}
@@ -94,8 +117,11 @@ def _print_outcome(doc: dict[str, Any], code: int) -> None:
         f"{ms((s.get('throughput') or {}).get('inferences_per_s'))} inferences/s | "
         f"errors {(s.get('errors') or {}).get('total')}"
     )
-    for reason in doc.get("invalid_reasons") or []:
+    reasons = doc.get("invalid_reasons") or []
+    for reason in reasons:
         print(f"  INVALID: {reason}")
+    if hint := _invalid_hint(doc, reasons):
+        print(f"  hint: {hint}")
     for gate in doc.get("gates") or []:
         mark = "PASS" if gate["passed"] else "FAIL"
         extra = "" if gate["passed"] else f"  ({gate['reason']})"

@@ -226,6 +226,21 @@ def test_hot_reload_switches_version_without_errors(tmp_path: Path) -> None:
     _no_leftovers(run_dir)
 
 
+def test_generator_that_cannot_keep_its_schedule_makes_the_run_invalid(tmp_path: Path) -> None:
+    """No generator keeps a 1 us schedule: the run is INVALID (exit 2), never passed or failed,
+    and the CLI says what to do about it."""
+    code, output = _run_once(
+        "baseline.yaml", tmp_path, *SHORT, "workload.sessions=2", "workload.late_threshold_ms=0.001"
+    )
+    assert code == 2, output[-3000:]
+    doc, run_dir = _results(tmp_path, "baseline")
+    assert doc["verdict"] == "invalid" and doc["valid"] is False
+    assert doc["invalid_reasons"][0].startswith("generator fell behind")
+    assert "INVALID: generator fell behind" in output
+    assert "hint: the stack shares this machine's CPUs with the load generator" in output
+    _no_leftovers(run_dir)
+
+
 def _stack_pids_once_loaded(
     out: Path, proc: subprocess.Popen[str], timeout_s: float, settle_s: float = 3.0
 ) -> Path:

@@ -83,13 +83,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _invalid_hint(doc: dict[str, Any], reasons: list[str]) -> str | None:
     """What to do about an INVALID generator self-check (None for other reasons)."""
-    if any(r.startswith("generator CPU saturated") for r in reasons):
+    from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND
+
+    if any(r.startswith(CPU_SATURATED) for r in reasons):
         return (
             "one generator process tops out near 7,500 frames/s on one core "
             "(benchmarks/generator_ceiling.py); offer fewer sessions per run, or run the "
             "harness on another host against driver: external"
         )
-    if not any(r.startswith("generator fell behind") for r in reasons):
+    if not any(r.startswith(FELL_BEHIND) for r in reasons):
         return None
     driver = ((doc.get("scenario") or {}).get("stack") or {}).get("driver")
     where = (

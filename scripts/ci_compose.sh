@@ -18,8 +18,9 @@ only_generator_late() {
   latest=$(ls -t "$1"/*/results.json 2>/dev/null | head -1) || return 1
   .venv/bin/python - "$latest" <<'PY'
 import json, sys
+from harness.load.selfcheck import FELL_BEHIND
 reasons = json.load(open(sys.argv[1])).get("invalid_reasons") or []
-ok = reasons and all(r.startswith("generator fell behind") for r in reasons)
+ok = reasons and all(r.startswith(FELL_BEHIND) for r in reasons)
 sys.exit(0 if ok else 1)
 PY
 }

@@ -14,6 +14,9 @@ import psutil
 
 MAX_LATE_SHARE = 0.01
 CPU_SATURATED_PERCENT = 95.0
+# How each INVALID reason starts, for code that tells them apart (CLI hints, CI retries).
+FELL_BEHIND = "generator fell behind"
+CPU_SATURATED = "generator CPU saturated"
 
 
 class CpuMeter:
@@ -56,12 +59,11 @@ def invalid_reasons(
     reasons: list[str] = []
     if frames_considered and late_share > MAX_LATE_SHARE:
         reasons.append(
-            f"generator fell behind: {late_share:.1%} of frames sent > {late_threshold_ms:g} ms"
+            f"{FELL_BEHIND}: {late_share:.1%} of frames sent > {late_threshold_ms:g} ms"
             f" late (limit {MAX_LATE_SHARE:.0%})"
         )
     if cpu_percent >= CPU_SATURATED_PERCENT:
         reasons.append(
-            f"generator CPU saturated: {cpu_percent:.0f}% of one core"
-            f" (limit {CPU_SATURATED_PERCENT:.0f}%)"
+            f"{CPU_SATURATED}: {cpu_percent:.0f}% of one core (limit {CPU_SATURATED_PERCENT:.0f}%)"
         )
     return reasons

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from harness.load.selfcheck import FELL_BEHIND
 from harness.stack.local import PIDS_FILE, REPO_ROOT, surviving_processes
 
 SCENARIOS = REPO_ROOT / "scenarios"
@@ -97,7 +98,7 @@ def _spoilt_by_the_machine(code: int, out: Path) -> bool:
         return False
     docs = [json.loads(p.read_text()) for p in out.rglob("results.json") if not _spoilt(p, out)]
     reasons = [r for d in docs for r in d.get("invalid_reasons") or []]
-    return bool(reasons) and all(r.startswith("generator fell behind") for r in reasons)
+    return bool(reasons) and all(r.startswith(FELL_BEHIND) for r in reasons)
 
 
 def _spoilt(path: Path, out: Path) -> bool:
@@ -235,7 +236,7 @@ def test_generator_that_cannot_keep_its_schedule_makes_the_run_invalid(tmp_path:
     assert code == 2, output[-3000:]
     doc, run_dir = _results(tmp_path, "baseline")
     assert doc["verdict"] == "invalid" and doc["valid"] is False
-    assert doc["invalid_reasons"][0].startswith("generator fell behind")
+    assert doc["invalid_reasons"][0].startswith(FELL_BEHIND)
     assert "INVALID: generator fell behind" in output
     assert "hint: the stack shares this machine's CPUs with the load generator" in output
     _no_leftovers(run_dir)

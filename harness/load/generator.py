@@ -94,7 +94,6 @@ class LoadGenerator:
         self._cpu = CpuMeter()
         self._live_prev: tuple[float, int] | None = None
         self._running = False
-        self._cancelled_at: float | None = None
         # Set when run() is cancelled (Ctrl-C): what was measured before, so nothing is lost.
         self.partial: LoadResult | None = None
 
@@ -151,7 +150,9 @@ class LoadGenerator:
                     cpu_percent = self._cpu.stop()
                     await self._drain()
                 except asyncio.CancelledError:
-                    self._cancelled_at = self.clock.now()
+                    # Snapshot now: every frame inside the cut has had reply_timeout_s to be
+                    # answered, the wait a full run gives its last frames.
+                    self.partial = self._partial_result(self.clock.now())
                     raise
                 finally:
                     for t in tasks:
@@ -162,14 +163,11 @@ class LoadGenerator:
                     for r in receivers:
                         r.cancel()
                     await asyncio.gather(*tasks, *receivers, return_exceptions=True)
-        except asyncio.CancelledError:
-            self.partial = self._partial_result()
-            raise
         finally:
             self._running = False
         return self._result(cpu_percent)
 
-    def _partial_result(self) -> LoadResult | None:
+    def _partial_result(self, cancelled_at: float) -> LoadResult | None:
         """The run cut short at cancellation, judged by the same rule as a full run.
 
         A full run gives every frame ``reply_timeout_s`` to be answered, so the cut keeps only
@@ -177,9 +175,7 @@ class LoadGenerator:
         the cut is really lost, not merely in flight. None when the cut leaves nothing past the
         warm-up.
         """
-        if self._cancelled_at is None or not self._sessions:
-            return None
-        cut = min(self._cancelled_at - self.config.reply_timeout_s, self.config.duration_s)
+        cut = min(cancelled_at - self.config.reply_timeout_s, self.config.duration_s)
         if cut <= self.config.warmup_s:
             return None
         cpu_percent = self._cpu.percent if self._cpu.percent is not None else self._cpu.stop()

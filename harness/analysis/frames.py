@@ -9,9 +9,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-HIST_MIN_US = 1
-HIST_MAX_US = 60_000_000
-HIST_DIGITS = 3
+from harness.load.recording import new_histogram, record_seconds
 
 
 @dataclass
@@ -60,14 +58,19 @@ def columns(load: Any) -> Columns:
     )
 
 
-def histogram_of(seconds: np.ndarray) -> HdrHistogram:
-    """HDR histogram (us, 1 us .. 60 s, 3 digits) of latencies in seconds (NaNs ignored)."""
-    hist = HdrHistogram(HIST_MIN_US, HIST_MAX_US, HIST_DIGITS)
+def histogram_of(seconds: np.ndarray, limit_s: float | None = None) -> HdrHistogram:
+    """HDR histogram (us, 3 digits) of latencies in seconds (NaNs ignored).
+
+    ``limit_s``: the run's latency limit (``LoadResult.latency_limit_s``); values above it are
+    left out, as in the run's own histograms, which count them (``LoadResult.over_range``) and
+    make the run INVALID. None: the range is sized to hold every value (ad-hoc percentiles of a
+    slice), so nothing is ever clamped or dropped.
+    """
     s = seconds[~np.isnan(seconds)]
-    us = np.clip(np.rint(s * 1e6), HIST_MIN_US, HIST_MAX_US).astype(np.int64)
-    values, counts = np.unique(us, return_counts=True)
-    for v, c in zip(values.tolist(), counts.tolist(), strict=True):
-        hist.record_value(v, c)
+    if limit_s is None:
+        limit_s = max(float(s.max()) if s.size else 0.0, 1e-3)
+    hist = new_histogram(limit_s)
+    record_seconds(hist, s)
     return hist
 
 

@@ -55,7 +55,7 @@ def percentile_curve(hist: HdrHistogram) -> list[list[float]]:
     return [[p, v / 1000.0] for p, v in zip(PERCENTILE_CURVE, values, strict=True) if v is not None]
 
 
-def _windows(cols: Columns, duration: float, warmup: float) -> list[dict[str, Any]]:
+def _windows(cols: Columns, duration: float, warmup: float, limit_s: float) -> list[dict[str, Any]]:
     """Per-1-s windows of SCHEDULED time from 0 to the run's end, with their HDRs.
 
     Computed here rather than with LoadResult.windows(): that one takes each window's mean
@@ -70,8 +70,8 @@ def _windows(cols: Columns, duration: float, warmup: float) -> list[dict[str, An
     out = []
     for w in range(n):
         m = which == w
-        frame_h = histogram_of(lat[m & ok])
-        inf_h = histogram_of(lat[m & inference])
+        frame_h = histogram_of(lat[m & ok], limit_s)
+        inf_h = histogram_of(lat[m & inference], limit_s)
         served: dict[str, int] = {}
         versions: dict[str, int] = {}
         for label in cols.served_by[m & inference].tolist():
@@ -123,7 +123,7 @@ def summarize(
     measured_s = max(duration - warmup, 1e-9)
     hists = load.histograms()
     cols = columns(load)
-    windows = _windows(cols, duration, warmup)
+    windows = _windows(cols, duration, warmup, float(load.latency_limit_s))
     n_windows = len(windows)
     counts = load.counts()
     by_code = load.errors_by_code()
@@ -147,6 +147,8 @@ def summarize(
         "frame": {
             "latency_ms": latency_summary(hists["frame_latency"]),
             "latency_uncorrected_ms": latency_summary(hists["frame_latency_uncorrected"]),
+            # Replies slower than the run's limit: not in the histograms, so counted here.
+            "latency_over_range": load.over_range(),
         },
         "inference": {"latency_ms": latency_summary(hists["inference_latency"])},
         "non_inference": {"latency_ms": latency_summary(hists["non_inference_latency"])},
@@ -186,6 +188,10 @@ def summarize(
             if harness_cpu is not None
             else float(load.generator_cpu_percent),
             "cpu_saturated": bool(load.generator_cpu_saturated),
+            # The system under test stopped reading: frames the generator could not send,
+            # and when it went silent (None: it kept answering). See load.selfcheck.
+            "unsent": int(load.unsent),
+            "server_silent_from_s": load.silent_from_s,
         },
     }
 

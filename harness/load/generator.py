@@ -5,6 +5,11 @@ period so sessions never fire in lock-step) and sends frame k at ``start_i + k /
 ``duration_s`` on the RunClock. ``base`` is ``CONNECT_LEAD_S`` after ``run()`` is entered,
 so every session can connect before its first frame is due. After the last frame the
 generator waits up to ``reply_timeout_s`` for outstanding replies, then closes everything.
+
+Whatever the server does, ``run()`` returns by ``duration_s + reply_timeout_s + END_GRACE_S``
+on the RunClock: sends never wait for the server (a frame that finds its session's send buffer
+full is counted unsent), connecting is bounded by the end of the sending period, and closing by
+``CLOSE_TIMEOUT_S`` (then the connection is aborted).
 """
 
 from __future__ import annotations
@@ -22,11 +27,21 @@ import numpy as np
 
 from harness.clock import RunClock
 from harness.load.recording import FRAME_DTYPE, LoadResult
-from harness.load.selfcheck import CPU_SATURATED_PERCENT, CpuMeter, invalid_reasons
-from harness.load.session import NONE_CODE, Session
+from harness.load.selfcheck import (
+    CPU_SATURATED_PERCENT,
+    CpuMeter,
+    invalid_reasons,
+    over_range_reason,
+    sut_stopped_reason,
+)
+from harness.load.session import CLOSE_TIMEOUT_S, NONE_CODE, SEND_DEADLINE_S, Session
 from harness.load.trace import PreparedTrace, TraceError, prepare_trace
 
 CONNECT_LEAD_S = 0.5
+# A session task still running this long after duration_s (a connect or a send the server never
+# completes) is cancelled; with the close bound this is the whole slack past the reply wait.
+SEND_GRACE_S = SEND_DEADLINE_S
+END_GRACE_S = SEND_GRACE_S + CLOSE_TIMEOUT_S + 0.5
 MAX_LABELS = 32_000  # label codes are int16
 T = TypeVar("T")
 
@@ -60,7 +75,11 @@ class LoadConfig:
             ("warmup_s", 0 <= self.warmup_s < self.duration_s, "must be in [0, duration_s)"),
             ("ramp_up_s", self.ramp_up_s >= 0, "must be >= 0"),
             ("late_threshold_ms", self.late_threshold_ms > 0, "must be > 0"),
-            ("reply_timeout_s", self.reply_timeout_s >= 0, "must be >= 0"),
+            (
+                "reply_timeout_s",
+                math.isfinite(self.reply_timeout_s) and self.reply_timeout_s > 0,
+                "must be a finite number > 0 (it is also the latency histograms' range)",
+            ),
         ]
         for name, ok, msg in checks:
             if not ok:
@@ -146,7 +165,12 @@ class LoadGenerator:
                     for s in self._sessions
                 ]
                 try:
-                    await asyncio.gather(*tasks)
+                    # Sessions end on their own by duration_s; one stuck in a connect or a send
+                    # the server never completes is cut at the end of the sending period.
+                    end = self.config.duration_s + SEND_GRACE_S
+                    _, stuck = await asyncio.wait(tasks, timeout=max(end - self.clock.now(), 0))
+                    for t in stuck:
+                        t.cancel()
                     cpu_percent = self._cpu.stop()
                     await self._drain()
                 except asyncio.CancelledError:
@@ -189,11 +213,12 @@ class LoadGenerator:
             s.all_answered.set()
             return
         await self.clock.sleep_until(s.start_t - CONNECT_LEAD_S)
+        # Connecting past the sending period is pointless: no frame would be due any more.
+        timeout = min(
+            self.config.connect_timeout_s, max(self.config.duration_s - self.clock.now(), 0.01)
+        )
         try:
-            ok = await asyncio.wait_for(
-                s.connect(http, self.config.ws_url, self.config.connect_timeout_s),
-                self.config.connect_timeout_s,
-            )
+            ok = await asyncio.wait_for(s.connect(http, self.config.ws_url, timeout), timeout)
         except TimeoutError:
             s.connect_failed = True
             s.done_sending.set()
@@ -245,6 +270,8 @@ class LoadGenerator:
             generator_cpu_saturated=cpu_percent >= CPU_SATURATED_PERCENT,
             connect_failures=sum(1 for s in self._sessions if s.connect_failed),
             unmatched_replies=sum(s.unmatched_replies for s in self._sessions),
+            latency_limit_s=cfg.reply_timeout_s,
+            unsent=sum(s.unsent for s in self._sessions),
         )
         # Late share over the measured window's sent frames (all frames if none measured).
         sent = ~np.isnan(frames["t_sent"])
@@ -257,7 +284,35 @@ class LoadGenerator:
         result.invalid_reasons = invalid_reasons(
             result.generator_late_share, cfg.late_threshold_ms, cpu_percent, n
         )
+        silent_from, unanswered = self._silence(frames)
+        result.silent_from_s = silent_from
+        over = result.over_range()
+        for reason in (
+            sut_stopped_reason(result.unsent, unanswered, silent_from, cfg.reply_timeout_s),
+            over_range_reason(int(over["count"] or 0), over["max_ms"], float(over["limit_ms"])),
+        ):
+            if reason:
+                result.invalid_reasons.append(reason)
         return result
+
+    def _silence(self, frames: np.ndarray) -> tuple[float | None, int]:
+        """(when the server went silent, frames sent since and never answered).
+
+        Silent means: frames were still being sent more than ``reply_timeout_s`` after its last
+        reply (after the first send, when it never answered) and none of those was answered. A
+        server merely slower than the timeout still answers while the load runs, so it is not
+        silent (its slow replies are ``OVER_RANGE``). None when it did not go silent.
+        """
+        sent = frames["t_sent"][~np.isnan(frames["t_sent"])]
+        if not sent.size:
+            return None, 0
+        replies = [s.last_reply_t for s in self._sessions if s.last_reply_t is not None]
+        since = max(replies) if replies else float(sent.min())
+        if float(sent.max()) - since <= self.config.reply_timeout_s:
+            return None, 0
+        with np.errstate(invalid="ignore"):
+            after = (frames["t_sent"] > since) & np.isnan(frames["t_reply"])
+        return since, int(np.count_nonzero(after))
 
     # --- live ----------------------------------------------------------------------------
     def live(self) -> LiveStats:

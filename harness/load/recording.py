@@ -1,7 +1,11 @@
 """What a load run recorded: per-frame rows, HDR histograms (whole run and per 1-s window).
 
-Latencies are recorded in microseconds into HdrHistograms (1 us .. 60 s, 3 significant
-digits); ``percentiles_ms`` turns one into the summary's keys. Corrected latency is
+Latencies are recorded in microseconds into HdrHistograms (3 significant digits) whose range
+is the run's own limit, ``latency_limit_s`` (the run's ``reply_timeout_s``): 0 .. limit. A
+latency above the limit is never folded into the top bucket: it is left out of the histograms,
+counted by ``LoadResult.over_range()`` and makes the run INVALID (``OVER_RANGE``), because
+percentiles without it would understate the tail. ``percentiles_ms`` turns a histogram into the
+summary's keys. Corrected latency is
 ``t_reply - t_scheduled`` (coordinated omission corrected, as wrk2); uncorrected is
 ``t_reply - t_sent``. A frame belongs to the 1-s window of its SCHEDULED time, and frames
 scheduled before ``warmup_s`` are left out of the measured figures (kept in the windows,
@@ -19,8 +23,9 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 HIST_MIN_US = 1
-HIST_MAX_US = 60_000_000
 HIST_DIGITS = 3
+# The limit when a LoadResult is built without one: LoadConfig's default reply_timeout_s.
+DEFAULT_LATENCY_LIMIT_S = 5.0
 
 FRAME_DTYPE = np.dtype(
     [
@@ -38,17 +43,31 @@ FRAME_DTYPE = np.dtype(
 )
 
 
-def new_histogram() -> HdrHistogram:
-    """An empty latency histogram in microseconds (1 us .. 60 s, 3 significant digits)."""
-    return HdrHistogram(HIST_MIN_US, HIST_MAX_US, HIST_DIGITS)
+def limit_us(limit_s: float) -> int:
+    """A latency limit in seconds as the histogram's highest trackable value (us, >= 2)."""
+    if not math.isfinite(limit_s) or limit_s <= 0:
+        raise ValueError(f"latency limit must be a finite number of seconds > 0, got {limit_s!r}")
+    return max(math.ceil(limit_s * 1e6), 2 * HIST_MIN_US)
 
 
-def record_seconds(hist: HdrHistogram, seconds: np.ndarray) -> None:
-    """Record latencies given in seconds (clamped into the histogram's range)."""
-    us = np.clip(np.rint(seconds * 1e6), HIST_MIN_US, HIST_MAX_US).astype(np.int64)
-    values, counts = np.unique(us, return_counts=True)
+def new_histogram(limit_s: float) -> HdrHistogram:
+    """An empty latency histogram in microseconds: 0 .. ``limit_s``, 3 significant digits."""
+    return HdrHistogram(HIST_MIN_US, limit_us(limit_s), HIST_DIGITS)
+
+
+def record_seconds(hist: HdrHistogram, seconds: np.ndarray) -> int:
+    """Record latencies given in seconds; returns how many were above the histogram's range.
+
+    Those are NOT recorded (never folded into the top bucket): the caller reports them. A
+    negative latency (a frame sent up to ~1 ms early by uvloop's 1 ms timers and answered
+    before its schedule) is recorded as 0, the true floor of a latency.
+    """
+    us = np.maximum(np.rint(seconds * 1e6), 0)
+    inside = us <= hist.highest_trackable_value
+    values, counts = np.unique(us[inside].astype(np.int64), return_counts=True)
     for v, c in zip(values.tolist(), counts.tolist(), strict=True):
         hist.record_value(v, c)
+    return int(us.size - np.count_nonzero(inside))
 
 
 def _buckets(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,6 +143,11 @@ class LoadResult:
     generator_cpu_saturated: bool
     connect_failures: int = 0
     unmatched_replies: int = 0
+    latency_limit_s: float = DEFAULT_LATENCY_LIMIT_S
+    # Frames never sent because the server had not read the earlier ones (send buffer full),
+    # and the run-clock time it went silent (None: it kept answering). See selfcheck.
+    unsent: int = 0
+    silent_from_s: float | None = None
     invalid_reasons: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -230,11 +254,27 @@ class LoadResult:
             self.labels[v]: int(c) for v, c in zip(values.tolist(), counts.tolist(), strict=True)
         }
 
+    def over_range(self, mask: np.ndarray | None = None) -> dict[str, float | int | None]:
+        """Replies slower than ``latency_limit_s`` (measured window by default): ``count`` and
+        the slowest one, ``max_ms`` (None when there is none). They are left out of the
+        histograms, so the run reports them here and is INVALID when any exists."""
+        m = self.measured_mask() if mask is None else mask
+        f = self.frames[m]
+        lat = f["t_reply"] - f["t_scheduled"]
+        lat = lat[~np.isnan(lat)]
+        over = lat[np.rint(lat * 1e6) > limit_us(self.latency_limit_s)]
+        return {
+            "count": int(over.size),
+            "max_ms": float(over.max() * 1000.0) if over.size else None,
+            "limit_ms": self.latency_limit_s * 1000.0,
+        }
+
     # --- histograms ------------------------------------------------------------------------
     def histograms(self) -> dict[str, HdrHistogram]:
         """HDR histograms (us) over the measured window: ``frame_latency`` (corrected),
         ``frame_latency_uncorrected``, ``inference_latency`` (replies with served_by set) and
-        ``non_inference_latency``.
+        ``non_inference_latency``. Values above ``latency_limit_s`` are not in them (see
+        ``over_range()``).
         """
         if "hist" not in self._cache:
             self._cache["hist"] = self._histograms_for(self.measured_mask())
@@ -248,16 +288,17 @@ class LoadResult:
         inference = answered & (f["served_by"] >= 0)
         corrected = f["t_reply"] - f["t_scheduled"]
         uncorrected = f["t_reply"] - f["t_sent"]
+        limit = self.latency_limit_s
         out = {
-            "frame_latency": new_histogram(),
-            "frame_latency_uncorrected": new_histogram(),
-            "inference_latency": new_histogram(),
+            "frame_latency": new_histogram(limit),
+            "frame_latency_uncorrected": new_histogram(limit),
+            "inference_latency": new_histogram(limit),
         }
         record_seconds(out["frame_latency"], corrected[answered])
         record_seconds(out["frame_latency_uncorrected"], uncorrected[answered])
         record_seconds(out["inference_latency"], corrected[inference])
         if non_inference:
-            out["non_inference_latency"] = new_histogram()
+            out["non_inference_latency"] = new_histogram(limit)
             record_seconds(out["non_inference_latency"], corrected[answered & ~inference])
         return out
 

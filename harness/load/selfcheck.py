@@ -1,9 +1,18 @@
 """Self-check: is the generator's own measurement trustworthy?
 
-A run is INVALID (neither passed nor failed) when the generator fell behind its schedule:
-more than ``MAX_LATE_SHARE`` of frames sent over the late threshold, or its process CPU
-saturated (>= ``CPU_SATURATED_PERCENT`` of one core over the sending period) - a saturated
-generator's latencies include its own queueing.
+A run is INVALID (neither passed nor failed) when its latency figures cannot be trusted:
+
+- ``FELL_BEHIND``: more than ``MAX_LATE_SHARE`` of frames sent over the late threshold;
+- ``CPU_SATURATED``: the generator's process CPU saturated (>= ``CPU_SATURATED_PERCENT`` of one
+  core over the sending period) - a saturated generator's latencies include its own queueing;
+- ``SUT_STOPPED_READING``: the system under test stopped reading (frames could not be sent
+  because its socket buffers were full) or went silent (no reply to anything sent over more than
+  ``reply_timeout_s``): the generator kept its schedule, but the frames it could not send or
+  never saw answered have no latency, so the percentiles would leave the worst out;
+- ``OVER_RANGE``: replies slower than the run's latency limit (``reply_timeout_s``), which the
+  histograms do not hold (never folded into the top bucket): raise ``reply_timeout_s``.
+
+The first two blame this machine; the last two the system under test or the run's limits.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ CPU_SATURATED_PERCENT = 95.0
 # How each INVALID reason starts, for code that tells them apart (CLI hints, CI retries).
 FELL_BEHIND = "generator fell behind"
 CPU_SATURATED = "generator CPU saturated"
+SUT_STOPPED_READING = "system under test stopped reading"
+OVER_RANGE = "latency above the run's limit"
 
 
 class CpuMeter:
@@ -67,3 +78,34 @@ def invalid_reasons(
             f"{CPU_SATURATED}: {cpu_percent:.0f}% of one core (limit {CPU_SATURATED_PERCENT:.0f}%)"
         )
     return reasons
+
+
+def sut_stopped_reason(
+    unsent: int, unanswered: int, silent_from_s: float | None, reply_timeout_s: float
+) -> str | None:
+    """The ``SUT_STOPPED_READING`` reason, or None when the system under test kept reading.
+
+    ``unsent``: frames not sent because its send buffer was full; ``unanswered``: frames sent
+    after its last reply and never answered; ``silent_from_s``: the run-clock time of its last
+    reply (of the first frame sent, when it never answered), None when it did not go silent for
+    more than ``reply_timeout_s``.
+    """
+    if not unsent and silent_from_s is None:
+        return None
+    since = "" if silent_from_s is None else f" after t={silent_from_s:.1f} s"
+    return (
+        f"{SUT_STOPPED_READING}: no reply{since}; {unsent} frames could not be sent (its "
+        f"socket buffers were full) and {unanswered} sent frames got no reply within "
+        f"reply_timeout_s {reply_timeout_s:g} s - the generator kept its schedule"
+    )
+
+
+def over_range_reason(count: int, max_ms: float | None, limit_ms: float) -> str | None:
+    """The ``OVER_RANGE`` reason for ``count`` replies above the limit, else None."""
+    if not count:
+        return None
+    slowest = "" if max_ms is None else f", the slowest {max_ms:,.0f} ms"
+    return (
+        f"{OVER_RANGE}: {count} replies took longer than reply_timeout_s ({limit_ms:,.0f} ms)"
+        f"{slowest}; the latency figures leave them out - raise workload.reply_timeout_s"
+    )

@@ -22,9 +22,15 @@ import numpy as np
 from harness.load.trace import PreparedTrace
 
 NONE_CODE = -1
-# Userspace send buffer before a send waits: large, so a server that stops reading for a while
-# does not hold the sender back (open loop); bounded, so a dead server cannot eat all memory.
+# Userspace send buffer per session: large, so a server that stops reading for a while does not
+# hold the sender back (open loop); bounded, so a dead server cannot eat all memory. A frame that
+# would not fit is not sent (counted in ``unsent``): the sender never waits for the server.
 SEND_BUFFER_BYTES = 1 << 20
+# The deadline of one send. With the buffer check above a send does not wait at all; this bounds
+# it should the client library ever block anyway (then the frame counts as unsent too).
+SEND_DEADLINE_S = 0.5
+# How long the end-of-run close handshake may take before the connection is aborted.
+CLOSE_TIMEOUT_S = 1.0
 
 
 class Session:
@@ -61,6 +67,11 @@ class Session:
         self.disconnected = False
         self.connect_failed = False
         self.send_failures = 0
+        # Frames not sent because the server had not read what was already sent (the send
+        # buffer was full, or a send hit SEND_DEADLINE_S), and when that first happened.
+        self.unsent = 0
+        self.first_unsent_t: float | None = None
+        self.last_reply_t: float | None = None
         self.closing = False
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.done_sending = asyncio.Event()
@@ -94,7 +105,8 @@ class Session:
         return True
 
     async def send_loop(self) -> None:
-        """Send frame k at its scheduled time; never waits for replies."""
+        """Send frame k at its scheduled time; never waits for replies, nor for the server to
+        read: a frame that finds the send buffer full is skipped and counted in ``unsent``."""
         ws = self.ws
         if ws is None:
             return
@@ -105,6 +117,8 @@ class Session:
         t_sent = self.t_sent
         period = 1.0 / self.fps
         start = self.start_t
+        buffered = _buffer_size_fn(ws)
+        timeout = asyncio.timeout
         try:
             for k in range(self.n):
                 if self.disconnected:
@@ -114,9 +128,18 @@ class Session:
                     # uvloop's timers have 1 ms resolution: a send may go up to ~1 ms early.
                     # Harmless: the corrected latency is measured from the schedule anyway.
                     await sleep(delay)
+                text = prefixes[k % n_trace] + str(k) + "}"
+                if buffered() + len(text) > SEND_BUFFER_BYTES:
+                    self._skip(now())  # the server stopped reading: keep the schedule
+                    continue
                 t_sent[k] = now()
                 try:
-                    await ws.send_str(prefixes[k % n_trace] + str(k) + "}")
+                    async with timeout(SEND_DEADLINE_S):
+                        await ws.send_str(text)
+                except TimeoutError:
+                    t_sent[k] = np.nan
+                    self._skip(now())
+                    continue
                 except (ConnectionError, aiohttp.ClientError, RuntimeError):
                     t_sent[k] = np.nan
                     self.send_failures += 1
@@ -127,6 +150,11 @@ class Session:
             self.done_sending.set()
             if self.answered >= self.sent:
                 self.all_answered.set()
+
+    def _skip(self, t: float) -> None:
+        self.unsent += 1
+        if self.first_unsent_t is None:
+            self.first_unsent_t = t
 
     async def receive_loop(self) -> None:
         """Match each reply to its frame by ``frame_idx``; record time, tags and errors."""
@@ -155,6 +183,7 @@ class Session:
                     self.unmatched_replies += 1  # unknown, out of range or duplicate
                     continue
                 t_reply[idx] = t
+                self.last_reply_t = t
                 served = reply.get("served_by")
                 if served is not None:
                     self.served_by[idx] = intern(str(served))
@@ -182,18 +211,38 @@ class Session:
         # Nothing more will come: let the drain stop waiting for this session.
         self.all_answered.set()
 
-    async def close(self) -> None:
-        """Close the connection (the generator's end of run, not a disconnect)."""
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Close the connection (the generator's end of run, not a disconnect).
+
+        Bounded: a server that stopped reading never answers the close handshake, so after
+        ``timeout_s`` the connection is aborted (buffered data dropped).
+        """
         self.closing = True
-        if self.ws is not None and not self.ws.closed:
-            with contextlib.suppress(TimeoutError, ConnectionError, aiohttp.ClientError):
-                await asyncio.wait_for(self.ws.close(), 2.0)
+        ws = self.ws
+        if ws is None or ws.closed:
+            return
+        with contextlib.suppress(TimeoutError, ConnectionError, aiohttp.ClientError):
+            await asyncio.wait_for(ws.close(), timeout_s)
+        transport = _transport(ws)
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+
+def _transport(ws: Any) -> Any:
+    writer = getattr(ws, "_writer", None)
+    return getattr(writer, "transport", None)
 
 
 def _raise_send_buffer(ws: Any) -> None:
     # aiohttp waits for drain once its transport pauses (64 KiB by default); raising the
     # transport's high-water mark keeps sends from blocking while a server stalls briefly.
-    writer = getattr(ws, "_writer", None)
-    transport = getattr(writer, "transport", None)
+    transport = _transport(ws)
     if transport is not None and hasattr(transport, "set_write_buffer_limits"):
         transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES)
+
+
+def _buffer_size_fn(ws: Any) -> Callable[[], int]:
+    """Bytes waiting in the connection's userspace send buffer (0 when it cannot be read)."""
+    transport = _transport(ws)
+    size = getattr(transport, "get_write_buffer_size", None)
+    return size if callable(size) else (lambda: 0)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 all gates pass; 1 a gate failed (or ``compare --fail-on-worse`` found a worse
 metric); 2 invalid scenario, bad input file or INVALID measurement; 3 infrastructure failure
-(the stack did not start); 130 interrupted.
+(the stack did not start); 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (each
+handled like Ctrl-C: the stack is stopped and partial results are written).
 """
 
 from __future__ import annotations
@@ -83,8 +84,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _invalid_hint(doc: dict[str, Any], reasons: list[str]) -> str | None:
     """What to do about an INVALID generator self-check (None for other reasons)."""
-    from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND
+    from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND, OVER_RANGE, SUT_STOPPED_READING
 
+    if any(r.startswith(SUT_STOPPED_READING) for r in reasons):
+        # Not this machine's fault: the generator kept its schedule, the server did not read.
+        return (
+            "the system under test stopped reading its WebSocket connections (paused, "
+            "deadlocked or overloaded): see its logs in the run's logs/ folder; this "
+            "machine kept the schedule"
+        )
+    if any(r.startswith(OVER_RANGE) for r in reasons):
+        return (
+            "replies slower than workload.reply_timeout_s are outside the latency histograms; "
+            "raise reply_timeout_s above the slowest reply to measure them"
+        )
     if any(r.startswith(CPU_SATURATED) for r in reasons):
         return (
             "one generator process tops out near 7,500 frames/s on one core "
@@ -271,10 +284,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": cmd_report,
         "synth": cmd_synth,
     }
-    try:
-        return handlers[args.command](args)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    from harness.interrupts import TerminationSignals
+
+    # SIGTERM/SIGHUP take Ctrl-C's path; the exit code then names the signal (143/129).
+    with TerminationSignals() as term:
+        try:
+            code = handlers[args.command](args)
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+    return term.exit_code() if code == EXIT_INTERRUPTED else code
 
 
 def _exit() -> None:

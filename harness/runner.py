@@ -2,7 +2,9 @@
 
 Exit codes: 0 all gates pass; 1 a gate failed; 2 invalid scenario or INVALID measurement (the
 generator fell behind, or a timeline event could not be executed); 3 infrastructure failure
-(StackError); 130 interrupted (Ctrl-C). The stack is always torn down by its context manager.
+(StackError); 130 interrupted (Ctrl-C; 143 SIGTERM and 129 SIGHUP, see harness.interrupts). The
+stack is always torn down by its context manager. Each run registers itself while its stack may
+be up (harness.stack.procs.RunRegistration), and stops first what a killed run left behind.
 """
 
 from __future__ import annotations
@@ -285,9 +287,12 @@ def run_scenario(
     KeyboardInterrupt is re-raised after the stack is down and partial results are written
     (``verdict: error``, ``error: interrupted``); the CLI turns it into exit 130.
     """
+    from harness.interrupts import interrupt_name
     from harness.loop import run_async
     from harness.stack import StackError, make_stack
+    from harness.stack.procs import RunRegistration
 
+    stop_leftovers()
     started = _utc_now()
     run_id, run_dir = make_run_dir(out_dir or DEFAULT_OUT, scenario.name, started)
     doc = _skeleton(scenario, run_id, started)
@@ -297,7 +302,9 @@ def run_scenario(
     interrupted = False
     stack = None
     try:
-        with make_stack(scenario.stack, run_dir) as stack:
+        # Registered until the stack is down: if this process is killed before, the next run
+        # finds the registration and stops what the stack left running.
+        with RunRegistration(run_dir), make_stack(scenario.stack, run_dir) as stack:
             try:
                 run_async(_measure(scenario, stack, progress, measured))
             finally:
@@ -322,10 +329,12 @@ def run_scenario(
             doc["invalid_reasons"].append(
                 f"run interrupted: results cover {scenario.workload.warmup_s:g}"
                 f"-{measured.load.duration_s:.1f} s of the planned "
-                f"{scenario.workload.duration_s:g} s"
+                f"{scenario.workload.duration_s:g} s ({interrupt_name()})"
             )
     elif interrupted:
-        doc["invalid_reasons"].append("run interrupted before anything past the warm-up")
+        doc["invalid_reasons"].append(
+            f"run interrupted before anything past the warm-up ({interrupt_name()})"
+        )
     _write_all(run_dir, doc)
     if scenario.report.enabled and measured.load is not None:
         # Also after Ctrl-C: the stack is already down, and the partial figures are worth a look.
@@ -333,6 +342,27 @@ def run_scenario(
     if interrupted:
         raise KeyboardInterrupt
     return doc, code
+
+
+def stop_leftovers() -> int:
+    """Find the stacks of runs whose harness was killed, say so on stderr and stop them.
+
+    Only processes verified as those runs' own (pid + start time from their process record;
+    the dead harness by pid + start time + command line) are signalled; runs whose harness
+    still runs are left alone. Returns how many processes were stopped.
+    """
+    from harness.stack.procs import find_leftovers
+    from harness.stack.procs import stop_leftovers as stop
+
+    leftovers = find_leftovers()
+    if not leftovers:
+        return 0
+    for left in leftovers:
+        print(f"left over from a killed run: {left.describe()}", file=sys.stderr)
+    stopped = stop(leftovers)
+    if stopped:
+        print(f"stopped {stopped} left-over processes", file=sys.stderr)
+    return stopped
 
 
 def resolve_baseline(

@@ -15,7 +15,6 @@ import secrets
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,12 @@ from .base import (
     spec_get,
     validate_percent,
 )
-from .procs import ManagedProcess, free_port, wait_http_ok
+
+# PIDS_FILE (next to the logs) lists every process the stack ever ran, so a test, a person or
+# the next run can check that none of them survived (surviving_processes, re-exported).
+from .procs import PIDS_FILE, ManagedProcess, free_port, wait_http_ok
+from .procs import ProcessRecord as _PidRecord
+from .procs import surviving_processes as surviving_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKEND_READY_TIMEOUT_S = 120.0
@@ -46,55 +50,7 @@ BACKEND_STOP_GRACE_S = 5.0
 # of a core at 120 frames/s), it just yields first. Set at exec (`nice`), so start-up, the
 # heaviest part, is covered and children inherit it. Remote and compose stacks are unaffected.
 STACK_NICENESS = 10
-# Written next to the logs: every pid the stack ever ran, so a test (or a person) can check
-# after the run that none of them survived.
-PIDS_FILE = "stack-processes.json"
 UNIX_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
-
-
-class _PidRecord:
-    """Every (pid, create_time) seen per component, persisted as JSON when it grows."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._seen: dict[str, dict[int, float]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, component: str, pids: list[int]) -> None:
-        with self._lock:
-            known = self._seen.setdefault(component, {})
-            new = [p for p in pids if p not in known]
-            for pid in new:
-                with contextlib.suppress(psutil.Error):
-                    known[pid] = psutil.Process(pid).create_time()
-            if new:
-                doc = {
-                    c: [{"pid": p, "create_time": t} for p, t in sorted(d.items())]
-                    for c, d in self._seen.items()
-                }
-                tmp = self._path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(doc, indent=1))
-                tmp.replace(self._path)
-
-
-def surviving_processes(record: Path) -> list[dict[str, Any]]:
-    """Processes listed in a ``stack-processes.json`` record that still run.
-
-    A pid counts as the same process only when its create time matches, so a pid reused by an
-    unrelated process is not reported. Used after a run to prove that nothing was left behind.
-    """
-    doc = json.loads(Path(record).read_text())
-    alive: list[dict[str, Any]] = []
-    for component, entries in doc.items():
-        for entry in entries:
-            try:
-                proc = psutil.Process(int(entry["pid"]))
-                same = abs(proc.create_time() - float(entry["create_time"])) < 0.01
-                if same and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append({"component": component, "pid": proc.pid, "name": proc.name()})
-            except psutil.Error:
-                continue
-    return alive
 
 
 class LocalStack:

@@ -8,12 +8,17 @@ to SIGKILL, and failing fast with the log tail when a child dies while we wait f
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -148,3 +153,210 @@ def wait_http_ok(
                     f"{what} not ready after {timeout_s:.0f} s ({url}: {last}).\n{proc.tail()}"
                 )
             time.sleep(interval_s)
+
+
+# ---- what a killed run left behind ---------------------------------------------------------
+#
+# A stack's processes run in their own sessions (see ManagedProcess), so a harness killed with
+# SIGKILL (or by the OOM killer) leaves them running. Each run registers itself here while its
+# stack may be up: a file naming the harness process (pid + start time) and the run folder,
+# whose ``logs/stack-processes.json`` lists every process the stack started (pid + start time).
+# The registration is removed once the stack is down; one that outlives its harness marks a
+# run that never cleaned up, and the next run stops what it left (``stop_leftovers``).
+
+PIDS_FILE = "stack-processes.json"
+STATE_DIR_ENV = "SIGNFLOW_HARNESS_STATE_DIR"
+LEFTOVER_STOP_GRACE_S = 5.0
+# psutil's create_time has 10 ms resolution: two processes with the same pid started within
+# it are not told apart, which a recycled pid cannot achieve (the pid space wraps far slower).
+SAME_START_S = 0.01
+
+
+def state_dir() -> Path:
+    """Where runs register: ``$SIGNFLOW_HARNESS_STATE_DIR``, else
+    ``$XDG_STATE_HOME/signflow-harness/runs`` (``~/.local/state/...``)."""
+    explicit = os.environ.get(STATE_DIR_ENV, "").strip()
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_STATE_HOME", "").strip()
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "signflow-harness" / "runs"
+
+
+def _identity(proc: psutil.Process) -> dict[str, Any]:
+    return {"pid": proc.pid, "create_time": proc.create_time(), "cmdline": proc.cmdline()}
+
+
+def _same_process(entry: Mapping[str, Any], cmdline: bool = False) -> psutil.Process | None:
+    """The live process an identity entry names, or None (gone, zombie or pid reused).
+
+    Identity is pid + start time; ``cmdline`` also compares the command line, for processes
+    that never exec (the harness itself): a stack process may be recorded between ``nice``
+    and the exec of what it runs, which keeps pid and start time but not the command line.
+    """
+    try:
+        proc = psutil.Process(int(entry["pid"]))
+        if abs(proc.create_time() - float(entry["create_time"])) >= SAME_START_S:
+            return None
+        if cmdline and proc.cmdline() != list(entry["cmdline"]):
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return None
+
+
+class RunRegistration:
+    """Context manager: registers the current harness process and ``run_dir`` while a stack
+    may be running; the registration is removed on exit (whatever happened inside)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        me = psutil.Process()
+        self.path = state_dir() / f"run-{me.pid}-{int(me.create_time() * 1000)}.json"
+        self._doc = {"owner": _identity(me), "run_dir": str(self.run_dir)}
+
+    def __enter__(self) -> RunRegistration:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._doc, indent=1))
+            tmp.replace(self.path)
+        except OSError as exc:  # a read-only home must not stop a run; it only loses this
+            print(
+                f"warning: cannot register the run in {self.path.parent} ({exc}); if this "
+                f"harness is killed, the next run will not find what it left running "
+                f"(set {STATE_DIR_ENV} to a writable folder)",
+                file=sys.stderr,
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+class ProcessRecord:
+    """Every process a stack ran, per component, persisted as JSON (``PIDS_FILE``) when it
+    grows: ``{component: [{"pid", "create_time", "cmdline"}]}``. A test or a person checks after
+    a run that none survived; the next run stops what a killed one left (``find_leftovers``)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._seen: dict[str, dict[int, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, component: str, pids: list[int]) -> None:
+        """Record ``pids`` (alive now) under ``component``; known pids are skipped."""
+        with self._lock:
+            known = self._seen.setdefault(component, {})
+            new = [p for p in pids if p not in known]
+            for pid in new:
+                with contextlib.suppress(psutil.Error):
+                    known[pid] = _identity(psutil.Process(pid))
+            if new:
+                doc = {c: [d[p] for p in sorted(d)] for c, d in self._seen.items()}
+                tmp = self._path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(doc, indent=1))
+                tmp.replace(self._path)
+
+
+def _surviving(record: Path) -> list[tuple[str, psutil.Process]]:
+    doc = json.loads(Path(record).read_text())
+    alive: list[tuple[str, psutil.Process]] = []
+    for component, entries in doc.items():
+        for entry in entries:
+            proc = _same_process(entry)
+            if proc is not None:
+                alive.append((component, proc))
+    return alive
+
+
+def surviving_processes(record: Path) -> list[dict[str, Any]]:
+    """Processes listed in a ``stack-processes.json`` record that still run:
+    ``[{"component", "pid", "name"}]``.
+
+    A pid counts as the same process only when its start time matches (psutil's 10 ms
+    resolution), so a pid reused by an unrelated process is never reported.
+    """
+    out: list[dict[str, Any]] = []
+    for component, proc in _surviving(record):
+        with contextlib.suppress(psutil.Error):
+            out.append({"component": component, "pid": proc.pid, "name": proc.name()})
+    return out
+
+
+@dataclass
+class Leftover:
+    """What one dead run left: its run folder and the live, verified processes of its stack."""
+
+    registration: Path
+    run_dir: Path
+    owner_pid: int
+    processes: list[tuple[str, psutil.Process]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line for the user: the run and each process (component, pid, name)."""
+        names = []
+        for component, proc in self.processes:
+            try:
+                names.append(f"{component} pid {proc.pid} ({proc.name()})")
+            except psutil.Error:
+                names.append(f"{component} pid {proc.pid}")
+        what = ", ".join(names) if names else "no process still running"
+        return f"run {self.run_dir} (harness pid {self.owner_pid}, gone): {what}"
+
+
+def find_leftovers() -> list[Leftover]:
+    """Runs registered by a harness process that is gone, with their still-running processes.
+
+    Runs whose harness still runs (a concurrent run) are never touched. A registration that
+    cannot be read is reported with no processes (and removed by ``stop_leftovers``).
+    """
+    root = state_dir()
+    found: list[Leftover] = []
+    for path in sorted(root.glob("run-*.json")) if root.is_dir() else []:
+        try:
+            doc = json.loads(path.read_text())
+            owner = doc["owner"]
+            run_dir = Path(doc["run_dir"])
+        except (OSError, ValueError, KeyError, TypeError):
+            found.append(Leftover(path, Path("?"), -1))
+            continue
+        if _same_process(owner, cmdline=True) is not None:
+            continue  # its harness still runs: not a leftover
+        record = run_dir / "logs" / PIDS_FILE
+        procs: list[tuple[str, psutil.Process]] = []
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+            procs = _surviving(record)
+        found.append(Leftover(path, run_dir, int(owner.get("pid", -1)), procs))
+    return found
+
+
+def stop_leftovers(leftovers: Sequence[Leftover], grace_s: float = LEFTOVER_STOP_GRACE_S) -> int:
+    """SIGTERM every verified leftover process and its descendants, SIGKILL what is left
+    after ``grace_s``; removes the registrations. Returns how many processes were stopped."""
+    targets: dict[int, psutil.Process] = {}
+    for left in leftovers:
+        # The Process objects were verified (pid + start time) when found; psutil refuses to
+        # signal one whose pid was reused since (it checks the start time again).
+        for _, proc in left.processes:
+            try:
+                for p in [proc, *proc.children(recursive=True)]:
+                    targets[p.pid] = p
+            except psutil.Error:
+                continue
+    for p in targets.values():
+        with contextlib.suppress(psutil.Error):
+            if p.is_running():  # False (and no signal) when the pid was reused meanwhile
+                p.terminate()
+    _, alive = psutil.wait_procs(list(targets.values()), timeout=grace_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5.0)
+    for left in leftovers:
+        with contextlib.suppress(OSError):
+            left.registration.unlink()
+    return len(targets)

@@ -26,8 +26,9 @@ NONE_CODE = -1
 # hold the sender back (open loop); bounded, so a dead server cannot eat all memory. A frame that
 # would not fit is not sent (counted in ``unsent``): the sender never waits for the server.
 SEND_BUFFER_BYTES = 1 << 20
-# The deadline of one send. With the buffer check above a send does not wait at all; this bounds
-# it should the client library ever block anyway (then the frame counts as unsent too).
+# The deadline of one send made while data is still buffered (the only case in which aiohttp can
+# wait): with the buffer check a send does not wait at all; this bounds it should the client
+# library ever block anyway (then the frame counts as unsent too).
 SEND_DEADLINE_S = 0.5
 # How long the end-of-run close handshake may take before the connection is aborted.
 CLOSE_TIMEOUT_S = 1.0
@@ -129,12 +130,19 @@ class Session:
                     # Harmless: the corrected latency is measured from the schedule anyway.
                     await sleep(delay)
                 text = prefixes[k % n_trace] + str(k) + "}"
-                if buffered() + len(text) > SEND_BUFFER_BYTES:
+                backlog = buffered()
+                if backlog + len(text) > SEND_BUFFER_BYTES:
                     self._skip(now())  # the server stopped reading: keep the schedule
                     continue
                 t_sent[k] = now()
                 try:
-                    async with timeout(SEND_DEADLINE_S):
+                    if backlog:
+                        async with timeout(SEND_DEADLINE_S):
+                            await ws.send_str(text)
+                    else:
+                        # An empty buffer cannot fill past its high-water mark with one frame
+                        # that fits (checked above), so this send cannot wait: no timer needed
+                        # (the timer costs ~4 us per frame, measured, ~3 % of the ceiling).
                         await ws.send_str(text)
                 except TimeoutError:
                     t_sent[k] = np.nan

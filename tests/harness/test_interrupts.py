@@ -1,0 +1,77 @@
+"""SIGTERM and SIGHUP take Ctrl-C's path (harness.interrupts), with real signals to a child.
+
+The child runs the same pieces the harness does: the asyncio runner (which turns SIGINT into a
+cancellation of the measurement, so partial results are kept) and the stack's teardown
+deferral. The whole harness under SIGTERM is tested in tests/harness/e2e/test_e2e_signals.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from harness.interrupts import TerminationSignals, interrupt_name
+    from harness.loop import run_async
+    from harness.stack.base import DeferSigint
+
+    async def measure():
+        print("ready", flush=True)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            print("measurement cancelled", flush=True)  # where partial results are taken
+            raise
+
+    with TerminationSignals() as term:
+        try:
+            run_async(measure())
+        except KeyboardInterrupt:
+            print("interrupted by", interrupt_name(), flush=True)
+        # A second signal during the teardown waits for the teardown to finish.
+        try:
+            with DeferSigint():
+                print("tearing down", flush=True)
+                time.sleep(1.0)
+                print("teardown complete", flush=True)
+        except KeyboardInterrupt:
+            print("re-raised after teardown", flush=True)
+    sys.exit(term.exit_code())
+    """
+)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_termination_signal_is_handled_like_ctrl_c(sig: signal.Signals, code: int) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, sig)
+    assert proc.stdout.readline().strip() == "measurement cancelled"
+    assert proc.stdout.readline().strip() == f"interrupted by {sig.name}"
+    assert proc.stdout.readline().strip() == "tearing down"
+    os.kill(proc.pid, sig)  # during the teardown: deferred, not cutting it short
+    rest, _ = proc.communicate(timeout=20)
+    assert rest.split() == ["teardown", "complete", "re-raised", "after", "teardown"]
+    assert proc.returncode == code
+
+
+def test_ctrl_c_keeps_exit_130() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert "interrupted by SIGINT" in out
+    assert proc.returncode == 130

@@ -168,9 +168,11 @@ class LoadGenerator:
                     # Sessions end on their own by duration_s; one stuck in a connect or a send
                     # the server never completes is cut at the end of the sending period.
                     end = self.config.duration_s + SEND_GRACE_S
-                    _, stuck = await asyncio.wait(tasks, timeout=max(end - self.clock.now(), 0))
+                    done, stuck = await asyncio.wait(tasks, timeout=max(end - self.clock.now(), 0))
                     for t in stuck:
                         t.cancel()
+                    for t in done:
+                        t.result()  # a session's own error (a bad trace) still ends the run
                     cpu_percent = self._cpu.stop()
                     await self._drain()
                 except asyncio.CancelledError:

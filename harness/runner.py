@@ -304,11 +304,14 @@ def run_scenario(
     try:
         # Registered until the stack is down: if this process is killed before, the next run
         # finds the registration and stops what the stack left running.
-        with RunRegistration(run_dir), make_stack(scenario.stack, run_dir) as stack:
-            try:
-                run_async(_measure(scenario, stack, progress, measured))
-            finally:
-                doc["provenance"] = collect_provenance(stack)
+        with RunRegistration(run_dir) as registration:
+            built = make_stack(scenario.stack, run_dir)
+            registration.note(compose_project=getattr(built, "project", None))
+            with built as stack:
+                try:
+                    run_async(_measure(scenario, stack, progress, measured))
+                finally:
+                    doc["provenance"] = collect_provenance(stack)
     except StackError as exc:
         doc["error"] = f"{type(exc).__name__}: {exc}"
         print(f"infrastructure failure: {exc}", file=sys.stderr)

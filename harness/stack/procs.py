@@ -216,8 +216,13 @@ class RunRegistration:
         me = psutil.Process()
         self.path = state_dir() / f"run-{me.pid}-{int(me.create_time() * 1000)}.json"
         self._doc = {"owner": _identity(me), "run_dir": str(self.run_dir)}
+        self._written = False
 
     def __enter__(self) -> RunRegistration:
+        self._written = self._write()
+        return self
+
+    def _write(self) -> bool:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
@@ -230,7 +235,15 @@ class RunRegistration:
                 f"(set {STATE_DIR_ENV} to a writable folder)",
                 file=sys.stderr,
             )
-        return self
+            return False
+        return True
+
+    def note(self, compose_project: str | None) -> None:
+        """Add what the stack runs outside this machine's process table: a compose project
+        (containers are not in the process record; a later run names them, see Leftover)."""
+        if compose_project and self._written:
+            self._doc["compose_project"] = compose_project
+            self._written = self._write()
 
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(OSError):
@@ -295,9 +308,12 @@ class Leftover:
     run_dir: Path
     owner_pid: int
     processes: list[tuple[str, psutil.Process]] = field(default_factory=list)
+    compose_project: str | None = None
 
     def describe(self) -> str:
-        """One line for the user: the run and each process (component, pid, name)."""
+        """One line for the user: the run and each process (component, pid, name); for a
+        compose run, the project and how to remove it (containers are not stopped here: a
+        project name may be the user's own, reused by a live project)."""
         names = []
         for component, proc in self.processes:
             try:
@@ -305,6 +321,11 @@ class Leftover:
             except psutil.Error:
                 names.append(f"{component} pid {proc.pid}")
         what = ", ".join(names) if names else "no process still running"
+        if self.compose_project:
+            what += (
+                f"; its compose project {self.compose_project} may still run: remove it with "
+                f"`docker compose -p {self.compose_project} down -v` (docker-compose on v1)"
+            )
         return f"run {self.run_dir} (harness pid {self.owner_pid}, gone): {what}"
 
 
@@ -330,7 +351,16 @@ def find_leftovers() -> list[Leftover]:
         procs: list[tuple[str, psutil.Process]] = []
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
             procs = _surviving(record)
-        found.append(Leftover(path, run_dir, int(owner.get("pid", -1)), procs))
+        project = doc.get("compose_project")
+        found.append(
+            Leftover(
+                path,
+                run_dir,
+                int(owner.get("pid", -1)),
+                procs,
+                str(project) if project else None,
+            )
+        )
     return found
 
 

@@ -135,3 +135,34 @@ def test_a_reused_pid_is_not_ours(tmp_path: Path, state: Path) -> None:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_killed_compose_run_is_named_with_the_command_that_removes_it(
+    tmp_path: Path, state: Path
+) -> None:
+    """Containers are not in the process record: the leftover line names the project."""
+    state.mkdir()
+    me = psutil.Process()
+    (state / "run-2-2.json").write_text(
+        json.dumps(
+            {
+                "owner": {"pid": me.pid, "create_time": me.create_time() - 100, "cmdline": []},
+                "run_dir": str(tmp_path),
+                "compose_project": "signflow-0123abcd",
+            }
+        )
+    )
+    (left,) = find_leftovers()
+    assert left.compose_project == "signflow-0123abcd"
+    assert "docker compose -p signflow-0123abcd down -v" in left.describe()
+
+
+def test_an_unwritable_state_dir_warns_and_does_not_stop_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(STATE_DIR_ENV, str(blocker / "runs"))  # under a file: cannot exist
+    with RunRegistration(tmp_path) as reg:
+        reg.note(compose_project="p")
+    assert "cannot register the run" in capsys.readouterr().err

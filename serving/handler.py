@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from ts.metrics.dimension import Dimension
 from ts.torch_handler.base_handler import BaseHandler
+from ts.utils.util import PredictionException
 
 try:  # inside the TorchServe archive these modules sit at the top level of sys.path
     import predictions
@@ -35,6 +36,12 @@ TOP_K = 4
 # Custom metrics, declared in config/metrics.yaml so the Prometheus endpoint exports them.
 BATCHES_METRIC = "SignflowBatches"  # +1 per batch, label BatchSize: the batch-size histogram
 REQUESTS_METRIC = "SignflowBatchedRequests"  # +size per batch: mean = this / SignflowBatches
+# Time as each request of a batch lives it: +(batch's time in us) x size per batch, so
+# d(this) / d(SignflowBatchedRequests) = mean per request, comparable with TorchServe's
+# per-request ts_queue_latency / ts_inference_latency counters. Counters, not gauges: a gauge
+# (TorchServe's own HandlerTime / PredictionTime) only holds the last batch at a scrape.
+HANDLER_US_METRIC = "SignflowHandlerMicroseconds"  # all of handle(): parse, forward, answers
+MODEL_US_METRIC = "SignflowModelMicroseconds"  # the forward pass alone
 THREADS_ENV = "SIGNFLOW_TORCH_THREADS"
 
 
@@ -106,54 +113,87 @@ class SignFlowHandler(BaseHandler):
     def inference(
         self, data: request_parser.ParsedBatch, *args: Any, **kwargs: Any
     ) -> np.ndarray | None:
-        """ONE forward pass over all valid windows of the batch."""
+        """ONE forward pass over all valid windows of the batch.
+
+        The only batch-wide step: every window was validated (shape, finite), so a failure here
+        is the model's, and every request of the batch gets 500 "model forward failed (Type)"
+        (a ``PredictionException``). Out-of-memory errors propagate unchanged: TorchServe
+        answers them 507 "Out of resources". TorchServe's own 503 stays what it means
+        elsewhere: queue full or no worker.
+        """
         if data.windows is None:
             return None
-        with torch.inference_mode():
-            logits = self.model(torch.from_numpy(data.windows).to(self.device))
-        return logits.float().cpu().numpy()
+        try:
+            with torch.inference_mode():
+                logits = self.model(torch.from_numpy(data.windows).to(self.device))
+            return logits.float().cpu().numpy()
+        except MemoryError:
+            raise
+        except Exception as exc:
+            if "CUDA" in str(exc):
+                raise  # TorchServe maps CUDA errors to 507 itself
+            logger.exception("forward pass over %d windows failed", len(data.valid))
+            raise PredictionException(f"model forward failed ({type(exc).__name__})", 500) from exc
 
     def postprocess(
         self, data: tuple[request_parser.ParsedBatch, np.ndarray | None]
     ) -> list[bytes]:
-        """One compact JSON answer per request, in request order."""
+        """One compact JSON answer per request, in request order.
+
+        Each answer is built on its own: a failure building one (a non-finite logits row, any
+        error) becomes that request's own 500 and leaves the others untouched.
+        """
         batch, logits = data
         answers: list[bytes] = [b""] * batch.size
-        if logits is not None:
-            # A non-finite output row fails its own request only (softmax_top_k would refuse
-            # the whole batch).
-            finite = np.isfinite(logits).all(axis=1)
-            for pos in np.flatnonzero(~finite):
-                idx = batch.valid[pos]
-                batch.errors[idx] = request_parser.RequestError(
-                    500, "model", "the model produced non-finite logits for this window"
-                )
-            ok = [batch.valid[pos] for pos in np.flatnonzero(finite)]
-            if ok:
-                preds = predictions.softmax_top_k(
-                    logits[finite], self.labels, self.temperature, k=TOP_K
-                )
-                for idx, pred in zip(ok, preds, strict=True):
-                    body = {**pred, "model_version": self.model_version, "batch_size": batch.size}
-                    answers[idx] = json.dumps(body, separators=(",", ":")).encode()
+        for pos, idx in enumerate(batch.valid if logits is not None else []):
+            try:
+                answers[idx] = self._answer(logits[pos : pos + 1], batch.size)
+            except Exception as exc:  # any: one request's answer, one request's error
+                if not isinstance(exc, request_parser.RequestError):
+                    logger.exception("answer %d of %d could not be built", idx, batch.size)
+                    exc = request_parser.RequestError(
+                        500, "model", f"answer could not be built ({type(exc).__name__})"
+                    )
+                batch.errors[idx] = exc
         for idx, err in batch.errors.items():
             answers[idx] = json.dumps(err.to_json(batch.size), separators=(",", ":")).encode()
         return answers
 
+    def _answer(self, row: np.ndarray, batch_size: int) -> bytes:
+        """The JSON answer for one logits row ``[1, n_classes]``."""
+        if not np.isfinite(row).all():  # softmax_top_k would refuse it with a vaguer message
+            raise request_parser.RequestError(
+                500, "model", "the model produced non-finite logits for this window"
+            )
+        (pred,) = predictions.softmax_top_k(row, self.labels, self.temperature, k=TOP_K)
+        body = {**pred, "model_version": self.model_version, "batch_size": batch_size}
+        return json.dumps(body, separators=(",", ":")).encode()
+
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
-        """Run the batch; always return exactly one entry per request."""
+        """Run the batch; always return exactly one entry per request.
+
+        Per-request steps (parsing, building an answer) never raise: a bad request gets its own
+        4xx (a failed answer its own 500) and the rest of the batch is answered. Only the
+        forward pass can fail the whole batch (see ``inference``).
+        """
         start = time.perf_counter()
         self.context = context
         batch = self.preprocess(data)
-        answers = self.postprocess((batch, self.inference(batch)))
+        forward_start = time.perf_counter()
+        logits = self.inference(batch)
+        forward_s = time.perf_counter() - forward_start
+        answers = self.postprocess((batch, logits))
         for idx in range(batch.size):
             context.set_response_content_type(idx, "application/json")
         for idx, err in batch.errors.items():
-            context.set_response_status(err.status, err.message[:200], idx)
-        self._emit_metrics(context, batch.size, time.perf_counter() - start)
+            context.set_response_status(err.status, err.reason_phrase(), idx)
+        try:
+            self._emit_metrics(context, batch.size, time.perf_counter() - start, forward_s)
+        except Exception:  # metrics are for observers: never worth a batch's answers
+            logger.exception("metrics of a batch of %d could not be emitted", batch.size)
         return answers
 
-    def _emit_metrics(self, context: Any, size: int, seconds: float) -> None:
+    def _emit_metrics(self, context: Any, size: int, handler_s: float, forward_s: float) -> None:
         metrics = getattr(context, "metrics", None)
         if metrics is None:
             return
@@ -165,4 +205,6 @@ class SignFlowHandler(BaseHandler):
         size_dim = Dimension("BatchSize", str(size))
         metrics.add_counter(BATCHES_METRIC, 1, None, [model, level, size_dim])
         metrics.add_counter(REQUESTS_METRIC, size, None, [model, level])
-        metrics.add_time("HandlerTime", round(seconds * 1000, 3), None, "ms")
+        metrics.add_counter(HANDLER_US_METRIC, round(handler_s * 1e6) * size, None, [model, level])
+        metrics.add_counter(MODEL_US_METRIC, round(forward_s * 1e6) * size, None, [model, level])
+        metrics.add_time("HandlerTime", round(handler_s * 1000, 3), None, "ms")

@@ -9,6 +9,8 @@ Bodies: raw little-endian float32 bytes (primary), JSON ``{"window": [[...]]}``,
 from __future__ import annotations
 
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,21 +28,40 @@ FEATURE_DIM = feature_engineering.FEATURE_DIM
 WINDOW_BYTES = SEQ_LEN * FEATURE_DIM * 4
 # Bound the work one request can ask for: a window is 64 frames, a few seconds of video at most.
 MAX_FRAMES = 1024
+# Windows from build_window hold normalised coordinates (|x| <= features.MAX_ABS_COORD = 10) and
+# their velocities, distances and angles: below ~40 in magnitude. Far larger finite values
+# (e.g. 1e38) drive the model to non-finite logits; refuse them as input, not as a model error.
+MAX_ABS_VALUE = 1000.0
+# An error message echoes parts of the request (keys, JSON positions): bound what goes back.
+MAX_MESSAGE_CHARS = 300
+
+logger = logging.getLogger(__name__)
 
 
 class RequestError(ValueError):
     """A problem with one request of a batch; answered with ``status`` for that request only."""
 
     def __init__(self, status: int, field_name: str, message: str) -> None:
+        message = _bounded(message)
         super().__init__(message)
         self.status = status
-        self.field = field_name
+        self.field = _bounded(field_name)
         self.message = message
+
+    def reason_phrase(self) -> str:
+        """The HTTP reason phrase: printable ASCII only (the message may echo request bytes,
+        and a control character in a status line would break that request's answer)."""
+        return re.sub(r"[^\x20-\x7e]", "?", self.message)[:200]
 
     def to_json(self, batch_size: int) -> dict[str, Any]:
         """The JSON body sent back for this request (``batch_size``: the batch it was in)."""
         error = {"code": self.status, "field": self.field, "message": self.message}
         return {"error": error, "batch_size": batch_size}
+
+
+def _bounded(text: str) -> str:
+    text = str(text)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
 @dataclass
@@ -74,6 +95,14 @@ def _check_window(arr: np.ndarray, field_name: str) -> np.ndarray:
         row, col = np.argwhere(~np.isfinite(arr))[0]
         raise RequestError(
             422, f"{field_name}[{row}][{col}]", f"{field_name}[{row}][{col}] is NaN or infinite"
+        )
+    if (np.abs(arr) > MAX_ABS_VALUE).any():
+        row, col = np.argwhere(np.abs(arr) > MAX_ABS_VALUE)[0]
+        where = f"{field_name}[{row}][{col}]"
+        raise RequestError(
+            422,
+            where,
+            f"{where} is {arr[row, col]:.6g}, out of range (|value| <= {MAX_ABS_VALUE:g})",
         )
     return arr
 
@@ -148,16 +177,41 @@ def parse_request(request: dict[str, Any]) -> np.ndarray:
     return window_from_bytes(body)  # raises with the byte count
 
 
+def unparsable(exc: BaseException) -> RequestError:
+    """The 400 answer for a body that broke the parser in a way it does not name itself.
+
+    Whatever one body does to the parser (a ``RecursionError`` from ``[`` x 100000, a
+    ``MemoryError``, an ``OverflowError`` in numpy, a bug of ours) is that body's problem only:
+    the others of its batch must still be answered. The exception type is named, the body never
+    echoed.
+    """
+    if isinstance(exc, RecursionError):
+        return RequestError(400, "body", "body is nested too deeply to parse")
+    if isinstance(exc, MemoryError):
+        return RequestError(400, "body", "body is too large to parse")
+    return RequestError(400, "body", f"body could not be parsed ({type(exc).__name__})")
+
+
 def parse_batch(data: list[dict[str, Any]]) -> ParsedBatch:
-    """Parse every request of a batch on its own; bad ones are recorded, never raised."""
+    """Parse every request of a batch on its own; bad ones are recorded, never raised.
+
+    Never raises for a request's content: any ``Exception`` from one request becomes that
+    request's 4xx :class:`RequestError` (``unparsable``), so one body can never fail its batch.
+    """
     batch = ParsedBatch(size=len(data))
     rows: list[np.ndarray] = []
     for idx, request in enumerate(data):
         try:
-            rows.append(parse_request(request))
-            batch.valid.append(idx)
+            window = parse_request(request)
         except RequestError as exc:
             batch.errors[idx] = exc
+            continue
+        except Exception as exc:  # any: see unparsable(), one body gets one answer
+            logger.warning("request %d of %d: parser raised %r", idx, len(data), type(exc))
+            batch.errors[idx] = unparsable(exc)
+            continue
+        rows.append(window)
+        batch.valid.append(idx)
     if rows:
         batch.windows = np.stack(rows)
     return batch

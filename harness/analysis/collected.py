@@ -131,18 +131,30 @@ def gpu_stats(
     return summary, on_windows(t, util, n_windows), on_windows(t, mem, n_windows)
 
 
+# summary.torchserve's time figures, all request-weighted means in ms (what each covers:
+# harness/collectors/prometheus.py and docs/RESULTS.md).
+TS_TIME_KEYS = ("queue_ms_mean", "handler_ms_mean", "model_ms_mean", "end_to_end_ms_mean")
+# series key -> the PrometheusCollector column it is read from.
+TS_SERIES = {
+    "ts_queue_ms": "queue_ms_mean",
+    "ts_handler_ms": "handler_ms_mean",
+    "ts_end_to_end_ms": "end_to_end_ms_mean",
+    "ts_batch_size_mean": "batch_size_mean",
+}
+
+
 def torchserve_stats(
     collectors: Mapping[str, Any], n_windows: int, t_lo: float
 ) -> tuple[dict[str, Any] | None, dict[str, list[float | None]]]:
-    """(summary.torchserve or None, {ts_queue_ms, ts_inference_ms, ts_batch_size_mean}).
+    """(summary.torchserve or None, {ts_queue_ms, ts_handler_ms, ts_end_to_end_ms,
+    ts_batch_size_mean}).
 
     The summary prefers the PrometheusCollector's own request-weighted ``summary()`` (given as
     ``collectors["summaries"]["torchserve"]``); else it averages the per-window means.
     """
     entry = (collectors.get("series") or {}).get("torchserve")
-    keys = ("ts_queue_ms", "ts_inference_ms", "ts_batch_size_mean")
     if not isinstance(entry, Mapping) or "t" not in entry:
-        return None, {k: [None] * n_windows for k in keys}
+        return None, {k: [None] * n_windows for k in TS_SERIES}
     t = list(entry["t"])
 
     def column(name: str) -> list[Any]:
@@ -158,8 +170,8 @@ def torchserve_stats(
         summary = {
             k: given.get(k)
             for k in (
-                "batch_size_mean", "batch_size_hist", "queue_ms_mean", "inference_ms_mean",
-                "requests", "replicas", "requests_by_replica",
+                "batch_size_mean", "batch_size_hist", *TS_TIME_KEYS, "requests", "replicas",
+                "requests_by_replica",
             )
         }  # fmt: skip
     else:
@@ -167,12 +179,7 @@ def torchserve_stats(
         summary = {
             "batch_size_mean": mean_after(column("batch_size_mean")),
             "batch_size_hist": None,
-            "queue_ms_mean": mean_after(column("queue_ms_mean")),
-            "inference_ms_mean": mean_after(column("inference_ms_mean")),
+            **{k: mean_after(column(k)) for k in TS_TIME_KEYS},
             "requests": sum(requests) if requests else None,
         }
-    return summary, {
-        "ts_queue_ms": on_windows(t, column("queue_ms_mean"), n_windows),
-        "ts_inference_ms": on_windows(t, column("inference_ms_mean"), n_windows),
-        "ts_batch_size_mean": on_windows(t, column("batch_size_mean"), n_windows),
-    }
+    return summary, {key: on_windows(t, column(col), n_windows) for key, col in TS_SERIES.items()}

@@ -1,11 +1,21 @@
 """PrometheusCollector: scrape a /metrics endpoint each window, turn counters into deltas.
 
-TorchServe's ``ts_inference_requests_total``, ``ts_inference_latency_microseconds`` and
-``ts_queue_latency_microseconds`` are cumulative counters (no histograms), so per window:
-requests/s = d(requests)/dt, mean inference ms = d(latency_us)/d(requests)/1000, same for
-queue. The handler's ``SignflowBatches{BatchSize=..}`` (+1 per batch) and
-``SignflowBatchedRequests`` (+size per batch) counters give the batch-size histogram and mean.
-Every other counter (e.g. the backend's ``signflow_*``) is kept as per-window deltas.
+TorchServe exports cumulative counters only (no histograms), so every figure is a per-window
+mean from deltas, request-weighted. What each TorchServe figure covers, for one request:
+
+- ``queue_ms_mean``: d(``ts_queue_latency_microseconds``) / d(``ts_inference_requests_total``):
+  arrival at the frontend until a worker took the request off the model's queue.
+- ``handler_ms_mean``: d(``SignflowHandlerMicroseconds``) / d(``SignflowBatchedRequests``): the
+  handler's own ``handle()`` time of the batch the request was in (parse, forward, answers),
+  timed by serving/handler.py; ``model_ms_mean`` the same for the forward pass alone.
+- ``end_to_end_ms_mean``: d(``ts_inference_latency_microseconds``) / d(requests): arrival at the
+  frontend until the answer, i.e. queue + batch assembly (up to max_batch_delay) + handler +
+  frontend<->worker transfer. TorchServe calls it "inference latency"; it is not model time.
+  (Results before this split called it ``inference_ms_mean``.)
+
+The handler's ``SignflowBatches{BatchSize=..}`` (+1 per batch) and ``SignflowBatchedRequests``
+(+size per batch) counters give the batch-size histogram and mean. Every other counter (e.g.
+the backend's ``signflow_*``) is kept as per-window deltas.
 
 A counter lower than at the previous scrape was reset (TorchServe restarted): its delta is
 its new value. A failed scrape records None for that window and a counted error; the next
@@ -33,6 +43,8 @@ TS_INFERENCE_US = "ts_inference_latency_microseconds"
 TS_QUEUE_US = "ts_queue_latency_microseconds"
 BATCHES = "SignflowBatches"
 BATCHED_REQUESTS = "SignflowBatchedRequests"
+HANDLER_US = "SignflowHandlerMicroseconds"
+MODEL_US = "SignflowModelMicroseconds"
 BATCH_SIZE_LABEL = "BatchSize"
 
 Sample = tuple[str, dict[str, str], float]
@@ -75,6 +87,14 @@ def series_key(name: str, labels: dict[str, str]) -> str:
     return f"{name}{{{inner}}}"
 
 
+def _mean_ms(total_us: float | None, count: float | None) -> float | None:
+    """Mean in ms of a microsecond sum over ``count`` requests; None when nothing was counted.
+
+    A zero sum over counted requests is a real 0.0 (a queue nobody waited in), not missing.
+    """
+    return total_us / count / 1000 if count and total_us is not None else None
+
+
 def _base_name(name: str) -> str:
     return name[:-6] if name.endswith("_total") else name
 
@@ -112,12 +132,16 @@ class PrometheusCollector:
             for k in (
                 "requests",
                 "requests_per_s",
-                "inference_ms_mean",
                 "queue_ms_mean",
+                "handler_ms_mean",
+                "model_ms_mean",
+                "end_to_end_ms_mean",
                 "batch_size_mean",
                 "batch_size_hist",
-                "_inference_us",
+                "_end_to_end_us",
                 "_queue_us",
+                "_handler_us",
+                "_model_us",
                 "_batched_requests",
                 "_batches",
             )
@@ -209,20 +233,23 @@ class PrometheusCollector:
                 size = labels[BATCH_SIZE_LABEL]
                 hist[size] = hist.get(size, 0.0) + delta
         requests = sums.get(_base_name(TS_REQUESTS))
-        inf_us = sums.get(TS_INFERENCE_US)
+        e2e_us = sums.get(TS_INFERENCE_US)
         queue_us = sums.get(TS_QUEUE_US)
+        handler_us, model_us = sums.get(HANDLER_US), sums.get(MODEL_US)
         batches = sums.get(BATCHES)
         batched = sums.get(BATCHED_REQUESTS)
         d["requests"].append(requests)
         d["requests_per_s"].append(requests / span if requests is not None and span else None)
-        d["inference_ms_mean"].append(inf_us / requests / 1000 if requests and inf_us else None)
-        d["queue_ms_mean"].append(
-            queue_us / requests / 1000 if requests and queue_us is not None else None
-        )
+        d["queue_ms_mean"].append(_mean_ms(queue_us, requests))
+        d["handler_ms_mean"].append(_mean_ms(handler_us, batched))
+        d["model_ms_mean"].append(_mean_ms(model_us, batched))
+        d["end_to_end_ms_mean"].append(_mean_ms(e2e_us, requests))
         d["batch_size_mean"].append(batched / batches if batches and batched is not None else None)
         d["batch_size_hist"].append({k: int(v) for k, v in hist.items()} if hist else None)
-        d["_inference_us"].append(inf_us)
+        d["_end_to_end_us"].append(e2e_us)
         d["_queue_us"].append(queue_us)
+        d["_handler_us"].append(handler_us)
+        d["_model_us"].append(model_us)
         d["_batched_requests"].append(batched)
         d["_batches"].append(batches)
 
@@ -233,9 +260,10 @@ class PrometheusCollector:
                 values.append(None)
 
     def series(self) -> dict[str, Any]:
-        """``{"t", "dt", "up", "requests", "requests_per_s", "inference_ms_mean",
-        "queue_ms_mean", "batch_size_mean", "batch_size_hist", "counters": {key: [delta]},
-        "gauges": {key: [value]}, "errors", "last_error", "url"}``; None = not measured.
+        """``{"t", "dt", "up", "requests", "requests_per_s", "queue_ms_mean",
+        "handler_ms_mean", "model_ms_mean", "end_to_end_ms_mean", "batch_size_mean",
+        "batch_size_hist", "counters": {key: [delta]}, "gauges": {key: [value]}, "errors",
+        "last_error", "url"}``; None = not measured (module doc: what each mean covers).
         """
         out: dict[str, Any] = {"t": list(self._t), "dt": list(self._dt), "up": list(self._up)}
         out.update({k: list(v) for k, v in self._derived.items() if not k.startswith("_")})
@@ -249,7 +277,8 @@ class PrometheusCollector:
 
     def summary(self, t_from: float = 0.0, t_to: float = float("inf")) -> dict[str, Any]:
         """TorchServe figures over windows in [t_from, t_to): requests, request-weighted
-        queue/inference means, batch size mean and histogram (None where not measured)."""
+        queue / handler / model / end-to-end means in ms (module doc), batch size mean and
+        histogram (None where not measured)."""
         d = self._derived
         keep = [i for i, t in enumerate(self._t) if t_from <= t < t_to]
 
@@ -257,8 +286,16 @@ class PrometheusCollector:
             vals = [d[key][i] for i in keep if d[key][i] is not None]
             return sum(vals) if vals else None
 
+        def mean_ms(us_key: str, count_key: str) -> float | None:
+            # Only windows that have both: an archive without the handler's timing counters
+            # (older handler) must not dilute the mean with its requests.
+            both = [i for i in keep if d[us_key][i] is not None and d[count_key][i] is not None]
+            return _mean_ms(
+                sum(d[us_key][i] for i in both) if both else None,
+                sum(d[count_key][i] for i in both),
+            )
+
         requests = total("requests")
-        inf_us, queue_us = total("_inference_us"), total("_queue_us")
         batches, batched = total("_batches"), total("_batched_requests")
         hist: dict[str, int] = {}
         for i in keep:
@@ -266,10 +303,10 @@ class PrometheusCollector:
                 hist[k] = hist.get(k, 0) + v
         return {
             "requests": int(requests) if requests is not None else None,
-            "inference_ms_mean": inf_us / requests / 1000 if requests and inf_us else None,
-            "queue_ms_mean": queue_us / requests / 1000
-            if requests and queue_us is not None
-            else None,
+            "queue_ms_mean": mean_ms("_queue_us", "requests"),
+            "handler_ms_mean": mean_ms("_handler_us", "_batched_requests"),
+            "model_ms_mean": mean_ms("_model_us", "_batched_requests"),
+            "end_to_end_ms_mean": mean_ms("_end_to_end_us", "requests"),
             "batch_size_mean": batched / batches if batches and batched is not None else None,
             "batch_size_hist": dict(sorted(hist.items(), key=lambda kv: (len(kv[0]), kv[0])))
             if hist

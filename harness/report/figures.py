@@ -602,12 +602,22 @@ def served_by_over_time(run: dict) -> Figure | None:
     )
 
 
+# How STYLES[0..2] look, for the alt text of figures drawing up to three lines.
+LINE_LOOKS = ("solid", "dashed, circles", "dotted, triangles")
+
+
 def torchserve_batching(run: dict) -> Figure | None:
-    """Achieved batch-size histogram and TorchServe queue vs inference time over time."""
+    """Achieved batch-size histogram, and per second where a request's time in TorchServe went:
+    queue, the handler's own time, end to end (arrival to answer; results written before the
+    split have only that one, as ``ts_inference_ms``)."""
     ts = (run.get("summary") or {}).get("torchserve")
     hist = (ts or {}).get("batch_size_hist") or {}
-    q, inf = _aligned(run, "ts_queue_ms"), _aligned(run, "ts_inference_ms")
-    if not hist and q is None and inf is None:
+    lines = (
+        (_aligned(run, "ts_end_to_end_ms") or _aligned(run, "ts_inference_ms"), "end to end"),
+        (_aligned(run, "ts_queue_ms"), "queue"),
+        (_aligned(run, "ts_handler_ms"), "handler"),
+    )
+    if not hist and all(pair is None for pair, _ in lines):
         return None
     fig, (ax1, ax2) = plt.subplots(
         1, 2, figsize=(WIDTH_IN, 3.4), gridspec_kw={"width_ratios": [2, 3]}
@@ -654,7 +664,7 @@ def torchserve_batching(run: dict) -> Figure | None:
     ax1.set_ylabel("batches", fontsize=9)
     ax1.set_title("Batch sizes", fontsize=10, loc="left")
     _style_axes(ax1)
-    for pair, label, style in ((q, "queue", STYLES[1]), (inf, "inference", STYLES[0])):
+    for (pair, label), style in zip(lines, STYLES, strict=False):
         if pair is None:
             continue
         ax2.plot(
@@ -662,7 +672,7 @@ def torchserve_batching(run: dict) -> Figure | None:
         )
         desc.append(f"mean {label} time {_fmt(float(np.nanmean(pair[1])), 'ms')}")
     _annotate(ax2, run, labels=False)
-    if _log_if_wide(ax2, [p[1] for p in (q, inf) if p is not None]):
+    if _log_if_wide(ax2, [pair[1] for pair, _ in lines if pair is not None]):
         ax2.set_ylabel("server time per request (ms, log)", fontsize=9)
     else:
         ax2.set_ylim(bottom=0)
@@ -673,8 +683,15 @@ def torchserve_batching(run: dict) -> Figure | None:
     fig.tight_layout()
     alt = (
         "Left: bar chart of how many batches TorchServe ran at each batch size. Right: line "
-        "chart of TorchServe queue time (dashed, circles) and inference time (solid) per second; "
-        "gaps are seconds with no TorchServe request. " + "; ".join(desc) + "."
+        "chart per second of a request's "
+        + ", ".join(
+            f"{label} time ({look})"
+            for (pair, label), look in zip(lines, LINE_LOOKS, strict=True)
+            if pair is not None
+        )
+        + "; gaps are seconds with no TorchServe request. "
+        + "; ".join(desc)
+        + "."
     )
     return Figure(
         "torchserve-batching",
@@ -682,7 +699,9 @@ def torchserve_batching(run: dict) -> Figure | None:
         alt,
         _png(fig),
         "From TorchServe's Prometheus metrics: the batches it actually formed, and where a "
-        "request's server time went.",
+        "request's server time went. End to end = arrival at TorchServe to answer (queue + "
+        "batch assembly + handler + transfer: TorchServe's 'inference latency'); queue = "
+        "waiting for a worker; handler = the handler's own time for the request's batch.",
     )
 
 

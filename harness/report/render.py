@@ -551,13 +551,7 @@ def build_context(results: dict, baseline: dict | None) -> dict:
             "reason": gpu.get("reason"),
             "name": gpu.get("name"),
         },
-        "torchserve": {
-            "present": isinstance(ts, dict),
-            "batch_mean": fmt((ts or {}).get("batch_size_mean")),
-            "queue": fmt((ts or {}).get("queue_ms_mean"), "ms"),
-            "inference": fmt((ts or {}).get("inference_ms_mean"), "ms"),
-            "requests": fmt((ts or {}).get("requests"), "count"),
-        },
+        "torchserve": _torchserve_view(ts),
         "outages": outages,
         "reloads": reloads,
         "other_faults": other_faults,
@@ -565,6 +559,33 @@ def build_context(results: dict, baseline: dict | None) -> dict:
         "provenance": _provenance(results),
         "scenario_yaml": redact_yaml(str(results.get("scenario_yaml") or "")),
         "fixture_note": results.get("fixture_note"),
+    }
+
+
+def _torchserve_view(ts: Any) -> dict[str, Any]:
+    """summary.torchserve -> the report's words for where a request's server time went.
+
+    Results written before the handler timed itself have ``inference_ms_mean`` (TorchServe's
+    "inference latency", arrival to answer, queue included) and no handler time: shown as the
+    end-to-end figure, flagged ``legacy``, never as model time.
+    """
+    if not isinstance(ts, dict):
+        return {"present": False}
+    legacy = "end_to_end_ms_mean" not in ts and "inference_ms_mean" in ts
+    e2e = ts.get("inference_ms_mean") if legacy else ts.get("end_to_end_ms_mean")
+    queue, handler = ts.get("queue_ms_mean"), ts.get("handler_ms_mean")
+    parts = (e2e, queue, handler)
+    rest = e2e - queue - handler if all(isinstance(x, int | float) for x in parts) else None
+    return {
+        "present": True,
+        "legacy": legacy,
+        "batch_mean": fmt(ts.get("batch_size_mean")),
+        "queue": fmt(queue, "ms"),
+        "handler": fmt(handler, "ms"),
+        "model": fmt(ts.get("model_ms_mean"), "ms"),
+        "end_to_end": fmt(e2e, "ms"),
+        "rest": fmt(max(rest, 0.0), "ms") if rest is not None else None,
+        "requests": fmt(ts.get("requests"), "count"),
     }
 
 

@@ -31,7 +31,7 @@ SERIES_KEYS = (
     "t", "warmup", "frame_p50_ms", "frame_p95_ms", "frame_p99_ms", "inference_p50_ms",
     "inference_p99_ms", "frames_per_s", "inferences_per_s", "errors", "served_local",
     "served_torchserve", "model_versions", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb",
-    "ts_queue_ms", "ts_inference_ms", "ts_batch_size_mean",
+    "ts_queue_ms", "ts_handler_ms", "ts_end_to_end_ms", "ts_batch_size_mean",
 )  # fmt: skip
 
 # The key paths the issue requires to exist in every results document.
@@ -61,7 +61,8 @@ GATE_METRIC_EXAMPLES = (
     "errors.send_failures", "accuracy", "served_by.local", "served_by.torchserve",
     "gpu.util_mean", "gpu.util_p95", "gpu.memory_used_mb_max",
     "cpu.backend.mean_percent", "cpu.torchserve.mean_percent", "cpu.harness.mean_percent",
-    "torchserve.batch_size_mean", "torchserve.queue_ms_mean", "torchserve.inference_ms_mean",
+    "torchserve.batch_size_mean", "torchserve.queue_ms_mean", "torchserve.handler_ms_mean",
+    "torchserve.model_ms_mean", "torchserve.end_to_end_ms_mean",
     "generator.late_share", "generator.cpu_percent_mean", "generator.unsent",
     "frame.latency_over_range.count",
     "faults.outage.time_to_first_fallback_s", "faults.outage.time_to_recover_s",

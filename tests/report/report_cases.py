@@ -67,7 +67,9 @@ for _rec in sorted(FIXTURES.glob("recorded-*.results.json")):
     _ts = (_doc.get("summary") or {}).get("torchserve") or {}
     _ser = _doc.get("series") or {}
     if _ts.get("batch_size_hist") or any(
-        v is not None for k in ("ts_queue_ms", "ts_inference_ms") for v in _ser.get(k) or []
+        v is not None
+        for k in ("ts_queue_ms", "ts_inference_ms", "ts_end_to_end_ms", "ts_handler_ms")
+        for v in _ser.get(k) or []
     ):
         _figs.add("torchserve-batching")
     if (_doc.get("series") or {}).get("gpu_util"):

@@ -33,17 +33,29 @@ class FakeTorchServe:
         self.queue_us = Counter("ts_queue_latency_microseconds", "", labels, registry=r)
         self.batches = Counter("SignflowBatches", "", ["ModelName", "BatchSize"], registry=r)
         self.batched = Counter("SignflowBatchedRequests", "", ["ModelName"], registry=r)
+        self.handler_us = Counter("SignflowHandlerMicroseconds", "", ["ModelName"], registry=r)
+        self.model_us = Counter("SignflowModelMicroseconds", "", ["ModelName"], registry=r)
         self.queue_depth = Gauge("signflow_queue_depth", "", registry=r)
         self.registry = r
 
-    def serve(self, batch_sizes: list[int], infer_ms: float, queue_ms: float) -> None:
-        """Account for batches of the given sizes."""
+    def serve(
+        self,
+        batch_sizes: list[int],
+        e2e_ms: float,
+        queue_ms: float,
+        handler_ms: list[float] | None = None,
+    ) -> None:
+        """Account for batches of the given sizes (``handler_ms``: each batch's handle() time;
+        its forward pass is taken as half of it), as TorchServe and the handler count them."""
         n = sum(batch_sizes)
         self.requests.labels("signflow", "default").inc(n)
-        self.infer_us.labels("signflow", "default").inc(n * infer_ms * 1000)
+        self.infer_us.labels("signflow", "default").inc(n * e2e_ms * 1000)
         self.queue_us.labels("signflow", "default").inc(n * queue_ms * 1000)
-        for size in batch_sizes:
+        for i, size in enumerate(batch_sizes):
             self.batches.labels("signflow", str(size)).inc()
+            if handler_ms is not None:  # per-request sums: each request adds its batch's time
+                self.handler_us.labels("signflow").inc(handler_ms[i] * 1000 * size)
+                self.model_us.labels("signflow").inc(handler_ms[i] * 500 * size)
         self.batched.labels("signflow").inc(n)
 
 
@@ -75,16 +87,17 @@ async def test_counter_deltas_batch_sizes_gaps_and_reset(
 ) -> None:
     fake, url = metrics_server
     c = PrometheusCollector("torchserve", url)
-    fake.serve([16, 16, 8], infer_ms=7.0, queue_ms=40.0)  # before the run: baseline only
+    fake.serve([16, 16, 8], e2e_ms=7.0, queue_ms=40.0)  # before the run: baseline only
     await c.baseline()
-    fake.serve([16, 16, 16, 4], infer_ms=8.0, queue_ms=30.0)  # window 0: 52 requests
+    # window 0: 52 requests; handler 6 ms for the batches of 16, 2 ms for the 4
+    fake.serve([16, 16, 16, 4], e2e_ms=40.0, queue_ms=30.0, handler_ms=[6.0, 6.0, 6.0, 2.0])
     await c.sample(0.0, 1.0)
     await c.sample(1.0, 1.0)  # window 1: nothing happened
     fake.fail = True
     await c.sample(2.0, 1.0)  # window 2: scrape fails -> a gap, not a zero
     fake.fail = False
     fake.restart()  # TorchServe restarted: counters start again from 0
-    fake.serve([2, 2], infer_ms=1.0, queue_ms=5.0)
+    fake.serve([2, 2], e2e_ms=1.0, queue_ms=5.0)
     await c.sample(3.0, 1.0)
     await c.close()
 
@@ -95,14 +108,18 @@ async def test_counter_deltas_batch_sizes_gaps_and_reset(
     assert s["requests_per_s"][0] == pytest.approx(52)
     assert s["dt"] == [1.0, 1.0, None, 2.0]  # the scrape after the gap covers two windows
     assert s["requests_per_s"][3] == pytest.approx(2.0)
-    assert s["inference_ms_mean"][0] == pytest.approx(8.0)
+    assert s["end_to_end_ms_mean"][0] == pytest.approx(40.0)
     assert s["queue_ms_mean"][0] == pytest.approx(30.0)
-    assert s["inference_ms_mean"][1] is None and s["queue_ms_mean"][1] is None
+    # Request-weighted: 48 requests lived a 6 ms handle(), 4 a 2 ms one.
+    assert s["handler_ms_mean"][0] == pytest.approx((48 * 6 + 4 * 2) / 52)
+    assert s["model_ms_mean"][0] == pytest.approx((48 * 3 + 4 * 1) / 52)
+    assert s["end_to_end_ms_mean"][1] is None and s["queue_ms_mean"][1] is None
+    assert s["handler_ms_mean"][1] is None
     assert s["batch_size_mean"][0] == pytest.approx(13.0)
     assert s["batch_size_hist"][0] == {"16": 3, "4": 1}
     assert s["batch_size_hist"][1] is None
     # After the reset the new values ARE the deltas (never negative).
-    assert s["inference_ms_mean"][3] == pytest.approx(1.0)
+    assert s["end_to_end_ms_mean"][3] == pytest.approx(1.0)
     assert s["batch_size_hist"][3] == {"2": 2}
     assert s["errors"] == 1 and "HTTP 500" in s["last_error"]
     assert s["gauges"]["signflow_queue_depth"] == [0.0, 0.0, None, 0.0]
@@ -113,7 +130,12 @@ async def test_counter_deltas_batch_sizes_gaps_and_reset(
     assert summary["requests"] == 56
     assert summary["batch_size_hist"] == {"2": 2, "4": 1, "16": 3}
     assert summary["batch_size_mean"] == pytest.approx(56 / 6)
-    assert summary["inference_ms_mean"] == pytest.approx((52 * 8 + 4 * 1) / 56)
+    assert summary["end_to_end_ms_mean"] == pytest.approx((52 * 40 + 4 * 1) / 56)
+    assert summary["queue_ms_mean"] == pytest.approx((52 * 30 + 4 * 5) / 56)
+    # Only window 0 had handler timing (the restarted fake's batches carry none, as an older
+    # handler's would): its requests alone are the divisor.
+    assert summary["handler_ms_mean"] == pytest.approx((48 * 6 + 4 * 2) / 52)
+    assert "inference_ms_mean" not in summary
     assert summary["scrape_errors"] == 1
     assert c.summary(t_from=3.0)["requests"] == 4
 
@@ -142,7 +164,7 @@ async def test_collector_set_samples_each_second_on_the_run_clock(
     task = asyncio.create_task(cs.run(stop))
     await asyncio.sleep(0.05)  # the baseline scrape
     for _ in range(4):
-        fake.serve([4], infer_ms=2.0, queue_ms=1.0)
+        fake.serve([4], e2e_ms=2.0, queue_ms=1.0)
         await asyncio.sleep(0.25)
     stop.set()
     await asyncio.wait_for(task, 5)
@@ -195,17 +217,17 @@ async def test_replicas_are_summed_and_reset_or_lost_independently() -> None:
     try:
         c = PrometheusCollector("torchserve", urls)
         await c.baseline()
-        fakes[0].serve([4, 4], infer_ms=10.0, queue_ms=2.0)  # window 0: 8 + 2 requests
-        fakes[1].serve([2], infer_ms=20.0, queue_ms=4.0)
+        fakes[0].serve([4, 4], e2e_ms=10.0, queue_ms=2.0)  # window 0: 8 + 2 requests
+        fakes[1].serve([2], e2e_ms=20.0, queue_ms=4.0)
         await c.sample(0.0, 1.0)
         fakes[1].fail = True  # window 1: replica 2 unreadable; its 3 requests wait
-        fakes[0].serve([1], infer_ms=10.0, queue_ms=2.0)
-        fakes[1].serve([3], infer_ms=20.0, queue_ms=4.0)
+        fakes[0].serve([1], e2e_ms=10.0, queue_ms=2.0)
+        fakes[1].serve([3], e2e_ms=20.0, queue_ms=4.0)
         await c.sample(1.0, 1.0)
         fakes[1].fail = False  # window 2: replica 2 back (3 held + 1 new); replica 1 restarted
-        fakes[1].serve([1], infer_ms=20.0, queue_ms=4.0)
+        fakes[1].serve([1], e2e_ms=20.0, queue_ms=4.0)
         fakes[0].restart()
-        fakes[0].serve([2], infer_ms=10.0, queue_ms=2.0)
+        fakes[0].serve([2], e2e_ms=10.0, queue_ms=2.0)
         await c.sample(2.0, 1.0)
         await c.close()
     finally:
@@ -216,7 +238,7 @@ async def test_replicas_are_summed_and_reset_or_lost_independently() -> None:
     assert s["urls"] == urls
     assert s["requests"] == [10, 1, 6]
     assert s["up"] == [True, False, True]
-    assert s["inference_ms_mean"][0] == pytest.approx((8 * 10 + 2 * 20) / 10)
+    assert s["end_to_end_ms_mean"][0] == pytest.approx((8 * 10 + 2 * 20) / 10)
     assert s["batch_size_hist"][0] == {"4": 2, "2": 1}
     assert s["batch_size_hist"][2] == {"3": 1, "1": 1, "2": 1}
     per_replica = [k for k in s["counters"] if k.startswith("ts_inference_requests_total")]

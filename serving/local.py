@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,12 @@ CONFIG_TEMPLATE = SERVING_DIR / "config" / "config.properties"
 LOG4J_CONFIG = SERVING_DIR / "config" / "log4j2.xml"
 METRICS_CONFIG = SERVING_DIR / "config" / "metrics.yaml"
 LOG_TAIL_BYTES = 4000
+# Accepted ranges (inclusive) of the settings a person or a scenario gives; checked before
+# anything starts. Workers >= 1: with 0, no worker ever becomes READY and the start waited out
+# its whole ready timeout (120 s) before failing.
+BATCH_SIZE_RANGE = (1, 1024)
+BATCH_DELAY_MS_RANGE = (0, 60_000)
+WORKERS_RANGE = (1, 64)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,6 +61,35 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def _check_settings(
+    *,
+    batch_size: int,
+    max_batch_delay_ms: int,
+    workers: int,
+    response_timeout_s: int,
+    ready_timeout_s: float,
+    torch_threads: int | None,
+    niceness: int,
+) -> None:
+    """Raise ValueError naming the first setting outside its range (nothing started yet)."""
+    ranges: list[tuple[str, float | None, float, float]] = [
+        ("batch_size", batch_size, *BATCH_SIZE_RANGE),
+        ("max_batch_delay_ms", max_batch_delay_ms, *BATCH_DELAY_MS_RANGE),
+        ("workers", workers, *WORKERS_RANGE),
+        ("response_timeout_s", response_timeout_s, 1, 86_400),
+        ("ready_timeout_s", ready_timeout_s, 1, 86_400),
+        ("torch_threads", torch_threads, 1, 1024),
+        ("niceness", niceness, 0, 19),
+    ]
+    for name, value, lo, hi in ranges:
+        if value is None and name == "torch_threads":
+            continue  # None = the handler's default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if not lo <= value <= hi:  # False for NaN too
+            raise ValueError(f"{name} = {value!r} is out of range ({lo:g}..{hi:g})")
 
 
 def render_config(template: Path, overrides: dict[str, str]) -> str:
@@ -97,6 +133,15 @@ class LocalTorchServe:
         keep_run_dir: bool = False,
         niceness: int = 0,
     ) -> None:
+        _check_settings(
+            batch_size=batch_size,
+            max_batch_delay_ms=max_batch_delay_ms,
+            workers=workers,
+            response_timeout_s=response_timeout_s,
+            ready_timeout_s=ready_timeout_s,
+            torch_threads=torch_threads,
+            niceness=niceness,
+        )
         self.model_store = Path(model_store).resolve()
         self.model_version = model_version
         self.batch_size = batch_size
@@ -536,19 +581,85 @@ def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
     return left
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: start TorchServe, print one JSON line when ready, stop on SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(description="Run TorchServe locally for SignFlow.")
+def _int_in(name: str, lo: int, hi: int, unit: str = "") -> Callable[[str], int]:
+    """argparse type: a whole number in [lo, hi]; anything else is a usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: {name} is {lo}..{hi}{unit}")
+        return value
+
+    return parse
+
+
+def _cli() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.local",
+        description="Run TorchServe locally for SignFlow; prints one JSON line once the model "
+        "is READY and runs until Ctrl-C or SIGTERM (sent to launcher_pid).",
+        epilog="Exit codes: 0 stopped by Ctrl-C/SIGTERM after READY, 1 TorchServe failed or "
+        "died, 2 bad arguments, 130 interrupted while starting.",
+    )
     parser.add_argument("--model-version", default="1.0")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-batch-delay", type=int, default=50, help="milliseconds")
-    parser.add_argument("--workers", type=int, default=2)
+    lo, hi = BATCH_SIZE_RANGE
+    parser.add_argument(
+        "--batch-size", type=_int_in("batch size", lo, hi), default=16, help=f"{lo}..{hi}"
+    )
+    lo, hi = BATCH_DELAY_MS_RANGE
+    parser.add_argument(
+        "--max-batch-delay",
+        type=_int_in("max batch delay", lo, hi, " ms"),
+        default=50,
+        help=f"milliseconds, {lo}..{hi}",
+    )
+    lo, hi = WORKERS_RANGE
+    parser.add_argument("--workers", type=_int_in("workers", lo, hi), default=2, help=f"{lo}..{hi}")
     parser.add_argument("--model-store", default="build/model-store")
     parser.add_argument("--run-dir", default=None, help="keep logs here (default: a temp dir)")
     parser.add_argument(
         "--no-token-auth", action="store_true", help="disable TorchServe token authorization"
     )
+    return parser
+
+
+def _hints(server: LocalTorchServe) -> str:
+    """What to do next, for a person at the terminal (stderr: stdout stays one JSON line)."""
+    lines = [f"serving.local: ready; stop with Ctrl-C or `kill {os.getpid()}` (launcher_pid)."]
+    if server.token_auth:
+        key = (
+            f'KEY=$(python3 -c \'import json; print(json.load(open("{server.key_file}"))'
+            f'["inference"]["key"])\')'
+        )
+        lines += [
+            "Every endpoint needs the token, /ping included (without it: HTTP 400/401):",
+            f"  {key}",
+            f'  curl -H "Authorization: Bearer $KEY" {server.inference_url}/ping',
+            'The management API takes the "management" key of the same file; the metrics '
+            f"endpoint {server.metrics_url} takes none.",
+        ]
+    else:
+        lines.append(f"Token auth is OFF: curl {server.inference_url}/ping")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: start TorchServe, print one JSON line when ready, stop on SIGINT/SIGTERM.
+
+    Bad arguments (a number out of range, a missing archive) exit 2 at once, before anything
+    starts.
+    """
+    parser = _cli()
     args = parser.parse_args(argv)
+    mar = Path(args.model_store) / f"{MODEL_NAME}-{args.model_version}.mar"
+    if not mar.is_file():
+        parser.error(
+            f"--model-store/--model-version: {mar} does not exist (build it: make {mar}, "
+            "or python -m serving.package_model --version VERSION)"
+        )
 
     stop = threading.Event()
     ready = threading.Event()
@@ -576,10 +687,14 @@ def main(argv: list[str] | None = None) -> int:
                 "inference_url": server.inference_url,
                 "management_url": server.management_url,
                 "metrics_url": server.metrics_url,
-                "pid": server.pid,
+                # Two processes: this launcher (signal it to stop everything) and TorchServe's
+                # Java frontend (its Python workers are its children).
+                "launcher_pid": os.getpid(),
+                "frontend_pid": server.pid,
                 "key_file": str(server.key_file) if server.token_auth else None,
             }
             print(json.dumps(line), flush=True)
+            print(_hints(server), file=sys.stderr, flush=True)
             ready.set()
             while not stop.wait(1.0):
                 if not server.is_alive():

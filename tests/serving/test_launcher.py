@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -173,8 +174,29 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(model_store: Path, tmp_path:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line, proc.stderr.read()  # type: ignore[union-attr]
         info = json.loads(line)
-        assert set(info) == {"inference_url", "management_url", "metrics_url", "pid", "key_file"}
+        assert set(info) == {
+            "inference_url",
+            "management_url",
+            "metrics_url",
+            "launcher_pid",
+            "frontend_pid",
+            "key_file",
+        }
+        # Both processes, named: the launcher is the process we started, the frontend is Java.
+        assert info["launcher_pid"] == proc.pid
+        assert "java" in psutil.Process(info["frontend_pid"]).name().lower()
         key = json.loads(Path(info["key_file"]).read_text())["inference"]["key"]
+        # /ping is behind the token too, as the printed hint says.
+        hint = _read_hint(proc)
+        assert "/ping included" in hint and str(info["key_file"]) in hint, hint
+        assert f"kill {proc.pid}" in hint
+        ping = f"{info['inference_url']}/ping"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(ping, timeout=10)
+        assert refused.value.code in (400, 401)
+        req = urllib.request.Request(ping, headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read())["status"] == "Healthy"
         req = urllib.request.Request(
             f"{info['inference_url']}/predictions/signflow",
             data=BODY,
@@ -191,11 +213,90 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(model_store: Path, tmp_path:
         with urllib.request.urlopen(req, timeout=30) as resp:
             desc = json.loads(resp.read())[0]
         assert (desc["batchSize"], desc["maxBatchDelay"], len(desc["workers"])) == (8, 20, 1)
-        children = [p.pid for p in psutil.Process(info["pid"]).children(recursive=True)]
+        java = info["frontend_pid"]
+        children = [p.pid for p in psutil.Process(java).children(recursive=True)]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        assert _gone([info["pid"], *children])
+        assert _gone([java, *children])
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _read_hint(proc: subprocess.Popen[str]) -> str:
+    """The launcher's hint lines on stderr after the JSON line (the last one names metrics)."""
+    lines: list[str] = []
+    while not lines or "metrics endpoint" not in lines[-1]:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        if not line:
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--workers", "0"], "--workers: 0 is out of range: workers is 1..64"),
+        (["--workers", "-1"], "--workers: -1 is out of range"),
+        (["--workers", "65"], "--workers: 65 is out of range"),
+        (["--workers", "two"], "--workers: 'two' is not a whole number"),
+        (["--batch-size", "0"], "--batch-size: 0 is out of range: batch size is 1..1024"),
+        (["--batch-size", "1.5"], "--batch-size: '1.5' is not a whole number"),
+        (["--batch-size", "4096"], "--batch-size: 4096 is out of range"),
+        (["--max-batch-delay", "-1"], "--max-batch-delay: -1 is out of range"),
+        (["--max-batch-delay", "60001"], "max batch delay is 0..60000 ms"),
+        (["--max-batch-delay", "nan"], "--max-batch-delay: 'nan' is not a whole number"),
+        (["--model-version", "9.9"], "signflow-9.9.mar does not exist"),
+    ],
+)
+def test_cli_refuses_bad_arguments_before_starting(
+    args: list[str], named: str, model_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from serving.local import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model-store", str(model_store), *args])
+    assert exit_.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def test_cli_workers_0_exits_2_at_once(model_store: Path) -> None:
+    """The issue's case as a user runs it: it waited 120 s for a worker that never comes."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serving.local",
+            "--model-store",
+            str(model_store),
+            "--workers",
+            "0",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,  # a hang fails here, long before the 120 s ready timeout
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "argument --workers: 0 is out of range" in proc.stderr
+    assert proc.stdout == ""  # nothing started, no ready line
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"workers": 0}, "workers = 0 is out of range (1..64)"),
+        ({"batch_size": 0}, "batch_size = 0"),
+        ({"max_batch_delay_ms": -1}, "max_batch_delay_ms = -1"),
+        ({"ready_timeout_s": float("nan")}, "ready_timeout_s = nan"),
+        ({"torch_threads": 0}, "torch_threads = 0"),
+        ({"workers": True}, "workers must be a number"),
+    ],
+)
+def test_launcher_refuses_out_of_range_settings(kwargs: dict, named: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape(named)):
+        LocalTorchServe(tmp_path, run_dir=tmp_path / "run", **kwargs)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

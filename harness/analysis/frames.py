@@ -16,6 +16,7 @@ from harness.load.recording import new_histogram, record_seconds
 class Columns:
     """Per-frame columns on the run clock (s); label columns as object arrays (None = unset)."""
 
+    session: np.ndarray
     t_scheduled: np.ndarray
     t_sent: np.ndarray
     t_reply: np.ndarray
@@ -49,6 +50,7 @@ def columns(load: Any) -> Columns:
         return labels[np.where(codes < 0, len(labels) - 1, codes)]
 
     return Columns(
+        session=np.asarray(f["session"], dtype=np.int64),
         t_scheduled=np.asarray(f["t_scheduled"], dtype=np.float64),
         t_sent=np.asarray(f["t_sent"], dtype=np.float64),
         t_reply=np.asarray(f["t_reply"], dtype=np.float64),

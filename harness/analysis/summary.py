@@ -15,7 +15,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from .collected import gpu_stats, process_stats, torchserve_stats
-from .faults import analyze_faults
+from .faults import analyze_faults, run_end_of, stall_summary
 from .frames import Columns, columns, hdr_mean, hdr_percentiles, histogram_of
 
 PERCENTILE_CURVE = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0)
@@ -138,6 +138,7 @@ def summarize(
     ts_summary, ts_series = torchserve_stats(collectors, n_windows, warmup)
 
     error_replies = counts["errored"]
+    run_end = max(duration, n_windows)
     summary: dict[str, Any] = {
         "duration_s": duration,
         "warmup_s": warmup,
@@ -151,6 +152,8 @@ def summarize(
             "latency_over_range": load.over_range(),
         },
         "inference": {"latency_ms": latency_summary(hists["inference_latency"])},
+        # The longest a session waited for a reply (faults.stall_waits defines it).
+        "stall": stall_summary(cols, run_end_of(cols, run_end), warmup),
         "non_inference": {"latency_ms": latency_summary(hists["non_inference_latency"])},
         "throughput": {
             "frames_per_s": (counts["answered"] - error_replies) / measured_s,
@@ -231,7 +234,6 @@ def summarize(
         },
     }
 
-    run_end = max(duration, n_windows)
     faults = analyze_faults(
         cols,
         events,

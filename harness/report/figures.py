@@ -149,7 +149,12 @@ def event_label(ev: dict) -> str:
 
 
 def windows(doc: dict | None) -> list[tuple[str, float, float]]:
-    """Shaded windows of a run: ('outage'|'mixed versions', start, end) in clock seconds."""
+    """Shaded windows of a run: ('outage'|'recovery'|'mixed versions', start, end), clock s.
+
+    The outage and recovery windows are the fault entry's own (``start_s``/``end_s`` and
+    ``recovery_window_s``, defined once in harness.analysis.faults), so the bands, the headings
+    and the gates describe the same seconds.
+    """
     out: list[tuple[str, float, float]] = []
     if not doc:
         return out
@@ -160,21 +165,34 @@ def windows(doc: dict | None) -> list[tuple[str, float, float]]:
             continue
         if f.get("kind") == "outage" and isinstance(f.get("start_s"), int | float):
             end = f.get("end_s")
-            if isinstance(end, int | float) and isinstance(f.get("time_to_recover_s"), int | float):
-                end = end + f["time_to_recover_s"]  # until TorchServe answers again
             if not isinstance(end, int | float):
                 end = t_end
             if end is not None:
                 out.append(("outage", float(f["start_s"]), float(end)))
+            rec = f.get("recovery_window_s")
+            if _pair(rec):
+                out.append(("recovery", float(rec[0]), float(rec[1])))
         elif f.get("kind") == "reload":
             mw = f.get("mixed_window_s")
-            if (
-                isinstance(mw, Sequence)
-                and len(mw) == 2
-                and all(isinstance(x, int | float) for x in mw)
-            ):
+            if _pair(mw):
                 out.append(("mixed versions", float(mw[0]), float(mw[1])))
     return out
+
+
+def _pair(x: Any) -> bool:
+    return (
+        isinstance(x, Sequence)
+        and not isinstance(x, str)
+        and len(x) == 2
+        and all(isinstance(v, int | float) for v in x)
+    )
+
+
+WINDOW_STYLE = {  # kind -> (hatch, colour)
+    "outage": ("///", VERMILION),
+    "recovery": ("...", GREEN),
+    "mixed versions": ("\\\\\\", PURPLE),
+}
 
 
 def _annotate(ax: Axes, doc: dict | None, *, labels: bool) -> None:
@@ -197,7 +215,7 @@ def _annotate(ax: Axes, doc: dict | None, *, labels: bool) -> None:
         if b - a < 0.4:
             mid = (a + b) / 2
             a, b = mid - 0.2, mid + 0.2
-        hatch, colour = ("///", VERMILION) if kind == "outage" else ("\\\\\\", PURPLE)
+        hatch, colour = WINDOW_STYLE[kind]
         ax.axvspan(
             a,
             b,
@@ -312,7 +330,8 @@ def latency_over_time(run: dict, baseline: dict | None) -> Figure | None:
         _png(fig),
         "Per-second p50 / p95 / p99 of frame latency, measured from the scheduled send time "
         "(coordinated omission corrected). Grey: warm-up (not measured). Dash-dot vertical "
-        "lines: timeline events. Hatched: outage (/) and mixed-version (\\) windows.",
+        "lines: timeline events. Hatched: outage (/), recovery (.) and mixed-version (\\) "
+        "windows.",
     )
 
 
@@ -515,11 +534,17 @@ def served_by_over_time(run: dict) -> Figure | None:
         squeeze=False,
     )
     ax = axes[0, 0]
+    # Window w covers [w, w+1) s: draw each share from its window's start to its end ("post",
+    # with the last window closed at t+1). "mid" centred the step on w and showed the fallback
+    # half a second before the kill.
+    t_edge = np.append(t, t[-1] + 1.0) if n else t
+    ts_plot = np.append(ts_share, ts_share[-1]) if n else ts_share
+    lo_plot = np.append(lo_share, lo_share[-1]) if n else lo_share
     ax.fill_between(
-        t,
+        t_edge,
         0,
-        ts_share * 100,
-        step="mid",
+        ts_plot * 100,
+        step="post",
         facecolor=BLUE,
         alpha=0.35,
         hatch="..",
@@ -528,10 +553,10 @@ def served_by_over_time(run: dict) -> Figure | None:
         label="TorchServe",
     )
     ax.fill_between(
-        t,
-        ts_share * 100,
-        (ts_share + lo_share) * 100,
-        step="mid",
+        t_edge,
+        ts_plot * 100,
+        (ts_plot + lo_plot) * 100,
+        step="post",
         facecolor=ORANGE,
         alpha=0.35,
         hatch="//",
@@ -539,7 +564,7 @@ def served_by_over_time(run: dict) -> Figure | None:
         linewidth=0,
         label="local fallback",
     )
-    ax.step(t, ts_share * 100, where="mid", color=BLUE, linewidth=1.2)
+    ax.step(t_edge, ts_plot * 100, where="post", color=BLUE, linewidth=1.2)
     _annotate(ax, run, labels=True)
     ax.set_ylim(0, 100)
     ax.set_ylabel("% of inferences", fontsize=9)
@@ -572,6 +597,7 @@ def served_by_over_time(run: dict) -> Figure | None:
                 np.nan_to_num(shares[i]),
                 bottom=bottom,
                 width=0.9,
+                align="edge",  # window w is [w, w+1) s, like the chart above
                 color=col,
                 alpha=0.55,
                 hatch=hatches[i % 4],

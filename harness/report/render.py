@@ -309,51 +309,81 @@ def _ci(ci: Any, unit: str) -> str:
     return ""
 
 
+def _window_text(lat: Any) -> str:
+    lat = lat if isinstance(lat, dict) else {}
+    text = " / ".join(fmt(lat.get(k), "ms") for k in ("p50", "p95", "p99"))
+    if _num(lat.get("max")) is not None:
+        text += f" (max {fmt(lat.get('max'), 'ms')}, {fmt(lat.get('count'), 'count')} frames)"
+    return text
+
+
+def _outage_heading(f: dict) -> str:
+    """One account of the outage, from the fault entry's own windows (analysis.faults)."""
+    start, end = f.get("start_s"), f.get("end_s")
+    restart = f.get("restart_s")
+    if restart is None and f.get("recovery_event_index") is None:
+        return f"killed at {fmt(start, 's')}, never restarted (outage to {fmt(end, 's')})"
+    text = f"outage {fmt(start, 's')} → {fmt(end, 's')}"
+    rec = f.get("recovery_window_s")
+    if isinstance(rec, list) and len(rec) == 2:
+        text += f", recovery {fmt(rec[0], 's')} → {fmt(rec[1], 's')}"
+    if f.get("ready_s") is not None:
+        text += f" (READY at {fmt(f.get('ready_s'), 's')}"
+        if f.get("recovered_s") is not None:
+            text += f", answering again at {fmt(f.get('recovered_s'), 's')}"
+        text += ")"
+    return text
+
+
+def _after_ready_text(f: dict) -> str:
+    v = _num(f.get("time_to_recover_after_ready_s"))
+    if v is not None and v < 0:
+        return f"{fmt(v, 's')} (TorchServe answered the backend before the harness saw READY)"
+    return fmt(f.get("time_to_recover_after_ready_s"), "s")
+
+
 def _fault_views(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
     outages, reloads, other = [], [], []
-    events = results.get("events") or []
     for f in results.get("faults") or []:
         if not isinstance(f, dict):
             continue
         kind = f.get("kind")
         if kind == "outage":
-            lat = f.get("outage_latency_ms") or {}
-            end = f.get("end_s")
-            outages.append(
-                {
-                    "window": f"{fmt(f.get('start_s'), 's')} → "
-                    + (fmt(end, "s") if end is not None else "end of run (never restarted)"),
-                    "rows": [
-                        (
-                            "Time to first fallback answer",
-                            fmt(f.get("time_to_first_fallback_s"), "s"),
-                        ),
-                        ("Errors during failover", fmt(f.get("errors_during_failover"), "count")),
-                        (
-                            "Latency during outage p50 / p95 / p99",
-                            " / ".join(fmt(lat.get(k), "ms") for k in ("p50", "p95", "p99")),
-                        ),
-                        (
-                            "Share served by the fallback during outage",
-                            fmt(f.get("local_share_during_outage"), "share"),
-                        ),
-                        (
-                            "Time to recover (TorchServe answering again)",
-                            fmt(f.get("time_to_recover_s"), "s")
-                            if f.get("time_to_recover_s") is not None
-                            else "not recovered within the run",
-                        ),
-                        (
-                            "of which after the model was READY again",
-                            fmt(f.get("time_to_recover_after_ready_s"), "s"),
-                        ),
-                        (
-                            "TorchServe restart (start_torchserve)",
-                            fmt(f.get("start_torchserve_s"), "s"),
-                        ),
-                    ],
-                }
-            )
+            rows = [
+                ("Time to first fallback answer", fmt(f.get("time_to_first_fallback_s"), "s")),
+                ("Errors during failover", fmt(f.get("errors_during_failover"), "count")),
+                ("Latency during outage p50 / p95 / p99", _window_text(f.get("outage_latency_ms"))),
+                ("Longest session stall in the outage", fmt(f.get("outage_max_stall_ms"), "ms")),
+                (
+                    "Share served by the fallback during outage",
+                    fmt(f.get("local_share_during_outage"), "share"),
+                ),
+                (
+                    "Time to recover (TorchServe answering again)",
+                    fmt(f.get("time_to_recover_s"), "s")
+                    if f.get("time_to_recover_s") is not None
+                    else "not recovered within the run",
+                ),
+                ("of which after the model was READY again", _after_ready_text(f)),
+                (
+                    "TorchServe restart took (start_torchserve)",
+                    # start_torchserve_s: the name of this duration before results had windows
+                    fmt(f.get("restart_duration_s", f.get("start_torchserve_s")), "s"),
+                ),
+            ]
+            if "recovery_latency_ms" in f:
+                rows += [
+                    (
+                        "Latency in the recovery window p50 / p95 / p99",
+                        _window_text(f.get("recovery_latency_ms")),
+                    ),
+                    (
+                        "Longest session stall in the recovery window",
+                        fmt(f.get("recovery_max_stall_ms"), "ms"),
+                    ),
+                    ("Errors in the recovery window", fmt(f.get("recovery_errors"), "count")),
+                ]
+            outages.append({"window": _outage_heading(f), "rows": rows})
         elif kind == "reload":
             mw = f.get("mixed_window_s")
             mixed = (
@@ -362,24 +392,26 @@ def _fault_views(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
                 if isinstance(mw, list) and len(mw) == 2
                 else "no mixed window observed"
             )
+            rows = [
+                ("Time to first new-version answer", fmt(f.get("time_to_first_new_s"), "s")),
+                ("Mixed-version window", mixed),
+                ("Errors during reload", fmt(f.get("errors"), "count")),
+                ("p99 around the switch", fmt(f.get("p99_around_switch_ms"), "ms")),
+            ]
+            if "fallbacks" in f:
+                rows += [
+                    ("Answers pushed to the fallback", fmt(f.get("fallbacks"), "count")),
+                    ("Longest session stall in the reload", fmt(f.get("max_stall_ms"), "ms")),
+                ]
             reloads.append(
                 {
                     "window": f"{f.get('from_version', '?')} → {f.get('to_version', '?')} "
                     f"at {fmt(f.get('start_s'), 's')}",
-                    "rows": [
-                        (
-                            "Time to first new-version answer",
-                            fmt(f.get("time_to_first_new_s"), "s"),
-                        ),
-                        ("Mixed-version window", mixed),
-                        ("Errors during reload", fmt(f.get("errors"), "count")),
-                        ("p99 around the switch", fmt(f.get("p99_around_switch_ms"), "ms")),
-                    ],
+                    "rows": rows,
                 }
             )
         else:
             other.append({"kind": str(kind), "json": json.dumps(f, indent=1, default=str)})
-    _ = events
     return outages, reloads, other
 
 

@@ -22,7 +22,7 @@ TOP_KEYS = (
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "count")
 
 SUMMARY_TOP_KEYS = (
-    "duration_s", "warmup_s", "measured_s", "sessions", "fps", "frame", "inference",
+    "duration_s", "warmup_s", "measured_s", "sessions", "fps", "frame", "inference", "stall",
     "non_inference", "throughput", "frames", "errors", "accuracy", "accuracy_detail", "served_by",
     "model_versions", "gpu", "cpu", "torchserve", "generator",
 )  # fmt: skip
@@ -49,28 +49,7 @@ REQUIRED_KEY_PATHS = (
     "valid",
 )
 
-# Gate metrics offered as suggestions for typos (any dotted path into summary is accepted).
-GATE_METRIC_EXAMPLES = (
-    *(f"frame.latency_ms.{k}" for k in LATENCY_KEYS),
-    *(f"frame.latency_uncorrected_ms.{k}" for k in LATENCY_KEYS),
-    *(f"inference.latency_ms.{k}" for k in LATENCY_KEYS),
-    *(f"non_inference.latency_ms.{k}" for k in LATENCY_KEYS),
-    "throughput.frames_per_s", "throughput.inferences_per_s",
-    "frames.scheduled", "frames.sent", "frames.answered", "frames.late", "frames.errored",
-    "frames.lost", "errors.total", "errors.error_replies", "errors.disconnects",
-    "errors.send_failures", "accuracy", "served_by.local", "served_by.torchserve",
-    "gpu.util_mean", "gpu.util_p95", "gpu.memory_used_mb_max",
-    "cpu.backend.mean_percent", "cpu.torchserve.mean_percent", "cpu.harness.mean_percent",
-    "torchserve.batch_size_mean", "torchserve.queue_ms_mean", "torchserve.handler_ms_mean",
-    "torchserve.model_ms_mean", "torchserve.end_to_end_ms_mean",
-    "generator.late_share", "generator.cpu_percent_mean", "generator.unsent",
-    "frame.latency_over_range.count",
-    "faults.outage.time_to_first_fallback_s", "faults.outage.time_to_recover_s",
-    "faults.outage.time_to_recover_after_ready_s", "faults.outage.start_torchserve_s",
-    "faults.outage.errors_during_failover", "faults.outage.local_share_during_outage",
-    "faults.reload.time_to_first_new_s", "faults.reload.mixed_window_len_s",
-    "faults.reload.errors", "faults.reload.p99_around_switch_ms",
-)  # fmt: skip
+# The gate metric catalogue (every metric a gate may name) is harness.analysis.gates.METRICS.
 
 
 def get_path(doc: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:

@@ -16,8 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness.analysis.gates import GateSyntaxError, parse_gate
-from harness.results.schema import GATE_METRIC_EXAMPLES, SUMMARY_TOP_KEYS
+from harness.analysis.gates import GateSyntaxError, check_metric, parse_gate
 
 from .models import Scenario
 
@@ -255,14 +254,9 @@ def _check_timeline(sc: Scenario) -> list[tuple[PathKey, str]]:
     return problems
 
 
-# Summary sections whose key set is fixed, so a gate metric under them can be checked exactly.
-_FIXED_SHAPE = frozenset(
-    {"frame", "inference", "non_inference", "throughput", "frames", "generator", "faults"}
-)
-
-
 def _check_gates(sc: Scenario, has_baseline: bool) -> list[tuple[PathKey, str]]:
     problems: list[tuple[PathKey, str]] = []
+    actions = [ev.action for ev in sc.timeline]
     for i, expr in enumerate(sc.gates):
         loc: PathKey = ("gates", i)
         try:
@@ -270,12 +264,9 @@ def _check_gates(sc: Scenario, has_baseline: bool) -> list[tuple[PathKey, str]]:
         except GateSyntaxError as exc:
             problems.append((loc, str(exc)))
             continue
-        head = gate.metric.split(".")[0]
-        fixed = head in _FIXED_SHAPE and gate.metric not in GATE_METRIC_EXAMPLES
-        if (head != "faults" and head not in SUMMARY_TOP_KEYS) or fixed:
-            hint = difflib.get_close_matches(gate.metric, GATE_METRIC_EXAMPLES, n=1, cutoff=0.5)
-            tip = f"; did you mean '{hint[0]}'?" if hint else ""
-            problems.append((loc, f"unknown metric '{gate.metric}'{tip}"))
+        # Every metric against the catalogue, and fault metrics against the timeline.
+        if why := check_metric(gate.metric, actions):
+            problems.append((loc, why))
         if gate.relative and not has_baseline:
             problems.append(
                 (

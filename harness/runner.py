@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,7 +91,19 @@ class _Measured:
     interrupted: bool = False
 
 
+def _event_sink(progress: Progress | None) -> Callable[[str], None]:
+    """Where one-off lines go: the progress display's own line, else stderr."""
+    event = getattr(progress, "event", None)
+    if callable(event):
+        return event
+    return lambda text: print(text, file=sys.stderr, flush=True)
+
+
 async def _progress_loop(gen: Any, progress: Progress, stop: asyncio.Event) -> None:
+    # Prime the rate: the generator's frames/s is "since the previous call", so the first
+    # tick would otherwise print 0 frames/s.
+    with contextlib.suppress(Exception):
+        gen.live()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
@@ -141,7 +154,7 @@ async def _measure(
         collectors.add(c)
     gpu = GpuCollector()
     collectors.add(gpu)
-    timeline = Timeline(scenario.timeline, stack, clock)
+    timeline = Timeline(scenario.timeline, stack, clock, on_event=_event_sink(progress))
     out.events = timeline.records
     stop = asyncio.Event()
     clock.start()
@@ -276,6 +289,14 @@ def _report(run_dir: Path, doc: dict[str, Any], baseline_doc: dict[str, Any] | N
         (run_dir / "report-error.txt").write_text(traceback.format_exc(), encoding="utf-8")
 
 
+def _stack_words(scenario: Scenario) -> str:
+    spec = scenario.stack
+    if not spec.use_torchserve:
+        return "backend only, TorchServe off"
+    ts = spec.torchserve
+    return f"backend + TorchServe {ts.model_version}, batch {ts.batch_size}, {ts.workers} worker(s)"
+
+
 def run_scenario(
     scenario: Scenario,
     out_dir: Path | None = None,
@@ -301,13 +322,19 @@ def run_scenario(
     code = EXIT_INFRA
     interrupted = False
     stack = None
+    tell = _event_sink(progress)
+    if (set_stack := getattr(progress, "set_stack", None)) is not None:
+        set_stack(scenario.stack.use_torchserve)
     try:
+        tell(f"starting the {scenario.stack.driver} stack ({_stack_words(scenario)})")
+        up_since = time.monotonic()
         # Registered until the stack is down: if this process is killed before, the next run
         # finds the registration and stops what the stack left running.
         with RunRegistration(run_dir) as registration:
             built = make_stack(scenario.stack, run_dir)
             registration.note(compose_project=getattr(built, "project", None))
             with built as stack:
+                tell(f"stack up in {time.monotonic() - up_since:.1f}s; load starts now")
                 try:
                     run_async(_measure(scenario, stack, progress, measured))
                 finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.clock import RunClock
@@ -43,14 +43,56 @@ def _call(stack: Any, event: Any) -> Any:
     raise ValueError(f"unknown timeline action {event.action!r}")
 
 
-class Timeline:
-    """Executes events; ``records`` is filled as they run (readable after a cancel)."""
+def describe(record: dict[str, Any], phase: str) -> str:
+    """A progress line for an event record at ``phase`` "started" or "finished" (t: run clock)."""
+    action = record["action"]
+    params = record.get("params") or {}
+    t = record["finished_s"] if phase == "finished" else record["started_s"]
+    at = f"t={t:.1f}s" if t is not None else "t=?"
+    if phase == "started":
+        what = {
+            "kill_torchserve": "killing TorchServe",
+            "start_torchserve": "starting TorchServe",
+            "reload_model": f"reloading the model to {params.get('version')}",
+            "set_rollout": f"setting the rollout to {params.get('percent')} %",
+        }.get(action, action)
+        return f"{at} {what}"
+    took = record["finished_s"] - record["started_s"]
+    if record.get("ok") is False:
+        return f"{at} {action} FAILED after {took:.1f}s: {record.get('error')}"
+    what = {
+        "kill_torchserve": "TorchServe killed (kill sent)",
+        "start_torchserve": "TorchServe READY again",
+        "reload_model": f"reload to {params.get('version')} done",
+        "set_rollout": f"rollout at {params.get('percent')} %",
+    }.get(action, f"{action} done")
+    return f"{at} {what} ({took:.1f}s)"
 
-    def __init__(self, events: Sequence[Any], stack: Any, clock: RunClock) -> None:
+
+class Timeline:
+    """Executes events; ``records`` is filled as they run (readable after a cancel).
+
+    ``on_event(text)``: called (in the event loop) when an event starts and when it finishes,
+    with a line for the live progress; it must not raise.
+    """
+
+    def __init__(
+        self,
+        events: Sequence[Any],
+        stack: Any,
+        clock: RunClock,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
         self.events = list(events)
         self.stack = stack
         self.clock = clock
         self.records = [event_record(e) for e in self.events]
+        self.on_event = on_event
+
+    def _tell(self, record: dict[str, Any], phase: str) -> None:
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):  # a display glitch must never end a run
+                self.on_event(describe(record, phase))
 
     async def run(self, stop: asyncio.Event | None = None) -> list[dict[str, Any]]:
         """Run every event at its time; returns early (events left unrun) when ``stop`` is set."""
@@ -65,6 +107,9 @@ class Timeline:
                 record["error"] = "not run: the load ended first"
                 continue
             record["started_s"] = self.clock.now()
+            # Only the slow actions get a "started" line; a kill is one line when it is sent.
+            if event.action in ("start_torchserve", "reload_model"):
+                self._tell(record, "started")
             try:
                 result = await asyncio.to_thread(_call, self.stack, event)
             except Exception as exc:
@@ -75,4 +120,5 @@ class Timeline:
                 record["result"] = result if isinstance(result, dict) else None
             finally:
                 record["finished_s"] = self.clock.now()
+            self._tell(record, "finished")
         return self.records

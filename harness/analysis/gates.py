@@ -94,7 +94,9 @@ class Metric:
 
     ``needs``: timeline actions the run must have for the metric to exist (an outage gate on a
     run with no kill could never be measured). ``absent_is_zero``: a count keyed by data-named
-    keys (error codes, versions) is 0 when the key is absent, not unmeasured.
+    keys (error codes, versions) is 0 when the key is absent, not unmeasured; ``optional``: the
+    key is absent when the run had nothing to measure (accuracy of local answers with none).
+    A trailing ``*`` takes the rest of the path as one key (model versions contain dots).
     """
 
     pattern: str
@@ -102,6 +104,7 @@ class Metric:
     about: str
     needs: tuple[str, ...] = ()
     absent_is_zero: bool = False
+    optional: bool = False
 
 
 LATENCY_STATS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "count")
@@ -147,8 +150,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("accuracy", "share", "correct / classified signs with ground truth"),
     Metric("accuracy_detail.correct", "count", "correctly classified signs"),
     Metric("accuracy_detail.total", "count", "classified signs with ground truth"),
-    Metric("accuracy_detail.by_served_by.local", "share", "accuracy of local answers"),
-    Metric("accuracy_detail.by_served_by.torchserve", "share", "accuracy of TorchServe answers"),
+    Metric(
+        "accuracy_detail.by_served_by.local", "share", "accuracy of local answers", optional=True
+    ),
+    Metric(
+        "accuracy_detail.by_served_by.torchserve",
+        "share",
+        "accuracy of TorchServe answers",
+        optional=True,
+    ),
     Metric("served_by.local", "share", "share of inferences served locally"),
     Metric("served_by.torchserve", "share", "share of inferences served by TorchServe"),
     Metric("served_by.counts.local", "count", "inferences served locally", absent_is_zero=True),
@@ -172,8 +182,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("torchserve.inference_ms_mean", "ms", "TorchServe inference time, mean"),
     Metric("torchserve.requests", "count", "TorchServe requests"),
     Metric("torchserve.replicas", "count", "TorchServe replicas"),
-    Metric(f"torchserve.requests_by_replica.{ANY}", "count", "requests of one replica"),
-    Metric(f"torchserve.batch_size_hist.{ANY}", "count", "batches of one size"),
+    Metric(
+        f"torchserve.requests_by_replica.{ANY}",
+        "count",
+        "requests of one replica",
+        absent_is_zero=True,
+    ),
+    Metric(
+        f"torchserve.batch_size_hist.{ANY}", "count", "batches of one size", absent_is_zero=True
+    ),
     Metric("generator.late_share", "share", "frames sent later than late_threshold_ms"),
     Metric("generator.late_threshold_ms", "ms", "the generator's lateness threshold"),
     Metric("generator.cpu_percent_mean", "%", "the generator's CPU, mean"),
@@ -204,9 +221,22 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
-def _matches(pattern: str, path: str) -> bool:
+# Names that gates used before a rename: refused, with the new name as the suggestion.
+RENAMED = {"faults.outage.start_torchserve_s": "faults.outage.restart_duration_s"}
+
+
+def _split(pattern: str, path: str) -> list[str] | None:
+    """``path``'s keys aligned on ``pattern`` (None when it does not match)."""
     a, b = pattern.split("."), path.split(".")
-    return len(a) == len(b) and all(x in (ANY, y) for x, y in zip(a, b, strict=True))
+    if a[-1] == ANY and len(b) > len(a):
+        b = [*b[: len(a) - 1], ".".join(b[len(a) - 1 :])]
+    if len(a) != len(b) or not all(x in (ANY, y) for x, y in zip(a, b, strict=True)):
+        return None
+    return b
+
+
+def _matches(pattern: str, path: str) -> bool:
+    return _split(pattern, path) is not None
 
 
 def metric_spec(path: str) -> Metric | None:
@@ -221,6 +251,8 @@ def check_metric(path: str, actions: Iterable[str] | None = None) -> str | None:
     skips that check.
     """
     spec = metric_spec(path)
+    if spec is None and path in RENAMED:
+        return f"unknown metric '{path}'; did you mean '{RENAMED[path]}'? (renamed)"
     if spec is None:
         names = [m.pattern for m in METRICS if ANY not in m.pattern]
         hint = difflib.get_close_matches(path, names, n=1, cutoff=0.6)
@@ -248,29 +280,31 @@ def resolve_metric(
     spec = metric_spec(path)
     if spec is None:
         return None, check_metric(path)
-    parts = path.split(".")
+    parts = _split(spec.pattern, path) or []
     if parts[0] == "faults":
-        kind, rest = parts[1], ".".join(parts[2:])
+        kind, rest = parts[1], parts[2:]
         of_kind = [f for f in faults if f.get("kind") == kind]
         if not of_kind:
             return None, f"no {kind} fault in this run"
-        values = [_walk(f, rest, False)[0] for f in of_kind]
+        values = [_walk(f, rest, spec)[0] for f in of_kind]
         if any(v is None for v in values):
-            return None, f"{rest} not measured for every {kind} fault (e.g. no recovery seen)"
+            field = ".".join(rest)
+            return None, f"{field} not measured for every {kind} fault (e.g. no recovery seen)"
         return max(v for v in values if v is not None), None
-    value, why = _walk(summary, path, spec.absent_is_zero)
+    value, why = _walk(summary, parts, spec)
     if why == "null":
         return None, _null_reason(path, summary)
     return value, why
 
 
-def _walk(node: Any, path: str, absent_is_zero: bool) -> tuple[float | None, str | None]:
-    parts = path.split(".")
+def _walk(node: Any, parts: list[str], spec: Metric) -> tuple[float | None, str | None]:
+    path = ".".join(parts)
     for i, part in enumerate(parts):
         if not isinstance(node, Mapping) or part not in node:
-            if absent_is_zero and isinstance(node, Mapping) and i == len(parts) - 1:
+            last = isinstance(node, Mapping) and i == len(parts) - 1
+            if last and spec.absent_is_zero:
                 return 0.0, None
-            if node is None:
+            if node is None or (last and spec.optional):
                 return None, "null"
             stop = ".".join(parts[: i + 1])
             return None, f"{path}: not in this run's results (stopped at {stop})"

@@ -47,7 +47,9 @@ def describe(record: dict[str, Any], phase: str) -> str:
     """A progress line for an event record at ``phase`` "started" or "finished" (t: run clock)."""
     action = record["action"]
     params = record.get("params") or {}
-    t = record["finished_s"] if phase == "finished" else record["started_s"]
+    # A kill takes effect when it is sent (the outage starts there); the rest when they return.
+    at_start = phase == "started" or action == "kill_torchserve"
+    t = record["started_s"] if at_start else record["finished_s"]
     at = f"t={t:.1f}s" if t is not None else "t=?"
     if phase == "started":
         what = {
@@ -61,12 +63,12 @@ def describe(record: dict[str, Any], phase: str) -> str:
     if record.get("ok") is False:
         return f"{at} {action} FAILED after {took:.1f}s: {record.get('error')}"
     what = {
-        "kill_torchserve": "TorchServe killed (kill sent)",
+        "kill_torchserve": "TorchServe killed",
         "start_torchserve": "TorchServe READY again",
         "reload_model": f"reload to {params.get('version')} done",
         "set_rollout": f"rollout at {params.get('percent')} %",
     }.get(action, f"{action} done")
-    return f"{at} {what} ({took:.1f}s)"
+    return f"{at} {what} (took {took:.1f}s)"
 
 
 class Timeline:

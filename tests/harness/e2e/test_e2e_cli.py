@@ -229,7 +229,7 @@ def test_shipped_fallback_kill_gates_fail_without_hedging(tmp_path: Path) -> Non
         "workload.warmup_s=3",
         "workload.sessions=4",
         f"timeline={timeline}",
-        "stack.backend.env.TORCHSERVE_HEDGE_ENABLED=false",
+        "stack.backend.env.TORCHSERVE_HEDGE_ENABLED='false'",  # a string: env values are text
     )
     doc, run_dir = _results(tmp_path, "fallback-kill")
     assert code == 1 and doc["verdict"] == "failed", f"{doc['gates']}\n{output[-3000:]}"

@@ -184,3 +184,25 @@ def test_every_catalogue_metric_exists_in_a_real_summary() -> None:
 def test_syntax_errors(expr: str) -> None:
     with pytest.raises(GateSyntaxError):
         parse_gate(expr)
+
+
+def test_validate_checks_every_gate_metric_before_anything_starts() -> None:
+    """Issue 11 items 13/18: typos and outage gates without a kill fail at load time, naming
+    the gate; a nested fault figure is accepted."""
+    from pathlib import Path
+
+    from harness.scenario import ScenarioError, load_scenario
+
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "fallback-kill.yaml"
+    sc = load_scenario(path, ["gates=['faults.outage.outage_latency_ms.p99 <= 250']"])
+    assert sc.gates == ["faults.outage.outage_latency_ms.p99 <= 250"]
+    bad = "gates=['errors.totl == 0', 'served_by.torchserv > 0.5', 'stall.max_ms <= 300']"
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path, [bad])
+    text = str(err.value)
+    assert "field 'gates[0]': unknown metric 'errors.totl'; did you mean 'errors.total'?" in text
+    assert "'served_by.torchserv'; did you mean 'served_by.torchserve'?" in text
+    assert "gates[2]" not in text
+    no_kill = ["timeline=[]", "gates=['faults.outage.recovery_latency_ms.p99 <= 250']"]
+    with pytest.raises(ScenarioError, match=r"needs kill_torchserve and start_torchserve"):
+        load_scenario(path, no_kill)

@@ -57,3 +57,20 @@ def test_event_lines_say_what_happened_and_when() -> None:
     assert done == "t=14.5s reload to 2.0 done (took 4.5s)"
     failed = describe(_record("reload_model", ok=False, version="2.0"), "finished")
     assert failed == "t=14.5s reload_model FAILED after 4.5s: StackError: boom"
+
+
+def test_live_progress_prints_events_above_the_live_line() -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    from harness.progress import LiveProgress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200, color_system=None)
+    with Live("", console=console, auto_refresh=False) as live:
+        progress = LiveProgress("fk", live)
+        progress(stats())
+        progress.event("t=24.3s TorchServe READY again (took 4.3s)")
+    text = out.getvalue()
+    assert "[fk] t=24.3s TorchServe READY again (took 4.3s)" in text
+    assert "fallback 100%" in text

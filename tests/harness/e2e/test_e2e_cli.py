@@ -239,6 +239,16 @@ def test_shipped_fallback_kill_gates_fail_without_hedging(tmp_path: Path) -> Non
     # queue), far beyond the 300 ms bar.
     assert failed.get("stall.max_ms", 0) > 300, failed
     assert doc["summary"]["stall"]["max_ms"] == failed["stall.max_ms"]
+    # The live progress told the story: the stack's start-up and each event on a line of its own.
+    for line in (
+        "[fallback-kill] starting the local stack",
+        "[fallback-kill] stack up in",
+        "TorchServe killed (took",
+        "starting TorchServe",
+        "TorchServe READY again",
+    ):
+        assert line in output, line
+    assert " 0 frames/s" not in output  # the first tick has a rate
     _no_leftovers(run_dir)
 
 

@@ -43,8 +43,12 @@ Reload entry (reload_model #i, from the version loaded before it to ``version``)
   (length 0 when no old answer followed the first new one).
 - errors: error replies + unanswered frames scheduled from the event until 2 s after the
   switch (or after the event finished, whichever is later): the reload window.
-- fallbacks: replies served_by "local" among frames scheduled in the reload window (a hedge the
-  local model won counts too: the reload must not make TorchServe slow enough to lose one).
+- local_replies: replies served_by "local" among frames scheduled in the reload window.
+- local_share_before: local share of the inference replies in the 10 s before the event (hedges
+  a healthy TorchServe loses; None when there were none).
+- fallbacks: the local replies the reload caused: local_replies beyond local_share_before x the
+  window's inference replies, with a 3-sigma binomial allowance (every local reply counts when
+  none came before).
 - p99_around_switch_ms: p99 of frames scheduled within +-2 s of the switch.
 - max_stall_ms: the longest stall in the reload window.
 - reload_s: how long reload_model took.
@@ -52,6 +56,7 @@ Reload entry (reload_model #i, from the version loaded before it to ``version``)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +70,8 @@ AROUND_SWITCH_S = 2.0
 # the first windows sent to a fresh TorchServe are the slow ones (worker warm-up, empty caches).
 RECOVERY_TAIL_S = 5.0
 WINDOW_LATENCY_KEYS = ("p50", "p95", "p99", "p999")
+# The steady state a reload is judged against (its local share: hedges a healthy TorchServe loses).
+BEFORE_RELOAD_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,28 @@ def _outage(
     }
 
 
+def _reload_fallbacks(
+    cols: Columns, start: float, in_reload: np.ndarray
+) -> tuple[int, float | None, int]:
+    """(local replies in the reload window, local share before it, fallbacks it caused).
+
+    A healthy TorchServe loses some hedges too (the backend answers locally when TorchServe is
+    slower than its hedge delay), so not every local reply in the window is the reload's: the
+    reload caused those beyond the local share of the ``BEFORE_RELOAD_S`` before it, with a
+    3-sigma binomial allowance (0 when nothing was local before: then every one counts).
+    """
+    inference = cols.answered & ~cols.errored & (cols.served_by != None)  # noqa: E711
+    local = inference & (cols.served_by == "local")
+    before = (cols.t_scheduled >= start - BEFORE_RELOAD_S) & (cols.t_scheduled < start)
+    n_before = int(np.count_nonzero(before & inference))
+    share = int(np.count_nonzero(before & local)) / n_before if n_before else None
+    n_local = int(np.count_nonzero(in_reload & local))
+    n_inf = int(np.count_nonzero(in_reload & inference))
+    p = share or 0.0
+    allowance = p * n_inf + 3.0 * math.sqrt(p * (1.0 - p) * n_inf)
+    return n_local, share, max(0, n_local - math.floor(allowance))
+
+
 def _duration(ev: Mapping[str, Any]) -> float | None:
     if ev.get("started_s") is None or ev.get("finished_s") is None:
         return None
@@ -319,6 +348,7 @@ def _reload(
     )
     lat = np.where(around & cols.answered & ~cols.errored, cols.latency_s, np.nan)
     in_reload = (cols.t_scheduled >= start) & (cols.t_scheduled < err_end)
+    local_replies, share_before, fallbacks = _reload_fallbacks(cols, start, in_reload)
     return {
         "kind": "reload",
         "event_index": i,
@@ -330,7 +360,9 @@ def _reload(
         "mixed_window_s": mixed,
         "mixed_window_len_s": mixed_len,
         "errors": _failures(cols, start, err_end),
-        "fallbacks": int(np.count_nonzero(in_reload & cols.answered & (cols.served_by == "local"))),
+        "local_replies": local_replies,
+        "local_share_before": share_before,
+        "fallbacks": fallbacks,
         "p99_around_switch_ms": percentiles_of(lat, ("p99",))["p99"],
         "max_stall_ms": max_stall_ms(cols, stall_end, start, err_end)[0],
         "reload_s": _duration(ev),

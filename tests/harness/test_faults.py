@@ -181,3 +181,29 @@ def test_reload_counts_fallbacks_in_its_window() -> None:
     assert fault["fallbacks"] == 2  # 5.2 and 5.3; not 12.0 and 12.1 (the window ends at 8.0)
     assert fault["end_s"] == pytest.approx(6.0 + 2.0)  # reload finished at 6.0, + 2 s
     assert fault["max_stall_ms"] == pytest.approx(2000.0, abs=0.5)
+    assert fault["local_replies"] == 2 and fault["local_share_before"] == 0.0
+
+
+def test_reload_fallbacks_discount_the_steady_hedge_share() -> None:
+    """Hedges a healthy TorchServe loses (1 window in 10 here, before and during the reload) are
+    not the reload's; a burst beyond that share is."""
+
+    def reply(s: int, t: float) -> tuple:
+        k = round(t * 10)
+        if k % 10 == 3:
+            return 0.25, "local", "1.0", None  # a hedge won locally, all run long
+        if s >= 0 and 6.0 <= t < 6.8:
+            return 0.25, "local", "1.0", None  # the reload's own burst: 8 windows a session
+        return 0.010, "torchserve", "1.0" if t < 5.5 else "2.0", None
+
+    events = [{"at_s": 5.0, "action": "reload_model", "params": {"version": "2.0"},
+               "started_s": 5.0, "finished_s": 6.0, "ok": True}]  # fmt: skip
+    steady = build_load(sessions=4, fps=10, duration_s=14, reply=lambda _s, t: reply(-1, t))
+    (fault,) = analyze_faults(columns(steady), events, "1.0", 14.0)
+    assert fault["local_share_before"] == pytest.approx(0.1)
+    assert fault["local_replies"] == 12 and fault["fallbacks"] == 0  # 4 sessions x 3 s x 1/s
+    burst = build_load(sessions=4, fps=10, duration_s=14, reply=reply)
+    (fault,) = analyze_faults(columns(burst), events, "1.0", 14.0)
+    # 12 steady + 4 x 7 burst (6.3 is a steady one) of 120 inferences in [5, 8) s: the
+    # allowance is floor(0.1 x 120 + 3 x sqrt(0.1 x 0.9 x 120)) = 21, so 40 - 21 = 19.
+    assert fault["local_replies"] == 40 and fault["fallbacks"] == 19

@@ -283,3 +283,34 @@ def test_every_compared_metric_is_reported() -> None:
     shown |= {r["metric"] for r in ctx["other_compared"]}
     assert {m["metric"] for m in doc["comparison"]["metrics"]} <= shown
     assert "generator.late_share" in {r["metric"] for r in ctx["other_compared"]}
+
+
+def test_one_account_of_the_outage(built_reports: dict[str, Built]) -> None:
+    """Heading, table, bands and chart all use the fault entry's windows (issue 10 item 7):
+    a real run whose TorchServe answered the backend before the harness saw READY."""
+    built = built_reports["recorded-fallback-kill-windows"]
+    fault = built.results["faults"][0]
+    facts = inspect(built.html)
+    lo, hi = fault["recovery_window_s"]
+    heading = (
+        f"outage {fault['start_s']:.1f} s → {fault['end_s']:.1f} s, recovery {lo:.1f} s → "
+        f"{hi:.1f} s (READY at {fault['ready_s']:.1f} s, answering again at "
+        f"{fault['recovered_s']:.1f} s)"
+    )
+    assert heading in facts.text
+    # Negative, explained, never clamped to 0.
+    assert fault["time_to_recover_after_ready_s"] < 0
+    after = f"{fault['time_to_recover_after_ready_s']:.2f} s (TorchServe answered the backend"
+    assert after in facts.text
+    assert f"{fault['restart_duration_s']:.2f} s" in facts.text
+    assert "Longest session stall in the recovery window" in facts.text
+    # The shaded bands are exactly those windows.
+    assert F.windows(built.results) == [
+        ("outage", fault["start_s"], fault["end_s"]),
+        ("recovery", lo, hi),
+    ]
+    served = next(i for i in facts.images if i["alt"].startswith("Stacked area chart"))
+    assert (
+        f"outage window shaded from {fault['start_s']:.2f} s to {fault['end_s']:.2f} s"
+        in (served["alt"])
+    )

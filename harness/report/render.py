@@ -44,7 +44,9 @@ SUMMARY_GROUPS: list[tuple[str, list[Row]]] = [
         [
             Row(f"frame {p}", f"frame.latency_ms.{k}", "ms")
             for p, k in (("p50", "p50"), ("p95", "p95"), ("p99", "p99"), ("p99.9", "p999"))
-        ],
+        ]
+        # What a user feels: the longest any session waited for a reply (docs/RESULTS.md).
+        + [Row("longest wait of a session (max stall)", "stall.max_ms", "ms")],
     ),
     (
         "Inference latency (frames answered with a prediction)",

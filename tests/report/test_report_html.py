@@ -304,6 +304,9 @@ def test_one_account_of_the_outage(built_reports: dict[str, Built]) -> None:
     assert after in facts.text
     assert f"{fault['restart_duration_s']:.2f} s" in facts.text
     assert "Longest session stall in the recovery window" in facts.text
+    stall = built.results["summary"]["stall"]["max_ms"]
+    assert "longest wait of a session (max stall)" in facts.text
+    assert f"{stall:,.0f} ms" in facts.text
     # The shaded bands are exactly those windows.
     assert F.windows(built.results) == [
         ("outage", fault["start_s"], fault["end_s"]),

@@ -182,7 +182,9 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric("torchserve.batch_size_mean", "count", "TorchServe batch size, mean"),
     Metric("torchserve.queue_ms_mean", "ms", "TorchServe queue time, mean"),
-    Metric("torchserve.inference_ms_mean", "ms", "TorchServe inference time, mean"),
+    Metric("torchserve.handler_ms_mean", "ms", "TorchServe handler time per request, mean"),
+    Metric("torchserve.model_ms_mean", "ms", "forward pass of the request's batch, mean"),
+    Metric("torchserve.end_to_end_ms_mean", "ms", "arrival at TorchServe to answer, mean"),
     Metric("torchserve.requests", "count", "TorchServe requests"),
     Metric("torchserve.replicas", "count", "TorchServe replicas"),
     Metric(
@@ -229,7 +231,10 @@ METRICS: tuple[Metric, ...] = (
 
 
 # Names that gates used before a rename: refused, with the new name as the suggestion.
-RENAMED = {"faults.outage.start_torchserve_s": "faults.outage.restart_duration_s"}
+RENAMED = {
+    "faults.outage.start_torchserve_s": "faults.outage.restart_duration_s",
+    "torchserve.inference_ms_mean": "torchserve.end_to_end_ms_mean",
+}
 
 
 def _split(pattern: str, path: str) -> list[str] | None:

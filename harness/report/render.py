@@ -402,7 +402,12 @@ def _fault_views(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
             ]
             if "fallbacks" in f:
                 rows += [
-                    ("Answers pushed to the fallback", fmt(f.get("fallbacks"), "count")),
+                    (
+                        "Answers the reload pushed to the fallback",
+                        f"{fmt(f.get('fallbacks'), 'count')} (local answers in its window: "
+                        f"{fmt(f.get('local_replies'), 'count')}; local share before it: "
+                        f"{fmt(f.get('local_share_before'), 'share')})",
+                    ),
                     ("Longest session stall in the reload", fmt(f.get("max_stall_ms"), "ms")),
                 ]
             reloads.append(

@@ -11,60 +11,20 @@ import inspect
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-TRUTH_KEY = "truth"
+from harness.scenario.tracefile import TRUTH_KEY, TraceError, load_trace_file
+
+__all__ = [
+    "TRUTH_KEY",
+    "PreparedTrace",
+    "TraceError",
+    "load_trace_file",
+    "prepare_trace",
+    "synthetic_trace",
+]
+
 FRAME_IDX_KEY = "frame_idx"
-
-
-class TraceError(ValueError):
-    """A trace could not be loaded; the message names the file, the line and the field."""
-
-
-def load_trace_file(path: Path) -> list[dict]:
-    """Load a JSONL trace (one frame object per line, blank lines skipped).
-
-    Raises TraceError naming ``file:line`` and the field for invalid JSON, a line that is not
-    an object, a ``truth`` that is not a string or null, or ``hands``/``pose`` of the wrong type.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read trace file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise TraceError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-    frames: list[dict] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TraceError(f"{where}: invalid JSON at column {exc.colno}: {exc.msg}") from exc
-        if not isinstance(obj, dict):
-            raise TraceError(f"{where}: a frame must be a JSON object, got {type(obj).__name__}")
-        _check_frame(obj, where)
-        frames.append(obj)
-    if not frames:
-        raise TraceError(f"{path}: trace file holds no frames")
-    return frames
-
-
-def _check_frame(obj: dict, where: str) -> None:
-    truth = obj.get(TRUTH_KEY)
-    if truth is not None and not isinstance(truth, str):
-        raise TraceError(
-            f"{where}: field 'truth' must be a label string or null, got {type(truth).__name__}"
-        )
-    hands = obj.get("hands")
-    if hands is not None and not isinstance(hands, dict):
-        raise TraceError(f"{where}: field 'hands' must be an object, got {type(hands).__name__}")
-    pose = obj.get("pose")
-    if pose is not None and not isinstance(pose, list):
-        raise TraceError(f"{where}: field 'pose' must be a list, got {type(pose).__name__}")
 
 
 def synthetic_trace(

@@ -5,37 +5,21 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import re
 import socket
 import subprocess
-from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from harness.redact import MASK, mask
+
+__all__ = ["MASK", "collect_provenance", "mask", "sha256_file"]
 
 PACKAGES = (
     "torch", "torchserve", "torch-model-archiver", "fastapi", "uvicorn", "websockets", "numpy",
     "aiohttp", "hdrhistogram", "pydantic", "psutil", "nvidia-ml-py", "scipy", "signflow-harness",
 )  # fmt: skip
-_SECRET = re.compile(r"token|key|secret|password|passwd|credential|auth(?!_?enabled)", re.I)
-MASK = "***"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def mask(obj: Any) -> Any:
-    """Copy of a config tree with the value of every secret-looking key replaced by ``***``.
-
-    Booleans stay (``token_auth: true`` says auth is on, not what the token is).
-    """
-    if isinstance(obj, Mapping):
-        return {
-            k: (MASK if _SECRET.search(str(k)) and not isinstance(v, bool | None) and not
-                isinstance(v, Mapping) else mask(v))
-            for k, v in obj.items()
-        }  # fmt: skip
-    if isinstance(obj, list | tuple):
-        return [mask(v) for v in obj]
-    return obj
 
 
 def _git(*args: str) -> str | None:

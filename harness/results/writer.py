@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.redact import mask
+
 from .schema import check_document
 
 
@@ -25,11 +27,16 @@ def _clean(obj: Any) -> Any:
 
 
 def write_results(run_dir: Path, doc: Mapping[str, Any]) -> Path:
-    """Write ``run_dir/results.json`` atomically (temp file + rename); returns its path."""
+    """Write ``run_dir/results.json`` atomically (temp file + rename); returns its path.
+
+    Secrets are masked on the way out (harness.redact), whatever the caller passed.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "results.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_clean(doc), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps(_clean(mask(doc)), indent=1, allow_nan=False) + "\n", encoding="utf-8"
+    )
     os.replace(tmp, path)
     return path
 

@@ -1,7 +1,10 @@
 """Load a scenario YAML file into a validated :class:`Scenario`.
 
 Errors name the file, the line (from yaml node marks), the field path, and suggest the right key
-for a typo. Impossible timelines are rejected up front, before any process starts.
+for a typo. Everything the run will read is checked up front, before any process starts: the
+file itself (UTF-8, no duplicate keys, bounded size/depth/alias expansion), every field (finite
+numbers within bounds), the timeline, the gates, the archives a reload needs, the trace file,
+the baseline file and the backend environment. All problems are reported at once.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.analysis.gates import GateSyntaxError, check_metric, parse_gate
+from harness.redact import is_secret_name, mask
 
-from .models import Scenario
+from . import backend_env
+from .models import MODEL_STORE, Scenario
+from .tracefile import TraceError, load_trace_file
 
 PathKey = tuple[str | int, ...]
 
@@ -29,37 +35,149 @@ class ScenarioError(ValueError):
 
 # --------------------------------------------------------------------------- YAML + line map
 
-
-def _line_map(node: yaml.Node, path: PathKey, out: dict[PathKey, int]) -> None:
-    """Map every node path to the 1-based line of its key (or item) in the file."""
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[(*path, key)] = key_node.start_mark.line + 1
-            _line_map(value_node, (*path, key), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out[(*path, i)] = item.start_mark.line + 1
-            _line_map(item, (*path, i), out)
+# Bounds on what a scenario file may cost to read. Shipped scenarios are < 4 KB, < 200 nodes,
+# depth < 8: these limits are far above any real scenario and far below harm.
+MAX_FILE_BYTES = 1 << 20
+MAX_NODES = 20_000  # after alias expansion ("billion laughs" is refused here, not expanded)
+MAX_DEPTH = 50
 
 
-def _read_yaml(path: Path) -> tuple[str, Any, dict[PathKey, int]]:
+class _Problems:
+    """Errors collected across every check, reported together as one ScenarioError."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, msg: str, line: int = 0) -> None:
+        self.items.append((line, msg))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            ordered = sorted(self.items, key=lambda item: item[0])
+            raise ScenarioError("\n".join(dict.fromkeys(msg for _, msg in ordered)))
+
+
+def _decode(raw: bytes, where: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read scenario file: {exc.strerror or exc}") from exc
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ScenarioError(
+            f"{where}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {column}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _check_graph(root: yaml.Node, where: str) -> None:
+    """Refuse a node graph too big once aliases are expanded, too deep, or recursive.
+
+    Sizes are computed per distinct node (memoised), so the check itself costs O(file size)
+    even when the expansion would be astronomically large.
+    """
+    size: dict[int, int] = {}
+    depth_of: dict[int, int] = {}
+    on_path: set[int] = set()
+    # Iterative post-order walk: a hostile file must not blow Python's recursion limit here.
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                children += [k, v]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth_of[key] = 1 + max((depth_of[id(c)] for c in children), default=0)
+            if size[key] > MAX_NODES:
+                raise ScenarioError(
+                    f"{where}:{node.start_mark.line + 1}: the document expands to more than "
+                    f"{MAX_NODES} nodes (YAML anchors/aliases); a scenario is far smaller"
+                )
+            if depth_of[key] > MAX_DEPTH:
+                raise ScenarioError(
+                    f"{where}:{node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep"
+                )
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise ScenarioError(f"{where}:{node.start_mark.line + 1}: recursive YAML alias")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def parse_yaml_text(text: str, where: str) -> tuple[Any, yaml.Node | None]:
+    """(data, root node) of YAML text, bounded in time and memory; ScenarioError otherwise.
+
+    ``where`` names the source in messages (a file path, or ``--set KEY``).
+    """
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_graph(node, where)
+        return loader.construct_document(node), node
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        at = f"{where}:{mark.line + 1}" if mark is not None else where
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(f"{where}: invalid YAML: {problem}") from exc
+        raise ScenarioError(f"{at}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ScenarioError(f"{where}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _line_map(root: yaml.Node, out: dict[PathKey, int], problems: _Problems, where: str) -> None:
+    """Map every node path to the 1-based line of its key (or item); flag duplicate keys."""
+    stack: list[tuple[yaml.Node, PathKey]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        out.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value
+                line = key_node.start_mark.line + 1
+                if isinstance(key_node, yaml.ScalarNode) and key != "<<":
+                    if key in seen:
+                        problems.add(
+                            f"{where}:{line}: duplicate key '{_dotted((*path, key))}' "
+                            f"(first at line {seen[key]}): YAML would silently keep only "
+                            "the last one",
+                            line,
+                        )
+                    seen.setdefault(key, line)
+                out[(*path, key)] = line
+                stack.append((value_node, (*path, key)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                out[(*path, i)] = item.start_mark.line + 1
+                stack.append((item, (*path, i)))
+
+
+def _read_yaml(path: Path, problems: _Problems) -> tuple[str, Any, dict[PathKey, int]]:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ScenarioError(
+                f"{path}: {path.stat().st_size} bytes; a scenario file is at most "
+                f"{MAX_FILE_BYTES} bytes"
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read scenario file: {exc.strerror or exc}") from exc
+    text = _decode(raw, str(path))
+    data, node = parse_yaml_text(text, str(path))
     lines: dict[PathKey, int] = {}
     if node is not None:
-        _line_map(node, (), lines)
+        _line_map(node, lines, problems, str(path))
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}:1: a scenario is a YAML mapping (name:, workload:, ...)")
     return text, data, lines
@@ -73,6 +191,13 @@ def _where(path: Path, lines: Mapping[PathKey, int], loc: PathKey, overridden: s
         if prefix in lines:
             return f"{path}:{lines[prefix]}"
     return str(path)
+
+
+def _line_of(lines: Mapping[PathKey, int], loc: PathKey) -> int:
+    for n in range(len(loc), -1, -1):
+        if tuple(loc[:n]) in lines:
+            return lines[tuple(loc[:n])]
+    return 0
 
 
 def _dotted(loc: Sequence[str | int]) -> str:
@@ -94,17 +219,16 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> set[PathK
         key, raw = item.split("=", 1)
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
-            raise ScenarioError(f"--set {item!r}: empty key")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"--set {item!r}: value is not valid YAML: {exc}") from exc
+            raise ScenarioError(f"--set {key!r}: empty key")
+        if len(raw) > MAX_FILE_BYTES:
+            raise ScenarioError(f"--set {key}: value longer than {MAX_FILE_BYTES} bytes")
+        value = parse_yaml_text(raw, f"--set {key.strip()}")[0] if raw.strip() else ""
         node: Any = data
         loc: list[str | int] = []
         for part in parts[:-1]:
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ScenarioError(f"--set {item!r}: {_dotted(loc)} has no item {part}")
+                    raise ScenarioError(f"--set {key}: {_dotted(loc)} has no item {part}")
                 node = node[int(part)]
                 loc.append(int(part))
                 continue
@@ -115,7 +239,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> set[PathK
         last = parts[-1]
         if isinstance(node, list):
             if not last.isdigit() or int(last) >= len(node):
-                raise ScenarioError(f"--set {item!r}: {_dotted(loc)} has no item {last}")
+                raise ScenarioError(f"--set {key}: {_dotted(loc)} has no item {last}")
             node[int(last)] = value
             loc.append(int(last))
         else:
@@ -160,26 +284,54 @@ def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
 
 def _format_validation(
     exc: ValidationError, path: Path, lines: Mapping[PathKey, int], overridden: set[PathKey]
-) -> str:
-    msgs = []
+) -> list[tuple[int, str]]:
+    """(line, message) per pydantic error; secret values never shown, numbers-for-text explained."""
+    msgs: list[tuple[int, str]] = []
     for err in exc.errors():
         loc: PathKey = tuple(p for p in err["loc"] if not _is_union_tag(p))
         where = _where(path, lines, loc, overridden)
+        line = _line_of(lines, loc)
         field = _dotted(loc)
         if err["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
             allowed = sorted(parent.model_fields) if parent else []
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             tip = f"; did you mean '{hint[0]}'?" if hint else ""
-            msgs.append(f"{where}: unknown key '{field}'{tip} (allowed here: {', '.join(allowed)})")
+            msg = f"{where}: unknown key '{field}'{tip} (allowed here: {', '.join(allowed)})"
         elif err["type"] == "missing":
-            msgs.append(f"{where}: missing required field '{field}'")
+            msg = f"{where}: missing required field '{field}'"
         else:
             got = err.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-            msg = err["msg"].removeprefix("Value error, ")
-            msgs.append(f"{where}: field '{field}': {msg}{shown}")
-    return "\n".join(msgs)
+            secret = any(is_secret_name(part) for part in loc if isinstance(part, str))
+            shown = (
+                " (value hidden: secret)"
+                if secret
+                else ("" if isinstance(got, dict | list) else f" (got {got!r})")
+            )
+            msg = f"{where}: field '{field}': {err['msg'].removeprefix('Value error, ')}{shown}"
+            if err["type"] == "string_type" and isinstance(got, int | float) and not secret:
+                # YAML read `2.0` as a number (and `2.10` as 2.1): only quotes keep the text.
+                msg += (
+                    f'; quote it to keep it as text: "{_yaml_scalar_text(lines, path, loc, got)}"'
+                )
+            elif err["type"] in ("finite_number",):
+                msg += "; give a finite number"
+        msgs.append((line, msg))
+    return msgs
+
+
+def _yaml_scalar_text(lines: Mapping[PathKey, int], path: Path, loc: PathKey, got: Any) -> str:
+    """The value as written in the file (so `2.10` is suggested as "2.10", not "2.1")."""
+    line = lines.get(loc)
+    if line:
+        try:
+            text = path.read_text(encoding="utf-8").splitlines()[line - 1]
+            written = text.split(":", 1)[1].split("#", 1)[0].strip()
+            if written and yaml.safe_load(written) == got:
+                return written
+        except (OSError, UnicodeDecodeError, IndexError, yaml.YAMLError):
+            pass
+    return str(got)
 
 
 def _is_union_tag(part: object) -> bool:
@@ -299,53 +451,167 @@ def _resolve_paths(sc: Scenario, base_dir: Path) -> Scenario:
     return Scenario.model_validate(data)
 
 
+def _check_archives(sc: Scenario) -> list[tuple[PathKey, str]]:
+    """Every model version TorchServe is asked to load has an archive (local/compose stacks)."""
+    spec = sc.stack
+    if not spec.use_torchserve or spec.driver == "external":
+        return []
+    wanted: list[tuple[PathKey, str]] = [
+        (("stack", "torchserve", "model_version"), spec.torchserve.model_version)
+    ]
+    wanted += [
+        (("timeline", i, "version"), ev.version)
+        for i, ev in enumerate(sc.timeline)
+        if ev.action == "reload_model" and ev.version
+    ]
+    problems: list[tuple[PathKey, str]] = []
+    for loc, version in wanted:
+        archive = MODEL_STORE / f"signflow-{version}.mar"
+        if not archive.is_file():
+            have = sorted(p.stem.removeprefix("signflow-") for p in MODEL_STORE.glob("*.mar"))
+            problems.append(
+                (
+                    loc,
+                    f"no model archive for version {version} ({archive}); archives built: "
+                    f"{', '.join(have) or 'none (run make setup)'}",
+                )
+            )
+    return problems
+
+
+def _check_backend_env(sc: Scenario) -> tuple[list[tuple[PathKey, str]], list[tuple[PathKey, str]]]:
+    """(errors, warnings) of stack.backend.env and of the synthetic rest gaps it governs."""
+    env = sc.stack.backend.env
+    base: PathKey = ("stack", "backend", "env")
+    errors: list[tuple[PathKey, str]] = []
+    warnings: list[tuple[PathKey, str]] = []
+    if env and sc.stack.driver != "local":
+        warnings.append(
+            (base, f"the {sc.stack.driver} driver does not pass stack.backend.env to the backend")
+        )
+    else:
+        errs, warns = backend_env.env_problems(env)
+        errors += [((*base, name), msg) for name, msg in errs]
+        warnings += [((*base, name), msg) for name, msg in warns]
+    syn = sc.workload.trace.synthetic
+    if syn is not None:
+        raw = backend_env.effective_setting(env, "REST_FRAMES_TO_END")
+        end_after = (
+            int(raw)
+            if raw and raw.strip().isdigit()
+            else backend_env.backend_default("rest_frames_to_end")
+        )
+        if syn.rest_frames[0] <= end_after:
+            warnings.append(
+                (
+                    ("workload", "trace", "synthetic", "rest_frames"),
+                    f"rest gaps from {syn.rest_frames[0]} frames, but the backend ends a sign "
+                    f"after {end_after} rest frames: neighbouring signs can merge and accuracy "
+                    f"drop; use a lower bound above {end_after}",
+                )
+            )
+    return errors, warnings
+
+
+def _check_synthetic(sc: Scenario) -> list[tuple[PathKey, str]]:
+    syn = sc.workload.trace.synthetic
+    if syn is None or not syn.sign_mix:
+        return []
+    from backend_patch.app.ml.synthetic import SIGN_CLASSES
+
+    return [
+        (
+            ("workload", "trace", "synthetic", "sign_mix", i),
+            f"unknown sign {label!r}; known: {', '.join(SIGN_CLASSES)}",
+        )
+        for i, label in enumerate(syn.sign_mix)
+        if label not in SIGN_CLASSES
+    ]
+
+
+def _check_files(sc: Scenario) -> list[tuple[PathKey, str]]:
+    """Files the run will read exist and parse: the trace, the baseline results/scenario."""
+    problems: list[tuple[PathKey, str]] = []
+    if sc.workload.trace.file:
+        loc: PathKey = ("workload", "trace", "file")
+        trace = Path(sc.workload.trace.file)
+        if not trace.is_file():
+            problems.append((loc, f"no such file {trace}"))
+        else:
+            try:
+                load_trace_file(trace)
+            except TraceError as exc:
+                problems.append((loc, str(exc)))
+    if sc.baseline:
+        key = "results" if sc.baseline.results else "scenario"
+        target = Path(str(sc.baseline.results or sc.baseline.scenario))
+        if not target.is_file():
+            problems.append((("baseline", key), f"no such file {target}"))
+        elif key == "results":
+            from harness.results.writer import read_results
+
+            try:
+                read_results(target)
+            except ValueError as exc:
+                problems.append((("baseline", key), str(exc)))
+    return problems
+
+
 # --------------------------------------------------------------------------- entry point
 
 
 def load_scenario(
-    path: Path | str, overrides: Sequence[str] = (), *, has_external_baseline: bool = False
+    path: Path | str,
+    overrides: Sequence[str] = (),
+    *,
+    has_external_baseline: bool = False,
+    warnings: list[str] | None = None,
 ) -> Scenario:
-    """Read, override, validate and check a scenario file.
+    """Read, override, validate and check a scenario file and every file it names.
 
+    All problems found are reported together in one ScenarioError (file:line: field: message).
     ``has_external_baseline``: a baseline results file was given on the command line, so gates
-    relative to ``baseline`` are allowed even when the scenario names none.
+    relative to ``baseline`` are allowed even when the scenario names none. ``warnings``, when
+    given, receives the non-fatal findings (a likely typo in stack.backend.env...).
     """
     path = Path(path)
-    _, data, lines = _read_yaml(path)
+    problems = _Problems()
+    _, data, lines = _read_yaml(path, problems)
     overridden = apply_overrides(data, overrides)
+
+    def report(items: Sequence[tuple[PathKey, str]], sink: _Problems) -> None:
+        for loc, msg in items:
+            sink.add(
+                f"{_where(path, lines, loc, overridden)}: field '{_dotted(loc)}': {msg}",
+                _line_of(lines, loc),
+            )
+
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_format_validation(exc, path, lines, overridden)) from None
-    problems = _check_timeline(sc) + _check_gates(
-        sc, has_baseline=has_external_baseline or sc.baseline is not None
-    )
-    if problems:
-        raise ScenarioError(
-            "\n".join(
-                f"{_where(path, lines, loc, overridden)}: field '{_dotted(loc)}': {msg}"
-                for loc, msg in problems
-            )
-        )
+        for line, msg in _format_validation(exc, path, lines, overridden):
+            problems.add(msg, line)
+        problems.raise_if_any()
+        raise AssertionError("unreachable") from None  # pragma: no cover
     sc = _resolve_paths(sc, path.resolve().parent)
-    if sc.workload.trace.file and not Path(sc.workload.trace.file).is_file():
-        loc = ("workload", "trace", "file")
-        raise ScenarioError(
-            f"{_where(path, lines, loc, overridden)}: field 'workload.trace.file': "
-            f"no such file {sc.workload.trace.file}"
-        )
-    if sc.baseline:
-        target = sc.baseline.results or sc.baseline.scenario
-        key = "results" if sc.baseline.results else "scenario"
-        if target and not Path(target).is_file():
-            loc = ("baseline", key)
-            raise ScenarioError(
-                f"{_where(path, lines, loc, overridden)}: field 'baseline.{key}': "
-                f"no such file {target}"
-            )
+    env_errors, env_warnings = _check_backend_env(sc)
+    report(
+        _check_timeline(sc)
+        + _check_gates(sc, has_baseline=has_external_baseline or sc.baseline is not None)
+        + _check_archives(sc)
+        + _check_synthetic(sc)
+        + env_errors
+        + _check_files(sc),
+        problems,
+    )
+    problems.raise_if_any()
+    if warnings is not None:
+        found = _Problems()
+        report(env_warnings, found)
+        warnings.extend(msg for _, msg in sorted(found.items, key=lambda item: item[0]))
     return sc
 
 
 def scenario_to_yaml(sc: Scenario) -> str:
-    """The resolved scenario as YAML text (results ``scenario_yaml``)."""
-    return yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The resolved scenario as YAML text (results ``scenario_yaml``), secrets masked."""
+    return yaml.safe_dump(mask(sc.model_dump(mode="json")), sort_keys=False, allow_unicode=True)

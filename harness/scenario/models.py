@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Where the local and compose stacks take their model archives (signflow-<version>.mar).
+MODEL_STORE = Path(__file__).resolve().parents[2] / "build" / "model-store"
+# Upper bounds that keep a typo from becoming a day-long run or an overflowed timer.
+MAX_DURATION_S = 86_400.0  # one day
+MAX_TIMEOUT_S = 3_600.0
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No NaN/inf anywhere: `duration_s: .inf` would run forever, `.nan` compares false to all.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TorchServeSpec(_Strict):
@@ -74,17 +82,20 @@ class StackSpec(_Strict):
 class SyntheticTrace(_Strict):
     """Seeded synthetic landmark stream (backend_patch.app.ml.synthetic)."""
 
-    seed: int = 0
-    signs: int = Field(20, ge=1)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    signs: int = Field(20, ge=1, le=100_000)
     sign_mix: list[str] | None = None
     # The backend ends a sign after 10 rest frames: shorter rests would merge two signs.
+    # The one set of trace defaults: `harness synth` builds this model too.
     rest_frames: tuple[int, int] = (15, 30)
 
     @model_validator(mode="after")
     def _rest_order(self) -> SyntheticTrace:
         lo, hi = self.rest_frames
-        if lo < 0 or hi < lo:
-            raise ValueError(f"rest_frames must be [lo, hi] with 0 <= lo <= hi, got [{lo}, {hi}]")
+        if lo < 0 or hi < lo or hi > 10_000:
+            raise ValueError(
+                f"rest_frames must be [lo, hi] with 0 <= lo <= hi <= 10000, got [{lo}, {hi}]"
+            )
         return self
 
 
@@ -106,12 +117,12 @@ class Workload(_Strict):
 
     sessions: int = Field(..., ge=1, le=10_000)
     fps: float = Field(30, gt=0, le=1000)
-    duration_s: float = Field(..., gt=0)
-    warmup_s: float = Field(0, ge=0)
-    ramp_up_s: float = Field(0, ge=0)
+    duration_s: float = Field(..., gt=0, le=MAX_DURATION_S)
+    warmup_s: float = Field(0, ge=0, le=MAX_DURATION_S)
+    ramp_up_s: float = Field(0, ge=0, le=MAX_DURATION_S)
     trace: TraceSpec = Field(default_factory=lambda: TraceSpec(synthetic=SyntheticTrace()))
-    late_threshold_ms: float = Field(5, gt=0)
-    reply_timeout_s: float = Field(5, gt=0)
+    late_threshold_ms: float = Field(5, gt=0, le=MAX_TIMEOUT_S * 1000)
+    reply_timeout_s: float = Field(5, gt=0, le=MAX_TIMEOUT_S)
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> Workload:
@@ -129,7 +140,7 @@ Action = Literal["kill_torchserve", "start_torchserve", "reload_model", "set_rol
 class Event(_Strict):
     """One timeline event at ``at_s`` seconds on the run clock (t=0 at load start)."""
 
-    at_s: float = Field(..., ge=0)
+    at_s: float = Field(..., ge=0, le=MAX_DURATION_S)
     action: Action
     version: str | None = None
     percent: int | None = Field(None, ge=0, le=100)

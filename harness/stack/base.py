@@ -9,7 +9,6 @@ runner never branches on the driver.
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from collections.abc import Mapping
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+
+from harness.redact import mask_env
 
 
 class StackError(RuntimeError):
@@ -87,14 +88,9 @@ class Stack(Protocol):
     def collect_logs(self, dest: Path) -> None: ...
 
 
-# Names whose values must never reach results, logs or reports.
-_SECRET_NAME = re.compile(r"token|key|secret|password|passwd|credential|auth", re.IGNORECASE)
-MASK = "***"
-
-
 def mask_secrets(env: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy of ``env`` with the value of every secret-looking name replaced by ``***``."""
-    return {k: (MASK if _SECRET_NAME.search(str(k)) else v) for k, v in env.items()}
+    """Copy of ``env`` with every secret-named value masked (the one rule: harness.redact)."""
+    return mask_env(env)
 
 
 def spec_get(obj: Any, name: str, default: Any = None) -> Any:

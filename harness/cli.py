@@ -1,9 +1,6 @@
 """``harness`` command line: run | validate | compare | report | synth.
 
-Exit codes: 0 all gates pass; 1 a gate failed (or ``compare --fail-on-worse`` found a worse
-metric); 2 invalid scenario, bad input file or INVALID measurement; 3 infrastructure failure
-(the stack did not start); 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (each
-handled like Ctrl-C: the stack is stopped and partial results are written).
+Exit codes: see :data:`EXIT_CODES_HELP` (printed by ``--help``).
 """
 
 from __future__ import annotations
@@ -12,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,38 +23,114 @@ from harness.runner import (
     run_scenario,
 )
 from harness.scenario import ScenarioError, load_scenario
+from harness.scenario.models import SyntheticTrace
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    every gate passed (validate: the scenario is valid)
+  1    a gate failed (or compare --fail-on-worse found a worse metric)
+  2    invalid scenario or input file, or the measurement is INVALID
+  3    infrastructure failure: the stack did not start
+  130  interrupted by Ctrl-C; 143 by SIGTERM, 129 by SIGHUP (each handled like Ctrl-C):
+       the stack is stopped, partial results are written and their path printed
+"""
+
+SET_HELP = "override a scenario key (value parsed as YAML); repeatable"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("signflow-harness")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 gate``, ``2 gates``, ``0 gates``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(
+        prog="harness",
+        description=__doc__.splitlines()[0],
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a scenario and write results.json, junit.xml, report")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=text, description=text, epilog=EXIT_CODES_HELP, formatter_class=fmt
+        )
+
+    run = command("run", "run a scenario and write results.json, junit.xml, report")
     run.add_argument("scenario", type=Path)
-    run.add_argument("--out", type=Path, default=None, help="parent of run dirs (reports/)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="parent of the timestamped run folders (default reports/); <out>/latest points at "
+        "the newest",
+    )
+    where.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="write this run into exactly this folder (must not hold a run already)",
+    )
     run.add_argument("--baseline", type=Path, default=None, help="baseline results.json")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP
+    )
 
-    val = sub.add_parser("validate", help="check a scenario file without running it")
+    val = command("validate", "check a scenario file and every file it names, without running")
     val.add_argument("scenario", type=Path)
-    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    val.add_argument("--baseline", type=Path, default=None, help="allow baseline-relative gates")
+    val.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP
+    )
+    val.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="baseline results.json (checked; allows baseline-relative gates)",
+    )
 
-    cmp_ = sub.add_parser("compare", help="compare two results.json (NEW against BASE)")
+    cmp_ = command("compare", "compare two results.json (NEW against BASE)")
     cmp_.add_argument("new", type=Path)
     cmp_.add_argument("base", type=Path)
     cmp_.add_argument("--fail-on-worse", action="store_true", help="exit 1 if any metric is worse")
     cmp_.add_argument("--all", action="store_true", help="show every metric, not only changes")
     cmp_.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
-    rep = sub.add_parser("report", help="build the HTML report of a results.json")
+    rep = command("report", "build the HTML report of a results.json")
     rep.add_argument("results", type=Path)
     rep.add_argument("--baseline", type=Path, default=None)
     rep.add_argument("--out", type=Path, default=None, help="report.html path")
 
-    syn = sub.add_parser("synth", help="write a synthetic landmark trace (JSONL)")
-    syn.add_argument("--signs", type=int, default=20)
-    syn.add_argument("--seed", type=int, default=0)
+    syn = command("synth", "write a synthetic landmark trace (JSONL) with ground truth")
+    defaults = SyntheticTrace()  # the one set of trace defaults (workload.trace.synthetic)
+    syn.add_argument("--signs", type=int, default=defaults.signs, help="signs in the trace")
+    syn.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+    syn.add_argument(
+        "--rest-frames",
+        type=int,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=defaults.rest_frames,
+        help="rest frames between signs, drawn from [LO, HI]; keep LO above the backend's "
+        "REST_FRAMES_TO_END (10) or neighbouring signs merge",
+    )
+    syn.add_argument(
+        "--sign-mix",
+        nargs="+",
+        metavar="SIGN",
+        default=defaults.sign_mix,
+        help="draw signs from these labels only (repeat one to weight it)",
+    )
     syn.add_argument("--out", type=Path, required=True)
     return p
 
@@ -65,19 +139,46 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate only: exit 0 and a short description, or 2 with the errors."""
+def _load(args: argparse.Namespace) -> Any:
+    """The scenario of ``args`` (warnings printed), or None after printing why it is invalid.
+
+    A ``--baseline`` results file is read and checked here too: it is input the run will read.
+    """
+    warnings: list[str] = []
     try:
-        sc = load_scenario(args.scenario, args.overrides, has_external_baseline=bool(args.baseline))
+        sc = load_scenario(
+            args.scenario,
+            args.overrides,
+            has_external_baseline=bool(args.baseline),
+            warnings=warnings,
+        )
     except ScenarioError as exc:
         _err(f"invalid scenario:\n{exc}")
+        return None
+    for warning in warnings:
+        _err(f"warning: {warning}")
+    if args.baseline is not None:
+        from harness.results.writer import read_results
+
+        try:
+            read_results(args.baseline)
+        except ValueError as exc:
+            _err(f"invalid baseline: {exc}")
+            return None
+    return sc
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate only: exit 0 and a short description, or 2 with the errors."""
+    sc = _load(args)
+    if sc is None:
         return EXIT_INVALID
     wl = sc.workload
     print(
         f"{args.scenario}: OK - scenario '{sc.name}', driver {sc.stack.driver}, "
-        f"use_torchserve={sc.stack.use_torchserve}, {wl.sessions} sessions x {wl.fps:g} fps, "
-        f"{wl.duration_s:g} s ({wl.warmup_s:g} s warm-up), {len(sc.timeline)} events, "
-        f"{len(sc.gates)} gates"
+        f"use_torchserve={sc.stack.use_torchserve}, {plural(wl.sessions, 'session')} x "
+        f"{wl.fps:g} fps, {wl.duration_s:g} s ({wl.warmup_s:g} s warm-up), "
+        f"{plural(len(sc.timeline), 'event')}, {plural(len(sc.gates), 'gate')}"
     )
     return EXIT_OK
 
@@ -150,10 +251,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the scenario (after its baseline scenario, if any)."""
     from harness.progress import progress_display
 
-    try:
-        sc = load_scenario(args.scenario, args.overrides, has_external_baseline=bool(args.baseline))
-    except ScenarioError as exc:
-        _err(f"invalid scenario:\n{exc}")
+    sc = _load(args)
+    if sc is None:
+        return EXIT_INVALID
+    if args.run_dir is not None and (args.run_dir / "results.json").exists():
+        _err(f"--run-dir {args.run_dir} already holds a run (results.json); choose another")
         return EXIT_INVALID
     try:
         if args.baseline is None and sc.baseline is not None and sc.baseline.scenario:
@@ -179,9 +281,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INFRA
     try:
         with progress_display(sc.name) as progress:
-            doc, code = run_scenario(sc, args.out, baseline_doc, progress)
+            doc, code = run_scenario(sc, args.out, baseline_doc, progress, args.run_dir)
     except KeyboardInterrupt:
-        _err("interrupted: the stack was stopped; partial results (if any) were written")
+        _err("interrupted: the stack was stopped (partial results: see the line above)")
         return EXIT_INTERRUPTED
     _print_outcome(doc, code)
     if base_code == EXIT_INVALID and code in (EXIT_OK, EXIT_GATE):
@@ -260,17 +362,35 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write a synthetic trace (one frame per line, with its ``truth``)."""
+    from pydantic import ValidationError
+
     from harness.load import synthetic_trace
 
-    if args.signs < 1:
-        _err("--signs must be >= 1")
+    try:
+        spec = SyntheticTrace(
+            seed=args.seed,
+            signs=args.signs,
+            rest_frames=tuple(args.rest_frames),
+            sign_mix=args.sign_mix,
+        )
+        frames = synthetic_trace(spec.seed, spec.signs, spec.sign_mix, spec.rest_frames)
+    except ValidationError as exc:
+        for e in exc.errors():
+            option = f"--{str(e['loc'][0]).replace('_', '-')}: " if e["loc"] else ""
+            _err(f"{option}{e['msg'].removeprefix('Value error, ')}")
         return EXIT_INVALID
-    frames = synthetic_trace(args.seed, args.signs, None, (5, 15))
+    except ValueError as exc:  # the generator's own check (an unknown sign in --sign-mix)
+        _err(str(exc))
+        return EXIT_INVALID
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:
         for frame in frames:
             fh.write(json.dumps(frame, separators=(",", ":")) + "\n")
-    print(f"{args.out}: {len(frames)} frames, {args.signs} signs, seed {args.seed}")
+    lo, hi = spec.rest_frames
+    print(
+        f"{args.out}: {plural(len(frames), 'frame')}, {plural(spec.signs, 'sign')}, "
+        f"seed {spec.seed}, rest {lo}-{hi} frames"
+    )
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import sys
 import time
 import traceback
@@ -25,6 +26,7 @@ from harness.analysis.compare import compare
 from harness.analysis.gates import evaluate_gates
 from harness.analysis.summary import summarize
 from harness.clock import RunClock
+from harness.redact import mask, redact_files, redact_text, secret_values
 from harness.results.junit import write_junit
 from harness.results.provenance import collect_provenance
 from harness.results.schema import SCHEMA, SCHEMA_VERSION
@@ -34,6 +36,7 @@ from harness.timeline import Timeline, event_record
 
 EXIT_OK, EXIT_GATE, EXIT_INVALID, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_OUT = Path("reports")
+LATEST = "latest"  # <out>/latest -> the newest run folder
 # Distinct synthetic traces: session i plays variant i % TRACE_VARIANTS (seed + variant), so
 # hundreds of sessions do not cost hundreds of trace generations.
 TRACE_VARIANTS = 8
@@ -49,8 +52,21 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def make_run_dir(out_root: Path, name: str, now: datetime | None = None) -> tuple[str, Path]:
-    """(run_id, run_dir): ``<out_root>/<UTC timestamp>-<name>``, made unique if it exists."""
+def make_run_dir(
+    out_root: Path, name: str, now: datetime | None = None, run_dir: Path | None = None
+) -> tuple[str, Path]:
+    """(run_id, run_dir) of a new run.
+
+    Default: ``<out_root>/<UTC timestamp>-<name>`` (made unique if it exists), and
+    ``<out_root>/latest`` is pointed at it, so scripts have a stable handle
+    (``reports/latest/results.json``). ``run_dir``: exactly that folder (``--run-dir``); it must
+    not hold a run already. Its run_id is the folder's name; ``latest`` is left alone.
+    """
+    if run_dir is not None:
+        if (run_dir / "results.json").exists():
+            raise ValueError(f"{run_dir} already holds a run (results.json); choose another")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir.name, run_dir
     stamp = (now or _utc_now()).strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp}-{name}"
     run_dir = out_root / run_id
@@ -60,7 +76,23 @@ def make_run_dir(out_root: Path, name: str, now: datetime | None = None) -> tupl
         run_id = f"{stamp}-{name}-{n}"
         run_dir = out_root / run_id
     run_dir.mkdir(parents=True)
+    point_latest(out_root, run_id)
     return run_id, run_dir
+
+
+def point_latest(out_root: Path, run_id: str) -> None:
+    """Atomically point ``<out_root>/latest`` at ``run_id`` (a relative symlink)."""
+    link = out_root / LATEST
+    tmp = out_root / f".{LATEST}.{run_id}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        tmp.symlink_to(run_id, target_is_directory=True)
+        os.replace(tmp, link)  # a real folder named latest is never replaced (IsADirectoryError)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        print(f"note: could not point {link} at {run_id}: {exc}", file=sys.stderr)
 
 
 def trace_provider(scenario: Scenario) -> Callable[[int], list[dict]]:
@@ -271,6 +303,8 @@ def _analyse(
 
 def _write_all(run_dir: Path, doc: dict[str, Any]) -> None:
     doc["finished_at"] = _iso(_utc_now())
+    # Masked in place: the report and the printed outcome come from this same document.
+    doc.update(mask(doc))
     write_results(run_dir, doc)
     write_junit(run_dir, doc)
 
@@ -302,8 +336,10 @@ def run_scenario(
     out_dir: Path | None = None,
     baseline_doc: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    run_dir: Path | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """Run one scenario into ``<out_dir>/<run_id>/``; returns (results document, exit code).
+    """Run one scenario into ``<out_dir>/<run_id>/`` (or exactly ``run_dir``); returns (results
+    document, exit code). ValueError when ``run_dir`` already holds a run.
 
     KeyboardInterrupt is re-raised after the stack is down and partial results are written
     (``verdict: error``, ``error: interrupted``); the CLI turns it into exit 130.
@@ -315,7 +351,8 @@ def run_scenario(
 
     stop_leftovers()
     started = _utc_now()
-    run_id, run_dir = make_run_dir(out_dir or DEFAULT_OUT, scenario.name, started)
+    run_id, run_dir = make_run_dir(out_dir or DEFAULT_OUT, scenario.name, started, run_dir)
+    secrets = secret_values(scenario.model_dump(mode="json"))
     doc = _skeleton(scenario, run_id, started)
     doc["run_dir"] = str(run_dir)
     measured = _Measured()
@@ -341,7 +378,7 @@ def run_scenario(
                     doc["provenance"] = collect_provenance(stack)
     except StackError as exc:
         doc["error"] = f"{type(exc).__name__}: {exc}"
-        print(f"infrastructure failure: {exc}", file=sys.stderr)
+        print(f"infrastructure failure: {redact_text(str(exc), secrets)}", file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True
         doc["error"] = "interrupted"
@@ -349,6 +386,7 @@ def run_scenario(
         if stack is not None:
             with contextlib.suppress(Exception):
                 stack.collect_logs(run_dir / "logs")
+        redact_files(run_dir / "logs", secrets)  # the logs the harness keeps hold no secret
         if not doc["provenance"]:
             doc["provenance"] = collect_provenance(None)
         doc["events"] = measured.events or doc["events"]
@@ -370,6 +408,7 @@ def run_scenario(
         # Also after Ctrl-C: the stack is already down, and the partial figures are worth a look.
         _report(run_dir, doc, baseline_doc)
     if interrupted:
+        print(f"interrupted: partial results in {run_dir}/results.json", file=sys.stderr)
         raise KeyboardInterrupt
     return doc, code
 

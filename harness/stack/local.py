@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from harness.results.provenance import sha256_file
+from harness.scenario.backend_env import split_inherited
 
 from .base import (
     DeferSigint,
@@ -105,6 +106,8 @@ class LocalStack:
         self._timings: dict[str, float] = {}
         self._archive_hashes: dict[str, str] | None = None
         self._short_ts_dirs: list[Path] = []
+        self._inherited_dropped: dict[str, str] = {}
+        self._inherited_runtime: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -226,7 +229,9 @@ class LocalStack:
                 ) from exc
 
     def _backend_environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # The scenario decides the system under test: inherited backend settings are dropped
+        # (recorded in describe()), only stack.backend.env and the lines below set them.
+        env, self._inherited_dropped, self._inherited_runtime = split_inherited(os.environ)
         env.update(
             {
                 "USE_TORCHSERVE": "true" if self.use_torchserve else "false",
@@ -409,6 +414,10 @@ class LocalStack:
                 "inference_workers": self.inference_workers,
                 "model_dir": str(self.models_dir / self.model_version),
                 "env": mask_secrets(self.backend_env),
+                # Backend settings exported in the caller's shell, NOT passed to the backend.
+                "inherited_dropped": mask_secrets(self._inherited_dropped),
+                # Kept: they tune the backend's libraries (threads, devices).
+                "inherited_runtime": mask_secrets(self._inherited_runtime),
             },
             "torchserve": None,
             "model_archives": {},

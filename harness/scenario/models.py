@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Where the local and compose stacks take their model archives (signflow-<version>.mar).
 MODEL_STORE = Path(__file__).resolve().parents[2] / "build" / "model-store"
@@ -34,6 +34,19 @@ class BackendSpec(_Strict):
 
     inference_workers: int = Field(1, ge=1, le=64)
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _scalars_as_text(cls, value: object) -> object:
+        # Environment values are text; YAML reads `40` and `true` as numbers/booleans. Turn
+        # those back into the text the backend would parse (dates etc. still fail: quote them).
+        if not isinstance(value, dict):
+            return value
+        return {
+            k: ("true" if v else "false") if isinstance(v, bool)
+            else str(v) if isinstance(v, int | float) else v
+            for k, v in value.items()
+        }  # fmt: skip
 
 
 class ExternalSpec(_Strict):

@@ -1,0 +1,255 @@
+"""Issue 11 items 13-15, 18: validate reads everything the run will read, refuses hostile YAML
+in bounded time and memory, reports every problem at once, and owns the backend environment."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.scenario import ScenarioError, load_scenario
+from harness.scenario.backend_env import split_inherited
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = "name: demo\nworkload:\n  sessions: 2\n  duration_s: 10\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(path: Path, *overrides: str) -> str:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path, overrides)
+    return str(info.value)
+
+
+def validate_capped(path: Path, mem_bytes: int = 400 << 20) -> subprocess.CompletedProcess[str]:
+    """`harness validate` in a process whose address space is capped: an alias expansion that
+    were not refused would die of MemoryError (exit 1 with a traceback), not exit 2."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "validate", str(path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, preexec_fn=cap, check=False,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- hostile YAML
+
+
+def test_latin1_byte_is_exit_2_naming_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"name: demo\ndescription: caf\xe9\nworkload: {sessions: 1, duration_s: 1}\n")
+    msg = error_of(path)
+    assert "latin.yaml:2: not UTF-8 text (byte 0xe9 at column 17)" in msg
+
+
+def test_billion_laughs_is_refused_under_a_memory_cap(tmp_path: Path) -> None:
+    # 9 levels x 9 aliases: 9**9 = 387 million strings once expanded (it took 34 s and 2.9 GB
+    # before MemoryError). Refused from the node graph, which is a few hundred nodes.
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = write(tmp_path, "\n".join(lines) + "\n" + BASE)
+    proc = validate_capped(path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "expands to more than 20000 nodes" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_deep_nesting_and_recursive_alias_are_exit_2(tmp_path: Path) -> None:
+    deep = write(tmp_path, "name: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml")
+    proc = validate_capped(deep)
+    assert proc.returncode == 2 and "nested too deeply" in proc.stderr, proc.stderr[-2000:]
+    assert "nested more than 50 levels" in error_of(
+        write(tmp_path, "name: " + "[" * 60 + "]" * 60 + "\n" + BASE.split("\n", 1)[1], "d2.yaml")
+    )
+    assert "s.yaml:1: recursive YAML alias" in error_of(write(tmp_path, "a: &a [1, *a]\n" + BASE))
+
+
+def test_hostile_set_value_is_refused_too(tmp_path: Path) -> None:
+    bomb = "[" + ",".join(["&a [1,1,1,1,1,1,1,1,1,1]"] + ["*a"] * 3000) + "]"
+    msg = error_of(write(tmp_path, BASE), f"description={bomb}")
+    assert "--set description" in msg and "expands to more than" in msg
+
+
+# --------------------------------------------------------------------------- numbers, keys
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("duration_s", ".inf", "finite number"),
+        ("duration_s", ".nan", "finite number"),
+        ("duration_s", "100000", "less than or equal to 86400"),
+        ("fps", ".inf", "finite number"),
+        ("reply_timeout_s", "1e9", "less than or equal to 3600"),
+        ("late_threshold_ms", "-.inf", "finite number"),
+    ],
+)
+def test_numbers_are_finite_and_bounded(
+    tmp_path: Path, key: str, value: str, expected: str
+) -> None:
+    msg = error_of(write(tmp_path, BASE), f"workload.{key}={value}")
+    assert f"workload.{key}" in msg and expected in msg
+
+
+def test_duplicate_keys_are_errors_naming_both_lines(tmp_path: Path) -> None:
+    text = BASE + "gates:\n  - errors.total == 0\ngates:\n  - accuracy >= 0.1\n"
+    msg = error_of(write(tmp_path, text))
+    assert "s.yaml:7: duplicate key 'gates' (first at line 5)" in msg
+    nested = "name: demo\nworkload:\n  sessions: 2\n  sessions: 3\n  duration_s: 10\n"
+    assert "s.yaml:4: duplicate key 'workload.sessions' (first at line 3)" in error_of(
+        write(tmp_path, nested)
+    )
+
+
+def test_unquoted_version_says_to_quote_it_as_written(tmp_path: Path) -> None:
+    text = BASE + "stack:\n  use_torchserve: true\n  torchserve:\n    model_version: 1.10\n"
+    msg = error_of(write(tmp_path, text))
+    assert "s.yaml:8: field 'stack.torchserve.model_version'" in msg
+    assert 'quote it to keep it as text: "1.10"' in msg
+
+
+# --------------------------------------------------------------------------- files the run reads
+
+
+def test_trace_file_is_parsed_at_validate_time(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text('{"hands": {}}\n\n{"hands": \n')
+    text = BASE + "  trace: {file: t.jsonl}\n"
+    msg = error_of(write(tmp_path, text))
+    assert f"field 'workload.trace.file': {tmp_path / 't.jsonl'}:3: invalid JSON" in msg
+    (tmp_path / "t.jsonl").write_text('{"hands": {}, "x": NaN}\n')
+    assert "t.jsonl:1: invalid frame: NaN is not a number JSON allows" in error_of(
+        write(tmp_path, text)
+    )
+
+
+def test_run_with_a_bad_trace_exits_2_before_starting_anything(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text("not json\n")
+    path = write(tmp_path, BASE + "  trace: {file: t.jsonl}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(path), "--out", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "t.jsonl:1: invalid JSON" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_reload_to_a_version_without_archive(tmp_path: Path) -> None:
+    text = BASE + (
+        "stack: {use_torchserve: true}\n"
+        "timeline:\n  - {at_s: 2, action: reload_model, version: '9.9'}\n"
+    )
+    msg = error_of(write(tmp_path, text))
+    assert "field 'timeline[0].version': no model archive for version 9.9" in msg
+    assert "archives built: 1.0, 2.0" in msg
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text("[]\n")
+    text = BASE + (
+        "  trace: {file: t.jsonl}\n"
+        "stack:\n  use_torchserve: true\n  backend: {env: {USE_TORCHSERVE: 'false'}}\n"
+        "timeline:\n  - {at_s: 50, action: reload_model, version: '7.0'}\n"
+        "gates:\n  - 'accuracy >>= 1'\n"
+        "gates:\n  - 'accuracy >= 0.5'\n"
+    )
+    msg = error_of(write(tmp_path, text))
+    expected = [
+        "t.jsonl:1: a frame must be a JSON object",  # trace file
+        "USE_TORCHSERVE is set by stack.use_torchserve",  # backend env
+        "beyond workload.duration_s",  # timeline
+        "no model archive for version 7.0",  # archives
+        "duplicate key 'gates'",  # the file itself
+    ]
+    for part in expected:
+        assert part in msg, f"{part!r} missing from:\n{msg}"
+
+
+# --------------------------------------------------------------------------- backend env
+
+
+def test_backend_env_contradicting_a_scenario_key_is_an_error(tmp_path: Path) -> None:
+    for name, key in [
+        ("USE_TORCHSERVE", "stack.use_torchserve"),
+        ("inference_workers", "stack.backend.inference_workers"),
+        ("TORCHSERVE_ROLLOUT_PERCENT", "stack.rollout_percent"),
+    ]:
+        msg = error_of(write(tmp_path, BASE), f"stack.backend.env.{name}=1")
+        assert f"field 'stack.backend.env.{name}'" in msg and f"set by {key}" in msg
+
+
+def test_backend_env_typos_get_a_warning_with_the_name(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    load_scenario(
+        write(tmp_path, BASE),
+        ["stack.backend.env.USE_TORCHSEVRE=true", "stack.backend.env.REST_FRAMES_TO_END=12",
+         "stack.backend.env.SIGNFLOW_WHATEVER=1", "stack.backend.env.HOME_DIR=/x"],
+        warnings=warnings,
+    )  # fmt: skip
+    text = "\n".join(warnings)
+    assert (
+        "USE_TORCHSEVRE is not a backend setting" in text and "did you mean USE_TORCHSERVE" in text
+    )
+    assert "SIGNFLOW_WHATEVER is not a backend setting" in text
+    assert "HOME_DIR" not in text and "REST_FRAMES_TO_END" not in text.split("rest gaps")[0]
+    # REST_FRAMES_TO_END=12 makes the default rest gaps (from 15) still safe: no merge warning.
+    assert "rest gaps" not in text
+
+
+def test_rest_gaps_at_or_below_the_backend_limit_warn(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    load_scenario(write(tmp_path, BASE), ["workload.trace.synthetic.rest_frames=[5, 15]"],
+                  warnings=warnings)  # fmt: skip
+    assert any("ends a sign after 10 rest frames" in w for w in warnings), warnings
+    warnings.clear()
+    load_scenario(write(tmp_path, BASE), ["stack.backend.env.REST_FRAMES_TO_END=40"],
+                  warnings=warnings)  # fmt: skip
+    assert any("after 40 rest frames" in w for w in warnings), warnings
+
+
+def test_backend_env_on_compose_warns_it_is_not_applied(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    load_scenario(write(tmp_path, BASE),
+                  ["stack.driver=compose", "stack.backend.env.MOTION_THRESHOLD=0.2"],
+                  warnings=warnings)  # fmt: skip
+    assert any("compose driver does not pass stack.backend.env" in w for w in warnings)
+
+
+def test_unknown_sign_in_sign_mix_is_a_validation_error(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, BASE), "workload.trace.synthetic.sign_mix=[hello, helo]")
+    assert "sign_mix[1]" in msg and "unknown sign 'helo'" in msg
+
+
+def test_inherited_backend_settings_are_dropped_runtime_ones_kept() -> None:
+    kept, dropped, runtime = split_inherited(
+        {"REST_FRAMES_TO_END": "40", "use_torchserve": "1", "TORCHSERVE_TOKEN": "t",
+         "PATH": "/bin", "OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "1"}
+    )  # fmt: skip
+    assert set(dropped) == {"REST_FRAMES_TO_END", "use_torchserve", "TORCHSERVE_TOKEN"}
+    assert kept == {"PATH": "/bin", "OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "1"}
+    assert runtime == {"OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "1"}
+
+
+def test_secret_value_never_echoed_in_a_validation_error(tmp_path: Path) -> None:
+    # A token that YAML reads as a date fails "should be a valid string": never show it.
+    msg = error_of(write(tmp_path, BASE), "stack.backend.env.TORCHSERVE_TOKEN=2031-05-17")
+    assert "stack.backend.env.TORCHSERVE_TOKEN" in msg and "value hidden" in msg
+    assert "2031" not in msg
+
+
+def test_backend_env_numbers_and_booleans_become_text(tmp_path: Path) -> None:
+    sc = load_scenario(write(tmp_path, BASE + "stack:\n  backend:\n    env: {MOTION_THRESHOLD: 0.2,"
+                             " LOG_LEVEL: debug, TORCH_THREADS: 2}\n"))  # fmt: skip
+    assert sc.stack.backend.env == {"MOTION_THRESHOLD": "0.2", "LOG_LEVEL": "debug",
+                                    "TORCH_THREADS": "2"}  # fmt: skip

@@ -41,8 +41,11 @@ build/models/%/metadata.json: $(STAMP) $(MODEL_INPUTS)
 build/model-store/signflow-%.mar: build/models/%/metadata.json $(ARCHIVE_INPUTS) $(MODEL_INPUTS)
 	$(PY) -m serving.package_model --version $* --models build/models --out build/model-store
 
+# `make run SCENARIO=scenarios/canary.yaml ARGS='--set workload.sessions=4 --run-dir reports/x'`
+SCENARIO ?= scenarios/quickstart.yaml
+ARGS     ?=
 run: setup
-	$(VENV)/bin/harness run scenarios/quickstart.yaml
+	$(VENV)/bin/harness run $(SCENARIO) $(ARGS)
 
 test: setup chromium
 	$(PY) -m pytest

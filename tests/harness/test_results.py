@@ -79,3 +79,119 @@ def test_secrets_are_masked() -> None:
     cfg = {"token_auth": True, "env": {"ADMIN_TOKEN": "s3cret", "TORCHSERVE_KEY_FILE": "/k"}}
     assert "s3cret" not in json.dumps(mask(cfg))
     assert mask(cfg)["token_auth"] is True
+
+
+# --------------------------------------------------------------------------- issue 11: 12, 17, 19
+
+SECRET = "tok-9f8e7d6c5b4a"
+
+
+def _secret_doc(tmp_path: Path) -> dict:
+    """A finished run whose scenario carries a token, echoed in an error message as well."""
+    sc = Scenario.model_validate(
+        {"name": "r", "stack": {"backend": {"env": {"TORCHSERVE_TOKEN": SECRET}}},
+         "workload": {"sessions": 2, "duration_s": 6, "warmup_s": 1}, "gates": GATES}
+    )  # fmt: skip
+    load = build_load(sessions=2, fps=30, duration_s=6, warmup_s=1,
+                      reply=lambda s, _t: (0.02, "local", "1.0", None))  # fmt: skip
+    doc = _skeleton(sc, "20261128T000000Z-r", _utc_now())
+    _analyse(doc, sc, _Measured(load=load), None)
+    doc["provenance"] = collect_provenance(None)
+    doc["error"] = f"StackError: backend exited; env TORCHSERVE_TOKEN={SECRET}"
+    return doc
+
+
+def test_one_masking_rule_covers_every_written_place(tmp_path: Path) -> None:
+    from harness.report import build_report
+
+    doc = _secret_doc(tmp_path)
+    assert SECRET in json.dumps(doc)  # the in-memory scenario holds it before writing
+    _write_all(tmp_path, doc)
+    build_report(doc, None, tmp_path / "report.html")
+    for name in ("results.json", "junit.xml", "report.html"):
+        assert SECRET not in (tmp_path / name).read_text(), name
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["scenario"]["stack"]["backend"]["env"]["TORCHSERVE_TOKEN"] == "***"
+    assert "TORCHSERVE_TOKEN: '***'" in on_disk["scenario_yaml"]
+    assert on_disk["error"].endswith("TORCHSERVE_TOKEN=***")
+    # The in-memory document is masked too: the report and the printed outcome come from it.
+    assert SECRET not in json.dumps(doc)
+    # What the masking must not touch: booleans under secret-looking names, env var NAMES.
+    assert on_disk["scenario"]["stack"]["torchserve"]["token_auth"] is True
+
+
+def test_mask_keeps_env_var_names_and_scrubs_echoes() -> None:
+    from harness.redact import mask as one_rule
+    from harness.stack.base import mask_secrets
+
+    cfg = {"external": {"torchserve_token_env": "TS_TOKEN", "admin_token_env": None},
+           "env": {"API_KEY": "abcd1234"}, "log": "started with abcd1234", "n": 1}  # fmt: skip
+    out = one_rule(cfg)
+    assert out["external"] == {"torchserve_token_env": "TS_TOKEN", "admin_token_env": None}
+    assert out["env"] == {"API_KEY": "***"} and out["log"] == "started with ***"
+    # The stack's provenance uses the same rule (one module, no second regex).
+    assert mask_secrets({"ADMIN_TOKEN": "x", "PASSWD": "y", "PATH": "/bin"}) == {
+        "ADMIN_TOKEN": "***", "PASSWD": "***", "PATH": "/bin"}  # fmt: skip
+
+
+def test_redact_files_scrubs_text_logs_and_leaves_binaries(tmp_path: Path) -> None:
+    from harness.redact import redact_files
+
+    (tmp_path / "logs" / "ts").mkdir(parents=True)
+    (tmp_path / "logs" / "backend.log").write_text(f"token={SECRET}\nok\n")
+    (tmp_path / "logs" / "ts" / "model_log.log").write_text(f"a {SECRET} b {SECRET}\n")
+    (tmp_path / "logs" / "blob.bin").write_bytes(b"\0" + SECRET.encode())
+    changed = redact_files(tmp_path / "logs", {SECRET, "ab"})
+    assert sorted(p.name for p in changed) == ["backend.log", "model_log.log"]
+    assert (tmp_path / "logs" / "backend.log").read_text() == "token=***\nok\n"
+    assert (tmp_path / "logs" / "ts" / "model_log.log").read_text() == "a *** b ***\n"
+    assert (tmp_path / "logs" / "blob.bin").read_bytes() == b"\0" + SECRET.encode()
+
+
+def test_junit_infrastructure_failure_is_not_called_measurement_valid(tmp_path: Path) -> None:
+    from harness.results.junit import ERROR_CASE, junit_tree
+
+    doc = {"name": "r", "run_id": "x", "verdict": "error", "valid": False,
+           "invalid_reasons": [], "error": "StackError: TorchServe did not become ready",
+           "gates": [{"expr": "errors.total == 0", "passed": False, "reason": "metric is null"}],
+           "started_at": "2026-11-28T00:00:00.000Z",
+           "finished_at": "2026-11-28T00:01:05.250Z", "summary": {"duration_s": 10}}  # fmt: skip
+    suite = junit_tree(doc).getroot()
+    case = suite.findall("testcase")[0]
+    assert case.get("name") == ERROR_CASE == "run completed"
+    assert case.find("error").get("type") == "error"
+    assert "TorchServe did not become ready" in case.find("error").get("message")
+    # time is the wall time of the run, not the configured 10 s of load
+    assert suite.get("time") == "65.250"
+    doc["error"] = "interrupted"
+    assert junit_tree(doc).getroot().find("testcase/error").get("type") == "interrupted"
+
+
+def test_junit_time_is_wall_time(tmp_path: Path) -> None:
+    doc, _ = make_doc(tmp_path)
+    suite = ET.parse(tmp_path / "junit.xml").getroot()
+    from harness.results.junit import wall_time_s
+
+    assert suite.get("time") == f"{wall_time_s(doc):.3f}"
+    assert float(suite.get("time")) < 60
+    assert float(suite.get("time")) != float(doc["summary"]["duration_s"])
+
+
+def test_run_dir_handles(tmp_path: Path) -> None:
+    from harness.runner import LATEST, make_run_dir
+
+    run_id, run_dir = make_run_dir(tmp_path, "demo")
+    assert (tmp_path / LATEST).resolve() == run_dir.resolve()
+    assert (tmp_path / LATEST).readlink() == Path(run_id)  # relative: the folder can move
+    second_id, second = make_run_dir(tmp_path, "demo")
+    assert second_id != run_id and (tmp_path / LATEST).resolve() == second.resolve()
+    exact_id, exact = make_run_dir(tmp_path, "demo", run_dir=tmp_path / "ci" / "run-7")
+    assert (exact_id, exact) == ("run-7", tmp_path / "ci" / "run-7") and exact.is_dir()
+    assert (tmp_path / LATEST).resolve() == second.resolve()  # --run-dir leaves latest alone
+    (exact / "results.json").write_text("{}")
+    try:
+        make_run_dir(tmp_path, "demo", run_dir=exact)
+    except ValueError as exc:
+        assert "already holds a run" in str(exc)
+    else:
+        raise AssertionError("an existing run was overwritten")

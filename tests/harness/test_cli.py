@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,96 @@ def test_compare_table_and_fail_on_worse(tmp_path: Path) -> None:
     bogus.write_text("{}")
     proc = harness("compare", str(bogus), str(base))
     assert proc.returncode == 2 and "bogus.json" in proc.stderr
+
+
+# --------------------------------------------------------------------------- issue 11: 16-19
+
+
+def test_version_and_exit_codes_in_help() -> None:
+    proc = harness("--version")
+    assert proc.returncode == 0 and re.fullmatch(r"harness \d+\.\d+\.\d+\S*\n", proc.stdout)
+    for argv in (["--help"], ["run", "--help"], ["validate", "--help"]):
+        out = harness(*argv).stdout
+        assert "exit codes:" in out, argv
+        for code in ("0 ", "1 ", "2 ", "3 ", "130 "):
+            assert f"\n  {code}" in out, (argv, code)
+
+
+def test_validate_counts_in_singular_and_plural() -> None:
+    out = harness("validate", str(REPO / "scenarios" / "hot-reload.yaml")).stdout
+    assert "1 event," in out and "4 gates" in out
+    out = harness("validate", str(REPO / "scenarios" / "baseline-quick.yaml"),
+                  "--set", "workload.sessions=1").stdout  # fmt: skip
+    assert "1 session x" in out and "0 events" in out and out.rstrip().endswith("1 gate")
+
+
+def test_validate_prints_warnings_and_checks_the_baseline_file(tmp_path: Path) -> None:
+    scenario = str(REPO / "scenarios" / "baseline-quick.yaml")
+    proc = harness("validate", scenario, "--set", "stack.backend.env.USE_TORCHSEVRE=true")
+    assert proc.returncode == 0
+    assert "warning:" in proc.stderr and "did you mean USE_TORCHSERVE" in proc.stderr
+    bad = tmp_path / "base.json"
+    bad.write_text('{"schema": "other"}')
+    proc = harness("validate", scenario, "--baseline", str(bad))
+    assert proc.returncode == 2 and "invalid baseline" in proc.stderr and "base.json" in proc.stderr
+
+
+def test_run_dir_holding_a_run_is_refused_before_starting(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text("{}")
+    proc = harness("run", str(REPO / "scenarios" / "baseline-quick.yaml"),
+                   "--run-dir", str(tmp_path))  # fmt: skip
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    proc = harness("run", "x.yaml", "--run-dir", "a", "--out", "b")
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+def _rest_gaps(path: Path) -> list[int]:
+    """Lengths of the rest runs between two signs of a JSONL trace."""
+    truth = [json.loads(line).get("truth") for line in path.read_text().splitlines()]
+    gaps, run, seen_sign = [], 0, False
+    for label in truth:
+        if label is None:
+            run += 1
+            continue
+        if seen_sign and run:
+            gaps.append(run)
+        seen_sign, run = True, 0
+    return gaps
+
+
+def test_synth_uses_the_scenario_trace_defaults(tmp_path: Path) -> None:
+    from harness.load import synthetic_trace
+    from harness.scenario.models import SyntheticTrace
+
+    out = tmp_path / "t.jsonl"
+    proc = harness("synth", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    d = SyntheticTrace()
+    assert (
+        f"{d.signs} signs, seed {d.seed}, rest {d.rest_frames[0]}-{d.rest_frames[1]}" in proc.stdout
+    )
+    # The same frames as the default workload.trace.synthetic: one set of defaults.
+    frames = [json.loads(line) for line in out.read_text().splitlines()]
+    assert frames == synthetic_trace(d.seed, d.signs, d.sign_mix, d.rest_frames)
+    # Every gap is longer than the backend's 10 rest frames that end a sign: no merged signs.
+    gaps = _rest_gaps(out)
+    assert len(gaps) == d.signs - 1 and min(gaps) > 10, gaps
+
+
+def test_synth_options_and_bad_values(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    proc = harness("synth", "--out", str(out), "--signs", "3", "--seed", "7",
+                   "--rest-frames", "20", "22", "--sign-mix", "hello", "thanks")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    labels = {json.loads(line).get("truth") for line in out.read_text().splitlines()}
+    assert labels - {None} <= {"hello", "thanks"}
+    assert all(20 <= g <= 22 for g in _rest_gaps(out))
+    for bad, says in [
+        (["--rest-frames", "9", "3"], "rest_frames must be [lo, hi]"),
+        (["--signs", "0"], "--signs: Input should be greater than or equal to 1"),
+        (["--sign-mix", "helo"], "unknown sign(s) ['helo']"),
+    ]:
+        proc = harness("synth", "--out", str(out), *bad)
+        assert proc.returncode == 2 and says in proc.stderr, (bad, proc.stderr)
+        assert "Traceback" not in proc.stderr

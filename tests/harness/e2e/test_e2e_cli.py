@@ -385,3 +385,58 @@ def test_replicas_on_the_local_stack_share_the_load_and_reload_one_by_one(
         assert (run_dir / "logs" / name).is_dir(), f"logs of {name}"
     assert code == 0, f"gates: {doc['gates']}\n{output[-3000:]}"
     _no_leftovers(run_dir)
+
+
+SECRET = "e2e-secret-4b1d9c"
+SHELL_SECRET = "shell-secret-77aa01"
+
+
+def test_scenario_owns_the_backend_and_no_secret_reaches_any_file(tmp_path: Path) -> None:
+    """Issue 11 items 12, 15, 16, 17, 19 on one real run of baseline-quick:
+
+    the shell exports REST_FRAMES_TO_END=40 (accuracy fell to 0.5 when the backend inherited it)
+    and a TORCHSERVE_TOKEN; the trace is `harness synth`'s default output (its rest gaps used to
+    merge signs); a token is set with --set; the run goes to --run-dir.
+    """
+    trace = tmp_path / "synth.jsonl"
+    subprocess.run([sys.executable, "-m", "harness", "synth", "--out", str(trace)],
+                   cwd=REPO_ROOT, check=True, capture_output=True, timeout=120)  # fmt: skip
+    env = {**os.environ, "REST_FRAMES_TO_END": "40", "TORCHSERVE_TOKEN": SHELL_SECRET}
+    for attempt in (1, 2):
+        run_dir = tmp_path / f"run-{attempt}"
+        argv = [sys.executable, "-m", "harness", "run", str(SCENARIOS / "baseline-quick.yaml"),
+                "--run-dir", str(run_dir), "--set", f"workload.trace={{file: {trace}}}",
+                "--set", f"stack.backend.env.TORCHSERVE_TOKEN={SECRET}"]  # fmt: skip
+        for item in E2E_SETS:
+            argv += ["--set", item]
+        started = time.monotonic()
+        proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT_S, check=False)  # fmt: skip
+        wall_s = time.monotonic() - started
+        doc = json.loads((run_dir / "results.json").read_text())
+        reasons = doc.get("invalid_reasons") or []
+        if not (
+            proc.returncode == 2 and reasons and all(r.startswith(FELL_BEHIND) for r in reasons)
+        ):
+            break
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    # 15: the exported REST_FRAMES_TO_END did not reach the backend, and provenance says so.
+    backend = doc["provenance"]["configs"]["backend"]
+    assert backend["inherited_dropped"] == {"REST_FRAMES_TO_END": "40", "TORCHSERVE_TOKEN": "***"}
+    # 16: the synth trace passes the shipped accuracy gate (every sign judged right).
+    assert doc["summary"]["accuracy"] == 1.0, doc["summary"]["accuracy_detail"]
+    assert [g["passed"] for g in doc["gates"]] == [True]
+    # 12: neither token is in any file of the run nor in what was printed.
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert {"results.json", "junit.xml", "report.html"} <= {p.name for p in files}
+    assert any(p.suffix == ".log" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert SECRET.encode() not in data and SHELL_SECRET.encode() not in data, path
+    assert SECRET not in output and SHELL_SECRET not in output
+    assert doc["scenario"]["stack"]["backend"]["env"]["TORCHSERVE_TOKEN"] == "***"
+    # 17: the printed results path is the --run-dir; 19: JUnit time is the wall time.
+    assert f"results: {run_dir}/results.json" in proc.stdout
+    junit_time = float(ET.parse(run_dir / "junit.xml").getroot().get("time"))
+    assert doc["summary"]["duration_s"] < junit_time < wall_s

@@ -195,3 +195,57 @@ def test_run_dir_handles(tmp_path: Path) -> None:
         assert "already holds a run" in str(exc)
     else:
         raise AssertionError("an existing run was overwritten")
+
+
+# --------------------------------------------------------------------------- docs/RESULTS.md sync
+
+RESULTS_MD = Path(__file__).resolve().parents[2] / "docs" / "RESULTS.md"
+# Maps whose keys are data (package names, error codes, versions...), not schema.
+_DATA_MAPS = {"scenario", "packages", "by_code", "model_versions", "percentile_curve",
+              "model_archives", "configs", "counts", "by_served_by", "batch_size_hist",
+              "requests_by_replica", "cpu", "startup_s", "cpu_percent", "rss_mb"}  # fmt: skip
+
+
+def _key_names(obj: object, path: str = "") -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            p = f"{path}.{k}" if path else k
+            out.add((p, k))
+            if k not in _DATA_MAPS:
+                out |= _key_names(v, p)
+    elif isinstance(obj, list) and obj and isinstance(obj[0], dict):
+        out |= _key_names(obj[0], f"{path}[]")
+    return out
+
+
+def test_every_key_written_is_documented(tmp_path: Path) -> None:
+    import re
+
+    doc, _ = make_doc(tmp_path)
+    doc["run_dir"] = str(tmp_path)
+    text = RESULTS_MD.read_text(encoding="utf-8")
+    undocumented = sorted(
+        path for path, name in _key_names(doc)
+        if not re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", text)
+    )  # fmt: skip
+    assert undocumented == [], f"docs/RESULTS.md lacks: {undocumented}"
+
+
+def test_documented_error_codes_are_the_backends() -> None:
+    import re
+
+    source = (
+        Path(__file__).resolve().parents[2] / "backend_patch/app/api/translate.py"
+    ).read_text()
+    # Every code the backend can put in an error reply: FrameError("code", ...), the receiver's
+    # error=("code", ...), and _error_reply(idx, "code", ...).
+    backend = set(re.findall(r'FrameError\(\s*"([a-z_]+)"', source))
+    backend |= set(re.findall(r'error=\("([a-z_]+)"', source))
+    backend |= set(re.findall(r'_error_reply\(\s*[\w.]+,\s*"([a-z_]+)"', source))
+    assert backend >= {"invalid_json", "invalid_frame", "inference_failed"}, backend
+    line = next(ln for ln in RESULTS_MD.read_text().splitlines() if "invalid_json |" in ln)
+    documented = set(re.findall(r"[a-z]+_[a-z_]+", line.split("//", 1)[1]))
+    assert documented == backend
+    example = re.search(r'"by_code": \{"([a-z_]+)"', RESULTS_MD.read_text()).group(1)
+    assert example in backend

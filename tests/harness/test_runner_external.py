@@ -49,7 +49,9 @@ def test_run_on_external_stack(tmp_path: Path, backend_port: int) -> None:
          "--set", "workload.sessions=3"],
         cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
-    (run_dir,) = (tmp_path / "out").iterdir()
+    # The one run folder, and `latest` pointing at it.
+    (run_dir,) = (p for p in (tmp_path / "out").iterdir() if not p.is_symlink())
+    assert (tmp_path / "out" / "latest").resolve() == run_dir.resolve()
     doc = json.loads((run_dir / "results.json").read_text())
     # The impossible p50 gate fails (exit 1) unless the generator was INVALID (exit 2).
     expected = 2 if doc["verdict"] == "invalid" else 1

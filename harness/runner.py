@@ -32,6 +32,7 @@ from harness.results.provenance import collect_provenance
 from harness.results.schema import SCHEMA, SCHEMA_VERSION
 from harness.results.writer import read_results, write_results
 from harness.scenario import Scenario, load_scenario, scenario_to_yaml
+from harness.scenario.loader import baseline_overrides
 from harness.timeline import Timeline, event_record
 
 EXIT_OK, EXIT_GATE, EXIT_INVALID, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -461,10 +462,7 @@ def resolve_baseline(
 
 
 def _applicable(overrides: tuple[str, ...]) -> tuple[str, ...]:
-    # Workload/stack-independent overrides (durations, sessions) keep both runs comparable;
-    # name/gates/timeline/baseline overrides belong to the main scenario only.
-    skip = ("name", "gates", "timeline", "baseline", "description")
-    return tuple(o for o in overrides if not o.split("=", 1)[0].strip().startswith(skip))
+    return baseline_overrides(overrides)  # one rule, shared with the validator
 
 
 def read_baseline(path: Path) -> dict[str, Any]:

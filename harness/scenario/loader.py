@@ -529,7 +529,17 @@ def _check_synthetic(sc: Scenario) -> list[tuple[PathKey, str]]:
     ]
 
 
-def _check_files(sc: Scenario) -> list[tuple[PathKey, str]]:
+def baseline_overrides(overrides: Sequence[str]) -> tuple[str, ...]:
+    """The ``--set`` overrides that also apply to a ``baseline.scenario`` run.
+
+    Workload/stack overrides (durations, sessions) keep both runs comparable; name, gates,
+    timeline, baseline and description belong to the main scenario only.
+    """
+    skip = ("name", "gates", "timeline", "baseline", "description")
+    return tuple(o for o in overrides if not o.split("=", 1)[0].strip().startswith(skip))
+
+
+def _check_files(sc: Scenario, overrides: Sequence[str]) -> list[tuple[PathKey, str]]:
     """Files the run will read exist and parse: the trace, the baseline results/scenario."""
     problems: list[tuple[PathKey, str]] = []
     if sc.workload.trace.file:
@@ -554,6 +564,11 @@ def _check_files(sc: Scenario) -> list[tuple[PathKey, str]]:
                 read_results(target)
             except ValueError as exc:
                 problems.append((("baseline", key), str(exc)))
+        else:  # the baseline scenario runs first: it must be valid too (its own baseline unused)
+            try:
+                load_scenario(target, baseline_overrides(overrides), _as_baseline=True)
+            except ScenarioError as exc:
+                problems.append((("baseline", key), f"the baseline scenario is invalid:\n{exc}"))
     return problems
 
 
@@ -566,6 +581,7 @@ def load_scenario(
     *,
     has_external_baseline: bool = False,
     warnings: list[str] | None = None,
+    _as_baseline: bool = False,
 ) -> Scenario:
     """Read, override, validate and check a scenario file and every file it names.
 
@@ -594,6 +610,8 @@ def load_scenario(
         problems.raise_if_any()
         raise AssertionError("unreachable") from None  # pragma: no cover
     sc = _resolve_paths(sc, path.resolve().parent)
+    if _as_baseline and sc.baseline is not None:  # a baseline run ignores its own baseline
+        sc = sc.model_copy(update={"baseline": None})
     env_errors, env_warnings = _check_backend_env(sc)
     report(
         _check_timeline(sc)
@@ -601,7 +619,7 @@ def load_scenario(
         + _check_archives(sc)
         + _check_synthetic(sc)
         + env_errors
-        + _check_files(sc),
+        + _check_files(sc, overrides),
         problems,
     )
     problems.raise_if_any()

@@ -253,3 +253,13 @@ def test_backend_env_numbers_and_booleans_become_text(tmp_path: Path) -> None:
                              " LOG_LEVEL: debug, TORCH_THREADS: 2}\n"))  # fmt: skip
     assert sc.stack.backend.env == {"MOTION_THRESHOLD": "0.2", "LOG_LEVEL": "debug",
                                     "TORCH_THREADS": "2"}  # fmt: skip
+
+
+def test_baseline_scenario_is_validated_with_the_overrides_it_will_run_with(tmp_path: Path) -> None:
+    write(tmp_path, "name: b\nworkload: {sessions: 1, duration_s: .inf}\n", "b.yaml")
+    main = write(tmp_path, BASE + "baseline: {scenario: b.yaml}\n", "m.yaml")
+    msg = error_of(main)
+    assert "m.yaml:5: field 'baseline.scenario': the baseline scenario is invalid" in msg
+    assert "b.yaml:2: field 'workload.duration_s'" in msg and "finite number" in msg
+    # The run applies workload overrides to the baseline too, so the validator does as well.
+    assert load_scenario(main, ["workload.duration_s=4"]).workload.duration_s == 4

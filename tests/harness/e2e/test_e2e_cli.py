@@ -352,6 +352,8 @@ def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
     assert summary["frames"]["answered"] > 0, summary["frames"]
     assert summary["frames"]["lost"] == 0, summary["frames"]
     assert (run_dir / "report.html").is_file()
+    # The message says where the partial results are (issue 11 item 19).
+    assert f"partial results in {run_dir}/results.json" in output
 
 
 def test_replicas_on_the_local_stack_share_the_load_and_reload_one_by_one(

@@ -9,6 +9,8 @@ its value. Every secret value found that way is also cut out of free text (the s
 error messages, log files), so a secret given once under a secret name is masked wherever it is
 echoed.
 
+Values shorter than MIN_SCRUB_LEN (6) are masked under their key but not cut out of text.
+
 Used by: results.json and junit.xml writers, the report (it renders the masked document), the
 ``scenario_yaml`` dump, validation messages, stack provenance (``mask_secrets``), the log files
 the harness keeps, and the CLI's printed output. This module imports nothing from the harness so
@@ -24,8 +26,10 @@ from typing import Any
 
 MASK = "***"
 SECRET_NAME = re.compile(r"token|key|secret|password|passwd|credential|auth", re.IGNORECASE)
-# Shorter values are not cut out of free text: "on" or "1" would mangle unrelated words.
-MIN_SCRUB_LEN = 4
+# Shorter values are not cut out of free text: "on" or "1234" would mangle unrelated words and
+# could hit the base64 of an encoded histogram (a 6-character value: ~1e-11 per position).
+# They are still masked under their secret-named key.
+MIN_SCRUB_LEN = 6
 # How much of a file is looked at to tell binary from text.
 _CHUNK = 1 << 20
 

@@ -51,10 +51,14 @@ class _Problems:
     def add(self, msg: str, line: int = 0) -> None:
         self.items.append((line, msg))
 
+    def messages(self) -> list[str]:
+        """Distinct messages in file order (line 0, no line known, first)."""
+        ordered = sorted(self.items, key=lambda item: item[0])
+        return list(dict.fromkeys(msg for _, msg in ordered))
+
     def raise_if_any(self) -> None:
         if self.items:
-            ordered = sorted(self.items, key=lambda item: item[0])
-            raise ScenarioError("\n".join(dict.fromkeys(msg for _, msg in ordered)))
+            raise ScenarioError("\n".join(self.messages()))
 
 
 def _decode(raw: bytes, where: str) -> str:
@@ -607,15 +611,15 @@ def load_scenario(
     except ValidationError as exc:
         for line, msg in _format_validation(exc, path, lines, overridden):
             problems.add(msg, line)
-        problems.raise_if_any()
-        raise AssertionError("unreachable") from None  # pragma: no cover
+        raise ScenarioError("\n".join(problems.messages())) from None
     sc = _resolve_paths(sc, path.resolve().parent)
+    has_baseline = has_external_baseline or sc.baseline is not None
     if _as_baseline and sc.baseline is not None:  # a baseline run ignores its own baseline
         sc = sc.model_copy(update={"baseline": None})
     env_errors, env_warnings = _check_backend_env(sc)
     report(
         _check_timeline(sc)
-        + _check_gates(sc, has_baseline=has_external_baseline or sc.baseline is not None)
+        + _check_gates(sc, has_baseline=has_baseline)
         + _check_archives(sc)
         + _check_synthetic(sc)
         + env_errors
@@ -626,7 +630,7 @@ def load_scenario(
     if warnings is not None:
         found = _Problems()
         report(env_warnings, found)
-        warnings.extend(msg for _, msg in sorted(found.items, key=lambda item: item[0]))
+        warnings.extend(found.messages())
     return sc
 
 

@@ -498,7 +498,10 @@ def _check_backend_env(sc: Scenario) -> tuple[list[tuple[PathKey, str]], list[tu
         errors += [((*base, name), msg) for name, msg in errs]
         warnings += [((*base, name), msg) for name, msg in warns]
     syn = sc.workload.trace.synthetic
-    if syn is not None:
+    # Merged signs only matter to a gate on accuracy (a scenario may shorten rests on purpose,
+    # for a higher inference rate); there the merge is what failed the shipped 0.75 gate.
+    gates_accuracy = any(g.split()[0].startswith("accuracy") for g in sc.gates if g.strip())
+    if syn is not None and gates_accuracy:
         raw = backend_env.effective_setting(env, "REST_FRAMES_TO_END")
         end_after = (
             int(raw)
@@ -510,8 +513,8 @@ def _check_backend_env(sc: Scenario) -> tuple[list[tuple[PathKey, str]], list[tu
                 (
                     ("workload", "trace", "synthetic", "rest_frames"),
                     f"rest gaps from {syn.rest_frames[0]} frames, but the backend ends a sign "
-                    f"after {end_after} rest frames: neighbouring signs can merge and accuracy "
-                    f"drop; use a lower bound above {end_after}",
+                    f"after {end_after} rest frames: neighbouring signs can merge and the "
+                    f"accuracy gate fail; use a lower bound above {end_after}",
                 )
             )
     return errors, warnings

@@ -73,8 +73,12 @@ def test_version_and_exit_codes_in_help() -> None:
 
 
 def test_validate_counts_in_singular_and_plural() -> None:
-    out = harness("validate", str(REPO / "scenarios" / "hot-reload.yaml")).stdout
-    assert "1 event," in out and "4 gates" in out
+    from harness.scenario import load_scenario
+
+    hot = REPO / "scenarios" / "hot-reload.yaml"
+    gates = len(load_scenario(hot).gates)
+    out = harness("validate", str(hot)).stdout
+    assert gates > 1 and "1 event," in out and f"{gates} gates" in out
     out = harness("validate", str(REPO / "scenarios" / "baseline-quick.yaml"),
                   "--set", "workload.sessions=1").stdout  # fmt: skip
     assert "1 session x" in out and "0 events" in out and out.rstrip().endswith("1 gate")

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .ml.hedging import HedgeConfig
+
 # The package lives at <repo>/backend_patch/app/config.py; artifacts are built under <repo>/build.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "build" / "models" / "1.0"
@@ -41,6 +43,28 @@ class Settings(BaseSettings):
     torchserve_token: SecretStr | None = None
     torchserve_rollout_percent: int = Field(100, ge=0, le=100)
     torchserve_max_connections: int = Field(64, ge=1, le=4096)
+
+    # --- Zero downtime (issue 10): connect timeout, hedge, breaker, probes, key renewal. ---
+    # Opening a connection has its own short bound: a killed container blackholes SYNs.
+    torchserve_connect_timeout_ms: int = Field(150, ge=1, le=600_000)
+    # Hedged fallback: after the hedge delay without an answer, classify locally too.
+    torchserve_hedge_enabled: bool = True
+    # Unset = adaptive: MULTIPLIER x TorchServe's rolling p99, clamped to [FLOOR, CEILING].
+    torchserve_hedge_delay_ms: int | None = Field(None, ge=1, le=600_000)
+    torchserve_hedge_multiplier: float = Field(2.0, gt=0, le=100)
+    torchserve_hedge_floor_ms: int = Field(80, ge=1, le=600_000)
+    torchserve_hedge_ceiling_ms: int = Field(200, ge=1, le=600_000)
+    # Token bucket: tokens earned per window sent to TorchServe; one hedge costs one token.
+    torchserve_hedge_budget_ratio: float = Field(0.1, ge=0, le=1)
+    torchserve_hedge_budget_burst: int = Field(10, ge=1, le=100_000)
+    # Circuit breaker: consecutive failures (errors, timeouts, hedges lost) that open it, the
+    # cool-down before shadow probes, and the fast probes in a row that close it.
+    torchserve_breaker_failures: int = Field(3, ge=1, le=10_000)
+    torchserve_breaker_cooldown_s: float = Field(1.0, ge=0, le=3600)
+    torchserve_probe_successes: int = Field(2, ge=1, le=1000)
+    # Management API, for renewing the inference key through TorchServe's token API.
+    torchserve_management_url: str | None = None
+    torchserve_key_renew_before_s: float = Field(20.0, ge=0, le=86_400)
 
     # The local (old) inference path: loaded even when the flag is on, for the fallback.
     model_dir: Path = DEFAULT_MODEL_DIR
@@ -73,7 +97,29 @@ class Settings(BaseSettings):
     def _check_lengths(self) -> Settings:
         if self.min_sign_frames > self.max_sign_frames:
             raise ValueError("MIN_SIGN_FRAMES must not exceed MAX_SIGN_FRAMES")
+        if self.torchserve_hedge_floor_ms > self.torchserve_hedge_ceiling_ms:
+            raise ValueError(
+                "TORCHSERVE_HEDGE_FLOOR_MS must not exceed TORCHSERVE_HEDGE_CEILING_MS"
+            )
+        url = self.torchserve_management_url
+        if url is not None and not url.strip():
+            self.torchserve_management_url = None  # an empty value means unset
+        elif url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("TORCHSERVE_MANAGEMENT_URL must start with http:// or https://")
         return self
+
+    def hedge_config(self) -> HedgeConfig:
+        """The hedge settings in the router's terms (seconds)."""
+        delay = self.torchserve_hedge_delay_ms
+        return HedgeConfig(
+            enabled=self.torchserve_hedge_enabled,
+            delay_s=None if delay is None else delay / 1000.0,
+            multiplier=self.torchserve_hedge_multiplier,
+            floor_s=self.torchserve_hedge_floor_ms / 1000.0,
+            ceiling_s=self.torchserve_hedge_ceiling_ms / 1000.0,
+            budget_ratio=self.torchserve_hedge_budget_ratio,
+            budget_burst=float(self.torchserve_hedge_budget_burst),
+        )
 
     def auth_token(self) -> str | None:
         """The TorchServe bearer token as plain text, or None (never log the result)."""

@@ -38,9 +38,18 @@ def _make_client(settings: Settings) -> object:
         settings.torchserve_url,
         model_name=settings.torchserve_model,
         timeout_ms=settings.torchserve_timeout_ms,
+        connect_timeout_ms=settings.torchserve_connect_timeout_ms,
         key_file=settings.torchserve_key_file,
         token=settings.auth_token(),
+        management_url=settings.torchserve_management_url,
+        key_renew_before_s=settings.torchserve_key_renew_before_s,
         max_connections=settings.torchserve_max_connections,
+        breaker_failures=settings.torchserve_breaker_failures,
+        breaker_cooldown_s=settings.torchserve_breaker_cooldown_s,
+        # Hedging off restores the old path entirely: the first user window after the
+        # cool-down is the probe again.
+        shadow_probes=settings.torchserve_hedge_enabled,
+        probe_successes=settings.torchserve_probe_successes,
     )
 
 
@@ -54,7 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.model_dir, workers=settings.inference_workers, torch_threads=settings.torch_threads
     )
     router = InferenceRouter(
-        engine, metrics, log, rollout_percent=settings.torchserve_rollout_percent
+        engine,
+        metrics,
+        log,
+        rollout_percent=settings.torchserve_rollout_percent,
+        hedge=settings.hedge_config(),
     )
     services = AppServices(settings, engine, router, metrics, log, _segmenter_config(settings))
 
@@ -80,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await router.aclose()  # shadow probes use the client's pool
             client, router.client = router.client, None
             if client is not None:
                 await client.aclose()  # type: ignore[attr-defined]

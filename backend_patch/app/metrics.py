@@ -46,7 +46,36 @@ class BackendMetrics:
             registry=r,
         )
         self.fallbacks = Counter(
-            "signflow_fallback", "Windows served locally after a TorchServe failure.", registry=r
+            "signflow_fallback",
+            "Windows of TorchServe sessions served locally; signflow_torchserve_errors says why "
+            "(hedge_lost: TorchServe slower than the hedge delay).",
+            registry=r,
+        )
+        # The hedged fallback (routing.py, hedging.py).
+        self.hedges = Counter(
+            "signflow_hedges",
+            "Windows hedged: TorchServe had not answered within the hedge delay, the local "
+            "engine was started too.",
+            registry=r,
+        )
+        self.hedge_wins = Counter(
+            "signflow_hedge_wins", "Hedged windows, by the side that answered first.", ["winner"],
+            registry=r,
+        )  # fmt: skip
+        self.hedges_throttled = Counter(
+            "signflow_hedges_throttled",
+            "Hedges not started because the hedge budget was spent (the window waited for "
+            "TorchServe).",
+            registry=r,
+        )
+        self.hedge_delay = Gauge(
+            "signflow_hedge_delay_seconds", "The hedge delay in force now.", registry=r
+        )
+        self.probes = Counter(
+            "signflow_torchserve_probes",
+            "Shadow probes of a half-open circuit, by outcome (fast closes, failed re-opens).",
+            ["outcome"],
+            registry=r,
         )
         self.rollout_percent = Gauge(
             "signflow_rollout_percent", "Share of new sessions sent to TorchServe.", registry=r
@@ -56,6 +85,9 @@ class BackendMetrics:
             self.inferences.labels(served_by)
             self.inference_latency.labels(served_by)
             self.sessions.labels(served_by)
+            self.hedge_wins.labels(served_by)
+        for outcome in ("fast", "slow", "failed"):
+            self.probes.labels(outcome)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

@@ -11,16 +11,23 @@ the 2,000 req/s the hot path needs (encode/httpx #3215), aiohttp clears it.
 
 Behaviour:
 
-- a per-call deadline of ``timeout_ms`` that covers every attempt;
-- ONE retry inside that deadline on connection errors and HTTP 503 (TorchServe answers 503 for
-  "queue full" and "no worker"), and one after an "invalid key" answer when re-reading the key
-  file yields a different key (TorchServe rotates keys);
-- a Bearer token: ``token``, or the ``inference`` key of TorchServe's ``key_file.json``, re-read
-  when the file's mtime/size change or after an "invalid key" answer;
+- a per-call deadline of ``timeout_ms`` that covers every attempt, and a much shorter
+  ``connect_timeout_ms`` for opening a connection (a killed container blackholes SYNs: without
+  it every new connection would wait out the whole deadline);
+- ONE retry inside that deadline on connection errors, connect timeouts and the 5xx answers of
+  a TorchServe that is reloading or overloaded (503 "queue full"/"no worker", 500/507
+  "Worker died.", 502/504 of a proxy): the retry lands on the new default version or the next
+  replica; and one after an "invalid key" answer once a fresh key is at hand (re-read or renewed);
+- a Bearer token: ``token``, or the ``inference`` key of TorchServe's ``key_file.json`` (see
+  :class:`KeySource`), renewed through TorchServe's token API before it expires;
 - a connection pool of ``max_connections`` created lazily inside the running event loop;
-- a circuit breaker: after ``breaker_failures`` consecutive failed calls it stays open for
-  ``breaker_cooldown_s`` (calls fail at once with reason ``circuit_open``), then lets ONE probe
-  through; success closes it, failure opens it again.
+- a circuit breaker: after ``breaker_failures`` consecutive failures (failed calls, and hedges
+  the local engine won: see ``record_hedge_loss``) it stays open for ``breaker_cooldown_s``
+  (calls fail at once with reason ``circuit_open``), then turns half-open. With
+  ``shadow_probes`` (the default) user calls stay refused while half-open and the caller sends
+  copies of real windows through ``probe()``; ``probe_successes`` consecutive probes answered
+  within the caller's bar close the circuit, a failed probe opens it again. Without
+  ``shadow_probes`` the first user call after the cool-down is the probe (the old behaviour).
 
 The token is never logged.
 """
@@ -33,8 +40,10 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,8 +61,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Reason = Literal[
-    "refused", "timeout", "http_5xx", "http_4xx", "circuit_open", "bad_response", "auth"
+    "refused",
+    "connect_timeout",
+    "timeout",
+    "http_5xx",
+    "http_4xx",
+    "circuit_open",
+    "bad_response",
+    "auth",
 ]
+ProbeOutcome = Literal["fast", "slow", "failed", "skipped"]
 CircuitState = Literal["closed", "open", "half_open"]
 
 # The window contract (docs/ARCHITECTURE.md): SEQ_LEN x FEATURE_DIM float32, little-endian.
@@ -65,12 +82,17 @@ _AUTH_MARKERS = ("invalidkey", "token authorization", "unauthorized")
 # A short pause before retrying a 503 gives a full queue a chance to drain; connection errors
 # are retried at once (a stale keep-alive connection is the usual cause).
 _RETRY_503_PAUSE_S = (0.005, 0.025)
+# 5xx answers worth one retry: 503 (queue full, no worker), 500/507 ("Worker died." while a
+# version is unregistered or a worker crashes: the retry goes to the new default or a restarted
+# worker), 502/504 (a proxy in front of a restarting TorchServe). 501/505 would fail again.
+_RETRYABLE_5XX = frozenset({500, 502, 503, 504, 507})
 
 
 class TorchServeError(Exception):
     """A failed inference call; ``reason`` is a short label for metrics and fallback logic.
 
     Reasons: ``refused`` (could not connect, or the connection dropped before an answer),
+    ``connect_timeout`` (no connection within the connect timeout: a blackholed host),
     ``timeout`` (deadline passed), ``http_5xx``, ``http_4xx``, ``auth`` (key missing, wrong or
     expired), ``bad_response`` (answer not the expected JSON), ``circuit_open`` (not attempted).
     """
@@ -93,20 +115,32 @@ class TorchServeResult:
 
 
 class CircuitBreaker:
-    """Consecutive-failure circuit breaker with a single half-open probe.
+    """Consecutive-failure circuit breaker with half-open probes.
 
-    ``clock`` is injectable for tests; it defaults to ``time.monotonic``.
+    ``probe_successes`` consecutive successful probes close it; ``clock`` is injectable for
+    tests (default ``time.monotonic``). One probe at a time is let through while half-open.
     """
 
-    def __init__(self, failures: int, cooldown_s: float, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        failures: int,
+        cooldown_s: float,
+        clock: Any = time.monotonic,
+        *,
+        probe_successes: int = 1,
+    ) -> None:
         if failures < 1:
             raise ValueError(f"breaker_failures must be >= 1, got {failures}")
         if cooldown_s < 0:
             raise ValueError(f"breaker_cooldown_s must be >= 0, got {cooldown_s}")
+        if probe_successes < 1:
+            raise ValueError(f"probe_successes must be >= 1, got {probe_successes}")
         self._threshold = failures
         self._cooldown_s = cooldown_s
+        self._probe_successes = probe_successes
         self._clock = clock
         self._consecutive_failures = 0
+        self._good_probes = 0
         self._opened_at: float | None = None
         self._probe_in_flight = False
 
@@ -129,13 +163,32 @@ class CircuitBreaker:
         self._probe_in_flight = True
         return True
 
+    def try_acquire_probe(self) -> bool:
+        """Whether a shadow probe may go out now: half-open and no probe in flight."""
+        if self.state != "half_open" or self._probe_in_flight:
+            return False
+        self._probe_in_flight = True
+        return True
+
     def record_success(self) -> None:
-        """A call succeeded: close the circuit."""
-        if self._opened_at is not None:
-            log.info("torchserve circuit closed")
-        self._consecutive_failures = 0
-        self._opened_at = None
+        """A call (or a probe) succeeded: close the circuit after enough good probes."""
+        was_probe = self._probe_in_flight
         self._probe_in_flight = False
+        self._consecutive_failures = 0
+        if self._opened_at is None:
+            return
+        if not was_probe:
+            return  # a late answer to a call sent before the circuit opened proves nothing
+        self._good_probes += 1
+        if self._good_probes >= self._probe_successes:
+            log.info("torchserve circuit closed after %d good probe(s)", self._good_probes)
+            self._opened_at = None
+            self._good_probes = 0
+
+    def record_slow_probe(self) -> None:
+        """A probe answered, but slower than the bar: stay half-open, start counting again."""
+        self._probe_in_flight = False
+        self._good_probes = 0
 
     def record_failure(self) -> None:
         """A call failed: open the circuit at the threshold, or re-open it after a probe."""
@@ -150,10 +203,25 @@ class CircuitBreaker:
                     self._consecutive_failures,
                 )
             self._opened_at = self._clock()
+            self._good_probes = 0
 
     def release(self) -> None:
         """The call ended without an outcome (cancelled): free the probe slot."""
         self._probe_in_flight = False
+
+
+# Java's Instant.toString(): 2026-11-30T07:10:00Z or with 1-9 fractional digits.
+_INSTANT = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
+
+
+def parse_instant(text: str) -> float:
+    """A Java ``Instant`` string (UTC, up to nanoseconds) -> POSIX seconds; ValueError if not."""
+    m = _INSTANT.match(text.strip()) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError(f"not an ISO-8601 UTC instant: {text!r}")
+    whole = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    fraction = float("0." + m.group(2)) if m.group(2) else 0.0
+    return whole.timestamp() + fraction
 
 
 class KeySource:
@@ -161,13 +229,46 @@ class KeySource:
 
     The file is re-read when its mtime or size changes, or on ``refresh()`` (after an "invalid
     key" answer). A missing or half-written file keeps the last good key.
+
+    TorchServe (0.12) expires the inference key ``token_expiration_min`` after it was issued and
+    only issues a new one when its token API is called: ``POST {management_url}/token?type=
+    inference`` with the file's ``API`` key (which never expires); TorchServe then rewrites the
+    file. With ``management_url`` set, ``renew()`` does that, and ``needs_renewal()`` says when:
+    less than ``renew_before_s`` left before the file's ``expiration time``. Keys are never
+    logged; ``clock`` (POSIX seconds, default ``time.time``) is injectable for tests.
     """
 
-    def __init__(self, key_file: Path | None, token: str | None) -> None:
+    def __init__(
+        self,
+        key_file: Path | None,
+        token: str | None,
+        *,
+        management_url: str | None = None,
+        renew_before_s: float = 20.0,
+        clock: Any = time.time,
+    ) -> None:
         self._token = token or None
         self._key_file = Path(key_file) if key_file is not None else None
+        self._management_url = management_url.rstrip("/") if management_url else None
+        self._renew_before_s = renew_before_s
+        self._clock = clock
         self._stamp: tuple[int, int] | None = None
         self._key: str | None = None
+        self._api_key: str | None = None
+        self._expires_at: float | None = None
+        self._renewing: asyncio.Lock | None = None
+        self.renewals = 0
+
+    @property
+    def can_renew(self) -> bool:
+        """Whether keys come from a file and a management URL to renew them is known."""
+        return self._token is None and self._key_file is not None and bool(self._management_url)
+
+    @property
+    def expires_at(self) -> float | None:
+        """POSIX time at which the current inference key expires (None: unknown/never)."""
+        self.current()
+        return self._expires_at
 
     def current(self) -> str | None:
         """The token to send now (None: send no Authorization header)."""
@@ -182,6 +283,13 @@ class KeySource:
             self._load(stamp)
         return self._key
 
+    def needs_renewal(self) -> bool:
+        """True when the key can be renewed and expires within ``renew_before_s``."""
+        if not self.can_renew:
+            return False
+        expires_at = self.expires_at
+        return expires_at is not None and expires_at - self._clock() <= self._renew_before_s
+
     def refresh(self) -> bool:
         """Re-read the key file now; True when the key changed."""
         if self._token is not None or self._key_file is None:
@@ -193,6 +301,49 @@ class KeySource:
             return False
         self._load((st.st_mtime_ns, st.st_size))
         return self._key != before
+
+    async def renew(self, session: aiohttp.ClientSession, *, force: bool = False) -> bool:
+        """Ask TorchServe for a new inference key; True when the key in use changed.
+
+        Only one renewal runs at a time; a caller that waited for another one's renewal gets
+        that result without a second call. Unless ``force`` (after an "invalid key" answer),
+        nothing is done when the key no longer needs renewing (another process renewed it:
+        TorchServe rewrote the file). Failures are logged (status only) and return False.
+        """
+        if not self.can_renew:
+            return False
+        if self._renewing is None:
+            self._renewing = asyncio.Lock()
+        before = self._key
+        async with self._renewing:
+            if self._key != before:
+                return True  # renewed by the call we waited for
+            if self.refresh():
+                return True  # another process renewed it: the file already holds a new key
+            if not force and not self.needs_renewal():
+                return False
+            api_key = self._api_key
+            if not api_key:
+                log.warning("torchserve key file %s has no API key: cannot renew", self._key_file)
+                return False
+            url = f"{self._management_url}/token?type=inference"
+            try:
+                async with asyncio.timeout(5.0):
+                    async with session.post(
+                        url, headers={"Authorization": f"Bearer {api_key}"}
+                    ) as resp:
+                        status = resp.status
+                        await resp.read()  # the body holds keys: read and drop it
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("torchserve key renewal failed: %s", type(exc).__name__)
+                return False
+            if status != 200:
+                log.warning("torchserve key renewal answered HTTP %d", status)
+                return False
+            changed = self.refresh()
+            self.renewals += 1
+            log.info("torchserve inference key renewed through %s/token", self._management_url)
+            return changed
 
     def _load(self, stamp: tuple[int, int]) -> None:
         assert self._key_file is not None
@@ -209,10 +360,18 @@ class KeySource:
             log.info("torchserve inference key rotated (re-read %s)", self._key_file)
         self._key = key
         self._stamp = stamp
+        api = data.get("API")
+        self._api_key = api.get("key") if isinstance(api, dict) else None
+        expiry = data["inference"].get("expiration time")
+        try:
+            self._expires_at = parse_instant(expiry) if expiry is not None else None
+        except ValueError:
+            log.warning("torchserve key file %s: unreadable expiration time", self._key_file)
+            self._expires_at = None
 
 
 class TorchServeClient:
-    """Async TorchServe inference client with deadline, one retry and a circuit breaker.
+    """Async TorchServe inference client with deadlines, one retry and a circuit breaker.
 
     Use one instance per process (it owns a connection pool); call ``aclose()`` at shutdown.
     """
@@ -223,11 +382,16 @@ class TorchServeClient:
         *,
         model_name: str = "signflow",
         timeout_ms: int = 2000,
+        connect_timeout_ms: int = 150,
         key_file: Path | None = None,
         token: str | None = None,
+        management_url: str | None = None,
+        key_renew_before_s: float = 20.0,
         max_connections: int = 64,
         breaker_failures: int = 3,
         breaker_cooldown_s: float = 2.0,
+        shadow_probes: bool = True,
+        probe_successes: int = 2,
     ) -> None:
         # Several comma-separated URLs = replicas: requests go round-robin, and the one retry
         # a failed attempt gets goes to the next replica.
@@ -236,22 +400,35 @@ class TorchServeClient:
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if timeout_ms <= 0:
             raise ValueError(f"timeout_ms must be > 0, got {timeout_ms}")
+        if connect_timeout_ms <= 0:
+            raise ValueError(f"connect_timeout_ms must be > 0, got {connect_timeout_ms}")
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         if not model_name or "/" in model_name:
             raise ValueError(f"model_name must be a non-empty name without '/', got {model_name!r}")
+        if management_url is not None and not management_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"management_url must start with http:// or https://, got {management_url!r}"
+            )
         self.base_urls = base_urls
         self.base_url = base_urls[0]
         self.model_name = model_name
         self.timeout_ms = timeout_ms
+        self.connect_timeout_ms = connect_timeout_ms
         self.max_connections = max_connections
+        self.shadow_probes = shadow_probes
         self._urls = [f"{u}/predictions/{model_name}" for u in base_urls]
         self._url = self._urls[0]
         self._next_url = itertools.cycle(self._urls)
-        self._keys = KeySource(key_file, token)
-        self._breaker = CircuitBreaker(breaker_failures, breaker_cooldown_s)
+        self._keys = KeySource(
+            key_file, token, management_url=management_url, renew_before_s=key_renew_before_s
+        )
+        self._breaker = CircuitBreaker(
+            breaker_failures, breaker_cooldown_s, probe_successes=probe_successes
+        )
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._renewal: asyncio.Task[bool] | None = None
 
     def __repr__(self) -> str:  # no token in reprs either
         return f"TorchServeClient(url={self._url!r}, timeout_ms={self.timeout_ms})"
@@ -261,34 +438,66 @@ class TorchServeClient:
         """``closed``, ``open`` or ``half_open``."""
         return self._breaker.state
 
+    @property
+    def keys(self) -> KeySource:
+        """Where the Bearer token comes from (renewals are counted there)."""
+        return self._keys
+
     async def predict(self, window: np.ndarray) -> TorchServeResult:
         """Classify one window (float32 [64, 469]) on TorchServe.
 
         Raises ``ValueError`` for a window of the wrong shape (a caller bug, not a server
-        failure) and ``TorchServeError`` for every failure of the call itself.
+        failure) and ``TorchServeError`` for every failure of the call itself; ``circuit_open``
+        without calling TorchServe while the breaker is not closed (with ``shadow_probes``; else
+        the first call after the cool-down is let through as the probe).
         """
         body = encode_window(window)
-        if not self._breaker.try_acquire():
+        if self.shadow_probes:
+            allowed = self._breaker.state == "closed"
+        else:
+            allowed = self._breaker.try_acquire()
+        if not allowed:
             raise TorchServeError("circuit_open", "circuit breaker open, TorchServe not called")
-        outcome: bool | None = None
+        return await self._call_recorded(body)
+
+    async def probe(self, window: np.ndarray, fast_s: float) -> ProbeOutcome:
+        """Send a copy of a real window as the half-open probe; never raises for TorchServe.
+
+        ``fast`` (answered within ``fast_s`` seconds: counts toward closing the circuit),
+        ``slow`` (answered later: stays half-open), ``failed`` (error or deadline: the circuit
+        opens again) or ``skipped`` (not half-open, or another probe is in flight).
+        """
+        body = encode_window(window)
+        if not self._breaker.try_acquire_probe():
+            return "skipped"
+        started = time.perf_counter()
+        outcome: ProbeOutcome | None = None
         try:
-            result = await self._call_with_deadline(body)
-            outcome = True
-            return result
-        except TorchServeError as exc:
-            # A 4xx other than auth is about this request, not TorchServe's health.
-            outcome = exc.reason == "http_4xx"
-            raise
+            await self._call_with_deadline(body)
+            outcome = "fast" if time.perf_counter() - started <= fast_s else "slow"
+        except TorchServeError:
+            outcome = "failed"
         finally:
-            if outcome is True:
+            if outcome == "fast":
                 self._breaker.record_success()
-            elif outcome is False:
+            elif outcome == "slow":
+                self._breaker.record_slow_probe()
+            elif outcome == "failed":
                 self._breaker.record_failure()
             else:
                 self._breaker.release()
+        return outcome
+
+    def record_hedge_loss(self) -> None:
+        """The local engine answered a hedged window first: one failure toward opening."""
+        if self._breaker.state == "closed":
+            self._breaker.record_failure()
 
     async def aclose(self) -> None:
         """Close the connection pool (a later ``predict`` opens a new one)."""
+        renewal, self._renewal = self._renewal, None
+        if renewal is not None and not renewal.done():
+            renewal.cancel()
         session, self._session, self._session_loop = self._session, None, None
         if session is not None and not session.closed:
             await session.close()
@@ -310,13 +519,35 @@ class TorchServeClient:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None),  # the deadline is ours
+                # The overall deadline is ours; only opening a connection has its own, short
+                # bound (a blackholed host never answers the SYN).
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.connect_timeout_ms / 1000.0
+                ),
                 raise_for_status=False,
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
             )
             self._session_loop = loop
         return self._session
+
+    async def _call_recorded(self, body: bytes) -> TorchServeResult:
+        outcome: bool | None = None
+        try:
+            result = await self._call_with_deadline(body)
+            outcome = True
+            return result
+        except TorchServeError as exc:
+            # A 4xx other than auth is about this request, not TorchServe's health.
+            outcome = exc.reason == "http_4xx"
+            raise
+        finally:
+            if outcome is True:
+                self._breaker.record_success()
+            elif outcome is False:
+                self._breaker.record_failure()
+            else:
+                self._breaker.release()
 
     async def _call_with_deadline(self, body: bytes) -> TorchServeResult:
         loop = asyncio.get_running_loop()
@@ -327,6 +558,14 @@ class TorchServeClient:
         except TimeoutError:
             raise TorchServeError("timeout", f"no answer within {self.timeout_ms} ms") from None
 
+    def _renew_in_background(self) -> None:
+        """Start a key renewal off the critical path unless one is running."""
+        if self._renewal is not None and not self._renewal.done():
+            return
+        self._renewal = asyncio.get_running_loop().create_task(
+            self._keys.renew(self._get_session())
+        )
+
     async def _attempts(self, body: bytes, deadline: float) -> TorchServeResult:
         loop = asyncio.get_running_loop()
         retried = False
@@ -336,13 +575,17 @@ class TorchServeClient:
             except TorchServeError as exc:
                 if retried or loop.time() >= deadline:
                     raise
-                if exc.reason == "refused":
+                if exc.reason in ("refused", "connect_timeout"):
                     pass
                 elif exc.reason == "http_5xx" and exc.status == 503:
                     pause = random.uniform(*_RETRY_503_PAUSE_S)
                     await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
-                elif exc.reason == "auth" and self._keys.refresh():
-                    pass
+                elif exc.reason == "http_5xx" and exc.status in _RETRYABLE_5XX:
+                    pass  # "Worker died.": the new default version or a fresh worker takes it
+                elif exc.reason == "auth" and (
+                    self._keys.refresh() or await self._keys.renew(self._get_session(), force=True)
+                ):
+                    pass  # a key from the file or a renewal: worth one more try
                 else:
                     raise
                 retried = True
@@ -353,11 +596,15 @@ class TorchServeClient:
         token = self._keys.current()
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if self._keys.needs_renewal():
+            self._renew_in_background()
         url = next(self._next_url)
         try:
             async with session.post(url, data=body, headers=headers) as resp:
                 status = resp.status
                 payload = await resp.read()
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise TorchServeError("connect_timeout", f"no connection to {url}") from exc
         except aiohttp.ClientConnectorError as exc:
             raise TorchServeError("refused", f"cannot connect to {url}") from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:

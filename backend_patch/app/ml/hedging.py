@@ -1,0 +1,127 @@
+"""The parts of the hedged fallback that are not I/O: when to hedge, and how often it may.
+
+A hedge ("The Tail at Scale", Dean & Barroso, CACM 2013; gRPC's hedging policy) starts a second
+attempt at the same work when the first has not answered after a delay, and keeps whichever
+answer comes first. Here the first attempt is TorchServe and the second is the local engine
+(the router runs both, see ``routing.py``); this module decides:
+
+- :class:`LatencyTracker`: TorchServe's rolling p99 (successful calls only), in seconds;
+- :class:`HedgePolicy`: the hedge delay, a fixed one or ``multiplier x p99`` clamped to
+  ``[floor, ceiling]`` (the ceiling until enough calls were seen: a fresh TorchServe is slow);
+- :class:`HedgeBudget`: a token bucket in the manner of gRPC's retry throttling, so that a
+  slow-but-alive TorchServe cannot double the backend's CPU: every window sent to TorchServe
+  adds ``ratio`` tokens (up to ``burst``), every hedge spends one, and a hedge without a whole
+  token left is throttled (the window waits for TorchServe, bounded by its deadline).
+
+Everything here runs on the event loop thread; nothing is locked.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["HedgeBudget", "HedgeConfig", "HedgePolicy", "LatencyTracker"]
+
+
+@dataclass(frozen=True)
+class HedgeConfig:
+    """Hedge settings (see the README's settings table for the env var of each).
+
+    ``delay_s`` None = adaptive: ``multiplier`` x rolling p99, clamped to
+    ``[floor_s, ceiling_s]``; ``budget_ratio`` tokens earned per window sent to TorchServe
+    (0.1: at most about one hedge per ten windows over time), ``budget_burst`` = bucket size.
+    ``enabled`` False turns hedging and shadow probes off (the pre-hedging behaviour).
+    """
+
+    enabled: bool = True
+    delay_s: float | None = None
+    multiplier: float = 2.0
+    floor_s: float = 0.08
+    ceiling_s: float = 0.2
+    budget_ratio: float = 0.1
+    budget_burst: float = 10.0
+    window: int = 256
+    min_samples: int = 20
+
+    def __post_init__(self) -> None:
+        if self.delay_s is not None and not self.delay_s > 0:
+            raise ValueError(f"hedge delay_s must be > 0, got {self.delay_s}")
+        if not self.multiplier > 0:
+            raise ValueError(f"hedge multiplier must be > 0, got {self.multiplier}")
+        if not 0 < self.floor_s <= self.ceiling_s:
+            raise ValueError(
+                f"hedge floor/ceiling must satisfy 0 < floor <= ceiling, got "
+                f"{self.floor_s} / {self.ceiling_s}"
+            )
+        if self.budget_ratio < 0 or self.budget_burst < 1:
+            raise ValueError("hedge budget_ratio must be >= 0 and budget_burst >= 1")
+        if self.window < 1 or self.min_samples < 1:
+            raise ValueError("hedge window and min_samples must be >= 1")
+
+
+class LatencyTracker:
+    """The last ``window`` latencies (s) of successful TorchServe calls and their p99."""
+
+    def __init__(self, window: int = 256) -> None:
+        self._samples: deque[float] = deque(maxlen=window)
+        self._p99: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def observe(self, seconds: float) -> None:
+        """Record one successful call's latency in seconds."""
+        self._samples.append(seconds)
+        self._p99 = None  # recomputed lazily: one sort per hedge decision, not per sample
+
+    def p99(self) -> float | None:
+        """The p99 (s) of the samples held, None when there are none."""
+        if self._p99 is None and self._samples:
+            self._p99 = float(np.percentile(np.fromiter(self._samples, float), 99))
+        return self._p99
+
+
+class HedgePolicy:
+    """The hedge delay now: fixed, or adaptive to TorchServe's rolling p99."""
+
+    def __init__(self, config: HedgeConfig, tracker: LatencyTracker | None = None) -> None:
+        self.config = config
+        self.tracker = tracker or LatencyTracker(config.window)
+
+    def delay_s(self) -> float:
+        """Seconds to wait for TorchServe before hedging (also the bar a probe must beat)."""
+        c = self.config
+        if c.delay_s is not None:
+            return c.delay_s
+        p99 = self.tracker.p99()
+        if p99 is None or len(self.tracker) < c.min_samples:
+            return c.ceiling_s
+        return min(c.ceiling_s, max(c.floor_s, c.multiplier * p99))
+
+
+class HedgeBudget:
+    """Token bucket of hedges: ``deposit()`` per window sent, ``try_spend()`` per hedge."""
+
+    def __init__(self, ratio: float, burst: float) -> None:
+        self.ratio = ratio
+        self.burst = burst
+        self._tokens = burst  # full at start: the first stall of a run may hedge at once
+
+    @property
+    def tokens(self) -> float:
+        """Tokens in the bucket now."""
+        return self._tokens
+
+    def deposit(self) -> None:
+        """One window was sent to TorchServe: earn ``ratio`` tokens (capped at ``burst``)."""
+        self._tokens = min(self.burst, self._tokens + self.ratio)
+
+    def try_spend(self) -> bool:
+        """Take one token for a hedge; False (nothing taken) when less than one is left."""
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True

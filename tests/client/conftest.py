@@ -4,7 +4,8 @@ Each request to ``POST /predictions/{model}`` takes the next action from ``serve
 (``"ok"`` once the script is empty):
 
 - ``"ok"``: 200 with a TorchServe-like JSON answer;
-- ``"503"``, ``"500"``, ``"507"``: that status with TorchServe's error JSON;
+- ``"503"``, ``"500"``, ``"502"``, ``"504"``, ``"507"``, ``"501"``: that status with
+  TorchServe's error JSON (500/507 say "Worker died.", as during an unregister);
 - ``"400"``: a plain bad request (not an auth failure);
 - ``"garbage"``: 200 with a body that is not JSON; ``"missing"``: 200 JSON lacking fields;
 - ``("delay", seconds)``: wait, then answer ``"ok"``;
@@ -91,7 +92,13 @@ def _make_app(state: StubTorchServe) -> web.Application:
                 action = "ok"
             if action == "ok":
                 return web.json_response(state.answer())
-            if action in ("503", "500", "507"):
+            if action in ("500", "507"):
+                return web.json_response(
+                    {"code": int(action), "type": "InternalServerException",
+                     "message": "Worker died."},
+                    status=int(action),
+                )  # fmt: skip
+            if action in ("503", "501", "502", "504"):
                 return web.json_response(
                     {"code": int(action), "type": "ServiceUnavailableException", "message": "x"},
                     status=int(action),

@@ -87,7 +87,15 @@ def test_client_can_be_built_outside_a_running_loop():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"timeout_ms": 0}, {"max_connections": 0}, {"breaker_failures": 0}, {"model_name": "a/b"}],
+    [
+        {"timeout_ms": 0},
+        {"connect_timeout_ms": 0},
+        {"max_connections": 0},
+        {"breaker_failures": 0},
+        {"probe_successes": 0},
+        {"model_name": "a/b"},
+        {"management_url": "localhost:8081"},
+    ],
 )
 def test_bad_settings_are_rejected_by_name(kwargs):
     name = next(iter(kwargs))
@@ -145,9 +153,29 @@ async def test_only_one_retry(stub_ts):
     assert len(stub_ts.requests) == 2
 
 
-@pytest.mark.parametrize("status", ["500", "507"])
-async def test_other_5xx_are_not_retried(stub_ts, status):
-    stub_ts.script = [status]
+@pytest.mark.parametrize("status", ["500", "507", "502", "504"])
+async def test_worker_died_and_gateway_5xx_are_retried_once(stub_ts, status):
+    # During a reload the old version's workers die under queued requests ("Worker died.",
+    # 500/507): the one retry lands on the new default version.
+    stub_ts.script = [status, "ok"]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        result = await client.predict(_window())
+        assert result.prediction == "hello"
+        assert client.circuit_state == "closed"
+    assert [r.action for r in stub_ts.requests] == [status, "ok"]
+
+
+async def test_worker_died_twice_is_one_failure(stub_ts):
+    stub_ts.script = ["500", "507", "ok"]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        with pytest.raises(TorchServeError) as info:
+            await client.predict(_window())
+    assert (info.value.reason, info.value.status) == ("http_5xx", 507)
+    assert len(stub_ts.requests) == 2
+
+
+async def test_not_implemented_is_not_retried(stub_ts):
+    stub_ts.script = ["501"]
     async with TorchServeClient(stub_ts.base_url) as client:
         assert await _reason(client) == "http_5xx"
     assert len(stub_ts.requests) == 1
@@ -178,10 +206,11 @@ async def test_refused_connection(refused_url):
 # --- circuit breaker --------------------------------------------------------------------------
 
 
-async def test_breaker_opens_fails_fast_and_a_probe_closes_it(stub_ts):
-    stub_ts.script = ["500", "500", "500"]
+async def test_legacy_breaker_opens_fails_fast_and_a_user_call_probe_closes_it(stub_ts):
+    # shadow_probes=False (TORCHSERVE_HEDGE_ENABLED=false): the pre-hedging behaviour.
+    stub_ts.script = ["501", "501", "501"]
     async with TorchServeClient(
-        stub_ts.base_url, breaker_failures=3, breaker_cooldown_s=0.4
+        stub_ts.base_url, breaker_failures=3, breaker_cooldown_s=0.4, shadow_probes=False
     ) as client:
         for _ in range(2):
             assert await _reason(client) == "http_5xx"
@@ -210,9 +239,9 @@ async def test_breaker_opens_fails_fast_and_a_probe_closes_it(stub_ts):
 
 
 async def test_failed_probe_reopens_the_breaker(stub_ts):
-    stub_ts.script = ["500", "500", "500"]
+    stub_ts.script = ["501", "501", "501"]
     async with TorchServeClient(
-        stub_ts.base_url, breaker_failures=2, breaker_cooldown_s=0.3
+        stub_ts.base_url, breaker_failures=2, breaker_cooldown_s=0.3, shadow_probes=False
     ) as client:
         for _ in range(2):
             await _reason(client)
@@ -234,6 +263,65 @@ async def test_breaker_counts_timeouts_and_refusals(refused_url):
         ]
 
 
+async def test_shadow_probes_close_the_breaker_user_calls_never_probe(stub_ts):
+    stub_ts.script = ["501"]
+    async with TorchServeClient(
+        stub_ts.base_url, breaker_failures=1, breaker_cooldown_s=0.2, probe_successes=2
+    ) as client:
+        assert await _reason(client) == "http_5xx"
+        assert client.circuit_state == "open"
+        assert await client.probe(_window(), fast_s=1.0) == "skipped"  # still cooling down
+        await asyncio.sleep(0.25)
+        assert client.circuit_state == "half_open"
+        seen = len(stub_ts.requests)
+        # Half-open: user calls are refused (the router serves them locally), never sent.
+        for _ in range(3):
+            assert await _reason(client) == "circuit_open"
+        assert len(stub_ts.requests) == seen
+        # One probe at a time; a slow one keeps the circuit half-open.
+        stub_ts.script = [("delay", 0.3)]
+        slow = asyncio.create_task(client.probe(_window(1), fast_s=0.1))
+        await asyncio.sleep(0.05)
+        assert await client.probe(_window(2), fast_s=0.1) == "skipped"
+        assert await slow == "slow"
+        assert client.circuit_state == "half_open"
+        # Two fast probes in a row close it.
+        assert await client.probe(_window(3), fast_s=1.0) == "fast"
+        assert client.circuit_state == "half_open"
+        assert await client.probe(_window(4), fast_s=1.0) == "fast"
+        assert client.circuit_state == "closed"
+        assert (await client.predict(_window())).prediction == "hello"
+    assert len(stub_ts.requests) == seen + 4
+
+
+async def test_failed_shadow_probe_reopens_and_a_late_answer_does_not_close(stub_ts):
+    stub_ts.script = [("delay", 0.3), "501", "501"]
+    async with TorchServeClient(
+        stub_ts.base_url, breaker_failures=1, breaker_cooldown_s=0.6, probe_successes=1
+    ) as client:
+        late = asyncio.create_task(client.predict(_window()))  # sent while closed, answers late
+        await asyncio.sleep(0.05)
+        assert await _reason(client) == "http_5xx"
+        assert client.circuit_state == "open"
+        assert (await late).prediction == "hello"
+        assert client.circuit_state == "open"  # a late answer proves nothing about now
+        await asyncio.sleep(0.6)
+        assert await client.probe(_window(), fast_s=1.0) == "failed"
+        assert client.circuit_state == "open"
+
+
+async def test_hedge_losses_open_the_breaker(stub_ts):
+    async with TorchServeClient(stub_ts.base_url, breaker_failures=3) as client:
+        client.record_hedge_loss()
+        client.record_hedge_loss()
+        await client.predict(_window())  # an answer in between resets the count
+        client.record_hedge_loss()
+        client.record_hedge_loss()
+        assert client.circuit_state == "closed"
+        client.record_hedge_loss()
+        assert client.circuit_state == "open"
+
+
 async def test_plain_4xx_does_not_trip_the_breaker(stub_ts):
     stub_ts.script = ["400"] * 5
     async with TorchServeClient(stub_ts.base_url, breaker_failures=2) as client:
@@ -243,9 +331,9 @@ async def test_plain_4xx_does_not_trip_the_breaker(stub_ts):
 
 
 async def test_cancelled_probe_frees_the_half_open_slot(stub_ts):
-    stub_ts.script = ["500", ("delay", 5.0)]
+    stub_ts.script = ["501", ("delay", 5.0)]
     async with TorchServeClient(
-        stub_ts.base_url, breaker_failures=1, breaker_cooldown_s=0.2
+        stub_ts.base_url, breaker_failures=1, breaker_cooldown_s=0.2, shadow_probes=False
     ) as client:
         await _reason(client)
         await asyncio.sleep(0.25)
@@ -365,13 +453,18 @@ async def test_token_never_appears_in_logs_or_errors(stub_ts, tmp_path, write_ke
     write_key_file(key_file, "TOPSECRET-1")
     stub_ts.valid_keys = {"TOPSECRET-2"}
     async with TorchServeClient(
-        stub_ts.base_url, key_file=key_file, breaker_failures=1, breaker_cooldown_s=0.1
+        stub_ts.base_url,
+        key_file=key_file,
+        breaker_failures=1,
+        breaker_cooldown_s=0.1,
+        probe_successes=1,
     ) as client:
         with pytest.raises(TorchServeError) as info:
             await client.predict(_window())
         write_key_file(key_file, "TOPSECRET-2")
         os.utime(key_file, ns=(0, 10**18))
         await asyncio.sleep(0.15)
+        assert await client.probe(_window(), fast_s=5.0) == "fast"
         await client.predict(_window())
         text = caplog.text + str(info.value) + repr(client) + repr(info.value)
     assert "TOPSECRET" not in text

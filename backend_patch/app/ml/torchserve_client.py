@@ -423,8 +423,13 @@ class TorchServeClient:
         self._keys = KeySource(
             key_file, token, management_url=management_url, renew_before_s=key_renew_before_s
         )
+        if probe_successes < 1:
+            raise ValueError(f"probe_successes must be >= 1, got {probe_successes}")
+        # Without shadow probes a user call is the probe: one success closes, as before.
         self._breaker = CircuitBreaker(
-            breaker_failures, breaker_cooldown_s, probe_successes=probe_successes
+            breaker_failures,
+            breaker_cooldown_s,
+            probe_successes=probe_successes if shadow_probes else 1,
         )
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None

@@ -1,0 +1,257 @@
+"""The hedged fallback end to end in one process: real router, real local model, real client,
+real loopback servers (the scripted stub, a listener that accepts and never answers, and one
+whose accept queue is full so that SYNs are dropped, as for a killed container).
+
+Timing assertions here are correctness bounds (a window must not wait out the deadline), far
+from the figures; the cost of hedging is measured in benchmarks/hedging_cost.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import structlog
+
+from backend_patch.app.metrics import BackendMetrics
+from backend_patch.app.ml.hedging import HedgeConfig
+from backend_patch.app.ml.pipeline import InferenceEngine
+from backend_patch.app.ml.routing import InferenceRouter
+from backend_patch.app.ml.torchserve_client import TorchServeClient, TorchServeError
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "build" / "models" / "1.0"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[InferenceEngine]:
+    """The real local model (the old path), loaded once for this module."""
+    if not (MODEL_DIR / "metadata.json").is_file():
+        pytest.fail(f"{MODEL_DIR} has no trained model: run `make setup` first")
+    eng = InferenceEngine(MODEL_DIR)
+    eng.load()
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+class Blackhole:
+    """A loopback listener that accepts every connection and never answers."""
+
+    def __init__(self) -> None:
+        self._srv = socket.socket()
+        self._srv.bind(("127.0.0.1", 0))
+        self._srv.listen(64)
+        self._srv.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._srv.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                conn, _ = self._srv.accept()
+                self.accepted.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for conn in self.accepted:
+            conn.close()
+        self._srv.close()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Blackhole]:
+    hole = Blackhole()
+    try:
+        yield hole
+    finally:
+        hole.close()
+
+
+@pytest.fixture
+def syn_blackhole() -> Iterator[str]:
+    """A URL whose SYNs are dropped: listen(0) with its one queue slot taken, never accepted."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    filler = socket.create_connection(srv.getsockname(), timeout=1)
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        filler.close()
+        srv.close()
+
+
+def _window(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((64, 469)).astype(np.float32)
+
+
+def _router(engine, client, hedge: HedgeConfig | None = None) -> InferenceRouter:
+    return InferenceRouter(
+        engine, BackendMetrics(), structlog.get_logger(), client=client, hedge=hedge
+    )
+
+
+def _value(router: InferenceRouter, name: str, **labels: str) -> float:
+    value = router.metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else value
+
+
+async def _timed(router: InferenceRouter, seed: int) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    result = await router.classify(_window(seed), use_torchserve=True, session=seed)
+    return result.served_by, time.perf_counter() - t0
+
+
+async def test_blackholed_torchserve_is_hedged_then_the_circuit_opens(engine, blackhole):
+    hedge = HedgeConfig(delay_s=0.1)
+    async with TorchServeClient(blackhole.url, timeout_ms=2000, breaker_failures=3) as client:
+        router = _router(engine, client, hedge)
+        # 8 sessions' windows at once: each is hedged after 0.1 s and served locally.
+        first = await asyncio.gather(*(_timed(router, i) for i in range(8)))
+        assert [served for served, _ in first] == ["local"] * 8
+        # Correctness bound: far below the 2 s deadline every one of them would have waited.
+        assert max(elapsed for _, elapsed in first) < 1.0
+        assert min(elapsed for _, elapsed in first) >= 0.1
+        assert client.circuit_state == "open"
+        sent = len(blackhole.accepted)
+        # Open: local at once, TorchServe is not called and nothing is hedged any more.
+        later = [await _timed(router, 100 + i) for i in range(5)]
+        assert [served for served, _ in later] == ["local"] * 5
+        assert len(blackhole.accepted) == sent
+    assert _value(router, "signflow_hedges_total") == 8
+    assert _value(router, "signflow_hedge_wins_total", winner="local") == 8
+    assert _value(router, "signflow_hedge_wins_total", winner="torchserve") == 0
+    reason = "signflow_torchserve_errors_total"
+    assert _value(router, reason, reason="hedge_lost") == 8
+    assert _value(router, reason, reason="circuit_open") == 5
+    # Every local answer of a TorchServe session is one fallback with one reason.
+    assert _value(router, "signflow_fallback_total") == 13
+    assert _value(router, "signflow_inferences_total", served_by="local") == 13
+
+
+async def test_hedging_disabled_waits_for_the_deadline(engine, blackhole):
+    async with TorchServeClient(blackhole.url, timeout_ms=400, breaker_failures=3) as client:
+        router = _router(engine, client, HedgeConfig(enabled=False))
+        served, elapsed = await _timed(router, 1)
+    assert served == "local"
+    assert elapsed >= 0.4  # the whole deadline: this is what hedging removes
+    assert _value(router, "signflow_hedges_total") == 0
+    assert _value(router, "signflow_torchserve_errors_total", reason="timeout") == 1
+
+
+async def test_dropped_syns_fail_at_the_connect_timeout_not_the_deadline(syn_blackhole):
+    async with TorchServeClient(syn_blackhole, timeout_ms=3000, connect_timeout_ms=100) as c:
+        t0 = time.monotonic()
+        with pytest.raises(TorchServeError) as info:
+            await c.predict(_window())
+        elapsed = time.monotonic() - t0
+    assert info.value.reason == "connect_timeout"
+    assert elapsed < 1.5  # two connect timeouts (one retry), not the 3 s deadline
+
+
+async def test_hedge_budget_runs_out_then_windows_wait_for_torchserve(engine, stub_ts):
+    stub_ts.script = [("delay", 0.25)] * 6
+    hedge = HedgeConfig(delay_s=0.03, budget_ratio=0.0, budget_burst=2)
+    async with TorchServeClient(stub_ts.base_url, breaker_failures=100) as client:
+        router = _router(engine, client, hedge)
+        results = [await _timed(router, i) for i in range(5)]
+    assert [served for served, _ in results] == ["local", "local"] + ["torchserve"] * 3
+    assert all(elapsed >= 0.25 for _, elapsed in results[2:])  # waited for TorchServe
+    assert _value(router, "signflow_hedges_total") == 2
+    assert _value(router, "signflow_hedges_throttled_total") == 3
+    assert _value(router, "signflow_fallback_total") == 2
+
+
+async def test_budget_is_earned_back_by_windows_sent(engine, stub_ts):
+    hedge = HedgeConfig(delay_s=0.03, budget_ratio=0.5, budget_burst=1)
+    stub_ts.script = [("delay", 0.2), ("delay", 0.2), "ok", ("delay", 0.2)]
+    async with TorchServeClient(stub_ts.base_url, breaker_failures=100) as client:
+        router = _router(engine, client, hedge)
+        served = [(await _timed(router, i))[0] for i in range(4)]
+    # 1 token at start; each window sent earns 0.5: hedge, throttled, (fast), hedge again.
+    assert served == ["local", "torchserve", "torchserve", "local"]
+    assert _value(router, "signflow_hedges_throttled_total") == 1
+
+
+async def test_healthy_torchserve_is_not_hedged_and_feeds_the_delay(engine, stub_ts):
+    async with TorchServeClient(stub_ts.base_url) as client:
+        router = _router(engine, client)
+        assert router.policy.delay_s() == pytest.approx(0.2)  # ceiling until 20 samples
+        served = [(await _timed(router, i))[0] for i in range(25)]
+    assert served == ["torchserve"] * 25
+    assert _value(router, "signflow_hedges_total") == 0
+    assert _value(router, "signflow_fallback_total") == 0
+    assert len(router.policy.tracker) == 25
+    # A fast loopback stub: 2 x p99 is below the floor, so the floor applies.
+    assert router.policy.delay_s() == pytest.approx(0.08)
+    assert _value(router, "signflow_hedge_delay_seconds") == pytest.approx(0.08)
+
+
+async def test_torchserve_wins_the_race_when_the_local_engine_is_busy(engine, stub_ts):
+    stub_ts.script = [("delay", 0.15)]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        router = _router(engine, client, HedgeConfig(delay_s=0.03))
+        # The engine's one worker thread is busy for 0.6 s (as under a burst of local work).
+        assert engine._executor is not None
+        busy = engine._executor.submit(time.sleep, 0.6)
+        served, elapsed = await _timed(router, 1)
+        busy.result()
+    assert served == "torchserve"
+    assert elapsed < 0.6
+    assert _value(router, "signflow_hedges_total") == 1
+    assert _value(router, "signflow_hedge_wins_total", winner="torchserve") == 1
+    assert _value(router, "signflow_fallback_total") == 0
+
+
+async def test_half_open_serves_users_locally_while_a_shadow_probe_tests(engine, stub_ts):
+    stub_ts.script = ["501"]
+    async with TorchServeClient(
+        stub_ts.base_url, breaker_failures=1, breaker_cooldown_s=0.2, probe_successes=2
+    ) as client:
+        router = _router(engine, client, HedgeConfig(delay_s=0.1))
+        assert (await _timed(router, 0))[0] == "local"  # the 501 opens the circuit
+        await asyncio.sleep(0.25)
+        assert client.circuit_state == "half_open"
+        # A freshly restarted TorchServe: the first request is slow (warm-up).
+        stub_ts.script = [("delay", 0.5)]
+        sent = len(stub_ts.requests)
+        user = [await _timed(router, i) for i in range(1, 4)]
+        # The users were served locally while the slow probe was still out.
+        assert [s for s, _ in user] == ["local"] * 3
+        assert max(e for _, e in user) < 0.5
+        await asyncio.sleep(0.6)
+        assert len(stub_ts.requests) == sent + 1  # one probe at a time, users never sent
+        assert client.circuit_state == "half_open"  # a slow probe does not close
+        # Now TorchServe is fast: each window starts a probe, two fast ones close the circuit.
+        for i in range(2):
+            assert (await _timed(router, 10 + i))[0] == "local"
+            await asyncio.sleep(0.05)
+        assert client.circuit_state == "closed"
+        assert (await _timed(router, 20))[0] == "torchserve"
+        # The probes carried copies of the users' windows.
+        assert stub_ts.requests[sent].body == _window(1).tobytes()
+        await router.aclose()
+    assert _value(router, "signflow_torchserve_probes_total", outcome="slow") == 1
+    assert _value(router, "signflow_torchserve_probes_total", outcome="fast") == 2
+
+
+async def test_worker_died_during_a_reload_is_retried_not_a_fallback(engine, stub_ts):
+    stub_ts.script = ["500", "ok"]
+    async with TorchServeClient(stub_ts.base_url) as client:
+        router = _router(engine, client)
+        served, _ = await _timed(router, 1)
+    assert served == "torchserve"
+    assert _value(router, "signflow_fallback_total") == 0
+    assert [r.action for r in stub_ts.requests] == ["500", "ok"]

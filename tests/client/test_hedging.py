@@ -1,0 +1,181 @@
+"""The pure parts of issue 10's backend side: hedge delay, hedge budget, key expiry, settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backend_patch.app.config import SettingsError, load_settings
+from backend_patch.app.ml.hedging import HedgeBudget, HedgeConfig, HedgePolicy
+from backend_patch.app.ml.torchserve_client import KeySource, parse_instant
+
+# --- hedge delay --------------------------------------------------------------------------------
+
+
+def test_adaptive_delay_is_the_ceiling_until_enough_samples():
+    policy = HedgePolicy(HedgeConfig(min_samples=20))
+    assert policy.delay_s() == 0.2
+    for _ in range(19):
+        policy.tracker.observe(0.06)
+    assert policy.delay_s() == 0.2
+    policy.tracker.observe(0.06)
+    assert policy.delay_s() == pytest.approx(0.12)  # 2 x p99 of 60 ms
+
+
+@pytest.mark.parametrize(("latency", "delay"), [(0.01, 0.08), (0.07, 0.14), (0.5, 0.2)])
+def test_adaptive_delay_is_clamped_to_floor_and_ceiling(latency, delay):
+    policy = HedgePolicy(HedgeConfig())
+    for _ in range(50):
+        policy.tracker.observe(latency)
+    assert policy.delay_s() == pytest.approx(delay)
+
+
+def test_p99_follows_the_rolling_window():
+    policy = HedgePolicy(HedgeConfig(window=100, multiplier=1.0, floor_s=0.001, ceiling_s=10))
+    for _ in range(100):
+        policy.tracker.observe(0.05)
+    for _ in range(5):
+        policy.tracker.observe(1.0)  # 5 % slow answers: the p99 sees them
+    assert policy.delay_s() == pytest.approx(1.0)
+    for _ in range(100):
+        policy.tracker.observe(0.05)  # ...and forgets them once they leave the window
+    assert policy.delay_s() == pytest.approx(0.05)
+
+
+def test_fixed_delay_wins():
+    policy = HedgePolicy(HedgeConfig(delay_s=0.03))
+    for _ in range(50):
+        policy.tracker.observe(1.0)
+    assert policy.delay_s() == 0.03
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"delay_s": 0}, {"multiplier": 0}, {"floor_s": 0.3, "ceiling_s": 0.2}, {"budget_burst": 0}],
+)
+def test_bad_hedge_config_is_refused(kwargs):
+    with pytest.raises(ValueError, match="hedge"):
+        HedgeConfig(**kwargs)
+
+
+# --- hedge budget -------------------------------------------------------------------------------
+
+
+def test_budget_bounds_hedges_to_the_ratio_over_time():
+    budget = HedgeBudget(ratio=0.1, burst=10)
+    hedges = 0
+    for _ in range(1000):  # a TorchServe that is always slow: every window wants a hedge
+        budget.deposit()
+        hedges += budget.try_spend()
+    # The burst of 10, then one hedge per 10 windows: about 10 % plus the burst.
+    assert 100 <= hedges <= 111
+    assert budget.tokens < 1
+
+
+def test_budget_never_exceeds_its_burst():
+    budget = HedgeBudget(ratio=0.5, burst=3)
+    for _ in range(100):
+        budget.deposit()
+    assert budget.tokens == 3
+    assert [budget.try_spend() for _ in range(4)] == [True, True, True, False]
+
+
+# --- key expiry ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "posix"),
+    [
+        ("2026-11-30T07:10:00Z", 1796022600.0),
+        ("2026-11-30T07:10:00.5Z", 1796022600.5),
+        ("2026-11-30T07:10:00.123456789Z", 1796022600.123456789),
+    ],
+)
+def test_java_instants_are_parsed(text, posix):
+    assert parse_instant(text) == pytest.approx(posix, abs=1e-6)
+
+
+@pytest.mark.parametrize("text", ["2026-11-30 07:10:00", "yesterday", "", None])
+def test_bad_instants_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_instant(text)  # type: ignore[arg-type]
+
+
+def _key_file(path: Path, expires: str) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "management": {"key": "m", "expiration time": expires},
+                "inference": {"key": "i", "expiration time": expires},
+                "API": {"key": "a"},
+            }
+        )
+    )
+    return path
+
+
+def test_renewal_is_due_shortly_before_expiry(tmp_path):
+    now = [parse_instant("2026-11-30T07:00:00Z")]
+    keys = KeySource(
+        _key_file(tmp_path / "key_file.json", "2026-11-30T07:01:00Z"),
+        None,
+        management_url="http://127.0.0.1:9",
+        renew_before_s=20,
+        clock=lambda: now[0],
+    )
+    assert keys.current() == "i"
+    assert keys.expires_at == parse_instant("2026-11-30T07:01:00Z")
+    assert not keys.needs_renewal()
+    now[0] += 40
+    assert keys.needs_renewal()
+
+
+def test_no_renewal_without_a_management_url_or_with_a_fixed_token(tmp_path):
+    key_file = _key_file(tmp_path / "key_file.json", "2000-01-01T00:00:00Z")
+    assert not KeySource(key_file, None).needs_renewal()
+    fixed = KeySource(key_file, "fixed", management_url="http://127.0.0.1:9")
+    assert not fixed.needs_renewal()
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_hedge_settings_map_to_the_router_config(monkeypatch):
+    monkeypatch.setenv("TORCHSERVE_HEDGE_ENABLED", "false")
+    monkeypatch.setenv("TORCHSERVE_HEDGE_DELAY_MS", "120")
+    monkeypatch.setenv("TORCHSERVE_HEDGE_BUDGET_RATIO", "0.05")
+    config = load_settings().hedge_config()
+    assert config.enabled is False
+    assert config.delay_s == pytest.approx(0.12)
+    assert config.budget_ratio == 0.05
+    assert config.floor_s == pytest.approx(0.08) and config.ceiling_s == pytest.approx(0.2)
+
+
+def test_hedge_defaults():
+    s = load_settings()
+    assert s.torchserve_hedge_enabled is True
+    assert s.torchserve_hedge_delay_ms is None
+    assert s.torchserve_connect_timeout_ms == 150
+    assert s.torchserve_management_url is None
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("TORCHSERVE_HEDGE_FLOOR_MS", "500", "TORCHSERVE_HEDGE_FLOOR_MS"),
+        ("TORCHSERVE_HEDGE_BUDGET_RATIO", "2", "TORCHSERVE_HEDGE_BUDGET_RATIO"),
+        ("TORCHSERVE_MANAGEMENT_URL", "torchserve:8081", "TORCHSERVE_MANAGEMENT_URL"),
+        ("TORCHSERVE_CONNECT_TIMEOUT_MS", "0", "TORCHSERVE_CONNECT_TIMEOUT_MS"),
+    ],
+)
+def test_bad_hedge_settings_name_the_variable(monkeypatch, env, value, named):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError, match=named):
+        load_settings()
+
+
+def test_blank_management_url_counts_as_unset(monkeypatch):
+    monkeypatch.setenv("TORCHSERVE_MANAGEMENT_URL", "   ")
+    assert load_settings().torchserve_management_url is None

@@ -170,10 +170,15 @@ class CircuitBreaker:
         self._probe_in_flight = True
         return True
 
-    def record_success(self) -> None:
-        """A call (or a probe) succeeded: close the circuit after enough good probes."""
-        was_probe = self._probe_in_flight
-        self._probe_in_flight = False
+    def record_success(self, probe: bool | None = None) -> None:
+        """A call (or a probe) succeeded: close the circuit after enough good probes.
+
+        ``probe`` says whether the call held the probe slot; None infers it from the slot
+        (callers that let user calls probe, the pre-hedging behaviour).
+        """
+        was_probe = self._probe_in_flight if probe is None else probe
+        if was_probe or probe is None:
+            self._probe_in_flight = False
         self._consecutive_failures = 0
         if self._opened_at is None:
             return
@@ -190,11 +195,12 @@ class CircuitBreaker:
         self._probe_in_flight = False
         self._good_probes = 0
 
-    def record_failure(self) -> None:
+    def record_failure(self, probe: bool | None = None) -> None:
         """A call failed: open the circuit at the threshold, or re-open it after a probe."""
         self._consecutive_failures += 1
-        was_probe = self._probe_in_flight
-        self._probe_in_flight = False
+        was_probe = self._probe_in_flight if probe is None else probe
+        if was_probe or probe is None:
+            self._probe_in_flight = False
         if was_probe or self._consecutive_failures >= self._threshold:
             if self._opened_at is None or was_probe:
                 log.warning(
@@ -205,9 +211,10 @@ class CircuitBreaker:
             self._opened_at = self._clock()
             self._good_probes = 0
 
-    def release(self) -> None:
-        """The call ended without an outcome (cancelled): free the probe slot."""
-        self._probe_in_flight = False
+    def release(self, probe: bool | None = None) -> None:
+        """The call ended without an outcome (cancelled): free the probe slot if it held it."""
+        if probe is not False:
+            self._probe_in_flight = False
 
 
 # Java's Instant.toString(): 2026-11-30T07:10:00Z or with 1-9 fractional digits.
@@ -484,19 +491,19 @@ class TorchServeClient:
             outcome = "failed"
         finally:
             if outcome == "fast":
-                self._breaker.record_success()
+                self._breaker.record_success(probe=True)
             elif outcome == "slow":
                 self._breaker.record_slow_probe()
             elif outcome == "failed":
-                self._breaker.record_failure()
+                self._breaker.record_failure(probe=True)
             else:
-                self._breaker.release()
+                self._breaker.release(probe=True)
         return outcome
 
     def record_hedge_loss(self) -> None:
         """The local engine answered a hedged window first: one failure toward opening."""
         if self._breaker.state == "closed":
-            self._breaker.record_failure()
+            self._breaker.record_failure(probe=False)
 
     async def aclose(self) -> None:
         """Close the connection pool (a later ``predict`` opens a new one)."""
@@ -547,12 +554,14 @@ class TorchServeClient:
             outcome = exc.reason == "http_4xx"
             raise
         finally:
+            # With shadow probes a user call never holds the probe slot; without, infer it.
+            probe = False if self.shadow_probes else None
             if outcome is True:
-                self._breaker.record_success()
+                self._breaker.record_success(probe)
             elif outcome is False:
-                self._breaker.record_failure()
+                self._breaker.record_failure(probe)
             else:
-                self._breaker.release()
+                self._breaker.release(probe)
 
     async def _call_with_deadline(self, body: bytes) -> TorchServeResult:
         loop = asyncio.get_running_loop()

@@ -8,9 +8,9 @@ One TorchServe (serving.local: batch 16, max delay 50 ms, one worker, token auth
 ``scenarios/torchserve.yaml`` settings) and two backends on it, identical but for
 TORCHSERVE_HEDGE_ENABLED. The load of ``torchserve.yaml`` (8 sessions x 30 fps, synthetic
 signs; ``benchmarks/backend_sessions.py`` drives it) goes to one backend at a time, in blocks
-ordered ABBA per round (on, off, off, on) so that drift of the shared machine (other jobs,
-thermal) falls on both arms alike. Each block reports the backend's CPU (psutil, % of one
-core) over the block and the deltas of its /metrics counters.
+ordered ABBA per round (on, off, off, on) after a discarded warm-up block each, so that drift
+of the shared machine (other jobs, thermal) falls on both arms alike. Each block reports the
+backend's CPU (psutil, % of one core) over the block and the deltas of its /metrics counters.
 
 Targets (issue 10): hedges fired <= 2 % of TorchServe windows; CPU with hedging within 5 % of
 CPU without it.
@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                 "LOG_LEVEL": "warning",
             }
             backends[arm] = stack.enter_context(run_backend(env))
+        # Warm both first (discarded): the first block a backend serves pays one-off costs
+        # (allocations, connection pool, TorchServe's first batches) that are not hedging's.
+        for arm in arms:
+            handle = backends[arm]
+            asyncio.run(drive(handle.ws_url, args.sessions, args.fps, 5.0, 1.0, handle.pid))
         order = ["hedge_on", "hedge_off", "hedge_off", "hedge_on"] * args.rounds
         for arm in order:
             handle = backends[arm]

@@ -125,6 +125,11 @@ async def test_paused_torchserve_is_hedged_and_shadow_probes_close_the_circuit(e
         await router.aclose()
     assert recovery[-1][0] == "torchserve", recovery
     before = recovery[:-1]
+    print(  # figures for the closing note (pytest -s)
+        f"paused: stalled windows max {max(e for _, e, _ in stalled) * 1000:.0f} ms; "
+        f"{len(before)} local windows until closed, "
+        f"max {max(e for _, e, _ in before) * 1000:.0f} ms"
+    )
     # Until the probes closed the circuit every user window was served locally, at once.
     assert all(served == "local" and state != "closed" for served, _, state in before)
     assert max(elapsed for _, elapsed, _ in before) < USER_BOUND_S
@@ -159,6 +164,9 @@ async def test_restarted_torchserve_recovers_through_shadow_probes(engine, torch
         await router.aclose()
     assert after[-1][0] == "torchserve", after
     users = during + after[:-1]
+    print(
+        f"restart: {len(users)} user windows local, max {max(e for _, e, _ in users) * 1000:.0f} ms"
+    )
     assert all(served == "local" for served, _, _ in users)
     # No user window was sent to the freshly started TorchServe: none of them waited.
     assert max(elapsed for _, elapsed, _ in users) < USER_BOUND_S
@@ -202,6 +210,10 @@ async def test_keys_are_renewed_before_they_expire(engine, caplog):
     assert info.value.reason == "auth"
     assert renewals >= 2  # at ~10 s and ~20 s
     share = after_expiry.count("torchserve") / len(after_expiry)
+    print(
+        f"keys: {len(after_expiry)} windows after expiry, {share:.3f} by TorchServe, "
+        f"{renewals} renewals"
+    )
     assert len(after_expiry) >= 30
     assert share >= 0.9, (share, after_expiry)
     # Renewals were logged, the keys never.

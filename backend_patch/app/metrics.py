@@ -71,6 +71,11 @@ class BackendMetrics:
         self.hedge_delay = Gauge(
             "signflow_hedge_delay_seconds", "The hedge delay in force now.", registry=r
         )
+        self.circuit_open = Gauge(
+            "signflow_torchserve_circuit_open",
+            "1 while the circuit breaker is open or half-open (windows served locally), else 0.",
+            registry=r,
+        )
         self.probes = Counter(
             "signflow_torchserve_probes",
             "Shadow probes of a half-open circuit, by outcome (fast closes, failed re-opens).",

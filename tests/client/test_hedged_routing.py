@@ -130,6 +130,7 @@ async def test_blackholed_torchserve_is_hedged_then_the_circuit_opens(engine, bl
         later = [await _timed(router, 100 + i) for i in range(5)]
         assert [served for served, _ in later] == ["local"] * 5
         assert len(blackhole.accepted) == sent
+    assert _value(router, "signflow_torchserve_circuit_open") == 1
     assert _value(router, "signflow_hedges_total") == 8
     assert _value(router, "signflow_hedge_wins_total", winner="local") == 8
     assert _value(router, "signflow_hedge_wins_total", winner="torchserve") == 0
@@ -240,6 +241,7 @@ async def test_half_open_serves_users_locally_while_a_shadow_probe_tests(engine,
             await asyncio.sleep(0.05)
         assert client.circuit_state == "closed"
         assert (await _timed(router, 20))[0] == "torchserve"
+        assert _value(router, "signflow_torchserve_circuit_open") == 0
         # The probes carried copies of the users' windows.
         assert stub_ts.requests[sent].body == _window(1).tobytes()
         await router.aclose()

@@ -104,10 +104,12 @@ class InferenceRouter:
         client = self.client
         if not use_torchserve or client is None:
             return await self._local(window, started)
-        if self.hedge.enabled and client.circuit_state != "closed":
+        state = client.circuit_state
+        self.metrics.circuit_open.set(state != "closed")
+        if self.hedge.enabled and state != "closed":
             # Open or half-open: the user is served locally at once; TorchServe, when it may be
             # tried again, gets a copy of this window as a shadow probe.
-            if client.circuit_state == "half_open" and not self._probes:
+            if state == "half_open" and not self._probes:
                 self._start_probe(client, window)
             return await self._fallback(window, started, session, "circuit_open")
 

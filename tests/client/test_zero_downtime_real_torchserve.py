@@ -33,6 +33,8 @@ MODEL_STORE = REPO_ROOT / "build" / "model-store"
 MODEL_DIR = REPO_ROOT / "build" / "models" / "1.0"
 # Far below the 2 s deadline a stalled window used to wait; far above a local inference.
 USER_BOUND_S = 0.6
+KEY_MINUTES = float(os.environ.get("SIGNFLOW_KEY_MINUTES", "0.25"))
+KEY_PAST_S = float(os.environ.get("SIGNFLOW_KEY_PAST_S", "10"))
 
 
 def _require_artifacts() -> None:
@@ -174,28 +176,33 @@ async def test_restarted_torchserve_recovers_through_shadow_probes(engine, torch
 
 
 async def test_keys_are_renewed_before_they_expire(engine, caplog):
-    """token_expiration_min=0.25: keys live 15 s; the run goes on 10 s past the first expiry."""
+    """Keys live KEY_MINUTES (0.25 = 15 s); the run goes on KEY_PAST_S (10 s) past expiry.
+
+    The issue's figure (a 45 s key, a run 70 s past it) is this test with
+    ``SIGNFLOW_KEY_MINUTES=0.75 SIGNFLOW_KEY_PAST_S=70``; the default keeps `make test` short.
+    """
     _require_artifacts()
     from serving.local import LocalTorchServe
 
     caplog.set_level(logging.DEBUG)
     with LocalTorchServe(
-        MODEL_STORE, workers=1, config_overrides={"token_expiration_min": "0.25"}
+        MODEL_STORE, workers=1, config_overrides={"token_expiration_min": str(KEY_MINUTES)}
     ) as ts:
         first_key = ts.keys["inference"]
         client = TorchServeClient(
             ts.inference_url,
             key_file=ts.key_file,
             management_url=ts.management_url,
-            key_renew_before_s=5.0,
+            key_renew_before_s=KEY_MINUTES * 60 / 3,
         )
         async with client:
             router = _router(engine, client)
             expires_at = client.keys.expires_at
-            assert expires_at is not None and 5 < expires_at - time.time() <= 16
+            lifetime = KEY_MINUTES * 60
+            assert expires_at is not None and 0.5 * lifetime < expires_at - time.time() <= lifetime
             after_expiry: list[str] = []
             i = 0
-            while time.time() < expires_at + 10.0:
+            while time.time() < expires_at + KEY_PAST_S:
                 served, _, _ = await _timed(router, i)
                 if time.time() > expires_at:
                     after_expiry.append(served)
@@ -208,13 +215,13 @@ async def test_keys_are_renewed_before_they_expire(engine, caplog):
             with pytest.raises(TorchServeError) as info:
                 await stale.predict(_window(0))
     assert info.value.reason == "auth"
-    assert renewals >= 2  # at ~10 s and ~20 s
+    assert renewals >= 1 + KEY_PAST_S // (KEY_MINUTES * 40)  # every 2/3 of a lifetime
     share = after_expiry.count("torchserve") / len(after_expiry)
     print(
         f"keys: {len(after_expiry)} windows after expiry, {share:.3f} by TorchServe, "
         f"{renewals} renewals"
     )
-    assert len(after_expiry) >= 30
+    assert len(after_expiry) >= 3 * KEY_PAST_S
     assert share >= 0.9, (share, after_expiry)
     # Renewals were logged, the keys never.
     assert "renewed" in caplog.text

@@ -257,3 +257,15 @@ async def test_worker_died_during_a_reload_is_retried_not_a_fallback(engine, stu
     assert served == "torchserve"
     assert _value(router, "signflow_fallback_total") == 0
     assert [r.action for r in stub_ts.requests] == ["500", "ok"]
+
+
+async def test_a_failing_local_engine_does_not_lose_a_torchserve_answer(stub_ts):
+    stub_ts.script = [("delay", 0.15)]
+    broken = InferenceEngine(MODEL_DIR)  # never loaded: infer() raises ModelNotLoadedError
+    async with TorchServeClient(stub_ts.base_url) as client:
+        router = _router(broken, client, HedgeConfig(delay_s=0.03))
+        served, _ = await _timed(router, 1)
+    assert served == "torchserve"
+    assert _value(router, "signflow_hedges_total") == 1
+    assert _value(router, "signflow_hedge_wins_total", winner="torchserve") == 1
+    assert _value(router, "signflow_fallback_total") == 0

@@ -169,6 +169,15 @@ class InferenceRouter:
                 result = await local
                 self._observe("local", started)
                 return result
+            if local.exception() is not None:
+                # The local engine failed (a bug, not a race): TorchServe may still answer.
+                try:
+                    answer = await remote
+                except Exception as exc:
+                    self._count_fallback(session, _reason(exc), exc)
+                    raise local.exception() from exc  # type: ignore[misc]
+                self.metrics.hedge_wins.labels("torchserve").inc()
+                return self._served_remote(answer, started)
             # The local engine answered first: TorchServe was slower than the hedge delay.
             remote.cancel()
             client.record_hedge_loss()

@@ -352,7 +352,11 @@ def _fault_views(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
         kind = f.get("kind")
         if kind == "outage":
             rows = [
-                ("Time to first fallback answer", fmt(f.get("time_to_first_fallback_s"), "s")),
+                ("First fallback answer: its wait", fmt(f.get("time_to_first_fallback_s"), "s")),
+                (
+                    "First fallback answer after the kill",
+                    fmt(f.get("first_fallback_after_kill_s"), "s"),
+                ),
                 ("Errors during failover", fmt(f.get("errors_during_failover"), "count")),
                 ("Latency during outage p50 / p95 / p99", _window_text(f.get("outage_latency_ms"))),
                 ("Longest session stall in the outage", fmt(f.get("outage_max_stall_ms"), "ms")),

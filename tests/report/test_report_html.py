@@ -67,7 +67,7 @@ def test_fallback_kill_report_shows_the_outage(built_reports: dict[str, Built]) 
     facts = inspect(built_reports["fallback-kill"].html)
     fault = built_reports["fallback-kill"].results["faults"][0]
     assert "TorchServe outage 1" in facts.text
-    assert "Time to first fallback answer" in facts.text
+    assert "First fallback answer: its wait" in facts.text
     assert f"{fault['time_to_recover_s']:.2f} s" in facts.text
     assert f"{fault['outage_latency_ms']['p99']:.1f} ms" in facts.text
     img = next(i for i in facts.images if "frame latency percentiles" in i["alt"])

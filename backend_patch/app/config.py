@@ -3,13 +3,17 @@
 Every field maps to the upper-case env var of the same name (``USE_TORCHSERVE``,
 ``TORCHSERVE_URL``, ``MODEL_DIR`` ...). Invalid values raise :class:`SettingsError` whose
 message names the env var, so a typo in a deployment is found from the first log line.
+
+One rule for blank values: an empty or whitespace-only value of an optional setting means
+"unset" (``ADMIN_TOKEN=`` from ``${SIGNFLOW_ADMIN_TOKEN:-}`` leaves the admin endpoint off), and a
+secret (any ``SecretStr`` field) never holds surrounding whitespace nor, when required, nothing.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,9 +93,45 @@ class Settings(BaseSettings):
     # Frames a session may have in flight before the server stops reading its socket.
     max_pending_frames: int = Field(256, ge=1, le=100_000)
 
-    # Admin endpoint (PUT/GET /admin/rollout): disabled unless a token is set.
+    # Admin endpoint (PUT/GET /admin/rollout): disabled (404) unless a non-blank token is set.
     admin_token: SecretStr | None = None
     log_level: LogLevel = "info"
+
+    # WebSocket session deadlines (seconds). Close codes: docs/ARCHITECTURE.md "Session deadlines".
+    # A connection must send its whole HTTP request head (the WebSocket upgrade) this soon.
+    handshake_timeout_s: float = Field(10.0, gt=0, le=3600)
+    # Keep-alive: a ping this often; no pong within the timeout closes with 1011.
+    ws_ping_interval_s: float = Field(20.0, gt=0, le=3600)
+    ws_ping_timeout_s: float = Field(20.0, gt=0, le=3600)
+    # No message from the client for this long closes the session with 1001.
+    ws_idle_timeout_s: float = Field(60.0, gt=0, le=86_400)
+    # A client that does not read its replies (writes blocked this long) is closed with 1008 and
+    # its connection aborted: it must not hold a session and megabytes of buffers forever.
+    ws_send_timeout_s: float = Field(10.0, gt=0, le=3600)
+    # After the server's close frame, how long to wait for the client's before dropping TCP.
+    ws_close_timeout_s: float = Field(5.0, gt=0, le=600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        """THE rule for blank values, for every field (see the module doc)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(str(name).lower())
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if field is None or not isinstance(value, str):
+                continue
+            kinds = get_args(field.annotation) or (field.annotation,)
+            if not value.strip() and type(None) in kinds:
+                out[name] = None
+            elif SecretStr in kinds:
+                if not value.strip():
+                    raise ValueError(f"{str(name).upper()} must not be empty")
+                out[name] = value.strip()  # header values are trimmed: padding cannot match
+        return out
 
     @model_validator(mode="after")
     def _check_lengths(self) -> Settings:
@@ -123,7 +163,21 @@ class Settings(BaseSettings):
 
     def auth_token(self) -> str | None:
         """The TorchServe bearer token as plain text, or None (never log the result)."""
-        return self.torchserve_token.get_secret_value() if self.torchserve_token else None
+        return reveal(self.torchserve_token)
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret setting as plain text, or None when unset; never log the result.
+
+    The one place secrets are read: it refuses an empty value, which would otherwise make an
+    empty ``Authorization: Bearer`` header count as a match.
+    """
+    if secret is None:
+        return None
+    value = secret.get_secret_value()
+    if not value.strip():
+        raise SettingsError("a secret setting is empty; unset it instead")
+    return value
 
 
 def _describe(err: ValidationError) -> str:

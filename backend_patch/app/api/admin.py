@@ -4,8 +4,8 @@ Enabled only when ADMIN_TOKEN is set to a non-blank value (404 otherwise, as if 
 exist); every call needs ``Authorization: Bearer <ADMIN_TOKEN>`` (401 otherwise). Both checks
 run in the route class of this router, before the method check and before FastAPI reads or
 validates anything the caller sent (it parses a JSON body even before it solves dependencies):
-an unauthenticated caller gets 404/401, never a 405 or a 422 describing the body. A new percent applies to NEW sessions; open
-sessions keep their route (sticky).
+an unauthenticated caller gets 404/401, never a 405 or a 422 describing the body. A new percent
+applies to NEW sessions; open sessions keep their route (sticky).
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 Serves the backend with uvicorn; every other setting comes from the environment (see
 app/config.py). ``--port 0`` picks a free port. Once the socket is bound, one JSON line
-``{"http_url", "ws_url", "pid"}`` goes to stdout so that callers know where it listens.
+``{"http_url", "ws_url", "pid"}`` goes to stdout so that callers know where it listens;
+``ws_url`` is the full URL of the stream endpoint (``.../api/v1/translate/stream``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -15,7 +17,9 @@ import sys
 
 import uvicorn
 
-from .app.config import SettingsError, load_settings
+from .app.config import Settings, SettingsError, load_settings
+
+STREAM_PATH = "/api/v1/translate/stream"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -28,6 +32,29 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="overrides LOG_LEVEL",
     )
     return p.parse_args(argv)
+
+
+def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
+    """The uvicorn configuration of the backend: its protocols, limits and deadlines."""
+    from .app.server_protocols import Deadlines, SignflowHttpProtocol, SignflowWebSocketProtocol
+
+    deadlines = Deadlines(
+        handshake_s=settings.handshake_timeout_s,
+        send_s=settings.ws_send_timeout_s,
+        close_s=settings.ws_close_timeout_s,
+    )
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+        http=functools.partial(SignflowHttpProtocol, deadlines=deadlines),  # type: ignore[arg-type]
+        ws=functools.partial(SignflowWebSocketProtocol, deadlines=deadlines),  # type: ignore[arg-type]
+        # The protocol layer refuses bigger messages (close 1009) before they are buffered whole.
+        ws_max_size=settings.max_message_bytes,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,22 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "http_url": f"http://{host}:{port}",
-                "ws_url": f"ws://{host}:{port}",
+                "ws_url": f"ws://{host}:{port}{STREAM_PATH}",
                 "pid": os.getpid(),
             }
         ),
         flush=True,
     )
-    config = uvicorn.Config(
-        create_app(settings),
-        log_level=settings.log_level,
-        access_log=False,
-        lifespan="on",
-        # The protocol layer refuses bigger messages (close 1009) before they are buffered whole.
-        ws_max_size=settings.max_message_bytes,
-        ws_ping_interval=None,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     server.run(sockets=[sock])
     # uvicorn swallows a failed start-up (e.g. missing model); tell the caller.
     return 0 if server.started else 3

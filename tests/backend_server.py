@@ -119,7 +119,7 @@ def _wait_started(proc: subprocess.Popen[bytes], log_path: Path, timeout_s: floa
         if urls is not None and _ready(f"{urls['http_url']}/ready"):
             return BackendHandle(
                 base_url=str(urls["http_url"]),
-                ws_url=f"{urls['ws_url']}{WS_PATH}",
+                ws_url=str(urls["ws_url"]),
                 pid=proc.pid,
                 log_path=log_path,
             )

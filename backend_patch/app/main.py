@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             client, router.client = router.client, None
             if client is not None:
                 await client.aclose()  # type: ignore[attr-defined]
+            await asyncio.to_thread(services.window_pool.shutdown, True, cancel_futures=True)
             await asyncio.to_thread(engine.close)
             log.info("backend_stopped")
 

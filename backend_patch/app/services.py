@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,3 +24,8 @@ class AppServices:
     log: Any
     segmenter_config: SegmenterConfig
     session_ids: itertools.count = field(default_factory=itertools.count)
+    # Builds sign windows off the event loop. One thread: windows are CPU- and GIL-bound, and
+    # more threads would only compete harder with the loop for the interpreter.
+    window_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="signflow-window")
+    )

@@ -5,7 +5,14 @@ state machine at once, starting the inference of a sign that just ended as a tas
 replies in frame order, awaiting that inference for the frame that ended the sign. So the
 socket keeps being read while a window is classified, and replies still go out in order.
 Bad input gets an error reply for that frame and the session goes on; only a binary message
-(1003) or one over MAX_MESSAGE_BYTES (1009) closes the session.
+(1003), one over MAX_MESSAGE_BYTES (1009) or a deadline closes the session: no message for
+WS_IDLE_TIMEOUT_S (1001), a client that reads nothing for WS_SEND_TIMEOUT_S (1008, connection
+aborted) or misses a keep-alive pong (1011); the last two are enforced by the server protocol
+(server_protocols.py), which reports them here as ``websocket.disconnect`` with a ``cause``.
+
+The window of an ended sign (resampling + enrichment, ~0.4 ms) is built in the app's window
+thread, not on the event loop: when many sessions end signs at the same instant, the loop keeps
+answering the other frames while the windows are built.
 """
 
 from __future__ import annotations
@@ -135,12 +142,21 @@ class TranslationSession:
 
     async def _receive_loop(self) -> _End:
         limit = self.svc.settings.max_message_bytes
+        idle_s = self.svc.settings.ws_idle_timeout_s
         while True:
-            message = await self.ws.receive()
+            try:
+                async with asyncio.timeout(idle_s):
+                    message = await self.ws.receive()
+            except TimeoutError:
+                self._protocol_error("idle_timeout")
+                return _End(1001, f"idle timeout: no message for {idle_s:g} s")
             if message["type"] == "websocket.disconnect":
-                code = message.get("code")
-                if code == 1009:  # the server's protocol layer enforced the size limit itself
-                    self._protocol_error("message_too_big")
+                # The server protocol closed the connection itself (size limit, deadlines).
+                cause = message.get("cause")
+                if cause is None and message.get("code") == 1009:  # plain uvicorn's size limit
+                    cause = "message_too_big"
+                if cause is not None:
+                    self._protocol_error(str(cause))
                 return _End()
             received = time.perf_counter()
             text = message.get("text")
@@ -168,14 +184,17 @@ class TranslationSession:
         step = self.segmenter.push(vector)
         task = None
         if step.sign is not None:
-            window = build_window(step.sign)
-            task = asyncio.create_task(
-                self.svc.router.classify(
-                    window, use_torchserve=self.use_torchserve, session=self.id
-                )
-            )
+            task = asyncio.create_task(self._classify(step.sign))
         resting = step.state is SessionState.IDLE and not step.moving
         return _Pending(idx, received, step.state, resting, inference=task)
+
+    async def _classify(self, sign: np.ndarray) -> Classification:
+        """Build the window of ``sign`` [T, 225] off the event loop, then classify it."""
+        loop = asyncio.get_running_loop()
+        window = await loop.run_in_executor(self.svc.window_pool, build_window, sign)
+        return await self.svc.router.classify(
+            window, use_torchserve=self.use_torchserve, session=self.id
+        )
 
     async def _send_loop(self) -> None:
         while True:

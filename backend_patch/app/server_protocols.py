@@ -8,8 +8,9 @@ as they are. Three things it lacks are added here, each as a small override:
   WebSocket upgrade) is held forever by uvicorn; here it is closed after ``handshake_s``.
 - **Stuck-writer deadline**: a client that stops reading makes the kernel buffers fill, the
   transport pause writing and every ASGI ``send`` (even the close frame) wait forever. When
-  writing stays paused for ``send_s``, the app is told (``websocket.disconnect`` 1008) and the
-  connection is aborted: the close frame could not be delivered anyway.
+  writing stays paused for ``send_s``, the app is told (``websocket.disconnect`` 1008), a close
+  frame 1008 is queued and, unless the client reads it within ``close_s``, the connection is
+  aborted (reset).
 - **Close handshake after a protocol failure**: when the protocol layer fails the connection
   (message over ``ws_max_size``: 1009; invalid UTF-8: 1007; protocol error: 1002) uvicorn writes
   the close frame and closes the socket at once. A client still sending (a fragmented 300 KB
@@ -131,10 +132,18 @@ class SignflowWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         reason = f"send timeout: the client read nothing for {self._deadlines.send_s:g} s"
         self._tell_app(SEND_TIMEOUT_CODE, reason, "send_timeout")
-        self.close_sent = True
-        # Nothing more can be written (the buffers are full): drop the connection now. The app's
-        # pending send wakes up (connection_lost sets ``writable``) and fails.
-        self.transport.abort()
+        if not self.close_sent:
+            # The close frame queues behind the unread replies: a client that resumes reading
+            # soon still learns why; one that does not is aborted below.
+            self.conn.fail(SEND_TIMEOUT_CODE, reason)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+        self.loop.call_later(self._deadlines.close_s, self._abort)
+
+    def _abort(self) -> None:
+        """Drop the connection (RST) unless it is gone already; the app's send then fails."""
+        if not self.disconnected:
+            self.transport.abort()
 
     # -- keep-alive ----------------------------------------------------------------------------
 

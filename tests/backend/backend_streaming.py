@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,6 +75,37 @@ def classified(replies: Sequence[dict]) -> list[Classified]:
         for r in replies
         if r.get("prediction") is not None
     ]
+
+
+def http_call(
+    base_url: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, object]:
+    """One HTTP request with a raw body -> (status, JSON body or None)."""
+    req = urllib.request.Request(f"{base_url}{path}", method=method, data=body)
+    for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+        req.add_header(name, value)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+# Requests an unauthenticated caller may send to an admin route: every method, good and bad
+# bodies. None of them may learn more than 404 (admin off) or 401 (admin on).
+ADMIN_PROBES: list[tuple[str, bytes | None]] = [
+    ("GET", None),
+    ("PUT", b'{"percent": 0}'),
+    ("PUT", b'{"percent": "x"}'),
+    ("PUT", b"[" * 1000),
+    ("PUT", None),
+    ("POST", b'{"percent": 0}'),
+    ("DELETE", None),
+]
 
 
 def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -16,9 +16,11 @@ from collections.abc import Iterator
 import pytest
 from backend_server import BackendHandle, run_backend
 from backend_streaming import (
+    ADMIN_PROBES,
     classified,
     dumps_frames,
     expected_labels,
+    http_call,
     metric,
     metric_sum,
     run_session,
@@ -71,8 +73,25 @@ def _set_rollout(backend: BackendHandle, percent: int) -> None:
     assert status == 200 and body["percent"] == percent, body
 
 
+@pytest.mark.parametrize("bearer", [None, "", "  ", "wrong", ADMIN_TOKEN[:-1]])
+def test_admin_checks_the_token_before_anything_else(backend: BackendHandle, bearer) -> None:
+    """Without the right token: 401 for every method and body, never 405 or 422 detail."""
+    headers = {} if bearer is None else {"Authorization": f"Bearer {bearer}"}
+    for method, body in ADMIN_PROBES:
+        status, reply = http_call(backend.base_url, method, "/admin/rollout", body, headers)
+        assert status == 401, (method, body, bearer, reply)
+        assert reply == {
+            "detail": "missing or wrong admin token (Authorization: Bearer <ADMIN_TOKEN>)"
+        }
+    assert _call(backend.base_url, "GET", "/admin/rollout")[1]["percent"] == 100
+
+
 def test_admin_endpoint_needs_the_token(backend: BackendHandle) -> None:
     base = backend.base_url
+    # With the token, the body is validated and a wrong method is a wrong method.
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert http_call(base, "PUT", "/admin/rollout", b"[" * 1000, auth)[0] == 422
+    assert http_call(base, "POST", "/admin/rollout", b"{}", auth)[0] == 405
     assert _call(base, "GET", "/admin/rollout", token=None)[0] == 401
     assert _call(base, "GET", "/admin/rollout", token="wrong")[0] == 401
     assert _call(base, "PUT", "/admin/rollout", {"percent": 0}, token=None)[0] == 401

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 import pytest
 from backend_server import BackendHandle, run_backend
 from backend_streaming import (
+    ADMIN_PROBES,
     classified,
     dumps_frames,
     expected_labels,
+    http_call,
     metric,
     metric_sum,
     run_session,
@@ -35,7 +37,9 @@ REPLY_KEYS = {
 
 @pytest.fixture(scope="module")
 def backend(model_dir) -> Iterator[BackendHandle]:
-    with run_backend({"USE_TORCHSERVE": "false", "MODEL_DIR": str(model_dir)}) as handle:
+    # A blank ADMIN_TOKEN, as docker-compose.yml passes when SIGNFLOW_ADMIN_TOKEN is unset.
+    env = {"USE_TORCHSERVE": "false", "MODEL_DIR": str(model_dir), "ADMIN_TOKEN": "  "}
+    with run_backend(env) as handle:
         yield handle
 
 
@@ -78,8 +82,16 @@ def test_health_ready_metrics(backend: BackendHandle) -> None:
         "signflow_inference_latency_seconds_bucket",
         (("le", "0.01"), ("served_by", "local")),
     ) in samples
-    # The admin endpoint does not exist without ADMIN_TOKEN.
-    assert _get(f"{backend.base_url}/admin/rollout")[0] == 404
+
+
+@pytest.mark.parametrize("bearer", [None, "", "  ", "x"])
+def test_blank_admin_token_leaves_the_admin_api_off(backend: BackendHandle, bearer) -> None:
+    """ADMIN_TOKEN is blank here: every method and body gets 404, whatever the bearer."""
+    headers = {} if bearer is None else {"Authorization": f"Bearer {bearer}"}
+    for method, body in ADMIN_PROBES:
+        status, _ = http_call(backend.base_url, method, "/admin/rollout", body, headers)
+        assert status == 404, (method, body, bearer)
+    assert http_call(backend.base_url, "GET", "/ready")[1]["rollout_percent"] == 100
 
 
 async def test_synthetic_sign_is_classified_with_its_label(backend: BackendHandle) -> None:
@@ -209,3 +221,17 @@ async def test_sessions_open_gauge_returns_to_zero(backend: BackendHandle) -> No
         assert time.monotonic() < deadline, "sessions_open did not return to 0"
         await asyncio.sleep(0.05)
     assert metric_sum(scrape(backend.base_url), "signflow_sessions_total") >= 1
+
+
+async def test_start_line_prints_the_stream_url(backend: BackendHandle) -> None:
+    """The JSON start-up line gives the full stream URL, and a session works on it as is."""
+    line = next(
+        ln for ln in backend.log_path.read_text().splitlines() if ln.startswith('{"http_url"')
+    )
+    urls = json.loads(line)
+    assert urls["http_url"] == backend.base_url
+    assert urls["ws_url"] == backend.base_url.replace("http://", "ws://", 1) + (
+        "/api/v1/translate/stream"
+    )
+    replies = await run_session(urls["ws_url"], dumps_frames(trace(seed=2, signs=1)[:3]))
+    assert [r["frame_idx"] for r in replies] == [0, 1, 2]

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/backend_sessions.py [--sessions 32] [--fps 30] [--duration 20]
         [--env USE_TORCHSERVE=false ...] [--url ws://host:port/api/v1/translate/stream]
-        [--json out.json]
+        [--aligned] [--json out.json]
 
 Starts the backend as a uvicorn subprocess (tests/backend_server.py) unless --url is given,
 then opens the sessions, each sending synthetic frames open-loop at --fps (frame i is scheduled
@@ -10,6 +10,10 @@ at t0 + i/fps; a late send is counted, never skipped). Latency is measured from 
 send time to the reply (coordinated omission corrected) and, separately, from the actual send.
 Frames whose reply carries a prediction (sign-ending frames) are reported apart from the
 others. Target on a 2-core machine: p99 of the other frames < 10 ms at 32 sessions x 30 fps.
+
+``--aligned`` is the sign-ending storm (issue 11, item 10): every session streams the SAME
+trace from the SAME instant, so all sessions end their signs on the same frame. To compare the
+backend of another revision, run it from an exported tree with ``--env PYTHONPATH=<tree>``.
 """
 
 from __future__ import annotations
@@ -105,10 +109,19 @@ def _pcts(values: np.ndarray) -> dict[str, float | int | None]:
 
 
 async def _run(
-    url: str, sessions: int, fps: float, duration: float, warmup: float, pid: int | None
+    url: str,
+    sessions: int,
+    fps: float,
+    duration: float,
+    warmup: float,
+    pid: int | None,
+    aligned: bool = False,
 ) -> dict:
     count = int((duration + warmup) * fps)
-    traces = [_messages(1000 + k, count) for k in range(sessions)]
+    if aligned:
+        traces = [_messages(1000, count)] * sessions
+    else:
+        traces = [_messages(1000 + k, count) for k in range(sessions)]
     rec: dict = {}
     # CPU of the backend over the run: saturation explains a growing backlog.
     proc = psutil.Process(pid) if pid else None
@@ -116,13 +129,12 @@ async def _run(
         proc.cpu_percent()  # starts the measurement window: from here to the end of the load
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as http:
-        # Stagger the sessions over one frame period, as independent cameras would be.
+        # Stagger the sessions over one frame period, as independent cameras would be (or not
+        # at all: the storm).
         t0 = time.perf_counter() + 0.5
+        stagger = 0.0 if aligned else 1.0 / (fps * sessions)
         await asyncio.gather(
-            *(
-                _session(http, url, traces[k], fps, t0 + k / (fps * sessions), rec)
-                for k in range(sessions)
-            )
+            *(_session(http, url, traces[k], fps, t0 + k * stagger, rec) for k in range(sessions))
         )
     backend_cpu = round(proc.cpu_percent(), 1) if proc is not None else None
     sched, sent, reply = (np.concatenate(rec[k]) for k in ("sched", "sent", "reply"))
@@ -135,6 +147,7 @@ async def _run(
     end = measured & ends
     return {
         "sessions": sessions,
+        "aligned": aligned,
         "fps": fps,
         "duration_s": duration,
         "warmup_s": warmup,
@@ -160,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the backend")
     p.add_argument("--url", help="an already-running backend's WebSocket URL")
     p.add_argument("--pid", type=int, help="with --url: the backend's pid, to sample its CPU")
+    p.add_argument("--aligned", action="store_true", help="same trace, same start: a sign storm")
     p.add_argument("--json", type=Path, help="also write the summary here")
     args = p.parse_args(argv)
     env = dict(e.split("=", 1) for e in args.env)
@@ -170,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             handle = stack.enter_context(run_backend(env))
             url, pid = handle.ws_url, handle.pid
         load_before = os.getloadavg()[0]
-        summary = asyncio.run(_run(url, args.sessions, args.fps, args.duration, args.warmup, pid))
+        summary = asyncio.run(
+            _run(url, args.sessions, args.fps, args.duration, args.warmup, pid, args.aligned)
+        )
         summary["conditions"] = {
             "backend_env": env,
             "backend_pid": pid,

@@ -119,7 +119,8 @@ def _wait_started(proc: subprocess.Popen[bytes], log_path: Path, timeout_s: floa
         if urls is not None and _ready(f"{urls['http_url']}/ready"):
             return BackendHandle(
                 base_url=str(urls["http_url"]),
-                ws_url=str(urls["ws_url"]),
+                # The start-up line gives the stream URL; older backends printed only the origin.
+                ws_url=str(urls["ws_url"]).removesuffix(WS_PATH) + WS_PATH,
                 pid=proc.pid,
                 log_path=log_path,
             )

@@ -90,7 +90,7 @@ def test_admin_endpoint_needs_the_token(backend: BackendHandle) -> None:
     base = backend.base_url
     # With the token, the body is validated and a wrong method is a wrong method.
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    assert http_call(base, "PUT", "/admin/rollout", b"[" * 1000, auth)[0] == 422
+    assert http_call(base, "PUT", "/admin/rollout", b"[[", auth)[0] == 422
     assert http_call(base, "POST", "/admin/rollout", b"{}", auth)[0] == 405
     assert _call(base, "GET", "/admin/rollout", token=None)[0] == 401
     assert _call(base, "GET", "/admin/rollout", token="wrong")[0] == 401

@@ -39,13 +39,14 @@ from backend_server import run_backend  # noqa: E402
 from backend_patch.app.ml import synthetic  # noqa: E402
 
 
-def _messages(seed: int, count: int) -> list[str]:
-    """``count`` frame messages from a seeded synthetic stream, frame_idx = 0..count-1."""
+def _messages(seed: int, count: int, skip: int = 0) -> list[str]:
+    """``count`` frame messages from a seeded synthetic stream (its first ``skip`` frames
+    left out), frame_idx = 0..count-1."""
     frames: list[dict] = []
-    while len(frames) < count:
+    while len(frames) < count + skip:
         frames.extend(synthetic.generate_stream(num_signs=10, seed=seed + len(frames)))
     out = []
-    for i, frame in enumerate(frames[:count]):
+    for i, frame in enumerate(frames[skip : skip + count]):
         frame = dict(frame)
         frame["frame_idx"] = i
         out.append(json.dumps(frame))
@@ -62,7 +63,8 @@ async def _session(
     server_ms = np.full(n, np.nan)
     ends = np.zeros(n, dtype=bool)
     errors = 0
-    async with http.ws_connect(url, max_msg_size=0, autoping=False) as ws:
+    # autoping: answer the server's keep-alive pings (they never reach receive()).
+    async with http.ws_connect(url, max_msg_size=0, autoping=True) as ws:
 
         async def send() -> None:
             for i, message in enumerate(messages):
@@ -116,12 +118,17 @@ async def _run(
     warmup: float,
     pid: int | None,
     aligned: bool = False,
+    probes: int = 0,
 ) -> dict:
     count = int((duration + warmup) * fps)
     if aligned:
         traces = [_messages(1000, count)] * sessions
     else:
         traces = [_messages(1000 + k, count) for k in range(sessions)]
+    # Probe sessions: the same signs, half a sign later, so they never end a sign in a storm:
+    # their latency is what the storm costs everybody else (an event loop that keeps up or not).
+    probe_traces = [_messages(1000, count, skip=25) for _ in range(probes)]
+    probe_rec: dict = {}
     rec: dict = {}
     # CPU of the backend over the run: saturation explains a growing backlog.
     proc = psutil.Process(pid) if pid else None
@@ -134,7 +141,8 @@ async def _run(
         t0 = time.perf_counter() + 0.5
         stagger = 0.0 if aligned else 1.0 / (fps * sessions)
         await asyncio.gather(
-            *(_session(http, url, traces[k], fps, t0 + k * stagger, rec) for k in range(sessions))
+            *(_session(http, url, traces[k], fps, t0 + k * stagger, rec) for k in range(sessions)),
+            *(_session(http, url, t, fps, t0 + 0.5 / fps, probe_rec) for t in probe_traces),
         )
     backend_cpu = round(proc.cpu_percent(), 1) if proc is not None else None
     sched, sent, reply = (np.concatenate(rec[k]) for k in ("sched", "sent", "reply"))
@@ -145,9 +153,17 @@ async def _run(
     late = (sent - sched) * 1000 > 5
     body = measured & ~ends
     end = measured & ends
+    probe: dict = {}
+    if probes:
+        p_sched, p_reply = (np.concatenate(probe_rec[k]) for k in ("sched", "reply"))
+        p_ends = np.concatenate(probe_rec["ends"])
+        p_body = (p_sched >= sched.min() + warmup) & ~p_ends
+        probe = {"probe_non_inference_ms": _pcts(((p_reply - p_sched) * 1000)[p_body])}
     return {
         "sessions": sessions,
         "aligned": aligned,
+        "probes": probes,
+        **probe,
         "fps": fps,
         "duration_s": duration,
         "warmup_s": warmup,
@@ -174,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", help="an already-running backend's WebSocket URL")
     p.add_argument("--pid", type=int, help="with --url: the backend's pid, to sample its CPU")
     p.add_argument("--aligned", action="store_true", help="same trace, same start: a sign storm")
+    p.add_argument(
+        "--probes", type=int, default=0, help="extra sessions whose signs end between storms"
+    )
     p.add_argument("--json", type=Path, help="also write the summary here")
     args = p.parse_args(argv)
     env = dict(e.split("=", 1) for e in args.env)
@@ -185,7 +204,16 @@ def main(argv: list[str] | None = None) -> int:
             url, pid = handle.ws_url, handle.pid
         load_before = os.getloadavg()[0]
         summary = asyncio.run(
-            _run(url, args.sessions, args.fps, args.duration, args.warmup, pid, args.aligned)
+            _run(
+                url,
+                args.sessions,
+                args.fps,
+                args.duration,
+                args.warmup,
+                pid,
+                args.aligned,
+                args.probes,
+            )
         )
         summary["conditions"] = {
             "backend_env": env,

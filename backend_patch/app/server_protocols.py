@@ -18,6 +18,10 @@ as they are. Three things it lacks are added here, each as a small override:
   Here the server half-closes instead (close frame, then FIN, as the websockets library itself
   does), keeps reading and discarding until the client closes, and drops the connection only
   after ``close_s``.
+
+The overrides use uvicorn internals (``queue``, ``close_sent``, ``close_timer``, ``read_paused``,
+``handle_parser_exception``) as of uvicorn 0.54 (pinned in requirements.lock);
+tests/backend/test_backend_deadlines.py fails if a new uvicorn changes them.
 """
 
 from __future__ import annotations

@@ -338,9 +338,14 @@ def run_scenario(
     baseline_doc: dict[str, Any] | None = None,
     progress: Progress | None = None,
     run_dir: Path | None = None,
+    stack: Any | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Run one scenario into ``<out_dir>/<run_id>/`` (or exactly ``run_dir``); returns (results
     document, exit code). ValueError when ``run_dir`` already holds a run.
+
+    ``stack``: an already entered stack to run the load on (``harness sweep`` keeps one stack
+    up over the load levels of a configuration). It is neither started nor stopped here, and
+    its logs are left to its owner; without it the scenario's own stack is started and stopped.
 
     KeyboardInterrupt is re-raised after the stack is down and partial results are written
     (``verdict: error``, ``error: interrupted``); the CLI turns it into exit 130.
@@ -350,7 +355,8 @@ def run_scenario(
     from harness.stack import StackError, make_stack
     from harness.stack.procs import RunRegistration
 
-    stop_leftovers()
+    if stack is None:
+        stop_leftovers()
     started = _utc_now()
     run_id, run_dir = make_run_dir(out_dir or DEFAULT_OUT, scenario.name, started, run_dir)
     secrets = secret_values(scenario.model_dump(mode="json"))
@@ -359,24 +365,30 @@ def run_scenario(
     measured = _Measured()
     code = EXIT_INFRA
     interrupted = False
-    stack = None
+    given, stack = stack, None  # ``stack`` below: the one this run starts, if any
     tell = _event_sink(progress)
     if (set_stack := getattr(progress, "set_stack", None)) is not None:
         set_stack(scenario.stack.use_torchserve)
     try:
-        tell(f"starting the {scenario.stack.driver} stack ({_stack_words(scenario)})")
-        up_since = time.monotonic()
-        # Registered until the stack is down: if this process is killed before, the next run
-        # finds the registration and stops what the stack left running.
-        with RunRegistration(run_dir) as registration:
-            built = make_stack(scenario.stack, run_dir)
-            registration.note(compose_project=getattr(built, "project", None))
-            with built as stack:
-                tell(f"stack up in {time.monotonic() - up_since:.1f}s; load starts now")
-                try:
-                    run_async(_measure(scenario, stack, progress, measured))
-                finally:
-                    doc["provenance"] = collect_provenance(stack)
+        if given is not None:
+            try:
+                run_async(_measure(scenario, given, progress, measured))
+            finally:
+                doc["provenance"] = collect_provenance(given)
+        else:
+            tell(f"starting the {scenario.stack.driver} stack ({_stack_words(scenario)})")
+            up_since = time.monotonic()
+            # Registered until the stack is down: if this process is killed before, the next run
+            # finds the registration and stops what the stack left running.
+            with RunRegistration(run_dir) as registration:
+                built = make_stack(scenario.stack, run_dir)
+                registration.note(compose_project=getattr(built, "project", None))
+                with built as stack:
+                    tell(f"stack up in {time.monotonic() - up_since:.1f}s; load starts now")
+                    try:
+                        run_async(_measure(scenario, stack, progress, measured))
+                    finally:
+                        doc["provenance"] = collect_provenance(stack)
     except StackError as exc:
         doc["error"] = f"{type(exc).__name__}: {exc}"
         print(f"infrastructure failure: {redact_text(str(exc), secrets)}", file=sys.stderr)
@@ -384,7 +396,7 @@ def run_scenario(
         interrupted = True
         doc["error"] = "interrupted"
     finally:
-        if stack is not None:
+        if stack is not None:  # only a stack this run started (a given one: its owner's)
             with contextlib.suppress(Exception):
                 stack.collect_logs(run_dir / "logs")
         redact_files(run_dir / "logs", secrets)  # the logs the harness keeps hold no secret

@@ -1,4 +1,4 @@
-"""``harness`` command line: run | validate | compare | report | synth.
+"""``harness`` command line: run | validate | compare | report | synth | sweep.
 
 Exit codes: see :data:`EXIT_CODES_HELP` (printed by ``--help``).
 """
@@ -132,6 +132,10 @@ def _parser() -> argparse.ArgumentParser:
         help="draw signs from these labels only (repeat one to weight it)",
     )
     syn.add_argument("--out", type=Path, required=True)
+
+    from harness.sweep.cli import add_parser as add_sweep
+
+    add_sweep(sub)
     return p
 
 
@@ -394,6 +398,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.sweep.cli import cmd_sweep
+
+    return cmd_sweep(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``harness`` console script."""
     args = _parser().parse_args(argv)
@@ -403,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": cmd_compare,
         "report": cmd_report,
         "synth": cmd_synth,
+        "sweep": _cmd_sweep,
     }
     from harness.interrupts import TerminationSignals
 

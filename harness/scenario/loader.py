@@ -600,6 +600,37 @@ def load_scenario(
     path = Path(path)
     problems = _Problems()
     _, data, lines = _read_yaml(path, problems)
+    return check_scenario_data(
+        data,
+        path,
+        lines,
+        overrides,
+        problems=problems,
+        has_external_baseline=has_external_baseline,
+        warnings=warnings,
+        _as_baseline=_as_baseline,
+    )
+
+
+def check_scenario_data(
+    data: dict[str, Any],
+    path: Path,
+    lines: Mapping[PathKey, int],
+    overrides: Sequence[str] = (),
+    *,
+    base_dir: Path | None = None,
+    problems: _Problems | None = None,
+    has_external_baseline: bool = False,
+    warnings: list[str] | None = None,
+    _as_baseline: bool = False,
+) -> Scenario:
+    """Validate and check scenario ``data`` read from ``path`` (see :func:`load_scenario`).
+
+    ``lines`` maps field paths of ``data`` to lines of ``path`` (a sweep's inline ``base:``
+    passes its own sub-map, so messages name the sweep file's lines); ``base_dir``: where
+    relative paths start (default: ``path``'s folder). ``data`` is changed by the overrides.
+    """
+    problems = problems or _Problems()
     overridden = apply_overrides(data, overrides)
 
     def report(items: Sequence[tuple[PathKey, str]], sink: _Problems) -> None:
@@ -615,7 +646,7 @@ def load_scenario(
         for line, msg in _format_validation(exc, path, lines, overridden):
             problems.add(msg, line)
         raise ScenarioError("\n".join(problems.messages())) from None
-    sc = _resolve_paths(sc, path.resolve().parent)
+    sc = _resolve_paths(sc, base_dir or path.resolve().parent)
     has_baseline = has_external_baseline or sc.baseline is not None
     if _as_baseline and sc.baseline is not None:  # a baseline run ignores its own baseline
         sc = sc.model_copy(update={"baseline": None})

@@ -1,0 +1,150 @@
+"""What a sweep's runs mean: outcome of a point, the Pareto front, equivalence, the
+recommendation. Pure functions over results documents and plain dicts (sweep.json's shapes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.analysis.gates import resolve_metric
+from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND
+
+from .search import Outcome
+
+# Figures kept per point in sweep.json (metric path -> key).
+FIGURES = {
+    "frame.latency_ms.p50": "p50_ms",
+    "frame.latency_ms.p95": "p95_ms",
+    "frame.latency_ms.p99": "p99_ms",
+    "inference.latency_ms.p95": "inference_p95_ms",
+    "inference.latency_ms.p99": "inference_p99_ms",
+    "throughput.frames_per_s": "frames_per_s",
+    "throughput.inferences_per_s": "inferences_per_s",
+    "errors.total": "errors",
+    "torchserve.batch_size_mean": "batch_size_mean",
+    "generator.late_share": "late_share",
+}
+MACHINE_REASONS = (FELL_BEHIND, CPU_SATURATED)
+
+
+def figures(doc: Mapping[str, Any]) -> dict[str, float | None]:
+    """The point's headline figures (None where not measured)."""
+    summary = doc.get("summary") or {}
+    return {key: resolve_metric(path, summary)[0] for path, key in FIGURES.items()}
+
+
+def outcome(doc: Mapping[str, Any], code: int) -> tuple[Outcome, str | None]:
+    """(outcome, why) of one run for the search.
+
+    passed -> pass; a failed constraint -> fail. INVALID because the generator fell behind or
+    saturated its CPU -> machine-limit (the load machine, not the system, is the limit). INVALID
+    because the system under test stopped reading or answered beyond the latency limit -> fail:
+    the system is past its capacity, which is what the search looks for. No measurement (the
+    stack failed) -> error.
+    """
+    verdict = doc.get("verdict")
+    if verdict == "passed":
+        return "pass", None
+    if verdict == "failed":
+        failed = [g["expr"] for g in doc.get("gates") or [] if not g.get("passed")]
+        return "fail", "failed " + ", ".join(failed)
+    reasons = list(doc.get("invalid_reasons") or [])
+    if verdict == "invalid":
+        if any(r.startswith(MACHINE_REASONS) for r in reasons):
+            return "machine-limit", "; ".join(reasons)
+        return "fail", "; ".join(reasons)
+    return "error", doc.get("error") or "; ".join(reasons) or f"exit {code}"
+
+
+def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
+    """Ids of the points no other point beats: (id, throughput up, latency down).
+
+    A point is dominated when another has throughput >= and latency <= with one strict.
+    """
+    front = []
+    for pid, thr, lat in points:
+        dominated = any(
+            (t >= thr and q <= lat) and (t > thr or q < lat)
+            for other, t, q in points
+            if other != pid
+        )
+        if not dominated:
+            front.append(pid)
+    return front
+
+
+def cost(params: Mapping[str, Any], scenario: Mapping[str, Any]) -> tuple[float, ...]:
+    """Cheaper first: replicas, then workers, then TorchServe at all, then the batch delay,
+    then the batch size (of the configuration's scenario; ``params`` only for ties)."""
+    stack = scenario.get("stack") or {}
+    ts = stack.get("torchserve") or {}
+    on = bool(stack.get("use_torchserve"))
+    return (
+        float(stack.get("torchserve_replicas", 1) if on else 0),
+        float(ts.get("workers", 1) if on else 0),
+        float(on),
+        float(ts.get("max_batch_delay_ms", 0) if on else 0),
+        float(ts.get("batch_size", 1) if on else 0),
+    )
+
+
+def cost_words(scenario: Mapping[str, Any]) -> str:
+    """``1 replica x 1 worker, delay 5 ms`` (or ``no TorchServe``)."""
+    stack = scenario.get("stack") or {}
+    if not stack.get("use_torchserve"):
+        return "no TorchServe"
+    ts = stack.get("torchserve") or {}
+    reps = stack.get("torchserve_replicas", 1)
+    return (
+        f"{reps} replica{'s' if reps != 1 else ''} x {ts.get('workers')} worker"
+        f"{'s' if ts.get('workers') != 1 else ''}, delay {ts.get('max_batch_delay_ms')} ms"
+    )
+
+
+def same_within_noise(run: Mapping[str, Any], base: Mapping[str, Any], metric: str) -> bool:
+    """Whether ``metric`` of two runs differs only by noise, by the project's comparison
+    statistics (the one call into them: ``harness.analysis.compare``)."""
+    from harness.analysis.compare import compare
+
+    verdicts = {m["metric"]: m["verdict"] for m in compare(dict(run), dict(base))["metrics"]}
+    return verdicts.get(metric) not in ("worse", "better")
+
+
+def recommend(
+    configs: Sequence[Mapping[str, Any]],
+    docs: Mapping[str, Mapping[str, Any]],
+    objective: str,
+    higher_is_better: bool,
+    resolution: int,
+) -> dict[str, Any] | None:
+    """The recommendation: the best configuration that meets the constraints, or the cheapest
+    of those equivalent to it. None when no configuration meets them.
+
+    ``configs``: sweep.json configurations (``id``, ``status``, ``value``, ``cost``,
+    ``best_point``); ``docs``: results documents by point id, for the noise test of metric
+    objectives. Capacities are equivalent when within the search's ``resolution`` (the search
+    cannot tell them apart); metric values when the comparison statistics find no change.
+    """
+    met = [c for c in configs if c["status"] == "met" and c.get("value") is not None]
+    if not met:
+        return None
+    sign = 1.0 if higher_is_better else -1.0
+    best = max(met, key=lambda c: (sign * c["value"], [-x for x in c["cost"]]))
+    equivalent = []
+    for c in met:
+        if c is best:
+            continue
+        if objective == "capacity":
+            same = abs(c["value"] - best["value"]) <= resolution
+        else:
+            a, b = docs.get(c.get("best_point") or ""), docs.get(best.get("best_point") or "")
+            same = a is not None and b is not None and same_within_noise(a, b, objective)
+        if same:
+            equivalent.append(c)
+    chosen = min([best, *equivalent], key=lambda c: (c["cost"], -sign * c["value"]))
+    return {
+        "config": chosen["id"],
+        "best_measured": best["id"],
+        "equivalent": sorted(c["id"] for c in [best, *equivalent] if c is not chosen),
+    }

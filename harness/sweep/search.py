@@ -1,0 +1,90 @@
+"""The capacity search of one configuration: exponential steps, then bisection.
+
+Pure bookkeeping (no I/O), so it is tested on its own: the executor asks :meth:`next_level`,
+runs that many sessions and tells :meth:`record` the outcome. The capacity is the highest level
+that passed with the level above it failing, once the bracket is ``resolution`` wide; a level
+whose measurement was INVALID because this machine could not offer the load ends the search
+with no number ("capacity above what this load machine can offer").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .model import Search
+
+Outcome = Literal["pass", "fail", "machine-limit", "error"]
+MACHINE_LIMIT_NOTE = "capacity above what this load machine can offer"
+
+
+@dataclass
+class CapacitySearch:
+    """State of one configuration's search; ``levels`` lists (sessions, outcome) in run order."""
+
+    spec: Search
+    passed: int | None = None  # highest level that passed
+    failed: int | None = None  # lowest level that failed
+    levels: list[tuple[int, Outcome]] = field(default_factory=list)
+    stopped: str | None = None  # why it ended without a bracket (machine limit, error, budget)
+
+    def next_level(self) -> int | None:
+        """The next load to run, or None when the search is over."""
+        if self.stopped is not None:
+            return None
+        if not self.levels:
+            return self.spec.start
+        if self.failed is None:  # still stepping up
+            assert self.passed is not None
+            if self.passed >= self.spec.max:
+                return None
+            return min(self.passed * 2, self.spec.max)
+        low = self.passed or 0
+        if self.failed - low <= self.spec.resolution:
+            return None
+        return (low + self.failed) // 2
+
+    def record(self, sessions: int, outcome: Outcome, why: str | None = None) -> None:
+        """The outcome of the run at ``sessions``."""
+        self.levels.append((sessions, outcome))
+        if outcome == "pass":
+            self.passed = max(self.passed or 0, sessions)
+        elif outcome == "fail":
+            self.failed = sessions if self.failed is None else min(self.failed, sessions)
+        elif outcome == "machine-limit":
+            self.stopped = MACHINE_LIMIT_NOTE
+        else:
+            self.stopped = why or "a run failed to complete"
+
+    def stop(self, why: str) -> None:
+        """End the search early (the budget ran out, or the sweep was interrupted)."""
+        if self.next_level() is not None:
+            self.stopped = why
+
+    @property
+    def capacity(self) -> int | None:
+        """The capacity in sessions, only once found (None: not found, see :attr:`note`)."""
+        if self.stopped is not None or not self.levels:
+            return None
+        if self.failed is None:
+            return None  # passed up to search.max: at least that, not a number
+        low = self.passed or 0
+        return low if self.failed - low <= self.spec.resolution else None
+
+    @property
+    def note(self) -> str:
+        """The result in words."""
+        if self.stopped == MACHINE_LIMIT_NOTE:
+            low = f" (passed at {self.passed} sessions)" if self.passed else ""
+            return f"{MACHINE_LIMIT_NOTE}{low}"
+        if self.stopped is not None:
+            low = f"; at least {self.passed} sessions" if self.passed else ""
+            return f"search ended early: {self.stopped}{low}"
+        if self.failed is None and self.passed is not None:
+            return f"at least {self.passed} sessions (passed at search.max; raise it)"
+        cap = self.capacity
+        if cap == 0:
+            return f"fails the constraints already at {self.failed} session(s)"
+        if cap is not None:
+            return f"{cap} sessions (passes at {cap}, fails at {self.failed})"
+        return "not searched"

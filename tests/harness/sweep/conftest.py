@@ -1,0 +1,85 @@
+"""Fixtures of the sweep tests: the known-capacity server, sweep files written for it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+FPS = 5.0
+
+
+@pytest.fixture(scope="module")
+def known_port() -> Iterator[int]:
+    """Port of a running known_server.py (stopped after the module)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "known_server.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def known_sweep_text(
+    port: int,
+    services_ms: list[float],
+    *,
+    search: str = "{start: 4, max: 16, resolution: 1}",
+    budget: str = "{max_runs: 30, max_minutes: 10}",
+    extra_points: str = "",
+    report: bool = False,
+) -> str:
+    """A sweep over the known server: one configuration per service time (its own queue).
+
+    Constraint ``inference.latency_ms.p95 < 100``: below capacity a reply waits about one
+    service time (sessions are not phase-aligned); one session above it the backlog grows by
+    ``sessions * fps * service - 1`` seconds per second, past 100 ms within the 3 s run.
+    """
+    points = "".join(
+        f'    - {{stack.external.ws_url: "ws://127.0.0.1:{port}/stream?service_ms={s}"}}\n'
+        for s in services_ms
+    )
+    return (
+        "name: known\n"
+        "base:\n"
+        "  name: known-base\n"
+        "  stack:\n"
+        "    driver: external\n"
+        "    external:\n"
+        f"      ws_url: ws://127.0.0.1:{port}/stream\n"
+        f"      http_url: http://127.0.0.1:{port}\n"
+        f"  workload: {{sessions: 1, fps: {FPS:g}, duration_s: 3, warmup_s: 1, "
+        "late_threshold_ms: 50}\n"
+        f"  report: {{enabled: {str(report).lower()}}}\n"
+        "space:\n"
+        "  points:\n"
+        f"{points}{extra_points}"
+        "load:\n"
+        f"  search: {search}\n"
+        "constraints:\n"
+        "  - inference.latency_ms.p95 < 100\n"
+        "  - errors.total == 0\n"
+        "objective: {maximize: capacity}\n"
+        f"budget: {budget}\n"
+        "stack_start_s: 1\n"
+    )
+
+
+@pytest.fixture
+def write_sweep(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write sweep text to ``tmp_path/<name>`` and return the path."""
+
+    def write(text: str, name: str = "sweep.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write

@@ -123,8 +123,8 @@ def recommend(
 
     ``configs``: sweep.json configurations (``id``, ``status``, ``value``, ``cost``,
     ``best_point``); ``docs``: results documents by point id, for the noise test of metric
-    objectives. Capacities are equivalent when within the search's ``resolution`` (the search
-    cannot tell them apart); metric values when the comparison statistics find no change.
+    objectives. Capacities are equivalent when within the search's ``resolution`` (at least one
+    session: the search cannot tell them apart); metric values when the comparison statistics find no change.
     """
     met = [c for c in configs if c["status"] == "met" and c.get("value") is not None]
     if not met:
@@ -136,7 +136,7 @@ def recommend(
         if c is best:
             continue
         if objective == "capacity":
-            same = abs(c["value"] - best["value"]) <= resolution
+            same = abs(c["value"] - best["value"]) <= max(resolution, 1)
         else:
             a, b = docs.get(c.get("best_point") or ""), docs.get(best.get("best_point") or "")
             same = a is not None and b is not None and same_within_noise(a, b, objective)

@@ -62,12 +62,13 @@ class Space(_Strict):
 
 class Search(_Strict):
     """Capacity search over ``workload.sessions``: exponential steps from ``start`` (doubling,
-    capped at ``max``) until a level fails, then bisection until the bracket is ``resolution``
-    sessions wide."""
+    capped at ``max``) until a level fails, then bisection between the highest pass and the
+    lowest fail. ``resolution``: the capacity found is at most this many sessions below the
+    true knee (0: exact), so the search stops once ``fail - pass <= resolution + 1``."""
 
     start: int = Field(1, ge=1, le=MAX_SESSIONS)
     max: int = Field(64, ge=1, le=MAX_SESSIONS)
-    resolution: int = Field(1, ge=1, le=MAX_SESSIONS)
+    resolution: int = Field(1, ge=0, le=MAX_SESSIONS)
 
     @model_validator(mode="after")
     def _order(self) -> Search:
@@ -81,7 +82,7 @@ class Search(_Strict):
         while n < self.max:
             n, steps = min(n * 2, self.max), steps + 1
         width, bisect = max(self.max // 2, 1), 0
-        while width > self.resolution:
+        while width > self.resolution + 1:
             width, bisect = (width + 1) // 2, bisect + 1
         return steps + bisect
 

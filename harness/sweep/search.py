@@ -2,7 +2,8 @@
 
 Pure bookkeeping (no I/O), so it is tested on its own: the executor asks :meth:`next_level`,
 runs that many sessions and tells :meth:`record` the outcome. The capacity is the highest level
-that passed with the level above it failing, once the bracket is ``resolution`` wide; a level
+that passed once the lowest failing level is at most ``resolution + 1`` above it (the true knee
+lies between them); a level
 whose measurement was INVALID because this machine could not offer the load ends the search
 with no number ("capacity above what this load machine can offer").
 """
@@ -39,10 +40,18 @@ class CapacitySearch:
             if self.passed >= self.spec.max:
                 return None
             return min(self.passed * 2, self.spec.max)
-        low = self.passed or 0
-        if self.failed - low <= self.spec.resolution:
+        if self._bracketed():
             return None
-        return (low + self.failed) // 2
+        return ((self.passed or 0) + self.failed) // 2
+
+    def _bracketed(self) -> bool:
+        """The bracket is narrow enough (nothing passed: only once 1 session failed, since
+        "fails at any load" is a claim the search must have measured)."""
+        if self.failed is None:
+            return False
+        if self.passed is None:
+            return self.failed <= 1
+        return self.failed - self.passed <= self.spec.resolution + 1
 
     def record(self, sessions: int, outcome: Outcome, why: str | None = None) -> None:
         """The outcome of the run at ``sessions``."""
@@ -68,8 +77,7 @@ class CapacitySearch:
             return None
         if self.failed is None:
             return None  # passed up to search.max: at least that, not a number
-        low = self.passed or 0
-        return low if self.failed - low <= self.spec.resolution else None
+        return (self.passed or 0) if self._bracketed() else None
 
     @property
     def note(self) -> str:

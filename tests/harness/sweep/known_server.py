@@ -11,7 +11,10 @@ frames per second, the queue serves ``1000 / service_ms`` per second, so the que
 (latency bounded by ``sessions * service_ms``) exactly while
 ``sessions < 1000 * every / (fps * service_ms)``; one session more and its backlog (and the
 latency) grows without bound. The queue keeps its own clock (``free_at``): scheduling jitter
-delays a reply but never lowers the capacity.
+delays a reply but never lowers the capacity. With ``fps`` in the URL a frame's arrival is taken
+as its nominal time (the connection's schedule offset + ``frame_idx / fps``), so a server that
+the shared machine stalls for a moment reads a backlog late without it becoming a burst in the
+queue: the queue sees exactly the offered load, and the capacity stays the closed form.
 
 ``python known_server.py`` binds 127.0.0.1 on a free port and prints the port.
 """
@@ -61,7 +64,9 @@ async def handler(ws) -> None:
     query = parse_qs(urlsplit(ws.request.path).query)
     service_s = float(query.get("service_ms", ["10"])[0]) / 1000.0
     every = int(query.get("every", [str(EVERY)])[0])
+    fps = float(query.get("fps", ["0"])[0])
     loop = asyncio.get_running_loop()
+    t0: float | None = None  # nominal time of frame 0 on this connection (with fps)
     tasks = set()
 
     async def send_at(when: float, text: str) -> None:
@@ -74,7 +79,14 @@ async def handler(ws) -> None:
             await ws.send(_reply(idx, False))
             continue
         key = service_s
-        done = max(loop.time(), _free_at.get(key, 0.0)) + service_s
+        arrival = loop.time()
+        if fps > 0:
+            # The earliest (arrival - idx / fps) seen is the schedule's offset: a frame read
+            # late (the server stalled) never moves it, one read on time corrects it.
+            offset = arrival - idx / fps
+            t0 = offset if t0 is None else min(t0, offset)
+            arrival = t0 + idx / fps
+        done = max(arrival, _free_at.get(key, 0.0)) + service_s
         _free_at[key] = done
         task = asyncio.create_task(send_at(done, _reply(idx, True)))
         tasks.add(task)

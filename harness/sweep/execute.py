@@ -318,11 +318,14 @@ def _finish_config(entry: dict[str, Any], search: CapacitySearch | None, st: _St
         entry["search"] = [{"sessions": n, "outcome": o} for n, o in search.levels]
         passing = [p for p in pts if p["outcome"] == "pass"]
         entry["best_point"] = max(passing, key=lambda p: p["sessions"])["id"] if passing else None
+        # Passing at search.max is a lower bound, but it does meet the constraints there.
+        at_max = search.stopped is None and search.failed is None and search.passed is not None
+        entry["capacity_at_least"] = search.passed
         if objective.metric == "capacity":
-            entry["value"] = search.capacity
+            entry["value"] = search.passed if at_max else search.capacity
         elif entry["best_point"]:
             entry["value"] = _value(st, entry["best_point"], objective.metric)
-        if search.capacity is not None and search.capacity > 0:
+        if (search.capacity is not None and search.capacity > 0) or at_max:
             entry["status"] = "met"
         elif search.capacity == 0:
             entry["status"] = "not met"
@@ -411,8 +414,9 @@ def _why(st: _State, rec: dict[str, Any]) -> str:
     constraints = " and ".join(sweep.constraints) or "no constraints"
     if sweep.objective.metric == "capacity":
         fps = c["fps"]
+        held = c["capacity"] if c["capacity"] is not None else f"at least {c['value']}"
         head = (
-            f"{c['id']} ({c['label'] or 'the base'}) holds {c['capacity']} sessions at {fps:g} "
+            f"{c['id']} ({c['label'] or 'the base'}) holds {held} sessions at {fps:g} "
             f"fps with {constraints} ({c['capacity_note']})."
         )
     else:

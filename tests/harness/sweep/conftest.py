@@ -49,8 +49,7 @@ def known_sweep_text(
     ``sessions * fps * service - 1`` seconds per second, past 250 ms within the 5 s run.
     """
     points = "".join(
-        f'    - {{stack.external.ws_url: "{known_url(port, s)}"}}\n'
-        for s in services_ms
+        f'    - {{stack.external.ws_url: "{known_url(port, s)}"}}\n' for s in services_ms
     )
     return (
         "name: known\n"

@@ -147,7 +147,10 @@ def test_missing_base_and_sessions_in_space(tmp_path: Path) -> None:
         "load: {sessions: [1]}\nobjective: {maximize: throughput.frames_per_s}\n"
     )
     msg = _error(tmp_path, text)
-    assert "s.yaml:5: field 'space.points[0].workload.sessions': 'workload.sessions' is set by the sweep" in msg
+    assert (
+        "s.yaml:5: field 'space.points[0].workload.sessions': 'workload.sessions' is set by the sweep"
+        in msg
+    )
     text = text.replace("workload.sessions", "workload.fps")
     msg = _error(tmp_path, text)
     assert f"s.yaml:2: field 'base': no such scenario file {tmp_path / 'nowhere.yaml'}" in msg
@@ -170,7 +173,7 @@ def test_inline_base_errors_name_the_sweep_lines(tmp_path: Path) -> None:
 def test_cli_dry_run_and_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sweep", str(REPO / "sweeps/batching.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "sweep batching: 4 configurations x capacity search from 4 to 32 sessions" in out
+    assert "sweep batching: 4 configurations x capacity search from 4 to 48 sessions" in out
     assert "estimated duration: at most 6.0 min" in out
     bad = _write(tmp_path, "name: t\n")
     assert main(["sweep", str(bad)]) == 2
@@ -179,8 +182,13 @@ def test_cli_dry_run_and_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (
         main(
             [
-                "sweep", str(REPO / "sweeps/batching.yaml"), "--dry-run",
-                "--set", "budget.max_runs=3", "--set", "workload.duration_s=5",
+                "sweep",
+                str(REPO / "sweeps/batching.yaml"),
+                "--dry-run",
+                "--set",
+                "budget.max_runs=3",
+                "--set",
+                "workload.duration_s=5",
             ]
         )  # fmt: skip
         == 0

@@ -124,7 +124,8 @@ def recommend(
     ``configs``: sweep.json configurations (``id``, ``status``, ``value``, ``cost``,
     ``best_point``); ``docs``: results documents by point id, for the noise test of metric
     objectives. Capacities are equivalent when within the search's ``resolution`` (at least one
-    session: the search cannot tell them apart); metric values when the comparison statistics find no change.
+    session: the search cannot tell them apart); metric values when the comparison statistics
+    find no change.
     """
     met = [c for c in configs if c["status"] == "met" and c.get("value") is not None]
     if not met:

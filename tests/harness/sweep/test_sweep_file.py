@@ -179,19 +179,7 @@ def test_cli_dry_run_and_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["sweep", str(bad)]) == 2
     assert "missing required field 'base'" in capsys.readouterr().err
     # --set reaches the sweep (budget) and every configuration's scenario (workload).
-    assert (
-        main(
-            [
-                "sweep",
-                str(REPO / "sweeps/batching.yaml"),
-                "--dry-run",
-                "--set",
-                "budget.max_runs=3",
-                "--set",
-                "workload.duration_s=5",
-            ]
-        )  # fmt: skip
-        == 0
-    )
+    sets = ["--set", "budget.max_runs=3", "--set", "workload.duration_s=5"]
+    assert main(["sweep", str(REPO / "sweeps/batching.yaml"), "--dry-run", *sets]) == 0
     out = capsys.readouterr().out
     assert "budget: 3 runs" in out and "each run 5 s" in out

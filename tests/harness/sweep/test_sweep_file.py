@@ -147,10 +147,8 @@ def test_missing_base_and_sessions_in_space(tmp_path: Path) -> None:
         "load: {sessions: [1]}\nobjective: {maximize: throughput.frames_per_s}\n"
     )
     msg = _error(tmp_path, text)
-    assert (
-        "s.yaml:5: field 'space.points[0].workload.sessions': 'workload.sessions' is set by the sweep"
-        in msg
-    )
+    field = "field 'space.points[0].workload.sessions'"
+    assert f"s.yaml:5: {field}: 'workload.sessions' is set by the sweep" in msg
     text = text.replace("workload.sessions", "workload.fps")
     msg = _error(tmp_path, text)
     assert f"s.yaml:2: field 'base': no such scenario file {tmp_path / 'nowhere.yaml'}" in msg

@@ -71,4 +71,5 @@ def test_chromium_renders_sweep_report_offline(tmp_path: Path, recorded: dict) -
     facts = inspect(run.dom)
     assert sorted(facts.figures) == ["batch-size", "latency-vs-load", "pareto"]
     rec = recorded["recommendation"]
-    assert (f'data-config="{rec["config"]}"' in run.dom) if rec else ('data-status="none"' in run.dom)
+    marker = f'data-config="{rec["config"]}"' if rec else 'data-status="none"'
+    assert marker in run.dom

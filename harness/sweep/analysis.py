@@ -49,12 +49,27 @@ def outcome(doc: Mapping[str, Any], code: int) -> tuple[Outcome, str | None]:
     if verdict == "failed":
         failed = [g["expr"] for g in doc.get("gates") or [] if not g.get("passed")]
         return "fail", "failed " + ", ".join(failed)
-    reasons = list(doc.get("invalid_reasons") or [])
+    reasons = [_reason_text(r) for r in doc.get("invalid_reasons") or []]
     if verdict == "invalid":
-        if any(r.startswith(MACHINE_REASONS) for r in reasons):
-            return "machine-limit", "; ".join(reasons)
-        return "fail", "; ".join(reasons)
+        machine = any(
+            _reason_kind(r) in MACHINE_KINDS or _reason_text(r).startswith(MACHINE_REASONS)
+            for r in doc.get("invalid_reasons") or []
+        )
+        return ("machine-limit" if machine else "fail"), "; ".join(reasons)
     return "error", doc.get("error") or "; ".join(reasons) or f"exit {code}"
+
+
+# results schema 2 (the typed results model) states each INVALID reason as {kind, message, ...};
+# schema 1 as prose starting with a fixed phrase. Both are read.
+MACHINE_KINDS = ("fell_behind", "cpu_saturated")
+
+
+def _reason_text(reason: Any) -> str:
+    return str(reason.get("message", reason)) if isinstance(reason, Mapping) else str(reason)
+
+
+def _reason_kind(reason: Any) -> str | None:
+    return str(reason.get("kind")) if isinstance(reason, Mapping) else None
 
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:

@@ -78,6 +78,9 @@ def test_outcome_of_a_run() -> None:
     assert outcome(late, 2)[0] == "machine-limit"
     sut = {"verdict": "invalid", "invalid_reasons": ["system under test stopped reading: x"]}
     assert outcome(sut, 2)[0] == "fail"  # the system is past its capacity, not the machine
+    # results schema 2: structured reasons with a kind
+    typed = {"verdict": "invalid", "invalid_reasons": [{"kind": "cpu_saturated", "message": "m"}]}
+    assert outcome(typed, 2) == ("machine-limit", "m")
     assert outcome({"verdict": "error", "error": "StackError: no"}, 3) == (
         "error",
         "StackError: no",

@@ -49,10 +49,10 @@ def outcome(doc: Mapping[str, Any], code: int) -> tuple[Outcome, str | None]:
     if verdict == "failed":
         failed = [g["expr"] for g in doc.get("gates") or [] if not g.get("passed")]
         return "fail", "failed " + ", ".join(failed)
-    reasons = [_reason_text(r) for r in doc.get("invalid_reasons") or []]
+    reasons = [reason_text(r) for r in doc.get("invalid_reasons") or []]
     if verdict == "invalid":
         machine = any(
-            _reason_kind(r) in MACHINE_KINDS or _reason_text(r).startswith(MACHINE_REASONS)
+            _reason_kind(r) in MACHINE_KINDS or reason_text(r).startswith(MACHINE_REASONS)
             for r in doc.get("invalid_reasons") or []
         )
         return ("machine-limit" if machine else "fail"), "; ".join(reasons)
@@ -64,7 +64,7 @@ def outcome(doc: Mapping[str, Any], code: int) -> tuple[Outcome, str | None]:
 MACHINE_KINDS = ("fell_behind", "cpu_saturated")
 
 
-def _reason_text(reason: Any) -> str:
+def reason_text(reason: Any) -> str:
     return str(reason.get("message", reason)) if isinstance(reason, Mapping) else str(reason)
 
 

@@ -26,12 +26,12 @@ from typing import Any, TextIO
 from harness.scenario.models import Scenario
 
 from .analysis import (
-    _reason_text,
     cost,
     cost_words,
     figures,
     outcome,
     pareto_front,
+    reason_text,
     recommend,
 )
 from .loader import RUN_OVERHEAD_S, Configuration, Plan
@@ -291,7 +291,7 @@ def _record(
             "run_dir": str(run_dir.relative_to(st.out)),
             "verdict": doc.get("verdict"),
             "valid": doc.get("valid"),
-            "invalid_reasons": [_reason_text(r) for r in doc.get("invalid_reasons") or []],
+            "invalid_reasons": [reason_text(r) for r in doc.get("invalid_reasons") or []],
             "outcome": result,
             "why": why,
             "figures": figures(doc),

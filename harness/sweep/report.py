@@ -50,14 +50,20 @@ def pareto_figure(doc: dict[str, Any]) -> Figure | None:
     points = [p for p in doc["points"] if p["valid"] and p["figures"]["inferences_per_s"]]
     if not points:
         return None
+    failed = [p for p in points if p["outcome"] != "pass"]
     index = {c["id"]: i for i, c in enumerate(doc["configurations"])}
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH_IN, 3.9))
     for ax, key, label in zip(axes, ("p95_ms", "p99_ms"), ("p95", "p99"), strict=True):
         front = set(doc["pareto"].get(key) or [])
         seen: set[str] = set()
+        xs_f = [p["figures"]["inferences_per_s"] for p in failed if p["figures"][key]]
+        ys_f = [p["figures"][key] for p in failed if p["figures"][key]]
+        if xs_f:
+            ax.scatter(xs_f, ys_f, s=30, marker="x", color="#9aa5b1", zorder=2,
+                       label="misses a constraint")  # fmt: skip
         for p in points:
             y = p["figures"][key]
-            if y is None:
+            if y is None or p["outcome"] != "pass":
                 continue
             st = _style(index[p["config"]])
             ax.scatter(
@@ -86,10 +92,12 @@ def pareto_figure(doc: dict[str, Any]) -> Figure | None:
         "pareto",
         "Pareto front: throughput vs latency",
         f"Scatter of {len(points)} valid points, inferences per second against frame latency "
-        f"p95 (left) and p99 (right); {n_front} points form the p95 front (ringed, dashed line): "
-        "no other point has both more throughput and less latency.",
+        f"p95 (left) and p99 (right), {len(failed)} of them missing a constraint (grey x); of "
+        f"those meeting every constraint, {n_front} form the p95 front (ringed, dashed line): "
+        "no other such point has both more throughput and less latency.",
         _png(fig),
-        "Up and to the left is better. Ringed points are not beaten on both axes by any other.",
+        "Right and down is better. Ringed points meet the constraints and are not beaten on both "
+        "axes by another point that does.",
     )
 
 
@@ -261,19 +269,21 @@ def _config_table(doc: dict[str, Any]) -> str:
         cells = "".join(f"<td>{_e(c['params'].get(p, '-'))}</td>" for p in params)
         status = c["status"]
         cap = c["capacity"] if c.get("capacity") is not None else (c.get("capacity_note") or "-")
-        value = c["value"] if objective == "capacity" else _num(c.get("value"), 2)
+        value = _num(c.get("value"), 2)
         rows.append(
             f'<tr class="{"chosen" if c["id"] == chosen else ""}" data-config="{_e(c["id"])}">'
             f'<th scope="row">{_e(c["id"])}</th>{cells}'
             f'<td class="st-{status.replace(" ", "-")}">{_e(status)}</td>'
-            f"<td>{_e(cap)}</td><td class='num'>{_e(value if value is not None else '-')}</td>"
-            f"<td>{_e(c['cost_words'])}</td><td class='num'>{len(c['points'])}</td>"
+            f"<td>{_e(cap)}</td>"
+            + ("" if objective == "capacity" else f"<td class='num'>{_e(value)}</td>")
+            + f"<td>{_e(c['cost_words'])}</td><td class='num'>{len(c['points'])}</td>"
             f"<td>{_e(c.get('note') or '')}</td></tr>"
         )
     return (
         '<table id="configurations-table"><thead><tr><th scope="col">config</th>'
         f'{head}<th scope="col">constraints</th><th scope="col">capacity (sessions)</th>'
-        f'<th scope="col">{_e(objective)}</th><th scope="col">cost</th>'
+        + ("" if objective == "capacity" else f'<th scope="col">{_e(objective)}</th>')
+        + '<th scope="col">cost</th>'
         '<th scope="col">runs</th><th scope="col">note</th></tr></thead><tbody>'
         + "".join(rows)
         + "</tbody></table>"

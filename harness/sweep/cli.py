@@ -93,7 +93,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     for c in doc["configurations"]:
         cap = c["capacity"] if c["capacity"] is not None else c.get("capacity_note") or "-"
-        print(f"  {c['id']} {c['label']}: {c['status']}, capacity {cap}, value {c['value']}")
+        print(f"  {c['id']} {c['label']}: {c['status']}; capacity: {cap}; value {c['value']}")
     rec = doc["recommendation"]
     print(f"recommendation: {rec['why']}" if rec else "recommendation: none met the constraints")
     print(f"stack starts: {doc['stack_starts']}; runs: {doc['budget']['runs_used']}")

@@ -448,6 +448,13 @@ def _why(st: _State, rec: dict[str, Any]) -> str:
     others = [e for e in rec["equivalent"] if e != rec["best_measured"]]
     if others:
         head += f" Equivalent within the noise: {', '.join(others)}."
+    undecided = [
+        f"{e['id']} ({e['capacity_note'] or e['note'] or e['status']})"
+        for e in st.configs.values()
+        if e["status"] in ("unknown", "not run", "error")
+    ]
+    if undecided:
+        head += f" Not decided, so not compared: {'; '.join(undecided)}."
     return head
 
 

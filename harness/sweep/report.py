@@ -112,20 +112,24 @@ def latency_load_figure(doc: dict[str, Any]) -> Figure | None:
     }.get(slo[0] if slo else "", "p95_ms")
     by_config = []
     for i, c in enumerate(doc["configurations"]):
-        pts = sorted(
-            (p["sessions"], p["figures"][key])
-            for p in doc["points"]
-            if p["config"] == c["id"] and p["figures"][key] is not None
-        )
-        if pts:
-            by_config.append((i, c, pts))
+        mine = [p for p in doc["points"] if p["config"] == c["id"] and p["figures"][key]]
+        pts = sorted((p["sessions"], p["figures"][key]) for p in mine if p["valid"])
+        # INVALID points: drawn hollow and off the line (their latency is not the system's).
+        bad = sorted((p["sessions"], p["figures"][key]) for p in mine if not p["valid"])
+        if pts or bad:
+            by_config.append((i, c, pts, bad))
     if not by_config:
         return None
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 4.2))
-    for i, c, pts in by_config:
-        xs, ys = zip(*pts, strict=True)
+    for i, c, pts, bad in by_config:
         st = _style(i)
-        ax.plot(xs, ys, marker=st["marker"], color=st["color"], label=f"{c['id']} {c['label']}")
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker=st["marker"], color=st["color"], label=f"{c['id']} {c['label']}")
+        if bad:
+            bx, by = zip(*bad, strict=True)
+            ax.scatter(bx, by, marker=st["marker"], facecolors="none", edgecolors=st["color"],
+                       s=50, label=f"{c['id']} INVALID (load machine)")  # fmt: skip
         if c.get("capacity"):
             knee = [y for x, y in pts if x == c["capacity"]]
             if knee:
@@ -141,7 +145,7 @@ def latency_load_figure(doc: dict[str, Any]) -> Figure | None:
             linewidth=1.6,
             label=f"SLO {slo[0]} < {slo[1]:g}",
         )
-    ymax = max(y for _, _, pts in by_config for _, y in pts)
+    ymax = max(y for _, _, pts, bad in by_config for _, y in pts + bad)
     if slo and ymax > 20 * slo[1]:
         ax.set_yscale("log")
     ax.set_xlabel("sessions")
@@ -149,7 +153,7 @@ def latency_load_figure(doc: dict[str, Any]) -> Figure | None:
     ax.legend(fontsize=8, loc="best")
     _style_axes(ax)
     fig.tight_layout()
-    knees = [f"{c['id']} at {c['capacity']}" for _, c, _ in by_config if c.get("capacity")]
+    knees = [f"{c['id']} at {c['capacity']}" for _, c, _, _ in by_config if c.get("capacity")]
     return Figure(
         "latency-vs-load",
         "Latency vs load",
@@ -157,7 +161,7 @@ def latency_load_figure(doc: dict[str, Any]) -> Figure | None:
         f"{len(by_config)} configurations"
         + (f", with the SLO at {slo[1]:g} ms as a dotted line" if slo else "")
         + (f"; knees (stars): {', '.join(knees)}" if knees else "")
-        + ".",
+        + "; hollow markers are INVALID runs (the load machine fell behind), off the lines.",
         _png(fig),
         "The knee is the last load that meets the constraints (the capacity).",
     )
@@ -358,6 +362,7 @@ def write_report(doc: dict[str, Any], path: Path) -> Path:
     """Write sweep.html for ``doc`` (sweep.json's content) at ``path``; returns the path."""
     text = render(doc)
     assert not re.search(r"""(src|href)=["']https?://""", text)  # self-contained by construction
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
 

@@ -227,6 +227,9 @@ def run_sweep(plan: Plan, out_dir: Path, stream: TextIO | None = None) -> tuple[
     except KeyboardInterrupt:
         interrupted = True
         st.status = "interrupted"
+        for entry in st.configs.values():  # the configuration cut short: undecided
+            if entry["status"] == "not run" and entry["points"]:
+                entry["status"], entry["note"] = "unknown", "interrupted"
     finally:
         if stack_cm is not None:
             with contextlib.suppress(Exception):

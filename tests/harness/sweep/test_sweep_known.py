@@ -123,6 +123,8 @@ def test_ctrl_c_mid_sweep_keeps_finished_points(
     sweep_dir = next(p for p in out.iterdir() if not p.is_symlink())
     doc = json.loads((sweep_dir / "sweep.json").read_text())
     assert doc["status"] == "interrupted"
+    assert doc["configurations"][0]["status"] == "unknown"
+    assert doc["configurations"][0]["note"] == "interrupted"
     finished = [p for p in doc["points"] if p["outcome"] in ("pass", "fail")]
     assert [p["sessions"] for p in finished] == [2, 4]
     for p in finished:

@@ -14,6 +14,7 @@ cd "$REPO"
 log() { echo "[gpu-run $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu-run.log" >&2; }
 
 # --- Python: the repository's venv when it has everything, else one built from the kit.
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}   # this checkout's harness, not an installed one
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ] && .venv/bin/python -c 'import torchserve, harness' 2>/dev/null; then
@@ -27,7 +28,6 @@ if [ -z "$PY" ]; then
     PY=$VENV/bin/python
   fi
 fi
-export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 MODE=$("$PY" -c 'import torch; print("gpu" if torch.cuda.is_available() else "cpu")')
 log "python $PY, mode $MODE"
 

@@ -20,6 +20,7 @@ set:
   workload.duration_s: 4
   workload.warmup_s: 1
   workload.ramp_up_s: 0.5
+  workload.late_threshold_ms: 20   # a busy shared machine: keep INVALID for real stalls
   torchserve.workers: 1
 space:
   grid:

@@ -17,7 +17,7 @@ log() { echo "[gpu-run $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu-run.log" >&2
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}   # this checkout's harness, not an installed one
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ] && .venv/bin/python -c 'import torchserve, harness' 2>/dev/null; then
+  if [ -x .venv/bin/python ] && .venv/bin/python -c 'import ts, model_archiver, harness' 2>/dev/null; then
     PY=.venv/bin/python
   else
     [ -d "$KIT/wheels" ] || { log "no kit at $KIT (run scripts/gpu-kit.sh where there is network)"; exit 2; }

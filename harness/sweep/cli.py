@@ -100,4 +100,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.emit_config is not None and rec is not None:
         for path in emit_config(doc, args.emit_config):
             print(f"wrote {path}")
+    elif args.emit_config is not None:
+        print(f"--emit-config: nothing written to {args.emit_config} (no recommendation)")
     return code

@@ -44,9 +44,12 @@ def known_sweep_text(
 ) -> str:
     """A sweep over the known server: one configuration per service time (its own queue).
 
-    Constraint ``inference.latency_ms.p95 < 250``: below capacity a reply waits about one
+    Constraint ``inference.latency_ms.p95 < 300``: below capacity a reply waits about one
     service time (sessions are not phase-aligned); above it the backlog grows by
-    ``sessions * fps * service - 1`` seconds per second, past 250 ms within the 5 s run.
+    ``sessions * fps * service - 1`` seconds per second, past 300 ms within the 5 s run. The
+    generator may be up to 100 ms late (``late_threshold_ms``) before a run is INVALID: the
+    tests share two cores with other jobs, and a late send only adds to a latency far below
+    the constraint.
     """
     points = "".join(
         f'    - {{stack.external.ws_url: "{known_url(port, s)}"}}\n' for s in services_ms
@@ -61,7 +64,7 @@ def known_sweep_text(
         f"      ws_url: ws://127.0.0.1:{port}/stream\n"
         f"      http_url: http://127.0.0.1:{port}\n"
         f"  workload: {{sessions: 1, fps: {FPS:g}, duration_s: 5, warmup_s: 2, "
-        "late_threshold_ms: 50}\n"
+        "late_threshold_ms: 100}\n"
         f"  report: {{enabled: {str(report).lower()}}}\n"
         "space:\n"
         "  points:\n"
@@ -69,7 +72,7 @@ def known_sweep_text(
         "load:\n"
         f"  search: {search}\n"
         "constraints:\n"
-        "  - inference.latency_ms.p95 < 250\n"
+        "  - inference.latency_ms.p95 < 300\n"
         "  - errors.total == 0\n"
         "objective: {maximize: capacity}\n"
         f"budget: {budget}\n"

@@ -23,7 +23,7 @@ from harness.sweep.search import MACHINE_LIMIT_NOTE
 
 # Service times whose limit sits 0.9 session above an integer n: n sessions load the queue to
 # at most 87 % (a start-up backlog drains within the 2 s warm-up), n + 2 sessions overload it by
-# 1.1 sessions and the backlog grows by >= 160 ms per second, which the 250 ms constraint sees
+# 1.1 sessions and the backlog grows by >= 160 ms per second, which the 300 ms constraint sees
 # within the 5 s run. n + 1 (2 % over) may pass either way: the target is the knee within one
 # session.
 SLOW_MS, FAST_MS = 1000 / (5 * 4.9), 1000 / (5 * 6.9)  # capacity 4 and 6 at 5 fps

@@ -256,6 +256,28 @@ class ManagementClient:
             ready_workers=sum(1 for w in workers if w.get("status") == "READY"),
         )
 
+    def wait_for_config(
+        self, version: str, settings: BatchSettings, timeout_s: float = 60.0
+    ) -> RunningConfig:
+        """Poll until the default version runs ``version`` with ``settings`` and every worker
+        is READY (a scale may still be under way); TorchServeError naming each field that
+        still differs at the deadline ("batch_size: asked 4, running 16")."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            running = self.running_config()
+            wrong = running.mismatches(version, settings)
+            if not wrong and running.ready_workers == running.workers:
+                return running
+            if time.monotonic() > deadline:
+                if not wrong:
+                    wrong = [
+                        f"ready_workers: asked {settings.workers}, running {running.ready_workers}"
+                    ]
+                raise TorchServeError(
+                    "TorchServe does not run the configuration asked for: " + "; ".join(wrong)
+                )
+            time.sleep(0.25)
+
     def pending(self, version: str) -> int:
         """Requests queued for ``version`` and not yet taken by a worker."""
         desc = self.describe(version)

@@ -238,8 +238,13 @@ class ManagementClient:
         return self.request("GET", path, timeout_s=10.0) or []
 
     def versions(self) -> set[str]:
-        """The registered versions of the model."""
-        return {str(m.get("modelVersion")) for m in self.describe()}
+        """The registered versions of the model (empty when it is not registered at all)."""
+        try:
+            return {str(m.get("modelVersion")) for m in self.describe()}
+        except TorchServeError as exc:
+            if exc.status == 404:
+                return set()
+            raise
 
     def running_config(self) -> RunningConfig:
         """What TorchServe says the default version runs with (the source of truth)."""

@@ -20,6 +20,7 @@ Only the standard library is used: the compose container imports this file as it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -165,8 +166,10 @@ class ManagementClient:
         if expiry is not None:
             left = (expiry - datetime.now(UTC)).total_seconds()
             if left < self._renew_before_s:
-                self.renew_key()
-                doc = self._keys() or doc
+                # Best effort: the key may still work; a refusal is renewed in request().
+                with contextlib.suppress(TorchServeError):
+                    self.renew_key()
+                    doc = self._keys() or doc
         entry = doc.get("management")
         return str(entry["key"]) if isinstance(entry, Mapping) and "key" in entry else None
 

@@ -148,8 +148,10 @@ class ManagementClient:
         read_keys: KeyFileReader | None = None,
         *,
         renew_before_s: float = RENEW_BEFORE_S,
+        model_name: str = MODEL_NAME,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.model_name = model_name
         self._read_keys = read_keys
         self._renew_before_s = renew_before_s
         self.renewals = 0  # how many times this client renewed the management key
@@ -237,7 +239,7 @@ class ManagementClient:
 
     def describe(self, version: str = "all") -> list[dict[str, Any]]:
         """The description of one version, of all of them (``all``), or of the default (``""``)."""
-        path = f"/models/{MODEL_NAME}" + (f"/{version}" if version else "")
+        path = f"/models/{self.model_name}" + (f"/{version}" if version else "")
         return self.request("GET", path, timeout_s=10.0) or []
 
     def versions(self) -> set[str]:
@@ -253,7 +255,7 @@ class ManagementClient:
         """What TorchServe says the default version runs with (the source of truth)."""
         desc = self.describe("")
         if not desc:
-            raise TorchServeError(f"GET /models/{MODEL_NAME}: no version registered")
+            raise TorchServeError(f"GET /models/{self.model_name}: no version registered")
         d = desc[0]
         workers = d.get("workers") or []
         return RunningConfig(
@@ -303,7 +305,7 @@ class ManagementClient:
         if desc.get("minWorkers") == workers and listed == _ready(desc) == workers:
             return
         query = f"min_worker={workers}&max_worker={workers}&synchronous=false"
-        self.request("PUT", f"/models/{MODEL_NAME}/{version}?{query}", timeout_s=30.0)
+        self.request("PUT", f"/models/{self.model_name}/{version}?{query}", timeout_s=30.0)
         deadline = time.monotonic() + timeout_s
         while True:
             desc = (self.describe(version) or [{}])[0]
@@ -322,7 +324,7 @@ class ManagementClient:
         query = urllib.parse.urlencode(
             {
                 "url": archive,
-                "model_name": MODEL_NAME,
+                "model_name": self.model_name,
                 "batch_size": settings.batch_size,
                 "max_batch_delay": settings.max_batch_delay_ms,
                 "initial_workers": settings.workers,
@@ -337,7 +339,9 @@ class ManagementClient:
 
     def set_default(self, version: str) -> Any:
         """Make ``version`` the one ``/predictions/signflow`` serves."""
-        return self.request("PUT", f"/models/{MODEL_NAME}/{version}/set-default", timeout_s=30.0)
+        return self.request(
+            "PUT", f"/models/{self.model_name}/{version}/set-default", timeout_s=30.0
+        )
 
     def drain(
         self,
@@ -392,7 +396,7 @@ class ManagementClient:
         compose stack). What matters is that it is gone: ask again until it is.
         """
         try:
-            return self.request("DELETE", f"/models/{MODEL_NAME}/{version}", timeout_s=60.0)
+            return self.request("DELETE", f"/models/{self.model_name}/{version}", timeout_s=60.0)
         except TorchServeError as exc:
             if exc.status != 500:
                 raise
@@ -402,7 +406,7 @@ class ManagementClient:
             if version not in self.versions():
                 return None
             try:
-                self.request("DELETE", f"/models/{MODEL_NAME}/{version}", timeout_s=60.0)
+                self.request("DELETE", f"/models/{self.model_name}/{version}", timeout_s=60.0)
             except TorchServeError as exc:
                 if exc.status not in (404, 500):
                     raise

@@ -359,7 +359,9 @@ def test_reload_with_requests_in_flight_loses_none(model_store: Path) -> None:
         outcomes, result, at_switch = asyncio.run(scenario())
         assert at_switch >= 8, at_switch
         assert result["drained"] is True, result
-        assert result["pending_at_switch"] >= 1, result  # the drain had something to wait for
+        # The old worker's last batch was awaited through the probe, not a guessed quiet time.
+        # (How many were still queued at the first poll depends on timing: 0-8 seen here.)
+        assert result["drain_by"] == "probe", result
         assert 0 < result["drain_s"] < 5.0, result
         assert set(outcomes) == {"200"}, outcomes  # nothing lost, no 5xx
         assert outcomes["200"] > 32

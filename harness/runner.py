@@ -178,9 +178,12 @@ async def _measure(
     process = ProcessCollector(stack.processes, include_self=True)
     collectors.add(process)
     prom: dict[str, Any] = {}
-    if ts_metrics := ep.all_torchserve_metrics_urls():
-        # One collector over every replica: the tier's figures are summed across them.
-        prom["torchserve"] = PrometheusCollector("torchserve", ts_metrics)
+    if ep.all_torchserve_metrics_urls():
+        # One collector over every replica: the tier's figures are summed across them. It asks
+        # the stack for the URLs at each scrape: a restarted compose container has new ports.
+        prom["torchserve"] = PrometheusCollector(
+            "torchserve", lambda: stack.endpoints.all_torchserve_metrics_urls()
+        )
     if ep.backend_metrics_url:
         prom["backend"] = PrometheusCollector("backend", ep.backend_metrics_url)
     for c in prom.values():

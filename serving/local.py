@@ -30,7 +30,17 @@ from typing import Any
 
 import psutil
 
-from serving.management import MODEL_NAME, ManagementClient, TorchServeError
+from serving.management import (
+    DRAIN_TIMEOUT_S,
+    MODEL_NAME,
+    BatchSettings,
+    DrainProbe,
+    ManagementClient,
+    RunningConfig,
+    TorchServeError,
+    predict_probe,
+    read_key_file_text,
+)
 
 SERVING_DIR = Path(__file__).resolve().parent
 CONFIG_TEMPLATE = SERVING_DIR / "config" / "config.properties"
@@ -168,8 +178,8 @@ class LocalTorchServe:
         }
         self._pid: int | None = None
         self._pgid: int | None = None
-        self._keys: dict[str, str] = {}
-        self._keys_mtime: float = 0.0
+        # One client for the instance's life: it renews the management key as it expires.
+        self.management = ManagementClient(self.management_url, self.key_doc)
         self._log_offset = 0  # where the current start's output begins in torchserve.out
 
     # ----- paths and addresses -------------------------------------------------------------
@@ -225,12 +235,28 @@ class LocalTorchServe:
         """PID of the Java frontend, None when not started."""
         return self._pid
 
+    def key_doc(self) -> dict[str, Any] | None:
+        """key_file.json as TorchServe wrote it last (None: auth off, not written, half written).
+
+        Read at every call: TorchServe rewrites it whenever a key is renewed (by the management
+        client here or by the backend).
+        """
+        if not self.token_auth:
+            return None
+        try:
+            return read_key_file_text(self.key_file.read_bytes())
+        except OSError:
+            return None
+
     @property
     def keys(self) -> dict[str, str]:
-        """``{"inference": ..., "management": ...}``; empty with token auth off."""
-        if self.token_auth:
-            self._read_keys()
-        return dict(self._keys)
+        """``{"inference": ..., "management": ..., "API": ...}``; empty with token auth off."""
+        doc = self.key_doc() or {}
+        return {
+            name: str(doc[name]["key"])
+            for name in ("inference", "management", "API")
+            if isinstance(doc.get(name), dict) and "key" in doc[name]
+        }
 
     def auth_headers(self, api: str = "inference") -> dict[str, str]:
         """The Authorization header for ``api`` ("inference" or "management")."""
@@ -329,7 +355,6 @@ class LocalTorchServe:
         # A killed instance leaves its pid file and key file behind: never reuse either.
         (self.tmp_dir / ".model_server.pid").unlink(missing_ok=True)
         self.key_file.unlink(missing_ok=True)
-        self._keys, self._keys_mtime = {}, 0.0
         config = self.run_dir / "config.properties"
         config.write_text(self._config_text())
         self._log_offset = self.stdout_path.stat().st_size if self.stdout_path.exists() else 0
@@ -488,50 +513,32 @@ class LocalTorchServe:
             time.sleep(0.2)
 
     # ----- management API ------------------------------------------------------------------
-    def _read_keys(self, force: bool = False) -> None:
-        try:
-            mtime = self.key_file.stat().st_mtime
-        except OSError:
-            return
-        if not force and mtime == self._keys_mtime:
-            return
-        try:
-            doc = json.loads(self.key_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            return  # being written: the next call reads it again
-        self._keys = {
-            name: str(doc[name]["key"])
-            for name in ("inference", "management", "API")
-            if isinstance(doc.get(name), dict) and "key" in doc[name]
-        }
-        self._keys_mtime = mtime
-
-    @property
-    def management(self) -> ManagementClient:
-        """The management API client, with this instance's management key."""
-        return ManagementClient(
-            self.management_url,
-            lambda: self.auth_headers("management"),
-            lambda: self._read_keys(force=True),
-        )
-
     def _request(self, method: str, path: str, timeout_s: float = 30.0) -> Any:
         return self.management.request(method, path, timeout_s)
+
+    @property
+    def batch_settings(self) -> BatchSettings:
+        """The batching every version registered here runs with."""
+        return BatchSettings(
+            self.batch_size, self.max_batch_delay_ms, self.workers, self.response_timeout_s
+        )
 
     def describe(self) -> list[dict[str, Any]]:
         """The management API's description of every registered version of the model."""
         return self.management.describe()
 
+    def running_config(self) -> RunningConfig:
+        """What TorchServe reports the default version runs with (not what was asked)."""
+        return self.management.running_config()
+
     def register(self, version: str, workers: int | None = None) -> Any:
         """Register ``signflow-<version>.mar`` with this instance's batching settings."""
-        return self.management.register(
-            self._mar_name(version),
-            version,
-            batch_size=self.batch_size,
-            max_batch_delay_ms=self.max_batch_delay_ms,
-            workers=workers if workers is not None else self.workers,
-            response_timeout_s=self.response_timeout_s,
-        )
+        settings = self.batch_settings
+        if workers is not None:
+            settings = BatchSettings(
+                settings.batch_size, settings.max_batch_delay_ms, workers, self.response_timeout_s
+            )
+        return self.management.register(self._mar_name(version), version, settings)
 
     def set_default(self, version: str) -> Any:
         """Make ``version`` the one ``/predictions/signflow`` serves."""
@@ -541,26 +548,35 @@ class LocalTorchServe:
         """Remove ``version`` (not the default one: TorchServe answers 403)."""
         return self.management.unregister(version)
 
-    def reload(self, new_version: str) -> dict[str, Any]:
-        """Register ``new_version``, make it the default, unregister the old one; timings in s."""
+    def drain_probe(self) -> DrainProbe:
+        """A probe request (a zero window) to a given version, for ``ManagementClient.drain``."""
+        from serving.request_parser import WINDOW_BYTES
+
+        return predict_probe(self.inference_url, self.key_doc, bytes(WINDOW_BYTES))
+
+    def reload(self, new_version: str, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> dict[str, Any]:
+        """Register ``new_version``, make it the default, drain the old one, unregister it.
+
+        No request queued or in flight on the old version is lost (see
+        ``ManagementClient.drain``). Returns the timings in seconds and the drain figures.
+        """
         old = self.model_version
-        t0 = time.perf_counter()
-        self.register(new_version)
-        t1 = time.perf_counter()
-        self.set_default(new_version)
-        t2 = time.perf_counter()
+        try:
+            result = self.management.reload(
+                self._mar_name(new_version),
+                old,
+                new_version,
+                self.batch_settings,
+                probe=self.drain_probe(),
+                drain_timeout_s=drain_timeout_s,
+            )
+        except BaseException:
+            # Whatever step failed, remember the version TorchServe now serves by default.
+            with contextlib.suppress(Exception):
+                self.model_version = self.running_config().version
+            raise
         self.model_version = new_version
-        if old != new_version:
-            self.unregister(old)
-        t3 = time.perf_counter()
-        return {
-            "from_version": old,
-            "to_version": new_version,
-            "register_s": t1 - t0,
-            "set_default_s": t2 - t1,
-            "unregister_s": t3 - t2,
-            "total_s": t3 - t0,
-        }
+        return result
 
 
 def _alive(pid: int) -> bool:

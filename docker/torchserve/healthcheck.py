@@ -1,29 +1,38 @@
 #!/usr/bin/env python
-"""Container health = the model's workers are READY (TorchServe's /ping says Healthy earlier)."""
+"""Container health = the model's default version has a READY worker.
 
-import json
+TorchServe's /ping says Healthy before the model can answer. The management key expires
+(token_expiration_min); the project's management client renews it through the token API with
+the key file's API key, so the check keeps working past expiry.
+"""
+
+from __future__ import annotations
+
 import sys
-import urllib.request
 from pathlib import Path
 
-MODEL = "signflow"
+sys.path.insert(0, "/usr/local/lib/signflow")
+from management import ManagementClient, TorchServeError, read_key_file_text
+
 KEY_FILE = Path("/home/model-server/keys/key_file.json")
 
 
-def main() -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:8081/models/{MODEL}")
-    if KEY_FILE.exists():
-        key = json.loads(KEY_FILE.read_text())["management"]["key"]
-        request.add_header("Authorization", f"Bearer {key}")
+def read_keys() -> dict | None:
     try:
-        with urllib.request.urlopen(request, timeout=3) as response:
-            versions = json.load(response)
-    except (OSError, ValueError) as exc:
+        return read_key_file_text(KEY_FILE.read_bytes())
+    except OSError:
+        return None
+
+
+def main() -> int:
+    api = ManagementClient("http://127.0.0.1:8081", read_keys)
+    try:
+        running = api.running_config()
+    except (TorchServeError, OSError, ValueError) as exc:
         print(f"not ready: {exc}")
         return 1
-    ready = any(w.get("status") == "READY" for v in versions for w in v.get("workers", []))
-    print("ready" if ready else "no READY worker yet")
-    return 0 if ready else 1
+    print(f"{running.ready_workers}/{running.workers} workers READY, version {running.version}")
+    return 0 if running.ready_workers else 1
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ not fully up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -105,12 +105,18 @@ class PrometheusCollector:
     def __init__(
         self,
         name: str,
-        url: str | Sequence[str],
+        url: str | Sequence[str] | Callable[[], Sequence[str]],
         headers: dict[str, str] | None = None,
         timeout_s: float = 0.8,
     ) -> None:
         self.name = name
-        self.urls = [url] if isinstance(url, str) else list(url)
+        # A callable is asked again before every scrape: a restarted container (compose) gets
+        # new host ports, and the stack's endpoints follow it (see Stack.endpoints).
+        self._resolve: Callable[[], Sequence[str]] | None = url if callable(url) else None
+        if callable(url):
+            self.urls = list(url())
+        else:
+            self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
             raise ValueError(f"{name}: no metrics URL")
         self.url = self.urls[0]
@@ -165,7 +171,25 @@ class PrometheusCollector:
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             return None
 
+    def _follow_endpoints(self) -> None:
+        """Take the stack's current URLs; a replica whose URL changed is a new process, so its
+        counters restart from zero (treated as a reset, like a restart on the same port)."""
+        if self._resolve is None:
+            return
+        try:
+            urls = list(self._resolve())
+        except Exception as exc:  # the stack is between states: keep the last URLs
+            self.last_error = f"endpoints: {type(exc).__name__}: {exc}"[:300]
+            return
+        if len(urls) != len(self.urls):
+            return  # replicas are fixed for a run; a partial answer is not a new layout
+        for i, (old, new) in enumerate(zip(self.urls, urls, strict=True)):
+            if old != new and self._prev[i] is not None:
+                self._prev[i] = {}
+        self.urls, self.url = urls, urls[0]
+
     async def _read_all(self) -> list[Parsed | None]:
+        self._follow_endpoints()
         return list(await asyncio.gather(*(self._read(i) for i in range(len(self.urls)))))
 
     async def baseline(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from harness.redact import mask_env
+from serving.management import BatchSettings, ManagementClient, TorchServeError
 
 
 class StackError(RuntimeError):
@@ -103,6 +104,38 @@ def spec_get(obj: Any, name: str, default: Any = None) -> Any:
         return default
     value = obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
     return default if value is None else value
+
+
+def token_expiration_min(ts_spec: Any) -> float | None:
+    """``stack.torchserve.token_expiration_min`` (minutes before TorchServe's keys expire),
+    None for TorchServe's default (60). ValueError naming the field when not > 0."""
+    raw = spec_get(ts_spec, "token_expiration_min", None)
+    if raw is None:
+        return None
+    value = float(raw)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"stack.torchserve.token_expiration_min must be > 0, got {raw!r}")
+    return value
+
+
+# A scale started by the registration may still be under way when the model first answers.
+RUNNING_CONFIG_SETTLE_S = 60.0
+
+
+def verify_running(
+    name: str,
+    api: ManagementClient,
+    version: str,
+    settings: BatchSettings,
+    timeout_s: float = RUNNING_CONFIG_SETTLE_S,
+) -> dict[str, Any]:
+    """What TorchServe ``name`` REPORTS it runs, as a provenance dict; StackError (harness exit
+    3) when it differs from what the scenario asked, naming each field, asked vs running."""
+    try:
+        running = api.wait_for_config(version, settings, timeout_s)
+    except (TorchServeError, OSError) as exc:
+        raise StackError(f"{name}: {exc}") from exc
+    return running.as_dict()
 
 
 def validate_percent(percent: int) -> int:

@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import secrets
 import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness.results.provenance import sha256_file
-from serving.management import ManagementClient, TorchServeError
+from serving.management import (
+    BatchSettings,
+    ManagementClient,
+    TorchServeError,
+    predict_probe,
+    read_key_file_text,
+)
 
 from .base import (
     DeferSigint,
@@ -38,7 +42,9 @@ from .base import (
     mask_secrets,
     put_rollout,
     spec_get,
+    token_expiration_min,
     validate_percent,
+    verify_running,
 )
 from .local import REPO_ROOT
 
@@ -144,6 +150,7 @@ class ComposeStack:
         self.workers = int(spec_get(ts, "workers", 2))
         self.model_version = str(spec_get(ts, "model_version", "1.0"))
         self.token_auth = bool(spec_get(ts, "token_auth", True))
+        self.token_expiration_min = token_expiration_min(ts)
         # Each replica writes its own key file into the one shared volume; the backend can hold
         # only one. Replicas on the stack's private network run without tokens.
         check_replica_auth(self.replicas, self.token_auth)
@@ -154,6 +161,11 @@ class ComposeStack:
         self._resolved: Path = self.run_dir / "compose.resolved.yml"
         self._up = False
         self._timings: dict[str, float] = {}
+        # Host ports are ephemeral and a restarted container gets new ones: resolved after
+        # start-up, start_torchserve and reload_model, read (cheaply, from any thread) between.
+        self._endpoints: StackEndpoints | None = None
+        # What each replica's TorchServe reports it runs (GET /models/signflow), per check.
+        self._running: list[dict[str, Any]] = []
 
     @staticmethod
     def _resolve(path: str | Path) -> Path:
@@ -187,6 +199,8 @@ class ComposeStack:
             )
             self._up = True
             self._wait_healthy(self._containers())
+            self._verify_running("start")
+            self._resolve_endpoints()
             self._timings["stack_ready_s"] = time.monotonic() - start
         except BaseException:
             self._teardown()
@@ -208,6 +222,7 @@ class ComposeStack:
                     )
             self._remove_leftovers()
             self._up = False
+            self._endpoints = None
 
     def _remove_leftovers(self) -> None:
         """Whatever `down` missed (a crashed CLI, a Ctrl-C): remove it by label."""
@@ -233,10 +248,14 @@ class ComposeStack:
                 "TORCHSERVE_ROLLOUT_PERCENT": str(self.rollout_percent),
                 "MODEL_VERSION": self.model_version,
                 "TS_TOKEN_AUTH": "true" if self.token_auth else "false",
-                "TS_NUMBER_OF_GPU": "1" if self.gpu else "0",
-                "TS_BATCH_SIZE": str(self.batch_size),
-                "TS_MAX_BATCH_DELAY": str(self.max_batch_delay_ms),
-                "TS_WORKERS": str(self.workers),
+                # The container's registrar applies these through the management API.
+                "SIGNFLOW_NUMBER_OF_GPU": "1" if self.gpu else "0",
+                "SIGNFLOW_BATCH_SIZE": str(self.batch_size),
+                "SIGNFLOW_MAX_BATCH_DELAY_MS": str(self.max_batch_delay_ms),
+                "SIGNFLOW_WORKERS": str(self.workers),
+                "SIGNFLOW_TOKEN_EXPIRATION_MIN": (
+                    f"{self.token_expiration_min:g}" if self.token_expiration_min else ""
+                ),
                 "SIGNFLOW_MODEL_STORE": str(self.run_dir / "model-store"),
                 "SIGNFLOW_ADMIN_TOKEN": self._admin_token,
                 "TORCHSERVE_URLS": self._replica_urls(),
@@ -367,16 +386,24 @@ class ComposeStack:
 
     @property
     def endpoints(self) -> StackEndpoints:
-        """Host URLs of the backend and of the first TorchServe replica (metrics: every one)."""
-        if not self._up:
+        """Host URLs of the backend and of the first TorchServe replica (metrics: every one).
+
+        Resolved again after ``start_torchserve`` and ``reload_model`` (a restarted container
+        gets new ephemeral host ports); collectors that read this property on each scrape
+        follow the restart.
+        """
+        if not self._up or self._endpoints is None:
             raise StackError("the stack is not started")
+        return self._endpoints
+
+    def _resolve_endpoints(self) -> StackEndpoints:
         backend = f"http://127.0.0.1:{self._host_port('backend', 8000)}"
         ts = {p: f"http://127.0.0.1:{self._host_port('torchserve', p)}" for p in (8080, 8081, 8082)}
         metrics = tuple(
             f"http://127.0.0.1:{self._published_port(c, 8082)}/metrics"
             for c in self._containers("torchserve")
         )
-        return StackEndpoints(
+        self._endpoints = StackEndpoints(
             torchserve_metrics_urls=metrics,
             ws_url=backend.replace("http://", "ws://") + "/api/v1/translate/stream",
             http_url=backend,
@@ -385,6 +412,7 @@ class ComposeStack:
             torchserve_management_url=ts[8081],
             torchserve_inference_url=ts[8080],
         )
+        return self._endpoints
 
     def processes(self) -> dict[str, list[int]]:
         """Host pids of each service's containers (their main process; sampling adds children)."""
@@ -404,7 +432,11 @@ class ComposeStack:
             container.kill()
 
     def start_torchserve(self) -> None:
-        """Start the TorchServe containers again; return once healthy (model READY)."""
+        """Start the TorchServe containers again; return once healthy (model READY).
+
+        The container registers its configured version; a reloaded one is brought back, the
+        running configuration is checked again and the endpoints re-resolved (new host ports).
+        """
         containers = self._containers("torchserve")
         start = time.monotonic()
         for container in containers:
@@ -414,22 +446,41 @@ class ComposeStack:
             # The container starts with its configured version; bring back the reloaded one.
             for container in containers:
                 self._reload_in(container, self._current_version, self.model_version)
+        self._verify_running("start_torchserve")
+        self._resolve_endpoints()
         self._timings["torchserve_restart_s"] = time.monotonic() - start
 
     def reload_model(self, version: str) -> dict[str, Any]:
-        """Copy the new archive into each replica's model store, register it, make it the
-        default and unregister the old version, through the management API."""
+        """Copy the new archive into each replica's model store, then the shared hot reload
+        (register, set default, drain the old version, unregister it: no request lost)."""
         version = str(version)
         old = self._current_version
-        timings: dict[str, Any] = {"from_version": old, "to_version": version}
+        result: dict[str, Any] = {"from_version": old, "to_version": version}
         start = time.monotonic()
-        for container in self._containers("torchserve"):
-            timings.update(self._reload_in(container, version, old))
-        timings["total_s"] = time.monotonic() - start
+        per_replica = [self._reload_in(c, version, old) for c in self._containers("torchserve")]
+        result["total_s"] = time.monotonic() - start
         self._current_version = version
-        return timings
+        self._verify_running("reload_model")
+        self._resolve_endpoints()
+        result.update({k: v for k, v in per_replica[0].items() if k not in result})
+        if len(per_replica) > 1:
+            result["replicas"] = per_replica
+        return result
 
-    def _reload_in(self, container: Any, version: str, old: str) -> dict[str, float]:
+    @property
+    def batch_settings(self) -> BatchSettings:
+        """The batching every version runs with (from the scenario)."""
+        return BatchSettings(
+            self.batch_size, self.max_batch_delay_ms, self.workers, RESPONSE_TIMEOUT_S
+        )
+
+    def _management(self, container: Any) -> ManagementClient:
+        """The management client of one replica (its own host port, its own key file)."""
+        port = self._published_port(container, 8081)
+        reader = (lambda: self._key_doc(container)) if self.token_auth else None
+        return ManagementClient(f"http://127.0.0.1:{port}", reader)
+
+    def _reload_in(self, container: Any, version: str, old: str) -> dict[str, Any]:
         archive = self.source_store / f"signflow-{version}.mar"
         if not archive.is_file():
             raise StackError(f"reload_model: archive {archive} not found")
@@ -439,44 +490,37 @@ class ComposeStack:
             tar.add(archive, arcname=archive.name)
         if not container.put_archive(CONTAINER_MODEL_STORE, buffer.getvalue()):
             raise StackError(f"reload_model: could not copy {archive.name} into {container.name}")
-        timings = {"copy_s": time.monotonic() - copy_start}
-        container.reload()
-        port = container.attrs["NetworkSettings"]["Ports"]["8081/tcp"][0]["HostPort"]
-        headers = self._management_headers(container)
-        api = ManagementClient(f"http://127.0.0.1:{port}", lambda: headers)
-        steps: tuple[tuple[str, Callable[[], Any]], ...] = (
-            (
-                "register_s",
-                lambda: api.register(
-                    archive.name,
-                    version,
-                    batch_size=self.batch_size,
-                    max_batch_delay_ms=self.max_batch_delay_ms,
-                    workers=self.workers,
-                    response_timeout_s=RESPONSE_TIMEOUT_S,
-                    scale=False,
-                ),
-            ),
-            ("set_default_s", lambda: api.set_default(version)),
-            ("unregister_s", lambda: api.unregister(old)),
-        )
-        for name, call in steps:
-            t0 = time.monotonic()
-            try:
-                call()
-            except TorchServeError as exc:
-                raise StackError(f"reload_model in {container.name}: {exc}") from exc
-            timings[name] = time.monotonic() - t0
-        return timings
+        copy_s = time.monotonic() - copy_start
+        from serving.request_parser import WINDOW_BYTES
 
-    def _management_headers(self, container: Any) -> dict[str, str]:
-        if not self.token_auth:
-            return {}
+        inference = f"http://127.0.0.1:{self._published_port(container, 8080)}"
+        reader = (lambda: self._key_doc(container)) if self.token_auth else None
+        try:
+            result = self._management(container).reload(
+                archive.name,
+                old,
+                version,
+                self.batch_settings,
+                probe=predict_probe(inference, reader, bytes(WINDOW_BYTES)),
+            )
+        except (TorchServeError, OSError) as exc:
+            raise StackError(f"reload_model in {container.name}: {exc}") from exc
+        return {"copy_s": copy_s, **result}
+
+    def _key_doc(self, container: Any) -> dict[str, Any] | None:
+        """The replica's key_file.json now (TorchServe rewrites it on each renewal)."""
         result = container.exec_run(["cat", CONTAINER_KEY_FILE])
-        if result.exit_code != 0:
-            raise StackError(f"{container.name}: cannot read {CONTAINER_KEY_FILE}")
-        key = json.loads(result.output)["management"]["key"]
-        return {"Authorization": f"Bearer {key}"}
+        return read_key_file_text(result.output) if result.exit_code == 0 else None
+
+    def _verify_running(self, when: str) -> None:
+        """Read what every replica runs; StackError naming each field that differs."""
+        self._running = []
+        for i, container in enumerate(self._containers("torchserve")):
+            name = f"torchserve-{i + 1}" if self.replicas > 1 else "torchserve"
+            running = verify_running(
+                name, self._management(container), self._current_version, self.batch_settings
+            )
+            self._running.append({"replica": name, "checked_after": when, **running})
 
     def set_rollout(self, percent: int) -> None:
         """Change the share of new sessions sent to TorchServe (backend PUT /admin/rollout)."""
@@ -506,6 +550,9 @@ class ComposeStack:
                 "model_version": self._current_version,
                 "initial_model_version": self.model_version,
                 "token_auth": self.token_auth,
+                "token_expiration_min": self.token_expiration_min,
+                # What each TorchServe REPORTED it runs at the last check (not what was asked).
+                "running": list(self._running),
             },
             "images": images,
             "model_archives": {p.name: sha256_file(p) for p in sorted(store.glob("*.mar"))},
@@ -513,7 +560,7 @@ class ComposeStack:
                 {
                     k: v
                     for k, v in self._env().items()
-                    if k.startswith(("TS_", "TORCHSERVE_", "USE_", "MODEL_", "SIGNFLOW_"))
+                    if k.startswith(("TS_TOKEN", "TORCHSERVE_", "USE_", "MODEL_", "SIGNFLOW_"))
                 }
             ),
             "startup_s": dict(self._timings),

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from serving.management import BatchSettings, ManagementClient, TorchServeError
+
 from .base import (
     StackEndpoints,
     StackError,
@@ -58,6 +60,7 @@ class ExternalStack:
         self._ts_token_env = spec_get(ext, "torchserve_token_env")
         self._admin_token_env = spec_get(ext, "admin_token_env")
         self._current_version: str | None = None
+        self._running: dict[str, Any] | None = None
 
     def __enter__(self) -> ExternalStack:
         """Check that the backend answers GET /ready (nothing to start)."""
@@ -69,6 +72,8 @@ class ExternalStack:
                 try:
                     response = client.get(url)
                     if response.status_code == 200:
+                        if self._endpoints.torchserve_management_url:
+                            self._read_running()
                         return self
                     last = f"HTTP {response.status_code}"
                 except httpx.HTTPError as exc:
@@ -110,76 +115,44 @@ class ExternalStack:
             raise StackError(f"stack.external.{field}: environment variable {env_name} is not set")
         return value
 
-    def _management(self, operation: str) -> tuple[str, dict[str, str]]:
+    def _management(self, operation: str) -> ManagementClient:
+        """The shared management client (fixed token from the named environment variable)."""
         url = self._endpoints.torchserve_management_url
         if not url:
             raise StackOperationUnsupported(
                 f"{operation}: needs stack.external.torchserve_management_url"
             )
         token = self._secret(self._ts_token_env, "torchserve_token_env")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return url, headers
+        keys = {"management": {"key": token}} if token else None
+        return ManagementClient(url, (lambda: keys) if keys else None, model_name=self.model_name)
 
-    def _call(self, client: httpx.Client, method: str, url: str, **kw: Any) -> httpx.Response:
+    def _read_running(self) -> None:
+        """What the external TorchServe reports it runs (provenance only: not ours to set)."""
         try:
-            response = client.request(method, url, **kw)
-        except httpx.HTTPError as exc:
-            raise StackError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 300:
-            raise StackError(f"{method} {url}: HTTP {response.status_code}: {response.text[:200]}")
-        return response
-
-    def _default_version(self, client: httpx.Client, base: str, headers: dict[str, str]) -> str:
-        response = self._call(client, "GET", f"{base}/models/{self.model_name}", headers=headers)
-        try:
-            models = response.json()
-            entry = next((m for m in models if m.get("isDefault")), models[0])
-            return str(entry["modelVersion"])
-        except (ValueError, LookupError, TypeError, AttributeError) as exc:
-            raise StackError(f"cannot read the default version of {self.model_name}") from exc
+            running = self._management("describe").running_config()
+        except (StackError, TorchServeError, OSError) as exc:
+            self._running = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            return
+        self._running = running.as_dict()
 
     def reload_model(self, version: str) -> dict[str, Any]:
-        """Register ``version`` (archive ``<model>-<version>.mar`` in the remote model store),
-        make it the default, unregister the old one; return the timings of each step."""
-        base, headers = self._management("reload_model")
+        """Register ``version`` (archive ``<model>-<version>.mar`` in the remote model store)
+        with the batching the current default runs, make it the default, drain the old version
+        and unregister it (the shared ``ManagementClient.reload``); timings of each step."""
+        api = self._management("reload_model")
         version = str(version)
-        with httpx.Client(timeout=120.0, trust_env=False) as client:
-            old = self._current_version or self._default_version(client, base, headers)
-            t0 = time.monotonic()
-            self._call(
-                client,
-                "POST",
-                f"{base}/models",
-                params={
-                    "url": f"{self.model_name}-{version}.mar",
-                    "model_name": self.model_name,
-                    "initial_workers": "1",
-                    "synchronous": "true",
-                },
-                headers=headers,
+        try:
+            current = api.running_config()
+            old = self._current_version or current.version
+            settings = BatchSettings(
+                current.batch_size, current.max_batch_delay_ms, max(1, current.workers)
             )
-            t1 = time.monotonic()
-            self._call(
-                client,
-                "PUT",
-                f"{base}/models/{self.model_name}/{version}/set-default",
-                headers=headers,
-            )
-            t2 = time.monotonic()
-            if old != version:
-                self._call(
-                    client, "DELETE", f"{base}/models/{self.model_name}/{old}", headers=headers
-                )
-            t3 = time.monotonic()
+            result = api.reload(f"{self.model_name}-{version}.mar", old, version, settings)
+        except (TorchServeError, OSError) as exc:
+            raise StackError(f"reload_model on {api.base_url}: {exc}") from exc
         self._current_version = version
-        return {
-            "from_version": old,
-            "to_version": version,
-            "register_s": t1 - t0,
-            "set_default_s": t2 - t1,
-            "unregister_s": t3 - t2,
-            "total_s": t3 - t0,
-        }
+        self._read_running()
+        return result
 
     def set_rollout(self, percent: int) -> None:
         """PUT /admin/rollout on the backend; needs ``stack.external.admin_token_env``."""
@@ -201,6 +174,8 @@ class ExternalStack:
             "reload_supported": self._endpoints.torchserve_management_url is not None,
             "rollout_supported": bool(self._admin_token_env),
             "model_archives": {},
+            # What the external TorchServe REPORTED it runs (with a management URL), else None.
+            "torchserve_running": self._running,
         }
 
     def collect_logs(self, dest: Path) -> None:

@@ -33,7 +33,9 @@ from .base import (
     mask_secrets,
     put_rollout,
     spec_get,
+    token_expiration_min,
     validate_percent,
+    verify_running,
 )
 
 # PIDS_FILE (next to the logs) lists every process the stack ever ran, so a test, a person or
@@ -85,6 +87,7 @@ class LocalStack:
         self.workers = int(spec_get(ts, "workers", 2))
         self.model_version = str(spec_get(ts, "model_version", "1.0"))
         self.token_auth = bool(spec_get(ts, "token_auth", True))
+        self.token_expiration_min = token_expiration_min(ts)
         self.replicas = int(spec_get(spec, "torchserve_replicas", 1)) if self.use_torchserve else 0
         check_replica_auth(self.replicas, self.token_auth)
         backend = spec_get(spec, "backend", {})
@@ -108,6 +111,8 @@ class LocalStack:
         self._short_ts_dirs: list[Path] = []
         self._inherited_dropped: dict[str, str] = {}
         self._inherited_runtime: dict[str, str] = {}
+        # What each replica's TorchServe reports it runs (GET /models/signflow), per check.
+        self._running: list[dict[str, Any]] = []
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -127,6 +132,7 @@ class LocalStack:
             self._spawn_backend()
             if self.use_torchserve:
                 self._wait_torchserve()
+                self._verify_running("start")
                 self._timings["torchserve_ready_s"] = time.monotonic() - started
             self._wait_backend()
             self._timings["stack_ready_s"] = time.monotonic() - started
@@ -183,6 +189,9 @@ class LocalStack:
             from serving.local import LocalTorchServe
         except ImportError as exc:
             raise StackError(f"serving.local is not importable: {exc}") from exc
+        overrides = {}
+        if self.token_expiration_min:
+            overrides["token_expiration_min"] = f"{self.token_expiration_min:g}"
         return LocalTorchServe(
             self.model_store,
             model_version=self.model_version,
@@ -192,7 +201,17 @@ class LocalStack:
             token_auth=self.token_auth,
             run_dir=self._torchserve_dir(index),
             niceness=STACK_NICENESS,
+            config_overrides=overrides,
         )
+
+    def _verify_running(self, when: str) -> None:
+        """Read what every replica runs; StackError naming each field that differs."""
+        running = []
+        for i, ts in enumerate(self._replicas):
+            name = self._replica_name(i)
+            doc = verify_running(name, ts.management, self._current_version, ts.batch_settings)
+            running.append({"replica": name, "checked_after": when, **doc})
+        self._running = running
 
     def _torchserve_dir(self, index: int) -> Path:
         """<run_dir>/torchserve[-N], or a short temp dir when that path is too long for sockets.
@@ -364,6 +383,7 @@ class LocalStack:
         start = time.monotonic()
         self._spawn_torchserve()
         self._wait_torchserve()
+        self._verify_running("start_torchserve")
         self._timings["torchserve_restart_s"] = time.monotonic() - start
         self._record_pids()
 
@@ -391,6 +411,7 @@ class LocalStack:
             per_replica.append(timings if isinstance(timings, dict) else {})
         total = time.monotonic() - start
         self._current_version = version
+        self._verify_running("reload_model")
         self._record_pids()
         result: dict[str, Any] = {"from_version": old, "to_version": version, "total_s": total}
         result.update(per_replica[0])
@@ -433,8 +454,11 @@ class LocalStack:
                 "model_version": self._current_version,
                 "initial_model_version": self.model_version,
                 "token_auth": self.token_auth,
+                "token_expiration_min": self.token_expiration_min,
                 "model_store": str(self.model_store),
                 "replicas": self.replicas,
+                # What each TorchServe REPORTED it runs at the last check (not what was asked).
+                "running": list(self._running),
             }
             doc["model_archives"] = self._archives()
         with contextlib.suppress(StackError):

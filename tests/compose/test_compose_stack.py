@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 
 from harness.stack.base import StackError
 from harness.stack.compose import ComposeStack, detect_compose_cli, strip_gpu_reservations
+from serving.management import key_expiry
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -64,8 +67,19 @@ def test_strip_gpu_reservations_removes_only_the_devices():
     assert out["services"]["backend"]["deploy"] == {"resources": {"limits": {"cpus": "1"}}}
 
 
+KEY_FILE = "/home/model-server/keys/key_file.json"
+
+
+def _key_doc(container) -> dict:
+    return json.loads(container.exec_run(["cat", KEY_FILE]).output)
+
+
 def test_compose_stack_lifecycle(docker_engine, tmp_path):
-    stack = ComposeStack(_spec(), tmp_path)
+    """Up with the scenario's batching applied for real, keys that expire during the test
+    (0.75 min), a reload after expiry that drains, a kill + start that moves the host ports."""
+    spec = _spec()
+    spec["torchserve"].update(batch_size=4, max_batch_delay_ms=5, token_expiration_min=0.75)
+    stack = ComposeStack(spec, tmp_path)
     with stack:
         endpoints = stack.endpoints
         assert endpoints.ws_url.startswith("ws://127.0.0.1:")
@@ -73,38 +87,56 @@ def test_compose_stack_lifecycle(docker_engine, tmp_path):
             assert response.status == 200
         procs = stack.processes()
         assert procs["backend"] and procs["torchserve"]
+        # Issue 11 item 2: what TorchServe REPORTS it runs, not the archive's 16 / 50 ms / 2.
+        (running,) = stack.describe()["torchserve"]["running"]
+        assert running == {
+            "replica": "torchserve",
+            "checked_after": "start",
+            "version": "1.0",
+            "batch_size": 4,
+            "max_batch_delay_ms": 5,
+            "workers": 1,
+            "ready_workers": 1,
+        }
+        (ts,) = stack._containers("torchserve")
 
-        stack.kill_torchserve()
-        (ts,) = [
-            c
-            for c in docker_engine.containers.list(
-                all=True,
-                filters={
-                    "label": [
-                        f"com.docker.compose.project={stack.project}",
-                        "com.docker.compose.service=torchserve",
-                    ]
-                },
-            )
-        ]
+        # Past the keys' expiry (45 s after they were minted): the container's health check
+        # renewed its management key and stays healthy; the driver's reload renews as needed.
+        first = _key_doc(ts)
+        expiry = key_expiry(first)
+        assert expiry is not None
+        time.sleep(max(0.0, (expiry - datetime.now(UTC)).total_seconds() + 3.0))
         ts.reload()
-        assert ts.attrs["State"]["Running"] is False
-        stack.start_torchserve()
+        assert ts.attrs["State"]["Health"]["Status"] == "healthy"
+        assert _key_doc(ts)["management"]["key"] != first["management"]["key"]
 
         timings = stack.reload_model("2.0")
         assert timings["to_version"] == "2.0"
-        management = stack.endpoints.torchserve_management_url
-        key = json.loads(ts.exec_run(["cat", "/home/model-server/keys/key_file.json"]).output)
-        request = urllib.request.Request(
-            f"{management}/models/signflow/all",
-            headers={"Authorization": f"Bearer {key['management']['key']}"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            versions = {m["modelVersion"] for m in json.load(response)}
+        assert timings["drained"] is True and timings["drain_s"] >= 0
+        versions = stack._management(ts).versions()
         assert versions == {"2.0"}
+
+        stack.kill_torchserve()
+        ts.reload()
+        assert ts.attrs["State"]["Running"] is False
+        stack.start_torchserve()
+        # Issue 10 item 8: new ephemeral host ports, re-resolved; the new ones answer.
+        moved = stack.endpoints
+        assert moved.torchserve_metrics_url != endpoints.torchserve_metrics_url
+        assert moved.torchserve_management_url != endpoints.torchserve_management_url
+        with urllib.request.urlopen(moved.torchserve_metrics_url, timeout=10) as response:
+            assert response.status == 200
+        (running,) = stack.describe()["torchserve"]["running"]
+        assert (running["version"], running["batch_size"], running["checked_after"]) == (
+            "2.0",
+            4,
+            "start_torchserve",
+        )
         described = stack.describe()
         assert "SIGNFLOW_ADMIN_TOKEN" in described["env"]
         assert described["env"]["SIGNFLOW_ADMIN_TOKEN"] == "***"
+        assert described["env"]["SIGNFLOW_BATCH_SIZE"] == "4"
+        assert _key_doc(ts)["management"]["key"] not in json.dumps(described)
     assert _project_leftovers(docker_engine, stack.project) == []
     assert (tmp_path / "logs").glob("*torchserve*.log")
 

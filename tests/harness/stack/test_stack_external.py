@@ -107,3 +107,38 @@ def test_external_stack_not_answering_fails_with_the_url(tmp_path: Path) -> None
 def test_external_stack_needs_its_urls(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="ws_url and http_url"):
         make_stack({"driver": "external", "external": {"ws_url": "ws://x"}}, tmp_path)
+
+
+@pytest.mark.slow
+def test_external_reload_drains_and_records_what_torchserve_runs(
+    tmp_path: Path, backend_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The external driver reloads through the shared client (drain included) and records what
+    the real TorchServe reports it runs, before and after the reload."""
+    from serving.local import LocalTorchServe
+
+    store = Path(__file__).resolve().parents[3] / "build" / "model-store"
+    if not all((store / f"signflow-{v}.mar").is_file() for v in ("1.0", "2.0")):
+        pytest.skip("archives not built (make setup)")
+    with LocalTorchServe(store, batch_size=4, max_batch_delay_ms=7, workers=1) as ts:
+        monkeypatch.setenv("SIGNFLOW_TEST_TS_KEY", ts.keys["management"])
+        spec = _spec(
+            backend_url,
+            torchserve_management_url=ts.management_url,
+            torchserve_token_env="SIGNFLOW_TEST_TS_KEY",
+        )
+        with make_stack(spec, tmp_path) as stack:
+            before = stack.describe()["torchserve_running"]
+            assert before == {
+                "version": "1.0",
+                "batch_size": 4,
+                "max_batch_delay_ms": 7,
+                "workers": 1,
+                "ready_workers": 1,
+            }
+            result = stack.reload_model("2.0")
+            assert result["from_version"] == "1.0" and result["drained"] is True
+            after = stack.describe()["torchserve_running"]
+            # The new version keeps the batching the old one ran with.
+            assert after == {**before, "version": "2.0"}
+            assert ts.keys["management"] not in json.dumps(stack.describe())

@@ -10,7 +10,9 @@ import psutil
 import pytest
 
 from harness.stack import StackError, StackOperationUnsupported, make_stack
+from harness.stack.base import verify_running
 from harness.stack.local import PIDS_FILE, REPO_ROOT, surviving_processes
+from serving.management import BatchSettings
 
 MODELS = REPO_ROOT / "build" / "models"
 STORE = REPO_ROOT / "build" / "model-store"
@@ -108,9 +110,30 @@ def test_torchserve_stack_kill_start_reload_and_nothing_left(tmp_path: Path) -> 
         timings = stack.reload_model("2.0")
         assert timings["from_version"] == "1.0" and timings["to_version"] == "2.0"
         assert timings["total_s"] > 0
+        assert timings["drained"] is True and timings["drain_s"] >= 0
 
         doc = stack.describe()
         assert doc["torchserve"]["model_version"] == "2.0"
+        # What TorchServe reports it runs (issue 11 item 2), read after the reload.
+        assert doc["torchserve"]["running"] == [
+            {
+                "replica": "torchserve",
+                "checked_after": "reload_model",
+                "version": "2.0",
+                "batch_size": 8,
+                "max_batch_delay_ms": 5,
+                "workers": 1,
+                "ready_workers": 1,
+            }
+        ]
+        # A TorchServe that runs something else than the scenario asks is a StackError that
+        # names the field, asked vs running.
+        (ts,) = stack._replicas
+        asked = BatchSettings(batch_size=4, max_batch_delay_ms=5, workers=1)
+        with pytest.raises(StackError, match=r"torchserve: .*batch_size: asked 4, running 8"):
+            verify_running("torchserve", ts.management, "2.0", asked, timeout_s=0.5)
+        with pytest.raises(StackError, match=r"model_version: asked 1\.0, running 2\.0"):
+            verify_running("torchserve", ts.management, "1.0", ts.batch_settings, timeout_s=0.5)
         assert set(doc["model_archives"]) >= {"signflow-1.0.mar", "signflow-2.0.mar"}
         assert all(len(h) == 64 for h in doc["model_archives"].values())
         assert stack._admin_token not in json.dumps(doc)

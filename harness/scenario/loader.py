@@ -489,10 +489,8 @@ def _check_backend_env(sc: Scenario) -> tuple[list[tuple[PathKey, str]], list[tu
     base: PathKey = ("stack", "backend", "env")
     errors: list[tuple[PathKey, str]] = []
     warnings: list[tuple[PathKey, str]] = []
-    if env and sc.stack.driver != "local":
-        warnings.append(
-            (base, f"the {sc.stack.driver} driver does not pass stack.backend.env to the backend")
-        )
+    if env and sc.stack.driver == "external":
+        warnings.append((base, "the external driver cannot pass stack.backend.env to the backend"))
     else:
         errs, warns = backend_env.env_problems(env)
         errors += [((*base, name), msg) for name, msg in errs]

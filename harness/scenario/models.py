@@ -27,6 +27,9 @@ class TorchServeSpec(_Strict):
     workers: int = Field(2, ge=1, le=64)
     model_version: str = "1.0"
     token_auth: bool = True
+    # Minutes before TorchServe's inference/management keys expire (TorchServe's default: 60).
+    # Short values test key renewal: the backend and the harness renew before expiry.
+    token_expiration_min: float | None = Field(None, gt=0, le=1440)
 
 
 class BackendSpec(_Strict):

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from harness.redact import mask
 from harness.results.provenance import sha256_file
 from serving.management import (
     BatchSettings,
@@ -150,6 +151,10 @@ class ComposeStack:
         self.workers = int(spec_get(ts, "workers", 2))
         self.model_version = str(spec_get(ts, "model_version", "1.0"))
         self.token_auth = bool(spec_get(ts, "token_auth", True))
+        # The scenario's backend settings (stack.backend.env), as on the local stack; validation
+        # already refuses the names a scenario key or the harness owns (USE_TORCHSERVE...).
+        backend_env = spec_get(spec_get(spec, "backend", {}), "env", {})
+        self.backend_env = {str(k): str(v) for k, v in dict(backend_env).items()}
         self.token_expiration_min = token_expiration_min(ts)
         # Each replica writes its own key file into the one shared volume; the backend can hold
         # only one. Replicas on the stack's private network run without tokens.
@@ -223,6 +228,12 @@ class ComposeStack:
             self._remove_leftovers()
             self._up = False
             self._endpoints = None
+            # The resolved file is the run's record of what ran; once `down` no longer needs it,
+            # keep that record without the values of secrets (the admin token, backend env).
+            with contextlib.suppress(Exception):
+                if self._resolved.exists():
+                    doc = yaml.safe_load(self._resolved.read_text())
+                    self._resolved.write_text(yaml.safe_dump(mask(doc), sort_keys=False))
 
     def _remove_leftovers(self) -> None:
         """Whatever `down` missed (a crashed CLI, a Ctrl-C): remove it by label."""
@@ -330,6 +341,14 @@ class ComposeStack:
         config = yaml.safe_load(text)
         if not self.gpu:
             config = strip_gpu_reservations(config)
+        if self.backend_env:
+            backend = config.get("services", {}).get("backend")
+            if backend is None:
+                raise StackError("stack.backend.env: the compose files define no `backend` service")
+            environment = backend.get("environment") or {}
+            if isinstance(environment, list):  # `KEY=value` items: compose accepts both forms
+                environment = dict(item.split("=", 1) for item in environment)
+            backend["environment"] = {**environment, **self.backend_env}
         self._resolved.write_text(yaml.safe_dump(config, sort_keys=False))
 
     # ---- containers ------------------------------------------------------------------------

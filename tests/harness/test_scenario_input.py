@@ -222,12 +222,27 @@ def test_rest_gaps_at_or_below_the_backend_limit_warn_an_accuracy_gate(tmp_path:
     assert warnings == []
 
 
-def test_backend_env_on_compose_warns_it_is_not_applied(tmp_path: Path) -> None:
+def test_backend_env_on_compose_is_checked_and_on_external_warns(tmp_path: Path) -> None:
+    # Compose passes stack.backend.env to the backend container: it is checked as on local.
     warnings: list[str] = []
     load_scenario(write(tmp_path, BASE),
-                  ["stack.driver=compose", "stack.backend.env.MOTION_THRESHOLD=0.2"],
+                  ["stack.driver=compose", "stack.backend.env.USE_TORCHSEVRE=true"],
                   warnings=warnings)  # fmt: skip
-    assert any("compose driver does not pass stack.backend.env" in w for w in warnings)
+    assert any("did you mean USE_TORCHSERVE" in w for w in warnings), warnings
+    msg = error_of(
+        write(tmp_path, BASE), "stack.driver=compose", "stack.backend.env.USE_TORCHSERVE=1"
+    )
+    assert "USE_TORCHSERVE" in msg
+    # An external backend is not started by the harness: the env cannot reach it.
+    warnings.clear()
+    ext = [
+        "stack.driver=external",
+        "stack.external.ws_url=ws://127.0.0.1:9/api/v1/translate/stream",
+        "stack.external.http_url=http://127.0.0.1:9",
+        "stack.backend.env.MOTION_THRESHOLD=0.2",
+    ]
+    load_scenario(write(tmp_path, BASE), ext, warnings=warnings)
+    assert any("external driver cannot pass stack.backend.env" in w for w in warnings), warnings
 
 
 def test_unknown_sign_in_sign_mix_is_a_validation_error(tmp_path: Path) -> None:

@@ -400,9 +400,12 @@ class DistributedLoad:
             result = None
             if done.result is not None:
                 result = result_from_wire(done.result, done.labels, rows)
-            self._finish(done.index, "done" if done.index not in self._missing_at else "missing",
-                         result=result, done=done, detail="interrupted" if done.interrupted
-                         else "")  # fmt: skip
+            if result is None:
+                detail = "measured nothing (stopped before its warm-up ended)"
+            else:
+                detail = "interrupted" if done.interrupted else ""
+            status = "done" if done.index not in self._missing_at else "missing"
+            self._finish(done.index, status, result=result, done=done, detail=detail)
         elif kind == EV_FAILED:
             self._lost(int(ev["index"]), "failed", str(ev.get("error")))
         elif kind == EV_MISSING:

@@ -186,7 +186,9 @@ class Workload(_Strict):
         if n < 1:
             raise ValueError("engine locust needs at least one worker (workers + remote)")
         if n > self.sessions:
-            raise ValueError(f"{n} locust workers for {self.sessions} sessions: give each a session")
+            raise ValueError(
+                f"{n} locust workers for {self.sessions} sessions: give each a session"
+            )
         return self
 
     @model_validator(mode="after")

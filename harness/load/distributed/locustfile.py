@@ -106,7 +106,9 @@ class _Master:
         size = len(msgpack.packb(data, use_bin_type=True))
         self.messages += 1
         self.message_bytes += size
-        per = self.per_worker.setdefault(int(data.get("index", data.get("done", {}).get("index", -1))), [0, 0])
+        per = self.per_worker.setdefault(
+            int(data.get("index", data.get("done", {}).get("index", -1))), [0, 0]
+        )
         per[0] += 1
         per[1] += size
 

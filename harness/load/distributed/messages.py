@@ -70,12 +70,16 @@ class RunPlan:
     def split(self) -> list[WorkerPlan]:
         """One contiguous block of sessions per worker, sizes differing by at most one."""
         base, extra = divmod(self.total_sessions, self.workers)
-        shared = {f.name: getattr(self, f.name) for f in fields(WorkerPlan) if hasattr(self, f.name)}
+        shared = {
+            f.name: getattr(self, f.name) for f in fields(WorkerPlan) if hasattr(self, f.name)
+        }
         out: list[WorkerPlan] = []
         offset = 0
         for i in range(self.workers):
             n = base + (1 if i < extra else 0)
-            out.append(WorkerPlan(**{**shared, "index": i, "session_offset": offset, "sessions": n}))
+            out.append(
+                WorkerPlan(**{**shared, "index": i, "session_offset": offset, "sessions": n})
+            )
             offset += n
         return out
 

@@ -138,3 +138,25 @@ def test_worker_address() -> None:
 
 def test_this_process_never_imported_locust() -> None:
     assert "locust" not in sys.modules and "gevent" not in sys.modules
+
+
+def test_loadgen_compose_file_scales_workers_at_the_harness_master() -> None:
+    """docker-compose.loadgen.yml: one scalable service (no fixed name or published port, so
+    ``--scale loadgen=N`` works) whose default command is a valid ``harness worker`` address."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    doc = yaml.safe_load((root / "docker-compose.loadgen.yml").read_text())
+    (name, svc), *_ = doc["services"].items()
+    assert name == "loadgen" and len(doc["services"]) == 1
+    assert "container_name" not in svc and "ports" not in svc
+    assert svc["build"]["dockerfile"] == "docker/loadgen/Dockerfile"
+    assert (root / svc["build"]["dockerfile"]).is_file()
+    flag, address = svc["command"]
+    assert flag == "--master"
+    default = address.split(":-", 1)[1].rstrip("}")  # ${HARNESS_MASTER:-host:port}
+    assert worker_command(default)[-3] == "5557"
+    dockerfile = (root / "docker/loadgen/Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python", "-m", "harness", "worker"]' in dockerfile

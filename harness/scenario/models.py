@@ -145,7 +145,7 @@ class LocustSpec(_Strict):
     workers: int | None = Field(None, ge=0, le=256)
     expect_remote_workers: int = Field(0, ge=0, le=1024)
     master_bind: LocustBind = Field(default_factory=LocustBind)
-    worker_timeout_s: float = Field(30, gt=0, le=3600)
+    worker_timeout_s: float = Field(30, gt=0, le=MAX_TIMEOUT_S)
     web: bool = False
     web_bind: LocustBind = Field(default_factory=LocustBind)
 

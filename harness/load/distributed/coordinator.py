@@ -245,6 +245,12 @@ class DistributedLoad:
         plan_path.write_text(json.dumps(asdict(self._plan())))
         host = self.spec.master_bind.host
         port = int(self.spec.master_bind.port) or _free_port(host)
+        if host not in LOOPBACK:
+            print(
+                f"locust master: listening on {host}:{port} beyond this machine; ZeroMQ has no "
+                "authentication, so open this port to the worker hosts only",
+                file=sys.stderr,
+            )
         self.bind = (host, port)
         ev_r, ev_w = os.pipe()
         cmd_r, cmd_w = os.pipe()
@@ -290,8 +296,20 @@ class DistributedLoad:
             )  # fmt: skip
         deadline = time.monotonic() + float(self.spec.worker_timeout_s) + 30.0
         while True:
-            ev = await self._next_event(max(deadline - time.monotonic(), 0.01))
+            for child in self.workers:
+                if not child.alive():  # a local worker that cannot start: say why, now
+                    raise DistributedLoadError(
+                        f"local Locust worker {child.name} exited (code "
+                        f"{child.popen.returncode}) before the run; its log ({child.log}):\n"
+                        f"{child.tail()}"
+                    )
+            if time.monotonic() > deadline:
+                raise DistributedLoadError(self._start_failure())
+            ev = await self._next_event(0.5)
             if ev is None:
+                if self.master is not None and self.master.alive():
+                    await asyncio.sleep(0.05)
+                    continue
                 raise DistributedLoadError(self._start_failure())
             kind = ev["ev"]
             if kind == EV_CONNECTED:
@@ -386,6 +404,8 @@ class DistributedLoad:
                     for p in self._plans:
                         if p.index not in self._outcomes:
                             self._lost(p.index, "failed", "was cut off: the Locust master exited")
+                else:
+                    await asyncio.sleep(0.05)  # end of stream while the master exits: no spin
                 continue
             self._handle(ev)
 
@@ -396,7 +416,9 @@ class DistributedLoad:
             self._ticks[tick.index] = tick
         elif kind == EV_DONE:
             done = WorkerDone.from_dict(ev["done"])
-            rows = Path(ev["frames_path"]).read_bytes()
+            path = Path(ev["frames_path"])
+            rows = path.read_bytes()
+            path.unlink(missing_ok=True)  # merged into the run's result; no second copy on disk
             result = None
             if done.result is not None:
                 result = result_from_wire(done.result, done.labels, rows)

@@ -198,6 +198,7 @@ class DistributedLoad:
         self._master_cpu: tuple[float, float] | None = None
         self._plans = self._plan().split()
         self._closed = False
+        self._pending: asyncio.Future[bytes] | None = None
 
     # --- set-up ---------------------------------------------------------------------------
     def _plan(self) -> RunPlan:
@@ -340,12 +341,20 @@ class DistributedLoad:
         )
 
     async def _next_event(self, timeout: float) -> dict[str, Any] | None:
-        """The master's next event; None at end of stream or timeout."""
+        """The master's next event; None at end of stream or timeout.
+
+        One pending readline is kept across calls and awaited with asyncio.wait, not wait_for:
+        on Python 3.11 wait_for can swallow a cancellation (Ctrl-C) that arrives as the line
+        does, and the run would then go on to its planned end.
+        """
         assert self._events is not None
-        try:
-            line = await asyncio.wait_for(self._events.readline(), timeout)
-        except TimeoutError:
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._events.readline())
+        done, _ = await asyncio.wait({self._pending}, timeout=timeout)
+        if not done:
             return None
+        fut, self._pending = self._pending, None
+        line = fut.result()
         if not line:
             return None
         return json.loads(line)
@@ -549,6 +558,8 @@ class DistributedLoad:
         if self._closed:
             return
         self._closed = True
+        if self._pending is not None:
+            self._pending.cancel()
         if self._commands is not None:
             self._command({"quit": True})
             with contextlib.suppress(OSError):

@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--baseline", type=Path, default=None)
     rep.add_argument("--out", type=Path, default=None, help="report.html path")
 
+    wrk = command("worker", "run a Locust load worker for a master started by `harness run`")
+    wrk.add_argument("--master", required=True, metavar="HOST[:PORT]", help="port 5557 if omitted")
+
     syn = command("synth", "write a synthetic landmark trace (JSONL) with ground truth")
     defaults = SyntheticTrace()  # the one set of trace defaults (workload.trace.synthetic)
     syn.add_argument("--signs", type=int, default=defaults.signs, help="signs in the trace")
@@ -207,7 +210,7 @@ def _invalid_hint(doc: dict[str, Any], reasons: list[str]) -> str | None:
         return (
             "one generator process tops out near 7,500 frames/s on one core "
             "(benchmarks/generator_ceiling.py); offer fewer sessions per run, or run the "
-            "harness on another host against driver: external"
+            "harness on another host against driver: external" + _MORE_LOAD
         )
     if not any(r.startswith(FELL_BEHIND) for r in reasons):
         return None
@@ -220,8 +223,15 @@ def _invalid_hint(doc: dict[str, Any], reasons: list[str]) -> str | None:
     return (
         where + "rerun on a quieter or bigger machine, or drive the stack from another host "
         "(driver: external). workload.late_threshold_ms loosens the check, at the cost of "
-        "latency figures that may include the generator's own delay"
+        "latency figures that may include the generator's own delay" + _MORE_LOAD
     )
+
+
+# Appended to the generator's own INVALID hints: where to go when one machine is not enough.
+_MORE_LOAD = (
+    ". To spread the load over several processes or machines, use workload.engine: locust "
+    "(README, section 'More load than one machine')"
+)
 
 
 def _print_outcome(doc: dict[str, Any], code: int) -> None:
@@ -404,6 +414,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return cmd_sweep(args)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Become a Locust worker (exec) with the harness's locustfile; README "More load than one
+    machine". Never returns on success."""
+    import os
+
+    from harness.load.distributed import worker_command
+
+    try:
+        argv = worker_command(args.master)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_INVALID
+    # exec: Locust (gevent) must own a fresh process; signals then reach it directly.
+    os.execv(argv[0], argv)
+    return EXIT_INFRA  # not reached
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``harness`` console script."""
     args = _parser().parse_args(argv)
@@ -414,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": cmd_report,
         "synth": cmd_synth,
         "sweep": _cmd_sweep,
+        "worker": cmd_worker,
     }
     from harness.interrupts import TerminationSignals
 

@@ -25,6 +25,13 @@ class RunClock:
             raise RuntimeError("RunClock already started")
         self._t0 = time.perf_counter()
 
+    def start_at(self, perf_counter_value: float) -> None:
+        """Set t = 0 to a given ``time.perf_counter`` value (a distributed load worker's
+        conversion of the master's t0, taken once). Same rule as :meth:`start`: once only."""
+        if self._t0 is not None:
+            raise RuntimeError("RunClock already started")
+        self._t0 = perf_counter_value
+
     @property
     def started(self) -> bool:
         """True once :meth:`start` was called."""

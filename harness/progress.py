@@ -30,9 +30,12 @@ def format_stats(name: str, stats: Any, use_torchserve: bool = True) -> str:
         local = "fallback " + ("-" if share is None else f"{share:.0%}")
     else:
         local = "served locally (no TorchServe)"
+    # A distributed load (workload.engine: locust) adds workers connected and their rates.
+    workers = getattr(stats, "workers_line", None)
     return (
         f"[{name}] {stats.elapsed:5.1f}s elapsed, {stats.remaining:5.1f}s left | "
         f"{fps} frames/s | p95 {p95} | errors {stats.errors} | {local}"
+        + (f" | {workers()}" if callable(workers) else "")
     )
 
 

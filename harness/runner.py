@@ -144,8 +144,25 @@ async def _progress_loop(gen: Any, progress: Progress, stop: asyncio.Event) -> N
             progress(gen.live())
 
 
+def _load_engine(scenario: Scenario, config: Any, clock: RunClock, run_dir: Path | None) -> Any:
+    """The one place the load engine is chosen (``workload.engine``): this process's
+    LoadGenerator, or Locust workers (harness.load.distributed, same interface)."""
+    from harness.load import LoadGenerator
+
+    wl = scenario.workload
+    if wl.engine == "locust":
+        from harness.load.distributed import DistributedLoad
+
+        return DistributedLoad(config, clock, wl.locust, wl.trace, run_dir or Path("."))
+    return LoadGenerator(config, clock)
+
+
 async def _measure(
-    scenario: Scenario, stack: Any, progress: Progress | None, out: _Measured
+    scenario: Scenario,
+    stack: Any,
+    progress: Progress | None,
+    out: _Measured,
+    run_dir: Path | None = None,
 ) -> None:
     from harness.collectors import (
         CollectorSet,
@@ -153,7 +170,7 @@ async def _measure(
         ProcessCollector,
         PrometheusCollector,
     )
-    from harness.load import LoadConfig, LoadGenerator
+    from harness.load import LoadConfig
 
     wl = scenario.workload
     ep = stack.endpoints
@@ -173,7 +190,7 @@ async def _measure(
         late_threshold_ms=wl.late_threshold_ms,
         reply_timeout_s=wl.reply_timeout_s,
     )
-    gen = LoadGenerator(config, clock)
+    gen = _load_engine(scenario, config, clock, run_dir)
     collectors = CollectorSet(clock)
     process = ProcessCollector(stack.processes, include_self=True)
     collectors.add(process)
@@ -193,6 +210,7 @@ async def _measure(
     timeline = Timeline(scenario.timeline, stack, clock, on_event=_event_sink(progress))
     out.events = timeline.records
     stop = asyncio.Event()
+    await gen.prepare()  # before t=0: a distributed engine waits for its workers here
     clock.start()
     tasks = [
         asyncio.create_task(collectors.run(stop), name="collectors"),
@@ -281,6 +299,8 @@ def _analyse(
     )
     doc.update(summary=summary, series=series, histograms=histograms, faults=faults)
     doc["events"] = measured.events
+    if distribution := getattr(load, "distribution", None):
+        doc["load"] = distribution  # engine locust: per-worker frames, late share, CPU, host
     reasons = list(getattr(load, "invalid_reasons", []) or [])
     for i, ev in enumerate(measured.events):
         if ev.get("ok") is False:
@@ -375,7 +395,7 @@ def run_scenario(
     try:
         if given is not None:
             try:
-                run_async(_measure(scenario, given, progress, measured))
+                run_async(_measure(scenario, given, progress, measured, run_dir))
             finally:
                 doc["provenance"] = collect_provenance(given)
         else:
@@ -389,7 +409,7 @@ def run_scenario(
                 with built as stack:
                     tell(f"stack up in {time.monotonic() - up_since:.1f}s; load starts now")
                     try:
-                        run_async(_measure(scenario, stack, progress, measured))
+                        run_async(_measure(scenario, stack, progress, measured, run_dir))
                     finally:
                         doc["provenance"] = collect_provenance(stack)
     except StackError as exc:

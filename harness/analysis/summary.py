@@ -187,8 +187,10 @@ def summarize(
         "generator": {
             "late_share": float(load.generator_late_share),
             "late_threshold_ms": float(wl.late_threshold_ms),
+            # With workload.engine locust the generator runs on the workers, not in this
+            # process: the busiest worker's figure (per worker: results.json load.workers).
             "cpu_percent_mean": harness_cpu
-            if harness_cpu is not None
+            if harness_cpu is not None and not getattr(load, "distribution", None)
             else float(load.generator_cpu_percent),
             "cpu_saturated": bool(load.generator_cpu_saturated),
             # The system under test stopped reading: frames the generator could not send,

@@ -60,6 +60,13 @@ class LoadConfig:
     late_threshold_ms: float = 5.0
     reply_timeout_s: float = 5.0
     connect_timeout_s: float = 10.0
+    # One worker's share of a distributed run (harness.load.distributed): its sessions are
+    # sessions ``session_offset .. session_offset + sessions - 1`` of ``total_sessions`` and
+    # start where they would in a one-process run; ``start_s`` (run clock) replaces the
+    # "CONNECT_LEAD_S after run() is entered" base, so every worker schedules from the same t0.
+    session_offset: int = 0
+    total_sessions: int | None = None
+    start_s: float | None = None
 
     def validate(self) -> None:
         """Raise ValueError naming the first field out of range."""
@@ -74,6 +81,18 @@ class LoadConfig:
             ("duration_s", self.duration_s > 0, "must be > 0"),
             ("warmup_s", 0 <= self.warmup_s < self.duration_s, "must be in [0, duration_s)"),
             ("ramp_up_s", self.ramp_up_s >= 0, "must be >= 0"),
+            ("session_offset", self.session_offset >= 0, "must be >= 0"),
+            (
+                "total_sessions",
+                self.total_sessions is None
+                or self.total_sessions >= self.session_offset + self.sessions,
+                "must be >= session_offset + sessions",
+            ),
+            (
+                "start_s",
+                self.start_s is None or CONNECT_LEAD_S <= self.start_s < self.duration_s,
+                f"must be in [{CONNECT_LEAD_S:g}, duration_s) (sessions connect before it)",
+            ),
             ("late_threshold_ms", self.late_threshold_ms > 0, "must be > 0"),
             (
                 "reply_timeout_s",
@@ -131,6 +150,7 @@ class LoadGenerator:
     def _build_sessions(self, base: float) -> None:
         cfg = self.config
         spread = max(cfg.ramp_up_s, 1.0 / cfg.fps)
+        total = cfg.total_sessions or cfg.sessions
         prepared: dict[int, tuple[list[dict], PreparedTrace]] = {}
         for i in range(cfg.sessions):
             frames = cfg.traces(i)
@@ -141,18 +161,23 @@ class LoadGenerator:
                     raise TraceError(f"trace of session {i} holds no frames")
                 cached = (frames, prepare_trace(frames, self._intern))
                 prepared[id(frames)] = cached
-            start = base + i * spread / cfg.sessions
+            start = base + (cfg.session_offset + i) * spread / total
             n = max(math.ceil((cfg.duration_s - start) * cfg.fps - 1e-9), 0)
             self._sessions.append(
                 Session(i, start, n, cfg.fps, cached[1], self._intern, self.clock.now)
             )
 
     # --- run -----------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Nothing to set up before t0 here (a distributed load starts its workers in its own)."""
+
     async def run(self) -> LoadResult:
         """Stream every session, drain replies, close; returns the recorded LoadResult."""
         if not self.clock.started:
             self.clock.start()
-        base = self.clock.now() + CONNECT_LEAD_S
+        base = self.config.start_s
+        if base is None:
+            base = self.clock.now() + CONNECT_LEAD_S
         self._build_sessions(base)
         self._cpu.start()
         self._running = True
@@ -317,6 +342,17 @@ class LoadGenerator:
         return since, int(np.count_nonzero(after))
 
     # --- live ----------------------------------------------------------------------------
+    def latencies_between(self, lo_s: float, hi_s: float) -> np.ndarray:
+        """Corrected latencies (s) of the answered frames scheduled in [lo_s, hi_s) on the run
+        clock, so far (a distributed worker's per-second live histogram)."""
+        out: list[np.ndarray] = []
+        for s in self._sessions:
+            lo, hi = np.searchsorted(s.t_scheduled, (lo_s, hi_s))
+            if hi > lo:
+                lat = s.t_reply[lo:hi] - s.t_scheduled[lo:hi]
+                out.append(lat[~np.isnan(lat)])
+        return np.concatenate(out) if out else np.empty(0)
+
     def live(self) -> LiveStats:
         """Progress snapshot: rates since the previous call, p95 over the last ~2 s."""
         cfg = self.config

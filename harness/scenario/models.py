@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -128,6 +129,37 @@ class TraceSpec(_Strict):
         return self
 
 
+class LocustBind(_Strict):
+    """Where the Locust master listens for workers (ZeroMQ). Port 0: a free port, passed to
+    the local workers; remote workers need a fixed port open to them."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
+
+
+class LocustSpec(_Strict):
+    """``workload.engine: locust``: the load split over Locust workers (README "More load than
+    one machine"). ``workers`` local worker processes (None: cores - 1, at least 1) plus
+    ``expect_remote_workers`` started elsewhere with ``harness worker --master HOST:PORT``."""
+
+    workers: int | None = Field(None, ge=0, le=256)
+    expect_remote_workers: int = Field(0, ge=0, le=1024)
+    master_bind: LocustBind = Field(default_factory=LocustBind)
+    worker_timeout_s: float = Field(30, gt=0, le=MAX_TIMEOUT_S)
+    web: bool = False
+    web_bind: LocustBind = Field(default_factory=LocustBind)
+
+    def local_workers(self) -> int:
+        """Local worker processes to start: ``workers``, or cores - 1 (at least 1)."""
+        if self.workers is not None:
+            return self.workers
+        return max((os.cpu_count() or 2) - 1, 1)
+
+    def total_workers(self) -> int:
+        """Local plus remote workers."""
+        return self.local_workers() + self.expect_remote_workers
+
+
 class Workload(_Strict):
     """The load: ``duration_s`` is the whole load, of which the first ``warmup_s`` is excluded."""
 
@@ -139,6 +171,25 @@ class Workload(_Strict):
     trace: TraceSpec = Field(default_factory=lambda: TraceSpec(synthetic=SyntheticTrace()))
     late_threshold_ms: float = Field(5, gt=0, le=MAX_TIMEOUT_S * 1000)
     reply_timeout_s: float = Field(5, gt=0, le=MAX_TIMEOUT_S)
+    engine: Literal["native", "locust"] = "native"
+    locust: LocustSpec | None = None
+
+    @model_validator(mode="after")
+    def _engine(self) -> Workload:
+        if self.engine == "native":
+            if self.locust is not None:
+                raise ValueError("workload.locust applies to engine: locust (engine is native)")
+            return self
+        if self.locust is None:
+            self.locust = LocustSpec()
+        n = self.locust.total_workers()
+        if n < 1:
+            raise ValueError("engine locust needs at least one worker (workers + remote)")
+        if n > self.sessions:
+            raise ValueError(
+                f"{n} locust workers for {self.sessions} sessions: give each a session"
+            )
+        return self
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> Workload:

@@ -11,8 +11,8 @@ so each TorchServe quirk is handled once:
 - a newly registered version does not become the default, and unregistering a version kills
   its worker with no drain: ``reload`` registers, promotes, waits for the old version's queue
   and in-flight batch to empty (``drain``), and only then unregisters;
-- TorchServe takes the archive's ``minWorkers`` over ``initial_workers``: ``register`` scales
-  afterwards;
+- TorchServe takes an archive's ``minWorkers`` over ``initial_workers``: the project's archives
+  pin no worker count, and ``register`` still scales afterwards for archives that do;
 - what TorchServe runs is read back (``running_config``), never assumed from what was asked.
 
 Only the standard library is used: the compose container imports this file as it is.
@@ -333,7 +333,7 @@ class ManagementClient:
             }
         )
         answer = self.request("POST", f"/models?{query}", timeout_s=SCALE_TIMEOUT_S)
-        # TorchServe takes the archive's minWorkers over initial_workers.
+        # TorchServe takes an archive's minWorkers over initial_workers (ours pin none).
         self.scale(version, settings.workers)
         return answer
 

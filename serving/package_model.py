@@ -40,7 +40,6 @@ class ArchiveSettings:
 
     batch_size: int = 16
     max_batch_delay_ms: int = 50
-    workers: int = 2
     response_timeout_s: int = 30
     torch_threads: int = 0  # 0 = handler default (1 per worker on CPU)
 
@@ -50,7 +49,6 @@ def render_model_config(settings: ArchiveSettings) -> str:
     return Template(MODEL_CONFIG_TEMPLATE.read_text()).substitute(
         batch_size=settings.batch_size,
         max_batch_delay=settings.max_batch_delay_ms,
-        workers=settings.workers,
         response_timeout=settings.response_timeout_s,
         torch_threads=settings.torch_threads,
     )
@@ -132,13 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("build/model-store"))
     parser.add_argument("--batch-size", type=int, default=ArchiveSettings.batch_size)
     parser.add_argument("--max-batch-delay", type=int, default=ArchiveSettings.max_batch_delay_ms)
-    parser.add_argument("--workers", type=int, default=ArchiveSettings.workers)
     parser.add_argument("--response-timeout", type=int, default=ArchiveSettings.response_timeout_s)
     args = parser.parse_args(argv)
     settings = ArchiveSettings(
         batch_size=args.batch_size,
         max_batch_delay_ms=args.max_batch_delay,
-        workers=args.workers,
         response_timeout_s=args.response_timeout,
     )
     try:

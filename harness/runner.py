@@ -312,9 +312,10 @@ def _analyse(
     base_summary = baseline_doc.get("summary") if baseline_doc else None
     doc["gates"] = evaluate_gates(scenario.gates, summary, faults, base_summary)
     if baseline_doc is not None:
-        doc["comparison"] = compare(doc, baseline_doc)
+        comparison = compare(doc, baseline_doc)
         if baseline_doc.get("valid") is False:
-            doc["comparison"]["warnings"].append("the baseline run was INVALID")
+            comparison.warnings.append("the baseline run was INVALID")
+        doc["comparison"] = comparison.model_dump(mode="json")
     if reasons:
         doc["verdict"] = "invalid"
         return EXIT_INVALID

@@ -23,8 +23,10 @@ import numpy as np
 import psutil
 
 from benchmarks.echo_server import serve_echo_forever, wait_port
+from harness.analysis import frames as fr
+from harness.analysis import hdr
 from harness.clock import RunClock
-from harness.load import LoadConfig, LoadGenerator, percentiles_ms, run_with_best_loop
+from harness.load import LoadConfig, LoadGenerator, run_with_best_loop
 
 
 def _trace() -> list[dict]:
@@ -55,10 +57,10 @@ def run_level(
     server_cpu0 = sum(server.cpu_times()[:2])
     res = run_with_best_loop(LoadGenerator(cfg, RunClock()).run())
     server_cpu = sum(server.cpu_times()[:2]) - server_cpu0
-    counts = res.counts()
+    counts = fr.counts(res)
     f = res.frames[res.measured_mask()]
     lag_ms = (f["t_sent"] - f["t_scheduled"]) * 1000
-    p = percentiles_ms(res.histograms()["frame_latency"])
+    p = hdr.latency_summary(fr.histograms(res)["frame_latency"])
     span = seconds  # measured window
     return {
         "sessions": sessions,

@@ -21,16 +21,20 @@ The rule (``RULE``):
   harness's own figures (generator, its CPU/RSS), maxima (one extreme value each) and figures
   without per-window data (uncorrected and non-inference latency, CPU/GPU/TorchServe
   resources) are shown with ``verdict = "not judged"`` and the reason in ``note``.
-* **One run a side: block bootstrap over 1-s windows.** Adjacent windows are autocorrelated,
-  so they are resampled in moving blocks of ``b`` windows, ``b`` = the first lag at which the
-  sample autocorrelation of the metric's own per-window series falls inside the white-noise
-  band +-2/sqrt(n) (b = 1 for an uncorrelated series; at most n/3). Each latency percentile is
-  read from the merged histogram of the resampled windows (each percentile on its own data:
-  p90 from p90, p99.9 from p99.9); rates use the mean of the resampled windows.
-  ``BOOTSTRAP_RESAMPLES`` resamples, fixed seed. The bootstrap standard error of each side
-  gives a z-test of the change (of log values for latency, of the difference for rates) and
-  the interval of the change; ``ci_run``/``ci_baseline`` are each side's 95 % percentile
-  intervals.
+* **One run a side: circular block bootstrap over 1-s windows.** Adjacent windows are
+  autocorrelated (a shared machine drifts), so treating them as independent makes p far too
+  small. Each metric's own per-window series gives its lag-1 autocorrelation r (bias-corrected
+  for short series; the larger of the two sides', so one noisy estimate cannot shorten the
+  blocks); the blocks are b = ceil(2 tau) windows, tau = (1 + r)/(1 - r) the series' memory
+  under an AR(1) model (2 for an uncorrelated series, at most n/3). Each latency percentile
+  is read from the merged histogram of the resampled windows (each percentile on its own
+  data: p90 from p90, p99.9 from p99.9); rates use the mean of the resampled windows;
+  ``BOOTSTRAP_RESAMPLES`` resamples, fixed seed. A block bootstrap's variance is short by two
+  known factors (it keeps correlation only inside a block, and it is a plug-in variance over
+  n/b blocks); ``variance_correction`` restores both under the same AR(1) model. The change
+  (of log values for latency, the difference for rates) is then tested with Student's t on
+  n_run/b + n_base/b - 2 degrees of freedom (the independent blocks), and ``ci_run``/
+  ``ci_baseline`` are each side's 95 % t intervals from the same corrected variance.
 * **N runs a side: the run is the sample.** Welch's t-test over the runs' whole-run values
   (log values for latency), as pyperf does.
 * **Accuracy**: a two-proportion z-test of correct/judged predictions (frames are treated as
@@ -50,7 +54,7 @@ Differing workloads (sessions, fps, warm-up, trace) and environments go to ``war
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -69,6 +73,8 @@ BOOTSTRAP_SEED = 20261128
 MIN_WINDOWS = 5
 MIN_BLOCKS = 3
 MIN_RUNS = 3
+# A block spans this many integrated autocorrelation times (block_length).
+BLOCK_TAUS = 2.0
 # Beyond this coefficient of variation of the per-window frame p50, say the run was unsteady.
 NOISY_CV = 0.25
 # A generator later than its threshold on this share of frames is near saturation.
@@ -96,9 +102,10 @@ _PACKAGES = ("torch", "torchserve", "fastapi", "uvicorn", "websockets", "numpy")
 
 RULE = (
     "verdicts only for measured properties of the system under test (latency p50-p999/mean, "
-    "throughput, error rate, accuracy); one run a side: moving-block bootstrap over 1-s windows "
-    "(block = first lag inside the +-2/sqrt(n) autocorrelation band), each percentile read from "
-    "its own merged histograms; N runs a side: Welch t-test over runs; worse/better when "
+    "throughput, error rate, accuracy); one run a side: circular block bootstrap over 1-s "
+    "windows (block = 2 x the AR(1) memory (1+r)/(1-r) of the metric's own per-window series), "
+    "each percentile read from its own merged histograms, t-test on the independent blocks; "
+    "N runs a side: Welch t-test over runs; worse/better when "
     f"p < {FAMILY_ALPHA}/m (Bonferroni over the m metrics tested) AND |change| > "
     f"{PRACTICAL_CHANGE:.0%}; too little data below {MIN_WINDOWS} windows ({MIN_RUNS} runs) or "
     "10/(1-p) replies for percentile p"
@@ -231,7 +238,9 @@ def window_series(doc: Mapping[str, Any]) -> WindowSeries:
             continue
         flags = warm + [False] * (len(encoded) - len(warm))
         latency[family] = [
-            hdr.decode(e, unit) if e else None for e, w in zip(encoded, flags, strict=False) if not w
+            hdr.decode(e, unit) if e else None
+            for e, w in zip(encoded, flags, strict=False)
+            if not w
         ]
 
     def measured(key: str) -> list[float]:
@@ -254,7 +263,9 @@ def _never_measured(doc: Mapping[str, Any]) -> str | None:
     verdict = doc.get("verdict")
     if not isinstance(summary, Mapping) or not summary:
         return f"it has no summary (verdict {verdict!r}: the run never measured)"
-    answered = ((summary.get("frames") or {}).get("answered")) if isinstance(summary, Mapping) else None
+    answered = (
+        ((summary.get("frames") or {}).get("answered")) if isinstance(summary, Mapping) else None
+    )
     latency = ((summary.get("frame") or {}).get("latency_ms") or {}).get("count")
     if not answered and not latency:
         return f"it measured no answered frames (verdict {verdict!r})"
@@ -264,32 +275,56 @@ def _never_measured(doc: Mapping[str, Any]) -> str | None:
 # --- the statistics ---------------------------------------------------------------------------
 
 
-def block_length(values: Sequence[float] | np.ndarray) -> int:
-    """Moving-block length for a per-window series: the first lag whose sample autocorrelation
-    falls inside the white-noise band +-2/sqrt(n); 1 for an uncorrelated or constant series;
-    at most max(1, n // 3). NaN windows are left out."""
+def lag1_autocorrelation(values: Sequence[float] | np.ndarray) -> float:
+    """Lag-1 sample autocorrelation of a per-window series, bias-corrected for a short series
+    (+ (1 + 4 r)/n, Kendall's first-order correction) and clamped to [0, 0.95]; 0 for fewer
+    than 4 finite values or a constant series. NaN windows are left out."""
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
     n = x.size
     if n < 4:
-        return 1
+        return 0.0
     xc = x - x.mean()
     denom = float(xc @ xc)
     if denom == 0:
-        return 1
-    band = 2.0 / math.sqrt(n)
-    cap = max(1, n // 3)
-    for k in range(1, cap + 1):
-        if float(xc[:-k] @ xc[k:]) / denom < band:
-            return k
-    return cap
+        return 0.0
+    r1 = float(xc[:-1] @ xc[1:]) / denom
+    return min(max(r1 + (1 + 4 * r1) / n, 0.0), 0.95)
+
+
+def block_length(values: Sequence[float] | np.ndarray) -> int:
+    """Block length (windows) for a per-window series, from its measured autocorrelation
+    (``lag1_autocorrelation``; NaN windows left out): ``block_length_for``."""
+    n = int(np.count_nonzero(np.isfinite(np.asarray(values, dtype=np.float64))))
+    return block_length_for(lag1_autocorrelation(values), n)
+
+
+def block_length_for(r: float, n: int) -> int:
+    """Block length for lag-1 autocorrelation ``r`` over ``n`` windows: tau = (1 + r)/(1 - r),
+    the windows the series needs to forget (its integrated autocorrelation time under an AR(1)
+    model); b = ceil(BLOCK_TAUS * tau), so a block spans twice that memory (2 for an
+    uncorrelated series); at most max(1, n // 3)."""
+    tau = (1 + r) / (1 - r)
+    return int(min(max(1, n // 3), max(1, math.ceil(BLOCK_TAUS * tau))))
+
+
+def variance_correction(r: float, b: int, n: int) -> float:
+    """Factor on a circular block bootstrap's variance of a mean-like statistic under an AR(1)
+    series with lag-1 autocorrelation ``r`` cut into blocks of ``b`` of ``n`` windows: the
+    bootstrap keeps correlation only within a block (Bartlett weights 1 - k/b) where the true
+    variance holds all of it (tau), and its plug-in variance over m = n/b blocks is short by
+    (m - 1)/m. Returns tau / bartlett * m / (m - 1) (>= 1)."""
+    tau = (1 + r) / (1 - r)
+    bartlett = 1 + 2 * sum((1 - k / b) * r**k for k in range(1, b))
+    m = max(n / b, 1.5)
+    return max(tau / bartlett, 1.0) * m / (m - 1)
 
 
 def _block_weights(rng: np.random.Generator, n: int, b: int, resamples: int) -> np.ndarray:
     """(R, n) how often each window is drawn by a moving-block bootstrap with blocks of ``b``."""
     nblocks = math.ceil(n / b)
-    starts = rng.integers(0, n - b + 1, size=(resamples, nblocks))
-    idx = (starts[:, :, None] + np.arange(b)).reshape(resamples, -1)[:, :n]
+    starts = rng.integers(0, n, size=(resamples, nblocks))
+    idx = ((starts[:, :, None] + np.arange(b)) % n).reshape(resamples, -1)[:, :n]
     flat = (idx + np.arange(resamples)[:, None] * n).ravel()
     return np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(np.float64)
 
@@ -302,55 +337,121 @@ class _Boot:
     draws: np.ndarray  # (R,) resampled values (NaN-free)
     n: int  # windows with data
     block: int
+    # variance_correction for this series: the bootstrap variance times this is the estimate.
+    var_factor: float = 1.0
     total: int | None = None  # replies (latency)
 
+    @property
+    def blocks(self) -> float:
+        """Independent blocks behind the estimate (n / b)."""
+        return self.n / self.block
 
-def _latency_boot(hists: Sequence[HdrHistogram | None], stat: str, seed: int) -> _Boot | None:
-    """Bootstrap of a latency statistic (ms) over per-window histograms; None without data."""
-    present = [h for h in hists if h is not None and h.get_total_count() > 0]
-    if not present:
+    def var(self, log: bool) -> float:
+        """Corrected variance of the statistic (of its log with ``log``)."""
+        d = np.log(np.maximum(self.draws, 1e-9)) if log else self.draws
+        return float(np.var(d)) * self.var_factor if d.size else 0.0
+
+    def interval(self, log: bool, level: float = 0.95) -> list[float] | None:
+        """``level`` t interval (df = blocks - 1) of the value from the corrected variance."""
+        if not self.draws.size or (log and self.value <= 0):
+            return None
+        half = _quantile(1.0 - level, max(self.blocks - 1.0, 1.0)) * math.sqrt(self.var(log))
+        if log:
+            return [self.value * math.exp(-half), self.value * math.exp(half)]
+        return [self.value - half, self.value + half]
+
+
+@dataclass
+class _Sample:
+    """One side's per-window data for one metric, ready to resample."""
+
+    rows: np.ndarray  # (n, G) per-window histogram counts, or (n, 1) per-window values
+    per_window: np.ndarray  # (n,) the metric in each window (its own series)
+    read: Callable[[np.ndarray], np.ndarray]  # (R, G) weights @ rows -> (R,) statistic
+    total: int | None = None  # replies (latency)
+
+    @property
+    def n(self) -> int:
+        return int(self.rows.shape[0])
+
+
+def _latency_sample(hists: Sequence[HdrHistogram | None], stat: str) -> _Sample | None:
+    """A latency statistic (ms) over per-window histograms; None without data."""
+    if not any(h is not None and h.get_total_count() > 0 for h in hists):
         return None
     if stat == "mean":
         grid, mat = hdr.stack(hists, highest=False)
-        per_window = hdr.stacked_means(grid, mat)
-        reader = lambda m: hdr.stacked_means(grid, m)  # noqa: E731
+
+        def read(m: np.ndarray) -> np.ndarray:
+            return hdr.stacked_means(grid, m) / hdr.US_PER_MS
     else:
         p = hdr.PERCENTILES[stat]
         grid, mat = hdr.stack(hists)
-        per_window = hdr.stacked_percentiles(grid, mat, p)
-        reader = lambda m: hdr.stacked_percentiles(grid, m, p)  # noqa: E731
-    keep = mat.sum(axis=1) > 0
-    mat, per_window = mat[keep], per_window[keep]
-    n = mat.shape[0]
-    b = block_length(per_window)
-    value = float(reader(mat.sum(axis=0, keepdims=True))[0]) / hdr.US_PER_MS
-    rng = np.random.default_rng(seed)
-    weights = _block_weights(rng, n, b, BOOTSTRAP_RESAMPLES)
-    draws = reader(weights @ mat) / hdr.US_PER_MS
-    return _Boot(value, draws[np.isfinite(draws)], n, b, int(mat.sum()))
+
+        def read(m: np.ndarray) -> np.ndarray:
+            return hdr.stacked_percentiles(grid, m, p) / hdr.US_PER_MS
+
+    mat = mat[mat.sum(axis=1) > 0]
+    return _Sample(mat, read(mat), read, int(mat.sum()))
 
 
-def _series_boot(values: Sequence[float], seed: int) -> _Boot | None:
-    """Bootstrap of the mean of a per-window series (NaN windows left out)."""
+def _series_sample(values: Sequence[float]) -> _Sample | None:
+    """The mean of a per-window series (NaN windows left out); None without data."""
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size == 0:
         return None
-    b = block_length(x)
+    n = x.size
+
+    def read(m: np.ndarray) -> np.ndarray:
+        return m[:, 0] / n  # block weights sum to n
+
+    return _Sample(x[:, None], x, read)
+
+
+def _bootstrap(sample: _Sample, r: float, seed: int) -> _Boot:
+    """Circular block bootstrap of one side, blocks sized for autocorrelation ``r``."""
+    n = sample.n
+    b = block_length_for(r, n)
     rng = np.random.default_rng(seed)
-    draws = (_block_weights(rng, x.size, b, BOOTSTRAP_RESAMPLES) @ x) / x.size
-    return _Boot(float(x.mean()), draws, int(x.size), b)
+    weights = _block_weights(rng, n, b, BOOTSTRAP_RESAMPLES)
+    value = float(sample.read(sample.rows.sum(axis=0, keepdims=True))[0])
+    draws = sample.read(weights @ sample.rows)
+    return _Boot(
+        value, draws[np.isfinite(draws)], n, b, variance_correction(r, b, n), sample.total
+    )
 
 
-def _normal_sf(z: float) -> float:
-    """Two-sided p-value of a standard normal z."""
-    return math.erfc(abs(z) / math.sqrt(2.0))
+def _boot_pair(
+    run: _Sample | None, base: _Sample | None, seed: int
+) -> tuple[_Boot | None, _Boot | None]:
+    """Both sides' bootstraps with ONE autocorrelation, the larger of the two measured (the
+    conservative choice: a noisy estimate on one side must not shorten the blocks)."""
+    r = max((lag1_autocorrelation(s.per_window) for s in (run, base) if s is not None), default=0)
+    return (
+        None if run is None else _bootstrap(run, r, seed),
+        None if base is None else _bootstrap(base, r, seed + 1000),
+    )
 
 
-def _z_quantile(two_sided_alpha: float) -> float:
-    from statistics import NormalDist
+def _two_sided_p(z: float, df: float | None) -> float:
+    """Two-sided p-value of a t statistic with ``df`` degrees of freedom (None: normal)."""
+    if df is None:
+        return math.erfc(abs(z) / math.sqrt(2.0))
+    from scipy.stats import t
 
-    return NormalDist().inv_cdf(1.0 - two_sided_alpha / 2.0)
+    return float(2.0 * t.sf(abs(z), df))
+
+
+def _quantile(two_sided_alpha: float, df: float | None) -> float:
+    """The critical value of a two-sided test at ``two_sided_alpha`` (t with ``df``, or normal)."""
+    if df is None:
+        from statistics import NormalDist
+
+        return NormalDist().inv_cdf(1.0 - two_sided_alpha / 2.0)
+    from scipy.stats import t
+
+    return float(t.ppf(1.0 - two_sided_alpha / 2.0, df))
 
 
 @dataclass
@@ -361,33 +462,20 @@ class _Test:
     effect: float  # the estimate on the test's scale (log ratio or difference)
     se: float
     log: bool  # effect is a log ratio
+    # Degrees of freedom of the t reference (None: normal): the independent blocks behind the
+    # bootstrap's standard error, so few blocks widen the test as they should.
+    df: float | None = None
 
 
 def _boot_test(run: _Boot, base: _Boot, log: bool) -> _Test:
-    """z-test of the change from the two sides' bootstrap standard errors."""
-    if log:
-        if run.value <= 0 or base.value <= 0:
-            log = False
-        else:
-            r = np.log(np.maximum(run.draws, 1e-9))
-            b = np.log(np.maximum(base.draws, 1e-9))
-            effect = math.log(run.value / base.value)
-            se = math.sqrt(float(np.var(r)) + float(np.var(b)))
-    if not log:
-        effect = run.value - base.value
-        se = math.sqrt(float(np.var(run.draws)) + float(np.var(base.draws)))
-    if se == 0:
-        p = 1.0 if effect == 0 else 0.0
-    else:
-        p = _normal_sf(effect / se)
-    return _Test(p, effect, se, log)
-
-
-def _ci95(draws: np.ndarray) -> list[float] | None:
-    if draws.size == 0:
-        return None
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return [float(lo), float(hi)]
+    """t-test of the change: the two sides' bootstrap standard errors, with as many degrees of
+    freedom as independent blocks (n/b a side, minus 2)."""
+    log = log and run.value > 0 and base.value > 0
+    effect = math.log(run.value / base.value) if log else run.value - base.value
+    se = math.sqrt(run.var(log) + base.var(log))
+    df = max(run.blocks + base.blocks - 2.0, 1.0)
+    p = (1.0 if effect == 0 else 0.0) if se == 0 else _two_sided_p(effect / se, df)
+    return _Test(p, effect, se, log, df)
 
 
 def _relative(run: float | None, base: float | None) -> float | None:
@@ -434,7 +522,7 @@ def _too_few_replies(stat: str, total: int | None) -> int | None:
     """Replies a side needs for percentile ``stat`` (None: it has enough)."""
     if stat not in hdr.PERCENTILES or total is None:
         return None
-    need = math.ceil(10.0 / (1.0 - hdr.PERCENTILES[stat] / 100.0) - 1e-9)
+    need = math.ceil(round(10.0 / (1.0 - hdr.PERCENTILES[stat] / 100.0), 6))
     return need if total < need else None
 
 
@@ -450,23 +538,30 @@ def _window_tests(
             seed += 1
             method = "block-bootstrap"
             if family in run.latency and family in base.latency:
-                rb = _latency_boot(run.latency[family], stat, seed)
-                bb = _latency_boot(base.latency[family], stat + "", seed + 1000)
+                rb, bb = _boot_pair(
+                    _latency_sample(run.latency[family], stat),
+                    _latency_sample(base.latency[family], stat),
+                    seed,
+                )
             elif (family, stat) in run.percentile_series and (
                 family,
                 stat,
             ) in base.percentile_series:
                 method = "block-bootstrap (per-window series, no window histograms)"
-                rb = _series_boot(run.percentile_series[(family, stat)], seed)
-                bb = _series_boot(base.percentile_series[(family, stat)], seed + 1000)
+                rb, bb = _boot_pair(
+                    _series_sample(run.percentile_series[(family, stat)]),
+                    _series_sample(base.percentile_series[(family, stat)]),
+                    seed,
+                )
             else:
                 continue
             out[metric] = _boot_row(metric, rb, bb, method, log=True, stat=stat)
     for metric in RATE_SERIES:
         if metric in run.rates and metric in base.rates:
             seed += 1
-            rb = _series_boot(run.rates[metric], seed)
-            bb = _series_boot(base.rates[metric], seed + 1000)
+            rb, bb = _boot_pair(
+                _series_sample(run.rates[metric]), _series_sample(base.rates[metric]), seed
+            )
             out[metric] = _boot_row(metric, rb, bb, "block-bootstrap", log=False, stat=None)
     return out
 
@@ -490,7 +585,7 @@ def _boot_row(
         row.note = f"too little data (n = {row.n_run}/{row.n_baseline} windows with data)"
         return row, None
     row.block_windows = [rb.block, bb.block]
-    row.ci_run, row.ci_baseline = _ci95(rb.draws), _ci95(bb.draws)
+    row.ci_run, row.ci_baseline = rb.interval(log), bb.interval(log)
     reasons = []
     if min(rb.n, bb.n) < MIN_WINDOWS:
         reasons.append(f"n = {rb.n}/{bb.n} windows; need >= {MIN_WINDOWS} a side")
@@ -515,6 +610,7 @@ def _accuracy_row(
     run_doc: Mapping[str, Any], base_doc: Mapping[str, Any]
 ) -> tuple[MetricComparison, _Test | None] | None:
     """Two-proportion z-test of accuracy; None when neither side judged predictions."""
+
     def detail(doc: Mapping[str, Any]) -> tuple[int, int]:
         d = (doc.get("summary") or {}).get("accuracy_detail") or {}
         return int(d.get("correct") or 0), int(d.get("total") or 0)
@@ -540,7 +636,7 @@ def _accuracy_row(
     pooled = (rc + bc) / (rn + bn)
     se = math.sqrt(max(pooled * (1 - pooled), 0.0) * (1 / rn + 1 / bn))
     effect = rc / rn - bc / bn
-    p = (1.0 if effect == 0 else 0.0) if se == 0 else _normal_sf(effect / se)
+    p = (1.0 if effect == 0 else 0.0) if se == 0 else _two_sided_p(effect / se, None)
     return row, _Test(p, effect, se, log=False)
 
 
@@ -550,9 +646,9 @@ def _decide(rows: list[tuple[MetricComparison, _Test | None]]) -> float | None:
     if not tested:
         return None
     alpha = FAMILY_ALPHA / len(tested)
-    z = _z_quantile(alpha)
     for row, test in tested:
         row.p_value = test.p
+        z = _quantile(alpha, test.df)
         lo, hi = test.effect - z * test.se, test.effect + z * test.se
         if test.log:
             row.ci_change = [math.exp(lo) - 1.0, math.exp(hi) - 1.0]
@@ -611,9 +707,7 @@ def workload_warnings(run_doc: Mapping[str, Any], base_doc: Mapping[str, Any]) -
     return out
 
 
-def stability_warnings(
-    doc: Mapping[str, Any], series: WindowSeries, side: str
-) -> list[str]:
+def stability_warnings(doc: Mapping[str, Any], series: WindowSeries, side: str) -> list[str]:
     """pyperf-style warnings about one side's data, each saying what to do."""
     out = []
     n = series.n_windows
@@ -697,10 +791,11 @@ def headline(cmp: Comparison) -> str:
                 f"{word}: {kinds} {v.value} ({named}{more}), change interval excludes 0 at "
                 f"family-wise {FAMILY_ALPHA:.0%}; {tail}"
             )
-    judged = len(by[Verdict.SAME])
-    if judged:
-        return f"no significant change in {judged} judged metrics; {tail}"
-    return f"too little data to decide; {tail}"
+    same, little = len(by[Verdict.SAME]), len(by[Verdict.TOO_LITTLE_DATA])
+    if little >= same:
+        first = next(m.note for m in by[Verdict.TOO_LITTLE_DATA] if m.note) if little else ""
+        return f"too little data to decide {little} of {same + little} metrics {first}; {tail}"
+    return f"no significant change in {same} judged metric{'s' if same != 1 else ''}; {tail}"
 
 
 # --- the three entry points ---------------------------------------------------------------------
@@ -900,7 +995,7 @@ def _welch(run: np.ndarray, base: np.ndarray, log: bool) -> _Test:
     # scipy.stats costs seconds to import: only pay for it when runs are compared.
     from scipy.stats import ttest_ind
 
-    if log and (run <= 0).any() or log and (base <= 0).any():
+    if log and ((run <= 0).any() or (base <= 0).any()):
         log = False
     a, b = (np.log(run), np.log(base)) if log else (run, base)
     effect = float(a.mean() - b.mean())
@@ -920,7 +1015,9 @@ def comparison_for(
     embedded = results.get("comparison")
     if baseline is None:
         return embedded if isinstance(embedded, Mapping) else None
-    if isinstance(embedded, Mapping) and embedded.get("baseline_run_id") == baseline.get("run_id"):
-        if embedded.get("headline"):
-            return dict(embedded)
+    same = isinstance(embedded, Mapping) and embedded.get("baseline_run_id") == baseline.get(
+        "run_id"
+    )
+    if same and isinstance(embedded, Mapping) and embedded.get("headline"):
+        return dict(embedded)
     return compare(results, baseline).model_dump(mode="json")

@@ -1,15 +1,32 @@
-"""Decoded column views of a LoadResult's frame array, shared by the analysis modules."""
+"""What a load recording says: counts, accuracy, latency histograms and 1-s windows.
+
+The load package records raw rows (``harness.load.recording.LoadResult``); everything derived
+from them is here, once. Histograms come from ``harness.analysis.hdr`` (microseconds).
+
+**Frame latency** (one definition, ``latency_population``): the coordinated-omission corrected
+latency ``t_reply - t_scheduled`` of every frame answered WITHOUT an error reply (an inference
+reply, or a non-inference reply such as a skipped frame). Error replies are left out of every
+latency figure (whole-run summary, per-second series, per-window histograms and so the
+comparison's intervals): they are counted as errors instead, and a fast error reply would
+otherwise make a failing system look quick. ``inference`` latency: the frames of that
+population answered with an inference (``served_by`` set); ``non_inference``: the rest of it.
+Frames scheduled before ``warmup_s`` are outside the measured window (kept in the windows,
+flagged ``warmup``). A frame belongs to the 1-s window of its SCHEDULED time.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from harness.load.recording import new_histogram, record_seconds
+from harness.load.recording import LoadResult
+
+from . import hdr
 
 
 @dataclass
@@ -60,70 +77,183 @@ def columns(load: Any) -> Columns:
     )
 
 
-def histogram_of(seconds: np.ndarray, limit_s: float | None = None) -> HdrHistogram:
-    """HDR histogram (us, 3 digits) of latencies in seconds (NaNs ignored).
+# --- populations ------------------------------------------------------------------------------
 
-    ``limit_s``: the run's latency limit (``LoadResult.latency_limit_s``); values above it are
-    left out, as in the run's own histograms, which count them (``LoadResult.over_range``) and
-    make the run INVALID. None: the range is sized to hold every value (ad-hoc percentiles of a
-    slice), so nothing is ever clamped or dropped.
+
+def latency_population(frames: np.ndarray) -> np.ndarray:
+    """THE frame-latency population: answered frames without an error reply (bool mask)."""
+    return ~np.isnan(frames["t_reply"]) & (frames["error_code"] < 0)
+
+
+def inference_population(frames: np.ndarray) -> np.ndarray:
+    """The part of the frame-latency population answered with an inference."""
+    return latency_population(frames) & (frames["served_by"] >= 0)
+
+
+# --- aggregates --------------------------------------------------------------------------------
+
+
+def _measured(load: LoadResult, mask: np.ndarray | None) -> np.ndarray:
+    return load.measured_mask() if mask is None else mask
+
+
+def counts(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, int]:
+    """scheduled/sent/answered/late/errored/lost/inferences (measured window by default).
+
+    ``answered`` includes error replies; ``lost`` = scheduled - answered (never sent, or no
+    reply within reply_timeout_s after the last frame).
     """
-    s = seconds[~np.isnan(seconds)]
-    if limit_s is None:
-        limit_s = max(float(s.max()) if s.size else 0.0, 1e-3)
-    hist = new_histogram(limit_s)
-    record_seconds(hist, s)
-    return hist
+    m = _measured(load, mask)
+    f = load.frames[m]
+    answered = int(np.count_nonzero(~np.isnan(f["t_reply"])))
+    return {
+        "scheduled": int(f.size),
+        "sent": int(np.count_nonzero(~np.isnan(f["t_sent"]))),
+        "answered": answered,
+        "late": int(np.count_nonzero(load.late_mask()[m])),
+        "errored": int(np.count_nonzero(f["error_code"] >= 0)),
+        "lost": int(f.size - answered),
+        "inferences": int(np.count_nonzero(f["served_by"] >= 0)),
+    }
 
 
-def percentiles_of(seconds: np.ndarray, keys: tuple[str, ...] = ("p50", "p95", "p99")) -> dict:
-    """Selected percentiles (ms) of latencies in seconds, via HDR; None values when empty."""
-    pct = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
-    values = hdr_percentiles(histogram_of(seconds), [pct[k] for k in keys])
-    return {k: None if v is None else v / 1000.0 for k, v in zip(keys, values, strict=True)}
+def _tally(load: LoadResult, codes: np.ndarray) -> dict[str, int]:
+    values, n = np.unique(codes[codes >= 0], return_counts=True)
+    return {load.labels[v]: int(c) for v, c in zip(values.tolist(), n.tolist(), strict=True)}
 
 
-def hdr_nonzero(hist: HdrHistogram, highest: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(values in us, counts) of the non-empty buckets: each bucket's median-equivalent value,
-    or its highest-equivalent one (what ``get_value_at_percentile`` reports) with ``highest``.
+def errors_by_code(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, int]:
+    """Error replies per error code (measured window by default)."""
+    return _tally(load, load.frames["error_code"][_measured(load, mask)])
 
-    Vectorised over hdrh's counts array (same bucket arithmetic as
-    ``HdrHistogram.get_value_from_index``): hdrh's iterators walk every bucket in Python
-    (~0.15 s per histogram), far too slow for per-window and bootstrap work.
+
+def served_by_counts(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, int]:
+    """Inference replies per ``served_by`` value ("local", "torchserve", ...)."""
+    return _tally(load, load.frames["served_by"][_measured(load, mask)])
+
+
+def model_version_counts(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, int]:
+    """Inference replies per ``model_version``."""
+    return _tally(load, load.frames["model_version"][_measured(load, mask)])
+
+
+def accuracy(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, Any]:
+    """Predictions against the trace's truth: inference replies with a prediction and truth.
+
+    Returns ``{"accuracy": float | None, "correct", "total", "by_served_by": {name: acc}}``;
+    accuracy is None when no judged prediction exists (no truth in the trace).
     """
-    counts = np.ctypeslib.as_array(hist.counts)
-    idx = np.nonzero(counts)[0].astype(np.int64)
-    half, mag = hist.sub_bucket_half_count, hist.sub_bucket_half_count_magnitude
-    bucket = (idx >> mag) - 1
-    sub = (idx & (half - 1)) + half
-    low = bucket < 0
-    sub[low] -= half
-    bucket[low] = 0
-    lowest = sub << (bucket + hist.unit_magnitude)
-    size = np.left_shift(1, hist.unit_magnitude + bucket)
-    values = lowest + size - 1 if highest else lowest + (size >> 1)
-    return values.astype(np.float64), counts[idx].astype(np.float64)
+    f = load.frames[_measured(load, mask)]
+    judged = (f["prediction"] >= 0) & (f["truth"] >= 0)
+    correct = judged & (f["prediction"] == f["truth"])
+    by: dict[str, float | None] = {}
+    for code in np.unique(f["served_by"][judged]).tolist():
+        sel = judged & (f["served_by"] == code)
+        n = int(np.count_nonzero(sel))
+        by[load.labels[code] if code >= 0 else "none"] = (
+            int(np.count_nonzero(correct & sel)) / n if n else None
+        )
+    total = int(np.count_nonzero(judged))
+    n_correct = int(np.count_nonzero(correct))
+    return {
+        "accuracy": n_correct / total if total else None,
+        "correct": n_correct,
+        "total": total,
+        "by_served_by": by,
+    }
 
 
-def hdr_mean(hist: HdrHistogram) -> float | None:
-    """Mean of a histogram (same value as ``get_mean_value``, ~50x faster); None when empty."""
-    values, counts = hdr_nonzero(hist)
-    total = counts.sum()
-    return float((values * counts).sum() / total) if total else None
+# --- histograms and windows --------------------------------------------------------------------
 
 
-def hdr_percentiles(hist: HdrHistogram, percentiles: Sequence[float]) -> list[float | None]:
-    """Values (us) at percentiles, the same rule as ``HdrHistogram.get_value_at_percentile``
-    (count rank = int(p/100 * total + 0.5), at least 1; the bucket's highest-equivalent value),
-    vectorised: hdrh walks the counts in Python (~30 ms per call at 40 ms latencies).
-    """
-    values, counts = hdr_nonzero(hist, highest=True)
-    total = counts.sum()
-    if total == 0:
-        return [None] * len(percentiles)
-    cum = np.cumsum(counts)
-    out: list[float | None] = []
-    for p in percentiles:
-        rank = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
-        out.append(float(values[min(np.searchsorted(cum, rank), values.size - 1)]))
+def histograms(
+    load: LoadResult, mask: np.ndarray | None = None, non_inference: bool = True
+) -> dict[str, HdrHistogram]:
+    """Latency histograms (us, range = the run's latency limit) of the frame-latency
+    population (measured window by default): ``frame_latency`` (corrected),
+    ``frame_latency_uncorrected`` (``t_reply - t_sent``), ``inference_latency`` and, with
+    ``non_inference``, ``non_inference_latency``. Replies above the limit are not in them
+    (``LoadResult.over_range``)."""
+    f = load.frames[_measured(load, mask)]
+    frame = latency_population(f)
+    inference = inference_population(f)
+    corrected = f["t_reply"] - f["t_scheduled"]
+    limit = load.latency_limit_s
+    out = {
+        "frame_latency": hdr.histogram_of(corrected[frame], limit),
+        "frame_latency_uncorrected": hdr.histogram_of((f["t_reply"] - f["t_sent"])[frame], limit),
+        "inference_latency": hdr.histogram_of(corrected[inference], limit),
+    }
+    if non_inference:
+        out["non_inference_latency"] = hdr.histogram_of(corrected[frame & ~inference], limit)
     return out
+
+
+@dataclass
+class Window:
+    """One 1-s window of SCHEDULED time. Latency figures (ms) are of the frame-latency
+    population (module docstring); None when the window had no such reply."""
+
+    t: float  # window start (s)
+    warmup: bool
+    scheduled: int
+    answered: int  # error replies included
+    errors: int  # error replies
+    inferences: int
+    served_by: dict[str, int] = field(default_factory=dict)
+    model_versions: dict[str, int] = field(default_factory=dict)
+    # "frame_latency", "inference_latency" (us)
+    hist: dict[str, HdrHistogram] = field(default_factory=dict)
+
+    @property
+    def ok_replies(self) -> int:
+        """Answered frames without an error reply."""
+        return self.answered - self.errors
+
+    @property
+    def lost(self) -> int:
+        """Frames without any reply."""
+        return self.scheduled - self.answered
+
+    def percentile_ms(self, family: str, p: float) -> float | None:
+        """Percentile ``p`` of the window's ``family`` ("frame", "inference") latency."""
+        return hdr.percentile_ms(self.hist[f"{family}_latency"], p)
+
+
+def windows(load: LoadResult) -> list[Window]:
+    """Per-1-s windows of scheduled time, every window from 0 to the run's end (the load's own
+    duration, or further when frames were scheduled later)."""
+    f = load.frames
+    t_sched = f["t_scheduled"]
+    n = max(math.ceil(load.duration_s), int(np.nanmax(t_sched)) + 1 if t_sched.size else 0)
+    which = np.floor(t_sched).astype(np.int64)
+    frame = latency_population(f)
+    inference = inference_population(f)
+    corrected = f["t_reply"] - f["t_scheduled"]
+    answered = ~np.isnan(f["t_reply"])
+    limit = load.latency_limit_s
+    out: list[Window] = []
+    for w in range(n):
+        m = which == w
+        out.append(
+            Window(
+                t=float(w),
+                warmup=w < load.warmup_s,
+                scheduled=int(np.count_nonzero(m)),
+                answered=int(np.count_nonzero(m & answered)),
+                errors=int(np.count_nonzero(m & (f["error_code"] >= 0))),
+                inferences=int(np.count_nonzero(m & inference)),
+                served_by=_tally(load, f["served_by"][m & inference]),
+                model_versions=_tally(load, f["model_version"][m & inference]),
+                hist={
+                    "frame_latency": hdr.histogram_of(corrected[m & frame], limit),
+                    "inference_latency": hdr.histogram_of(corrected[m & inference], limit),
+                },
+            )
+        )
+    return out
+
+
+def window_percentiles_ms(ws: Sequence[Window], family: str, p: float) -> list[float | None]:
+    """One value per window: percentile ``p`` of its ``family`` latency (ms)."""
+    return [w.percentile_ms(family, p) for w in ws]

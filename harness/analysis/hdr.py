@@ -177,7 +177,9 @@ def percentiles_of(seconds: np.ndarray, keys: tuple[str, ...] = ("p50", "p95", "
 def percentile_curve(hist: HdrHistogram) -> list[list[float]]:
     """[[percentile, ms], ...] at ``PERCENTILE_CURVE`` for the report's percentile plot."""
     values = percentiles_us(hist, PERCENTILE_CURVE)
-    return [[p, v / US_PER_MS] for p, v in zip(PERCENTILE_CURVE, values, strict=True) if v is not None]
+    return [
+        [p, v / US_PER_MS] for p, v in zip(PERCENTILE_CURVE, values, strict=True) if v is not None
+    ]
 
 
 def encode(hist: HdrHistogram | None) -> str | None:

@@ -1,8 +1,10 @@
 """summary, series and histograms of results.json (docs/RESULTS.md) from a LoadResult.
 
-Percentiles come from HdrHistograms (the measured window for the summary, one per 1-s window for
-the series). ``errors.total`` = error replies + lost frames (no reply: never sent, send failure,
-dead session, or timed out) + session disconnects.
+Percentiles come from HdrHistograms (``hdr``; the measured window for the summary, one per 1-s
+window for the series), all of one population: frame latency as ``frames`` defines it
+(answered without an error reply), so the whole-run figure, the series and a comparison's
+intervals describe the same frames. ``errors.total`` = error replies + lost frames (no reply:
+never sent, send failure, dead session, or timed out) + session disconnects.
 """
 
 from __future__ import annotations
@@ -11,98 +13,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-from hdrh.histogram import HdrHistogram
-
+from . import frames as fr
+from . import hdr
 from .collected import gpu_stats, process_stats, torchserve_stats
 from .faults import analyze_faults, run_end_of, stall_summary
-from .frames import Columns, columns, hdr_mean, hdr_percentiles, histogram_of
-
-PERCENTILE_CURVE = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0)
-LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "count")
-
-
-def latency_summary(hist: HdrHistogram) -> dict[str, float | int | None]:
-    """p50/p90/p95/p99/p999/max/mean (ms) and count of a microsecond HDR; None when empty."""
-    count = hist.get_total_count()
-    if count == 0:
-        return {**dict.fromkeys(LATENCY_KEYS[:-1]), "count": 0}
-    pct = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
-    values = hdr_percentiles(hist, list(pct.values()))
-    out: dict[str, float | int | None] = {
-        k: v / 1000.0 for k, v in zip(pct, values, strict=True) if v is not None
-    }
-    out["max"] = hist.get_max_value() / 1000.0
-    mean = hdr_mean(hist)
-    out["mean"] = None if mean is None else mean / 1000.0
-    out["count"] = count
-    return out
-
-
-def encode(hist: HdrHistogram | None) -> str | None:
-    """HdrHistogram base64 text (``HISTFAAA...``), None for an empty or missing histogram."""
-    if hist is None or hist.get_total_count() == 0:
-        return None
-    raw = hist.encode()
-    return raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
-
-
-def percentile_curve(hist: HdrHistogram) -> list[list[float]]:
-    """[[percentile, ms], ...] for the report's percentile plot."""
-    if hist.get_total_count() == 0:
-        return []
-    values = hdr_percentiles(hist, PERCENTILE_CURVE)
-    return [[p, v / 1000.0] for p, v in zip(PERCENTILE_CURVE, values, strict=True) if v is not None]
-
-
-def _windows(cols: Columns, duration: float, warmup: float, limit_s: float) -> list[dict[str, Any]]:
-    """Per-1-s windows of SCHEDULED time from 0 to the run's end, with their HDRs.
-
-    Computed here rather than with LoadResult.windows(): that one takes each window's mean
-    through hdrh's slow iterator (~0.3 s per window).
-    """
-    t = cols.t_scheduled
-    n = max(math.ceil(duration), int(np.nanmax(t)) + 1 if t.size else 0)
-    which = np.floor(t).astype(np.int64)
-    ok = cols.answered & ~cols.errored
-    inference = ok & (cols.served_by != None)  # noqa: E711 - elementwise on an object array
-    lat = cols.latency_s
-    out = []
-    for w in range(n):
-        m = which == w
-        frame_h = histogram_of(lat[m & ok], limit_s)
-        inf_h = histogram_of(lat[m & inference], limit_s)
-        served: dict[str, int] = {}
-        versions: dict[str, int] = {}
-        for label in cols.served_by[m & inference].tolist():
-            served[label] = served.get(label, 0) + 1
-        for label in cols.model_version[m & inference].tolist():
-            if label is not None:
-                versions[label] = versions.get(label, 0) + 1
-        out.append(
-            {
-                "t": float(w),
-                "warmup": w < warmup,
-                "scheduled": int(np.count_nonzero(m)),
-                "answered": int(np.count_nonzero(m & cols.answered)),
-                "errors": int(np.count_nonzero(m & cols.errored)),
-                "inferences": int(np.count_nonzero(m & inference)),
-                "served_by": served,
-                "model_versions": versions,
-                "hist": {"frame_latency": frame_h, "inference_latency": inf_h},
-                "frame_p50_ms": _pct(frame_h, 50.0),
-                "frame_p95_ms": _pct(frame_h, 95.0),
-                "frame_p99_ms": _pct(frame_h, 99.0),
-                "inference_p50_ms": _pct(inf_h, 50.0),
-                "inference_p99_ms": _pct(inf_h, 99.0),
-            }
-        )
-    return out
-
-
-def _pct(hist: HdrHistogram, p: float) -> float | None:
-    (value,) = hdr_percentiles(hist, [p])
-    return None if value is None else value / 1000.0
 
 
 def _share(counts: Mapping[str, int], key: str) -> float | None:
@@ -121,14 +35,14 @@ def summarize(
     # The load's own duration: shorter than the scenario's when the run was interrupted.
     duration, warmup = float(load.duration_s), float(wl.warmup_s)
     measured_s = max(duration - warmup, 1e-9)
-    hists = load.histograms()
-    cols = columns(load)
-    windows = _windows(cols, duration, warmup, float(load.latency_limit_s))
+    hists = fr.histograms(load)
+    cols = fr.columns(load)
+    windows = fr.windows(load)
     n_windows = len(windows)
-    counts = load.counts()
-    by_code = load.errors_by_code()
-    served = load.served_by_counts()
-    acc = load.accuracy()
+    counts = fr.counts(load)
+    by_code = fr.errors_by_code(load)
+    served = fr.served_by_counts(load)
+    acc = fr.accuracy(load)
 
     cpu_summary, cpu_series, rss_series = process_stats(
         collectors.get("series") or {}, n_windows, warmup
@@ -146,15 +60,15 @@ def summarize(
         "sessions": wl.sessions,
         "fps": wl.fps,
         "frame": {
-            "latency_ms": latency_summary(hists["frame_latency"]),
-            "latency_uncorrected_ms": latency_summary(hists["frame_latency_uncorrected"]),
+            "latency_ms": hdr.latency_summary(hists["frame_latency"]),
+            "latency_uncorrected_ms": hdr.latency_summary(hists["frame_latency_uncorrected"]),
             # Replies slower than the run's limit: not in the histograms, so counted here.
             "latency_over_range": load.over_range(),
         },
-        "inference": {"latency_ms": latency_summary(hists["inference_latency"])},
+        "inference": {"latency_ms": hdr.latency_summary(hists["inference_latency"])},
         # The longest a session waited for a reply (faults.stall_waits defines it).
         "stall": stall_summary(cols, run_end_of(cols, run_end), warmup),
-        "non_inference": {"latency_ms": latency_summary(hists["non_inference_latency"])},
+        "non_inference": {"latency_ms": hdr.latency_summary(hists["non_inference_latency"])},
         "throughput": {
             "frames_per_s": (counts["answered"] - error_replies) / measured_s,
             "inferences_per_s": counts["inferences"] / measured_s,
@@ -180,7 +94,7 @@ def summarize(
             "torchserve": _share(served, "torchserve"),
             "counts": served,
         },
-        "model_versions": load.model_version_counts(),
+        "model_versions": fr.model_version_counts(load),
         "gpu": gpu_summary,
         "cpu": cpu_summary,
         "torchserve": ts_summary,
@@ -200,20 +114,23 @@ def summarize(
         },
     }
 
+    def per_window(family: str, p: float) -> list[float | None]:
+        return fr.window_percentiles_ms(windows, family, p)
+
     series: dict[str, Any] = {
-        "t": [w["t"] for w in windows],
-        "warmup": [bool(w["warmup"]) for w in windows],
-        "frame_p50_ms": [w["frame_p50_ms"] for w in windows],
-        "frame_p95_ms": [w["frame_p95_ms"] for w in windows],
-        "frame_p99_ms": [w["frame_p99_ms"] for w in windows],
-        "inference_p50_ms": [w["inference_p50_ms"] for w in windows],
-        "inference_p99_ms": [w["inference_p99_ms"] for w in windows],
-        "frames_per_s": [w["answered"] - w["errors"] for w in windows],
-        "inferences_per_s": [w["inferences"] for w in windows],
-        "errors": [w["errors"] + (w["scheduled"] - w["answered"]) for w in windows],
-        "served_local": [w["served_by"].get("local", 0) for w in windows],
-        "served_torchserve": [w["served_by"].get("torchserve", 0) for w in windows],
-        "model_versions": [dict(w["model_versions"]) for w in windows],
+        "t": [w.t for w in windows],
+        "warmup": [w.warmup for w in windows],
+        "frame_p50_ms": per_window("frame", 50.0),
+        "frame_p95_ms": per_window("frame", 95.0),
+        "frame_p99_ms": per_window("frame", 99.0),
+        "inference_p50_ms": per_window("inference", 50.0),
+        "inference_p99_ms": per_window("inference", 99.0),
+        "frames_per_s": [w.ok_replies for w in windows],
+        "inferences_per_s": [w.inferences for w in windows],
+        "errors": [w.errors + w.lost for w in windows],
+        "served_local": [w.served_by.get("local", 0) for w in windows],
+        "served_torchserve": [w.served_by.get("torchserve", 0) for w in windows],
+        "model_versions": [dict(w.model_versions) for w in windows],
         "cpu_percent": cpu_series,
         "rss_mb": rss_series,
         "gpu_util": gpu_util,
@@ -222,17 +139,19 @@ def summarize(
     }
 
     histograms: dict[str, Any] = {
-        "frame_latency": encode(hists["frame_latency"]),
-        "frame_latency_uncorrected": encode(hists["frame_latency_uncorrected"]),
-        "inference_latency": encode(hists["inference_latency"]),
+        # Every encoded histogram below holds microseconds (hdr.UNIT).
+        "unit": hdr.UNIT,
+        "frame_latency": hdr.encode(hists["frame_latency"]),
+        "frame_latency_uncorrected": hdr.encode(hists["frame_latency_uncorrected"]),
+        "inference_latency": hdr.encode(hists["inference_latency"]),
         "percentile_curve": {
-            "frame": percentile_curve(hists["frame_latency"]),
-            "inference": percentile_curve(hists["inference_latency"]),
+            "frame": hdr.percentile_curve(hists["frame_latency"]),
+            "inference": hdr.percentile_curve(hists["inference_latency"]),
         },
-        # Per-window HDRs (aligned with series.t) let `compare` bootstrap p95/p99 intervals.
+        # Per-window HDRs (aligned with series.t): `compare` resamples them in blocks.
         "windows": {
-            "frame": [encode(w["hist"]["frame_latency"]) for w in windows],
-            "inference": [encode(w["hist"]["inference_latency"]) for w in windows],
+            "frame": [hdr.encode(w.hist["frame_latency"]) for w in windows],
+            "inference": [hdr.encode(w.hist["inference_latency"]) for w in windows],
         },
     }
 

@@ -25,6 +25,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
+from harness.analysis import hdr
+
 DPI = 120
 WIDTH_IN = 9.6
 # Okabe-Ito palette (colour-blind safe); the styles below carry the meaning in grey too.
@@ -409,42 +411,24 @@ def throughput_over_time(run: dict, baseline: dict | None) -> Figure | None:
     )
 
 
-def _hdr_percentiles(h: Any, qs: np.ndarray) -> np.ndarray:
-    """Values at percentiles ``qs``: one pass over the buckets (get_value_at_percentile
-    rescans them on every call, seconds for a 160-point curve)."""
-    wanted = [float(q) for q in qs]
-    table = h.get_percentile_to_value_dict(wanted)
-    return np.array([table[q] for q in wanted], dtype=np.float64)
-
-
 def _hdr_curve(doc: dict | None, which: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(1/(1-q), latency ms) for 'frame' or 'inference': decoded HDR, else percentile_curve."""
     if not doc:
         return None
     hists = doc.get("histograms") or {}
     encoded = hists.get(f"{which}_latency")
-    summary_p50 = (((doc.get("summary") or {}).get(which) or {}).get("latency_ms") or {}).get("p50")
     curve = (hists.get("percentile_curve") or {}).get(which) or []
     if isinstance(encoded, str) and encoded:
         try:
-            from hdrh.histogram import HdrHistogram
-
-            h = HdrHistogram.decode(encoded)
-            if h.get_total_count() > 0:
-                ref = summary_p50
-                if not isinstance(ref, int | float) and curve:
-                    ref = next((v for p, v in curve if p == 50.0), None)
-                raw50 = h.get_value_at_percentile(50.0)
-                # The schema does not fix the HDR unit: calibrate against the summary's p50
-                # in ms and snap to a power of 1000 (us and ns are the usual recording units).
-                scale = 1e-3
-                if isinstance(ref, int | float) and ref > 0 and raw50 > 0:
-                    scale = 1000.0 ** round(math.log(ref / raw50, 1000))
-                xs = np.logspace(0, math.log10(HDR_MAX_X), 160)
-                qs = 100.0 * (1.0 - 1.0 / xs)
-                return xs, _hdr_percentiles(h, qs) * scale
-        except Exception:  # a corrupt histogram falls back to the stored curve
-            pass
+            # The unit is stated by the document (version 1: always microseconds).
+            h = hdr.decode(encoded, hists.get("unit"))
+        except ValueError:  # a corrupt histogram falls back to the stored curve
+            h = None
+        if h is not None and h.get_total_count() > 0:
+            xs = np.logspace(0, math.log10(HDR_MAX_X), 160)
+            qs = 100.0 * (1.0 - 1.0 / xs)
+            values = hdr.percentiles_us(h, [float(q) for q in qs])
+            return xs, np.array(values, dtype=np.float64) / hdr.US_PER_MS
     pts = [(p, v) for p, v in curve if isinstance(v, int | float) and 0 <= p < 100]
     if len(pts) < 2:
         return None

@@ -18,6 +18,8 @@ from typing import Any
 
 import jinja2
 
+from harness.analysis.compare import comparison_for
+
 from . import figures as F
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -81,7 +83,14 @@ SUMMARY_GROUPS: list[tuple[str, list[Row]]] = [
     ),
 ]
 OPS = {"<=": "≤", ">=": "≥", "!=": "≠", "==": "="}
-VERDICT_SYMBOL = {"better": "▲", "worse": "▼", "no significant change": "=", "n/a": "–"}
+VERDICT_SYMBOL = {
+    "better": "▲",
+    "worse": "▼",
+    "no significant change": "=",
+    "too little data": "?",
+    "not judged": "–",
+    "n/a": "–",
+}
 
 
 def get_path(obj: Any, path: str) -> Any:
@@ -184,7 +193,22 @@ def _gate_view(g: dict, has_baseline: bool) -> dict:
     }
 
 
-def _verdict_view(results: dict, gates: list[dict]) -> dict:
+def _comparison_line(comparison: dict | None) -> str | None:
+    """One line on the comparison for the verdict box: its headline (older documents: the
+    count of worse rows), so a PASSED run never sits silently over red rows."""
+    if not comparison:
+        return None
+    base = comparison.get("baseline_run_id") or "the baseline"
+    if comparison.get("headline"):
+        return f"compared with {base}: {comparison['headline']}"
+    rows = comparison.get("metrics") or []
+    worse = [m.get("metric") for m in rows if m.get("verdict") == "worse"]
+    if worse:
+        return f"compared with {base}: {len(worse)} metrics worse ({', '.join(worse[:3])})"
+    return f"compared with {base}: no metric judged worse"
+
+
+def _verdict_view(results: dict, gates: list[dict], comparison: dict | None = None) -> dict:
     verdict = str(results.get("verdict") or "error").lower()
     valid = results.get("valid")
     if valid is False and verdict != "error":
@@ -218,14 +242,23 @@ def _verdict_view(results: dict, gates: list[dict]) -> dict:
         reasons = [str(err)] if err else ["the results carry no verdict"]
         # An interrupted run still says how much it covers and whether that part was valid.
         reasons += [str(r) for r in results.get("invalid_reasons") or []]
+    line = _comparison_line(comparison)
+    if line is not None:
+        reasons.append(line)
+        rows = (comparison or {}).get("metrics") or []
+        worse = sum(1 for m in rows if m.get("verdict") == "worse")
+        if worse and verdict == "passed":
+            headline += f", but {worse} compared metric{'s' if worse != 1 else ''} worse"
     symbol = {"passed": "✔", "failed": "✘", "invalid": "⚠", "error": "⚠"}[verdict]
     return {"status": verdict, "headline": headline, "reasons": reasons, "symbol": symbol}
 
 
-def _summary_rows(results: dict, baseline: dict | None) -> list[dict]:
+def _summary_rows(results: dict, baseline: dict | None, comparison: dict | None) -> list[dict]:
+    """The summary table; with a comparison, the baseline column and the changes come from
+    that one comparison only (never one baseline's values beside another's changes)."""
     summary = results.get("summary") or {}
     base_summary = (baseline or {}).get("summary") or {}
-    comparison = results.get("comparison") or {}
+    comparison = comparison or {}
     by_metric = {m.get("metric"): m for m in comparison.get("metrics") or [] if isinstance(m, dict)}
     groups = list(SUMMARY_GROUPS)
     components = sorted(
@@ -249,9 +282,7 @@ def _summary_rows(results: dict, baseline: dict | None) -> list[dict]:
             run_v = get_path(summary, row.metric)
             if run_v is None:
                 run_v = cmp.get("run")
-            base_v = get_path(base_summary, row.metric) if baseline else cmp.get("baseline")
-            if base_v is None:
-                base_v = cmp.get("baseline")
+            base_v = cmp.get("baseline") if cmp else get_path(base_summary, row.metric)
             change = cmp.get("change") if cmp.get("change") is not None else _change(run_v, base_v)
             if cmp:
                 verdict = str(cmp.get("verdict") or "n/a")
@@ -274,6 +305,8 @@ def _summary_rows(results: dict, baseline: dict | None) -> list[dict]:
                     "verdict_class": verdict.replace(" ", "-").replace("/", ""),
                     "symbol": VERDICT_SYMBOL.get(verdict, ""),
                     "p_value": (f"p = {p:.3g}" if p is not None else ""),
+                    # Why the data could not decide (n shown).
+                    "note": cmp.get("note") if verdict == "too little data" else None,
                     "ci_run": _ci(cmp.get("ci_run"), row.unit),
                     "ci_baseline": _ci(cmp.get("ci_baseline"), row.unit),
                 }
@@ -282,10 +315,10 @@ def _summary_rows(results: dict, baseline: dict | None) -> list[dict]:
     return out
 
 
-def _other_compared(results: dict, shown: set[str]) -> list[dict]:
+def _other_compared(comparison: dict | None, shown: set[str]) -> list[dict]:
     """Comparison metrics that the summary table does not show, in the comparison's order."""
     out = []
-    for m in (results.get("comparison") or {}).get("metrics") or []:
+    for m in (comparison or {}).get("metrics") or []:
         if not isinstance(m, dict) or m.get("metric") in shown:
             continue
         metric = str(m.get("metric"))
@@ -502,12 +535,22 @@ def _figure_or_note(fn: Callable[[], F.Figure | None], errors: list[str], key: s
         return None
 
 
+def _measured_s(summary: dict, workload: dict) -> float | None:
+    """Seconds measured: summary.measured_s, else the load's duration minus warm-up."""
+    if _num(summary.get("measured_s")) is not None:
+        return float(summary["measured_s"])
+    duration = _num(summary.get("duration_s", workload.get("duration_s")))
+    warmup = _num(summary.get("warmup_s", workload.get("warmup_s"))) or 0.0
+    return None if duration is None else max(duration - warmup, 0.0)
+
+
 def build_context(results: dict, baseline: dict | None) -> dict:
     """The template's view model for ``results`` (and ``baseline`` when given)."""
     if not isinstance(results, dict):
         raise TypeError("results must be a dict (the parsed results.json)")
     summary = results.get("summary") or {}
-    comparison = results.get("comparison") if isinstance(results.get("comparison"), dict) else None
+    # The embedded comparison, or a fresh one when another baseline is passed.
+    comparison = comparison_for(results, baseline)
     gates = [
         _gate_view(g, bool(baseline)) for g in results.get("gates") or [] if isinstance(g, dict)
     ]
@@ -537,7 +580,7 @@ def build_context(results: dict, baseline: dict | None) -> dict:
     gpu = summary.get("gpu") or {}
     ts = summary.get("torchserve")
     outages, reloads, other_faults = _fault_views(results)
-    groups = _summary_rows(results, baseline) if summary or comparison else []
+    groups = _summary_rows(results, baseline, comparison) if summary or comparison else []
     frames = summary.get("frames") or {}
     errors = summary.get("errors") or {}
     gen = summary.get("generator") or {}
@@ -555,13 +598,14 @@ def build_context(results: dict, baseline: dict | None) -> dict:
             "ts_cfg": stack.get("torchserve") or {},
             "sessions": summary.get("sessions", workload.get("sessions")),
             "fps": summary.get("fps", workload.get("fps")),
-            "duration": fmt(summary.get("duration_s", workload.get("duration_s")), "s"),
+            # What was measured (duration minus warm-up), not the configured duration.
+            "duration": fmt(_measured_s(summary, workload), "s"),
             "warmup": fmt(summary.get("warmup_s", workload.get("warmup_s")), "s"),
             "schema_ok": results.get("schema") == "signflow-harness/results"
             and results.get("schema_version") == 1,
             "schema": f"{results.get('schema')} v{results.get('schema_version')}",
         },
-        "verdict": _verdict_view(results, gates),
+        "verdict": _verdict_view(results, gates, comparison),
         "gates": gates,
         "comparison": comparison,
         "has_baseline": bool(baseline) or bool(comparison),
@@ -570,7 +614,7 @@ def build_context(results: dict, baseline: dict | None) -> dict:
         or (baseline or {}).get("run_id"),
         "summary_groups": groups,
         "other_compared": _other_compared(
-            results, {r["metric"] for g in groups for r in g["rows"]}
+            comparison, {r["metric"] for g in groups for r in g["rows"]}
         ),
         "frames": [
             (k, fmt(frames.get(k), "count"))

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.analysis import frames as fr
+from harness.analysis import hdr
 from harness.clock import RunClock
-from harness.load import LoadConfig, LoadGenerator, LoadResult, percentiles_ms
+from harness.load import LoadConfig, LoadGenerator, LoadResult
 
 FRAME = {"hands": {"left": [[0.1, 0.2, 0.3]] * 21, "right": None}, "pose": [[0.5, 0.5, 0.0]] * 33}
 TRACE = [dict(FRAME, timestamp=i / 30) for i in range(60)]
@@ -89,7 +91,7 @@ async def test_known_delay_percentiles_within_2ms(
         clock.start()
         cfg = _config(url, sessions=4, duration_s=3.0, warmup_s=1.0, ramp_up_s=0.5)
         res = await LoadGenerator(cfg, clock).run()
-        counts = res.counts()
+        counts = fr.counts(res)
         assert counts["scheduled"] > 200
         assert counts["answered"] == counts["scheduled"]
         assert counts["lost"] == 0 and counts["errored"] == 0
@@ -102,17 +104,17 @@ async def test_known_delay_percentiles_within_2ms(
         assert np.all(send <= f["t_reply"] + eps)
         assert np.all(send - recv >= 0.020 - eps)  # the delay really was injected
         # Warm-up frames are in the windows (flagged) but not in the measured histograms.
-        windows = res.windows()
-        assert [w["warmup"] for w in windows[:2]] == [True, False]
-        measured = sum(w["answered"] for w in windows if not w["warmup"])
-        assert res.histograms()["frame_latency"].get_total_count() == measured
+        windows = fr.windows(res)
+        assert [w.warmup for w in windows[:2]] == [True, False]
+        measured = sum(w.answered for w in windows if not w.warmup)
+        assert fr.histograms(res)["frame_latency"].get_total_count() == measured
         m = res.measured_mask()
         off = []
         for name, start in (
             ("frame_latency", "t_scheduled"),
             ("frame_latency_uncorrected", "t_sent"),
         ):
-            p = percentiles_ms(res.histograms()[name])
+            p = hdr.latency_summary(fr.histograms(res)[name])
             truth = (send - f[start])[m] * 1000
             for key, q in (("p50", 50), ("p95", 95), ("p99", 99)):
                 t = float(np.percentile(truth, q))
@@ -161,7 +163,7 @@ async def test_server_stall_shows_for_every_frame_scheduled_during_it(
     before = f["t_scheduled"] < f["t_scheduled"][stall_at] - 0.1
     after = f["t_scheduled"] > t_end + 0.1
     assert corrected[before].max() < 100 and corrected[after].max() < 100
-    assert percentiles_ms(res.histograms()["frame_latency"])["max"] >= 480
+    assert hdr.latency_summary(fr.histograms(res)["frame_latency"])["max"] >= 480
 
 
 async def test_generator_stall_is_corrected_from_the_schedule(
@@ -189,7 +191,7 @@ async def test_generator_stall_is_corrected_from_the_schedule(
     assert np.all(corrected[blocked] > 40)
     assert np.all(np.diff(corrected[blocked]) < 0)
     assert np.all(uncorrected[blocked] < 30), uncorrected[blocked]
-    assert res.counts()["late"] >= 12
+    assert fr.counts(res)["late"] >= 12
     assert not res.valid
     assert any("fell behind" in r for r in res.invalid_reasons)
 
@@ -233,7 +235,7 @@ async def test_one_disconnect_does_not_hurt_the_other_sessions(
     dead = [s for s in range(3) if per_session[s] < totals[s]]
     assert len(dead) == 1
     assert per_session[dead[0]] == 20
-    assert res.counts()["lost"] == totals[dead[0]] - 20
+    assert fr.counts(res)["lost"] == totals[dead[0]] - 20
 
 
 async def test_error_replies_inference_tags_and_accuracy(ws_server: Callable[..., str]) -> None:
@@ -244,13 +246,13 @@ async def test_error_replies_inference_tags_and_accuracy(ws_server: Callable[...
     f = res.frames
     idx = f["frame_idx"]
     n = len(f)
-    assert res.counts()["errored"] == int(np.sum(idx % 10 == 9))
-    assert res.errors_by_code() == {"bad_frame": int(np.sum(idx % 10 == 9))}
+    assert fr.counts(res)["errored"] == int(np.sum(idx % 10 == 9))
+    assert fr.errors_by_code(res) == {"bad_frame": int(np.sum(idx % 10 == 9))}
     inference = (idx % 3 == 0) & (idx % 10 != 9)
-    assert res.counts()["inferences"] == int(inference.sum())
-    assert res.served_by_counts() == {"torchserve": int(inference.sum())}
-    assert res.model_version_counts() == {"1.0": int(inference.sum())}
-    acc = res.accuracy()
+    assert fr.counts(res)["inferences"] == int(inference.sum())
+    assert fr.served_by_counts(res) == {"torchserve": int(inference.sum())}
+    assert fr.model_version_counts(res) == {"1.0": int(inference.sum())}
+    acc = fr.accuracy(res)
     lies = inference & (idx % 40 % 4 == 3)
     assert acc["total"] == int(inference.sum())
     assert acc["correct"] == int(inference.sum() - lies.sum())
@@ -258,7 +260,7 @@ async def test_error_replies_inference_tags_and_accuracy(ws_server: Callable[...
     assert set(acc["by_served_by"]) == {"torchserve"}
     rec = next(r for r in res.records() if r.served_by)
     assert rec.model_version == "1.0" and rec.truth == "a"
-    assert n == res.counts()["scheduled"]
+    assert n == fr.counts(res)["scheduled"]
 
 
 async def test_unreachable_server_counts_everything_lost() -> None:
@@ -269,7 +271,7 @@ async def test_unreachable_server_counts_everything_lost() -> None:
         port = s.getsockname()[1]  # closed again: nothing listens there
     res, _ = await _run(_config(f"ws://127.0.0.1:{port}/", sessions=2, duration_s=1.0))
     assert res.connect_failures == 2
-    counts = res.counts()
+    counts = fr.counts(res)
     assert counts["sent"] == 0 and counts["lost"] == counts["scheduled"] > 0
 
 
@@ -306,7 +308,7 @@ async def test_cancelled_run_keeps_what_it_measured(ws_server: Callable[..., str
     assert 1.5 < part.duration_s < 2.5
     f = part.frames
     assert f.size > 0 and float(f["t_scheduled"].max()) < part.duration_s
-    counts = part.counts()
+    counts = fr.counts(part)
     assert counts["scheduled"] == f.size == counts["answered"]  # nothing in flight counted lost
     assert counts["lost"] == 0 and part.disconnects == 0
 

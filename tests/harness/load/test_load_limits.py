@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.analysis.frames import histogram_of, percentiles_of
+from harness.analysis import frames as fr
+from harness.analysis import hdr
+from harness.analysis.hdr import histogram_of, new_histogram, percentiles_of, record_seconds
 from harness.clock import RunClock
-from harness.load import LoadConfig, LoadGenerator, LoadResult, percentiles_ms
+from harness.load import LoadConfig, LoadGenerator, LoadResult
 from harness.load.generator import CONNECT_LEAD_S, END_GRACE_S
-from harness.load.recording import new_histogram, record_seconds
 from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND, OVER_RANGE, SUT_STOPPED_READING
 
 SERVER = Path(__file__).with_name("ws_test_server.py")
@@ -112,8 +113,8 @@ async def test_slow_server_within_the_limit_is_measured_not_clamped(
     """Every reply 800 ms late with reply_timeout_s 2: p50 = max = 800 ms, valid run."""
     url, _ = server_proc(delay_ms=800)
     res = await LoadGenerator(_config(url, reply_timeout_s=2.0), RunClock()).run()
-    p = percentiles_ms(res.histograms()["frame_latency"])
-    assert res.counts()["lost"] == 0
+    p = hdr.latency_summary(fr.histograms(res)["frame_latency"])
+    assert fr.counts(res)["lost"] == 0
     assert 800 <= p["p50"] <= 830 and 800 <= p["max"] <= 840, p
     assert res.over_range()["count"] == 0
     assert res.valid, res.invalid_reasons
@@ -135,9 +136,9 @@ async def test_replies_slower_than_the_limit_are_counted_and_make_the_run_invali
     assert over["count"] == expected_over
     assert over["max_ms"] == pytest.approx(lat.max() * 1000)
     assert over["max_ms"] > 1000
-    hist = res.histograms()["frame_latency"]
+    hist = fr.histograms(res)["frame_latency"]
     assert hist.get_total_count() == lat.size - expected_over
-    assert percentiles_ms(hist)["max"] <= 600.6
+    assert hdr.latency_summary(hist)["max"] <= 600.6
     reasons = [r for r in res.invalid_reasons if r.startswith(OVER_RANGE)]
     assert len(reasons) == 1 and f"{expected_over} replies" in reasons[0], res.invalid_reasons
     assert not any(r.startswith(SUT_STOPPED_READING) for r in res.invalid_reasons)
@@ -183,7 +184,7 @@ async def test_server_stopped_mid_run_ends_on_time_and_names_the_server(
     assert elapsed <= cfg.duration_s + cfg.reply_timeout_s + END_GRACE_S, elapsed
     reason = _assert_names_the_server(res)
     assert res.silent_from_s is not None and 1.4 <= res.silent_from_s <= 1.7, res.silent_from_s
-    counts = res.counts()
+    counts = fr.counts(res)
     # Frames scheduled after the stop were all lost (sent into the kernel's buffers, or not).
     f = res.frames
     after = f["t_scheduled"] > 1.7

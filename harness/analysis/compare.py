@@ -417,9 +417,7 @@ def _bootstrap(sample: _Sample, r: float, seed: int) -> _Boot:
     weights = _block_weights(rng, n, b, BOOTSTRAP_RESAMPLES)
     value = float(sample.read(sample.rows.sum(axis=0, keepdims=True))[0])
     draws = sample.read(weights @ sample.rows)
-    return _Boot(
-        value, draws[np.isfinite(draws)], n, b, variance_correction(r, b, n), sample.total
-    )
+    return _Boot(value, draws[np.isfinite(draws)], n, b, variance_correction(r, b, n), sample.total)
 
 
 def _boot_pair(
@@ -834,16 +832,19 @@ def _rows_for_summary(
             rows.append(row)
             continue
         run, base = run_flat.get(metric), base_flat.get(metric)
-        rows.append(
-            MetricComparison(
-                metric=metric,
-                run=run,
-                baseline=base,
-                change=_relative(run, base),
-                better_when=better_when(metric),
-                note=not_judged_reason(metric),
-            )
+        row = MetricComparison(
+            metric=metric,
+            run=run,
+            baseline=base,
+            change=_relative(run, base),
+            better_when=better_when(metric),
+            note=not_judged_reason(metric),
         )
+        if _judged_run_metric(metric):
+            # A metric that is judged, but a side has no per-window data for it.
+            row.verdict = Verdict.TOO_LITTLE_DATA
+            row.note = "too little data (no per-window data on a side: n = 0 windows)"
+        rows.append(row)
     return rows
 
 
@@ -1015,9 +1016,6 @@ def comparison_for(
     embedded = results.get("comparison")
     if baseline is None:
         return embedded if isinstance(embedded, Mapping) else None
-    same = isinstance(embedded, Mapping) and embedded.get("baseline_run_id") == baseline.get(
-        "run_id"
-    )
-    if same and isinstance(embedded, Mapping) and embedded.get("headline"):
+    if isinstance(embedded, Mapping) and embedded.get("baseline_run_id") == baseline.get("run_id"):
         return dict(embedded)
     return compare(results, baseline).model_dump(mode="json")

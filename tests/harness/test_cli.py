@@ -43,20 +43,40 @@ def test_compare_table_and_fail_on_worse(tmp_path: Path) -> None:
     make_doc(tmp_path / "a")
     new = tmp_path / "a" / "results.json"
     base_doc = json.loads(new.read_text())
-    base_doc["summary"]["errors"]["total"] = 0
     doc = json.loads(new.read_text())
-    doc["summary"]["errors"]["total"] = 5
+    # Errors in every measured window of the new run (series and summary agree), none before.
+    warm = doc["series"]["warmup"]
+    doc["series"]["errors"] = [0 if w else 5 for w in warm]
+    doc["summary"]["errors"]["total"] = 5 * warm.count(False)
     new.write_text(json.dumps(doc))
     base = tmp_path / "base.json"
     base.write_text(json.dumps(base_doc))
     proc = harness("compare", str(new), str(base))
     assert proc.returncode == 0, proc.stderr
-    assert "errors.total" in proc.stdout and "WORSE" in proc.stdout
+    assert "errors.per_s" in proc.stdout and "WORSE" in proc.stdout
     assert harness("compare", str(new), str(base), "--fail-on-worse").returncode == 1
     bogus = tmp_path / "bogus.json"
     bogus.write_text("{}")
     proc = harness("compare", str(bogus), str(base))
     assert proc.returncode == 2 and "bogus.json" in proc.stderr
+
+
+def test_compare_against_a_run_that_never_measured_exits_2(tmp_path: Path) -> None:
+    """Issue 12 item 5: no table of dashes and exit 0, but why it cannot compare, exit 2."""
+    (tmp_path / "a").mkdir()
+    make_doc(tmp_path / "a")
+    new = tmp_path / "a" / "results.json"
+    empty = json.loads(new.read_text())
+    # What the runner writes for a run that failed before measuring: a summary of nulls.
+    from harness.runner import _empty_summary
+
+    empty.update(summary=_empty_summary(), series={"t": []}, histograms={}, verdict="error",
+                 error="stack failed", run_id="never")  # fmt: skip
+    base = tmp_path / "never.json"
+    base.write_text(json.dumps(empty))
+    proc = harness("compare", str(new), str(base))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot compare: the baseline 'never': it measured no answered frames" in proc.stdout
 
 
 # --------------------------------------------------------------------------- issue 11: 16-19

@@ -131,7 +131,8 @@ def test_summary_table_relative_change_and_verdicts() -> None:
     assert rows["frame.latency_ms.p95"]["change"] == f"{cmp['change'] * 100:+.1f} %"
     assert rows["gpu.util_mean"]["run"] == "no GPU"
 
-    # A baseline without a statistical comparison: change computed, no invented verdict.
+    # Results without a statistical comparison, against a baseline: the comparison is made
+    # afresh (never a verdict from elsewhere); without per-window data it cannot decide.
     no_stats = copy.deepcopy(run)
     no_stats["comparison"] = None
     rows = {
@@ -139,7 +140,8 @@ def test_summary_table_relative_change_and_verdicts() -> None:
     }
     p95, b95 = (d["summary"]["frame"]["latency_ms"]["p95"] for d in (run, base))
     assert rows["frame.latency_ms.p95"]["change"] == f"{(p95 - b95) / b95 * 100:+.1f} %"
-    assert rows["frame.latency_ms.p95"]["verdict"] == "n/a"
+    assert rows["frame.latency_ms.p95"]["verdict"] == "too little data"
+    assert "n = 0 windows" in rows["frame.latency_ms.p95"]["note"]
 
 
 def test_invalid_run_says_invalid_and_why(tmp_path) -> None:

@@ -68,7 +68,7 @@ from . import hdr
 FAMILY_ALPHA = 0.05
 PRACTICAL_CHANGE = 0.05
 ACCURACY_PRACTICAL = 0.01
-BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_RESAMPLES = 500
 BOOTSTRAP_SEED = 20261128
 MIN_WINDOWS = 5
 MIN_BLOCKS = 3
@@ -423,9 +423,14 @@ def _bootstrap(sample: _Sample, r: float, seed: int) -> _Boot:
 def _boot_pair(
     run: _Sample | None, base: _Sample | None, seed: int
 ) -> tuple[_Boot | None, _Boot | None]:
-    """Both sides' bootstraps with ONE autocorrelation, the larger of the two measured (the
-    conservative choice: a noisy estimate on one side must not shorten the blocks)."""
-    r = max((lag1_autocorrelation(s.per_window) for s in (run, base) if s is not None), default=0)
+    """Both sides' bootstraps with ONE autocorrelation: the larger of the two measured plus
+    its standard error (1/sqrt(n), n the shorter side's windows), at most 0.95. The sample
+    autocorrelation of a short series is noisy and biased low, and an underestimate would make
+    the blocks too short and p too small; erring long only widens the intervals."""
+    sides = [s for s in (run, base) if s is not None]
+    r = max((lag1_autocorrelation(s.per_window) for s in sides), default=0.0)
+    if sides:
+        r = min(r + 1.0 / math.sqrt(max(min(s.n for s in sides), 1)), 0.95)
     return (
         None if run is None else _bootstrap(run, r, seed),
         None if base is None else _bootstrap(base, r, seed + 1000),

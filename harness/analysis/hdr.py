@@ -11,8 +11,8 @@ understate the tail. Encoded histograms (``encode``) are HdrHistogram's base64 t
 ("us"; version-1 documents have no such key and were always microseconds).
 
 Rank rule (``rank``): the value at percentile p of N recorded values is the highest equivalent
-value of the bucket holding the value of count rank ``max(floor(p/100 * N + 0.5), 1)``, p
-clamped to 100; the same rule as HdrHistogram's own ``get_value_at_percentile``, so values
+value of the bucket holding the value of count rank ``max(floor(p * N / 100 + 0.5), 1)``, p
+clamped to 100 (0 < p <= 100); the same rule as HdrHistogram's own ``get_value_at_percentile``, so values
 agree with hdrh's. The mean uses each bucket's median equivalent value (hdrh's
 ``get_mean_value``). Readers here are vectorised over hdrh's counts array: hdrh's iterators
 walk every bucket in Python (~0.15 s per histogram), far too slow for per-window and bootstrap
@@ -98,12 +98,13 @@ def merge(hists: Iterable[HdrHistogram], limit_s: float | None = None) -> HdrHis
 
 def rank(p: float, total: int) -> int:
     """THE rank rule: the count rank of percentile ``p`` (0-100) among ``total`` values."""
-    return max(int(min(p, 100.0) / 100.0 * total + 0.5), 1)
+    # Multiply before dividing, exactly as hdrh does: p/100*N rounds differently at p99.99.
+    return max(int(min(p, 100.0) * total / 100 + 0.5), 1)
 
 
 def ranks(p: float, totals: np.ndarray) -> np.ndarray:
     """``rank`` vectorised over an array of totals (float array of ranks)."""
-    return np.maximum(np.floor(min(p, 100.0) / 100.0 * totals + 0.5), 1.0)
+    return np.maximum(np.floor(min(p, 100.0) * totals / 100 + 0.5), 1.0)
 
 
 def buckets(hist: HdrHistogram, highest: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -24,17 +24,17 @@ The rule (``RULE``):
 * **One run a side: circular block bootstrap over 1-s windows.** Adjacent windows are
   autocorrelated (a shared machine drifts), so treating them as independent makes p far too
   small. Each metric's own per-window series gives its lag-1 autocorrelation r (bias-corrected
-  for short series; the larger of the two sides', so one noisy estimate cannot shorten the
-  blocks); the blocks are b = ceil(2 tau) windows, tau = (1 + r)/(1 - r) the series' memory
-  under an AR(1) model (2 for an uncorrelated series, at most n/3). Each latency percentile
-  is read from the merged histogram of the resampled windows (each percentile on its own
-  data: p90 from p90, p99.9 from p99.9); rates use the mean of the resampled windows;
+  for short series; the larger of the two sides' plus its standard error 1/sqrt(n), so a noisy
+  estimate cannot shorten the blocks); the blocks are b = ceil(tau) windows, tau = (1 + r)/(1 -
+  r) the series' memory under an AR(1) model (1 for an uncorrelated series, at most n/3). Each
+  latency percentile is read from the merged histogram of the resampled windows (each percentile
+  on its own data: p90 from p90, p99.9 from p99.9); rates use the mean of the resampled windows;
   ``BOOTSTRAP_RESAMPLES`` resamples, fixed seed. A block bootstrap's variance is short by two
-  known factors (it keeps correlation only inside a block, and it is a plug-in variance over
-  n/b blocks); ``variance_correction`` restores both under the same AR(1) model. The change
-  (of log values for latency, the difference for rates) is then tested with Student's t on
-  n_run/b + n_base/b - 2 degrees of freedom (the independent blocks), and ``ci_run``/
-  ``ci_baseline`` are each side's 95 % t intervals from the same corrected variance.
+  known factors (it keeps correlation only inside a block, and it is a plug-in variance over n/b
+  blocks); ``variance_correction`` restores both under the same AR(1) model. The change (of log
+  values for latency, the difference for rates) is then tested with Student's t on n_run/b +
+  n_base/b - 2 degrees of freedom (the independent blocks), and ``ci_run``/ ``ci_baseline`` are
+  each side's 95 % t intervals from the same corrected variance.
 * **N runs a side: the run is the sample.** Welch's t-test over the runs' whole-run values
   (log values for latency), as pyperf does.
 * **Accuracy**: a two-proportion z-test of correct/judged predictions (frames are treated as
@@ -73,8 +73,9 @@ BOOTSTRAP_SEED = 20261128
 MIN_WINDOWS = 5
 MIN_BLOCKS = 3
 MIN_RUNS = 3
-# A block spans this many integrated autocorrelation times (block_length).
-BLOCK_TAUS = 2.0
+# A block spans this many integrated autocorrelation times (block_length); the variance
+# correction covers the correlation a block of one tau cuts, so longer blocks only cost power.
+BLOCK_TAUS = 1.0
 # Beyond this coefficient of variation of the per-window frame p50, say the run was unsteady.
 NOISY_CV = 0.25
 # A generator later than its threshold on this share of frames is near saturation.
@@ -103,7 +104,7 @@ _PACKAGES = ("torch", "torchserve", "fastapi", "uvicorn", "websockets", "numpy")
 RULE = (
     "verdicts only for measured properties of the system under test (latency p50-p999/mean, "
     "throughput, error rate, accuracy); one run a side: circular block bootstrap over 1-s "
-    "windows (block = 2 x the AR(1) memory (1+r)/(1-r) of the metric's own per-window series), "
+    "windows (block = the AR(1) memory (1+r)/(1-r) of the metric's own per-window series), "
     "each percentile read from its own merged histograms, t-test on the independent blocks; "
     "N runs a side: Welch t-test over runs; worse/better when "
     f"p < {FAMILY_ALPHA}/m (Bonferroni over the m metrics tested) AND |change| > "
@@ -302,8 +303,8 @@ def block_length(values: Sequence[float] | np.ndarray) -> int:
 def block_length_for(r: float, n: int) -> int:
     """Block length for lag-1 autocorrelation ``r`` over ``n`` windows: tau = (1 + r)/(1 - r),
     the windows the series needs to forget (its integrated autocorrelation time under an AR(1)
-    model); b = ceil(BLOCK_TAUS * tau), so a block spans twice that memory (2 for an
-    uncorrelated series); at most max(1, n // 3)."""
+    model); b = ceil(BLOCK_TAUS * tau), so a block spans that memory (1 for an uncorrelated
+    series); at most max(1, n // 3)."""
     tau = (1 + r) / (1 - r)
     return int(min(max(1, n // 3), max(1, math.ceil(BLOCK_TAUS * tau))))
 

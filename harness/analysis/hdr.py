@@ -12,11 +12,11 @@ understate the tail. Encoded histograms (``encode``) are HdrHistogram's base64 t
 
 Rank rule (``rank``): the value at percentile p of N recorded values is the highest equivalent
 value of the bucket holding the value of count rank ``max(floor(p * N / 100 + 0.5), 1)``, p
-clamped to 100 (0 < p <= 100); the same rule as HdrHistogram's own ``get_value_at_percentile``, so values
-agree with hdrh's. The mean uses each bucket's median equivalent value (hdrh's
-``get_mean_value``). Readers here are vectorised over hdrh's counts array: hdrh's iterators
-walk every bucket in Python (~0.15 s per histogram), far too slow for per-window and bootstrap
-work.
+clamped to 100 (0 < p <= 100); the same rule as HdrHistogram's own
+``get_value_at_percentile``, so values agree with hdrh's. The mean uses each bucket's median
+equivalent value (hdrh's ``get_mean_value``). Readers here are vectorised over hdrh's counts
+array: hdrh's iterators walk every bucket in Python (~0.15 s per histogram), far too slow for
+per-window and bootstrap work.
 """
 
 from __future__ import annotations

@@ -73,6 +73,8 @@ BOOTSTRAP_SEED = 20261128
 MIN_WINDOWS = 5
 MIN_BLOCKS = 3
 MIN_RUNS = 3
+# A change interval reaching past +50 % (or -25 %) cannot tell no change from a large one.
+UNDECIDED_CHANGE = 0.5
 # A block spans this many integrated autocorrelation times (block_length); the variance
 # correction covers the correlation a block of one tau cuts, so longer blocks only cost power.
 BLOCK_TAUS = 1.0
@@ -422,14 +424,17 @@ def _bootstrap(sample: _Sample, r: float, seed: int) -> _Boot:
 
 
 def _boot_pair(
-    run: _Sample | None, base: _Sample | None, seed: int
+    run: _Sample | None, base: _Sample | None, seed: int, floor: Sequence[_Sample | None] = ()
 ) -> tuple[_Boot | None, _Boot | None]:
-    """Both sides' bootstraps with ONE autocorrelation: the larger of the two measured plus
-    its standard error (1/sqrt(n), n the shorter side's windows), at most 0.95. The sample
-    autocorrelation of a short series is noisy and biased low, and an underestimate would make
-    the blocks too short and p too small; erring long only widens the intervals."""
+    """Both sides' bootstraps with ONE autocorrelation: the largest measured (on both sides,
+    and on the ``floor`` series: the family's p50, whose drift a noisy tail series such as
+    per-window p99 hides under its sampling noise) plus its standard error (1/sqrt(n), n the
+    shorter side's windows), at most 0.95. The sample autocorrelation of a short series is
+    noisy and biased low, and an underestimate would make the blocks too short and p too
+    small; erring long only widens the intervals."""
     sides = [s for s in (run, base) if s is not None]
-    r = max((lag1_autocorrelation(s.per_window) for s in sides), default=0.0)
+    measured = [*sides, *(f for f in floor if f is not None)]
+    r = max((lag1_autocorrelation(s.per_window) for s in measured), default=0.0)
     if sides:
         r = min(r + 1.0 / math.sqrt(max(min(s.n for s in sides), 1)), 0.95)
     return (
@@ -537,15 +542,25 @@ def _window_tests(
     out: dict[str, tuple[MetricComparison, _Test | None]] = {}
     seed = BOOTSTRAP_SEED
     for family in LATENCY_FAMILIES:
+        both = family in run.latency and family in base.latency
+        floor = (
+            [
+                _latency_sample(run.latency[family], "p50"),
+                _latency_sample(base.latency[family], "p50"),
+            ]
+            if both
+            else []
+        )
         for stat in LATENCY_STATS:
             metric = f"{family}.latency_ms.{stat}"
             seed += 1
             method = "block-bootstrap"
-            if family in run.latency and family in base.latency:
+            if both:
                 rb, bb = _boot_pair(
                     _latency_sample(run.latency[family], stat),
                     _latency_sample(base.latency[family], stat),
                     seed,
+                    floor,
                 )
             elif (family, stat) in run.percentile_series and (
                 family,
@@ -669,6 +684,19 @@ def _decide(rows: list[tuple[MetricComparison, _Test | None]]) -> float | None:
         if test.p < alpha and size > practical:
             up = test.effect > 0
             row.verdict = Verdict.WORSE if up == (row.better_when == "lower") else Verdict.BETTER
+        elif row.ci_change and (
+            row.ci_change[1] > UNDECIDED_CHANGE or row.ci_change[0] < -UNDECIDED_CHANGE / 2
+        ):
+            # Not significant, but the interval still holds large changes: the data cannot
+            # tell "no change" from "much worse", so it does not say "no significant change".
+            lo_pct, hi_pct = (f"{v:+.0%}" if abs(v) < 10 else f"{v:+.0e}" for v in row.ci_change)
+            row.verdict = Verdict.TOO_LITTLE_DATA
+            row.note = (
+                f"too little data (n = {row.n_run}/{row.n_baseline} {row.sample_unit}s"
+                + (f" in blocks of {row.block_windows[0]}" if row.block_windows else "")
+                + f"): the change may be anywhere in [{lo_pct}, {hi_pct}]; run longer, quiet "
+                "the machine or repeat the runs (--repeat)"
+            )
         else:
             row.verdict = Verdict.SAME
     return alpha
@@ -797,8 +825,9 @@ def headline(cmp: Comparison) -> str:
             )
     same, little = len(by[Verdict.SAME]), len(by[Verdict.TOO_LITTLE_DATA])
     if little >= same:
-        first = next(m.note for m in by[Verdict.TOO_LITTLE_DATA] if m.note) if little else ""
-        return f"too little data to decide {little} of {same + little} metrics {first}; {tail}"
+        first = next((m for m in by[Verdict.TOO_LITTLE_DATA] if m.note), None)
+        why = f" ({first.metric}: {first.note})" if first else ""
+        return f"too little data to decide {little} of {same + little} metrics{why}; {tail}"
     return f"no significant change in {same} judged metric{'s' if same != 1 else ''}; {tail}"
 
 

@@ -254,11 +254,12 @@ def simulated_side(
 
 
 def test_a_vs_a_says_no_significant_change_in_at_least_95_percent() -> None:
-    """The false-alarm rate: 80 comparisons of one configuration with itself (seeded), 60
-    windows a side (benchmarks/compare_calibration.py measures it on more: 2-3 %)."""
+    """The false-alarm rate: 80 comparisons of one configuration with itself, 60 windows a side:
+    the first 80 of benchmarks/compare_calibration.py's seeds (which measures 2 % on 1,000;
+    an 80-comparison estimate varies from 0 to ~8 % with the seeds drawn)."""
     alarms = 0
     for seed in range(80):
-        rng = np.random.default_rng(1000 + seed)
+        rng = np.random.default_rng(90_000 + seed)
         c = compare_windows(simulated_side(rng), simulated_side(rng))
         alarms += any(m.verdict in (Verdict.WORSE, Verdict.BETTER) for m in c.metrics)
     assert alarms / 80 <= 0.05, f"false-alarm rate {alarms / 80:.1%}"
@@ -266,10 +267,10 @@ def test_a_vs_a_says_no_significant_change_in_at_least_95_percent() -> None:
 
 def test_a_real_20_percent_p95_shift_is_found() -> None:
     """Power: 30 comparisons against a candidate 20 % slower (every latency x 1.2), 60 windows
-    a side (benchmarks/compare_calibration.py: ~88 %; ~63 % at 40 windows)."""
+    a side (benchmarks/compare_calibration.py measures the power on more)."""
     found = 0
     for seed in range(30):
-        rng = np.random.default_rng(2000 + seed)
+        rng = np.random.default_rng(90_000 + seed)
         c = compare_windows(simulated_side(rng), simulated_side(rng, scale=1.2))
         found += metric(c, "frame.latency_ms.p95").verdict == Verdict.WORSE
     assert found / 30 >= 0.8, f"power {found / 30:.0%}"

@@ -1050,7 +1050,7 @@ def comparison_for(
     table never mixes one baseline's values with another's changes. JSON-ready dict or None."""
     embedded = results.get("comparison")
     if baseline is None:
-        return embedded if isinstance(embedded, Mapping) else None
+        return dict(embedded) if isinstance(embedded, Mapping) else None
     if isinstance(embedded, Mapping) and embedded.get("baseline_run_id") == baseline.get("run_id"):
         return dict(embedded)
     return compare(results, baseline).model_dump(mode="json")

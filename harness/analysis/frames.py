@@ -44,17 +44,17 @@ class Columns:
     @property
     def answered(self) -> np.ndarray:
         """Frames that got any reply (error replies included)."""
-        return ~np.isnan(self.t_reply)
+        return np.asarray(~np.isnan(self.t_reply))
 
     @property
     def errored(self) -> np.ndarray:
         """Frames answered with an error reply."""
-        return self.error_code != None  # noqa: E711 - elementwise on an object array
+        return np.asarray(self.error_code != None)  # noqa: E711 - elementwise on an object array
 
     @property
     def latency_s(self) -> np.ndarray:
         """Coordinated-omission corrected latency (NaN when unanswered)."""
-        return self.t_reply - self.t_scheduled
+        return np.asarray(self.t_reply - self.t_scheduled)
 
 
 def columns(load: Any) -> Columns:
@@ -82,12 +82,12 @@ def columns(load: Any) -> Columns:
 
 def latency_population(frames: np.ndarray) -> np.ndarray:
     """THE frame-latency population: answered frames without an error reply (bool mask)."""
-    return ~np.isnan(frames["t_reply"]) & (frames["error_code"] < 0)
+    return np.asarray(~np.isnan(frames["t_reply"]) & (frames["error_code"] < 0))
 
 
 def inference_population(frames: np.ndarray) -> np.ndarray:
     """The part of the frame-latency population answered with an inference."""
-    return latency_population(frames) & (frames["served_by"] >= 0)
+    return np.asarray(latency_population(frames) & (frames["served_by"] >= 0))
 
 
 # --- aggregates --------------------------------------------------------------------------------

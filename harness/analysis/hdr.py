@@ -169,7 +169,9 @@ def latency_summary(hist: HdrHistogram) -> dict[str, float | int | None]:
     return out
 
 
-def percentiles_of(seconds: np.ndarray, keys: tuple[str, ...] = ("p50", "p95", "p99")) -> dict:
+def percentiles_of(
+    seconds: np.ndarray, keys: tuple[str, ...] = ("p50", "p95", "p99")
+) -> dict[str, float | None]:
     """Selected summary percentiles (ms) of latencies in seconds; None values when empty."""
     values = percentiles_us(histogram_of(seconds), [PERCENTILES[k] for k in keys])
     return {k: None if v is None else v / US_PER_MS for k, v in zip(keys, values, strict=True)}

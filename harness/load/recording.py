@@ -124,7 +124,7 @@ class LoadResult:
         """Frames sent more than ``late_threshold_ms`` after their schedule."""
         f = self.frames
         with np.errstate(invalid="ignore"):
-            return (f["t_sent"] - f["t_scheduled"]) > self.late_threshold_ms / 1000.0
+            return np.asarray((f["t_sent"] - f["t_scheduled"]) > self.late_threshold_ms / 1000.0)
 
     def over_range(self, mask: np.ndarray | None = None) -> dict[str, float | int | None]:
         """Replies slower than ``latency_limit_s`` (measured window by default): ``count`` and

@@ -113,7 +113,8 @@ def test_same_distribution_is_no_significant_change(baseline: dict, seed: int) -
     judged = [m for m in c.metrics if m.method is not None]
     assert judged and all(m.verdict != Verdict.WORSE for m in judged), c.headline
     assert all(m.verdict != Verdict.BETTER for m in judged), c.headline
-    assert c.headline.startswith("no significant change in ")
+    # 30 windows of a drifting machine: either no change, or honestly undecided.
+    assert c.headline.startswith(("no significant change in ", "too little data to decide"))
 
 
 def test_each_percentile_is_tested_on_its_own_series(baseline: dict) -> None:
@@ -257,12 +258,14 @@ def test_a_vs_a_says_no_significant_change_in_at_least_95_percent() -> None:
     """The false-alarm rate: 80 comparisons of one configuration with itself, 60 windows a side:
     the first 80 of benchmarks/compare_calibration.py's seeds (which measures 2 % on 1,000;
     an 80-comparison estimate varies from 0 to ~8 % with the seeds drawn)."""
-    alarms = 0
+    alarms = same = 0
     for seed in range(80):
         rng = np.random.default_rng(90_000 + seed)
         c = compare_windows(simulated_side(rng), simulated_side(rng))
         alarms += any(m.verdict in (Verdict.WORSE, Verdict.BETTER) for m in c.metrics)
+        same += c.headline.startswith("no significant change in ")
     assert alarms / 80 <= 0.05, f"false-alarm rate {alarms / 80:.1%}"
+    assert same / 80 >= 0.95, f"'no significant change' in {same / 80:.1%}"
 
 
 def test_a_real_20_percent_p95_shift_is_found() -> None:

@@ -23,8 +23,8 @@ import numpy as np
 import psutil
 
 from benchmarks.echo_server import serve_echo_forever, wait_port
+from harness import hdr
 from harness.analysis import frames as fr
-from harness.analysis import hdr
 from harness.clock import RunClock
 from harness.load import LoadConfig, LoadGenerator, run_with_best_loop
 

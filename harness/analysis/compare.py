@@ -63,7 +63,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from pydantic import BaseModel, Field
 
-from . import hdr
+from harness import hdr
 
 FAMILY_ALPHA = 0.05
 PRACTICAL_CHANGE = 0.05

@@ -68,8 +68,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.hdr import percentiles_of
+
 from .frames import Columns
-from .hdr import percentiles_of
 
 AROUND_SWITCH_S = 2.0
 # How long after TorchServe is back (READY and answering) the recovery window keeps watching:

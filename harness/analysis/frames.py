@@ -1,7 +1,7 @@
 """What a load recording says: counts, accuracy, latency histograms and 1-s windows.
 
 The load package records raw rows (``harness.load.recording.LoadResult``); everything derived
-from them is here, once. Histograms come from ``harness.analysis.hdr`` (microseconds).
+from them is here, once. Histograms come from ``harness.hdr`` (microseconds).
 
 **Frame latency** (one definition, ``latency_population``): the coordinated-omission corrected
 latency ``t_reply - t_scheduled`` of every frame answered WITHOUT an error reply (an inference
@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from harness import hdr
 from harness.load.recording import LoadResult
-
-from . import hdr
 
 
 @dataclass

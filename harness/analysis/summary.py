@@ -13,8 +13,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness import hdr
+
 from . import frames as fr
-from . import hdr
 from .collected import gpu_stats, process_stats, torchserve_stats
 from .faults import analyze_faults, run_end_of, stall_summary
 

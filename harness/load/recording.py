@@ -1,8 +1,8 @@
 """What a load run recorded: one raw row per scheduled frame, nothing derived.
 
 Times are on the RunClock (seconds). The load package keeps the RAW recording only: counts,
-accuracy, latency histograms and 1-s windows are analysis (``harness.analysis.frames`` and
-``harness.analysis.hdr``). What stays here is what the generator's own self-check needs: the
+accuracy, latency histograms and 1-s windows are analysis (``harness.analysis.frames`` over
+``harness.hdr``). What stays here is what the generator's own self-check needs: the
 measured and late masks, and ``over_range`` (replies slower than the run's latency limit,
 ``latency_limit_s`` = the run's ``reply_timeout_s``; they make the run INVALID because the
 histograms, whose range is that limit, cannot hold them). Corrected latency is
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# The smallest latency limit, in microseconds, a histogram can have (its lowest value is 1 us).
-MIN_LIMIT_US = 2
+from harness.hdr import limit_us
+
 # The limit when a LoadResult is built without one: LoadConfig's default reply_timeout_s.
 DEFAULT_LATENCY_LIMIT_S = 5.0
 
@@ -37,17 +37,6 @@ FRAME_DTYPE = np.dtype(
         ("error_code", np.int16),
     ]
 )
-
-
-def limit_us(limit_s: float) -> int:
-    """A latency limit in seconds as whole microseconds (>= 2): the highest latency the run's
-    histograms hold (``harness.analysis.hdr``) and the bound of ``LoadResult.over_range``.
-
-    Raises ValueError when ``limit_s`` is not a finite number > 0.
-    """
-    if not math.isfinite(limit_s) or limit_s <= 0:
-        raise ValueError(f"latency limit must be a finite number of seconds > 0, got {limit_s!r}")
-    return max(math.ceil(limit_s * 1e6), MIN_LIMIT_US)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
-from harness.analysis import hdr
+from harness import hdr
 
 DPI = 120
 WIDTH_IN = 9.6

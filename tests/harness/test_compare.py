@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from core_builders import build_load
 
-from harness.analysis import hdr
+from harness import hdr
 from harness.analysis.compare import (
     Comparison,
     MetricComparison,

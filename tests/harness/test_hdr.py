@@ -1,4 +1,4 @@
-"""The one histogram module (harness/analysis/hdr.py) and the one frame-latency population."""
+"""The one histogram module (harness/hdr.py) and the one frame-latency population."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from core_builders import build_load
 
+from harness import hdr
 from harness.analysis import frames as fr
-from harness.analysis import hdr
 from harness.analysis.summary import summarize
 from harness.scenario.models import Scenario
 

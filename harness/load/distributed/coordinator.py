@@ -38,6 +38,7 @@ from typing import Any
 import psutil
 from hdrh.histogram import HdrHistogram
 
+from harness import hdr
 from harness.clock import RunClock
 from harness.load.distributed.merge import (
     DistributedLoadResult,
@@ -59,7 +60,7 @@ from harness.load.distributed.messages import (
     result_from_wire,
 )
 from harness.load.generator import END_GRACE_S, LiveStats, LoadConfig
-from harness.load.recording import LoadResult, new_histogram, percentiles_ms
+from harness.load.recording import LoadResult
 from harness.stack.base import StackError
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -577,11 +578,11 @@ class DistributedLoad:
             now = self.clock.now()
         except RuntimeError:
             now = 0.0
-        hist: HdrHistogram = new_histogram(self.config.reply_timeout_s)
+        hist: HdrHistogram = hdr.new_histogram(self.config.reply_timeout_s)
         for tick in self._ticks.values():
             with contextlib.suppress(Exception):
                 hist.decode_and_add(tick.hist.encode("ascii"))
-        p95 = percentiles_ms(hist)["p95"] if hist.get_total_count() else None
+        p95 = hdr.latency_summary(hist)["p95"] if hist.get_total_count() else None
         workers = [
             WorkerLive(
                 index=p.index,

@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import hdr
 from harness.clock import RunClock
 from harness.load.distributed.messages import WorkerPlan, WorkerTick, result_to_wire
 from harness.load.generator import LoadConfig, LoadGenerator, run_with_best_loop
-from harness.load.recording import LoadResult, new_histogram, record_seconds
+from harness.load.recording import LoadResult
 
 TICK_S = 1.0
 
@@ -80,8 +81,8 @@ async def _ticks(plan: WorkerPlan, gen: LoadGenerator, clock: RunClock) -> None:
         now = clock.now()
         k = math.floor(now / TICK_S) + 1
         live = gen.live()
-        hist = new_histogram(plan.reply_timeout_s)
-        record_seconds(hist, gen.latencies_between(now - 1.5, now - 0.5))
+        hist = hdr.new_histogram(plan.reply_timeout_s)
+        hdr.record_seconds(hist, gen.latencies_between(now - 1.5, now - 0.5))
         tick = WorkerTick(
             index=plan.index,
             t=now,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from harness.analysis import frames as fr
 from harness.load.distributed import (
     WORKER_LOST,
     WorkerOutcome,
@@ -85,7 +86,7 @@ def test_a_late_worker_and_a_lost_worker_make_the_run_invalid_naming_them() -> N
     # The lost worker's planned frames are in the result, never sent: counted lost.
     lost = merged.frames[merged.frames["session"] >= 2]
     assert lost.size == 2 * 30 and np.isnan(lost["t_sent"]).all()
-    assert merged.counts()["lost"] == 2 * 30  # all scheduled after the 1 s warm-up
+    assert fr.counts(merged)["lost"] == 2 * 30  # all scheduled after the 1 s warm-up
     assert merged.generator_late_share == pytest.approx(5 / 20)
 
 

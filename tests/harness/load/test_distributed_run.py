@@ -17,11 +17,12 @@ import numpy as np
 import psutil
 import pytest
 
+from harness import hdr
+from harness.analysis import frames as fr
 from harness.clock import RunClock
 from harness.load import LoadConfig
 from harness.load.distributed import WORKER_LOST, DistributedLoad, DistributedLoadError
 from harness.load.distributed.coordinator import START_S
-from harness.load.recording import percentiles_ms
 from harness.load.trace import synthetic_trace
 from harness.scenario.models import LocustSpec, TraceSpec
 
@@ -71,12 +72,12 @@ async def test_two_workers_against_a_known_delay(
     per_session = [int(np.count_nonzero(f["session"] == s)) for s in range(4)]
     starts = [START_S + s * (1 / 30) / 4 for s in range(4)]
     assert per_session == [int(np.ceil((3.0 - st) * 30 - 1e-9)) for st in starts]
-    counts = res.counts()
+    counts = fr.counts(res)
     assert counts["answered"] == counts["scheduled"] and counts["lost"] == 0
     # Every reply took the server's 20 ms at least; the median is the delay plus transport.
     lat = (f["t_reply"] - f["t_scheduled"]) * 1000
     assert lat.min() >= 18.9  # uvloop's 1 ms timers may send up to ~1 ms early
-    p = percentiles_ms(res.histograms()["frame_latency"])
+    p = hdr.latency_summary(fr.histograms(res)["frame_latency"])
     assert 20.0 <= p["p50"] <= 23.0, p  # type: ignore[operator]
     ws = res.distribution["workers"]  # type: ignore[attr-defined]
     assert [w["status"] for w in ws] == ["done", "done"]
@@ -150,7 +151,7 @@ async def test_cancel_keeps_what_the_workers_measured(
     assert part is not None
     assert sorted(set(part.frames["session"].tolist())) == [0, 1, 2, 3]
     assert 1.0 < part.duration_s < 5.0
-    assert part.counts()["answered"] > 0
+    assert fr.counts(part)["answered"] > 0
     assert not _children()
 
 

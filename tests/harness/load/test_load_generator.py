@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import hdr
 from harness.analysis import frames as fr
-from harness.analysis import hdr
 from harness.clock import RunClock
 from harness.load import LoadConfig, LoadGenerator, LoadResult
 

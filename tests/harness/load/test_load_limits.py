@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import hdr
 from harness.analysis import frames as fr
-from harness.analysis import hdr
-from harness.analysis.hdr import histogram_of, new_histogram, percentiles_of, record_seconds
 from harness.clock import RunClock
+from harness.hdr import histogram_of, new_histogram, percentiles_of, record_seconds
 from harness.load import LoadConfig, LoadGenerator, LoadResult
 from harness.load.generator import CONNECT_LEAD_S, END_GRACE_S
 from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND, OVER_RANGE, SUT_STOPPED_READING

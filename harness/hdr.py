@@ -1,6 +1,10 @@
 """The one histogram module: every latency HdrHistogram is built, recorded, merged, read and
 encoded here, with one rank rule and one unit.
 
+A leaf module (no harness imports), so that both analysis (results) and the load package's
+live progress (the distributed engine's per-second ticks) use this one kernel; the load
+package records raw rows and builds no result figures from histograms.
+
 Unit: **microseconds** (``UNIT = "us"``). Values are recorded as whole microseconds
 (``rint(seconds * 1e6)``) into HdrHistograms with 3 significant digits whose range is the run's
 own latency limit (``LoadResult.latency_limit_s``, the run's ``reply_timeout_s``): 1 us ..
@@ -21,12 +25,11 @@ per-window and bootstrap work.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
-
-from harness.load.recording import limit_us
 
 UNIT = "us"
 US_PER_MS = 1000.0
@@ -38,6 +41,17 @@ PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 9
 LATENCY_KEYS = (*PERCENTILES, "max", "mean", "count")
 # The report's percentile plot.
 PERCENTILE_CURVE = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0)
+
+
+def limit_us(limit_s: float) -> int:
+    """A latency limit in seconds as whole microseconds (>= 2): the highest latency a run's
+    histograms hold, and the bound of ``LoadResult.over_range``.
+
+    Raises ValueError when ``limit_s`` is not a finite number > 0.
+    """
+    if not math.isfinite(limit_s) or limit_s <= 0:
+        raise ValueError(f"latency limit must be a finite number of seconds > 0, got {limit_s!r}")
+    return max(math.ceil(limit_s * 1e6), 2 * HIST_MIN_US)
 
 
 def new_histogram(limit_s: float) -> HdrHistogram:

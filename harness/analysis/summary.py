@@ -17,6 +17,7 @@ from hdrh.histogram import HdrHistogram
 from .collected import gpu_stats, process_stats, torchserve_stats
 from .faults import analyze_faults, run_end_of, stall_summary
 from .frames import Columns, columns, hdr_mean, hdr_percentiles, histogram_of
+from .traffic import traffic_summary
 
 PERCENTILE_CURVE = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0)
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "count")
@@ -137,13 +138,16 @@ def summarize(
     gpu_summary, gpu_util, gpu_mem = gpu_stats(collectors, n_windows, warmup)
     ts_summary, ts_series = torchserve_stats(collectors, n_windows, warmup)
 
+    traffic = traffic_summary(getattr(load, "sessions", None) or [])
     error_replies = counts["errored"]
     run_end = max(duration, n_windows)
     summary: dict[str, Any] = {
         "duration_s": duration,
         "warmup_s": warmup,
         "measured_s": measured_s,
-        "sessions": wl.sessions,
+        "sessions": wl.sessions if wl.sessions is not None else traffic["started"],
+        # Sessions started/ended/refused, lifetimes and connect/close cost (analysis.traffic).
+        "traffic": traffic,
         "fps": wl.fps,
         "frame": {
             "latency_ms": latency_summary(hists["frame_latency"]),

@@ -149,6 +149,8 @@ class LoadResult:
     unsent: int = 0
     silent_from_s: float | None = None
     invalid_reasons: list[str] = field(default_factory=list)
+    # Per-session lifetimes (harness.load.generator.session_record), in session order.
+    sessions: list[dict[str, Any]] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

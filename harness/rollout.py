@@ -1,0 +1,190 @@
+"""A progressive rollout driven and judged while the run goes (the scenario's ``rollout`` block).
+
+At ``start_s`` the share of new sessions sent to TorchServe becomes the first step's percent
+(``Stack.set_rollout``, as the timeline's ``set_rollout`` does). Each step is held ``hold_s``;
+then the frames of the step so far (scheduled from ``settle_s`` after the change to one second
+before the judgement, so the replies are in) are split by session cohort and judged
+(harness.analysis.rollout.judge_step): advance to the next step, hold it again (at most
+``max_holds`` times; the window grows), or abort: the rollout is set to 0 at once, and why is
+recorded. The last step (100 %) has no old-pipeline cohort of new sessions; it is judged when
+enough old sessions are still streaming, else marked ``complete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from harness.analysis.rollout import COHORTS, CohortFrames, judge_step
+from harness.clock import RunClock
+
+# Frames scheduled this close to a judgement are left out: their replies may still be coming.
+REPLY_MARGIN_S = 1.0
+
+
+def cohort_frames(
+    gen: Any, t0: float, t1: float, reply_timeout_s: float, now: float
+) -> dict[str, CohortFrames]:
+    """The generator's frames scheduled in [t0, t1), by session cohort (unknown ones left out).
+
+    A frame is lost when unanswered ``reply_timeout_s`` after its schedule; a younger
+    unanswered one is left out (its reply may be on the way).
+    """
+    none = -1
+    parts: dict[str, list[CohortFrames]] = {c: [] for c in COHORTS}
+    for s in gen.sessions_now():
+        if s.n == 0 or s.connected_at is None:
+            continue
+        lo, hi = np.searchsorted(s.t_scheduled, (t0, t1))
+        if hi <= lo:
+            continue
+        cohort = gen.cohort_of(s)
+        if cohort not in parts:
+            continue
+        sched = s.t_scheduled[lo:hi]
+        reply = s.t_reply[lo:hi]
+        unanswered = np.isnan(reply)
+        lost = unanswered & (sched + reply_timeout_s <= now)
+        keep = ~unanswered | lost
+        served = s.served_by[lo:hi]
+        pred, truth = s.prediction[lo:hi], s.truth[lo:hi]
+        judged = (pred > none) & (truth > none)
+        parts[cohort].append(
+            CohortFrames(
+                sessions=1,
+                t_scheduled=sched[keep],
+                latency_s=(reply - sched)[keep],
+                inference=(served > none)[keep],
+                errored=(s.error_code[lo:hi] > none)[keep],
+                lost=lost[keep],
+                judged=judged[keep],
+                correct=(judged & (pred == truth))[keep],
+            )
+        )
+    return {c: CohortFrames.join(p) for c, p in parts.items()}
+
+
+class RolloutController:
+    """Runs a ``RolloutSpec`` against a stack while ``gen`` streams; ``record`` fills as it goes.
+
+    ``record``: ``{"steps": [...], "outcome": "running" | "completed" | "aborted" |
+    "incomplete", "reason", "failed_step"}``; each step: percent, set_s, judgements (one per
+    hold period: window, decision, reason, criteria, cohort figures side by side).
+    """
+
+    def __init__(
+        self,
+        spec: Any,
+        stack: Any,
+        clock: RunClock,
+        gen: Any,
+        reply_timeout_s: float,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.stack = stack
+        self.clock = clock
+        self.gen = gen
+        self.reply_timeout_s = reply_timeout_s
+        self.on_event = on_event
+        self.record: dict[str, Any] = {
+            "steps": [], "outcome": "running", "reason": None, "failed_step": None,
+        }  # fmt: skip
+
+    def _tell(self, text: str) -> None:
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):  # a display glitch must never end a run
+                self.on_event(text)
+
+    async def _wait(self, until: float, stop: asyncio.Event) -> bool:
+        """Sleep to ``until`` on the run clock; False when ``stop`` was set first."""
+        delay = until - self.clock.now()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        return not stop.is_set()
+
+    async def _set(self, percent: int) -> tuple[float, str | None]:
+        t = self.clock.now()
+        try:
+            await asyncio.to_thread(self.stack.set_rollout, percent)
+        except Exception as exc:
+            return t, f"{type(exc).__name__}: {exc}"[:500]
+        return t, None
+
+    def judge(self, step: dict[str, Any], now: float) -> dict[str, Any]:
+        """Judge ``step`` on what was measured from its settle time to ``now``."""
+        t0 = step["set_s"] + self.spec.settle_s
+        t1 = now - REPLY_MARGIN_S
+        cohorts = cohort_frames(self.gen, t0, t1, self.reply_timeout_s, now)
+        verdict = judge_step(cohorts["torchserve"], cohorts["local"], self.spec.judge, (t0, t1))
+        verdict["window_s"] = [t0, t1]
+        verdict["at_s"] = now
+        return verdict
+
+    async def run(self, stop: asyncio.Event) -> dict[str, Any]:
+        """Drive every step until done, aborted, or ``stop`` (the load ended)."""
+        rec = self.record
+        spec = self.spec
+        if not await self._wait(spec.start_s, stop):
+            rec.update(outcome="incomplete", reason="the load ended before the rollout started")
+            return rec
+        last = len(spec.steps) - 1
+        for i, percent in enumerate(spec.steps):
+            set_s, error = await self._set(percent)
+            step: dict[str, Any] = {"step": i, "percent": percent, "set_s": set_s,
+                                    "judgements": [], "decision": None}  # fmt: skip
+            rec["steps"].append(step)
+            if error is not None:
+                step["decision"] = "abort"
+                await self._abort(i, percent, f"set_rollout {percent} failed: {error}")
+                return rec
+            self._tell(f"t={set_s:.1f}s rollout step {i + 1}/{len(spec.steps)}: {percent} %")
+            holds = 0
+            while True:
+                if not await self._wait(self.clock.now() + spec.hold_s, stop):
+                    step["decision"] = "not judged"
+                    rec.update(
+                        outcome="incomplete",
+                        reason=f"the load ended during step {i + 1} ({percent} %)",
+                    )
+                    return rec
+                verdict = self.judge(step, self.clock.now())
+                step["judgements"].append(verdict)
+                decision = verdict["decision"]
+                if i == last and decision == "hold":
+                    decision = verdict["decision"] = "complete"
+                    verdict["reason"] = (
+                        f"final step: {verdict['reason']} (nothing left to compare against)"
+                    )
+                if decision == "hold" and holds < spec.max_holds:
+                    holds += 1
+                    self._tell(f"t={verdict['at_s']:.1f}s rollout {percent} %: HOLD "
+                               f"({verdict['reason']})")  # fmt: skip
+                    continue
+                if decision == "hold":
+                    decision = verdict["decision"] = "abort"
+                    verdict["reason"] = f"still {verdict['reason']} after {holds} hold(s)"
+                step["decision"] = decision
+                break
+            if decision == "abort":
+                await self._abort(i, percent, verdict["reason"])
+                return rec
+            self._tell(f"t={verdict['at_s']:.1f}s rollout {percent} %: {decision.upper()}")
+        rec.update(outcome="completed", reason=f"reached {spec.steps[-1]} %")
+        return rec
+
+    async def _abort(self, i: int, percent: int, reason: str) -> None:
+        set_s, error = await self._set(0)
+        self.record.update(
+            outcome="aborted",
+            failed_step=i,
+            reason=f"step {i + 1} ({percent} %) aborted: {reason}",
+            rolled_back_s=set_s,
+            rollback_error=error,
+        )
+        self._tell(f"t={set_s:.1f}s rollout ABORTED at {percent} %, set to 0: {reason}")

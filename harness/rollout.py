@@ -126,6 +126,12 @@ class RolloutController:
         verdict["at_s"] = now
         return verdict
 
+    @staticmethod
+    def prepare() -> None:
+        """Import the statistics before the load starts (scipy.stats takes seconds to import:
+        done at the first judgement, it stalled the generator and made the run INVALID)."""
+        import scipy.stats  # noqa: F401
+
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         """Drive every step until done, aborted, or ``stop`` (the load ended)."""
         rec = self.record
@@ -153,7 +159,8 @@ class RolloutController:
                         reason=f"the load ended during step {i + 1} ({percent} %)",
                     )
                     return rec
-                verdict = self.judge(step, self.clock.now())
+                # In a thread: the statistics must not hold the generator's event loop.
+                verdict = await asyncio.to_thread(self.judge, step, self.clock.now())
                 step["judgements"].append(verdict)
                 decision = verdict["decision"]
                 if i == last and decision == "hold":
@@ -169,6 +176,8 @@ class RolloutController:
                 if decision == "hold":
                     decision = verdict["decision"] = "abort"
                     verdict["reason"] = f"still {verdict['reason']} after {holds} hold(s)"
+                if i == last and decision == "advance":
+                    decision = verdict["decision"] = "complete"
                 step["decision"] = decision
                 break
             if decision == "abort":

@@ -206,13 +206,14 @@ async def _measure(
     out.events = timeline.records
     stop = asyncio.Event()
     await gen.prepare()  # before t=0: a distributed engine waits for its workers here
+    watching = _watch(scenario, stack, clock, gen, progress, run_dir, out)
+    await asyncio.to_thread(watching.prepare)
     clock.start()
     tasks = [
         asyncio.create_task(collectors.run(stop), name="collectors"),
         asyncio.create_task(timeline.run(stop), name="timeline"),
     ]
     load_task = asyncio.create_task(gen.run(), name="load")
-    watching = _watch(scenario, stack, clock, gen, progress, run_dir, out)
     for name, coro in watching.coroutines(load_task, stop):
         tasks.append(asyncio.create_task(coro, name=name))
     try:
@@ -275,6 +276,9 @@ class _Watching:
 
         self.gen = gen
         self.out = out
+        self.initial_percent = (
+            scenario.stack.rollout_percent if scenario.stack.use_torchserve else None
+        )
         self.rollout = None
         self.abort = None
         self.closers: list[Callable[[], None]] = []
@@ -304,13 +308,21 @@ class _Watching:
             self.sinks.append(lambda st: exporter.update(row_of(st, percent())))
             self.closers.append(exporter.close)
 
+    def prepare(self) -> None:
+        """Imports the watchers need, done before t=0 (they cost seconds inside the run)."""
+        if self.rollout is not None:
+            self.rollout.prepare()
+        if self.abort is not None:
+            import harness.analysis.gates
+            import harness.analysis.summary  # noqa: F401
+
     def _percent(self) -> int | None:
         if self.rollout is None:
-            return None
+            return self.initial_percent
         steps = self.rollout.record["steps"]
         if self.rollout.record["outcome"] == "aborted":
             return 0
-        return steps[-1]["percent"] if steps else None
+        return steps[-1]["percent"] if steps else self.initial_percent
 
     def coroutines(
         self, load_task: asyncio.Task[Any], stop: asyncio.Event

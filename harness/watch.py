@@ -78,7 +78,8 @@ class AbortWatcher:
                 await asyncio.wait_for(stop.wait(), self.spec.check_every_s)
             if stop.is_set():
                 return
-            lost = self.check()
+            # In a thread: summarising the load so far must not hold the generator's loop.
+            lost = await asyncio.to_thread(self.check)
             if lost is not None:
                 self.aborted = lost
                 target.cancel()

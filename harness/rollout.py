@@ -93,6 +93,7 @@ class RolloutController:
         self.on_event = on_event
         self.record: dict[str, Any] = {
             "steps": [], "outcome": "running", "reason": None, "failed_step": None,
+            "events": [],
         }  # fmt: skip
 
     def _tell(self, text: str) -> None:
@@ -109,12 +110,20 @@ class RolloutController:
         return not stop.is_set()
 
     async def _set(self, percent: int) -> tuple[float, str | None]:
+        """Set the rollout; (when it was asked, error or None). Recorded as a timeline event
+        (``source: rollout``) so charts and the events table show each step."""
         t = self.clock.now()
+        event = {"at_s": t, "action": "set_rollout", "params": {"percent": percent},
+                 "started_s": t, "finished_s": None, "ok": None, "error": None,
+                 "result": None, "source": "rollout"}  # fmt: skip
+        self.record["events"].append(event)
+        error = None
         try:
             await asyncio.to_thread(self.stack.set_rollout, percent)
         except Exception as exc:
-            return t, f"{type(exc).__name__}: {exc}"[:500]
-        return t, None
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        event.update(finished_s=self.clock.now(), ok=error is None, error=error)
+        return t, error
 
     def judge(self, step: dict[str, Any], now: float) -> dict[str, Any]:
         """Judge ``step`` on what was measured from its settle time to ``now``."""

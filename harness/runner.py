@@ -418,6 +418,12 @@ def _analyse(
     base_summary = baseline_doc.get("summary") if baseline_doc else None
     doc["gates"] = evaluate_gates(scenario.gates, summary, faults, base_summary)
     doc["rollout"], doc["aborted"] = measured.rollout, measured.aborted
+    if measured.rollout and measured.rollout.get("events"):
+        # The rollout's own changes join the timeline: charts mark each step like an event.
+        doc["events"] = sorted(
+            [*measured.events, *measured.rollout["events"]],
+            key=lambda e: e["started_s"] if e.get("started_s") is not None else e["at_s"],
+        )
     if (gate := rollout_gate(measured.rollout)) is not None:
         doc["gates"].append(gate)
     if measured.aborted is not None:

@@ -419,12 +419,12 @@ def _fmt(v: Any) -> str:
 
 def _comparison_table(comparison: dict[str, Any], only_changes: bool = False) -> str:
     lines = [f"comparison with baseline {comparison.get('baseline_run_id')}:"]
-    for w in comparison.get("warnings") or []:
+    for w in [*(comparison.get("warnings") or []), *(comparison.get("stability") or [])]:
         lines.append(f"  WARNING: {w}")
     header = f"  {'metric':44} {'run':>10} {'baseline':>10} {'change':>8}  verdict"
     lines.append(header)
     for m in comparison.get("metrics") or []:
-        if only_changes and m["verdict"] in ("n/a",) and m.get("method") is None:
+        if only_changes and m.get("method") is None:
             continue
         change = "-" if m["change"] is None else f"{m['change']:+.1%}"
         marker = {"worse": "  <-- WORSE", "better": "  (better)"}.get(m["verdict"], "")
@@ -446,14 +446,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _err(str(exc))
         return EXIT_INVALID
-    comparison = compare(new, base)
+    result = compare(new, base)
+    comparison = result.model_dump(mode="json")
     if args.json:
         print(json.dumps(comparison, indent=1))
     else:
         print(_comparison_table(comparison, only_changes=not args.all))
-    worse = [m["metric"] for m in comparison["metrics"] if m["verdict"] == "worse"]
-    if worse:
-        print(f"worse: {', '.join(worse)}")
+    print(result.headline)
+    if not result.usable:
+        return EXIT_INVALID
+    worse = result.worse()
     return EXIT_GATE if (args.fail_on_worse and worse) else EXIT_OK
 
 

@@ -429,9 +429,10 @@ def _analyse(
     if measured.aborted is not None:
         doc["gates"].append(abort_gate(measured.aborted))
     if baseline_doc is not None:
-        doc["comparison"] = compare(doc, baseline_doc)
+        comparison = compare(doc, baseline_doc)
         if baseline_doc.get("valid") is False:
-            doc["comparison"]["warnings"].append("the baseline run was INVALID")
+            comparison.warnings.append("the baseline run was INVALID")
+        doc["comparison"] = comparison.model_dump(mode="json")
     if reasons:
         doc["verdict"] = "invalid"
         return EXIT_INVALID

@@ -125,21 +125,24 @@ class RolloutController:
         event.update(finished_s=self.clock.now(), ok=error is None, error=error)
         return t, error
 
-    def judge(self, step: dict[str, Any], now: float) -> dict[str, Any]:
+    def judge(self, step: dict[str, Any], now: float, final: bool = False) -> dict[str, Any]:
         """Judge ``step`` on what was measured from its settle time to ``now``."""
         t0 = step["set_s"] + self.spec.settle_s
         t1 = now - REPLY_MARGIN_S
         cohorts = cohort_frames(self.gen, t0, t1, self.reply_timeout_s, now)
-        verdict = judge_step(cohorts["torchserve"], cohorts["local"], self.spec.judge, (t0, t1))
+        verdict = judge_step(
+            cohorts["torchserve"], cohorts["local"], self.spec.judge, (t0, t1),
+            self.reply_timeout_s, final,
+        )  # fmt: skip
         verdict["window_s"] = [t0, t1]
         verdict["at_s"] = now
         return verdict
 
     @staticmethod
     def prepare() -> None:
-        """Import the statistics before the load starts (scipy.stats takes seconds to import:
-        done at the first judgement, it stalled the generator and made the run INVALID)."""
-        import scipy.stats  # noqa: F401
+        """Import the statistics before the load starts: imported at the first judgement (then
+        with scipy, seconds), they stalled the generator and made the run INVALID."""
+        import harness.analysis.compare  # noqa: F401
 
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         """Drive every step until done, aborted, or ``stop`` (the load ended)."""
@@ -169,7 +172,8 @@ class RolloutController:
                     )
                     return rec
                 # In a thread: the statistics must not hold the generator's event loop.
-                verdict = await asyncio.to_thread(self.judge, step, self.clock.now())
+                final = holds >= spec.max_holds and i != last
+                verdict = await asyncio.to_thread(self.judge, step, self.clock.now(), final)
                 step["judgements"].append(verdict)
                 decision = verdict["decision"]
                 if i == last and decision == "hold":
@@ -182,9 +186,6 @@ class RolloutController:
                     self._tell(f"t={verdict['at_s']:.1f}s rollout {percent} %: HOLD "
                                f"({verdict['reason']})")  # fmt: skip
                     continue
-                if decision == "hold":
-                    decision = verdict["decision"] = "abort"
-                    verdict["reason"] = f"still {verdict['reason']} after {holds} hold(s)"
                 if i == last and decision == "advance":
                     decision = verdict["decision"] = "complete"
                 step["decision"] = decision

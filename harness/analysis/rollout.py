@@ -7,18 +7,20 @@ is judged on the frames SCHEDULED inside its judgement window, split by the sess
 TorchServe call falls back or a local hedge wins, which is exactly what a bad TorchServe looks
 like). Criteria (``RolloutJudge`` in the scenario):
 
-- latency (frame and/or inference percentiles): per-1-s-window series of each cohort, compared
-  with the project's comparison statistics (:func:`compare_series`); a criterion FAILS when
-  the statistics say ``worse`` AND the TorchServe cohort's figure over the window exceeds the old
-  one's by more than the allowance (``max(latency_allowance_ms, ratio * old)``), and is
-  ``n/a`` (too little data) when the statistics cannot tell;
+- latency (frame and/or inference percentiles): each cohort's per-1-s-window histograms,
+  compared with the project's comparison statistics in ONE call (:func:`compare_cohorts` ->
+  ``harness.analysis.compare.compare_windows``: block bootstrap over windows, Bonferroni over
+  the metrics, "too little data" below its minimums); a criterion FAILS when the statistics say
+  ``worse`` AND the TorchServe cohort's figure exceeds the old one's by more than the allowance
+  (``max(latency_allowance_ms, ratio * old)``), and is ``n/a`` when they say too little data;
 - errors: the TorchServe cohort's share of errored or lost frames may exceed the old one's by
   ``max_error_share_increase``;
 - accuracy: may fall short by ``max_accuracy_drop`` (``n/a`` below ``min_judged_signs``).
 
 Decision: ``abort`` when any criterion fails; ``hold`` when none fails but a cohort is smaller
 than ``min_sessions`` or a latency criterion is ``n/a`` (errors and accuracy lacking data do not
-hold a step); else ``advance``. The caller turns a ``hold`` past ``max_holds`` into an abort.
+hold a step); else ``advance``. Past ``max_holds`` (``final=True``) a step still short of data
+advances on the latency criteria that were judged (all passed), and aborts when none was.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .compare import _latency_verdict
+from . import hdr
+from .compare import Verdict, WindowSeries, compare_windows
 
 COHORTS = ("torchserve", "local")
 _PCT = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
@@ -103,41 +106,32 @@ class CohortFrames:
             "accuracy": int(np.count_nonzero(self.correct)) / judged if judged else None,
         }
 
-    def window_series(self, family: str, pct: float, t0: float, t1: float) -> list[float]:
-        """Per-1-s-window percentile (ms) of frame or inference latency; empty windows left out."""
-        ok = self.ok() if family == "frame" else self.ok() & self.inference
-        t, lat = self.t_scheduled[ok], self.latency_s[ok] * 1000.0
-        out: list[float] = []
+    def windows(self, t0: float, t1: float, limit_s: float) -> WindowSeries:
+        """Per-1-s-window latency histograms (us) of frames and inference replies in [t0, t1)
+        (None for a window without such a reply), the comparison statistics' input."""
+        ok = self.ok()
+        inf = ok & self.inference
+        frame: list = []
+        infer: list = []
         for w0 in np.arange(t0, t1 - 0.5, 1.0):
-            v = lat[(t >= w0) & (t < w0 + 1.0)]
-            if v.size:
-                out.append(float(np.percentile(v, pct)))
-        return out
+            inside = (self.t_scheduled >= w0) & (self.t_scheduled < w0 + 1.0)
+            for mask, out in ((ok, frame), (inf, infer)):
+                sel = self.latency_s[inside & mask]
+                out.append(hdr.histogram_of(sel, limit_s) if sel.size else None)
+        return WindowSeries(latency={"frame": frame, "inference": infer})
 
 
-def compare_series(canary: Sequence[float], control: Sequence[float]) -> dict[str, Any]:
-    """The project's comparison statistics on two per-window series (the one call into them).
+def compare_cohorts(
+    canary: CohortFrames, control: CohortFrames, window: tuple[float, float], limit_s: float
+) -> dict[str, dict[str, Any]]:
+    """The project's comparison statistics, TorchServe cohort (candidate) against the old one
+    (baseline), per-window over ``window``: metric (``frame.latency_ms.p95``...) -> the
+    comparison row as a dict (verdict, run, baseline, p_value, ci_run, ci_baseline, note).
 
-    Returns ``{"verdict": "worse" | "better" | "no significant change" | "n/a", "p_value",
-    "ci_canary", "ci_control"}`` (ms). Today: harness.analysis.compare's Mann-Whitney U over
-    the windows plus non-overlapping bootstrap intervals; n/a below its minimum of windows.
-    """
-    key = "frame_p50_ms"  # any latency series: the statistic only sees the values
-    run = {"series": {key: list(canary), "warmup": [False] * len(canary)}}
-    base = {"series": {key: list(control), "warmup": [False] * len(control)}}
-    c_med = float(np.median(canary)) if len(canary) else None
-    b_med = float(np.median(control)) if len(control) else None
-    change = None
-    if c_med is not None and b_med is not None:
-        change = (c_med - b_med) / b_med if b_med else (0.0 if c_med == 0 else float("inf"))
-    out = _latency_verdict(run, base, "frame.latency_ms.p50", change)
-    return {
-        "verdict": out["verdict"],
-        "p_value": out.get("p_value"),
-        "ci_canary": out.get("ci_run"),
-        "ci_control": out.get("ci_baseline"),
-        "windows": [len(canary), len(control)],
-    }
+    The one call into harness.analysis.compare (its ``compare_windows``)."""
+    t0, t1 = window
+    cmp = compare_windows(control.windows(t0, t1, limit_s), canary.windows(t0, t1, limit_s))
+    return {m.metric: m.model_dump(mode="json") for m in cmp.metrics}
 
 
 def judge_step(
@@ -145,41 +139,50 @@ def judge_step(
     control: CohortFrames,
     judge: Any,
     window: tuple[float, float],
+    limit_s: float = 5.0,
+    final: bool = False,
 ) -> dict[str, Any]:
     """Judge one step: ``{"decision", "reason", "criteria": [...], "figures": {...}}``.
 
     ``canary``: the TorchServe cohort, ``control``: the old-pipeline cohort, ``judge``: the
-    scenario's ``RolloutJudge``; ``window``: (t0, t1) on the run clock, for the per-window series.
+    scenario's ``RolloutJudge``; ``window``: (t0, t1) on the run clock, for the per-window
+    histograms; ``limit_s``: the run's latency limit (reply_timeout_s); ``final``: no hold is
+    left (see the module docstring).
     """
-    t0, t1 = window
     figures = {"torchserve": canary.figures(), "local": control.figures()}
     criteria: list[dict[str, Any]] = []
     small = [
         name for name, c in (("torchserve", canary), ("local", control))
         if c.sessions < judge.min_sessions
     ]  # fmt: skip
+    rows = compare_cohorts(canary, control, window, limit_s) if judge.latency else {}
     for metric in judge.latency:
         family, key = metric.split(".")
-        stats = compare_series(
-            canary.window_series(family, _PCT[key], t0, t1),
-            control.window_series(family, _PCT[key], t0, t1),
-        )
+        stats = rows.get(f"{family}.latency_ms.{key}") or {
+            "verdict": Verdict.TOO_LITTLE_DATA.value, "note": "no replies in a cohort",
+        }  # fmt: skip
         fig_key = f"{family}_latency_ms"
         c_val = figures["torchserve"][fig_key][key]
         b_val = figures["local"][fig_key][key]
         crit: dict[str, Any] = {"criterion": f"{metric} latency", "torchserve": c_val,
                                 "local": b_val, "statistics": stats}  # fmt: skip
-        if stats["verdict"] == "n/a" or c_val is None or b_val is None:
-            crit.update(status="n/a", why="too little data for the statistics")
+        if stats["verdict"] != Verdict.WORSE.value and stats["verdict"] not in (
+            Verdict.SAME.value,
+            Verdict.BETTER.value,
+        ):
+            crit.update(status="n/a", why=stats.get("note") or "too little data")
+        elif c_val is None or b_val is None:
+            crit.update(status="n/a", why="no replies in a cohort")
         else:
             allowance = max(judge.latency_allowance_ms, judge.latency_allowance_ratio * b_val)
             crit["allowance_ms"] = allowance
-            worse = stats["verdict"] == "worse" and c_val - b_val > allowance
+            worse = stats["verdict"] == Verdict.WORSE.value and c_val - b_val > allowance
             crit.update(
                 status="fail" if worse else "pass",
                 why=(
                     f"TorchServe cohort {c_val:.1f} ms vs old {b_val:.1f} ms: significantly "
-                    f"worse (p={stats['p_value']:.2g}) and {c_val - b_val:.1f} ms over, beyond "
+                    f"worse (p={stats.get('p_value') or 0:.2g}) and {c_val - b_val:.1f} ms "
+                    "over, beyond "
                     f"the {allowance:.1f} ms allowance"
                     if worse
                     else f"TorchServe cohort {c_val:.1f} ms vs old {b_val:.1f} ms "
@@ -213,15 +216,26 @@ def judge_step(
             "why": f"accuracy {c_acc:.3f} vs {b_acc:.3f} (allowed -{judge.max_accuracy_drop:g})",
         })  # fmt: skip
     failed = [c for c in criteria if c["status"] == "fail"]
-    lacking = [c for c in criteria if c["status"] == "n/a" and "latency" in c["criterion"]]
+    latency = [c for c in criteria if "latency" in c["criterion"]]
+    lacking = [c for c in latency if c["status"] == "n/a"]
+    judged = [c for c in latency if c["status"] == "pass"]
+    parts = [f"{n} cohort has fewer than {judge.min_sessions} sessions" for n in small]
+    parts += [f"{c['criterion']}: {c['why']}" for c in lacking]
     if failed:
         decision = "abort"
         reason = "; ".join(f"{c['criterion']}: {c['why']}" for c in failed)
-    elif small or lacking:
+    elif (small or lacking) and not final:
         decision = "hold"
-        parts = [f"{n} cohort has fewer than {judge.min_sessions} sessions" for n in small]
-        parts += [f"{c['criterion']}: {c['why']}" for c in lacking]
         reason = "too little data: " + "; ".join(parts)
+    elif (small or lacking) and (small or not judged):
+        decision = "abort"
+        reason = "too little evidence to advance: " + "; ".join(parts)
+    elif lacking:
+        decision = "advance"
+        reason = (
+            f"judged on {', '.join(c['criterion'] for c in judged)} (all passed); "
+            + "; ".join(parts)
+        )
     else:
         decision = "advance"
         reason = "every criterion passed"

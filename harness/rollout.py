@@ -14,13 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from harness.analysis.rollout import COHORTS, CohortFrames, judge_step
 from harness.clock import RunClock
+
+
+def _warm() -> bool:
+    """Imports of the judge's process (run once, before t=0)."""
+    import harness.analysis.rollout  # noqa: F401
+
+    return True
+
 
 # Frames scheduled this close to a judgement are left out: their replies may still be coming.
 REPLY_MARGIN_S = 1.0
@@ -91,6 +101,7 @@ class RolloutController:
         self.gen = gen
         self.reply_timeout_s = reply_timeout_s
         self.on_event = on_event
+        self._pool: ProcessPoolExecutor | None = None
         self.record: dict[str, Any] = {
             "steps": [], "outcome": "running", "reason": None, "failed_step": None,
             "events": [],
@@ -125,24 +136,38 @@ class RolloutController:
         event.update(finished_s=self.clock.now(), ok=error is None, error=error)
         return t, error
 
-    def judge(self, step: dict[str, Any], now: float, final: bool = False) -> dict[str, Any]:
-        """Judge ``step`` on what was measured from its settle time to ``now``."""
+    async def judge(self, step: dict[str, Any], now: float, final: bool = False) -> dict[str, Any]:
+        """Judge ``step`` on what was measured from its settle time to ``now``.
+
+        The cohorts are cut here (cheap); the statistics (~0.7 s of CPU, measured in
+        benchmarks/rollout_judge.py) run in the judge's own process, so they never hold the
+        generator's event loop or its GIL (in a thread they made the run's frames late)."""
         t0 = step["set_s"] + self.spec.settle_s
         t1 = now - REPLY_MARGIN_S
         cohorts = cohort_frames(self.gen, t0, t1, self.reply_timeout_s, now)
-        verdict = judge_step(
-            cohorts["torchserve"], cohorts["local"], self.spec.judge, (t0, t1),
-            self.reply_timeout_s, final,
-        )  # fmt: skip
+        args = (cohorts["torchserve"], cohorts["local"], self.spec.judge, (t0, t1),
+                self.reply_timeout_s, final)  # fmt: skip
+        if self._pool is not None:
+            loop = asyncio.get_running_loop()
+            verdict = await loop.run_in_executor(self._pool, judge_step, *args)
+        else:
+            verdict = await asyncio.to_thread(judge_step, *args)
         verdict["window_s"] = [t0, t1]
         verdict["at_s"] = now
         return verdict
 
-    @staticmethod
-    def prepare() -> None:
-        """Import the statistics before the load starts: imported at the first judgement (then
-        with scipy, seconds), they stalled the generator and made the run INVALID."""
-        import harness.analysis.compare  # noqa: F401
+    def prepare(self) -> None:
+        """Start the judge's process before the load starts (spawned, its imports done), so
+        neither start-up nor imports land inside the run. ``close()`` stops it."""
+        ctx = multiprocessing.get_context("spawn")  # never fork a process with live threads
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        self._pool.submit(_warm).result(timeout=120)
+
+    def close(self) -> None:
+        """Stop the judge's process (also after a cancelled run)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         """Drive every step until done, aborted, or ``stop`` (the load ended)."""
@@ -173,7 +198,7 @@ class RolloutController:
                     return rec
                 # In a thread: the statistics must not hold the generator's event loop.
                 final = holds >= spec.max_holds and i != last
-                verdict = await asyncio.to_thread(self.judge, step, self.clock.now(), final)
+                verdict = await self.judge(step, self.clock.now(), final)
                 step["judgements"].append(verdict)
                 decision = verdict["decision"]
                 if i == last and decision == "hold":

@@ -163,13 +163,14 @@ async def _measure(
         PrometheusCollector,
     )
     from harness.load import LoadConfig
+    from harness.load.generator import CONNECT_LEAD_S
     from harness.load.traffic import plan_workload
 
     wl = scenario.workload
     ep = stack.endpoints
     clock = RunClock()
     traces = trace_provider(scenario)
-    plan = plan_workload(wl, lambda i: len(traces(i)) / wl.fps)
+    plan = plan_workload(wl, lambda i: len(traces(i)) / wl.fps, CONNECT_LEAD_S)
     # Build the traces before t=0: generating them inside the run made the first seconds late.
     for i in range(min(wl.sessions or len(plan or ()), TRACE_VARIANTS)):
         await asyncio.to_thread(traces, i)
@@ -340,7 +341,10 @@ class _Watching:
         return out
 
     def close(self) -> None:
-        """Release the live file and endpoint (errors ignored: the run's results come first)."""
+        """Release the live file, the endpoint and the judge's process (errors ignored: the
+        run's results come first)."""
+        if self.rollout is not None:
+            self.closers.append(self.rollout.close)
         for close in self.closers:
             with contextlib.suppress(Exception):
                 close()

@@ -169,12 +169,16 @@ def plan_arrivals(
 
 
 def plan_workload(
-    workload: object, trace_seconds: Callable[[int], float] | None
+    workload: object, trace_seconds: Callable[[int], float] | None, lead_s: float = 0.0
 ) -> list[PlannedSession] | None:
-    """The plan of a scenario ``Workload`` (None for the fixed-N model: the generator's own)."""
+    """The plan of a scenario ``Workload`` (None for the fixed-N model: the generator's own).
+
+    ``lead_s``: the generator's connect lead (its base is that far into the run clock), so
+    the plan covers ``duration_s - lead_s`` and no session is planned past the run's end.
+    """
     stages = getattr(workload, "stages", None)
     arrivals = getattr(workload, "arrivals", None)
-    duration = float(workload.duration_s)  # type: ignore[attr-defined]
+    duration = float(workload.duration_s) - lead_s  # type: ignore[attr-defined]
     if stages:
         return plan_stages([(s.duration_s, s.target) for s in stages], duration)
     if arrivals is not None:

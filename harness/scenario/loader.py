@@ -413,11 +413,11 @@ def _check_timeline(sc: Scenario) -> list[tuple[PathKey, str]]:
 def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
     """Rollout changes no session could observe, a rollout block that cannot run, an empty
     traffic plan, and abort-on-fail gates (parsed like ``gates``)."""
+    from harness.load.generator import CONNECT_LEAD_S as lead  # session starts: clock + lead
     from harness.load.traffic import plan_workload
 
     problems: list[tuple[PathKey, str]] = []
     wl = sc.workload
-    lead = 0.5  # the generator's connect lead: session starts are on the run clock + this
     if wl.sessions is not None:
         last_start = wl.ramp_up_s + lead
         why = (
@@ -426,7 +426,7 @@ def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
             "workload.stages so sessions keep arriving"
         )
     else:
-        plan = plan_workload(wl, lambda _i: wl.duration_s) or []
+        plan = plan_workload(wl, lambda _i: wl.duration_s, lead) or []
         if not plan:
             problems.append((("workload",), "the traffic model starts no session at all"))
         last_start = max((p.start_s for p in plan), default=0.0) + lead

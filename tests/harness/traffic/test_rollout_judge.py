@@ -103,10 +103,11 @@ def test_rollout_gate(outcome: str, passed: bool) -> None:
 
 
 def test_no_false_abort_in_20_healthy_judgements() -> None:
-    """The healthy canary's shape (10 % then 50 % of ~20 sessions, TorchServe's hop +15 ms on
-    inference): 20 seeded judgements, no abort. benchmarks/rollout_judge.py measures more."""
+    """The healthy canary's shape (10 % and 50 % of ~20 sessions, TorchServe's hop +15 ms on
+    inference): 20 seeded judgements (10 seeds x 2 steps), no abort.
+    benchmarks/rollout_judge.py measures the rate over more."""
     aborts = 0
-    for seed in range(20):
+    for seed in range(10):
         rng = np.random.default_rng(100 + seed)
         for share in (0.1, 0.5):
             ts = max(2, round(20 * share))

@@ -43,6 +43,7 @@ LATEST = "latest"  # <out>/latest -> the newest run folder
 # Distinct synthetic traces: session i plays variant i % TRACE_VARIANTS (seed + variant), so
 # hundreds of sessions do not cost hundreds of trace generations.
 TRACE_VARIANTS = 8
+MAX_SESSION_RECORDS = 10_000  # results "sessions": the first this many sessions' lifetimes
 
 Progress = Callable[[Any], None]
 
@@ -381,6 +382,8 @@ def _skeleton(scenario: Scenario, run_id: str, started: datetime) -> dict[str, A
         "provenance": {},
         "rollout": None,
         "aborted": None,
+        "sessions": [],
+        "sessions_truncated": False,
     }
 
 
@@ -422,6 +425,11 @@ def _analyse(
     base_summary = baseline_doc.get("summary") if baseline_doc else None
     doc["gates"] = evaluate_gates(scenario.gates, summary, faults, base_summary)
     doc["rollout"], doc["aborted"] = measured.rollout, measured.aborted
+    # Per-session lifetimes (summary.traffic has their spreads); capped so a day of arrivals
+    # cannot make results.json huge.
+    records = list(getattr(load, "sessions", None) or [])
+    doc["sessions"] = records[:MAX_SESSION_RECORDS]
+    doc["sessions_truncated"] = len(records) > MAX_SESSION_RECORDS
     if measured.rollout and measured.rollout.get("events"):
         # The rollout's own changes join the timeline: charts mark each step like an event.
         doc["events"] = sorted(

@@ -501,9 +501,7 @@ class LoadGenerator:
             p95_ms=float(np.percentile(joined, 95) * 1000) if joined.size else None,
             errors=errors,
             fallback_share=local / inference if inference else None,
-            sessions_connected=sum(
-                1 for s in self._sessions if s.ws is not None and not s.disconnected
-            ),
+            sessions_connected=sum(cohorts.values()),  # open now: connected, not yet closed
             generator_cpu_percent=self._cpu.current() if self._running else self._cpu.percent,
         )
 

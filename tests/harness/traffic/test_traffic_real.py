@@ -194,8 +194,13 @@ def test_rollout_block_and_live_outputs_while_running(
     assert traffic["refused"] == 0 and traffic["started"] == traffic["planned"] == 70
     assert traffic["cohorts"].get("torchserve", 0) >= 2
     assert traffic["connect_ms"]["p50"] is not None and traffic["close_ms"]["count"] > 0
-    # The live file's last row saw the sessions come and go.
+    # The live file saw the sessions come and go: about 4/s x 2 s are open at a time.
     assert rows[-1]["sessions_started"] > rows[0]["sessions_started"]
+    assert any(r["sessions_ended"] > 0 for r in rows)
+    steady = [r["sessions_connected"] for r in rows if r["t"] > 4]
+    assert steady and max(steady) <= 12, rows
+    for r in rows:
+        assert r["sessions_connected"] == r["cohort_torchserve"] + r["cohort_local"]
 
 
 @pytest.mark.slow

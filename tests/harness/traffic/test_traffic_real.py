@@ -198,7 +198,7 @@ def test_rollout_block_and_live_outputs_while_running(
     assert rows[-1]["sessions_started"] > rows[0]["sessions_started"]
     assert any(r["sessions_ended"] > 0 for r in rows)
     steady = [r["sessions_connected"] for r in rows if r["t"] > 4]
-    assert steady and max(steady) <= 12, rows
+    assert steady and max(steady) <= 14, rows  # ~10: 2 s + connect lead + drain, 4/s
     for r in rows:
         assert r["sessions_connected"] == r["cohort_torchserve"] + r["cohort_local"]
 

@@ -61,6 +61,7 @@ def cohort_frames(
         lost = unanswered & (sched + reply_timeout_s <= now)
         keep = ~unanswered | lost
         served = s.served_by[lo:hi]
+        local = gen.label_code("local")
         pred, truth = s.prediction[lo:hi], s.truth[lo:hi]
         judged = (pred > none) & (truth > none)
         parts[cohort].append(
@@ -73,6 +74,8 @@ def cohort_frames(
                 lost=lost[keep],
                 judged=judged[keep],
                 correct=(judged & (pred == truth))[keep],
+                served_local=(served == (none if local is None else local))[keep]
+                & (served > none)[keep],
             )
         )
     return {c: CohortFrames.join(p) for c, p in parts.items()}

@@ -15,6 +15,11 @@ like). Criteria (``RolloutJudge`` in the scenario):
   (``max(latency_allowance_ms, ratio * old)``), and is ``n/a`` when they say too little data;
 - errors: the TorchServe cohort's share of errored or lost frames may exceed the old one's by
   ``max_error_share_increase``;
+- fallback: the share of the TorchServe cohort's classifications answered by the local engine
+  (a failed TorchServe call's fallback, or a local hedge that won) may be at most
+  ``max_fallback_share`` (judged from ``min_inferences`` classifications). This is what a bad
+  TorchServe looks like once hedging hides its latency from the user: the cohort's latency is
+  fine, but TorchServe is not serving it;
 - accuracy: may fall short by ``max_accuracy_drop`` (``n/a`` below ``min_judged_signs``).
 
 Decision: ``abort`` when any criterion fails; ``hold`` when none fails but a cohort is smaller
@@ -55,6 +60,7 @@ class CohortFrames:
     lost: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     judged: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     correct: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    served_local: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
 
     @classmethod
     def join(cls, parts: Sequence[CohortFrames]) -> CohortFrames:
@@ -71,6 +77,7 @@ class CohortFrames:
             lost=cat([p.lost for p in parts]),
             judged=cat([p.judged for p in parts]),
             correct=cat([p.correct for p in parts]),
+            served_local=cat([p.served_local for p in parts]),
         )
 
     def ok(self) -> np.ndarray:
@@ -85,6 +92,7 @@ class CohortFrames:
         n = int(self.t_scheduled.size)
         bad = int(np.count_nonzero(self.errored | self.lost))
         judged = int(np.count_nonzero(self.judged))
+        local = self.served_local[:n] if self.served_local.size == n else np.zeros(n, bool)
 
         def pcts(v: np.ndarray) -> dict[str, float | None]:
             if not v.size:
@@ -104,7 +112,11 @@ class CohortFrames:
             "error_share": bad / n if n else None,
             "judged_signs": judged,
             "accuracy": int(np.count_nonzero(self.correct)) / judged if judged else None,
-        }
+            "local_share": (
+                int(np.count_nonzero(local & ok & self.inference)) / int(inf.size)
+                if inf.size else None
+            ),
+        }  # fmt: skip
 
     def windows(self, t0: float, t1: float, limit_s: float) -> WindowSeries:
         """Per-1-s-window latency histograms (us) of frames and inference replies in [t0, t1)
@@ -200,6 +212,20 @@ def judge_step(
             "status": "fail" if over else "pass",
             "why": f"error share {c_err:.2%} vs {b_err:.2%} (allowed +"
                    f"{judge.max_error_share_increase:.2%})",
+        })  # fmt: skip
+    ts_fig = figures["torchserve"]
+    share = ts_fig["local_share"]
+    if share is None or ts_fig["inferences"] < judge.min_inferences:
+        criteria.append({"criterion": "fallback", "torchserve": share, "status": "n/a",
+                         "why": f"{ts_fig['inferences']} classifications in the TorchServe "
+                                f"cohort (need {judge.min_inferences})"})  # fmt: skip
+    else:
+        over = share > judge.max_fallback_share
+        criteria.append({
+            "criterion": "fallback", "torchserve": share,
+            "status": "fail" if over else "pass",
+            "why": f"{share:.0%} of the TorchServe cohort's {ts_fig['inferences']} "
+                   f"classifications answered locally (allowed {judge.max_fallback_share:.0%})",
         })  # fmt: skip
     c_acc, b_acc = figures["torchserve"]["accuracy"], figures["local"]["accuracy"]
     few = min(figures["torchserve"]["judged_signs"], figures["local"]["judged_signs"])

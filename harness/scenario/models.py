@@ -319,7 +319,9 @@ class RolloutJudge(_Strict):
     Latency (``frame.p95``-style names) is ``worse`` when the project's comparison statistics say
     so AND the TorchServe cohort is above the old cohort by more than ``latency_allowance_ms``
     and ``latency_allowance_ratio`` of it (an HTTP hop costs a few ms by design). Errors: the
-    TorchServe cohort's error share may exceed the old one's by ``max_error_share_increase``.
+    TorchServe cohort's error share may exceed the old one's by ``max_error_share_increase``;
+    at most ``max_fallback_share`` of its classifications may be answered locally (from
+    ``min_inferences``).
     Accuracy: may fall short of the old one's by ``max_accuracy_drop`` (judged from
     ``min_judged_signs`` classified signs per cohort)."""
 
@@ -330,6 +332,9 @@ class RolloutJudge(_Strict):
     latency_allowance_ms: float = Field(25.0, ge=0, le=MAX_TIMEOUT_S * 1000)
     latency_allowance_ratio: float = Field(0.25, ge=0, le=100)
     max_error_share_increase: float = Field(0.01, ge=0, le=1)
+    # TorchServe cohort classifications answered by the local engine (fallback or hedge won).
+    max_fallback_share: float = Field(0.2, ge=0, le=1)
+    min_inferences: int = Field(5, ge=1, le=1_000_000)
     max_accuracy_drop: float = Field(0.05, ge=0, le=1)
     min_judged_signs: int = Field(10, ge=1, le=1_000_000)
     min_sessions: int = Field(2, ge=1, le=10_000)

@@ -4,7 +4,8 @@ A cohort is ``sessions`` sessions streaming 30 fps over [t0, t1): frame latency 
 ``frame_ms``; every 60th frame of a session ends a sign and carries an inference taking
 ``inference_ms`` (lognormal), and - as the backend replies in order - the next frames of that
 session wait for it too (``queue_frames``). ``error_share`` of frames get an error reply;
-``accuracy`` of the classified frames are right.
+``accuracy`` of the classified frames are right; ``local_share`` of the classifications were
+answered by the local engine (a fallback, or a hedge that won).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def simulate(
     error_share: float = 0.0,
     accuracy: float = 1.0,
     queue_frames: int = 3,
+    local_share: float = 0.0,
 ) -> CohortFrames:
     parts = []
     for _ in range(sessions):
@@ -53,6 +55,7 @@ def simulate(
                 lost=np.zeros(n, dtype=bool),
                 judged=judged,
                 correct=correct,
+                served_local=inference & (rng.random(n) < local_share),
             )
         )
     return CohortFrames.join(parts)

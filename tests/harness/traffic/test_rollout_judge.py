@@ -65,6 +65,21 @@ def test_errors_and_accuracy_abort() -> None:
     assert wrong["decision"] == "abort" and "accuracy" in wrong["reason"]
 
 
+def test_a_torchserve_cohort_served_locally_aborts() -> None:
+    """Hedging hides a slow TorchServe's latency (the local hedge answers): the cohort's
+    latency looks fine, but most of its classifications come from the local engine."""
+    rng = np.random.default_rng(8)
+    control = simulate(rng, 12)
+    hidden = simulate(rng, 4, local_share=0.9)
+    out = judge_step(hidden, control, _judge(), WINDOW)
+    assert out["decision"] == "abort"
+    crit = next(c for c in out["criteria"] if c["criterion"] == "fallback")
+    assert crit["status"] == "fail" and crit["torchserve"] > 0.8
+    assert "answered locally" in out["reason"]
+    healthy = judge_step(simulate(rng, 4, local_share=0.02), control, _judge(), WINDOW)
+    assert next(c for c in healthy["criteria"] if c["criterion"] == "fallback")["status"] == "pass"
+
+
 def test_too_small_a_cohort_holds_then_aborts_when_no_hold_is_left() -> None:
     rng = np.random.default_rng(5)
     canary, control = simulate(rng, 1), simulate(rng, 12)

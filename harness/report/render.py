@@ -473,6 +473,7 @@ def _rollout_view(results: dict) -> dict | None:
                 "errors": f"{fmt(ts.get('error_share'), 'share')} / "
                           f"{fmt(lo.get('error_share'), 'share')}",
                 "accuracy": f"{fmt(ts.get('accuracy'))} / {fmt(lo.get('accuracy'))}",
+                "local_share": fmt(ts.get("local_share"), "share"),
                 "decision": str(j.get("decision") or "—"),
                 "reason": j.get("reason") or "",
                 "criteria": [
@@ -484,6 +485,7 @@ def _rollout_view(results: dict) -> dict | None:
             rows.append({"percent": step.get("percent"), "set": fmt(step.get("set_s"), "s"),
                          "window": "—", "sessions": "—", "frame_p95": "—",
                          "inference_p50": "—", "errors": "—", "accuracy": "—",
+                         "local_share": "—",
                          "decision": str(step.get("decision") or "—"), "reason": "",
                          "criteria": []})  # fmt: skip
     return {"outcome": ro.get("outcome"), "reason": ro.get("reason"), "rows": rows}

@@ -458,6 +458,11 @@ def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
                     f"{end:g} s, past workload.duration_s ({wl.duration_s:g} s)",
                 )
             )
+    if sc.abort_on_fail is not None and wl.engine != "native":
+        problems.append(
+            (("abort_on_fail",), "abort_on_fail needs workload.engine: native (it reads the "
+             "generator's frames while the run goes)")
+        )  # fmt: skip
     if sc.abort_on_fail is not None:
         # The same checks as gates (grammar, catalogue), on a copy holding only these gates;
         # "baseline" is refused: there is none while the run goes.

@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from harness import hdr
+from harness.analysis import frames as fr
 from harness.clock import RunClock
-from harness.load import LoadConfig, LoadGenerator, percentiles_ms, run_with_best_loop
+from harness.load import LoadConfig, LoadGenerator, run_with_best_loop
 from harness.load.distributed import DistributedLoad
 from harness.load.trace import synthetic_trace
 from harness.scenario.models import LocustSpec, TraceSpec
@@ -53,7 +55,7 @@ def _config(url: str, sessions: int, seconds: float) -> LoadConfig:
 
 
 def _figures(res: Any, seconds: float) -> dict[str, Any]:
-    p = percentiles_ms(res.histograms()["frame_latency"])
+    p = hdr.latency_summary(fr.histograms(res)["frame_latency"])
     f = res.frames
     first = f[f["frame_idx"] == 0]
     start_late = (first["t_sent"] - first["t_scheduled"]) * 1000

@@ -37,6 +37,90 @@ exit codes:
 
 SET_HELP = "override a scenario key (value parsed as YAML); repeatable"
 
+# Shorthands over --set (flag, environment variable, what it sets); applied before --set, so an
+# explicit --set wins. The environment variable is the flag's default, the flag wins over it.
+SHORTHANDS = (
+    ("sessions", "HARNESS_SESSIONS", "workload.sessions: N fixed sessions (drops arrivals/stages)"),
+    ("duration", "HARNESS_DURATION", "workload.duration_s: 60, 60s, 2m or 1h"),
+    ("warmup", "HARNESS_WARMUP", "workload.warmup_s: same forms as --duration"),
+    ("fps", "HARNESS_FPS", "workload.fps: frames per second per session"),
+    ("arrival_rate", "HARNESS_ARRIVAL_RATE", "workload.arrivals.rate_per_s: sessions per second"),
+    ("live", "HARNESS_LIVE", "live.file: per-second figures to this file, '-' = stdout"),
+    ("live_format", "HARNESS_LIVE_FORMAT", "live.format: jsonl or csv"),
+    ("prometheus_port", "HARNESS_PROMETHEUS_PORT", "live.prometheus_port: 0 = any free port"),
+)
+ENV_HELP = (
+    "environment overrides (a flag given wins over its variable):\n"
+    + "\n".join(f"  {env:<24} --{flag.replace('_', '-')}: {what}" for flag, env, what in SHORTHANDS)
+    + "\n  HARNESS_OUT              --out\n"
+)
+
+
+def parse_seconds(text: str) -> float:
+    """``60``, ``60s``, ``1.5m``, ``2h`` -> seconds; ValueError names the value."""
+    t = str(text).strip().lower()
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    unit = t[-1] if t and t[-1] in scale else "s"
+    number = t[:-1] if t and t[-1] in scale else t
+    try:
+        value = float(number) * scale[unit]
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use 60, 60s, 2m or 1h)") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"not a duration: {text!r} (must be > 0)")
+    return value
+
+
+def shorthand_overrides(args: argparse.Namespace, environ: Any = None) -> list[str]:
+    """The --set overrides the shorthand flags (or their HARNESS_* variables) stand for."""
+    import os
+
+    env = os.environ if environ is None else environ
+    out: list[str] = []
+    for flag, var, _ in SHORTHANDS:
+        value = getattr(args, flag, None)
+        if value is None and env.get(var, "").strip():
+            value = env[var].strip()
+        if value is None:
+            continue
+        if flag == "sessions":
+            out += [
+                f"workload.sessions={int(value)}",
+                "workload.arrivals=null",
+                "workload.stages=null",
+            ]
+        elif flag in ("duration", "warmup"):
+            out.append(f"workload.{flag}_s={parse_seconds(value):g}")
+        elif flag == "fps":
+            out.append(f"workload.fps={float(value):g}")
+        elif flag == "arrival_rate":
+            out.append(f"workload.arrivals.rate_per_s={float(value):g}")
+        elif flag == "live":
+            out.append(f"live.file={json.dumps(str(value))}")
+        elif flag == "live_format":
+            out.append(f"live.format={value}")
+        elif flag == "prometheus_port":
+            out.append(f"live.prometheus_port={int(value)}")
+    return out
+
+
+def _add_shorthands(cmd: argparse.ArgumentParser) -> None:
+    for flag, var, what in SHORTHANDS:
+        cmd.add_argument(
+            f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"{what} [{var}]"
+        )
+
+
+def traffic_words(wl: Any) -> str:
+    """The workload's traffic model in a few words."""
+    if wl.sessions is not None:
+        return plural(wl.sessions, "session")
+    if wl.stages is not None:
+        return f"{plural(len(wl.stages), 'stage')} of sessions"
+    a = wl.arrivals
+    rate = f"{a.rate_per_s:g}/s" if a.rate_per_s is not None else f"{len(a.stages)} rate stages"
+    return f"{a.process} arrivals {rate}"
+
 
 def _version() -> str:
     try:
@@ -67,7 +151,9 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     run = command("run", "run a scenario and write results.json, junit.xml, report")
+    run.epilog = EXIT_CODES_HELP + ENV_HELP
     run.add_argument("scenario", type=Path)
+    _add_shorthands(run)
     where = run.add_mutually_exclusive_group()
     where.add_argument(
         "--out",
@@ -89,6 +175,8 @@ def _parser() -> argparse.ArgumentParser:
 
     val = command("validate", "check a scenario file and every file it names, without running")
     val.add_argument("scenario", type=Path)
+    val.epilog = EXIT_CODES_HELP + ENV_HELP
+    _add_shorthands(val)
     val.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP
     )
@@ -142,6 +230,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _env(name: str) -> str | None:
+    """A HARNESS_* variable's value; empty or blank counts as unset."""
+    import os
+
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -152,6 +248,11 @@ def _load(args: argparse.Namespace) -> Any:
     A ``--baseline`` results file is read and checked here too: it is input the run will read.
     """
     warnings: list[str] = []
+    try:
+        args.overrides = [*shorthand_overrides(args), *args.overrides]
+    except ValueError as exc:
+        _err(f"invalid option: {exc}")
+        return None
     try:
         sc = load_scenario(
             args.scenario,
@@ -183,7 +284,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     wl = sc.workload
     print(
         f"{args.scenario}: OK - scenario '{sc.name}', driver {sc.stack.driver}, "
-        f"use_torchserve={sc.stack.use_torchserve}, {plural(wl.sessions, 'session')} x "
+        f"use_torchserve={sc.stack.use_torchserve}, {traffic_words(wl)} x "
         f"{wl.fps:g} fps, {wl.duration_s:g} s ({wl.warmup_s:g} s warm-up), "
         f"{plural(len(sc.timeline), 'event')}, {plural(len(sc.gates), 'gate')}"
     )
@@ -268,6 +369,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sc = _load(args)
     if sc is None:
         return EXIT_INVALID
+    if args.out is None and args.run_dir is None and (env_out := _env("HARNESS_OUT")):
+        args.out = Path(env_out)
     if args.run_dir is not None and (args.run_dir / "results.json").exists():
         _err(f"--run-dir {args.run_dir} already holds a run (results.json); choose another")
         return EXIT_INVALID

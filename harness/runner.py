@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.analysis.compare import compare
 from harness.analysis.gates import evaluate_gates
+from harness.analysis.rollout import rollout_gate
 from harness.analysis.summary import summarize
 from harness.clock import RunClock
 from harness.redact import mask, redact_files, redact_text, secret_values
@@ -34,6 +35,7 @@ from harness.results.writer import read_results, write_results
 from harness.scenario import Scenario, load_scenario, scenario_to_yaml
 from harness.scenario.loader import baseline_overrides
 from harness.timeline import Timeline, event_record
+from harness.watch import abort_gate
 
 EXIT_OK, EXIT_GATE, EXIT_INVALID, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_OUT = Path("reports")
@@ -41,6 +43,7 @@ LATEST = "latest"  # <out>/latest -> the newest run folder
 # Distinct synthetic traces: session i plays variant i % TRACE_VARIANTS (seed + variant), so
 # hundreds of sessions do not cost hundreds of trace generations.
 TRACE_VARIANTS = 8
+MAX_SESSION_RECORDS = 10_000  # results "sessions": the first this many sessions' lifetimes
 
 Progress = Callable[[Any], None]
 
@@ -122,6 +125,8 @@ class _Measured:
     events: list[dict[str, Any]] = field(default_factory=list)
     collectors: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
+    rollout: dict[str, Any] | None = None  # harness.rollout.RolloutController.record
+    aborted: dict[str, Any] | None = None  # the abort-on-fail gate that stopped the load
 
 
 def _event_sink(progress: Progress | None) -> Callable[[str], None]:
@@ -130,18 +135,6 @@ def _event_sink(progress: Progress | None) -> Callable[[str], None]:
     if callable(event):
         return event
     return lambda text: print(text, file=sys.stderr, flush=True)
-
-
-async def _progress_loop(gen: Any, progress: Progress, stop: asyncio.Event) -> None:
-    # Prime the rate: the generator's frames/s is "since the previous call", so the first
-    # tick would otherwise print 0 frames/s.
-    with contextlib.suppress(Exception):
-        gen.live()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
-        with contextlib.suppress(Exception):  # a display glitch must never end a run
-            progress(gen.live())
 
 
 def _load_engine(scenario: Scenario, config: Any, clock: RunClock, run_dir: Path | None) -> Any:
@@ -171,17 +164,21 @@ async def _measure(
         PrometheusCollector,
     )
     from harness.load import LoadConfig
+    from harness.load.generator import CONNECT_LEAD_S
+    from harness.load.traffic import plan_workload
 
     wl = scenario.workload
     ep = stack.endpoints
     clock = RunClock()
     traces = trace_provider(scenario)
+    plan = plan_workload(wl, lambda i: len(traces(i)) / wl.fps, CONNECT_LEAD_S)
     # Build the traces before t=0: generating them inside the run made the first seconds late.
-    for i in range(min(wl.sessions, TRACE_VARIANTS)):
+    for i in range(min(wl.sessions or len(plan or ()), TRACE_VARIANTS)):
         await asyncio.to_thread(traces, i)
     config = LoadConfig(
         ws_url=ep.ws_url,
-        sessions=wl.sessions,
+        sessions=wl.sessions or 0,
+        plan=plan,
         fps=wl.fps,
         duration_s=wl.duration_s,
         warmup_s=wl.warmup_s,
@@ -211,17 +208,34 @@ async def _measure(
     out.events = timeline.records
     stop = asyncio.Event()
     await gen.prepare()  # before t=0: a distributed engine waits for its workers here
+    watching = _watch(scenario, stack, clock, gen, progress, run_dir, out)
+    await asyncio.to_thread(watching.prepare)
     clock.start()
     tasks = [
         asyncio.create_task(collectors.run(stop), name="collectors"),
         asyncio.create_task(timeline.run(stop), name="timeline"),
     ]
-    if progress is not None:
-        tasks.append(asyncio.create_task(_progress_loop(gen, progress, stop), name="progress"))
+    load_task = asyncio.create_task(gen.run(), name="load")
+    for name, coro in watching.coroutines(load_task, stop):
+        tasks.append(asyncio.create_task(coro, name=name))
     try:
-        out.load = await gen.run()
+        try:
+            out.load = await load_task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if (
+                watching.abort is None
+                or watching.abort.aborted is None
+                or (me is not None and me.cancelling())
+            ):
+                raise
+            out.aborted = watching.abort.aborted  # a lost abort-on-fail gate: keep what ran
+            out.load = gen.partial
     except asyncio.CancelledError:
         out.interrupted = True
+        load_task.cancel()
+        with contextlib.suppress(BaseException):
+            await load_task
         out.load = gen.partial  # what was measured before Ctrl-C (None if nothing usable)
         raise
     finally:
@@ -229,6 +243,7 @@ async def _measure(
         # Collectors take their last window; a timeline event still in its thread is awaited
         # so the stack is not torn down under it (bounded by the stack's own timeouts).
         await asyncio.gather(*tasks, return_exceptions=True)
+        watching.close()
         end = out.load.duration_s if out.load is not None else wl.duration_s
         out.collectors = {
             "series": collectors.series(),
@@ -247,6 +262,100 @@ async def _measure(
                 "name": ", ".join(gpu.names) if gpu.names else None,
             },
         }
+
+
+class _Watching:
+    """The run's watchers (harness.watch, harness.rollout, harness.live), built from the
+    scenario; ``close()`` releases the live file and the Prometheus endpoint."""
+
+    def __init__(
+        self, scenario: Scenario, stack: Any, clock: RunClock, gen: Any,
+        progress: Progress | None, run_dir: Path | None, out: _Measured,
+    ) -> None:  # fmt: skip
+        from harness.live import LiveExporter, LiveFile, row_of
+        from harness.rollout import RolloutController
+        from harness.watch import AbortWatcher
+
+        self.gen = gen
+        self.out = out
+        self.initial_percent = (
+            scenario.stack.rollout_percent if scenario.stack.use_torchserve else None
+        )
+        self.rollout = None
+        self.abort = None
+        self.closers: list[Callable[[], None]] = []
+        self.sinks: list[Callable[[Any], None]] = [progress] if progress is not None else []
+        tell = _event_sink(progress)
+        if scenario.rollout is not None:
+            self.rollout = RolloutController(
+                scenario.rollout, stack, clock, gen, scenario.workload.reply_timeout_s, tell
+            )
+            out.rollout = self.rollout.record
+        if scenario.abort_on_fail is not None:
+            self.abort = AbortWatcher(scenario.abort_on_fail, scenario, gen, clock)
+        live = scenario.live
+        percent = self._percent
+
+        if live.file:
+            path = live.file if live.file == "-" or run_dir is None else run_dir / live.file
+            if live.file != "-" and Path(live.file).is_absolute():
+                path = live.file
+            f = LiveFile(path, live.format)
+            self.sinks.append(lambda st: f.write(row_of(st, percent())))
+            self.closers.append(f.close)
+        if live.prometheus_port is not None:
+            exporter = LiveExporter(live.prometheus_host, live.prometheus_port)
+            tell(f"live figures: http://{exporter.host}:{exporter.port}/metrics")
+            self.exporter = exporter
+            self.sinks.append(lambda st: exporter.update(row_of(st, percent())))
+            self.closers.append(exporter.close)
+
+    def prepare(self) -> None:
+        """Imports the watchers need, done before t=0 (they cost seconds inside the run)."""
+        if self.rollout is not None:
+            self.rollout.prepare()
+        if self.abort is not None:
+            import harness.analysis.gates
+            import harness.analysis.summary  # noqa: F401
+
+    def _percent(self) -> int | None:
+        if self.rollout is None:
+            return self.initial_percent
+        steps = self.rollout.record["steps"]
+        if self.rollout.record["outcome"] == "aborted":
+            return 0
+        return steps[-1]["percent"] if steps else self.initial_percent
+
+    def coroutines(
+        self, load_task: asyncio.Task[Any], stop: asyncio.Event
+    ) -> list[tuple[str, Any]]:
+        """(name, coroutine) of every watcher to run beside the load."""
+        from harness.watch import live_loop
+
+        out: list[tuple[str, Any]] = []
+        if self.sinks:
+            out.append(("live", live_loop(self.gen, self.sinks, stop)))
+        if self.rollout is not None:
+            out.append(("rollout", self.rollout.run(stop)))
+        if self.abort is not None:
+            out.append(("abort-on-fail", self.abort.run(load_task, stop)))
+        return out
+
+    def close(self) -> None:
+        """Release the live file, the endpoint and the judge's process (errors ignored: the
+        run's results come first)."""
+        if self.rollout is not None:
+            self.closers.append(self.rollout.close)
+        for close in self.closers:
+            with contextlib.suppress(Exception):
+                close()
+
+
+def _watch(
+    scenario: Scenario, stack: Any, clock: RunClock, gen: Any,
+    progress: Progress | None, run_dir: Path | None, out: _Measured,
+) -> _Watching:  # fmt: skip
+    return _Watching(scenario, stack, clock, gen, progress, run_dir, out)
 
 
 def _skeleton(scenario: Scenario, run_id: str, started: datetime) -> dict[str, Any]:
@@ -271,6 +380,10 @@ def _skeleton(scenario: Scenario, run_id: str, started: datetime) -> dict[str, A
         "gates": [],
         "comparison": None,
         "provenance": {},
+        "rollout": None,
+        "aborted": None,
+        "sessions": [],
+        "sessions_truncated": False,
     }
 
 
@@ -311,6 +424,22 @@ def _analyse(
     doc["invalid_reasons"] = reasons
     base_summary = baseline_doc.get("summary") if baseline_doc else None
     doc["gates"] = evaluate_gates(scenario.gates, summary, faults, base_summary)
+    doc["rollout"], doc["aborted"] = measured.rollout, measured.aborted
+    # Per-session lifetimes (summary.traffic has their spreads); capped so a day of arrivals
+    # cannot make results.json huge.
+    records = list(getattr(load, "sessions", None) or [])
+    doc["sessions"] = records[:MAX_SESSION_RECORDS]
+    doc["sessions_truncated"] = len(records) > MAX_SESSION_RECORDS
+    if measured.rollout and measured.rollout.get("events"):
+        # The rollout's own changes join the timeline: charts mark each step like an event.
+        doc["events"] = sorted(
+            [*measured.events, *measured.rollout["events"]],
+            key=lambda e: e["started_s"] if e.get("started_s") is not None else e["at_s"],
+        )
+    if (gate := rollout_gate(measured.rollout)) is not None:
+        doc["gates"].append(gate)
+    if measured.aborted is not None:
+        doc["gates"].append(abort_gate(measured.aborted))
     if baseline_doc is not None:
         comparison = compare(doc, baseline_doc)
         if baseline_doc.get("valid") is False:

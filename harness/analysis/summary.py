@@ -18,6 +18,7 @@ from harness import hdr
 from . import frames as fr
 from .collected import gpu_stats, process_stats, torchserve_stats
 from .faults import analyze_faults, run_end_of, stall_summary
+from .traffic import traffic_summary
 
 
 def _share(counts: Mapping[str, int], key: str) -> float | None:
@@ -52,13 +53,16 @@ def summarize(
     gpu_summary, gpu_util, gpu_mem = gpu_stats(collectors, n_windows, warmup)
     ts_summary, ts_series = torchserve_stats(collectors, n_windows, warmup)
 
+    traffic = traffic_summary(getattr(load, "sessions", None) or [])
     error_replies = counts["errored"]
     run_end = max(duration, n_windows)
     summary: dict[str, Any] = {
         "duration_s": duration,
         "warmup_s": warmup,
         "measured_s": measured_s,
-        "sessions": wl.sessions,
+        "sessions": wl.sessions if wl.sessions is not None else traffic["started"],
+        # Sessions started/ended/refused, lifetimes and connect/close cost (analysis.traffic).
+        "traffic": traffic,
         "fps": wl.fps,
         "frame": {
             "latency_ms": hdr.latency_summary(hists["frame_latency"]),

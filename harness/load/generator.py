@@ -36,6 +36,7 @@ from harness.load.selfcheck import (
 )
 from harness.load.session import CLOSE_TIMEOUT_S, NONE_CODE, SEND_DEADLINE_S, Session
 from harness.load.trace import PreparedTrace, TraceError, prepare_trace
+from harness.load.traffic import PlannedSession
 
 CONNECT_LEAD_S = 0.5
 # A session task still running this long after duration_s (a connect or a send the server never
@@ -67,6 +68,8 @@ class LoadConfig:
     session_offset: int = 0
     total_sessions: int | None = None
     start_s: float | None = None
+    # Sessions that come and go (harness.load.traffic); None: ``sessions`` for the whole run.
+    plan: list[PlannedSession] | None = None
 
     def validate(self) -> None:
         """Raise ValueError naming the first field out of range."""
@@ -76,7 +79,8 @@ class LoadConfig:
                 self.ws_url.startswith(("ws://", "wss://")),
                 "must start with ws:// or wss://",
             ),
-            ("sessions", self.sessions >= 1, "must be >= 1"),
+            ("sessions", self.sessions >= 1 or self.plan is not None, "must be >= 1"),
+            ("plan", self.plan is None or len(self.plan) > 0, "holds no session"),
             ("fps", self.fps > 0, "must be > 0"),
             ("duration_s", self.duration_s > 0, "must be > 0"),
             ("warmup_s", 0 <= self.warmup_s < self.duration_s, "must be in [0, duration_s)"),
@@ -117,6 +121,10 @@ class LiveStats:
     fallback_share: float | None
     sessions_connected: int = 0
     generator_cpu_percent: float | None = None
+    sessions_started: int = 0
+    sessions_ended: int = 0
+    sessions_refused: int = 0
+    cohorts: dict[str, int] | None = None  # open sessions by rollout cohort
 
 
 class LoadGenerator:
@@ -129,6 +137,7 @@ class LoadGenerator:
         self._labels: list[str] = []
         self._codes: dict[str, int] = {}
         self._sessions: list[Session] = []
+        self._finishers: list[asyncio.Task[None]] = []
         self._cpu = CpuMeter()
         self._live_prev: tuple[float, int] | None = None
         self._running = False
@@ -152,7 +161,8 @@ class LoadGenerator:
         spread = max(cfg.ramp_up_s, 1.0 / cfg.fps)
         total = cfg.total_sessions or cfg.sessions
         prepared: dict[int, tuple[list[dict], PreparedTrace]] = {}
-        for i in range(cfg.sessions):
+        count = len(cfg.plan) if cfg.plan is not None else cfg.sessions
+        for i in range(count):
             frames = cfg.traces(i)
             # Sessions usually share one trace object: serialise it once.
             cached = prepared.get(id(frames))
@@ -161,8 +171,13 @@ class LoadGenerator:
                     raise TraceError(f"trace of session {i} holds no frames")
                 cached = (frames, prepare_trace(frames, self._intern))
                 prepared[id(frames)] = cached
-            start = base + (cfg.session_offset + i) * spread / total
-            n = max(math.ceil((cfg.duration_s - start) * cfg.fps - 1e-9), 0)
+            if cfg.plan is None:
+                start = base + (cfg.session_offset + i) * spread / total
+                end = cfg.duration_s
+            else:
+                start = base + cfg.plan[i].start_s
+                end = min(base + cfg.plan[i].end_s, cfg.duration_s)
+            n = max(math.ceil((end - start) * cfg.fps - 1e-9), 0)
             self._sessions.append(
                 Session(i, start, n, cfg.fps, cached[1], self._intern, self.clock.now)
             )
@@ -200,6 +215,9 @@ class LoadGenerator:
                         t.result()  # a session's own error (a bad trace) still ends the run
                     cpu_percent = self._cpu.stop()
                     await self._drain()
+                    # Sessions that left before the end are closing on their own.
+                    if self._finishers:
+                        await asyncio.wait(self._finishers, timeout=CLOSE_TIMEOUT_S + 0.5)
                 except asyncio.CancelledError:
                     # Snapshot now: every frame inside the cut has had reply_timeout_s to be
                     # answered, the wait a full run gives its last frames.
@@ -213,7 +231,11 @@ class LoadGenerator:
                     await asyncio.gather(*(s.close() for s in self._sessions))
                     for r in receivers:
                         r.cancel()
-                    await asyncio.gather(*tasks, *receivers, return_exceptions=True)
+                    for f in self._finishers:
+                        f.cancel()
+                    await asyncio.gather(
+                        *tasks, *receivers, *self._finishers, return_exceptions=True
+                    )
         finally:
             self._running = False
         return self._result(cpu_percent)
@@ -231,6 +253,14 @@ class LoadGenerator:
             return None
         cpu_percent = self._cpu.percent if self._cpu.percent is not None else self._cpu.stop()
         return self._result(cpu_percent, cut_s=cut)
+
+    def partial_now(self) -> LoadResult | None:
+        """What a cut at this moment would keep (the abort-on-fail check's view of the run):
+        frames scheduled at least ``reply_timeout_s`` ago; None when that is not past warm-up."""
+        cut = min(self.clock.now() - self.config.reply_timeout_s, self.config.duration_s)
+        if cut <= self.config.warmup_s or not self._sessions:
+            return None
+        return self._result(self._cpu.current(), cut_s=cut)
 
     async def _run_session(
         self, s: Session, http: aiohttp.ClientSession, receivers: list[asyncio.Task[None]]
@@ -255,6 +285,21 @@ class LoadGenerator:
             return
         receivers.append(asyncio.create_task(s.receive_loop()))
         await s.send_loop()
+        if (
+            self.config.plan is not None
+            and s.t_scheduled[-1] + 2.0 / s.fps < self.config.duration_s
+        ):
+            # A session that leaves before the run ends: its last replies, then its close
+            # (timed: the disconnect cost), while the others keep streaming.
+            self._finishers.append(asyncio.create_task(self._finish(s)))
+
+    async def _finish(self, s: Session) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(s.all_answered.wait(), self.config.reply_timeout_s)
+        if s.disconnected:
+            return
+        await s.close()
+        s.ended = not s.disconnected
 
     async def _drain(self) -> None:
         last = max((s.t_scheduled[-1] for s in self._sessions if s.n), default=0.0)
@@ -299,6 +344,7 @@ class LoadGenerator:
             unmatched_replies=sum(s.unmatched_replies for s in self._sessions),
             latency_limit_s=cfg.reply_timeout_s,
             unsent=sum(s.unsent for s in self._sessions),
+            sessions=[self.session_record(s) for s in self._sessions],
         )
         # Late share over the measured window's sent frames (all frames if none measured).
         sent = ~np.isnan(frames["t_sent"])
@@ -321,6 +367,51 @@ class LoadGenerator:
             if reason:
                 result.invalid_reasons.append(reason)
         return result
+
+    def cohort_of(self, s: Session) -> str | None:
+        """Session ``s``'s rollout cohort ("torchserve", "local" or None: not known yet)."""
+        return s.cohort_or_evidence(self._codes.get)
+
+    def session_record(self, s: Session) -> dict[str, Any]:
+        """One session's lifetime for the results (run clock, s; connect/close cost in ms)."""
+
+        def ms(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else round((b - a) * 1000.0, 3)
+
+        if s.connect_failed:
+            outcome = "refused"
+        elif s.disconnected:
+            outcome = "disconnected"
+        elif s.ended or s.closed_at is not None:
+            outcome = "ended"
+        elif s.connected_at is not None:
+            outcome = "open"
+        else:
+            outcome = "not started"
+        return {
+            "session": s.index,
+            "planned_start_s": round(s.start_t, 4),
+            "frames": s.n,
+            "sent": s.sent,
+            "connected_s": s.connected_at,
+            "closed_s": s.closed_at,
+            "lifetime_s": (
+                None if s.connected_at is None or s.closed_at is None
+                else round(s.closed_at - s.connected_at, 4)
+            ),
+            "connect_ms": ms(s.connect_started, s.connected_at),
+            "close_ms": ms(s.close_started, s.closed_at),
+            "cohort": self.cohort_of(s),
+            "outcome": outcome,
+        }  # fmt: skip
+
+    def sessions_now(self) -> list[Session]:
+        """The sessions of the run (read-only use: the rollout judge, live outputs)."""
+        return self._sessions
+
+    def label_code(self, label: str) -> int | None:
+        """The code of a reply label (served_by, error code...), None when never seen."""
+        return self._codes.get(label)
 
     def _silence(self, frames: np.ndarray) -> tuple[float | None, int]:
         """(when the server went silent, frames sent since and never answered).
@@ -386,16 +477,31 @@ class LoadGenerator:
             + int(s.connect_failed)
             for s in self._sessions
         )
+        cohorts: dict[str, int] = {}
+        started = ended = refused = 0
+        for s in self._sessions:
+            if s.connect_failed:
+                refused += 1
+            if s.connected_at is None:
+                continue
+            started += 1
+            if s.closed_at is not None or s.disconnected:
+                ended += 1
+                continue
+            key = s.cohort or "unknown"
+            cohorts[key] = cohorts.get(key, 0) + 1
         return LiveStats(
+            sessions_started=started,
+            sessions_ended=ended,
+            sessions_refused=refused,
+            cohorts=cohorts,
             elapsed=now,
             remaining=max(cfg.duration_s - now, 0.0),
             frames_per_s=fps,
             p95_ms=float(np.percentile(joined, 95) * 1000) if joined.size else None,
             errors=errors,
             fallback_share=local / inference if inference else None,
-            sessions_connected=sum(
-                1 for s in self._sessions if s.ws is not None and not s.disconnected
-            ),
+            sessions_connected=sum(cohorts.values()),  # open now: connected, not yet closed
             generator_cpu_percent=self._cpu.current() if self._running else self._cpu.percent,
         )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,8 @@ class LoadResult:
     unsent: int = 0
     silent_from_s: float | None = None
     invalid_reasons: list[str] = field(default_factory=list)
+    # Per-session lifetimes (harness.load.generator.session_record), in session order.
+    sessions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:

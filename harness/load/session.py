@@ -75,6 +75,14 @@ class Session:
         self.last_reply_t: float | None = None
         self.closing = False
         self.ws: aiohttp.ClientWebSocketResponse | None = None
+        # Lifetime on the run clock (s): connect asked/done, close asked/done; the rollout
+        # cohort the backend assigned (its x-signflow-route upgrade header), None if unknown.
+        self.connect_started: float | None = None
+        self.connected_at: float | None = None
+        self.close_started: float | None = None
+        self.closed_at: float | None = None
+        self.cohort: str | None = None
+        self.ended = False  # closed by the harness after its planned length
         self.done_sending = asyncio.Event()
         self.all_answered = asyncio.Event()
 
@@ -88,6 +96,7 @@ class Session:
 
     async def connect(self, http: aiohttp.ClientSession, url: str, timeout_s: float) -> bool:
         """Open the WebSocket; on failure the session's frames all count as lost."""
+        self.connect_started = self._now()
         try:
             self.ws = await http.ws_connect(
                 url,
@@ -102,8 +111,28 @@ class Session:
             self.done_sending.set()
             self.all_answered.set()
             return False
+        self.connected_at = self._now()
+        self.cohort = _route_header(self.ws)
         _raise_send_buffer(self.ws)
         return True
+
+    def cohort_or_evidence(self, code_of: Callable[[str], int | None]) -> str | None:
+        """The session's cohort: the backend's route header, else what its replies show.
+
+        Without the header (an older backend), a session with any reply served by TorchServe
+        is in the TorchServe cohort (an old-pipeline session never reaches TorchServe); one with
+        only local inference replies is counted "local", which a TorchServe-cohort session whose
+        every window fell back would also show: hence the header.
+        """
+        if self.cohort is not None:
+            return self.cohort
+        ts, local = code_of("torchserve"), code_of("local")
+        served = self.served_by[: self.sent]
+        if ts is not None and np.any(served == ts):
+            return "torchserve"
+        if local is not None and np.any(served == local):
+            return "local"
+        return None
 
     async def send_loop(self) -> None:
         """Send frame k at its scheduled time; never waits for replies, nor for the server to
@@ -229,11 +258,24 @@ class Session:
         ws = self.ws
         if ws is None or ws.closed:
             return
+        self.close_started = self._now()
         with contextlib.suppress(TimeoutError, ConnectionError, aiohttp.ClientError):
             await asyncio.wait_for(ws.close(), timeout_s)
         transport = _transport(ws)
         if transport is not None and not transport.is_closing():
             transport.abort()
+        self.closed_at = self._now()
+
+
+ROUTE_HEADER = "x-signflow-route"
+
+
+def _route_header(ws: Any) -> str | None:
+    """The backend's x-signflow-route upgrade header (its sticky route), None when absent."""
+    response = getattr(ws, "_response", None)  # aiohttp keeps the upgrade response here
+    headers = getattr(response, "headers", None)
+    value = headers.get(ROUTE_HEADER) if headers is not None else None
+    return value if value in ("torchserve", "local") else None
 
 
 def _transport(ws: Any) -> Any:

@@ -479,6 +479,74 @@ def _event_rows(results: dict) -> list[dict]:
     return rows
 
 
+def _rollout_view(results: dict) -> dict | None:
+    """The rollout's steps for the report: one row per judgement, cohorts side by side."""
+    ro = results.get("rollout")
+    if not isinstance(ro, dict):
+        return None
+
+    def pair(fig: dict, key: str, pct: str) -> str:
+        ts = ((fig.get("torchserve") or {}).get(key) or {}).get(pct)
+        lo = ((fig.get("local") or {}).get(key) or {}).get(pct)
+        return f"{fmt(ts, 'ms')} / {fmt(lo, 'ms')}"
+
+    rows = []
+    for step in ro.get("steps") or []:
+        for j in step.get("judgements") or []:
+            fig = j.get("figures") or {}
+            ts, lo = fig.get("torchserve") or {}, fig.get("local") or {}
+            window = j.get("window_s") or [None, None]
+            rows.append({
+                "percent": step.get("percent"),
+                "set": fmt(step.get("set_s"), "s"),
+                "window": f"{fmt(window[0], 's')} – {fmt(window[1], 's')}",
+                "sessions": f"{ts.get('sessions', 0)} / {lo.get('sessions', 0)}",
+                "frame_p95": pair(fig, "frame_latency_ms", "p95"),
+                "inference_p50": pair(fig, "inference_latency_ms", "p50"),
+                "errors": f"{fmt(ts.get('error_share'), 'share')} / "
+                          f"{fmt(lo.get('error_share'), 'share')}",
+                "accuracy": f"{fmt(ts.get('accuracy'))} / {fmt(lo.get('accuracy'))}",
+                "local_share": fmt(ts.get("local_share"), "share"),
+                "decision": str(j.get("decision") or "—"),
+                "reason": j.get("reason") or "",
+                "criteria": [
+                    f"{c.get('criterion')}: {c.get('status')} — {c.get('why')}"
+                    for c in j.get("criteria") or []
+                ],
+            })  # fmt: skip
+        if not step.get("judgements"):
+            rows.append({"percent": step.get("percent"), "set": fmt(step.get("set_s"), "s"),
+                         "window": "—", "sessions": "—", "frame_p95": "—",
+                         "inference_p50": "—", "errors": "—", "accuracy": "—",
+                         "local_share": "—",
+                         "decision": str(step.get("decision") or "—"), "reason": "",
+                         "criteria": []})  # fmt: skip
+    return {"outcome": ro.get("outcome"), "reason": ro.get("reason"), "rows": rows}
+
+
+def _traffic_view(summary: dict) -> list[tuple[str, str]] | None:
+    """Session traffic facts (started/ended/refused, lifetimes, connect and close cost)."""
+    t = summary.get("traffic")
+    if not isinstance(t, dict) or not t.get("planned"):
+        return None
+    life, conn, close = (t.get(k) or {} for k in ("lifetime_s", "connect_ms", "close_ms"))
+    cohorts = ", ".join(f"{k} {v}" for k, v in sorted((t.get("cohorts") or {}).items()))
+    return [
+        ("Sessions started / ended / refused / dropped",
+         f"{t.get('started')} / {t.get('ended')} / {t.get('refused')} / {t.get('disconnected')}"),
+        ("Sessions by cohort (route at connect)", cohorts or "—"),
+        ("Session lifetime p50 / p95 / max",
+         f"{fmt(life.get('p50'), 's')} / {fmt(life.get('p95'), 's')} / "
+         f"{fmt(life.get('max'), 's')}"),
+        ("Connect (WebSocket handshake) p50 / p95 / max",
+         f"{fmt(conn.get('p50'), 'ms')} / {fmt(conn.get('p95'), 'ms')} / "
+         f"{fmt(conn.get('max'), 'ms')}"),
+        ("Close (handshake) p50 / p95 / max",
+         f"{fmt(close.get('p50'), 'ms')} / {fmt(close.get('p95'), 'ms')} / "
+         f"{fmt(close.get('max'), 'ms')}"),
+    ]  # fmt: skip
+
+
 def _redact(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {
@@ -643,6 +711,8 @@ def build_context(results: dict, baseline: dict | None) -> dict:
         "reloads": reloads,
         "other_faults": other_faults,
         "events": _event_rows(results),
+        "rollout": _rollout_view(results),
+        "traffic": _traffic_view(summary),
         "provenance": _provenance(results),
         "scenario_yaml": redact_yaml(str(results.get("scenario_yaml") or "")),
         "fixture_note": results.get("fixture_note"),

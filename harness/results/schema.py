@@ -24,7 +24,7 @@ LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "count")
 SUMMARY_TOP_KEYS = (
     "duration_s", "warmup_s", "measured_s", "sessions", "fps", "frame", "inference", "stall",
     "non_inference", "throughput", "frames", "errors", "accuracy", "accuracy_detail", "served_by",
-    "model_versions", "gpu", "cpu", "torchserve", "generator",
+    "model_versions", "gpu", "cpu", "torchserve", "generator", "traffic",
 )  # fmt: skip
 
 SERIES_KEYS = (

@@ -410,6 +410,69 @@ def _check_timeline(sc: Scenario) -> list[tuple[PathKey, str]]:
     return problems
 
 
+def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
+    """Rollout changes no session could observe, a rollout block that cannot run, an empty
+    traffic plan, and abort-on-fail gates (parsed like ``gates``)."""
+    from harness.load.generator import CONNECT_LEAD_S as lead  # session starts: clock + lead
+    from harness.load.traffic import plan_workload
+
+    problems: list[tuple[PathKey, str]] = []
+    wl = sc.workload
+    if wl.sessions is not None:
+        last_start = wl.ramp_up_s + lead
+        why = (
+            f"the {wl.sessions} fixed sessions all connect by t={last_start:g} s and the "
+            "backend assigns a session's route once, at connect; use workload.arrivals or "
+            "workload.stages so sessions keep arriving"
+        )
+    else:
+        plan = plan_workload(wl, lambda _i: wl.duration_s, lead) or []
+        if not plan:
+            problems.append((("workload",), "the traffic model starts no session at all"))
+        last_start = max((p.start_s for p in plan), default=0.0) + lead
+        why = f"the last session arrives at t={last_start:.1f} s"
+    for i, ev in enumerate(sc.timeline):
+        if ev.action == "set_rollout" and ev.at_s >= last_start:
+            problems.append(
+                (
+                    ("timeline", i, "at_s"),
+                    f"set_rollout at {ev.at_s:g} s reaches no session: {why}",
+                )
+            )
+    ro = sc.rollout
+    if ro is not None:
+        if not sc.stack.use_torchserve:
+            problems.append((("rollout",), "a rollout needs stack.use_torchserve: true"))
+        if wl.sessions is not None:
+            problems.append((("rollout",), f"a rollout needs sessions that keep arriving: {why}"))
+        if any(ev.action == "set_rollout" for ev in sc.timeline):
+            problems.append(
+                (("rollout",), "the rollout block sets the rollout itself: drop set_rollout events")
+            )
+        end = ro.start_s + len(ro.steps) * ro.hold_s
+        if end > wl.duration_s:
+            problems.append(
+                (
+                    ("rollout", "hold_s"),
+                    f"{len(ro.steps)} steps of {ro.hold_s:g} s from t={ro.start_s:g} s end at "
+                    f"{end:g} s, past workload.duration_s ({wl.duration_s:g} s)",
+                )
+            )
+    if sc.abort_on_fail is not None and wl.engine != "native":
+        problems.append(
+            (("abort_on_fail",), "abort_on_fail needs workload.engine: native (it reads the "
+             "generator's frames while the run goes)")
+        )  # fmt: skip
+    if sc.abort_on_fail is not None:
+        # The same checks as gates (grammar, catalogue), on a copy holding only these gates;
+        # "baseline" is refused: there is none while the run goes.
+        only = sc.model_copy(update={"gates": sc.abort_on_fail.gates, "timeline": []})
+        problems += [
+            (("abort_on_fail", *loc), msg) for loc, msg in _check_gates(only, has_baseline=False)
+        ]
+    return problems
+
+
 def _check_gates(sc: Scenario, has_baseline: bool) -> list[tuple[PathKey, str]]:
     problems: list[tuple[PathKey, str]] = []
     actions = [ev.action for ev in sc.timeline]
@@ -651,6 +714,7 @@ def check_scenario_data(
     env_errors, env_warnings = _check_backend_env(sc)
     report(
         _check_timeline(sc)
+        + _check_traffic(sc)
         + _check_gates(sc, has_baseline=has_baseline)
         + _check_archives(sc)
         + _check_synthetic(sc)

@@ -160,10 +160,59 @@ class LocustSpec(_Strict):
         return self.local_workers() + self.expect_remote_workers
 
 
-class Workload(_Strict):
-    """The load: ``duration_s`` is the whole load, of which the first ``warmup_s`` is excluded."""
+class Stage(_Strict):
+    """One k6-style stage: move linearly to ``target`` over ``duration_s`` (then hold by
+    repeating the target in the next stage). Target: sessions (``workload.stages``) or
+    sessions per second (``arrivals.stages``)."""
 
-    sessions: int = Field(..., ge=1, le=10_000)
+    duration_s: float = Field(..., gt=0, le=MAX_DURATION_S)
+    target: float = Field(..., ge=0, le=10_000)
+
+
+class SessionLength(_Strict):
+    """How long an arriving session streams: ``fixed`` (``seconds``), ``exponential`` (mean
+    ``seconds``), or ``trace`` (its trace once, start to end)."""
+
+    distribution: Literal["fixed", "exponential", "trace"] = "fixed"
+    seconds: float | None = Field(None, gt=0, le=MAX_DURATION_S)
+
+    @model_validator(mode="after")
+    def _seconds(self) -> SessionLength:
+        if self.distribution != "trace" and self.seconds is None:
+            raise ValueError(f"session_length {self.distribution!r} needs 'seconds'")
+        if self.distribution == "trace" and self.seconds is not None:
+            raise ValueError("session_length 'trace' takes no 'seconds' (the trace's length is)")
+        return self
+
+
+class Arrivals(_Strict):
+    """Open model: sessions arrive at ``rate_per_s`` (or per ``stages``), each streams for its
+    ``session_length`` and leaves. ``process``: ``poisson`` (exponential gaps) or ``constant``
+    (evenly spaced). ``seed`` makes the arrival times and lengths repeatable."""
+
+    rate_per_s: float | None = Field(None, gt=0, le=10_000)
+    stages: list[Stage] | None = Field(None, min_length=1, max_length=1000)
+    process: Literal["poisson", "constant"] = "poisson"
+    session_length: SessionLength
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> Arrivals:
+        if (self.rate_per_s is None) == (self.stages is None):
+            raise ValueError("give exactly one of 'rate_per_s' or 'stages'")
+        return self
+
+
+class Workload(_Strict):
+    """The load: ``duration_s`` is the whole load, of which the first ``warmup_s`` is excluded.
+
+    The traffic model is exactly one of ``sessions`` (closed: N sessions for the whole run, the
+    default), ``stages`` (closed: a target number of sessions over time) or ``arrivals`` (open:
+    sessions come and go)."""
+
+    sessions: int | None = Field(None, ge=1, le=10_000)
+    stages: list[Stage] | None = Field(None, min_length=1, max_length=1000)
+    arrivals: Arrivals | None = None
     fps: float = Field(30, gt=0, le=1000)
     duration_s: float = Field(..., gt=0, le=MAX_DURATION_S)
     warmup_s: float = Field(0, ge=0, le=MAX_DURATION_S)
@@ -180,6 +229,11 @@ class Workload(_Strict):
             if self.locust is not None:
                 raise ValueError("workload.locust applies to engine: locust (engine is native)")
             return self
+        if self.sessions is None:
+            raise ValueError(
+                "engine locust runs the fixed 'sessions' model only; arrivals and stages need"
+                " engine: native"
+            )
         if self.locust is None:
             self.locust = LocustSpec()
         n = self.locust.total_workers()
@@ -198,7 +252,20 @@ class Workload(_Strict):
                 f"warmup_s ({self.warmup_s}) must be shorter than duration_s ({self.duration_s}):"
                 " nothing would be measured"
             )
+        given = [k for k in ("sessions", "stages", "arrivals") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one traffic model: 'sessions' (fixed N), 'stages' (target "
+                f"sessions over time) or 'arrivals' (sessions come and go); got {given or 'none'}"
+            )
+        if self.ramp_up_s and self.sessions is None:
+            raise ValueError("ramp_up_s applies to 'sessions' only (stages ramp on their own)")
         return self
+
+    @property
+    def open_model(self) -> bool:
+        """True when sessions come and go during the run (stages or arrivals)."""
+        return self.sessions is None
 
 
 Action = Literal["kill_torchserve", "start_torchserve", "reload_model", "set_rollout"]
@@ -246,6 +313,79 @@ class BaselineSpec(_Strict):
         return self
 
 
+class RolloutJudge(_Strict):
+    """What a rollout step's judgement compares, TorchServe cohort against old-pipeline cohort.
+
+    Latency (``frame.p95``-style names) is ``worse`` when the project's comparison statistics say
+    so AND the TorchServe cohort is above the old cohort by more than ``latency_allowance_ms``
+    and ``latency_allowance_ratio`` of it (an HTTP hop costs a few ms by design). Errors: the
+    TorchServe cohort's error share may exceed the old one's by ``max_error_share_increase``;
+    at most ``max_fallback_share`` of its classifications may be answered locally (from
+    ``min_inferences``).
+    Accuracy: may fall short of the old one's by ``max_accuracy_drop`` (judged from
+    ``min_judged_signs`` classified signs per cohort)."""
+
+    latency: list[Literal["frame.p50", "frame.p95", "frame.p99", "inference.p50",
+                          "inference.p99"]] = Field(
+        default_factory=lambda: ["frame.p95", "inference.p50"]
+    )  # fmt: skip
+    latency_allowance_ms: float = Field(25.0, ge=0, le=MAX_TIMEOUT_S * 1000)
+    latency_allowance_ratio: float = Field(0.25, ge=0, le=100)
+    max_error_share_increase: float = Field(0.01, ge=0, le=1)
+    # TorchServe cohort classifications answered by the local engine (fallback or hedge won).
+    max_fallback_share: float = Field(0.2, ge=0, le=1)
+    min_inferences: int = Field(5, ge=1, le=1_000_000)
+    max_accuracy_drop: float = Field(0.05, ge=0, le=1)
+    min_judged_signs: int = Field(10, ge=1, le=1_000_000)
+    min_sessions: int = Field(2, ge=1, le=10_000)
+
+
+class RolloutSpec(_Strict):
+    """A progressive rollout judged while the run goes: at ``start_s`` the share of NEW sessions
+    sent to TorchServe becomes ``steps[0]`` %, each step is held ``hold_s`` seconds (the first
+    ``settle_s`` of it left out of the judgement) and judged: advance to the next step, hold it
+    again (too little evidence, at most ``max_holds`` times) or abort (rollout set to 0)."""
+
+    steps: list[int] = Field(..., min_length=1, max_length=100)
+    hold_s: float = Field(..., gt=0, le=MAX_DURATION_S)
+    start_s: float = Field(0.0, ge=0, le=MAX_DURATION_S)
+    settle_s: float = Field(1.0, ge=0, le=MAX_DURATION_S)
+    max_holds: int = Field(1, ge=0, le=100)
+    judge: RolloutJudge = Field(default_factory=RolloutJudge)
+
+    @model_validator(mode="after")
+    def _steps(self) -> RolloutSpec:
+        if any(not 0 < p <= 100 for p in self.steps):
+            raise ValueError(f"rollout steps are percents in 1..100, got {self.steps}")
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError(f"rollout steps must rise, got {self.steps}")
+        if self.settle_s >= self.hold_s:
+            raise ValueError(f"settle_s ({self.settle_s}) must be shorter than hold_s")
+        return self
+
+
+class AbortSpec(_Strict):
+    """k6's abortOnFail: ``gates`` checked every ``check_every_s`` while the run goes, once
+    ``min_measured_s`` past the warm-up are measured; the first one lost stops the run, and the
+    results measured so far are kept and judged."""
+
+    gates: list[str] = Field(..., min_length=1)
+    min_measured_s: float = Field(5.0, ge=0, le=MAX_DURATION_S)
+    check_every_s: float = Field(2.0, gt=0, le=MAX_DURATION_S)
+
+
+class LiveSpec(_Strict):
+    """Live outputs while the run goes; the final results are unchanged. ``file``: per-second
+    figures (JSON lines or CSV by ``format``; ``-`` is stdout; relative to the run folder).
+    ``prometheus_port``: serve the harness's live figures on ``prometheus_host`` (loopback by
+    default; 0 = any free port, printed)."""
+
+    file: str | None = None
+    format: Literal["jsonl", "csv"] = "jsonl"
+    prometheus_port: int | None = Field(None, ge=0, le=65535)
+    prometheus_host: str = "127.0.0.1"
+
+
 class ReportSpec(_Strict):
     """HTML report settings."""
 
@@ -263,3 +403,6 @@ class Scenario(_Strict):
     gates: list[str] = Field(default_factory=list)
     baseline: BaselineSpec | None = None
     report: ReportSpec = Field(default_factory=ReportSpec)
+    rollout: RolloutSpec | None = None
+    abort_on_fail: AbortSpec | None = None
+    live: LiveSpec = Field(default_factory=LiveSpec)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import _parser
+from harness.cli import _parser, shorthand_overrides
 from harness.runner import LATEST
 from harness.scenario import load_scenario
 
@@ -86,9 +86,8 @@ def test_readme_command_parses_and_validates(block: int, argv: list[str]) -> Non
     except SystemExit as exc:  # argparse exits on an unknown option
         raise AssertionError(f"README command does not parse: harness {' '.join(argv)}") from exc
     if args.command in ("run", "validate"):
-        load_scenario(
-            REPO / args.scenario, args.overrides, has_external_baseline=bool(args.baseline)
-        )
+        overrides = [*shorthand_overrides(args, {}), *args.overrides]  # as the CLI applies them
+        load_scenario(REPO / args.scenario, overrides, has_external_baseline=bool(args.baseline))
     if getattr(args, "baseline", None) is not None:
         written = _written_results(block, argv)
         assert args.baseline in written, (

@@ -34,6 +34,9 @@ from ..services import AppServices
 
 router = APIRouter()
 
+# Upgrade-response header naming the session's sticky route (its rollout cohort).
+ROUTE_HEADER = "x-signflow-route"
+
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
@@ -262,5 +265,9 @@ class TranslationSession:
 @router.websocket("/api/v1/translate/stream")
 async def translate_stream(websocket: WebSocket) -> None:
     """Stream landmark frames in, get one JSON reply per frame (see docs/ARCHITECTURE.md)."""
-    await websocket.accept()
-    await TranslationSession(websocket, websocket.app.state.services).run()
+    # The session's route is decided before the handshake completes, so the client learns its
+    # cohort from the upgrade response (x-signflow-route: torchserve|local): a load harness
+    # comparing cohorts cannot infer it from served_by, which hedging and fallback blur.
+    session = TranslationSession(websocket, websocket.app.state.services)
+    await websocket.accept(headers=[(ROUTE_HEADER.encode(), session.route.encode())])
+    await session.run()

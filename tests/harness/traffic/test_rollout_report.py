@@ -1,0 +1,63 @@
+"""The report shows a rollout's steps (cohorts side by side, decision, evidence) and the
+session traffic, and marks each rollout change on the charts like a timeline event."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.report import build_report
+from harness.report.render import build_context
+
+FIXTURE = Path(__file__).resolve().parents[2] / "report" / "fixtures"
+
+
+def _figures(ms: float, local: float | None) -> dict:
+    lat = {"p50": ms / 4, "p95": ms, "p99": ms * 2}
+    return {"sessions": 3, "frames": 700, "inferences": 13, "frame_latency_ms": lat,
+            "inference_latency_ms": lat, "errors": 0, "error_share": 0.0, "judged_signs": 13,
+            "accuracy": 1.0, "local_share": local}  # fmt: skip
+
+
+def _doc() -> dict:
+    doc = json.loads((FIXTURE / "recorded-quickstart.results.json").read_text())
+    ev = {"at_s": 5.0, "action": "set_rollout", "params": {"percent": 10}, "started_s": 5.0,
+          "finished_s": 5.02, "ok": True, "error": None, "result": None,
+          "source": "rollout"}  # fmt: skip
+    doc["events"] = [ev]
+    doc["rollout"] = {
+        "outcome": "aborted", "failed_step": 0, "events": [ev],
+        "reason": "step 1 (10 %) aborted: fallback: 92% of the TorchServe cohort's 13 "
+                  "classifications answered locally (allowed 20%)",
+        "steps": [{"step": 0, "percent": 10, "set_s": 5.0, "decision": "abort", "judgements": [
+            {"decision": "abort", "reason": "fallback: 92% answered locally", "at_s": 25.0,
+             "window_s": [6.0, 24.0],
+             "criteria": [{"criterion": "fallback", "status": "fail", "why": "92% locally"}],
+             "figures": {"torchserve": _figures(205.0, 0.92), "local": _figures(6.0, None)}},
+        ]}],
+    }  # fmt: skip
+    doc["summary"]["traffic"] = {
+        "planned": 89, "started": 89, "ended": 88, "refused": 1, "disconnected": 0,
+        "cohorts": {"local": 80, "torchserve": 9},
+        "lifetime_s": {"p50": 10.4, "p95": 10.5, "max": 10.6, "mean": 10.0, "count": 88},
+        "connect_ms": {"p50": 3.0, "p95": 33.0, "max": 70.0, "mean": 6.0, "count": 89},
+        "close_ms": {"p50": 0.6, "p95": 4.2, "max": 15.8, "mean": 1.8, "count": 88},
+    }  # fmt: skip
+    return doc
+
+
+def test_rollout_table_and_traffic_in_the_report(tmp_path: Path) -> None:
+    doc = _doc()
+    ctx = build_context(doc, None)
+    (row,) = ctx["rollout"]["rows"]
+    assert row["decision"] == "abort" and row["percent"] == 10
+    assert row["frame_p95"] == "205 ms / 6.00 ms"  # TorchServe cohort / old cohort
+    assert row["local_share"] == "92.0 %"
+    assert row["criteria"] == ["fallback: fail — 92% locally"]
+    traffic = dict(ctx["traffic"])
+    assert traffic["Sessions started / ended / refused / dropped"] == "89 / 88 / 1 / 0"
+    html = build_report(doc, None, tmp_path / "report.html").read_text()
+    assert 'id="rollout-table"' in html and "ABORT" in html and "aborted" in html
+    assert "Session traffic" in html
+    # The rollout change is in the events table like any timeline event.
+    assert "rollout 10 %" in html

@@ -120,10 +120,11 @@ def cost_words(scenario: Mapping[str, Any]) -> str:
 def same_within_noise(run: Mapping[str, Any], base: Mapping[str, Any], metric: str) -> bool:
     """Whether ``metric`` of two runs differs only by noise, by the project's comparison
     statistics (the one call into them: ``harness.analysis.compare``)."""
-    from harness.analysis.compare import compare
+    from harness.analysis.compare import Verdict, compare
 
-    verdicts = {m["metric"]: m["verdict"] for m in compare(dict(run), dict(base))["metrics"]}
-    return verdicts.get(metric) not in ("worse", "better")
+    # "too little data" is not "the same": only a tested no-significant-change is equivalence.
+    verdicts = {m.metric: m.verdict for m in compare(dict(run), dict(base)).metrics}
+    return verdicts.get(metric) is Verdict.SAME
 
 
 def recommend(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from harness.analysis.summary import summarize
+from harness.scenario.models import Scenario
 from harness.sweep.analysis import cost, outcome, pareto_front, recommend
 from harness.sweep.emit import emit_config
 from harness.sweep.model import Search
@@ -128,16 +132,29 @@ def test_equivalent_capacities_recommend_the_cheaper() -> None:
     assert recommend([_cfg("c01", 0, 1, 5, status="not met")], {}, "capacity", True, 1) is None
 
 
-def _doc(p95: float, n_windows: int = 20, spread: float = 0.5) -> dict:
-    """A results document whose per-second p95 windows scatter around ``p95``."""
-    vals = [p95 + spread * ((i * 7) % 5 - 2) for i in range(n_windows)]
-    series = {"t": list(range(n_windows)), "frame_p95_ms": vals, "frame_p99_ms": vals}
-    summary = {"frame": {"latency_ms": {"p95": p95, "p99": p95}}}
-    return {"run_id": "r", "summary": summary, "series": series, "scenario": {}}
+def _doc(median_ms: float, seed: int) -> dict:
+    """A results document from the real analysis: 4 sessions x 30 fps for 30 s, frame latencies
+    lognormal around ``median_ms`` (the comparison needs real per-window histograms)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/harness: core_builders
+    from core_builders import build_load
+
+    rng = np.random.default_rng(seed)
+
+    def reply(_s: int, _t: float) -> tuple:
+        return float(rng.lognormal(np.log(median_ms / 1000), 0.3)), "torchserve", "1.0", None
+
+    load = build_load(sessions=4, fps=30, duration_s=30, warmup_s=2, reply=reply)
+    sc = Scenario.model_validate(
+        {"name": "c", "stack": {"use_torchserve": True},
+         "workload": {"sessions": 4, "duration_s": 30, "warmup_s": 2}}
+    )  # fmt: skip
+    summary, series, histograms, _ = summarize(load, {}, [], sc)
+    return {"run_id": f"r{seed}", "name": "c", "summary": summary, "series": series,
+            "histograms": histograms, "provenance": {}}  # fmt: skip
 
 
 def test_metric_equivalence_uses_the_comparison_statistics() -> None:
-    docs = {"p1": _doc(20.0), "p2": _doc(20.2), "p3": _doc(40.0)}
+    docs = {"p1": _doc(20.0, 1), "p2": _doc(20.2, 2), "p3": _doc(40.0, 3)}
     configs = [
         {"id": "c01", "status": "met", "value": 20.0, "cost": [1, 2], "best_point": "p1"},
         {"id": "c02", "status": "met", "value": 20.2, "cost": [1, 1], "best_point": "p2"},

@@ -1,1 +1,43 @@
-"""SignFlow migration harness: scenarios, stacks, load, collectors, analysis, results, report."""
+"""SignFlow migration harness: scenarios, stacks, load, collectors, analysis, results, report.
+
+The public Python API (also what the CLI, the sweep and the distributed engine build on)::
+
+    import harness
+    outcome = harness.run("scenarios/quickstart.yaml", out="reports")
+    print(outcome.verdict, outcome.exit_code, outcome.results_path)
+
+Everything listed in ``__all__`` is stable; other modules are internals.
+"""
+
+from harness.api import BaselineFailed, RunOutcome, compare, load_scenario, open_stack, run
+from harness.exitcodes import ExitCode
+from harness.progress import (
+    Message,
+    ProgressCallback,
+    ProgressEvent,
+    RunFinished,
+    RunStarting,
+    Tick,
+)
+from harness.scenario import Scenario, ScenarioError
+from harness.stack import Stack, StackError
+
+__all__ = [
+    "BaselineFailed",
+    "ExitCode",
+    "Message",
+    "ProgressCallback",
+    "ProgressEvent",
+    "RunFinished",
+    "RunOutcome",
+    "RunStarting",
+    "Scenario",
+    "ScenarioError",
+    "Stack",
+    "StackError",
+    "Tick",
+    "compare",
+    "load_scenario",
+    "open_stack",
+    "run",
+]

@@ -1,39 +1,26 @@
 """``harness`` command line: run | validate | compare | report | synth | sweep.
 
-Exit codes: see :data:`EXIT_CODES_HELP` (printed by ``--help``).
+A thin shell over the library (:mod:`harness.api`): it parses arguments, shows progress and
+prints outcomes; the run itself, the baseline and the exit code rules live in the library.
+Exit codes: :class:`harness.ExitCode` (:data:`EXIT_CODES_HELP`, printed by ``--help``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.runner import (
-    EXIT_GATE,
-    EXIT_INFRA,
-    EXIT_INTERRUPTED,
-    EXIT_INVALID,
-    EXIT_OK,
-    resolve_baseline,
-    run_scenario,
-)
-from harness.scenario import ScenarioError, load_scenario
+from harness.api import BaselineFailed, load_scenario
+from harness.exitcodes import EXIT_CODES_HELP, ExitCode
+from harness.progress import RunFinished
+from harness.scenario import Scenario, ScenarioError
 from harness.scenario.models import SyntheticTrace
-
-EXIT_CODES_HELP = """\
-exit codes:
-  0    every gate passed (validate: the scenario is valid)
-  1    a gate failed (or compare --fail-on-worse found a worse metric)
-  2    invalid scenario or input file, or the measurement is INVALID
-  3    infrastructure failure: the stack did not start
-  130  interrupted by Ctrl-C; 143 by SIGTERM, 129 by SIGHUP (each handled like Ctrl-C):
-       the stack is stopped, partial results are written and their path printed
-"""
 
 SET_HELP = "override a scenario key (value parsed as YAML); repeatable"
 
@@ -242,7 +229,7 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace) -> Scenario | None:
     """The scenario of ``args`` (warnings printed), or None after printing why it is invalid.
 
     A ``--baseline`` results file is read and checked here too: it is input the run will read.
@@ -266,7 +253,7 @@ def _load(args: argparse.Namespace) -> Any:
     for warning in warnings:
         _err(f"warning: {warning}")
     if args.baseline is not None:
-        from harness.results.writer import read_results
+        from harness.results import read_results
 
         try:
             read_results(args.baseline)
@@ -280,7 +267,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate only: exit 0 and a short description, or 2 with the errors."""
     sc = _load(args)
     if sc is None:
-        return EXIT_INVALID
+        return ExitCode.INVALID
     wl = sc.workload
     print(
         f"{args.scenario}: OK - scenario '{sc.name}', driver {sc.stack.driver}, "
@@ -288,7 +275,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{wl.fps:g} fps, {wl.duration_s:g} s ({wl.warmup_s:g} s warm-up), "
         f"{plural(len(sc.timeline), 'event')}, {plural(len(sc.gates), 'gate')}"
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _invalid_hint(doc: dict[str, Any], reasons: list[str]) -> str | None:
@@ -363,50 +350,43 @@ def _print_outcome(doc: dict[str, Any], code: int) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the scenario (after its baseline scenario, if any)."""
+    """Run the scenario (after its baseline scenario, if any) through :func:`harness.run`."""
+    from harness.api import run
     from harness.progress import progress_display
 
     sc = _load(args)
     if sc is None:
-        return EXIT_INVALID
+        return ExitCode.INVALID
     if args.out is None and args.run_dir is None and (env_out := _env("HARNESS_OUT")):
         args.out = Path(env_out)
-    if args.run_dir is not None and (args.run_dir / "results.json").exists():
-        _err(f"--run-dir {args.run_dir} already holds a run (results.json); choose another")
-        return EXIT_INVALID
+
+    def baseline_done(event: RunFinished) -> None:
+        _print_outcome(event.outcome.results, event.outcome.exit_code)
+
     try:
-        if args.baseline is None and sc.baseline is not None and sc.baseline.scenario:
-            with progress_display(f"baseline:{Path(sc.baseline.scenario).stem}") as progress:
-                baseline_doc, base_code = resolve_baseline(
-                    sc, None, args.out, tuple(args.overrides), progress
-                )
-            if baseline_doc:
-                _print_outcome(baseline_doc, base_code)
-        else:
-            baseline_doc, base_code = resolve_baseline(sc, args.baseline, args.out)
+        with progress_display(on_finished=baseline_done) as progress:
+            outcome = run(
+                sc,
+                baseline=args.baseline,
+                out=args.out,
+                run_dir=args.run_dir,
+                overrides=tuple(args.overrides),
+                on_progress=progress,
+            )
     except ScenarioError as exc:
         _err(f"invalid baseline scenario:\n{exc}")
-        return EXIT_INVALID
+        return ExitCode.INVALID
+    except BaselineFailed as exc:
+        _err(str(exc))
+        return exc.exit_code
     except ValueError as exc:
-        _err(f"invalid baseline: {exc}")
-        return EXIT_INVALID
-    except KeyboardInterrupt:
-        _err("interrupted during the baseline run; the stack was stopped")
-        return EXIT_INTERRUPTED
-    if base_code == EXIT_INFRA:
-        _err("the baseline run failed to start its stack; not running the scenario")
-        return EXIT_INFRA
-    try:
-        with progress_display(sc.name) as progress:
-            doc, code = run_scenario(sc, args.out, baseline_doc, progress, args.run_dir)
+        _err(f"invalid baseline: {exc}" if "already holds a run" not in str(exc) else str(exc))
+        return ExitCode.INVALID
     except KeyboardInterrupt:
         _err("interrupted: the stack was stopped (partial results: see the line above)")
-        return EXIT_INTERRUPTED
-    _print_outcome(doc, code)
-    if base_code == EXIT_INVALID and code in (EXIT_OK, EXIT_GATE):
-        _err("the baseline measurement was INVALID: the comparison cannot be trusted")
-        return EXIT_INVALID
-    return code
+        return ExitCode.INTERRUPTED
+    _print_outcome(outcome.results, outcome.exit_code)
+    return outcome.exit_code
 
 
 def _fmt(v: Any) -> str:
@@ -437,46 +417,41 @@ def _comparison_table(comparison: dict[str, Any], only_changes: bool = False) ->
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Print the comparison of NEW against BASE; exit 1 with --fail-on-worse and a worse metric."""
-    from harness.analysis.compare import compare
-    from harness.results.writer import read_results
+    """Print the comparison of NEW against BASE; exit 1 with --fail-on-worse and a worse metric,
+    2 when a side never measured (the comparison cannot say anything)."""
+    from harness.api import compare
 
     try:
-        new, base = read_results(args.new), read_results(args.base)
+        result = compare(args.new, args.base)
     except ValueError as exc:
         _err(str(exc))
-        return EXIT_INVALID
-    result = compare(new, base)
+        return ExitCode.INVALID
     comparison = result.model_dump(mode="json")
     if args.json:
         print(json.dumps(comparison, indent=1))
     else:
         print(_comparison_table(comparison, only_changes=not args.all))
-    print(result.headline)
+    print(result.headline, file=sys.stderr if args.json else sys.stdout)
     if not result.usable:
-        return EXIT_INVALID
+        return ExitCode.INVALID
     worse = result.worse()
-    return EXIT_GATE if (args.fail_on_worse and worse) else EXIT_OK
+    return ExitCode.GATES_FAILED if (args.fail_on_worse and worse) else ExitCode.OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Build report.html next to the results (or at --out)."""
-    from harness.results.writer import read_results
+    from harness.report import build_report
+    from harness.results import read_results
 
     try:
         doc = read_results(args.results)
         base = read_results(args.baseline) if args.baseline else None
     except ValueError as exc:
         _err(str(exc))
-        return EXIT_INVALID
-    try:
-        from harness.report import build_report
-    except ImportError:
-        _err("the HTML report module (harness.report) is not available in this installation")
-        return EXIT_INFRA
+        return ExitCode.INVALID
     out = args.out or args.results.parent / "report.html"
     print(build_report(doc, base, out))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -497,10 +472,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         for e in exc.errors():
             option = f"--{str(e['loc'][0]).replace('_', '-')}: " if e["loc"] else ""
             _err(f"{option}{e['msg'].removeprefix('Value error, ')}")
-        return EXIT_INVALID
+        return ExitCode.INVALID
     except ValueError as exc:  # the generator's own check (an unknown sign in --sign-mix)
         _err(str(exc))
-        return EXIT_INVALID
+        return ExitCode.INVALID
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:
         for frame in frames:
@@ -510,7 +485,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         f"{args.out}: {plural(len(frames), 'frame')}, {plural(spec.signs, 'sign')}, "
         f"seed {spec.seed}, rest {lo}-{hi} frames"
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -530,10 +505,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         argv = worker_command(args.master)
     except ValueError as exc:
         _err(str(exc))
-        return EXIT_INVALID
+        return ExitCode.INVALID
     # exec: Locust (gevent) must own a fresh process; signals then reach it directly.
     os.execv(argv[0], argv)
-    return EXIT_INFRA  # not reached
+    return ExitCode.INFRASTRUCTURE  # not reached
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -551,12 +526,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.interrupts import TerminationSignals
 
     # SIGTERM/SIGHUP take Ctrl-C's path; the exit code then names the signal (143/129).
+    _log_to_stderr()
     with TerminationSignals() as term:
         try:
             code = handlers[args.command](args)
         except KeyboardInterrupt:
-            code = EXIT_INTERRUPTED
-    return term.exit_code() if code == EXIT_INTERRUPTED else code
+            code = ExitCode.INTERRUPTED
+    return term.exit_code() if code == ExitCode.INTERRUPTED else code
+
+
+def _log_to_stderr() -> None:
+    """The library's log records (messages with no progress display) as plain stderr lines."""
+    log = logging.getLogger("harness")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 def _exit() -> None:

@@ -15,7 +15,8 @@ import threading
 from types import FrameType
 from typing import Any
 
-EXIT_SIGNAL_BASE = 128
+from harness.exitcodes import ExitCode
+
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
 
 _active: TerminationSignals | None = None
@@ -58,9 +59,9 @@ class TerminationSignals:
         """The interrupting signal's name (SIGINT for Ctrl-C)."""
         return signal.Signals(self.signum or signal.SIGINT).name
 
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """128 + the interrupting signal's number (130 for Ctrl-C)."""
-        return EXIT_SIGNAL_BASE + int(self.signum or signal.SIGINT)
+        return ExitCode.for_signal(self.signum or signal.SIGINT)
 
 
 def interrupt_name() -> str:

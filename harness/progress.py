@@ -1,21 +1,95 @@
-"""Live progress of a run: a rich Live line on a terminal, plain lines every 5 s otherwise.
+"""Progress of a run as typed events, and the CLI's displays of them.
 
-Besides the periodic line, ``event(text)`` prints a line of its own for what happens once: the
-stack coming up, a timeline event sent, TorchServe READY again, a reload done.
+The library never prints: :func:`harness.run` hands each :data:`ProgressEvent` to its
+``on_progress`` callback (and, without one, sends the messages to the ``harness`` logger).
+
+- :class:`Tick` each second of load: the generator's :class:`LiveStats`;
+- :class:`Message` for what happens once: the stack coming up, a timeline event sent,
+  TorchServe READY again, a reload done, the report written;
+- :class:`RunStarting` before a run's stack starts (says whether TorchServe is in it);
+- :class:`RunFinished` when a run's results are written (its outcome, e.g. the baseline's).
+
+Each event names its ``run`` (the scenario's name; ``baseline:<name>`` for a baseline run).
+The displays: a rich Live line on a terminal, plain lines every 5 s otherwise.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from harness.api import RunOutcome
+    from harness.load.generator import LiveStats
 
 PLAIN_EVERY_S = 5.0
 
+logger = logging.getLogger("harness")
 
-def format_stats(name: str, stats: Any, use_torchserve: bool = True) -> str:
+
+@dataclass(frozen=True)
+class Tick:
+    """One second of load: the generator's live figures."""
+
+    run: str
+    stats: LiveStats
+
+
+@dataclass(frozen=True)
+class Message:
+    """Something that happened once (``level``: a :mod:`logging` level)."""
+
+    run: str
+    text: str
+    level: int = logging.INFO
+
+
+@dataclass(frozen=True)
+class RunStarting:
+    """A run is about to start its stack (``use_torchserve``: what the local share means)."""
+
+    run: str
+    use_torchserve: bool
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """A run's results are written (``outcome``: its :class:`harness.RunOutcome`)."""
+
+    run: str
+    outcome: RunOutcome
+
+
+ProgressEvent = Tick | Message | RunStarting | RunFinished
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class Emitter:
+    """Sends one run's events to ``on_progress``; without one, its messages go to logging."""
+
+    def __init__(self, run: str, on_progress: ProgressCallback | None) -> None:
+        self.run = run
+        self.on_progress = on_progress
+
+    def say(self, text: str, level: int = logging.INFO) -> None:
+        """A :class:`Message` (or a log record when nobody listens)."""
+        if self.on_progress is None:
+            logger.log(level, "%s", text)
+        else:
+            self.on_progress(Message(self.run, text, level))
+
+    def emit(self, event: ProgressEvent) -> None:
+        """Any other event (dropped when nobody listens)."""
+        if self.on_progress is not None:
+            self.on_progress(event)
+
+
+def format_stats(name: str, stats: LiveStats, use_torchserve: bool = True) -> str:
     """One line: elapsed/remaining, frames/s, p95, errors, local share.
 
     The local share is a *fallback* only when TorchServe is in the stack; without it every
@@ -23,7 +97,7 @@ def format_stats(name: str, stats: Any, use_torchserve: bool = True) -> str:
     None (no previous tick yet) prints "-", never a false 0.
     """
     p95 = "-" if stats.p95_ms is None else f"{stats.p95_ms:.1f} ms"
-    rate = getattr(stats, "frames_per_s", None)
+    rate = stats.frames_per_s
     fps = f"{'-':>7}" if rate is None else f"{rate:7.0f}"
     share = stats.fallback_share
     if use_torchserve:
@@ -40,66 +114,86 @@ def format_stats(name: str, stats: Any, use_torchserve: bool = True) -> str:
 
 
 class _Display:
-    """Shared state: the run's name and whether TorchServe is in the stack."""
+    """A progress callback: keeps, per run, whether TorchServe is in the stack.
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.use_torchserve = True
+    ``on_finished`` is called with each :class:`RunFinished` (the CLI prints the baseline's
+    outcome there).
+    """
 
-    def set_stack(self, use_torchserve: bool) -> None:
-        """Tell the display what the local share means for this run (see ``format_stats``)."""
-        self.use_torchserve = use_torchserve
+    def __init__(self, on_finished: Callable[[RunFinished], None] | None = None) -> None:
+        self.use_torchserve: dict[str, bool] = {}
+        self.on_finished = on_finished
 
-    def _event_line(self, text: str) -> str:
-        return f"[{self.name}] {text}"
+    def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, Tick):
+            self.tick(event.run, event.stats)
+        elif isinstance(event, Message):
+            self.line(f"[{event.run}] {event.text}")
+        elif isinstance(event, RunStarting):
+            self.use_torchserve[event.run] = event.use_torchserve
+        elif self.on_finished is not None:
+            self.on_finished(event)
+
+    def _format(self, run: str, stats: LiveStats) -> str:
+        return format_stats(run, stats, self.use_torchserve.get(run, True))
+
+    def tick(self, run: str, stats: LiveStats) -> None:
+        raise NotImplementedError  # pragma: no cover - each display defines it
+
+    def line(self, text: str) -> None:
+        raise NotImplementedError  # pragma: no cover - each display defines it
 
 
 class PlainProgress(_Display):
-    """Prints a line at most every ``every_s`` seconds (CI logs, pipes)."""
+    """Prints a live line at most every ``every_s`` seconds (CI logs, pipes); messages always."""
 
-    def __init__(self, name: str, stream: TextIO | None = None, every_s: float = PLAIN_EVERY_S):
-        super().__init__(name)
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        every_s: float = PLAIN_EVERY_S,
+        on_finished: Callable[[RunFinished], None] | None = None,
+    ) -> None:
+        super().__init__(on_finished)
         self.stream = stream or sys.stderr
         self.every_s = every_s
         self._last = -1e9
 
-    def __call__(self, stats: Any) -> None:
-        """Called each second with the generator's LiveStats."""
+    def tick(self, run: str, stats: LiveStats) -> None:
         now = time.monotonic()
         if now - self._last >= self.every_s:
             self._last = now
-            print(format_stats(self.name, stats, self.use_torchserve), file=self.stream, flush=True)
+            self.line(self._format(run, stats))
 
-    def event(self, text: str) -> None:
-        """A line of its own for something that happened once."""
-        print(self._event_line(text), file=self.stream, flush=True)
+    def line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
 
 class LiveProgress(_Display):
-    """A rich Live line refreshed on every update (each second); events print above it."""
+    """A rich Live line refreshed on every tick (each second); messages print above it."""
 
-    def __init__(self, name: str, live: Any) -> None:
-        super().__init__(name)
+    def __init__(self, live: Any, on_finished: Callable[[RunFinished], None] | None = None) -> None:
+        super().__init__(on_finished)
         self.live = live
 
-    def __call__(self, stats: Any) -> None:
-        """Called each second with the generator's LiveStats."""
-        self.live.update(format_stats(self.name, stats, self.use_torchserve))
+    def tick(self, run: str, stats: LiveStats) -> None:
+        self.live.update(self._format(run, stats))
 
-    def event(self, text: str) -> None:
-        """A line of its own, printed above the live line (which stays at the bottom)."""
-        self.live.console.print(self._event_line(text), markup=False, highlight=False)
+    def line(self, text: str) -> None:
+        self.live.console.print(text, markup=False, highlight=False)
 
 
 @contextmanager
-def progress_display(name: str, stream: TextIO | None = None) -> Iterator[Any]:
-    """Yields a progress callable suited to ``stream`` (stderr by default)."""
+def progress_display(
+    stream: TextIO | None = None, on_finished: Callable[[RunFinished], None] | None = None
+) -> Iterator[_Display]:
+    """Yields a progress callback suited to ``stream`` (stderr by default)."""
     stream = stream or sys.stderr
     if not stream.isatty():
-        yield PlainProgress(name, stream)
+        yield PlainProgress(stream, on_finished=on_finished)
         return
     from rich.console import Console
     from rich.live import Live
 
     with Live("", console=Console(file=stream), refresh_per_second=2, transient=False) as live:
-        yield LiveProgress(name, live)
+        yield LiveProgress(live, on_finished)

@@ -1,10 +1,13 @@
 """Orchestration of one run: stack -> load + collectors + timeline -> analysis -> results -> report.
 
-Exit codes: 0 all gates pass; 1 a gate failed; 2 invalid scenario or INVALID measurement (the
-generator fell behind, or a timeline event could not be executed); 3 infrastructure failure
-(StackError); 130 interrupted (Ctrl-C; 143 SIGTERM and 129 SIGHUP, see harness.interrupts). The
-stack is always torn down by its context manager. Each run registers itself while its stack may
-be up (harness.stack.procs.RunRegistration), and stops first what a killed run left behind.
+The public entry is :func:`harness.run` (harness/api.py), which resolves the baseline and calls
+:func:`run_scenario` here. Exit codes: :class:`harness.ExitCode` (0 all gates pass; 1 a gate
+failed; 2 INVALID measurement: the generator fell behind, or a timeline event could not be
+executed; 3 infrastructure failure (StackError)). A stack this module starts is always torn down
+by its context manager; each such run registers itself while its stack may be up
+(harness.stack.procs.RunRegistration), and stops first what a killed run left behind. A stack
+passed in (already entered by the caller, e.g. a sweep) is used and left running. Nothing here
+prints: messages go to the run's :class:`harness.progress.Emitter`.
 """
 
 from __future__ import annotations
@@ -12,40 +15,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
-import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.analysis.compare import compare
 from harness.analysis.gates import evaluate_gates
 from harness.analysis.rollout import rollout_gate
 from harness.analysis.summary import summarize
 from harness.clock import RunClock
+from harness.exitcodes import ExitCode
+from harness.progress import Emitter, ProgressCallback, RunStarting, Tick
 from harness.redact import mask, redact_files, redact_text, secret_values
 from harness.results.junit import write_junit
 from harness.results.provenance import collect_provenance
 from harness.results.schema import SCHEMA, SCHEMA_VERSION
-from harness.results.writer import read_results, write_results
-from harness.scenario import Scenario, load_scenario, scenario_to_yaml
-from harness.scenario.loader import baseline_overrides
+from harness.results.writer import write_results
+from harness.scenario import Scenario, scenario_to_yaml
 from harness.timeline import Timeline, event_record
 from harness.watch import abort_gate
 
-EXIT_OK, EXIT_GATE, EXIT_INVALID, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+if TYPE_CHECKING:
+    from harness.stack import Stack
+
+logger = logging.getLogger("harness")
 DEFAULT_OUT = Path("reports")
 LATEST = "latest"  # <out>/latest -> the newest run folder
 # Distinct synthetic traces: session i plays variant i % TRACE_VARIANTS (seed + variant), so
 # hundreds of sessions do not cost hundreds of trace generations.
 TRACE_VARIANTS = 8
 MAX_SESSION_RECORDS = 10_000  # results "sessions": the first this many sessions' lifetimes
-
-Progress = Callable[[Any], None]
 
 
 def _utc_now() -> datetime:
@@ -96,7 +101,7 @@ def point_latest(out_root: Path, run_id: str) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        print(f"note: could not point {link} at {run_id}: {exc}", file=sys.stderr)
+        logger.warning("note: could not point %s at %s: %s", link, run_id, exc)
 
 
 def trace_provider(scenario: Scenario) -> Callable[[int], list[dict]]:
@@ -129,12 +134,6 @@ class _Measured:
     aborted: dict[str, Any] | None = None  # the abort-on-fail gate that stopped the load
 
 
-def _event_sink(progress: Progress | None) -> Callable[[str], None]:
-    """Where one-off lines go: the progress display's own line, else stderr."""
-    event = getattr(progress, "event", None)
-    if callable(event):
-        return event
-    return lambda text: print(text, file=sys.stderr, flush=True)
 
 
 def _load_engine(scenario: Scenario, config: Any, clock: RunClock, run_dir: Path | None) -> Any:
@@ -151,11 +150,7 @@ def _load_engine(scenario: Scenario, config: Any, clock: RunClock, run_dir: Path
 
 
 async def _measure(
-    scenario: Scenario,
-    stack: Any,
-    progress: Progress | None,
-    out: _Measured,
-    run_dir: Path | None = None,
+    scenario: Scenario, stack: Stack, emit: Emitter, out: _Measured, run_dir: Path | None = None
 ) -> None:
     from harness.collectors import (
         CollectorSet,
@@ -204,11 +199,11 @@ async def _measure(
         collectors.add(c)
     gpu = GpuCollector()
     collectors.add(gpu)
-    timeline = Timeline(scenario.timeline, stack, clock, on_event=_event_sink(progress))
+    timeline = Timeline(scenario.timeline, stack, clock, on_event=emit.say)
     out.events = timeline.records
     stop = asyncio.Event()
     await gen.prepare()  # before t=0: a distributed engine waits for its workers here
-    watching = _watch(scenario, stack, clock, gen, progress, run_dir, out)
+    watching = _watch(scenario, stack, clock, gen, emit, run_dir, out)
     await asyncio.to_thread(watching.prepare)
     clock.start()
     tasks = [
@@ -270,7 +265,7 @@ class _Watching:
 
     def __init__(
         self, scenario: Scenario, stack: Any, clock: RunClock, gen: Any,
-        progress: Progress | None, run_dir: Path | None, out: _Measured,
+        emit: Emitter, run_dir: Path | None, out: _Measured,
     ) -> None:  # fmt: skip
         from harness.live import LiveExporter, LiveFile, row_of
         from harness.rollout import RolloutController
@@ -284,8 +279,10 @@ class _Watching:
         self.rollout = None
         self.abort = None
         self.closers: list[Callable[[], None]] = []
-        self.sinks: list[Callable[[Any], None]] = [progress] if progress is not None else []
-        tell = _event_sink(progress)
+        self.sinks: list[Callable[[Any], None]] = []
+        if emit.on_progress is not None:
+            self.sinks.append(lambda stats: emit.emit(Tick(emit.run, stats)))
+        tell = emit.say
         if scenario.rollout is not None:
             self.rollout = RolloutController(
                 scenario.rollout, stack, clock, gen, scenario.workload.reply_timeout_s, tell
@@ -353,9 +350,9 @@ class _Watching:
 
 def _watch(
     scenario: Scenario, stack: Any, clock: RunClock, gen: Any,
-    progress: Progress | None, run_dir: Path | None, out: _Measured,
+    emit: Emitter, run_dir: Path | None, out: _Measured,
 ) -> _Watching:  # fmt: skip
-    return _Watching(scenario, stack, clock, gen, progress, run_dir, out)
+    return _Watching(scenario, stack, clock, gen, emit, run_dir, out)
 
 
 def _skeleton(scenario: Scenario, run_id: str, started: datetime) -> dict[str, Any]:
@@ -404,7 +401,7 @@ def _analyse(
     scenario: Scenario,
     measured: _Measured,
     baseline_doc: dict[str, Any] | None,
-) -> int:
+) -> ExitCode:
     """Fill summary..gates/verdict from a finished measurement; returns the exit code."""
     load = measured.load
     summary, series, histograms, faults = summarize(
@@ -447,12 +444,12 @@ def _analyse(
         doc["comparison"] = comparison.model_dump(mode="json")
     if reasons:
         doc["verdict"] = "invalid"
-        return EXIT_INVALID
+        return ExitCode.INVALID
     if all(g["passed"] for g in doc["gates"]):
         doc["verdict"] = "passed"
-        return EXIT_OK
+        return ExitCode.OK
     doc["verdict"] = "failed"
-    return EXIT_GATE
+    return ExitCode.GATES_FAILED
 
 
 def _write_all(run_dir: Path, doc: dict[str, Any]) -> None:
@@ -463,17 +460,16 @@ def _write_all(run_dir: Path, doc: dict[str, Any]) -> None:
     write_junit(run_dir, doc)
 
 
-def _report(run_dir: Path, doc: dict[str, Any], baseline_doc: dict[str, Any] | None) -> None:
-    try:
-        from harness.report import build_report
-    except ImportError:
-        print("report: harness.report is not available; results.json kept", file=sys.stderr)
-        return
+def _report(
+    run_dir: Path, doc: dict[str, Any], baseline_doc: dict[str, Any] | None, emit: Emitter
+) -> None:
+    from harness.report import build_report
+
     try:
         path = build_report(doc, baseline_doc, run_dir / "report.html")
-        print(f"report: {path}", file=sys.stderr)
+        emit.say(f"report: {path}")
     except Exception as exc:  # a broken report must not lose the measurement
-        print(f"report failed ({type(exc).__name__}: {exc}); results.json kept", file=sys.stderr)
+        emit.say(f"report failed ({type(exc).__name__}: {exc}); results.json kept", logging.ERROR)
         (run_dir / "report-error.txt").write_text(traceback.format_exc(), encoding="utf-8")
 
 
@@ -489,69 +485,60 @@ def run_scenario(
     scenario: Scenario,
     out_dir: Path | None = None,
     baseline_doc: dict[str, Any] | None = None,
-    progress: Progress | None = None,
+    on_progress: ProgressCallback | None = None,
     run_dir: Path | None = None,
-    stack: Any | None = None,
-) -> tuple[dict[str, Any], int]:
+    stack: Stack | None = None,
+    run_name: str | None = None,
+) -> tuple[dict[str, Any], ExitCode]:
     """Run one scenario into ``<out_dir>/<run_id>/`` (or exactly ``run_dir``); returns (results
     document, exit code). ValueError when ``run_dir`` already holds a run.
 
-    ``stack``: an already entered stack to run the load on (``harness sweep`` keeps one stack
-    up over the load levels of a configuration). It is neither started nor stopped here, and
-    its logs are left to its owner; without it the scenario's own stack is started and stopped.
+    ``stack``: an already entered stack to measure (its lifetime is the caller's; the scenario's
+    ``stack`` section then only describes it). Without one, the scenario's stack is built,
+    started and always stopped here. ``run_name``: the ``run`` of the progress events (default
+    the scenario's name).
 
     KeyboardInterrupt is re-raised after the stack is down and partial results are written
-    (``verdict: error``, ``error: interrupted``); the CLI turns it into exit 130.
+    (``verdict: error``, ``error: interrupted``).
     """
     from harness.interrupts import interrupt_name
-    from harness.loop import run_async
-    from harness.stack import StackError, make_stack
-    from harness.stack.procs import RunRegistration
+    from harness.stack import StackError
 
+    emit = Emitter(run_name or scenario.name, on_progress)
     if stack is None:
-        stop_leftovers()
+        stop_leftovers(emit)
     started = _utc_now()
     run_id, run_dir = make_run_dir(out_dir or DEFAULT_OUT, scenario.name, started, run_dir)
     secrets = secret_values(scenario.model_dump(mode="json"))
     doc = _skeleton(scenario, run_id, started)
     doc["run_dir"] = str(run_dir)
     measured = _Measured()
-    code = EXIT_INFRA
+    code = ExitCode.INFRASTRUCTURE
     interrupted = False
-    given, stack = stack, None  # ``stack`` below: the one this run starts, if any
-    tell = _event_sink(progress)
-    if (set_stack := getattr(progress, "set_stack", None)) is not None:
-        set_stack(scenario.stack.use_torchserve)
+    emit.emit(RunStarting(emit.run, scenario.stack.use_torchserve))
+    ours: list[Stack] = []  # the stack this run started, for its logs once it is down
     try:
-        if given is not None:
-            try:
-                run_async(_measure(scenario, given, progress, measured, run_dir))
-            finally:
-                doc["provenance"] = collect_provenance(given)
+        if stack is not None:
+            emit.say("measuring the running stack; load starts now")
+            _measure_on(scenario, stack, emit, measured, doc, run_dir)
         else:
-            tell(f"starting the {scenario.stack.driver} stack ({_stack_words(scenario)})")
+            emit.say(f"starting the {scenario.stack.driver} stack ({_stack_words(scenario)})")
             up_since = time.monotonic()
-            # Registered until the stack is down: if this process is killed before, the next run
-            # finds the registration and stops what the stack left running.
-            with RunRegistration(run_dir) as registration:
-                built = make_stack(scenario.stack, run_dir)
-                registration.note(compose_project=getattr(built, "project", None))
-                with built as stack:
-                    tell(f"stack up in {time.monotonic() - up_since:.1f}s; load starts now")
-                    try:
-                        run_async(_measure(scenario, stack, progress, measured, run_dir))
-                    finally:
-                        doc["provenance"] = collect_provenance(stack)
+            with open_stack(scenario, run_dir) as entered:
+                ours.append(entered)
+                emit.say(f"stack up in {time.monotonic() - up_since:.1f}s; load starts now")
+                _measure_on(scenario, entered, emit, measured, doc, run_dir)
     except StackError as exc:
         doc["error"] = f"{type(exc).__name__}: {exc}"
-        print(f"infrastructure failure: {redact_text(str(exc), secrets)}", file=sys.stderr)
+        emit.say(f"infrastructure failure: {redact_text(str(exc), secrets)}", logging.ERROR)
     except KeyboardInterrupt:
         interrupted = True
         doc["error"] = "interrupted"
     finally:
-        if stack is not None:  # only a stack this run started (a given one: its owner's)
+        # Only a stack this run started (a given one's logs are its owner's), after teardown.
+        for logged in ours:
             with contextlib.suppress(Exception):
-                stack.collect_logs(run_dir / "logs")
+                logged.collect_logs(run_dir / "logs")
         redact_files(run_dir / "logs", secrets)  # the logs the harness keeps hold no secret
         if not doc["provenance"]:
             doc["provenance"] = collect_provenance(None)
@@ -572,15 +559,50 @@ def run_scenario(
     _write_all(run_dir, doc)
     if scenario.report.enabled and measured.load is not None:
         # Also after Ctrl-C: the stack is already down, and the partial figures are worth a look.
-        _report(run_dir, doc, baseline_doc)
+        _report(run_dir, doc, baseline_doc, emit)
     if interrupted:
-        print(f"interrupted: partial results in {run_dir}/results.json", file=sys.stderr)
+        emit.say(f"interrupted: partial results in {run_dir}/results.json", logging.WARNING)
         raise KeyboardInterrupt
     return doc, code
 
 
-def stop_leftovers() -> int:
-    """Find the stacks of runs whose harness was killed, say so on stderr and stop them.
+def _measure_on(
+    scenario: Scenario,
+    stack: Stack,
+    emit: Emitter,
+    measured: _Measured,
+    doc: dict[str, Any],
+    run_dir: Path,
+) -> None:
+    from harness.loop import run_async
+
+    try:
+        run_async(_measure(scenario, stack, emit, measured, run_dir))
+    finally:
+        doc["provenance"] = collect_provenance(stack)
+
+
+@contextlib.contextmanager
+def open_stack(scenario: Scenario, run_dir: Path) -> Iterator[Stack]:
+    """Build, start and (on any exit) stop the scenario's stack; yields the entered stack.
+
+    Logs and the run registration go under ``run_dir``. Registered until the stack is down: if
+    this process is killed before, the next run finds the registration and stops what the stack
+    left running. Raises StackError when it cannot start (exit 3).
+    """
+    from harness.stack import make_stack
+    from harness.stack.procs import RunRegistration
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunRegistration(run_dir) as registration:
+        built = make_stack(scenario.stack, run_dir)
+        registration.note(compose_project=getattr(built, "project", None))
+        with built as stack:
+            yield stack
+
+
+def stop_leftovers(emit: Emitter | None = None) -> int:
+    """Find the stacks of runs whose harness was killed, say so and stop them.
 
     Only processes verified as those runs' own (pid + start time from their process record;
     the dead harness by pid + start time + command line) are signalled; runs whose harness
@@ -589,47 +611,13 @@ def stop_leftovers() -> int:
     from harness.stack.procs import find_leftovers
     from harness.stack.procs import stop_leftovers as stop
 
+    say = emit.say if emit is not None else (lambda text, level: logger.log(level, "%s", text))
     leftovers = find_leftovers()
     if not leftovers:
         return 0
     for left in leftovers:
-        print(f"left over from a killed run: {left.describe()}", file=sys.stderr)
+        say(f"left over from a killed run: {left.describe()}", logging.WARNING)
     stopped = stop(leftovers)
     if stopped:
-        print(f"stopped {stopped} left-over processes", file=sys.stderr)
+        say(f"stopped {stopped} left-over processes", logging.WARNING)
     return stopped
-
-
-def resolve_baseline(
-    scenario: Scenario,
-    baseline_results: Path | None,
-    out_dir: Path | None,
-    overrides: tuple[str, ...] = (),
-    progress: Progress | None = None,
-) -> tuple[dict[str, Any] | None, int]:
-    """The baseline document for ``scenario`` and the baseline run's exit code (0 if none ran).
-
-    ``--baseline RESULTS.json`` wins over the scenario's ``baseline``; a ``baseline.scenario``
-    is run first, in the same invocation, with the same ``--set`` overrides that apply to it.
-    """
-    if baseline_results is not None:
-        return read_results(baseline_results), EXIT_OK
-    if scenario.baseline is None:
-        return None, EXIT_OK
-    if scenario.baseline.results:
-        return read_results(Path(scenario.baseline.results)), EXIT_OK
-    base_sc = load_scenario(Path(str(scenario.baseline.scenario)), _applicable(overrides))
-    if base_sc.baseline is not None:
-        base_sc = base_sc.model_copy(update={"baseline": None})
-    print(f"baseline: running scenario {base_sc.name} first", file=sys.stderr)
-    doc, code = run_scenario(base_sc, out_dir, None, progress)
-    return doc, code
-
-
-def _applicable(overrides: tuple[str, ...]) -> tuple[str, ...]:
-    return baseline_overrides(overrides)  # one rule, shared with the validator
-
-
-def read_baseline(path: Path) -> dict[str, Any]:
-    """Read a baseline results.json (ValueError names the file)."""
-    return read_results(path)

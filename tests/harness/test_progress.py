@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from harness.load.generator import LiveStats
-from harness.progress import PlainProgress, format_stats
+from harness.progress import Message, PlainProgress, RunStarting, Tick, format_stats
 from harness.timeline import describe
 
 
@@ -30,11 +30,11 @@ def test_no_rate_prints_a_dash_not_zero() -> None:
 
 def test_plain_progress_prints_events_on_their_own_lines() -> None:
     out = io.StringIO()
-    progress = PlainProgress("fk", out, every_s=60)
-    progress.set_stack(False)
-    progress(stats())
-    progress(stats())  # within every_s: not printed
-    progress.event("t=10.0s TorchServe killed (took 0.1s)")
+    progress = PlainProgress(out, every_s=60)
+    progress(RunStarting("fk", use_torchserve=False))
+    progress(Tick("fk", stats()))
+    progress(Tick("fk", stats()))  # within every_s: not printed
+    progress(Message("fk", "t=10.0s TorchServe killed (took 0.1s)"))
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].endswith("served locally (no TorchServe)")
@@ -68,9 +68,9 @@ def test_live_progress_prints_events_above_the_live_line() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=200, color_system=None)
     with Live("", console=console, auto_refresh=False) as live:
-        progress = LiveProgress("fk", live)
-        progress(stats())
-        progress.event("t=24.3s TorchServe READY again (took 4.3s)")
+        progress = LiveProgress(live)
+        progress(Tick("fk", stats()))
+        progress(Message("fk", "t=24.3s TorchServe READY again (took 4.3s)"))
     text = out.getvalue()
     assert "[fk] t=24.3s TorchServe READY again (took 4.3s)" in text
     assert "fallback 100%" in text

@@ -1,0 +1,231 @@
+"""The harness as a library: run a scenario, load one, compare two results documents.
+
+    import harness
+    scenario = harness.load_scenario("scenarios/quickstart.yaml")
+    outcome = harness.run(scenario, out="reports")
+    print(outcome.verdict, outcome.exit_code, outcome.results_path)
+
+:func:`run` owns the whole run: the baseline (a results file, a results document, or the
+scenario's ``baseline`` section: a file to read or a scenario run first), the stack (started and
+always stopped, or one the caller already entered: :func:`open_stack`), load, collectors,
+timeline, analysis, results, JUnit and report. It never prints: progress and messages go to
+``on_progress`` (:mod:`harness.progress` events), else to the ``harness`` logger.
+
+Ctrl-C (and SIGTERM/SIGHUP inside :class:`harness.interrupts.TerminationSignals`) stops the
+stack, writes partial results and re-raises KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.analysis.compare import Comparison
+from harness.exitcodes import ExitCode
+from harness.progress import Emitter, ProgressCallback, RunFinished
+from harness.scenario import Scenario
+from harness.stack import Stack
+
+logger = logging.getLogger("harness")
+
+BASELINE_PREFIX = "baseline:"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one run produced.
+
+    ``results``: the results document as written to ``results.json`` (secrets masked;
+    docs/RESULTS.md). ``exit_code``: the run's :class:`ExitCode` after the baseline rule (an
+    INVALID baseline run makes a passed or failed run INVALID: its comparison cannot be trusted).
+    ``baseline``: the baseline run this call made first (None when the baseline was read from a
+    file, or there was none).
+    """
+
+    results: dict[str, Any]
+    exit_code: ExitCode
+    baseline: RunOutcome | None = None
+
+    @property
+    def verdict(self) -> str:
+        """``passed`` | ``failed`` | ``invalid`` | ``error``."""
+        return str(self.results["verdict"])
+
+    @property
+    def valid(self) -> bool:
+        """False when the measurement is INVALID (see ``results['invalid_reasons']``)."""
+        return bool(self.results["valid"])
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's folder (results.json, junit.xml, report.html, logs/)."""
+        return Path(self.results["run_dir"])
+
+    @property
+    def results_path(self) -> Path:
+        """``<run_dir>/results.json``."""
+        return self.run_dir / "results.json"
+
+
+class BaselineFailed(RuntimeError):
+    """The baseline scenario run first could not start its stack; the scenario did not run.
+
+    ``outcome``: the baseline's RunOutcome (results written, ``exit_code`` INFRASTRUCTURE).
+    """
+
+    def __init__(self, outcome: RunOutcome) -> None:
+        super().__init__("the baseline run failed to start its stack; not running the scenario")
+        self.outcome = outcome
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The baseline run's code (INFRASTRUCTURE)."""
+        return self.outcome.exit_code
+
+
+def load_scenario(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    has_external_baseline: bool = False,
+    warnings: list[str] | None = None,
+) -> Scenario:
+    """Read, override (``KEY=VALUE``, value as YAML), validate and check a scenario file.
+
+    Raises :class:`harness.ScenarioError` (a ValueError) naming file:line:field for every
+    problem. ``warnings`` receives the non-fatal findings.
+    """
+    from harness.scenario import load_scenario as load
+
+    return load(path, overrides, has_external_baseline=has_external_baseline, warnings=warnings)
+
+
+Baseline = str | Path | Mapping[str, Any] | RunOutcome
+
+
+def _read_baseline(baseline: Baseline) -> dict[str, Any]:
+    from harness.results.writer import read_results
+
+    if isinstance(baseline, RunOutcome):
+        return baseline.results
+    if isinstance(baseline, Mapping):
+        return dict(baseline)
+    return read_results(Path(baseline))
+
+
+def run(
+    scenario: Scenario | str | Path,
+    *,
+    baseline: Baseline | None = None,
+    out: str | Path | None = None,
+    on_progress: ProgressCallback | None = None,
+    run_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    stack: Stack | None = None,
+) -> RunOutcome:
+    """Run ``scenario`` (a Scenario, or a scenario file read with ``overrides``).
+
+    ``baseline``: a results.json path, a results document or a RunOutcome to compare with;
+    None uses the scenario's own ``baseline`` section (a results file, or a scenario run first
+    with the ``overrides`` that apply to it: its outcome is ``RunOutcome.baseline``).
+    ``out``: parent of the timestamped run folders (default ``reports/``; ``<out>/latest``
+    points at the newest); ``run_dir``: exactly this folder instead. ``stack``: an already
+    entered stack (:func:`open_stack`) to measure, left running afterwards; without one the
+    scenario's stack is started and stopped here.
+
+    Raises ScenarioError (bad scenario or baseline scenario), ValueError (an unreadable baseline
+    results file, or ``run_dir`` already holds a run), :class:`BaselineFailed` (the baseline run
+    could not start its stack) and KeyboardInterrupt (after partial results are written).
+    """
+    from harness.runner import DEFAULT_OUT, run_scenario
+
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario, overrides)
+    out_dir = Path(out) if out is not None else DEFAULT_OUT
+    exact = Path(run_dir) if run_dir is not None else None
+    if exact is not None and (exact / "results.json").exists():
+        raise ValueError(f"--run-dir {exact} already holds a run (results.json); choose another")
+    base_outcome: RunOutcome | None = None
+    base_doc: dict[str, Any] | None = None
+    if baseline is not None:
+        base_doc = _read_baseline(baseline)
+    elif sc.baseline is not None and sc.baseline.results:
+        base_doc = _read_baseline(sc.baseline.results)
+    elif sc.baseline is not None and sc.baseline.scenario:
+        # Its own stack always: the baseline scenario describes another system than ``stack``.
+        base_outcome = _run_baseline_scenario(
+            sc, sc.baseline.scenario, out_dir, overrides, on_progress
+        )
+        base_doc = base_outcome.results
+    doc, code = run_scenario(sc, out_dir, base_doc, on_progress, exact, stack)
+    if (
+        base_outcome is not None
+        and base_outcome.exit_code == ExitCode.INVALID
+        and code
+        in (
+            ExitCode.OK,
+            ExitCode.GATES_FAILED,
+        )
+    ):
+        Emitter(sc.name, on_progress).say(
+            "the baseline measurement was INVALID: the comparison cannot be trusted",
+            logging.WARNING,
+        )
+        code = ExitCode.INVALID
+    return RunOutcome(doc, code, base_outcome)
+
+
+def _run_baseline_scenario(
+    sc: Scenario,
+    path: str,
+    out_dir: Path,
+    overrides: Sequence[str],
+    on_progress: ProgressCallback | None,
+) -> RunOutcome:
+    from harness.runner import run_scenario
+    from harness.scenario.loader import baseline_overrides
+
+    base_sc = load_scenario(path, baseline_overrides(overrides))
+    if base_sc.baseline is not None:
+        base_sc = base_sc.model_copy(update={"baseline": None})
+    name = f"{BASELINE_PREFIX}{Path(path).stem}"
+    Emitter(sc.name, on_progress).say(f"baseline: running scenario {base_sc.name} first")
+    doc, code = run_scenario(base_sc, out_dir, None, on_progress, None, None, run_name=name)
+    outcome = RunOutcome(doc, code)
+    Emitter(name, on_progress).emit(RunFinished(name, outcome))
+    if code == ExitCode.INFRASTRUCTURE:
+        raise BaselineFailed(outcome)
+    return outcome
+
+
+def compare(results: Baseline, baseline: Baseline) -> Comparison:
+    """The comparison of ``results`` against ``baseline`` (paths, documents or RunOutcomes).
+
+    Returns the typed :class:`harness.analysis.compare.Comparison` (``.model_dump(mode="json")``
+    is the ``comparison`` section of docs/RESULTS.md). ValueError names an unreadable file.
+    """
+    from harness.analysis.compare import compare as compare_docs
+
+    return compare_docs(_read_baseline(results), _read_baseline(baseline))
+
+
+@contextlib.contextmanager
+def open_stack(scenario: Scenario, run_dir: str | Path) -> Iterator[Stack]:
+    """Start the scenario's stack (logs and registration under ``run_dir``); stop it on exit.
+
+    For several runs against one running stack (a sweep's load levels)::
+
+        with harness.open_stack(scenario, "reports/sweep-1") as stack:
+            for sessions in (10, 20, 40):
+                workload = scenario.workload.model_copy(update={"sessions": sessions})
+                harness.run(scenario.model_copy(update={"workload": workload}), stack=stack)
+
+    Raises :class:`harness.StackError` when it cannot start.
+    """
+    from harness.runner import open_stack as open_
+
+    with open_(scenario, Path(run_dir)) as stack:
+        yield stack

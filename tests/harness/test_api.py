@@ -1,0 +1,123 @@
+"""The public Python API (issue 12 item 3): what ``import harness`` exports, and one run
+through it against a real (tiny) backend on loopback, external driver."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness.progress import ProgressEvent
+
+HERE = Path(__file__).resolve().parent
+
+PUBLIC = {
+    "BaselineFailed", "ExitCode", "Message", "ProgressCallback", "ProgressEvent", "RunFinished",
+    "RunOutcome", "RunStarting", "Scenario", "ScenarioError", "Stack", "StackError", "Tick",
+    "compare", "load_scenario", "open_stack", "run",
+}  # fmt: skip
+
+
+def test_all_is_the_public_api() -> None:
+    # As httpx guards its namespace: a name added or removed is a deliberate API change.
+    assert set(harness.__all__) == PUBLIC
+    assert sorted(harness.__all__) == harness.__all__
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None
+    public_attrs = {
+        name
+        for name, value in vars(harness).items()
+        if not name.startswith("_") and type(value).__name__ != "module"
+    }
+    assert public_attrs == PUBLIC, "exported without __all__ (or listed but missing)"
+
+
+def test_exit_codes_are_one_int_enum() -> None:
+    code = harness.ExitCode
+    assert [int(c) for c in code] == [0, 1, 2, 3, 129, 130, 143]
+    assert code.for_signal(signal.SIGTERM) is code.TERMINATED
+    assert code.for_signal(signal.SIGINT) is code.INTERRUPTED
+    assert code.HANGUP.interrupted and not code.INFRASTRUCTURE.interrupted
+
+
+@pytest.fixture
+def backend_port() -> Iterator[int]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "fake_backend.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _scenario_file(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "ext.yaml"
+    path.write_text(
+        "name: ext\n"
+        "stack:\n  driver: external\n  external:\n"
+        f"    ws_url: ws://127.0.0.1:{port}/api/v1/translate/stream\n"
+        f"    http_url: http://127.0.0.1:{port}\n"
+        "workload: {sessions: 2, duration_s: 3, warmup_s: 1}\n"
+        "gates: ['errors.total == 0', 'frame.latency_ms.p50 < 0.001']\n"
+        "report: {enabled: false}\n"
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_run_on_an_entered_stack_reports_through_events_only(
+    tmp_path: Path, backend_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = harness.load_scenario(_scenario_file(tmp_path, backend_port), ["workload.fps=10"])
+    events: list[ProgressEvent] = []
+    with harness.open_stack(scenario, tmp_path / "stack") as stack:
+        first = harness.run(scenario, out=tmp_path / "out", on_progress=events.append, stack=stack)
+        # The same running stack again, compared with the first run (the sweep's pattern).
+        second = harness.run(scenario, out=tmp_path / "out", baseline=first, stack=stack)
+    # The impossible p50 gate fails (exit 1) unless the generator was INVALID (exit 2).
+    for outcome in (first, second):
+        expected = 2 if outcome.verdict == "invalid" else 1
+        assert outcome.exit_code == expected and isinstance(outcome.exit_code, harness.ExitCode)
+        assert outcome.results_path.is_file()
+        assert outcome.results["scenario"]["workload"]["fps"] == 10
+    assert first.run_dir != second.run_dir
+    assert second.results["comparison"]["baseline_run_id"] == first.results["run_id"]
+    assert first.baseline is None
+    # Library code never prints: everything came as events.
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    kinds = {type(e).__name__ for e in events}
+    assert {"RunStarting", "Tick", "Message"} <= kinds
+    assert all(e.run == "ext" for e in events)
+
+
+@pytest.mark.slow
+def test_without_a_listener_messages_go_to_logging(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A scenario whose stack cannot start (nothing listens; the external driver waits 10 s):
+    # the infrastructure failure arrives as a log record, and the code is INFRASTRUCTURE.
+    from harness.api import _read_baseline
+
+    fixture = HERE.parents[1] / "tests/report/fixtures/recorded-quickstart.results.json"
+    assert _read_baseline(fixture)["schema"] == "signflow-harness/results"
+    bad = tmp_path / "dead.yaml"
+    bad.write_text(
+        "name: dead\nstack:\n  driver: external\n  external:\n"
+        "    ws_url: ws://127.0.0.1:9/ws\n    http_url: http://127.0.0.1:9\n"
+        "workload: {sessions: 1, duration_s: 2, warmup_s: 0}\nreport: {enabled: false}\n"
+    )
+    with caplog.at_level(logging.INFO, logger="harness"):
+        outcome = harness.run(bad, out=tmp_path / "out")
+    assert outcome.exit_code is harness.ExitCode.INFRASTRUCTURE
+    assert outcome.verdict == "error"
+    assert any("infrastructure failure" in r.getMessage() for r in caplog.records)

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness.analysis.gates import GateSyntaxError, check_metric, parse_gate
 from harness.redact import is_secret_name, mask
+from harness.results.model import check_metric
 
 from . import backend_env
 from .models import MODEL_STORE, Scenario
@@ -474,23 +474,19 @@ def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
 
 
 def _check_gates(sc: Scenario, has_baseline: bool) -> list[tuple[PathKey, str]]:
+    """Each gate's metric against the catalogue and the timeline (the syntax was checked when
+    the model was validated: ``Scenario.gates`` holds parsed gates)."""
     problems: list[tuple[PathKey, str]] = []
     actions = [ev.action for ev in sc.timeline]
-    for i, expr in enumerate(sc.gates):
+    for i, gate in enumerate(sc.gates):
         loc: PathKey = ("gates", i)
-        try:
-            gate = parse_gate(expr)
-        except GateSyntaxError as exc:
-            problems.append((loc, str(exc)))
-            continue
-        # Every metric against the catalogue, and fault metrics against the timeline.
         if why := check_metric(gate.metric, actions):
             problems.append((loc, why))
         if gate.relative and not has_baseline:
             problems.append(
                 (
                     loc,
-                    f"gate {expr!r} is relative to a baseline, but the scenario has no "
+                    f"gate {gate.expr!r} is relative to a baseline, but the scenario has no "
                     "'baseline' (and none was given with --baseline)",
                 )
             )
@@ -561,7 +557,7 @@ def _check_backend_env(sc: Scenario) -> tuple[list[tuple[PathKey, str]], list[tu
     syn = sc.workload.trace.synthetic
     # Merged signs only matter to a gate on accuracy (a scenario may shorten rests on purpose,
     # for a higher inference rate); there the merge is what failed the shipped 0.75 gate.
-    gates_accuracy = any(g.split()[0].startswith("accuracy") for g in sc.gates if g.strip())
+    gates_accuracy = any(g.metric.startswith("accuracy") for g in sc.gates)
     if syn is not None and gates_accuracy:
         raw = backend_env.effective_setting(env, "REST_FRAMES_TO_END")
         end_after = (

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .gates import GateField
+
 # Where the local and compose stacks take their model archives (signflow-<version>.mar).
 MODEL_STORE = Path(__file__).resolve().parents[2] / "build" / "model-store"
 # Upper bounds that keep a typo from becoming a day-long run or an overflowed timer.
@@ -400,7 +402,7 @@ class Scenario(_Strict):
     stack: StackSpec = Field(default_factory=StackSpec)
     workload: Workload
     timeline: list[Event] = Field(default_factory=list)
-    gates: list[str] = Field(default_factory=list)
+    gates: list[GateField] = Field(default_factory=list)  # parsed once, here
     baseline: BaselineSpec | None = None
     report: ReportSpec = Field(default_factory=ReportSpec)
     rollout: RolloutSpec | None = None

@@ -193,7 +193,8 @@ def test_validate_checks_every_gate_metric_before_anything_starts() -> None:
 
     path = Path(__file__).resolve().parents[2] / "scenarios" / "fallback-kill.yaml"
     sc = load_scenario(path, ["gates=['faults.outage.outage_latency_ms.p99 <= 250']"])
-    assert sc.gates == ["faults.outage.outage_latency_ms.p99 <= 250"]
+    assert [g.expr for g in sc.gates] == ["faults.outage.outage_latency_ms.p99 <= 250"]
+    assert sc.gates[0].metric == "faults.outage.outage_latency_ms.p99"  # parsed once, at load
     bad = "gates=['errors.totl == 0', 'served_by.torchserv > 0.5', 'stall.max_ms <= 300']"
     with pytest.raises(ScenarioError) as err:
         load_scenario(path, [bad])

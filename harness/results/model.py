@@ -1,0 +1,650 @@
+"""The typed contract of a run's data: the results document, its metrics and their units.
+
+This module is the one place that says what ``results.json`` holds (docs/RESULTS.md's metric
+catalogue is generated from it, ``python -m harness.results.docs``) and what a gate may name:
+:data:`METRICS` is derived from the models below, each gateable leaf annotated with a
+:class:`Unit` (unit, k6-style metric type, meaning). It is a leaf module (pydantic and the
+standard library only), so every layer may import the vocabulary: the scenario loader checks
+gate metrics against it, the load generator builds :class:`InvalidReason` values with it.
+
+Readers: ``Results.model_validate(doc)`` accepts version-1 documents too (fields added since
+default to None; ``harness.results.writer.read_results`` upgrades their prose INVALID reasons).
+Models allow extra keys so old files with renamed keys still load; a test checks that a fresh
+document has none.
+
+Units: ``ms`` milliseconds, ``s`` seconds, ``count``, ``1/s`` per second, ``share`` in [0, 1],
+``%`` percent (of one core for CPU), ``MB`` mebibytes, ``bool``. Metric types follow k6:
+``trend`` (a latency distribution's statistic), ``counter`` (a count over the measured window),
+``rate`` (a share), ``gauge`` (a value).
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import types
+import typing
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA = "signflow-harness/results"
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+UnitName = Literal["ms", "s", "count", "1/s", "share", "%", "MB", "bool"]
+MetricType = Literal["trend", "counter", "rate", "gauge"]
+_TYPE_OF_UNIT: dict[str, MetricType] = {"count": "counter", "share": "rate"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Field metadata: a gateable metric's unit, its meaning and how it exists.
+
+    ``type``: the k6-style metric type (default from the unit: count -> counter, share -> rate,
+    others gauge; latency statistics are trends). ``needs``: timeline actions the run must have
+    for it to exist. ``absent_is_zero``: a data-keyed count that is 0 when its key is absent;
+    ``optional``: absent when the run had nothing to measure. ``keys``: the names a data-keyed
+    map holds for gating (empty: any name, ``*`` in the catalogue).
+    """
+
+    unit: UnitName
+    about: str
+    type: MetricType | None = None
+    needs: tuple[str, ...] = ()
+    absent_is_zero: bool = False
+    optional: bool = False
+    keys: tuple[str, ...] = ()
+
+    @property
+    def metric_type(self) -> MetricType:
+        """The explicit type, else the unit's default."""
+        return self.type or _TYPE_OF_UNIT.get(self.unit, "gauge")
+
+
+class _Model(BaseModel):
+    # Extra keys are kept (older files, renamed keys); a test keeps fresh documents free of them.
+    model_config = ConfigDict(extra="allow")
+
+
+F = float | None
+I = int | None  # noqa: E741 - a type alias read like the F above
+
+
+# --------------------------------------------------------------------------- summary
+
+
+class LatencyStats(_Model):
+    """A latency distribution's statistics, in milliseconds (``count``: replies in it)."""
+
+    p50: Annotated[F, Unit("ms", "p50", "trend")] = None
+    p90: Annotated[F, Unit("ms", "p90", "trend")] = None
+    p95: Annotated[F, Unit("ms", "p95", "trend")] = None
+    p99: Annotated[F, Unit("ms", "p99", "trend")] = None
+    p999: Annotated[F, Unit("ms", "p999", "trend")] = None
+    max: Annotated[F, Unit("ms", "max", "trend")] = None
+    mean: Annotated[F, Unit("ms", "mean", "trend")] = None
+    count: Annotated[I, Unit("count", "count")] = None
+
+
+class WindowLatency(_Model):
+    """Latency of the frames scheduled in a fault's window, ms (``count``: replies in it)."""
+
+    p50: Annotated[F, Unit("ms", "p50", "trend")] = None
+    p95: Annotated[F, Unit("ms", "p95", "trend")] = None
+    p99: Annotated[F, Unit("ms", "p99", "trend")] = None
+    p999: Annotated[F, Unit("ms", "p999", "trend")] = None
+    max: Annotated[F, Unit("ms", "max", "trend")] = None
+    count: Annotated[I, Unit("count", "count")] = None
+
+
+class OverRange(_Model):
+    """Replies slower than the histograms' range (``reply_timeout_s``): left out, never clamped."""
+
+    count: Annotated[I, Unit("count", "replies slower than the latency limit")] = None
+    max_ms: Annotated[F, Unit("ms", "the slowest of those")] = None
+    limit_ms: Annotated[F, Unit("ms", "the run's latency limit")] = None
+
+
+class FrameSummary(_Model):
+    """Every answered frame (error replies included), scheduled send to reply."""
+
+    latency_ms: Annotated[LatencyStats, Unit("ms", "frame latency, scheduled send to reply")] = (
+        Field(default_factory=LatencyStats)
+    )
+    latency_uncorrected_ms: Annotated[
+        LatencyStats, Unit("ms", "frame latency from the actual send")
+    ] = Field(default_factory=LatencyStats)
+    latency_over_range: OverRange | None = None
+
+
+class InferenceSummary(_Model):
+    """Frames whose reply has served_by set."""
+
+    latency_ms: Annotated[LatencyStats, Unit("ms", "latency of replies with served_by set")] = (
+        Field(default_factory=LatencyStats)
+    )
+
+
+class NonInferenceSummary(_Model):
+    """Frames whose reply ran no inference."""
+
+    latency_ms: Annotated[LatencyStats, Unit("ms", "latency of replies without inference")] = Field(
+        default_factory=LatencyStats
+    )
+
+
+class Stall(_Model):
+    """The longest waits for a reply (docs/RESULTS.md "Stall")."""
+
+    max_ms: Annotated[F, Unit("ms", "longest wait of any session for a reply")] = None
+    p50_ms: Annotated[F, Unit("ms", "median over sessions of their longest wait")] = None
+    p95_ms: Annotated[F, Unit("ms", "p95 over sessions of their longest wait")] = None
+    session: int | None = None
+    at_s: float | None = None
+    sessions: int | None = None
+
+
+class Throughput(_Model):
+    """Rates over the measured window."""
+
+    frames_per_s: Annotated[F, Unit("1/s", "answered non-error frames per second")] = None
+    inferences_per_s: Annotated[F, Unit("1/s", "inference replies per second")] = None
+
+
+class Frames(_Model):
+    """Frame counts over the measured window."""
+
+    scheduled: Annotated[I, Unit("count", "frames scheduled")] = None
+    sent: Annotated[I, Unit("count", "frames sent")] = None
+    answered: Annotated[I, Unit("count", "frames answered")] = None
+    late: Annotated[I, Unit("count", "frames late")] = None
+    errored: Annotated[I, Unit("count", "frames errored")] = None
+    lost: Annotated[I, Unit("count", "frames lost")] = None
+
+
+class Errors(_Model):
+    """What went wrong, counted."""
+
+    total: Annotated[I, Unit("count", "error replies + lost frames + disconnects")] = None
+    error_replies: Annotated[I, Unit("count", "error replies")] = None
+    disconnects: Annotated[I, Unit("count", "session disconnects")] = None
+    send_failures: Annotated[I, Unit("count", "frames that could not be sent")] = None
+    by_code: Annotated[
+        dict[str, int], Unit("count", "error replies of one code", absent_is_zero=True)
+    ] = Field(default_factory=dict)
+
+
+class AccuracyByServedBy(_Model):
+    """Accuracy of the answers of each tier (absent when a tier gave none)."""
+
+    local: Annotated[F, Unit("share", "accuracy of local answers", optional=True)] = None
+    torchserve: Annotated[F, Unit("share", "accuracy of TorchServe answers", optional=True)] = None
+
+
+class AccuracyDetail(_Model):
+    """The counts behind ``accuracy``."""
+
+    correct: Annotated[I, Unit("count", "correctly classified signs")] = None
+    total: Annotated[I, Unit("count", "classified signs with ground truth")] = None
+    by_served_by: AccuracyByServedBy = Field(default_factory=AccuracyByServedBy)
+
+
+class ServedCounts(_Model):
+    """Inferences per tier (0 when absent)."""
+
+    local: Annotated[I, Unit("count", "inferences served locally", absent_is_zero=True)] = None
+    torchserve: Annotated[
+        I, Unit("count", "inferences served by TorchServe", absent_is_zero=True)
+    ] = None
+
+
+class ServedBy(_Model):
+    """Who answered the inferences."""
+
+    local: Annotated[F, Unit("share", "share of inferences served locally")] = None
+    torchserve: Annotated[F, Unit("share", "share of inferences served by TorchServe")] = None
+    counts: ServedCounts = Field(default_factory=ServedCounts)
+
+
+class Gpu(_Model):
+    """GPU figures (null without a GPU, ``reason`` says why)."""
+
+    present: bool = False
+    reason: str | None = None
+    name: str | None = None
+    util_mean: Annotated[F, Unit("%", "GPU utilisation, mean")] = None
+    util_p95: Annotated[F, Unit("%", "GPU utilisation, p95")] = None
+    memory_used_mb_max: Annotated[F, Unit("MB", "GPU memory used, max")] = None
+
+
+class ProcessCpu(_Model):
+    """One component's processes, over the measured window."""
+
+    mean_percent: Annotated[F, Unit("%", "process mean_percent")] = None
+    max_percent: Annotated[F, Unit("%", "process max_percent")] = None
+    rss_mb_max: Annotated[F, Unit("MB", "process rss_mb_max")] = None
+
+
+class TorchServeSummary(_Model):
+    """TorchServe's own figures, summed over replicas (docs/RESULTS.md "TorchServe times")."""
+
+    batch_size_mean: Annotated[F, Unit("count", "TorchServe batch size, mean", "gauge")] = None
+    batch_size_hist: Annotated[
+        dict[str, int], Unit("count", "batches of one size", absent_is_zero=True)
+    ] = Field(default_factory=dict)
+    queue_ms_mean: Annotated[F, Unit("ms", "TorchServe queue time, mean")] = None
+    handler_ms_mean: Annotated[F, Unit("ms", "TorchServe handler time per request, mean")] = None
+    model_ms_mean: Annotated[F, Unit("ms", "forward pass of the request's batch, mean")] = None
+    end_to_end_ms_mean: Annotated[F, Unit("ms", "arrival at TorchServe to answer, mean")] = None
+    requests: Annotated[I, Unit("count", "TorchServe requests")] = None
+    replicas: Annotated[I, Unit("count", "TorchServe replicas", "gauge")] = None
+    requests_by_replica: Annotated[
+        dict[str, int] | None, Unit("count", "requests of one replica", absent_is_zero=True)
+    ] = None
+
+
+class Generator(_Model):
+    """The load generator's self-check figures."""
+
+    late_share: Annotated[F, Unit("share", "frames sent later than late_threshold_ms")] = None
+    late_threshold_ms: Annotated[F, Unit("ms", "the generator's lateness threshold")] = None
+    cpu_percent_mean: Annotated[F, Unit("%", "the generator's CPU, mean")] = None
+    cpu_saturated: Annotated[bool | None, Unit("bool", "the generator's CPU saturated")] = None
+    unsent: Annotated[I, Unit("count", "frames not sent: the server had stopped reading")] = None
+    server_silent_from_s: Annotated[F, Unit("s", "when the server stopped answering")] = None
+
+
+class Summary(_Model):
+    """Whole-run figures over the measured window (warm-up excluded)."""
+
+    duration_s: Annotated[F, Unit("s", "load duration (warm-up included)")] = None
+    warmup_s: Annotated[F, Unit("s", "warm-up")] = None
+    measured_s: Annotated[F, Unit("s", "measured window")] = None
+    sessions: Annotated[I, Unit("count", "sessions", "gauge")] = None
+    fps: Annotated[F, Unit("1/s", "frames per second per session")] = None
+    frame: FrameSummary = Field(default_factory=FrameSummary)
+    inference: InferenceSummary = Field(default_factory=InferenceSummary)
+    stall: Stall | None = None
+    non_inference: NonInferenceSummary | None = None
+    throughput: Throughput = Field(default_factory=Throughput)
+    frames: Frames | None = None
+    errors: Errors = Field(default_factory=Errors)
+    accuracy: Annotated[F, Unit("share", "correct / classified signs with ground truth")] = None
+    accuracy_detail: AccuracyDetail | None = None
+    served_by: ServedBy = Field(default_factory=ServedBy)
+    model_versions: Annotated[
+        dict[str, int], Unit("count", "answers of one model version", absent_is_zero=True)
+    ] = Field(default_factory=dict)
+    gpu: Gpu | None = None
+    cpu: Annotated[
+        dict[str, ProcessCpu], Unit("%", "process", keys=("backend", "torchserve", "harness"))
+    ] = Field(default_factory=dict)
+    torchserve: TorchServeSummary | None = None
+    generator: Generator | None = None
+
+
+# --------------------------------------------------------------------------- faults
+
+_KILL = ("kill_torchserve",)
+_START = ("kill_torchserve", "start_torchserve")
+_RELOAD = ("reload_model",)
+
+
+class OutageFault(_Model):
+    """A kill_torchserve and its recovery (docs/RESULTS.md "Faults"; run clock, s)."""
+
+    kind: Literal["outage"] = "outage"
+    event_index: int
+    start_s: float
+    end_s: float
+    time_to_first_fallback_s: Annotated[
+        F,
+        Unit(
+            "s",
+            "wait of the first window answered locally after the kill (from max(kill, its send))",
+            needs=_KILL,
+        ),
+    ] = None
+    first_fallback_after_kill_s: Annotated[
+        F, Unit("s", "kill to first local answer", needs=_KILL)
+    ] = None
+    errors_during_failover: Annotated[I, Unit("count", "kill to TorchServe again", needs=_KILL)] = (
+        None
+    )
+    outage_latency_ms: Annotated[WindowLatency | None, Unit("ms", "outage window", needs=_KILL)] = (
+        None
+    )
+    outage_max_stall_ms: Annotated[F, Unit("ms", "longest stall in the outage", needs=_KILL)] = None
+    local_share_during_outage: Annotated[F, Unit("share", "local share in outage", needs=_KILL)] = (
+        None
+    )
+    recovery_event_index: int | None = None
+    restart_s: float | None = None
+    ready_s: float | None = None
+    recovered_s: float | None = None
+    recovery_window_s: list[float] | None = None
+    time_to_recover_s: Annotated[
+        F, Unit("s", "restart to first TorchServe answer", needs=_START)
+    ] = None
+    time_to_recover_after_ready_s: Annotated[
+        F,
+        Unit(
+            "s",
+            "READY to first TorchServe answer (negative: answered before READY was seen)",
+            needs=_START,
+        ),
+    ] = None
+    restart_duration_s: Annotated[F, Unit("s", "how long start_torchserve took", needs=_START)] = (
+        None
+    )
+    recovery_latency_ms: Annotated[
+        WindowLatency | None, Unit("ms", "recovery window", needs=_START)
+    ] = None
+    recovery_max_stall_ms: Annotated[F, Unit("ms", "longest stall in recovery", needs=_START)] = (
+        None
+    )
+    recovery_errors: Annotated[I, Unit("count", "errors in the recovery window", needs=_START)] = (
+        None
+    )
+
+
+class ReloadFault(_Model):
+    """A reload_model (docs/RESULTS.md "Faults"; run clock, s)."""
+
+    kind: Literal["reload"] = "reload"
+    event_index: int
+    from_version: str | None = None
+    to_version: str | None = None
+    start_s: float
+    end_s: float | None = None
+    time_to_first_new_s: Annotated[F, Unit("s", "reload to first new answer", needs=_RELOAD)] = None
+    mixed_window_s: list[float] | None = None
+    mixed_window_len_s: Annotated[F, Unit("s", "both versions answering", needs=_RELOAD)] = None
+    errors: Annotated[I, Unit("count", "errors in the reload window", needs=_RELOAD)] = None
+    fallbacks: Annotated[I, Unit("count", "local answers the reload caused", needs=_RELOAD)] = None
+    local_replies: Annotated[I, Unit("count", "local answers in its window", needs=_RELOAD)] = None
+    local_share_before: Annotated[F, Unit("share", "local share before it", needs=_RELOAD)] = None
+    p99_around_switch_ms: Annotated[
+        F, Unit("ms", "p99 within 2 s of the switch", needs=_RELOAD)
+    ] = None
+    max_stall_ms: Annotated[F, Unit("ms", "longest stall in the reload window", needs=_RELOAD)] = (
+        None
+    )
+    reload_s: Annotated[F, Unit("s", "how long reload_model took", needs=_RELOAD)] = None
+
+
+Fault = Annotated[OutageFault | ReloadFault, Field(discriminator="kind")]
+FAULT_MODELS: dict[str, type[_Model]] = {"outage": OutageFault, "reload": ReloadFault}
+
+
+# --------------------------------------------------------------------------- verdict, reasons
+
+
+class Verdict(enum.StrEnum):
+    """The run's verdict: passed/failed by the gates; invalid (untrustworthy); error."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    INVALID = "invalid"
+    ERROR = "error"
+
+
+class InvalidKind(enum.StrEnum):
+    """Why a measurement is INVALID (what to do: :attr:`InvalidReason.hint`)."""
+
+    FELL_BEHIND = "fell_behind"
+    CPU_SATURATED = "cpu_saturated"
+    SUT_STOPPED_READING = "sut_stopped_reading"
+    OVER_RANGE = "over_range"
+    TIMELINE_EVENT = "timeline_event"
+    INTERRUPTED = "interrupted"
+    OTHER = "other"  # a version-1 reason the reader could not place
+
+
+class InvalidReason(_Model):
+    """One reason the measurement cannot be trusted.
+
+    ``message``: the sentence shown to people (``str()`` of the reason); ``measured`` and
+    ``limit`` in ``unit`` where the reason is a threshold crossed; ``hint``: what to do.
+    """
+
+    kind: InvalidKind
+    message: str
+    measured: float | None = None
+    limit: float | None = None
+    unit: UnitName | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class GateResult(_Model):
+    """One evaluated gate (``threshold`` resolved against the baseline for relative gates)."""
+
+    expr: str
+    metric: str
+    op: str
+    threshold: float | None = None
+    threshold_hi: float | None = None
+    relative: bool = False
+    measured: float | None = None
+    passed: bool
+    reason: str | None = None
+
+
+class EventRecord(_Model):
+    """A timeline event as executed (run clock, s)."""
+
+    at_s: float
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    started_s: float | None = None
+    finished_s: float | None = None
+    ok: bool | None = None
+    error: str | None = None
+    result: Any = None
+
+
+class Histograms(_Model):
+    """HdrHistograms (``hdrhistogram`` ``.encode()``, base64), mergeable.
+
+    ``unit`` is the unit of the recorded values (microseconds; version-1 files do not say,
+    and are microseconds too); range 0 .. reply_timeout_s, 3 significant digits.
+    """
+
+    unit: Literal["us"] = "us"
+    frame_latency: str | None = None
+    frame_latency_uncorrected: str | None = None
+    inference_latency: str | None = None
+    windows: dict[str, list[str | None]] = Field(default_factory=dict)
+    percentile_curve: dict[str, list[list[float]]] = Field(default_factory=dict)
+
+
+class Provenance(_Model):
+    """Where and with what the run was made (no host name: a hash)."""
+
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    python: str | None = None
+    packages: dict[str, str | None] = Field(default_factory=dict)
+    model_archives: dict[str, Any] = Field(default_factory=dict)
+    configs: dict[str, Any] = Field(default_factory=dict)
+    cpu_model: str | None = None
+    cpu_count: int | None = None
+    gpu: str | None = None
+    hostname_hash: str | None = None
+    os: str | None = None
+
+
+class Results(_Model):
+    """The whole ``results.json`` (docs/RESULTS.md).
+
+    ``comparison`` is loosely typed (a mapping) until the comparison's own models
+    (harness.analysis.compare) land; ``series`` is the per-window series (lists of one value
+    per 1-s window, keyed by series name).
+    """
+
+    schema_: Literal["signflow-harness/results"] = Field(SCHEMA, alias="schema")
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    run_id: str
+    name: str
+    started_at: str
+    finished_at: str | None = None
+    scenario: dict[str, Any]
+    scenario_yaml: str
+    valid: bool
+    invalid_reasons: list[InvalidReason] = Field(default_factory=list)
+    verdict: Verdict
+    error: str | None = None
+    run_dir: str | None = None
+    summary: Summary
+    series: dict[str, Any]
+    histograms: Histograms
+    events: list[EventRecord] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list)
+    gates: list[GateResult] = Field(default_factory=list)
+    comparison: dict[str, Any] | None = None
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- metric catalogue
+
+ANY = "*"  # a path segment whose names come from the data (error codes, model versions)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One gateable metric: a dotted ``pattern`` (``*`` = any name), unit, type, meaning.
+
+    See :class:`Unit` for ``needs``, ``absent_is_zero`` and ``optional``. A trailing ``*`` takes
+    the rest of the path as one key (model versions contain dots).
+    """
+
+    pattern: str
+    unit: UnitName
+    about: str
+    type: MetricType = "gauge"
+    needs: tuple[str, ...] = ()
+    absent_is_zero: bool = False
+    optional: bool = False
+
+
+def _unit_of(annotation: Any) -> tuple[Any, Unit | None]:
+    """(the annotation without Annotated, its Unit metadata)."""
+    if get_origin(annotation) is Annotated:
+        base, *meta = get_args(annotation)
+        return base, next((m for m in meta if isinstance(m, Unit)), None)
+    return annotation, None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model class inside ``X | None`` (None when the type holds no model)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
+    return None
+
+
+def _dict_value(annotation: Any) -> Any | None:
+    """V of ``dict[str, V]`` (or ``dict[str, V] | None``), else None."""
+    if get_origin(annotation) is dict:
+        return get_args(annotation)[1]
+    if get_origin(annotation) in (Union, types.UnionType):
+        return next((v for a in get_args(annotation) if (v := _dict_value(a)) is not None), None)
+    return None
+
+
+def _walk(model: type[BaseModel], prefix: str, parent: Unit | None) -> Iterator[Metric]:
+    hints = typing.get_type_hints(model, include_extras=True)
+    for name in model.model_fields:
+        base, unit = _unit_of(hints[name])
+        path = f"{prefix}.{name}" if prefix else name
+        sub = _model_in(base)
+        value = _dict_value(base)
+        if sub is not None:
+            yield from _walk(sub, path, unit or parent)
+        elif value is not None and (vsub := _model_in(value)) is not None and unit is not None:
+            for key in unit.keys or (ANY,):
+                for m in _walk(vsub, f"{path}.{key}", None):
+                    about = f"{key} {m.about}" if unit.keys else m.about
+                    yield Metric(m.pattern, m.unit, about, m.type, m.needs)
+        elif unit is not None:
+            pattern = f"{path}.{ANY}" if value is not None else path
+            about = f"{parent.about}: {unit.about}" if parent is not None else unit.about
+            needs = unit.needs or (parent.needs if parent is not None else ())
+            yield Metric(
+                pattern,
+                unit.unit,
+                about,
+                unit.metric_type,
+                needs,
+                unit.absent_is_zero,
+                unit.optional,
+            )
+
+
+def _catalogue() -> tuple[Metric, ...]:
+    out = list(_walk(Summary, "", None))
+    for kind, model in FAULT_MODELS.items():
+        out += _walk(model, f"faults.{kind}", None)
+    return tuple(out)
+
+
+METRICS: tuple[Metric, ...] = _catalogue()
+
+# Names that gates used before a rename: refused, with the new name as the suggestion.
+RENAMED = {
+    "faults.outage.start_torchserve_s": "faults.outage.restart_duration_s",
+    "torchserve.inference_ms_mean": "torchserve.end_to_end_ms_mean",
+}
+
+
+def split_metric(pattern: str, path: str) -> list[str] | None:
+    """``path``'s keys aligned on ``pattern`` (None when it does not match)."""
+    a, b = pattern.split("."), path.split(".")
+    if a[-1] == ANY and len(b) > len(a):
+        b = [*b[: len(a) - 1], ".".join(b[len(a) - 1 :])]
+    if len(a) != len(b) or not all(x in (ANY, y) for x, y in zip(a, b, strict=True)):
+        return None
+    return b
+
+
+def metric_spec(path: str) -> Metric | None:
+    """The catalogue entry of a metric path (None when it is not a gate metric)."""
+    return next((m for m in METRICS if split_metric(m.pattern, path) is not None), None)
+
+
+def check_metric(path: str, actions: Iterable[str] | None = None) -> str | None:
+    """Why ``path`` cannot be gated (None when it can).
+
+    ``actions``: the timeline's actions, to refuse a fault metric the run cannot measure; None
+    skips that check.
+    """
+    spec = metric_spec(path)
+    if spec is None and path in RENAMED:
+        return f"unknown metric '{path}'; did you mean '{RENAMED[path]}'? (renamed)"
+    if spec is None:
+        names = [m.pattern for m in METRICS if ANY not in m.pattern]
+        hint = difflib.get_close_matches(path, names, n=1, cutoff=0.6)
+        tip = f"; did you mean '{hint[0]}'?" if hint else ""
+        head = path.split(".")[0]
+        family = sorted({m.pattern for m in METRICS if m.pattern.split(".")[0] == head})
+        more = ", ..." if len(family) > 6 else ""
+        known = f" (known under '{head}': {', '.join(family[:6])}{more})"
+        return f"unknown metric '{path}'{tip}{known if family and not hint else ''}"
+    if actions is not None:
+        have = set(actions)
+        missing = [a for a in spec.needs if a not in have]
+        if missing:
+            return (
+                f"'{path}' needs {' and '.join(missing)} in the timeline (this scenario has "
+                f"{', '.join(sorted(have)) or 'no timeline events'}): it could never be measured"
+            )
+    return None

@@ -19,6 +19,7 @@ from typing import Any
 from harness.api import BaselineFailed, load_scenario
 from harness.exitcodes import EXIT_CODES_HELP, ExitCode
 from harness.progress import RunFinished
+from harness.results.model import reason_text
 from harness.scenario import Scenario, ScenarioError
 from harness.scenario.models import SyntheticTrace
 
@@ -278,50 +279,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _invalid_hint(doc: dict[str, Any], reasons: list[str]) -> str | None:
-    """What to do about an INVALID generator self-check (None for other reasons)."""
-    from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND, OVER_RANGE, SUT_STOPPED_READING
-
-    if any(r.startswith(SUT_STOPPED_READING) for r in reasons):
-        # Not this machine's fault: the generator kept its schedule, the server did not read.
-        return (
-            "the system under test stopped reading its WebSocket connections (paused, "
-            "deadlocked or overloaded): see its logs in the run's logs/ folder; this "
-            "machine kept the schedule"
-        )
-    if any(r.startswith(OVER_RANGE) for r in reasons):
-        return (
-            "replies slower than workload.reply_timeout_s are outside the latency histograms; "
-            "raise reply_timeout_s above the slowest reply to measure them"
-        )
-    if any(r.startswith(CPU_SATURATED) for r in reasons):
-        return (
-            "one generator process tops out near 7,500 frames/s on one core "
-            "(benchmarks/generator_ceiling.py); offer fewer sessions per run, or run the "
-            "harness on another host against driver: external" + _MORE_LOAD
-        )
-    if not any(r.startswith(FELL_BEHIND) for r in reasons):
-        return None
-    driver = ((doc.get("scenario") or {}).get("stack") or {}).get("driver")
-    where = (
-        "the stack shares this machine's CPUs with the load generator; "
-        if driver in ("local", "compose")
-        else "this machine was too busy for the generator to keep its schedule; "
-    )
-    return (
-        where + "rerun on a quieter or bigger machine, or drive the stack from another host "
-        "(driver: external). workload.late_threshold_ms loosens the check, at the cost of "
-        "latency figures that may include the generator's own delay" + _MORE_LOAD
-    )
-
-
-# Appended to the generator's own INVALID hints: where to go when one machine is not enough.
-_MORE_LOAD = (
-    ". To spread the load over several processes or machines, use workload.engine: locust "
-    "(README, section 'More load than one machine')"
-)
-
-
 def _print_outcome(doc: dict[str, Any], code: int) -> None:
     s = doc.get("summary") or {}
     lat = (s.get("frame") or {}).get("latency_ms") or {}
@@ -335,10 +292,13 @@ def _print_outcome(doc: dict[str, Any], code: int) -> None:
         f"{ms((s.get('throughput') or {}).get('inferences_per_s'))} inferences/s | "
         f"errors {(s.get('errors') or {}).get('total')}"
     )
-    reasons = doc.get("invalid_reasons") or []
-    for reason in reasons:
-        print(f"  INVALID: {reason}")
-    if hint := _invalid_hint(doc, reasons):
+    hints: list[str] = []
+    for reason in doc.get("invalid_reasons") or []:
+        print(f"  INVALID: {reason_text(reason)}")
+        hint = reason.get("hint") if isinstance(reason, dict) else None
+        if hint and hint not in hints:
+            hints.append(hint)
+    for hint in hints:
         print(f"  hint: {hint}")
     for gate in doc.get("gates") or []:
         mark = "PASS" if gate["passed"] else "FAIL"

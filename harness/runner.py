@@ -34,8 +34,8 @@ from harness.exitcodes import ExitCode
 from harness.progress import Emitter, ProgressCallback, RunStarting, Tick
 from harness.redact import mask, redact_files, redact_text, secret_values
 from harness.results.junit import write_junit
+from harness.results.model import SCHEMA, SCHEMA_VERSION, InvalidKind, InvalidReason
 from harness.results.provenance import collect_provenance
-from harness.results.schema import SCHEMA, SCHEMA_VERSION
 from harness.results.writer import write_results
 from harness.scenario import Scenario, scenario_to_yaml
 from harness.timeline import Timeline, event_record
@@ -371,7 +371,7 @@ def _skeleton(scenario: Scenario, run_id: str, started: datetime) -> dict[str, A
         "error": None,
         "summary": _empty_summary(),
         "series": {"t": []},
-        "histograms": {},
+        "histograms": {"unit": "us"},
         "events": [event_record(e) for e in scenario.timeline],
         "faults": [],
         "gates": [],
@@ -407,18 +407,26 @@ def _analyse(
     summary, series, histograms, faults = summarize(
         load, measured.collectors, measured.events, scenario
     )
+    histograms = {"unit": "us", **histograms}  # hdr values are microseconds (results.model)
     doc.update(summary=summary, series=series, histograms=histograms, faults=faults)
     doc["events"] = measured.events
     if distribution := getattr(load, "distribution", None):
         doc["load"] = distribution  # engine locust: per-worker frames, late share, CPU, host
-    reasons = list(getattr(load, "invalid_reasons", []) or [])
+    reasons = [_with_stack_hint(r, scenario) for r in load.invalid_reasons]
     for i, ev in enumerate(measured.events):
-        if ev.get("ok") is False:
-            reasons.append(f"timeline event {i} ({ev['action']}) failed: {ev.get('error')}")
-        elif ev.get("ok") is None:
-            reasons.append(f"timeline event {i} ({ev['action']}) did not run: {ev.get('error')}")
+        if ev.get("ok") is not False and ev.get("ok") is not None:
+            continue
+        what = "failed" if ev.get("ok") is False else "did not run"
+        reasons.append(
+            InvalidReason(
+                kind=InvalidKind.TIMELINE_EVENT,
+                message=f"timeline event {i} ({ev['action']}) {what}: {ev.get('error')}",
+                hint="the fault could not be injected as planned: see the event's error and "
+                "the stack's logs in the run's logs/ folder",
+            )
+        )
     doc["valid"] = not reasons
-    doc["invalid_reasons"] = reasons
+    doc["invalid_reasons"] = [r.model_dump(mode="json") for r in reasons]
     base_summary = baseline_doc.get("summary") if baseline_doc else None
     doc["gates"] = evaluate_gates(scenario.gates, summary, faults, base_summary)
     doc["rollout"], doc["aborted"] = measured.rollout, measured.aborted
@@ -450,6 +458,19 @@ def _analyse(
         return ExitCode.OK
     doc["verdict"] = "failed"
     return ExitCode.GATES_FAILED
+
+
+def _with_stack_hint(reason: InvalidReason, scenario: Scenario) -> InvalidReason:
+    """A fell-behind reason's hint, said for the stack at hand (it may share our CPUs)."""
+    if reason.kind != InvalidKind.FELL_BEHIND or scenario.stack.driver not in ("local", "compose"):
+        return reason
+    from harness.load.selfcheck import HINTS
+
+    shared = (
+        "the stack shares this machine's CPUs with the load generator; "
+        + HINTS[InvalidKind.FELL_BEHIND].split("; ", 1)[1]
+    )
+    return reason.model_copy(update={"hint": shared})
 
 
 def _write_all(run_dir: Path, doc: dict[str, Any]) -> None:
@@ -548,13 +569,21 @@ def run_scenario(
         if interrupted:
             doc["verdict"], doc["valid"] = "error", False
             doc["invalid_reasons"].append(
-                f"run interrupted: results cover {scenario.workload.warmup_s:g}"
-                f"-{measured.load.duration_s:.1f} s of the planned "
-                f"{scenario.workload.duration_s:g} s ({interrupt_name()})"
+                _interrupted(
+                    f"run interrupted: results cover {scenario.workload.warmup_s:g}"
+                    f"-{measured.load.duration_s:.1f} s of the planned "
+                    f"{scenario.workload.duration_s:g} s ({interrupt_name()})",
+                    measured.load.duration_s,
+                    scenario.workload.duration_s,
+                )
             )
     elif interrupted:
         doc["invalid_reasons"].append(
-            f"run interrupted before anything past the warm-up ({interrupt_name()})"
+            _interrupted(
+                f"run interrupted before anything past the warm-up ({interrupt_name()})",
+                None,
+                scenario.workload.duration_s,
+            )
         )
     _write_all(run_dir, doc)
     if scenario.report.enabled and measured.load is not None:
@@ -564,6 +593,17 @@ def run_scenario(
         emit.say(f"interrupted: partial results in {run_dir}/results.json", logging.WARNING)
         raise KeyboardInterrupt
     return doc, code
+
+
+def _interrupted(message: str, covered_s: float | None, planned_s: float) -> dict[str, Any]:
+    return InvalidReason(
+        kind=InvalidKind.INTERRUPTED,
+        message=message,
+        measured=covered_s,
+        limit=planned_s,
+        unit="s",
+        hint="partial figures: rerun to completion for a verdict",
+    ).model_dump(mode="json")
 
 
 def _measure_on(

@@ -15,11 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.hdr import limit_us
+
+if TYPE_CHECKING:
+    from harness.results.model import InvalidReason
 
 # The limit when a LoadResult is built without one: LoadConfig's default reply_timeout_s.
 DEFAULT_LATENCY_LIMIT_S = 5.0
@@ -78,7 +81,7 @@ class LoadResult:
     # and the run-clock time it went silent (None: it kept answering). See selfcheck.
     unsent: int = 0
     silent_from_s: float | None = None
-    invalid_reasons: list[str] = field(default_factory=list)
+    invalid_reasons: list[InvalidReason] = field(default_factory=list)
     # Per-session lifetimes (harness.load.generator.session_record), in session order.
     sessions: list[dict[str, Any]] = field(default_factory=list)
 

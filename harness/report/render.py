@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 
 from harness.analysis.compare import comparison_for
+from harness.results.model import READABLE_VERSIONS, reason_text
 
 from . import figures as F
 
@@ -215,7 +216,7 @@ def _verdict_view(results: dict, gates: list[dict], comparison: dict | None = No
         verdict = "invalid"
     reasons: list[str] = []
     if verdict == "invalid":
-        reasons = [str(r) for r in results.get("invalid_reasons") or []] or [
+        reasons = [reason_text(r) for r in results.get("invalid_reasons") or []] or [
             "the run was marked invalid without a reason"
         ]
         headline = "INVALID: this measurement cannot be trusted"
@@ -241,7 +242,7 @@ def _verdict_view(results: dict, gates: list[dict], comparison: dict | None = No
         )
         reasons = [str(err)] if err else ["the results carry no verdict"]
         # An interrupted run still says how much it covers and whether that part was valid.
-        reasons += [str(r) for r in results.get("invalid_reasons") or []]
+        reasons += [reason_text(r) for r in results.get("invalid_reasons") or []]
     line = _comparison_line(comparison)
     if line is not None:
         reasons.append(line)
@@ -670,7 +671,7 @@ def build_context(results: dict, baseline: dict | None) -> dict:
             "duration": fmt(_measured_s(summary, workload), "s"),
             "warmup": fmt(summary.get("warmup_s", workload.get("warmup_s")), "s"),
             "schema_ok": results.get("schema") == "signflow-harness/results"
-            and results.get("schema_version") == 1,
+            and results.get("schema_version") in READABLE_VERSIONS,
             "schema": f"{results.get('schema')} v{results.get('schema_version')}",
         },
         "verdict": _verdict_view(results, gates, comparison),

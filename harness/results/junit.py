@@ -12,6 +12,8 @@ from typing import Any
 
 from harness.redact import mask
 
+from .model import reason_text
+
 INVALID_CASE = "measurement valid"
 ERROR_CASE = "run completed"
 
@@ -28,7 +30,7 @@ def wall_time_s(doc: Mapping[str, Any]) -> float | None:
 
 def _problem_case(suite: ET.Element, name: str, doc: Mapping[str, Any]) -> None:
     """The error testcase: INVALID measurement, or a run that ended in an error."""
-    reasons = list(doc.get("invalid_reasons") or [])
+    reasons = [reason_text(r) for r in doc.get("invalid_reasons") or []]
     error = doc.get("error")
     if error or doc.get("verdict") == "error":
         case_name, kind = ERROR_CASE, ("interrupted" if error == "interrupted" else "error")

@@ -233,8 +233,8 @@ class TorchServeSummary(_Model):
 
     batch_size_mean: Annotated[F, Unit("count", "TorchServe batch size, mean", "gauge")] = None
     batch_size_hist: Annotated[
-        dict[str, int], Unit("count", "batches of one size", absent_is_zero=True)
-    ] = Field(default_factory=dict)
+        dict[str, int] | None, Unit("count", "batches of one size", absent_is_zero=True)
+    ] = None
     queue_ms_mean: Annotated[F, Unit("ms", "TorchServe queue time, mean")] = None
     handler_ms_mean: Annotated[F, Unit("ms", "TorchServe handler time per request, mean")] = None
     model_ms_mean: Annotated[F, Unit("ms", "forward pass of the request's batch, mean")] = None
@@ -420,6 +420,32 @@ class InvalidReason(_Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+# How version-1 files began each prose reason (their kind, for the reader's upgrade).
+V1_PREFIXES: dict[str, InvalidKind] = {
+    "generator fell behind": InvalidKind.FELL_BEHIND,
+    "generator CPU saturated": InvalidKind.CPU_SATURATED,
+    "system under test stopped reading": InvalidKind.SUT_STOPPED_READING,
+    "latency above the run's limit": InvalidKind.OVER_RANGE,
+    "timeline event": InvalidKind.TIMELINE_EVENT,
+    "run interrupted": InvalidKind.INTERRUPTED,
+}
+
+
+def reason_from_v1(text: str) -> InvalidReason:
+    """A version-1 prose reason as an InvalidReason (kind from its prefix, else ``other``)."""
+    kind = next((k for p, k in V1_PREFIXES.items() if text.startswith(p)), InvalidKind.OTHER)
+    return InvalidReason(kind=kind, message=text)
+
+
+def reason_text(reason: object) -> str:
+    """The sentence of an INVALID reason: a model, its JSON mapping, or version-1 text."""
+    if isinstance(reason, InvalidReason):
+        return reason.message
+    if isinstance(reason, dict) and "message" in reason:
+        return str(reason["message"])
+    return str(reason)
 
 
 class GateResult(_Model):

@@ -1,17 +1,15 @@
-"""The results document (docs/RESULTS.md), schema ``signflow-harness/results`` version 1.
+"""Checks of a results document's shape (docs/RESULTS.md); the types are harness.results.model.
 
-This module is the typed source of truth for the key names; writers and readers import from it.
+``schema_version`` 2 (structured INVALID reasons, the histograms' unit); version-1 files are
+read too: :func:`upgrade` brings them to version 2 in memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-SCHEMA = "signflow-harness/results"
-SCHEMA_VERSION = 1
-
-Verdict = Literal["passed", "failed", "invalid", "error"]
+from .model import READABLE_VERSIONS, SCHEMA, SCHEMA_VERSION, reason_from_v1
 
 TOP_KEYS = (
     "schema", "schema_version", "run_id", "name", "started_at", "finished_at", "scenario",
@@ -49,7 +47,7 @@ REQUIRED_KEY_PATHS = (
     "valid",
 )
 
-# The gate metric catalogue (every metric a gate may name) is harness.analysis.gates.METRICS.
+# The gate metric catalogue (every metric a gate may name) is harness.results.model.METRICS.
 
 
 def get_path(doc: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
@@ -73,11 +71,30 @@ def check_document(doc: Mapping[str, Any]) -> None:
     """Raise ValueError naming what is wrong with a results document (used by readers)."""
     if doc.get("schema") != SCHEMA:
         raise ValueError(f"not a harness results document (schema={doc.get('schema')!r})")
-    if doc.get("schema_version") != SCHEMA_VERSION:
+    if doc.get("schema_version") not in READABLE_VERSIONS:
         raise ValueError(
             f"results schema_version {doc.get('schema_version')!r} is not supported "
-            f"(this harness reads {SCHEMA_VERSION})"
+            f"(this harness reads {', '.join(map(str, READABLE_VERSIONS))})"
         )
     missing = missing_keys(doc)
     if missing:
         raise ValueError(f"results document lacks: {', '.join(missing)}")
+
+
+def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
+    """A checked document brought to the current version, in place (and returned).
+
+    Version 1 -> 2: prose ``invalid_reasons`` become ``{kind, message, ...}`` (kind from the
+    prefix version 1 wrote); ``histograms.unit`` is stated (microseconds then as now).
+    ``upgraded_from`` records the version read.
+    """
+    if doc.get("schema_version") == 1:
+        doc["invalid_reasons"] = [
+            r if isinstance(r, Mapping) else reason_from_v1(str(r)).model_dump(mode="json")
+            for r in doc.get("invalid_reasons") or []
+        ]
+        if isinstance(doc.get("histograms"), dict):
+            doc["histograms"].setdefault("unit", "us")
+        doc["schema_version"] = SCHEMA_VERSION
+        doc["upgraded_from"] = 1
+    return doc

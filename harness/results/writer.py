@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.redact import mask
 
-from .schema import check_document
+from .schema import check_document, upgrade
 
 
 def _clean(obj: Any) -> Any:
@@ -42,7 +42,8 @@ def write_results(run_dir: Path, doc: Mapping[str, Any]) -> Path:
 
 
 def read_results(path: Path) -> dict[str, Any]:
-    """Read and check a results.json; ValueError names the file and what is wrong."""
+    """Read and check a results.json (version 1 or 2, returned as version 2: ``upgrade``);
+    ValueError names the file and what is wrong."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -55,4 +56,4 @@ def read_results(path: Path) -> dict[str, Any]:
         check_document(doc)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    return doc
+    return upgrade(doc)

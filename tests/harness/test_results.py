@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core_builders import build_load
 
+from harness.results.model import reason_from_v1
 from harness.results.provenance import collect_provenance, mask
 from harness.results.schema import missing_keys
 from harness.results.writer import read_results
@@ -27,7 +28,7 @@ def make_doc(tmp_path: Path, invalid: list[str] | None = None) -> tuple[dict, in
         return 0.02, "torchserve" if s else "local", "1.0", None
 
     load = build_load(sessions=2, fps=30, duration_s=6, warmup_s=1, reply=reply)
-    load.invalid_reasons = list(invalid or [])
+    load.invalid_reasons = [reason_from_v1(r) for r in invalid or []]
     doc = _skeleton(sc, "20261128T000000Z-r", _utc_now())
     code = _analyse(doc, sc, _Measured(load=load), None)
     doc["provenance"] = collect_provenance(None)
@@ -39,7 +40,7 @@ def test_every_documented_key_is_present(tmp_path: Path) -> None:
     doc, code = make_doc(tmp_path)
     assert missing_keys(doc) == []
     on_disk = read_results(tmp_path / "results.json")  # strict JSON, schema checked
-    assert on_disk["schema_version"] == 1 and on_disk["verdict"] == "failed" and code == 1
+    assert on_disk["schema_version"] == 2 and on_disk["verdict"] == "failed" and code == 1
     s = on_disk["summary"]
     assert s["served_by"]["local"] == 0.5 and s["served_by"]["torchserve"] == 0.5
     assert s["frame"]["latency_ms"]["p50"] > 19.9
@@ -72,7 +73,8 @@ def test_invalid_run_exit_2_and_error_testcase(tmp_path: Path) -> None:
     assert first.get("name") == "measurement valid"
     assert "fell behind" in first.find("error").get("message")
     assert suite.get("errors") == "1"
-    assert json.loads((tmp_path / "results.json").read_text())["invalid_reasons"]
+    (reason,) = json.loads((tmp_path / "results.json").read_text())["invalid_reasons"]
+    assert reason["kind"] == "fell_behind" and reason["message"].startswith("generator fell")
 
 
 def test_secrets_are_masked() -> None:

@@ -98,7 +98,7 @@ def _spoilt_by_the_machine(code: int, out: Path) -> bool:
         return False
     docs = [json.loads(p.read_text()) for p in out.rglob("results.json") if not _spoilt(p, out)]
     reasons = [r for d in docs for r in d.get("invalid_reasons") or []]
-    return bool(reasons) and all(r.startswith(FELL_BEHIND) for r in reasons)
+    return bool(reasons) and all(r["kind"] == FELL_BEHIND for r in reasons)
 
 
 def _spoilt(path: Path, out: Path) -> bool:
@@ -287,7 +287,7 @@ def test_generator_that_cannot_keep_its_schedule_makes_the_run_invalid(tmp_path:
     assert code == 2, output[-3000:]
     doc, run_dir = _results(tmp_path, "baseline")
     assert doc["verdict"] == "invalid" and doc["valid"] is False
-    assert doc["invalid_reasons"][0].startswith(FELL_BEHIND)
+    assert doc["invalid_reasons"][0]["kind"] == FELL_BEHIND
     assert "INVALID: generator fell behind" in output
     assert "hint: the stack shares this machine's CPUs with the load generator" in output
     _no_leftovers(run_dir)
@@ -346,7 +346,10 @@ def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
     doc, run_dir = _results(tmp_path, "torchserve")
     assert doc["verdict"] == "error" and doc["error"] == "interrupted"
     assert doc["valid"] is False
-    assert any(r.startswith("run interrupted: results cover") for r in doc["invalid_reasons"])
+    assert any(
+        r["kind"] == "interrupted" and r["message"].startswith("run interrupted: results cover")
+        for r in doc["invalid_reasons"]
+    )
     summary = doc["summary"]
     assert 0 < summary["duration_s"] < 60
     assert summary["frames"]["answered"] > 0, summary["frames"]
@@ -418,7 +421,7 @@ def test_scenario_owns_the_backend_and_no_secret_reaches_any_file(tmp_path: Path
         doc = json.loads((run_dir / "results.json").read_text())
         reasons = doc.get("invalid_reasons") or []
         if not (
-            proc.returncode == 2 and reasons and all(r.startswith(FELL_BEHIND) for r in reasons)
+            proc.returncode == 2 and reasons and all(r["kind"] == FELL_BEHIND for r in reasons)
         ):
             break
     output = proc.stdout + proc.stderr

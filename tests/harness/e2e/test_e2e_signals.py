@@ -115,7 +115,9 @@ def test_sigterm_mid_run_stops_the_stack_and_keeps_partial_results(tmp_path: Pat
     doc = _results(tmp_path / "out")
     assert doc["verdict"] == "error" and doc["error"] == "interrupted" and doc["valid"] is False
     assert any(
-        r.startswith("run interrupted: results cover") and r.endswith("(SIGTERM)")
+        r["kind"] == "interrupted"
+        and r["message"].startswith("run interrupted: results cover")
+        and r["message"].endswith("(SIGTERM)")
         for r in doc["invalid_reasons"]
     ), doc["invalid_reasons"]
     assert doc["summary"]["frames"]["answered"] > 0

@@ -27,6 +27,7 @@ from typing import Any
 from harness.analysis.compare import Comparison
 from harness.exitcodes import ExitCode
 from harness.progress import Emitter, ProgressCallback, RunFinished
+from harness.results.model import Results
 from harness.scenario import Scenario
 from harness.stack import Stack
 
@@ -59,6 +60,17 @@ class RunOutcome:
     def valid(self) -> bool:
         """False when the measurement is INVALID (see ``results['invalid_reasons']``)."""
         return bool(self.results["valid"])
+
+    @property
+    def model(self) -> Results:
+        """``results`` as the typed model (harness/results/model.py)."""
+        return Results.model_validate(self.results)
+
+    @property
+    def comparison(self) -> Comparison | None:
+        """The comparison with the baseline, typed (None without a baseline)."""
+        doc = self.results.get("comparison")
+        return None if doc is None else Comparison.model_validate(doc)
 
     @property
     def run_dir(self) -> Path:

@@ -509,8 +509,9 @@ class Provenance(_Model):
 class Results(_Model):
     """The whole ``results.json`` (docs/RESULTS.md).
 
-    ``comparison`` is loosely typed (a mapping) until the comparison's own models
-    (harness.analysis.compare) land; ``series`` is the per-window series (lists of one value
+    ``comparison`` is ``harness.analysis.compare.Comparison`` dumped to JSON; it is kept a
+    mapping here so this module stays a leaf (the typed view: ``harness.RunOutcome.comparison``
+    or ``Comparison.model_validate``). ``series``: the per-window series (lists of one value
     per 1-s window, keyed by series name).
     """
 

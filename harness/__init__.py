@@ -9,7 +9,16 @@ The public Python API (also what the CLI, the sweep and the distributed engine b
 Everything listed in ``__all__`` is stable; other modules are internals.
 """
 
-from harness.api import BaselineFailed, RunOutcome, compare, load_scenario, open_stack, run
+from harness.api import (
+    BaselineFailed,
+    RepeatedOutcome,
+    RunOutcome,
+    compare,
+    load_scenario,
+    open_stack,
+    run,
+    run_repeated,
+)
 from harness.exitcodes import ExitCode
 from harness.progress import (
     Message,
@@ -28,6 +37,7 @@ __all__ = [
     "Message",
     "ProgressCallback",
     "ProgressEvent",
+    "RepeatedOutcome",
     "RunFinished",
     "RunOutcome",
     "RunStarting",
@@ -40,4 +50,5 @@ __all__ = [
     "load_scenario",
     "open_stack",
     "run",
+    "run_repeated",
 ]

@@ -213,6 +213,102 @@ def _run_baseline_scenario(
     return outcome
 
 
+@dataclass(frozen=True)
+class RepeatedOutcome:
+    """``--repeat N``: N baseline and N candidate runs, interleaved ABAB..., compared with the
+    run as the sample unit (:func:`harness.analysis.compare.compare_runs`).
+
+    ``set_dir``: the folder holding every run's folder and ``comparison.json``. ``exit_code``:
+    the most severe of the runs' (INFRASTRUCTURE > INVALID > GATES_FAILED > OK), INVALID too
+    when the comparison cannot be made (``comparison.usable`` false).
+    """
+
+    candidates: tuple[RunOutcome, ...]
+    baselines: tuple[RunOutcome, ...]
+    comparison: Comparison
+    exit_code: ExitCode
+    set_dir: Path
+
+    @property
+    def comparison_path(self) -> Path:
+        """``<set_dir>/comparison.json``."""
+        return self.set_dir / "comparison.json"
+
+
+_SEVERITY = (ExitCode.INFRASTRUCTURE, ExitCode.INVALID, ExitCode.GATES_FAILED, ExitCode.OK)
+
+
+def run_repeated(
+    scenario: Scenario | str | Path,
+    repeat: int,
+    *,
+    out: str | Path | None = None,
+    on_progress: ProgressCallback | None = None,
+    overrides: Sequence[str] = (),
+) -> RepeatedOutcome:
+    """Run the scenario's ``baseline.scenario`` and the scenario ``repeat`` times each,
+    interleaved (B1 A1 B2 A2 ...: drift of the machine hits both sides alike), into one folder
+    ``<out>/<UTC stamp>-<name>-x<repeat>/``; each candidate run is gated and compared against
+    the baseline run just before it, and the whole set with the run as the sample unit.
+
+    Raises ValueError when ``repeat`` < 2 or the scenario has no baseline scenario to rerun
+    (a results file cannot be repeated), ScenarioError, :class:`BaselineFailed` (a baseline run
+    could not start its stack) and KeyboardInterrupt (after partial results are written).
+    """
+    import json
+
+    from harness.analysis.compare import compare_runs
+    from harness.runner import DEFAULT_OUT, make_run_dir, run_scenario
+    from harness.scenario.loader import baseline_overrides
+
+    if repeat < 2:
+        raise ValueError(f"--repeat {repeat}: give 2 or more (1 is a plain run)")
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario, overrides)
+    if sc.baseline is None or not sc.baseline.scenario:
+        raise ValueError(
+            "--repeat needs a baseline scenario to rerun (baseline: {scenario: FILE}); a "
+            "baseline results file is one run and cannot be repeated"
+        )
+    base_sc = load_scenario(sc.baseline.scenario, baseline_overrides(overrides))
+    base_sc = base_sc.model_copy(update={"baseline": None})
+    _, set_dir = make_run_dir(Path(out) if out is not None else DEFAULT_OUT, f"{sc.name}-x{repeat}")
+    base_name = f"{BASELINE_PREFIX}{Path(sc.baseline.scenario).stem}"
+    candidates: list[RunOutcome] = []
+    baselines: list[RunOutcome] = []
+    for i in range(repeat):
+        Emitter(sc.name, on_progress).say(f"repeat {i + 1}/{repeat}: baseline, then candidate")
+        doc, code = run_scenario(base_sc, set_dir, None, on_progress, None, None, base_name)
+        base = RunOutcome(doc, code)
+        baselines.append(base)
+        Emitter(base_name, on_progress).emit(RunFinished(base_name, base))
+        if code == ExitCode.INFRASTRUCTURE:
+            raise BaselineFailed(base)
+        doc, code = run_scenario(sc, set_dir, base.results, on_progress)
+        if base.exit_code == ExitCode.INVALID and code in (ExitCode.OK, ExitCode.GATES_FAILED):
+            code = ExitCode.INVALID
+        outcome = RunOutcome(doc, code, base)
+        candidates.append(outcome)
+        Emitter(sc.name, on_progress).emit(RunFinished(sc.name, outcome))
+    comparison = compare_runs([b.results for b in baselines], [c.results for c in candidates])
+    (set_dir / "comparison.json").write_text(
+        json.dumps(
+            {
+                "candidate_runs": [c.results["run_id"] for c in candidates],
+                "baseline_runs": [b.results["run_id"] for b in baselines],
+                "comparison": comparison.model_dump(mode="json"),
+            },
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    codes = {o.exit_code for o in (*candidates, *baselines)}
+    if not comparison.usable:
+        codes.add(ExitCode.INVALID)
+    code = next(c for c in _SEVERITY if c in codes or c == ExitCode.OK)
+    return RepeatedOutcome(tuple(candidates), tuple(baselines), comparison, code, set_dir)
+
+
 def compare(results: Baseline, baseline: Baseline) -> Comparison:
     """The comparison of ``results`` against ``baseline`` (paths, documents or RunOutcomes).
 

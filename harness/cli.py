@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,15 @@ def _parser() -> argparse.ArgumentParser:
         help="write this run into exactly this folder (must not hold a run already)",
     )
     run.add_argument("--baseline", type=Path, default=None, help="baseline results.json")
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the scenario's baseline scenario and the scenario N times each, interleaved "
+        "(ABAB...), and compare them with the run as the sample unit (N >= 2; needs "
+        "baseline: {scenario: ...})",
+    )
     run.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP
     )
@@ -323,6 +332,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     def baseline_done(event: RunFinished) -> None:
         _print_outcome(event.outcome.results, event.outcome.exit_code)
 
+    if args.repeat != 1:
+        return _run_repeated(args, sc, baseline_done)
     try:
         with progress_display(on_finished=baseline_done) as progress:
             outcome = run(
@@ -346,6 +357,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err("interrupted: the stack was stopped (partial results: see the line above)")
         return ExitCode.INTERRUPTED
     _print_outcome(outcome.results, outcome.exit_code)
+    return outcome.exit_code
+
+
+def _run_repeated(
+    args: argparse.Namespace, sc: Scenario, each_done: Callable[[RunFinished], None]
+) -> int:
+    """``--repeat N``: every run's outcome line as it ends, then the comparison of the runs."""
+    from harness.api import run_repeated
+    from harness.progress import progress_display
+
+    if args.baseline is not None or args.run_dir is not None:
+        _err("--repeat reruns the scenario's baseline scenario into one folder under --out: "
+             "it takes neither --baseline nor --run-dir")  # fmt: skip
+        return ExitCode.INVALID
+    try:
+        with progress_display(on_finished=each_done) as progress:
+            outcome = run_repeated(
+                sc, args.repeat, out=args.out, overrides=tuple(args.overrides), on_progress=progress
+            )
+    except ScenarioError as exc:
+        _err(f"invalid baseline scenario:\n{exc}")
+        return ExitCode.INVALID
+    except BaselineFailed as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except ValueError as exc:
+        _err(str(exc))
+        return ExitCode.INVALID
+    except KeyboardInterrupt:
+        _err("interrupted: the stack was stopped (partial results: see the line above)")
+        return ExitCode.INTERRUPTED
+    print(_comparison_table(outcome.comparison.model_dump(mode="json"), only_changes=True))
+    print(outcome.comparison.headline)
+    print(f"comparison of the runs: {outcome.comparison_path}")
     return outcome.exit_code
 
 

@@ -19,8 +19,8 @@ HERE = Path(__file__).resolve().parent
 
 PUBLIC = {
     "BaselineFailed", "ExitCode", "Message", "ProgressCallback", "ProgressEvent", "RunFinished",
-    "RunOutcome", "RunStarting", "Scenario", "ScenarioError", "Stack", "StackError", "Tick",
-    "compare", "load_scenario", "open_stack", "run",
+    "RepeatedOutcome", "RunOutcome", "RunStarting", "Scenario", "ScenarioError", "Stack",
+    "StackError", "Tick", "compare", "load_scenario", "open_stack", "run", "run_repeated",
 }  # fmt: skip
 
 
@@ -121,3 +121,39 @@ def test_without_a_listener_messages_go_to_logging(
     assert outcome.exit_code is harness.ExitCode.INFRASTRUCTURE
     assert outcome.verdict == "error"
     assert any("infrastructure failure" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_repeat_interleaves_runs_and_compares_them_as_samples(
+    tmp_path: Path, backend_port: int
+) -> None:
+    base = _scenario_file(tmp_path, backend_port)
+    text = base.read_text().replace("'frame.latency_ms.p50 < 0.001'", "'errors.total >= 0'")
+    base.write_text(text)
+    cand = tmp_path / "cand.yaml"
+    cand.write_text(text.replace("name: ext", "name: cand") + "baseline: {scenario: ext.yaml}\n")
+    finished: list[str] = []
+
+    def note(event: ProgressEvent) -> None:
+        if isinstance(event, harness.RunFinished):
+            finished.append(event.run)
+
+    outcome = harness.run_repeated(cand, 2, out=tmp_path / "out", on_progress=note)
+    # ABAB: baseline first, each candidate compared with the baseline run just before it.
+    assert finished == ["baseline:ext", "cand", "baseline:ext", "cand"]
+    for b, c in zip(outcome.baselines, outcome.candidates, strict=True):
+        assert c.results["comparison"]["baseline_run_id"] == b.results["run_id"]
+        assert b.run_dir.parent == c.run_dir.parent == outcome.set_dir
+    cmp = outcome.comparison
+    assert cmp.sample_unit == "run" and cmp.runs == [2, 2]
+    assert outcome.comparison_path.is_file()
+    codes = {o.exit_code for o in (*outcome.candidates, *outcome.baselines)}
+    assert outcome.exit_code == (2 if harness.ExitCode.INVALID in codes else 0)
+
+
+def test_repeat_needs_a_baseline_scenario(tmp_path: Path) -> None:
+    path = _scenario_file(tmp_path, 9)
+    with pytest.raises(ValueError, match="needs a baseline scenario"):
+        harness.run_repeated(path, 3, out=tmp_path / "out")
+    with pytest.raises(ValueError, match="2 or more"):
+        harness.run_repeated(path, 1, out=tmp_path / "out")

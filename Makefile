@@ -50,9 +50,11 @@ run: setup
 test: setup chromium
 	$(PY) -m pytest
 
+# ruff, then mypy strict over harness/ (pyproject [tool.mypy]): ~12 s cold, ~1 s cached.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-enable -p no:cacheprovider

@@ -104,7 +104,7 @@ def point_latest(out_root: Path, run_id: str) -> None:
         logger.warning("note: could not point %s at %s: %s", link, run_id, exc)
 
 
-def trace_provider(scenario: Scenario) -> Callable[[int], list[dict]]:
+def trace_provider(scenario: Scenario) -> Callable[[int], list[dict[str, Any]]]:
     """Session index -> its trace (file: the same for all; synthetic: seeded variants)."""
     from harness.load import load_trace_file, synthetic_trace
 
@@ -116,8 +116,8 @@ def trace_provider(scenario: Scenario) -> Callable[[int], list[dict]]:
     assert syn is not None
 
     @functools.lru_cache(maxsize=TRACE_VARIANTS)
-    def variant(v: int) -> list[dict]:
-        return synthetic_trace(syn.seed + v, syn.signs, syn.sign_mix, tuple(syn.rest_frames))
+    def variant(v: int) -> list[dict[str, Any]]:
+        return synthetic_trace(syn.seed + v, syn.signs, syn.sign_mix, syn.rest_frames)
 
     return lambda i: variant(i % TRACE_VARIANTS)
 
@@ -243,7 +243,6 @@ async def _measure(
         out.collectors = {
             "series": collectors.series(),
             "summaries": {
-                "process": process.summary(wl.warmup_s, end),
                 "gpu": gpu.summary(wl.warmup_s, end) if gpu.present else None,
                 **(
                     {"torchserve": prom["torchserve"].summary(wl.warmup_s, end)}

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,9 @@ from typing import Any
 
 import psutil
 
+from harness.stack.procs import free_port, port_is_free
+from harness.stack.procs import pid_alive as _alive
+from harness.stack.procs import wait_gone as _wait_gone
 from serving.management import (
     DRAIN_TIMEOUT_S,
     MODEL_NAME,
@@ -53,24 +55,6 @@ LOG_TAIL_BYTES = 4000
 BATCH_SIZE_RANGE = (1, 1024)
 BATCH_DELAY_MS_RANGE = (0, 60_000)
 WORKERS_RANGE = (1, 64)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS reports free right now (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a server could bind ``port`` now (SO_REUSEADDR, as Java's server sockets do)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _check_settings(
@@ -577,24 +561,6 @@ class LocalTorchServe:
             raise
         self.model_version = new_version
         return result
-
-
-def _alive(pid: int) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
-    """Wait for ``pids`` to exit; returns those still alive at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    left = [p for p in pids if _alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = [p for p in left if _alive(p)]
-    return left
 
 
 def _int_in(name: str, lo: int, hi: int, unit: str = "") -> Callable[[str], int]:

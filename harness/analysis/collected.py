@@ -51,7 +51,7 @@ def _numbers(values: list[Any]) -> list[float]:
 
 def process_stats(
     series: Mapping[str, Any], n_windows: int, t_lo: float
-) -> tuple[dict, dict, dict]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(summary.cpu, series.cpu_percent, series.rss_mb) from the process collector's samples."""
     cpu_summary: dict[str, Any] = {}
     cpu_series: dict[str, list[float | None]] = {}
@@ -97,7 +97,7 @@ def process_stats(
 
 def gpu_stats(
     collectors: Mapping[str, Any], n_windows: int, t_lo: float
-) -> tuple[dict[str, Any], list | None, list | None]:
+) -> tuple[dict[str, Any], list[float | None] | None, list[float | None] | None]:
     """(summary.gpu, series.gpu_util, series.gpu_mem_mb); explicit absence, never fake zeros."""
     info = dict(collectors.get("gpu") or {})
     present = bool(info.get("present"))

@@ -168,13 +168,3 @@ def summarize(
     )
     return summary, series, histograms, faults
 
-
-def clean_numbers(obj: Any) -> Any:
-    """Replace NaN/inf by None recursively (JSON has no NaN; null means not measured)."""
-    if isinstance(obj, float):
-        return None if math.isnan(obj) or math.isinf(obj) else obj
-    if isinstance(obj, Mapping):
-        return {str(k): clean_numbers(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [clean_numbers(v) for v in obj]
-    return obj

@@ -163,19 +163,5 @@ class ProcessCollector:
             "last_error": self.last_error,
         }
 
-    def summary(self, t_from: float = 0.0, t_to: float = float("inf")) -> dict[str, dict]:
-        """Per component: mean_percent, max_percent, rss_mb_max over windows in [t_from, t_to)."""
-        out: dict[str, dict] = {}
-        keep = [i for i, t in enumerate(self._t) if t_from <= t < t_to]
-        for comp, cpu in self._cpu.items():
-            c = [cpu[i] for i in keep if cpu[i] is not None]
-            r = [self._rss[comp][i] for i in keep if self._rss[comp][i] is not None]
-            out[comp] = {
-                "mean_percent": sum(c) / len(c) if c else None,
-                "max_percent": max(c) if c else None,
-                "rss_mb_max": max(r) if r else None,
-            }
-        return out
-
     async def close(self) -> None:
         """Nothing to release."""

@@ -241,7 +241,9 @@ class PrometheusCollector:
         self._derive(samples, deltas if measured else None, span)
         self._pad(idx)
 
-    def _derive(self, samples: list[Sample], deltas: dict[str, float] | None, span: float | None):
+    def _derive(
+        self, samples: list[Sample], deltas: dict[str, float] | None, span: float | None
+    ) -> None:
         d = self._derived
         if deltas is None:
             for values in d.values():

@@ -57,7 +57,7 @@ class LoadConfig:
     duration_s: float
     warmup_s: float
     ramp_up_s: float
-    traces: Callable[[int], list[dict]]
+    traces: Callable[[int], list[dict[str, Any]]]
     late_threshold_ms: float = 5.0
     reply_timeout_s: float = 5.0
     connect_timeout_s: float = 10.0
@@ -160,7 +160,7 @@ class LoadGenerator:
         cfg = self.config
         spread = max(cfg.ramp_up_s, 1.0 / cfg.fps)
         total = cfg.total_sessions or cfg.sessions
-        prepared: dict[int, tuple[list[dict], PreparedTrace]] = {}
+        prepared: dict[int, tuple[list[dict[str, Any]], PreparedTrace]] = {}
         count = len(cfg.plan) if cfg.plan is not None else cfg.sessions
         for i in range(count):
             frames = cfg.traces(i)
@@ -362,7 +362,9 @@ class LoadGenerator:
         over = result.over_range()
         for reason in (
             sut_stopped_reason(result.unsent, unanswered, silent_from, cfg.reply_timeout_s),
-            over_range_reason(int(over["count"] or 0), over["max_ms"], float(over["limit_ms"])),
+            over_range_reason(
+                int(over["count"] or 0), over["max_ms"], float(over["limit_ms"] or 0.0)
+            ),
         ):
             if reason:
                 result.invalid_reasons.append(reason)

@@ -7,13 +7,12 @@ generator for accuracy and stripped before sending. ``frame_idx`` is rewritten b
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.scenario.tracefile import TRUTH_KEY, TraceError, load_trace_file
+from harness.scenario.tracefile import TRUTH_KEY, TraceError, load_trace_file, synthetic_trace
 
 __all__ = [
     "TRUTH_KEY",
@@ -25,56 +24,6 @@ __all__ = [
 ]
 
 FRAME_IDX_KEY = "frame_idx"
-
-
-def synthetic_trace(
-    seed: int,
-    signs: int,
-    sign_mix: list[str] | None,
-    rest_frames: tuple[int, int],
-) -> list[dict]:
-    """A seeded synthetic trace of ``signs`` signs separated by rest frames.
-
-    Delegates to ``backend_patch.app.ml.synthetic.generate_stream`` (the one generator the model
-    is trained on) and normalises its output to frame dicts carrying ``truth``.
-    """
-    from backend_patch.app.ml import synthetic
-
-    gen: Callable[..., Any] = synthetic.generate_stream
-    params = inspect.signature(gen).parameters
-    wanted: dict[str, Any] = {
-        "seed": seed,
-        "signs": signs,
-        "sign_mix": list(sign_mix) if sign_mix else None,
-        "rest_frames": tuple(rest_frames),
-    }
-    aliases = {
-        "signs": ("signs", "num_signs", "n_signs"),
-        "sign_mix": ("sign_mix", "labels", "classes"),
-        "rest_frames": ("rest_frames", "rest"),
-    }
-    kwargs: dict[str, Any] = {"seed": seed}
-    for key, names in aliases.items():
-        for name in names:
-            if name in params:
-                if wanted[key] is not None:
-                    kwargs[name] = wanted[key]
-                break
-    frames = [_as_frame(item) for item in gen(**kwargs)]
-    if not frames:
-        raise TraceError("synthetic trace is empty (signs must be >= 1)")
-    return frames
-
-
-def _as_frame(item: Any) -> dict:
-    # generate_stream may yield frame dicts or (frame, label) pairs; both become frame dicts.
-    if isinstance(item, dict):
-        return item
-    if isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], dict):
-        frame = dict(item[0])
-        frame[TRUTH_KEY] = item[1]
-        return frame
-    raise TraceError(f"synthetic generator yielded {type(item).__name__}, expected a frame dict")
 
 
 @dataclass(frozen=True)
@@ -95,7 +44,7 @@ class PreparedTrace:
         return len(self.prefixes)
 
 
-def prepare_trace(frames: Sequence[dict], intern: Callable[[str], int]) -> PreparedTrace:
+def prepare_trace(frames: Sequence[dict[str, Any]], intern: Callable[[str], int]) -> PreparedTrace:
     """Serialise every frame once (without ``truth`` and ``frame_idx``) for cheap patching."""
     if not frames:
         raise TraceError("trace holds no frames")

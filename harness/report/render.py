@@ -172,7 +172,7 @@ def _unit_for(metric: str) -> str:
     return ""
 
 
-def _gate_view(g: dict, has_baseline: bool) -> dict:
+def _gate_view(g: dict[str, Any], has_baseline: bool) -> dict[str, Any]:
     metric = str(g.get("metric") or "")
     unit = _unit_for(metric)
     op = str(g.get("op") or "")
@@ -353,7 +353,7 @@ def _window_text(lat: Any) -> str:
     return text
 
 
-def _outage_heading(f: dict) -> str:
+def _outage_heading(f: dict[str, Any]) -> str:
     """One account of the outage, from the fault entry's own windows (analysis.faults)."""
     start, end = f.get("start_s"), f.get("end_s")
     restart = f.get("restart_s")
@@ -371,14 +371,16 @@ def _outage_heading(f: dict) -> str:
     return text
 
 
-def _after_ready_text(f: dict) -> str:
+def _after_ready_text(f: dict[str, Any]) -> str:
     v = _num(f.get("time_to_recover_after_ready_s"))
     if v is not None and v < 0:
         return f"{fmt(v, 's')} (TorchServe answered the backend before the harness saw READY)"
     return fmt(f.get("time_to_recover_after_ready_s"), "s")
 
 
-def _fault_views(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
+def _fault_views(
+    results: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     outages, reloads, other = [], [], []
     for f in results.get("faults") or []:
         if not isinstance(f, dict):
@@ -460,7 +462,7 @@ def _fault_views(results: dict) -> tuple[list[dict], list[dict], list[dict]]:
     return outages, reloads, other
 
 
-def _event_rows(results: dict) -> list[dict]:
+def _event_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for ev in results.get("events") or []:
         if not isinstance(ev, dict):
@@ -572,7 +574,7 @@ def redact_yaml(text: str) -> str:
     return _YAML_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
 
 
-def _provenance(results: dict) -> dict:
+def _provenance(results: dict[str, Any]) -> dict[str, Any]:
     prov = _redact(results.get("provenance") or {})
     scalars = [
         (k, fmt(v) if not isinstance(v, str) else v)
@@ -732,8 +734,13 @@ def _torchserve_view(ts: Any) -> dict[str, Any]:
     legacy = "end_to_end_ms_mean" not in ts and "inference_ms_mean" in ts
     e2e = ts.get("inference_ms_mean") if legacy else ts.get("end_to_end_ms_mean")
     queue, handler = ts.get("queue_ms_mean"), ts.get("handler_ms_mean")
-    parts = (e2e, queue, handler)
-    rest = e2e - queue - handler if all(isinstance(x, int | float) for x in parts) else None
+    rest = (
+        e2e - queue - handler
+        if isinstance(e2e, int | float)
+        and isinstance(queue, int | float)
+        and isinstance(handler, int | float)
+        else None
+    )
     return {
         "present": True,
         "legacy": legacy,
@@ -757,12 +764,12 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_html(results: dict, baseline: dict | None) -> str:
+def render_html(results: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     """The complete report as an HTML string."""
     return _env().get_template("report.html.j2").render(**build_context(results, baseline))
 
 
-def build_report(results: dict, baseline: dict | None, out_path: Path) -> Path:
+def build_report(results: dict[str, Any], baseline: dict[str, Any] | None, out_path: Path) -> Path:
     """Write the self-contained HTML report of ``results`` to ``out_path`` and return it.
 
     ``baseline`` is the baseline run's results document (for its series and figures); the

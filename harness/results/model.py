@@ -26,13 +26,13 @@ import types
 import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA = "signflow-harness/results"
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA: Final = "signflow-harness/results"
+SCHEMA_VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
 
 UnitName = Literal["ms", "s", "count", "1/s", "share", "%", "MB", "bool"]
 MetricType = Literal["trend", "counter", "rate", "gauge"]

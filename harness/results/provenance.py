@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.redact import MASK, mask
+from harness.stack.base import sha256_file as sha256_file
 
 __all__ = ["MASK", "collect_provenance", "mask", "sha256_file"]
 
@@ -69,15 +70,6 @@ def gpu_name() -> str | None:
             pynvml.nvmlShutdown()
     except Exception:  # no driver, no library, no device: all mean "no GPU" here
         return None
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def collect_provenance(stack: Any | None) -> dict[str, Any]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .model import READABLE_VERSIONS, SCHEMA, SCHEMA_VERSION, reason_from_v1
+from .model import READABLE_VERSIONS as READABLE_VERSIONS
+from .model import SCHEMA as SCHEMA
+from .model import SCHEMA_VERSION as SCHEMA_VERSION
+from .model import reason_from_v1
 
 TOP_KEYS = (
     "schema", "schema_version", "run_id", "name", "started_at", "finished_at", "scenario",

@@ -1,14 +1,17 @@
-"""Recorded trace files (JSONL), parsed and checked when the scenario is validated.
+"""A workload's trace source: recorded files (JSONL), parsed and checked when the scenario is
+validated, and the seeded synthetic trace.
 
 The format belongs to the scenario (``workload.trace.file``): ``harness validate`` parses the
 whole file, so a bad line is an exit-2 validation error naming ``file:line``, never a traceback
-after the stack has started. :mod:`harness.load.trace` re-exports these names.
+after the stack has started. Synthetic traces come from the backend's own generator (the one the
+model is trained on), imported here only. :mod:`harness.load.trace` re-exports these names.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 TRUTH_KEY = "truth"
 
@@ -22,7 +25,7 @@ class TraceError(ValueError):
     """A trace could not be loaded; the message names the file, the line and the field."""
 
 
-def load_trace_file(path: Path) -> list[dict]:
+def load_trace_file(path: Path) -> list[dict[str, Any]]:
     """Load a JSONL trace (one frame object per line, blank lines skipped).
 
     Raises TraceError naming ``file:line`` and the field for invalid JSON, NaN/Infinity, a line
@@ -36,7 +39,7 @@ def load_trace_file(path: Path) -> list[dict]:
         raise TraceError(f"{path}: cannot read trace file: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise TraceError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-    frames: list[dict] = []
+    frames: list[dict[str, Any]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -57,7 +60,7 @@ def load_trace_file(path: Path) -> list[dict]:
     return frames
 
 
-def _check_frame(obj: dict, where: str) -> None:
+def _check_frame(obj: dict[str, Any], where: str) -> None:
     truth = obj.get(TRUTH_KEY)
     if truth is not None and not isinstance(truth, str):
         raise TraceError(
@@ -69,3 +72,17 @@ def _check_frame(obj: dict, where: str) -> None:
     pose = obj.get("pose")
     if pose is not None and not isinstance(pose, list):
         raise TraceError(f"{where}: field 'pose' must be a list, got {type(pose).__name__}")
+
+
+def synthetic_trace(
+    seed: int, signs: int, sign_mix: list[str] | None, rest_frames: tuple[int, int]
+) -> list[dict[str, Any]]:
+    """A seeded synthetic trace of ``signs`` signs separated by rest frames, each frame carrying
+    its ``truth`` (``backend_patch.app.ml.synthetic.generate_stream``). TraceError when empty;
+    ValueError for an unknown sign in ``sign_mix`` or bad ``rest_frames``."""
+    from backend_patch.app.ml.synthetic import generate_stream
+
+    frames = list(generate_stream(signs, seed, sign_mix or None, tuple(rest_frames)))
+    if not frames:
+        raise TraceError("synthetic trace is empty (signs must be >= 1)")
+    return frames

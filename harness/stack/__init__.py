@@ -4,13 +4,14 @@
 
 - ``local``: TorchServe (serving.local) and the backend as processes on loopback (default);
 - ``external``: already-running URLs, load and collection only;
-- ``compose``: Docker Compose, from ``harness.stack.compose`` once that module exists. It must
-  define ``ComposeStack(spec, run_dir)`` implementing :class:`Stack`.
+- ``compose``: Docker Compose (``harness.stack.compose.ComposeStack``).
+
+Each driver module is imported when chosen, so a run that does not use Docker never imports
+the Docker client.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,7 @@ def make_stack(spec: Any, run_dir: Path) -> Stack:
 
         return ExternalStack(spec, run_dir)
     if driver == "compose":
-        try:
-            module = importlib.import_module(f"{__name__}.compose")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.compose":
-                raise  # the module exists but one of its imports is missing: show that
-            raise StackError("compose driver not available yet") from exc
-        return module.ComposeStack(spec, run_dir)
+        from .compose import ComposeStack
+
+        return ComposeStack(spec, run_dir)
     raise StackError(f"stack.driver: unknown driver {driver!r}; expected one of {DRIVERS}")

@@ -9,6 +9,7 @@ runner never branches on the driver.
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import threading
 from collections.abc import Mapping
@@ -87,6 +88,15 @@ class Stack(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     def collect_logs(self, dest: Path) -> None: ...
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def mask_secrets(env: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,6 @@ from typing import Any
 import yaml
 
 from harness.redact import mask
-from harness.results.provenance import sha256_file
 from serving.management import (
     BatchSettings,
     ManagementClient,
@@ -42,6 +41,7 @@ from .base import (
     check_replica_auth,
     mask_secrets,
     put_rollout,
+    sha256_file,
     spec_get,
     token_expiration_min,
     validate_percent,

@@ -21,7 +21,6 @@ from typing import Any
 
 import psutil
 
-from harness.results.provenance import sha256_file
 from harness.scenario.backend_env import split_inherited
 
 from .base import (
@@ -32,6 +31,7 @@ from .base import (
     check_replica_auth,
     mask_secrets,
     put_rollout,
+    sha256_file,
     spec_get,
     token_expiration_min,
     validate_percent,

@@ -1,8 +1,10 @@
-"""Child processes of a stack: spawn with logs to files, wait for HTTP readiness, stop for sure.
+"""The one process toolkit: free ports, child processes with logs to files, HTTP readiness,
+stopping for sure, and the registry of what a killed run left behind.
 
-Kept apart from the drivers so the local driver (and a future one) share one careful
-implementation of the parts that are easy to get wrong: process groups, escalation from SIGTERM
-to SIGKILL, and failing fast with the log tail when a child dies while we wait for it.
+Kept apart from the drivers so the local driver, the compose driver and ``serving/local.py``
+(TorchServe on this machine) share one careful implementation of the parts that are easy to get
+wrong: process groups, escalation from SIGTERM to SIGKILL, zombies counted as gone, and failing
+fast with the log tail when a child dies while we wait for it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,9 +26,44 @@ from typing import Any
 import httpx
 import psutil
 
-from serving.local import free_port  # noqa: F401  (one implementation, re-exported)
-
 from .base import StackError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS reports free right now (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could bind ``port`` now (SO_REUSEADDR, as Java's server sockets do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as gone: it only waits to be reaped)."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def wait_gone(pids: list[int], timeout_s: float) -> list[int]:
+    """Wait for ``pids`` to exit; returns those still alive at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    left = [p for p in pids if pid_alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if pid_alive(p)]
+    return left
 
 
 def log_tail(paths: Sequence[Path], lines: int = 40) -> str:

@@ -65,9 +65,6 @@ async def test_process_collector_sees_children_cpu_and_rss(
     assert cpu[1] is None and s["rss_mb"]["torchserve"][1] is None  # gone: None, not 0
     assert s["rss_mb"]["torchserve"][0] > 5
     assert s["rss_mb"]["harness"][0] > 20 and s["cpu_percent"]["harness"][0] is not None
-    summary = c.summary()
-    assert summary["torchserve"]["max_percent"] == cpu[0]
-    assert summary["harness"]["rss_mb_max"] > 20
 
 
 async def test_process_collector_survives_a_failing_pid_query() -> None:

@@ -111,9 +111,16 @@ def load_scenario(
     Raises :class:`harness.ScenarioError` (a ValueError) naming file:line:field for every
     problem. ``warnings`` receives the non-fatal findings.
     """
+    from harness.results.writer import read_results
     from harness.scenario import load_scenario as load
 
-    return load(path, overrides, has_external_baseline=has_external_baseline, warnings=warnings)
+    return load(
+        path,
+        overrides,
+        has_external_baseline=has_external_baseline,
+        warnings=warnings,
+        read_results=read_results,
+    )
 
 
 Baseline = str | Path | Mapping[str, Any] | RunOutcome

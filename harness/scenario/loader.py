@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ from .models import MODEL_STORE, Scenario
 from .tracefile import TraceError, load_trace_file
 
 PathKey = tuple[str | int, ...]
+# Reads and checks a results.json (ValueError says what is wrong). Injected by harness.api so
+# this package does not import the results layer (imports flow scenario -> ... -> results).
+ResultsReader = Callable[[Path], object]
 
 
 class ScenarioError(ValueError):
@@ -603,8 +606,11 @@ def baseline_overrides(overrides: Sequence[str]) -> tuple[str, ...]:
     return tuple(o for o in overrides if not o.split("=", 1)[0].strip().startswith(skip))
 
 
-def _check_files(sc: Scenario, overrides: Sequence[str]) -> list[tuple[PathKey, str]]:
-    """Files the run will read exist and parse: the trace, the baseline results/scenario."""
+def _check_files(
+    sc: Scenario, overrides: Sequence[str], read_results: ResultsReader | None
+) -> list[tuple[PathKey, str]]:
+    """Files the run will read exist and parse: the trace, the baseline results/scenario
+    (results: with ``read_results`` when given, the results layer's reader)."""
     problems: list[tuple[PathKey, str]] = []
     if sc.workload.trace.file:
         loc: PathKey = ("workload", "trace", "file")
@@ -621,16 +627,17 @@ def _check_files(sc: Scenario, overrides: Sequence[str]) -> list[tuple[PathKey, 
         target = Path(str(sc.baseline.results or sc.baseline.scenario))
         if not target.is_file():
             problems.append((("baseline", key), f"no such file {target}"))
-        elif key == "results":
-            from harness.results.writer import read_results
-
+        elif key == "results" and read_results is not None:
             try:
                 read_results(target)
             except ValueError as exc:
                 problems.append((("baseline", key), str(exc)))
         else:  # the baseline scenario runs first: it must be valid too (its own baseline unused)
             try:
-                load_scenario(target, baseline_overrides(overrides), _as_baseline=True)
+                load_scenario(
+                    target, baseline_overrides(overrides), _as_baseline=True,
+                    read_results=read_results,
+                )  # fmt: skip
             except ScenarioError as exc:
                 problems.append((("baseline", key), f"the baseline scenario is invalid:\n{exc}"))
     return problems
@@ -645,6 +652,7 @@ def load_scenario(
     *,
     has_external_baseline: bool = False,
     warnings: list[str] | None = None,
+    read_results: ResultsReader | None = None,
     _as_baseline: bool = False,
 ) -> Scenario:
     """Read, override, validate and check a scenario file and every file it names.
@@ -653,6 +661,8 @@ def load_scenario(
     ``has_external_baseline``: a baseline results file was given on the command line, so gates
     relative to ``baseline`` are allowed even when the scenario names none. ``warnings``, when
     given, receives the non-fatal findings (a likely typo in stack.backend.env...).
+    ``read_results``: checks a ``baseline.results`` file beyond its existence (harness.api's
+    ``load_scenario`` passes the results reader; without it only existence is checked).
     """
     path = Path(path)
     problems = _Problems()
@@ -715,7 +725,7 @@ def check_scenario_data(
         + _check_archives(sc)
         + _check_synthetic(sc)
         + env_errors
-        + _check_files(sc, overrides),
+        + _check_files(sc, overrides, read_results),
         problems,
     )
     problems.raise_if_any()

@@ -1,0 +1,95 @@
+"""Imports inside harness/ flow one way (issue 12 item 6), checked over the source's AST.
+
+Layers, lowest first: scenario -> stack -> load -> collectors -> analysis -> results -> report.
+A module may import its own layer and the layers below it, never one above. Shared leaves any
+layer may import: ``harness.redact``, ``harness.clock``, ``harness.exitcodes`` and the typed
+vocabulary ``harness.results.model`` (a leaf: pydantic and the standard library only). The
+orchestration modules (api, runner, cli, progress, timeline, loop, interrupts) sit on top.
+Outside code: only scenario/ may import the backend (its settings, sign classes and synthetic
+generator), only stack/ the serving package.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+HARNESS = Path(__file__).resolve().parents[2] / "harness"
+LAYERS = ("scenario", "stack", "load", "collectors", "analysis", "results", "report")
+LEAVES = ("harness.redact", "harness.clock", "harness.exitcodes", "harness.results.model")
+OUTSIDE = {"backend_patch": ("scenario",), "serving": ("stack",)}
+
+
+def _imports(rel: Path, source: str) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``source`` (module ``rel``), relative ones resolved."""
+    tree = ast.parse(source)
+    package = ".".join(rel.with_suffix("").parts[:-1])
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            out.append((node.lineno, module))
+    return out
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "harness" or len(parts) < 2 or parts[1] not in LAYERS:
+        return None
+    return LAYERS.index(parts[1])
+
+
+def _violations_in(rel: Path, source: str) -> list[str]:
+    """The forbidden imports of module ``rel`` (``harness/<layer>/...py``) with ``source``."""
+    found: list[str] = []
+    own = _layer(".".join(rel.with_suffix("").parts))
+    if own is None:
+        return found  # orchestration on top: may import anything
+    for line, imported in _imports(rel, source):
+        if imported.startswith(LEAVES):
+            continue
+        top = imported.split(".")[0]
+        if top in OUTSIDE and rel.parts[1] not in OUTSIDE[top]:
+            found.append(f"{rel}:{line}: imports {imported} (only {OUTSIDE[top]} may)")
+        layer = _layer(imported)
+        if layer is not None and layer > own:
+            found.append(
+                f"{rel}:{line}: {LAYERS[own]} imports {imported} ({LAYERS[layer]} is above)"
+            )
+    return found
+
+
+def _violations() -> list[str]:
+    return [
+        v
+        for path in sorted(HARNESS.rglob("*.py"))
+        for v in _violations_in(path.relative_to(HARNESS.parent), path.read_text(encoding="utf-8"))
+    ]
+
+
+def test_imports_flow_one_way() -> None:
+    assert _violations() == []
+
+
+@pytest.mark.parametrize(
+    ("source", "bad"),
+    [
+        ("from harness.analysis.gates import parse_gate\n", True),
+        ("from harness.results.writer import read_results\n", True),
+        ("from harness.results.model import METRICS\n", False),
+        ("from backend_patch.app.ml import synthetic\n", False),
+        ("from serving.local import free_port\n", True),
+    ],
+)
+def test_the_rule_catches_an_upward_import(source: str, bad: bool) -> None:
+    # A module of the scenario layer: the check must see what it imports.
+    found = _violations_in(Path("harness/scenario/probe.py"), source)
+    assert bool(found) is bad, found

@@ -119,3 +119,24 @@ def redact_files(root: Path, secrets: Iterable[str]) -> list[Path]:
             path.write_bytes(clean.encode("utf-8", errors="surrogateescape"))
             changed.append(path)
     return changed
+
+
+# One ``key: value`` line (spaces and tabs only: a match never runs into the next line).
+_YAML_SCALAR = re.compile(r"^([ \t]*(?:-[ \t]+)?)([\w.-]+)([ \t]*:[ \t]+)(\S.*?)[ \t]*$", re.M)
+_YAML_NOT_SECRET = ("true", "false", "null", "~", "{}", "[]")
+
+
+def mask_yaml_text(text: str) -> str:
+    """YAML text with each secret-named key's scalar value made ``***`` (the rule of ``mask``:
+    names per :func:`is_secret_name`, booleans and nulls kept), and the values found cut from
+    the rest of the text. For YAML that was written elsewhere (an older results file)."""
+    found: set[str] = set()
+
+    def one(m: re.Match[str]) -> str:
+        value = m[4]
+        if not is_secret_name(m[2]) or value.lower() in _YAML_NOT_SECRET:
+            return m[0]
+        found.add(value.strip("'\""))
+        return f"{m[1]}{m[2]}{m[3]}{MASK}"
+
+    return redact_text(_YAML_SCALAR.sub(one, text), found)

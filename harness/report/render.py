@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,17 +18,12 @@ from typing import Any
 import jinja2
 
 from harness.analysis.compare import comparison_for
+from harness.redact import mask, mask_yaml_text
 from harness.results.model import READABLE_VERSIONS, reason_text
 
 from . import figures as F
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-# Key names whose string values are credentials: TorchServe keys, tokens, passwords.
-SECRET_KEY = re.compile(
-    r"(secret|password|passwd|token(?!_auth)|(^|_)keys?($|_)|authorization|bearer|credential)",
-    re.I,
-)
-REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
@@ -550,32 +544,8 @@ def _traffic_view(summary: dict) -> list[tuple[str, str]] | None:
     ]  # fmt: skip
 
 
-def _redact(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {
-            k: (REDACTED if SECRET_KEY.search(str(k)) and isinstance(v, str) else _redact(v))
-            for k, v in obj.items()
-        }
-    if isinstance(obj, list):
-        return [_redact(v) for v in obj]
-    return obj
-
-
-_YAML_SECRET = re.compile(
-    r"^(\s*[-\s]*[\w.-]*(?:secret|password|passwd|token(?!_auth)|_key|api_?key|authorization"
-    r"|bearer|credential)"
-    r"[\w.-]*\s*[:=]\s*)(?!(?:true|false|null|~)\s*$)(\S.*)$",
-    re.I | re.M,
-)
-
-
-def redact_yaml(text: str) -> str:
-    """Blank string values of secret-looking keys in YAML text (tokens never reach a report)."""
-    return _YAML_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
-
-
 def _provenance(results: dict[str, Any]) -> dict[str, Any]:
-    prov = _redact(results.get("provenance") or {})
+    prov = mask(results.get("provenance") or {})  # the one rule (harness.redact)
     scalars = [
         (k, fmt(v) if not isinstance(v, str) else v)
         for k, v in prov.items()
@@ -717,7 +687,7 @@ def build_context(results: dict, baseline: dict | None) -> dict:
         "rollout": _rollout_view(results),
         "traffic": _traffic_view(summary),
         "provenance": _provenance(results),
-        "scenario_yaml": redact_yaml(str(results.get("scenario_yaml") or "")),
+        "scenario_yaml": mask_yaml_text(str(results.get("scenario_yaml") or "")),
         "fixture_note": results.get("fixture_note"),
     }
 

@@ -251,3 +251,19 @@ def test_documented_error_codes_are_the_backends() -> None:
     assert documented == backend
     example = re.search(r'"by_code": \{"([a-z_]+)"', RESULTS_MD.read_text()).group(1)
     assert example in backend
+
+
+def test_report_yaml_is_masked_by_the_one_rule() -> None:
+    # The report's copy of scenario_yaml (from a file written elsewhere) uses harness.redact's
+    # rule, like results.json: secret names masked, booleans and *_env names kept.
+    from harness.redact import MASK, mask_yaml_text
+
+    text = (
+        "stack:\n  torchserve: {batch_size: 4}\n  token_auth: true\n"
+        "  admin_token_env: SIGNFLOW_ADMIN_TOKEN\n  env:\n    ADMIN_TOKEN: s3cretvalue\n"
+        "    NOTE: echo s3cretvalue here\n    API_KEY: 'quoted-secret'\n"
+    )
+    out = mask_yaml_text(text)
+    assert "s3cretvalue" not in out and "quoted-secret" not in out
+    assert f"ADMIN_TOKEN: {MASK}" in out and f"NOTE: echo {MASK} here" in out
+    assert "token_auth: true" in out and "admin_token_env: SIGNFLOW_ADMIN_TOKEN" in out

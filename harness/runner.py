@@ -42,6 +42,7 @@ from harness.timeline import Timeline, event_record
 from harness.watch import abort_gate
 
 if TYPE_CHECKING:
+    from harness.load.recording import LoadResult
     from harness.stack import Stack
 
 logger = logging.getLogger("harness")
@@ -126,7 +127,7 @@ def trace_provider(scenario: Scenario) -> Callable[[int], list[dict[str, Any]]]:
 class _Measured:
     """What the measurement phase produced (possibly partial after an interrupt)."""
 
-    load: Any = None
+    load: LoadResult | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     collectors: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
@@ -403,6 +404,8 @@ def _analyse(
 ) -> ExitCode:
     """Fill summary..gates/verdict from a finished measurement; returns the exit code."""
     load = measured.load
+    if load is None:
+        raise ValueError("nothing was measured: no analysis to make")
     summary, series, histograms, faults = summarize(
         load, measured.collectors, measured.events, scenario
     )

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.clock import RunClock
 
+if TYPE_CHECKING:
+    from harness.scenario import Event
+    from harness.stack import Stack
 
-def event_record(event: Any) -> dict[str, Any]:
+
+def event_record(event: Event) -> dict[str, Any]:
     """The ``events[]`` entry of an event not run yet."""
     return {
         "at_s": float(event.at_s),
@@ -31,14 +35,16 @@ def event_record(event: Any) -> dict[str, Any]:
     }
 
 
-def _call(stack: Any, event: Any) -> Any:
+def _call(stack: Stack, event: Event) -> Any:
     if event.action == "kill_torchserve":
         return stack.kill_torchserve()
     if event.action == "start_torchserve":
         return stack.start_torchserve()
     if event.action == "reload_model":
+        assert event.version is not None  # Event's validator: reload_model needs a version
         return stack.reload_model(event.version)
     if event.action == "set_rollout":
+        assert event.percent is not None  # Event's validator: set_rollout needs a percent
         return stack.set_rollout(event.percent)
     raise ValueError(f"unknown timeline action {event.action!r}")
 
@@ -80,8 +86,8 @@ class Timeline:
 
     def __init__(
         self,
-        events: Sequence[Any],
-        stack: Any,
+        events: Sequence[Event],
+        stack: Stack,
         clock: RunClock,
         on_event: Callable[[str], None] | None = None,
     ) -> None:

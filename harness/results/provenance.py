@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.redact import MASK, mask
+from harness.stack.base import Stack
 from harness.stack.base import sha256_file as sha256_file
 
 __all__ = ["MASK", "collect_provenance", "mask", "sha256_file"]
@@ -72,7 +73,7 @@ def gpu_name() -> str | None:
         return None
 
 
-def collect_provenance(stack: Any | None) -> dict[str, Any]:
+def collect_provenance(stack: Stack | None) -> dict[str, Any]:
     """The ``provenance`` block of results.json; ``stack.describe()`` supplies configs/archives."""
     configs: dict[str, Any] = {}
     archives: dict[str, Any] = {}

@@ -157,3 +157,30 @@ def test_repeat_needs_a_baseline_scenario(tmp_path: Path) -> None:
         harness.run_repeated(path, 3, out=tmp_path / "out")
     with pytest.raises(ValueError, match="2 or more"):
         harness.run_repeated(path, 1, out=tmp_path / "out")
+
+
+def test_readme_python_example_uses_the_public_api() -> None:
+    # The README's five lines: they compile and name only what harness exports.
+    import ast
+
+    text = (HERE.parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) <= 5
+    tree = ast.parse(block)
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "harness"
+    }
+    assert used and used <= set(harness.__all__), used - set(harness.__all__)
+    outcome_attrs = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "outcome"
+    }
+    fields = set(harness.RunOutcome.__dataclass_fields__)
+    assert outcome_attrs <= fields | set(dir(harness.RunOutcome)), outcome_attrs

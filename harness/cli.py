@@ -543,12 +543,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _log_to_stderr() -> None:
     """The library's log records (messages with no progress display) as plain stderr lines."""
     log = logging.getLogger("harness")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    if not any(isinstance(h, _StderrLines) for h in log.handlers):
+        log.addHandler(_StderrLines())
+    log.setLevel(logging.INFO)
+
+
+class _StderrLines(logging.Handler):
+    """Each record's message on the *current* ``sys.stderr`` (looked up per record)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(record.getMessage() + "\n")
+            sys.stderr.flush()
+        except Exception:  # a closed stream must not turn a message into a crash
+            self.handleError(record)
 
 
 def _exit() -> None:

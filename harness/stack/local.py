@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -44,6 +45,7 @@ from .procs import PIDS_FILE, ManagedProcess, free_port, wait_http_ok
 from .procs import ProcessRecord as _PidRecord
 from .procs import surviving_processes as surviving_processes
 
+logger = logging.getLogger("harness")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKEND_READY_TIMEOUT_S = 120.0
 BACKEND_STOP_GRACE_S = 5.0
@@ -168,7 +170,7 @@ class LocalStack:
                 shutil.rmtree(short_dir, ignore_errors=True)
             if errors:
                 # The processes are gone as far as we can make them; say what went wrong.
-                print(f"stack teardown problems: {'; '.join(errors)}", file=sys.stderr)
+                logger.warning("stack teardown problems: %s", "; ".join(errors))
 
     def _check_artifacts(self) -> None:
         """Fail before starting anything when a needed archive or model is missing."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +27,8 @@ import httpx
 import psutil
 
 from .base import StackError
+
+logger = logging.getLogger("harness")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -267,11 +269,12 @@ class RunRegistration:
             tmp.write_text(json.dumps(self._doc, indent=1))
             tmp.replace(self.path)
         except OSError as exc:  # a read-only home must not stop a run; it only loses this
-            print(
-                f"warning: cannot register the run in {self.path.parent} ({exc}); if this "
-                f"harness is killed, the next run will not find what it left running "
-                f"(set {STATE_DIR_ENV} to a writable folder)",
-                file=sys.stderr,
+            logger.warning(
+                "warning: cannot register the run in %s (%s); if this harness is killed, the "
+                "next run will not find what it left running (set %s to a writable folder)",
+                self.path.parent,
+                exc,
+                STATE_DIR_ENV,
             )
             return False
         return True

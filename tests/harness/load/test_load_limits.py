@@ -168,8 +168,10 @@ async def _run_and_stop_server(
 def _assert_names_the_server(res: LoadResult) -> str:
     reasons = [r for r in res.invalid_reasons if r.kind == SUT_STOPPED_READING]
     assert len(reasons) == 1, res.invalid_reasons
-    assert not any(r.kind in (FELL_BEHIND, CPU_SATURATED) for r in res.invalid_reasons)
-    return reasons[0]
+    assert not any(r.kind in (FELL_BEHIND, CPU_SATURATED) for r in res.invalid_reasons), [
+        str(r) for r in res.invalid_reasons
+    ]
+    return str(reasons[0])
 
 
 @pytest.mark.asyncio

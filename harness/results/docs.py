@@ -32,6 +32,8 @@ _INVALID_ABOUT = {
     "(measured: the slowest, ms; limit: ms)",
     InvalidKind.TIMELINE_EVENT: "a timeline event failed or did not run",
     InvalidKind.INTERRUPTED: "Ctrl-C/SIGTERM/SIGHUP (measured: seconds covered; limit: planned)",
+    InvalidKind.WORKER_LOST: "engine locust: a load worker exited, stalled or never reported "
+    "(its sessions' frames counted lost)",
     InvalidKind.OTHER: "a version-1 reason the reader could not place",
 }
 

@@ -401,6 +401,7 @@ class InvalidKind(enum.StrEnum):
     OVER_RANGE = "over_range"
     TIMELINE_EVENT = "timeline_event"
     INTERRUPTED = "interrupted"
+    WORKER_LOST = "worker_lost"  # engine locust: a load worker did not report (or stalled)
     OTHER = "other"  # a version-1 reason the reader could not place
 
 
@@ -430,6 +431,7 @@ V1_PREFIXES: dict[str, InvalidKind] = {
     "latency above the run's limit": InvalidKind.OVER_RANGE,
     "timeline event": InvalidKind.TIMELINE_EVENT,
     "run interrupted": InvalidKind.INTERRUPTED,
+    "load worker lost": InvalidKind.WORKER_LOST,
 }
 
 

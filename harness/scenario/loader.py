@@ -675,6 +675,7 @@ def load_scenario(
         problems=problems,
         has_external_baseline=has_external_baseline,
         warnings=warnings,
+        read_results=read_results,
         _as_baseline=_as_baseline,
     )
 
@@ -689,6 +690,7 @@ def check_scenario_data(
     problems: _Problems | None = None,
     has_external_baseline: bool = False,
     warnings: list[str] | None = None,
+    read_results: ResultsReader | None = None,
     _as_baseline: bool = False,
 ) -> Scenario:
     """Validate and check scenario ``data`` read from ``path`` (see :func:`load_scenario`).

@@ -71,7 +71,8 @@ def run_point(
     """
     from harness.runner import run_scenario
 
-    return run_scenario(scenario, run_dir=run_dir, progress=progress, stack=stack)
+    # The runner, not harness.run: a sweep point has no baseline of its own to resolve.
+    return run_scenario(scenario, run_dir=run_dir, on_progress=progress, stack=stack)
 
 
 # --------------------------------------------------------------------------- progress
@@ -252,7 +253,7 @@ def _quiet_progress(name: str, stream: TextIO | None) -> Iterator[Any]:
     """The run's own progress: plain lines every 10 s (the sweep line says the rest)."""
     from harness.progress import PlainProgress
 
-    yield PlainProgress(name, stream or sys.stderr, every_s=10.0)
+    yield PlainProgress(stream or sys.stderr, every_s=10.0)
 
 
 def _config_entry(c: Configuration) -> dict[str, Any]:

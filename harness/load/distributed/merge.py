@@ -17,9 +17,10 @@ import numpy as np
 
 from harness.load.recording import FRAME_DTYPE, LoadResult
 from harness.load.selfcheck import CPU_SATURATED_PERCENT, MAX_LATE_SHARE
+from harness.results.model import InvalidKind, InvalidReason
 
 # How an INVALID reason about distribution starts (CLI hints, tests).
-WORKER_LOST = "load worker lost"
+WORKER_LOST = InvalidKind.WORKER_LOST
 _LABEL_FIELDS = ("served_by", "model_version", "prediction", "truth", "error_code")
 _SUM_FIELDS = ("disconnects", "send_failures", "connect_failures", "unmatched_replies", "unsent")
 
@@ -82,10 +83,19 @@ def _remap(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out.astype(codes.dtype)
 
 
-def _reason_on(reason: str, name: str) -> str:
-    """'kind: detail' -> 'kind on worker NAME: detail' (still starts with the kind)."""
-    kind, sep, rest = reason.partition(": ")
-    return f"{kind} on worker {name}{sep}{rest}" if sep else f"{reason} (worker {name})"
+def _reason_on(reason: InvalidReason, name: str) -> InvalidReason:
+    """The worker's reason, its message naming the worker ('what on worker NAME: detail')."""
+    what, sep, rest = reason.message.partition(": ")
+    text = f"{what} on worker {name}{sep}{rest}" if sep else f"{reason.message} (worker {name})"
+    return reason.model_copy(update={"message": text})
+
+
+def _lost(message: str) -> InvalidReason:
+    return InvalidReason(
+        kind=WORKER_LOST,
+        message=message,
+        hint="see the worker's log in the run's logs/ folder; its sessions' frames count as lost",
+    )
 
 
 def merge_worker_results(
@@ -112,7 +122,7 @@ def merge_worker_results(
     """
     codes: dict[str, int] = {}  # merged label table, first-seen order
     parts: list[np.ndarray] = []
-    reasons: list[str] = []
+    reasons: list[InvalidReason] = []
     sums = dict.fromkeys(_SUM_FIELDS, 0)
     cpus: list[float] = []
     durations: list[float] = []
@@ -126,8 +136,10 @@ def merge_worker_results(
             )
             parts.append(rows)
             reasons.append(
-                f"{WORKER_LOST}: worker {o.name} {o.detail or o.status}; its {o.sessions} "
-                f"sessions ({rows.size} frames) are counted lost"
+                _lost(
+                    f"load worker lost: worker {o.name} {o.detail or o.status}; its "
+                    f"{o.sessions} sessions ({rows.size} frames) are counted lost"
+                )
             )
         else:
             table = np.array([codes.setdefault(lb, len(codes)) for lb in r.labels], dtype=np.int64)
@@ -139,8 +151,11 @@ def merge_worker_results(
             reasons.extend(_reason_on(x, o.name) for x in r.invalid_reasons)
             if o.status == "missing" and o.missing_at_s is not None:
                 reasons.append(
-                    f"{WORKER_LOST}: worker {o.name} went missing (no heartbeat) at "
-                    f"t={o.missing_at_s:.1f} s; its figures arrived later but the worker stalled"
+                    _lost(
+                        f"load worker lost: worker {o.name} went missing (no heartbeat) at "
+                        f"t={o.missing_at_s:.1f} s; its figures arrived later but the worker "
+                        "stalled"
+                    )
                 )
             for k in _SUM_FIELDS:
                 sums[k] += int(getattr(r, k))

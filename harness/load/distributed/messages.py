@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.load.recording import FRAME_DTYPE, LoadResult
+from harness.results.model import InvalidReason
 
 # Locust custom message types.
 MSG_PLAN, MSG_START, MSG_STOP = "harness_plan", "harness_start", "harness_stop"
@@ -180,6 +181,7 @@ def result_to_wire(result: LoadResult) -> tuple[dict[str, Any], list[str], bytes
     for name in _RESULT_SCALARS:
         v = getattr(result, name)
         scalars[name] = None if isinstance(v, float) and not math.isfinite(v) else v
+    scalars["invalid_reasons"] = [r.model_dump(mode="json") for r in result.invalid_reasons]
     frames = np.ascontiguousarray(result.frames, dtype=FRAME_DTYPE)
     return scalars, list(result.labels), frames.tobytes()
 
@@ -191,7 +193,8 @@ def result_from_wire(scalars: dict[str, Any], labels: list[str], frames: bytes) 
             f"frame rows: {len(frames)} bytes is not a multiple of {FRAME_DTYPE.itemsize}"
         )
     rows = np.frombuffer(frames, dtype=FRAME_DTYPE).copy()
-    return LoadResult(frames=rows, labels=list(labels), **scalars)
+    reasons = [InvalidReason.model_validate(r) for r in scalars.get("invalid_reasons") or []]
+    return LoadResult(frames=rows, labels=list(labels), **{**scalars, "invalid_reasons": reasons})
 
 
 def b64(data: bytes) -> str:

@@ -20,6 +20,7 @@ from harness.load.distributed import (
 from harness.load.distributed.messages import RunPlan, result_from_wire, result_to_wire
 from harness.load.recording import FRAME_DTYPE, LoadResult
 from harness.load.selfcheck import FELL_BEHIND
+from harness.results.model import InvalidReason
 from harness.scenario.models import Workload
 
 FPS = 10.0
@@ -28,7 +29,7 @@ COMMON = dict(fps=FPS, duration_s=4.0, warmup_s=1.0, ramp_up_s=0.0, start_s=1.0,
 
 
 def _worker_result(sessions: int, labels: list[str], served: list[int], late: int = 0,
-                   reasons: list[str] | None = None) -> LoadResult:  # fmt: skip
+                   reasons: list[InvalidReason] | None = None) -> LoadResult:  # fmt: skip
     """A worker's own result: sessions 0..n-1, 10 frames each, its own label codes."""
     rows = np.zeros(sessions * 10, dtype=FRAME_DTYPE)
     rows["session"] = np.repeat(np.arange(sessions), 10)
@@ -74,15 +75,18 @@ def test_merge_is_the_concatenation_renumbered_and_relabelled() -> None:
 
 
 def test_a_late_worker_and_a_lost_worker_make_the_run_invalid_naming_them() -> None:
-    behind = _worker_result(2, [], [-1], late=5, reasons=[f"{FELL_BEHIND}: 25.0% of frames"])
+    fell = InvalidReason(kind=FELL_BEHIND, message="generator fell behind: 25.0% of frames")
+    behind = _worker_result(2, [], [-1], late=5, reasons=[fell])
     merged = merge_worker_results(
         [_outcome(0, 0, 2, behind), _outcome(1, 2, 2, None, status="exited")],
         total_sessions=4,
         **COMMON,
     )
     reasons = merged.invalid_reasons
-    assert reasons[0] == f"{FELL_BEHIND} on worker 0 (h0 pid 1): 25.0% of frames"
-    assert reasons[1].startswith(f"{WORKER_LOST}: worker 1 (h1 pid 1) exited")
+    assert reasons[0].kind == FELL_BEHIND
+    assert str(reasons[0]) == "generator fell behind on worker 0 (h0 pid 1): 25.0% of frames"
+    assert reasons[1].kind == WORKER_LOST
+    assert str(reasons[1]).startswith("load worker lost: worker 1 (h1 pid 1) exited")
     # The lost worker's planned frames are in the result, never sent: counted lost.
     lost = merged.frames[merged.frames["session"] >= 2]
     assert lost.size == 2 * 30 and np.isnan(lost["t_sent"]).all()

@@ -104,7 +104,7 @@ async def test_a_worker_killed_mid_run_is_named_and_the_run_ends(
     t0 = time.monotonic()
     res = await asyncio.wait_for(task, 30)
     assert time.monotonic() - t0 < 20  # ends on the other worker's done, not a long timer
-    lost = [r for r in res.invalid_reasons if r.startswith(WORKER_LOST)]
+    lost = [r for r in res.invalid_reasons if r.kind == WORKER_LOST]
     assert len(lost) == 1, res.invalid_reasons
     (dead,) = [w for w in res.distribution["workers"] if w["status"] != "done"]  # type: ignore[attr-defined]
     assert f"pid {victim.pid}" in lost[0] and f"pid {victim.pid}" in dead["name"]

@@ -9,6 +9,8 @@ from typing import Any
 
 from harness.analysis.gates import resolve_metric
 from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND
+from harness.results.model import reason_from_v1
+from harness.results.model import reason_text as reason_text
 
 from .search import Outcome
 
@@ -25,7 +27,6 @@ FIGURES = {
     "torchserve.batch_size_mean": "batch_size_mean",
     "generator.late_share": "late_share",
 }
-MACHINE_REASONS = (FELL_BEHIND, CPU_SATURATED)
 
 
 def figures(doc: Mapping[str, Any]) -> dict[str, float | None]:
@@ -51,25 +52,20 @@ def outcome(doc: Mapping[str, Any], code: int) -> tuple[Outcome, str | None]:
         return "fail", "failed " + ", ".join(failed)
     reasons = [reason_text(r) for r in doc.get("invalid_reasons") or []]
     if verdict == "invalid":
-        machine = any(
-            _reason_kind(r) in MACHINE_KINDS or reason_text(r).startswith(MACHINE_REASONS)
-            for r in doc.get("invalid_reasons") or []
-        )
+        machine = any(_reason_kind(r) in MACHINE_KINDS for r in doc.get("invalid_reasons") or [])
         return ("machine-limit" if machine else "fail"), "; ".join(reasons)
     return "error", doc.get("error") or "; ".join(reasons) or f"exit {code}"
 
 
-# results schema 2 (the typed results model) states each INVALID reason as {kind, message, ...};
-# schema 1 as prose starting with a fixed phrase. Both are read.
-MACHINE_KINDS = ("fell_behind", "cpu_saturated")
+# results schema 2 states each INVALID reason as {kind, message, ...}; schema 1 as prose, whose
+# kind harness.results.model.reason_from_v1 reads. Both are read.
+MACHINE_KINDS = (FELL_BEHIND, CPU_SATURATED)
 
 
-def reason_text(reason: Any) -> str:
-    return str(reason.get("message", reason)) if isinstance(reason, Mapping) else str(reason)
-
-
-def _reason_kind(reason: Any) -> str | None:
-    return str(reason.get("kind")) if isinstance(reason, Mapping) else None
+def _reason_kind(reason: Any) -> str:
+    if isinstance(reason, Mapping):
+        return str(reason.get("kind"))
+    return str(reason_from_v1(str(reason)).kind)
 
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:

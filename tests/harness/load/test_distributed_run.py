@@ -107,7 +107,7 @@ async def test_a_worker_killed_mid_run_is_named_and_the_run_ends(
     lost = [r for r in res.invalid_reasons if r.kind == WORKER_LOST]
     assert len(lost) == 1, res.invalid_reasons
     (dead,) = [w for w in res.distribution["workers"] if w["status"] != "done"]  # type: ignore[attr-defined]
-    assert f"pid {victim.pid}" in lost[0] and f"pid {victim.pid}" in dead["name"]
+    assert f"pid {victim.pid}" in str(lost[0]) and f"pid {victim.pid}" in dead["name"]
     # Its sessions are counted lost; the other worker's were measured.
     f = res.frames
     lo, hi = dead["session_offset"], dead["session_offset"] + dead["sessions"]

@@ -9,7 +9,6 @@ never sent, send failure, dead session, or timed out) + session disconnects.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 

@@ -284,6 +284,9 @@ class Summary(_Model):
     ] = Field(default_factory=dict)
     torchserve: TorchServeSummary | None = None
     generator: Generator | None = None
+    # Issue 15's session traffic (planned/started/ended... counts, lifetimes): loosely typed
+    # until its own model lands (harness/load/traffic.py owns the shape; not gateable yet).
+    traffic: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- faults
@@ -538,6 +541,13 @@ class Results(_Model):
     gates: list[GateResult] = Field(default_factory=list)
     comparison: dict[str, Any] | None = None
     provenance: Provenance = Field(default_factory=Provenance)
+    # Issue 15 (rollout, abort-on-fail, session records) and 13 (engine locust's per-worker
+    # ``load``): loosely typed until their owners' models land here.
+    rollout: dict[str, Any] | None = None
+    aborted: dict[str, Any] | None = None
+    sessions: list[dict[str, Any]] | None = None
+    sessions_truncated: bool | None = None
+    load: dict[str, Any] | None = None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 

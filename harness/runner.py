@@ -135,8 +135,6 @@ class _Measured:
     aborted: dict[str, Any] | None = None  # the abort-on-fail gate that stopped the load
 
 
-
-
 def _load_engine(scenario: Scenario, config: Any, clock: RunClock, run_dir: Path | None) -> Any:
     """The one place the load engine is chosen (``workload.engine``): this process's
     LoadGenerator, or Locust workers (harness.load.distributed, same interface)."""

@@ -166,4 +166,3 @@ def summarize(
         run_end,
     )
     return summary, series, histograms, faults
-

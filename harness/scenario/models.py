@@ -371,7 +371,7 @@ class AbortSpec(_Strict):
     ``min_measured_s`` past the warm-up are measured; the first one lost stops the run, and the
     results measured so far are kept and judged."""
 
-    gates: list[str] = Field(..., min_length=1)
+    gates: list[GateField] = Field(..., min_length=1)  # parsed once, like Scenario.gates
     min_measured_s: float = Field(5.0, ge=0, le=MAX_DURATION_S)
     check_every_s: float = Field(2.0, gt=0, le=MAX_DURATION_S)
 

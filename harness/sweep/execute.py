@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.scenario.gates import parse_gate
 from harness.scenario.models import Scenario
 
 from .analysis import (
@@ -162,7 +163,10 @@ def run_sweep(plan: Plan, out_dir: Path, stream: TextIO | None = None) -> tuple[
             entry = st.configs[config.id]
             search = CapacitySearch(plan.sweep.load.search) if plan.sweep.load.search else None
             levels = iter(plan.levels())
-            scenario = config.scenario.model_copy(update={"gates": list(plan.sweep.constraints)})
+            # model_copy skips validation: parse the constraints into the Gate objects that
+            # Scenario.gates holds (the sweep loader already checked their syntax and metrics).
+            constraints = [parse_gate(c) for c in plan.sweep.constraints]
+            scenario = config.scenario.model_copy(update={"gates": constraints})
             while True:
                 sessions = search.next_level() if search else next(levels, None)
                 if sessions is None:

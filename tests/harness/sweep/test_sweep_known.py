@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import FPS, REPO, known_sweep_text, known_url
 from known_server import capacity
+from known_sweeps import FPS, REPO, known_sweep_text, known_url
 
 from harness.sweep import SCHEMA, SCHEMA_VERSION, load_sweep, run_sweep
 from harness.sweep.search import MACHINE_LIMIT_NOTE

@@ -143,8 +143,11 @@ def test_rollout_block_and_live_outputs_while_running(
         "  trace: {synthetic: {seed: 3, signs: 4, rest_frames: [15, 25]}}\n"
         "rollout:\n  steps: [50, 100]\n  start_s: 1\n  hold_s: 8\n  settle_s: 0.5\n"
         "  max_holds: 0\n"
-        # No TorchServe here: its cohort's windows all fall back, which the judge allows.
-        "  judge: {min_sessions: 1, latency: [frame.p50], max_fallback_share: 1.0}\n"
+        # No TorchServe here: its cohort's windows all fall back, which the judge allows. Both
+        # cohorts take the same path, so a latency criterion could only say "too little data"
+        # in an 8-s hold on a busy machine (and abort): this test is about the mechanics; the
+        # statistics of the judgement are tested on constructed cohorts.
+        "  judge: {min_sessions: 1, latency: [], max_fallback_share: 1.0}\n"
         "live: {file: live.jsonl, prometheus_port: 0}\n"
         "report: {enabled: false}\n"
     ))  # fmt: skip

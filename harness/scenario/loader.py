@@ -275,8 +275,12 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Scenario
+def model_at(
+    loc: Sequence[str | int], root: type[BaseModel] | None = None
+) -> type[BaseModel] | None:
+    """The pydantic model at ``loc`` below ``root`` (the Scenario by default); None below a
+    free mapping or a plain field."""
+    model: type[BaseModel] | None = root or Scenario
     for part in loc:
         if model is None:
             return None
@@ -300,7 +304,7 @@ def _format_validation(
         line = _line_of(lines, loc)
         field = _dotted(loc)
         if err["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1])
+            parent = model_at(loc[:-1])
             allowed = sorted(parent.model_fields) if parent else []
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             tip = f"; did you mean '{hint[0]}'?" if hint else ""

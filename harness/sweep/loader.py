@@ -29,6 +29,7 @@ from harness.scenario.loader import (
     _unwrap_model,
     apply_overrides,
     check_scenario_data,
+    model_at,
 )
 from harness.scenario.models import Scenario, StackSpec
 
@@ -130,20 +131,6 @@ def _key_problem(key: str) -> str | None:
     return None
 
 
-def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = SweepFile
-    for part in loc:
-        if model is None:
-            return None
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        model = _unwrap_model(field.annotation)
-    return model
-
-
 def _format(
     exc: ValidationError, path: Path, lines: Mapping[PathKey, int]
 ) -> list[tuple[int, str]]:
@@ -156,7 +143,7 @@ def _format(
         where = f"{path}:{line}" if line else str(path)
         field = _dotted(loc)
         if err["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1])
+            parent = model_at(loc[:-1], SweepFile)
             allowed = sorted(parent.model_fields) if parent else []
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             tip = f"; did you mean '{hint[0]}'?" if hint else ""

@@ -6,7 +6,11 @@ build_load``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -77,3 +81,15 @@ def constant_reply(latency_s: float, served_by: str = "torchserve", version: str
 
 
 __all__: Sequence[str] = ("build_load", "constant_reply")
+
+
+@contextmanager
+def served_port(script: Path) -> Iterator[int]:
+    """Run ``script`` (a test server that prints its port on its first line) for the block."""
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

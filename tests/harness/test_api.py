@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from core_builders import served_port
 
 import harness
 from harness.progress import ProgressEvent
@@ -48,15 +47,8 @@ def test_exit_codes_are_one_int_enum() -> None:
 
 @pytest.fixture
 def backend_port() -> Iterator[int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "fake_backend.py")], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        yield int(proc.stdout.readline())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with served_port(HERE / "fake_backend.py") as port:
+        yield port
 
 
 def _scenario_file(tmp_path: Path, port: int) -> Path:

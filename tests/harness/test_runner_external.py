@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from core_builders import served_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -22,15 +23,8 @@ REPO = HERE.parents[1]
 
 @pytest.fixture
 def backend_port() -> Iterator[int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "fake_backend.py")], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        yield int(proc.stdout.readline())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with served_port(HERE / "fake_backend.py") as port:
+        yield port
 
 
 @pytest.mark.slow

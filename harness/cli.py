@@ -8,10 +8,11 @@ Exit codes: :class:`harness.ExitCode` (:data:`EXIT_CODES_HELP`, printed by ``--h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -531,8 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.interrupts import TerminationSignals
 
     # SIGTERM/SIGHUP take Ctrl-C's path; the exit code then names the signal (143/129).
-    _log_to_stderr()
-    with TerminationSignals() as term:
+    with _log_to_stderr(), TerminationSignals() as term:
         try:
             code = handlers[args.command](args)
         except KeyboardInterrupt:
@@ -540,12 +540,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return term.exit_code() if code == ExitCode.INTERRUPTED else code
 
 
-def _log_to_stderr() -> None:
-    """The library's log records (messages with no progress display) as plain stderr lines."""
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """The library's log records (messages with no progress display) as plain stderr lines.
+
+    Only while the command runs: ``main()`` called in process (tests, notebooks) must leave the
+    ``harness`` logger as it found it, or a later library call would print on its caller's stderr.
+    """
     log = logging.getLogger("harness")
+    level = log.level
+    handler: _StderrLines | None = None
     if not any(isinstance(h, _StderrLines) for h in log.handlers):
-        log.addHandler(_StderrLines())
+        handler = _StderrLines()
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+        log.setLevel(level)
 
 
 class _StderrLines(logging.Handler):

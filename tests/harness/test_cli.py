@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_results import make_doc
+
+from harness.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -174,3 +178,18 @@ def test_synth_options_and_bad_values(tmp_path: Path) -> None:
         proc = harness("synth", "--out", str(out), *bad)
         assert proc.returncode == 2 and says in proc.stderr, (bad, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+def test_main_in_process_leaves_the_library_logger_as_it_found_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """While a command runs, library messages go to stderr; after ``main()`` returns, a library
+    call with no progress callback must not print on its caller's stderr (CI stop 16: a run
+    after an in-process ``harness compare`` printed "measuring the running stack")."""
+    log = logging.getLogger("harness")
+    handlers, level = list(log.handlers), log.level
+    assert main(["validate", str(REPO / "scenarios" / "quickstart.yaml")]) == 0
+    assert log.handlers == handlers and log.level == level
+    capsys.readouterr()
+    logging.getLogger("harness.api").info("a library message with nobody listening")
+    assert capsys.readouterr().err == ""

@@ -24,7 +24,10 @@ _active: TerminationSignals | None = None
 
 class TerminationSignals:
     """Context manager: SIGTERM and SIGHUP act as Ctrl-C while inside; remembers the first
-    interrupting signal (``signum``; None when none came or it was a plain Ctrl-C)."""
+    interrupting signal (``signum``; None when none came or it was a plain Ctrl-C).
+
+    A signal the process inherited as ignored stays ignored (``nohup`` ignores SIGHUP).
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -34,7 +37,10 @@ class TerminationSignals:
         global _active
         if threading.current_thread() is threading.main_thread():
             for sig in HANDLED:
-                self._previous[sig] = signal.signal(sig, self._handler)
+                # An inherited "ignore" is the caller's decision (``nohup harness run ...``
+                # ignores SIGHUP so a closed terminal does not stop the run): keep it.
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handler)
         _active = self
         return self
 

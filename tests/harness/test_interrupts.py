@@ -48,10 +48,22 @@ CHILD = textwrap.dedent(
 )
 
 
+def _terminal_defaults() -> None:
+    """What a process started from a terminal meets, whatever started the suite: a suite under
+    ``nohup`` or in the background inherits SIGHUP/SIGINT ignored, and an inherited ignore is
+    kept on purpose (see the nohup test below)."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_termination_signal_is_handled_like_ctrl_c(sig: signal.Signals, code: int) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-c", CHILD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_terminal_defaults,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -67,7 +79,11 @@ def test_termination_signal_is_handled_like_ctrl_c(sig: signal.Signals, code: in
 
 def test_ctrl_c_keeps_exit_130() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-c", CHILD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_terminal_defaults,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -75,3 +91,28 @@ def test_ctrl_c_keeps_exit_130() -> None:
     out, _ = proc.communicate(timeout=20)
     assert "interrupted by SIGINT" in out
     assert proc.returncode == 130
+
+
+def _nohup() -> None:
+    _terminal_defaults()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does
+
+
+def test_an_inherited_ignore_is_kept_as_nohup_asks() -> None:
+    """``nohup harness run ...`` ignores SIGHUP: closing the terminal must not stop the run."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_nohup,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGHUP)
+    with pytest.raises(subprocess.TimeoutExpired):  # still measuring: the hang-up was ignored
+        proc.communicate(timeout=1.5)
+    os.kill(proc.pid, signal.SIGTERM)  # SIGTERM, not ignored, still stops it like Ctrl-C
+    out, _ = proc.communicate(timeout=20)
+    assert "interrupted by SIGTERM" in out
+    assert proc.returncode == 143

@@ -216,6 +216,7 @@ FELT = {
     "stall.max_ms",
     "faults.outage.recovery_latency_ms.p99",
 }
+RECOVERY = {"faults.outage.time_to_recover_s", "faults.outage.time_to_recover_after_ready_s"}
 
 
 def test_shipped_fallback_kill_gates_fail_without_hedging(tmp_path: Path) -> None:
@@ -234,7 +235,13 @@ def test_shipped_fallback_kill_gates_fail_without_hedging(tmp_path: Path) -> Non
     doc, run_dir = _results(tmp_path, "fallback-kill")
     assert code == 1 and doc["verdict"] == "failed", f"{doc['gates']}\n{output[-3000:]}"
     failed = {g["metric"]: g["measured"] for g in doc["gates"] if not g["passed"]}
-    assert set(failed) <= FELT, failed  # only the gates on what a user feels
+    # Only the gates on what a user feels. On a busy host the restarted TorchServe may not be
+    # READY before the run ends (its start took 21 s once with six jobs on two cores): then no
+    # recovery is measured (None) and its gates fail too, rightly; a measured one must pass.
+    unexpected = {
+        m: v for m, v in failed.items() if m not in FELT and not (m in RECOVERY and v is None)
+    }
+    assert not unexpected, failed
     # The longest wait: a window stuck until the backend's 2 s deadline (or a fresh TorchServe's
     # queue), far beyond the 300 ms bar.
     assert failed.get("stall.max_ms", 0) > 300, failed

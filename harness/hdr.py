@@ -21,15 +21,67 @@ clamped to 100 (0 < p <= 100); the same rule as HdrHistogram's own
 equivalent value (hdrh's ``get_mean_value``). Readers here are vectorised over hdrh's counts
 array: hdrh's iterators walk every bucket in Python (~0.15 s per histogram), far too slow for
 per-window and bootstrap work.
+
+Types: hdrh ships no type information. :class:`Histogram` states the part of
+``hdrh.histogram.HdrHistogram`` the harness uses, and this module is the one place that
+creates hdrh objects (``new_histogram``, ``decode``): everything else holds a ``Histogram``.
+Arrays: ``Floats`` (float64) for latencies, values and counts.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Iterable, Sequence
+from typing import Protocol, cast
 
 import numpy as np
+import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
+
+Floats = npt.NDArray[np.float64]
+
+
+class Histogram(Protocol):
+    """The part of hdrh's ``HdrHistogram`` the harness uses (values in microseconds)."""
+
+    highest_trackable_value: int
+    unit_magnitude: int
+    sub_bucket_half_count: int
+    sub_bucket_half_count_magnitude: int
+    counts_len: int
+    # hdrh's counts: a ctypes array of c_uint16/32/64 (its word size), counts_len long.
+    counts: ctypes.Array[ctypes.c_uint64]
+
+    def record_value(self, value: int, count: int = 1) -> bool:
+        """Record ``count`` times ``value``; False when it is outside the range."""
+        ...
+
+    def add(self, other_hist: Histogram) -> object:
+        """Add every count of ``other_hist`` into this one."""
+        ...
+
+    def decode_and_add(self, encoded_histogram: bytes) -> None:
+        """Add the counts of an encoded histogram (``encode``'s bytes)."""
+        ...
+
+    def get_total_count(self) -> int:
+        """Values recorded."""
+        ...
+
+    def get_max_value(self) -> int:
+        """The highest value recorded (its bucket's highest equivalent value)."""
+        ...
+
+    def encode(self) -> bytes:
+        """HdrHistogram's compressed base64 form (``HISTFAAA...``)."""
+        ...
+
+
+def _hdrh(hist: object) -> Histogram:
+    """An hdrh ``HdrHistogram`` (untyped library) as the typed :class:`Histogram`."""
+    return cast(Histogram, hist)
+
 
 UNIT = "us"
 US_PER_MS = 1000.0
@@ -54,15 +106,15 @@ def limit_us(limit_s: float) -> int:
     return max(math.ceil(limit_s * 1e6), 2 * HIST_MIN_US)
 
 
-def new_histogram(limit_s: float) -> HdrHistogram:
+def new_histogram(limit_s: float) -> Histogram:
     """An empty latency histogram in microseconds: 1 us .. ``limit_s``, 3 significant digits.
 
     Raises ValueError when ``limit_s`` is not a finite number > 0.
     """
-    return HdrHistogram(HIST_MIN_US, limit_us(limit_s), HIST_DIGITS)
+    return _hdrh(HdrHistogram(HIST_MIN_US, limit_us(limit_s), HIST_DIGITS))
 
 
-def record_seconds(hist: HdrHistogram, seconds: np.ndarray) -> int:
+def record_seconds(hist: Histogram, seconds: npt.ArrayLike) -> int:
     """Record latencies given in seconds (NaN ignored); returns how many were above the range.
 
     Those are NOT recorded (never folded into the top bucket): the caller reports them. A
@@ -79,7 +131,7 @@ def record_seconds(hist: HdrHistogram, seconds: np.ndarray) -> int:
     return int(us.size - np.count_nonzero(inside))
 
 
-def histogram_of(seconds: np.ndarray, limit_s: float | None = None) -> HdrHistogram:
+def histogram_of(seconds: npt.ArrayLike, limit_s: float | None = None) -> Histogram:
     """Histogram (us) of latencies in seconds (NaNs ignored).
 
     ``limit_s``: the run's latency limit; values above it are left out, as in the run's own
@@ -95,7 +147,7 @@ def histogram_of(seconds: np.ndarray, limit_s: float | None = None) -> HdrHistog
     return hist
 
 
-def merge(hists: Iterable[HdrHistogram], limit_s: float | None = None) -> HdrHistogram:
+def merge(hists: Iterable[Histogram], limit_s: float | None = None) -> Histogram:
     """One histogram holding every value of ``hists`` (none of them is changed).
 
     ``limit_s`` None: the widest range among them (5 s when there are none).
@@ -116,12 +168,12 @@ def rank(p: float, total: int) -> int:
     return max(int(min(p, 100.0) * total / 100 + 0.5), 1)
 
 
-def ranks(p: float, totals: np.ndarray) -> np.ndarray:
+def ranks(p: float, totals: Floats) -> Floats:
     """``rank`` vectorised over an array of totals (float array of ranks)."""
     return np.maximum(np.floor(min(p, 100.0) * totals / 100 + 0.5), 1.0)
 
 
-def buckets(hist: HdrHistogram, highest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def buckets(hist: Histogram, highest: bool = False) -> tuple[Floats, Floats]:
     """(values in us, counts) of the non-empty buckets: each bucket's median equivalent value,
     or its highest equivalent one (what a percentile reports) with ``highest``. Float arrays.
 
@@ -141,7 +193,7 @@ def buckets(hist: HdrHistogram, highest: bool = False) -> tuple[np.ndarray, np.n
     return values.astype(np.float64), counts[idx].astype(np.float64)
 
 
-def percentiles_us(hist: HdrHistogram, percentiles: Sequence[float]) -> list[float | None]:
+def percentiles_us(hist: Histogram, percentiles: Sequence[float]) -> list[float | None]:
     """Values (us) at ``percentiles`` (0-100) by the module's rank rule; None when empty."""
     values, counts = buckets(hist, highest=True)
     total = int(counts.sum())
@@ -154,20 +206,20 @@ def percentiles_us(hist: HdrHistogram, percentiles: Sequence[float]) -> list[flo
     ]
 
 
-def mean_us(hist: HdrHistogram) -> float | None:
+def mean_us(hist: Histogram) -> float | None:
     """Mean (us) of a histogram (hdrh's ``get_mean_value``, ~50x faster); None when empty."""
     values, counts = buckets(hist)
     total = counts.sum()
     return float((values * counts).sum() / total) if total else None
 
 
-def percentile_ms(hist: HdrHistogram, p: float) -> float | None:
+def percentile_ms(hist: Histogram, p: float) -> float | None:
     """The value (ms) at percentile ``p``; None when empty."""
     (value,) = percentiles_us(hist, [p])
     return None if value is None else value / US_PER_MS
 
 
-def latency_summary(hist: HdrHistogram) -> dict[str, float | int | None]:
+def latency_summary(hist: Histogram) -> dict[str, float | int | None]:
     """p50/p90/p95/p99/p999/max/mean (ms) and count of a histogram; None values when empty."""
     count = int(hist.get_total_count())
     if count == 0:
@@ -184,14 +236,14 @@ def latency_summary(hist: HdrHistogram) -> dict[str, float | int | None]:
 
 
 def percentiles_of(
-    seconds: np.ndarray, keys: tuple[str, ...] = ("p50", "p95", "p99")
+    seconds: npt.ArrayLike, keys: tuple[str, ...] = ("p50", "p95", "p99")
 ) -> dict[str, float | None]:
     """Selected summary percentiles (ms) of latencies in seconds; None values when empty."""
     values = percentiles_us(histogram_of(seconds), [PERCENTILES[k] for k in keys])
     return {k: None if v is None else v / US_PER_MS for k, v in zip(keys, values, strict=True)}
 
 
-def percentile_curve(hist: HdrHistogram) -> list[list[float]]:
+def percentile_curve(hist: Histogram) -> list[list[float]]:
     """[[percentile, ms], ...] at ``PERCENTILE_CURVE`` for the report's percentile plot."""
     values = percentiles_us(hist, PERCENTILE_CURVE)
     return [
@@ -199,7 +251,7 @@ def percentile_curve(hist: HdrHistogram) -> list[list[float]]:
     ]
 
 
-def encode(hist: HdrHistogram | None) -> str | None:
+def encode(hist: Histogram | None) -> str | None:
     """HdrHistogram base64 text (``HISTFAAA...``, microseconds); None for empty or missing."""
     if hist is None or hist.get_total_count() == 0:
         return None
@@ -207,7 +259,7 @@ def encode(hist: HdrHistogram | None) -> str | None:
     return raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
 
 
-def decode(text: str | bytes, unit: str | None = UNIT) -> HdrHistogram:
+def decode(text: str | bytes, unit: str | None = UNIT) -> Histogram:
     """A histogram from ``encode``'s text. ``unit``: the document's stated unit (None: a
     version-1 document, which always recorded microseconds). Raises ValueError for another unit
     or text that is not an encoded histogram."""
@@ -220,12 +272,10 @@ def decode(text: str | bytes, unit: str | None = UNIT) -> HdrHistogram:
         raise ValueError(f"not an encoded HdrHistogram: {exc}") from exc
     if hist is None:
         raise ValueError("not an encoded HdrHistogram")
-    return hist
+    return _hdrh(hist)
 
 
-def stack(
-    hists: Sequence[HdrHistogram | None], highest: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+def stack(hists: Sequence[Histogram | None], highest: bool = True) -> tuple[Floats, Floats]:
     """(grid of bucket values in us (G,), counts (W, G)) of W histograms on one value grid, for
     resampling: a merged histogram of weighted windows is ``weights @ counts``. None -> a row
     of zeros. Values are highest-equivalent (what percentiles report) with ``highest``, else
@@ -240,7 +290,7 @@ def stack(
     return grid, mat
 
 
-def stacked_percentiles(grid: np.ndarray, counts: np.ndarray, p: float) -> np.ndarray:
+def stacked_percentiles(grid: Floats, counts: Floats, p: float) -> Floats:
     """Value (us) at percentile ``p`` of each row of ``counts`` (R, G) over ``grid``, by the
     module's rank rule; NaN for an empty row."""
     cum = np.cumsum(counts, axis=1)
@@ -253,7 +303,7 @@ def stacked_percentiles(grid: np.ndarray, counts: np.ndarray, p: float) -> np.nd
     return out
 
 
-def stacked_means(grid_mid: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def stacked_means(grid_mid: Floats, counts: Floats) -> Floats:
     """Mean (us) of each row of ``counts`` over bucket values ``grid_mid``; NaN when empty."""
     total = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

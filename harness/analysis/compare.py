@@ -60,10 +60,14 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 from pydantic import BaseModel, Field
 
 from harness import hdr
+from harness.hdr import Floats
+
+# A results document as read from results.json (docs/RESULTS.md; version 1 or 2). Read with
+# ``.get`` and checks: a version-1 file or a run that never measured lacks whole sections.
+Document = Mapping[str, Any]
 
 FAMILY_ALPHA = 0.05
 PRACTICAL_CHANGE = 0.05
@@ -186,7 +190,7 @@ class WindowSeries:
     window values (ms), used only when ``latency`` lacks the family.
     """
 
-    latency: Mapping[str, Sequence[HdrHistogram | None]] = field(default_factory=dict)
+    latency: Mapping[str, Sequence[hdr.Histogram | None]] = field(default_factory=dict)
     rates: Mapping[str, Sequence[float]] = field(default_factory=dict)
     percentile_series: Mapping[tuple[str, str], Sequence[float]] = field(default_factory=dict)
 
@@ -201,7 +205,7 @@ class WindowSeries:
 # --- reading a results document --------------------------------------------------------------
 
 
-def flatten_numbers(obj: Any, prefix: str = "") -> dict[str, float | None]:
+def flatten_numbers(obj: object, prefix: str = "") -> dict[str, float | None]:
     """Dotted path -> number (or None) for every numeric/null leaf of a summary."""
     out: dict[str, float | None] = {}
     if isinstance(obj, Mapping):
@@ -216,7 +220,7 @@ def flatten_numbers(obj: Any, prefix: str = "") -> dict[str, float | None]:
     return out
 
 
-def _summary(doc: Mapping[str, Any]) -> dict[str, float | None]:
+def _summary(doc: Document) -> dict[str, float | None]:
     """A document's summary, flattened, with the derived rate rows (``errors.per_s``)."""
     summary = doc.get("summary") or {}
     flat = flatten_numbers(summary)
@@ -227,14 +231,14 @@ def _summary(doc: Mapping[str, Any]) -> dict[str, float | None]:
     return flat
 
 
-def window_series(doc: Mapping[str, Any]) -> WindowSeries:
+def window_series(doc: Document) -> WindowSeries:
     """The measured windows of a results document (version 1 or 2)."""
     series = doc.get("series") or {}
     hists = doc.get("histograms") or {}
     unit = hists.get("unit")
     warm = [bool(w) for w in series.get("warmup") or []]
     windows = hists.get("windows") or {}
-    latency: dict[str, list[HdrHistogram | None]] = {}
+    latency: dict[str, list[hdr.Histogram | None]] = {}
     for family in LATENCY_FAMILIES:
         encoded = windows.get(family)
         if not encoded:
@@ -260,7 +264,7 @@ def window_series(doc: Mapping[str, Any]) -> WindowSeries:
     return WindowSeries(latency=latency, rates=rates, percentile_series=pct)
 
 
-def _never_measured(doc: Mapping[str, Any]) -> str | None:
+def _never_measured(doc: Document) -> str | None:
     """Why a document cannot be compared (None: it can)."""
     summary = doc.get("summary")
     verdict = doc.get("verdict")
@@ -278,7 +282,7 @@ def _never_measured(doc: Mapping[str, Any]) -> str | None:
 # --- the statistics ---------------------------------------------------------------------------
 
 
-def lag1_autocorrelation(values: Sequence[float] | np.ndarray) -> float:
+def lag1_autocorrelation(values: Sequence[float] | Floats) -> float:
     """Lag-1 sample autocorrelation of a per-window series, bias-corrected for a short series
     (+ (1 + 4 r)/n, Kendall's first-order correction) and clamped to [0, 0.95]; 0 for fewer
     than 4 finite values or a constant series. NaN windows are left out."""
@@ -295,7 +299,7 @@ def lag1_autocorrelation(values: Sequence[float] | np.ndarray) -> float:
     return min(max(r1 + (1 + 4 * r1) / n, 0.0), 0.95)
 
 
-def block_length(values: Sequence[float] | np.ndarray) -> int:
+def block_length(values: Sequence[float] | Floats) -> int:
     """Block length (windows) for a per-window series, from its measured autocorrelation
     (``lag1_autocorrelation``; NaN windows left out): ``block_length_for``."""
     n = int(np.count_nonzero(np.isfinite(np.asarray(values, dtype=np.float64))))
@@ -323,7 +327,7 @@ def variance_correction(r: float, b: int, n: int) -> float:
     return max(tau / bartlett, 1.0) * m / (m - 1)
 
 
-def _block_weights(rng: np.random.Generator, n: int, b: int, resamples: int) -> np.ndarray:
+def _block_weights(rng: np.random.Generator, n: int, b: int, resamples: int) -> Floats:
     """(R, n) how often each window is drawn by a moving-block bootstrap with blocks of ``b``."""
     nblocks = math.ceil(n / b)
     starts = rng.integers(0, n, size=(resamples, nblocks))
@@ -337,7 +341,7 @@ class _Boot:
     """One side's bootstrap of one metric."""
 
     value: float  # the whole-sample value
-    draws: np.ndarray  # (R,) resampled values (NaN-free)
+    draws: Floats  # (R,) resampled values (NaN-free)
     n: int  # windows with data
     block: int
     # variance_correction for this series: the bootstrap variance times this is the estimate.
@@ -368,9 +372,9 @@ class _Boot:
 class _Sample:
     """One side's per-window data for one metric, ready to resample."""
 
-    rows: np.ndarray  # (n, G) per-window histogram counts, or (n, 1) per-window values
-    per_window: np.ndarray  # (n,) the metric in each window (its own series)
-    read: Callable[[np.ndarray], np.ndarray]  # (R, G) weights @ rows -> (R,) statistic
+    rows: Floats  # (n, G) per-window histogram counts, or (n, 1) per-window values
+    per_window: Floats  # (n,) the metric in each window (its own series)
+    read: Callable[[Floats], Floats]  # (R, G) weights @ rows -> (R,) statistic
     total: int | None = None  # replies (latency)
 
     @property
@@ -378,20 +382,20 @@ class _Sample:
         return int(self.rows.shape[0])
 
 
-def _latency_sample(hists: Sequence[HdrHistogram | None], stat: str) -> _Sample | None:
+def _latency_sample(hists: Sequence[hdr.Histogram | None], stat: str) -> _Sample | None:
     """A latency statistic (ms) over per-window histograms; None without data."""
     if not any(h is not None and h.get_total_count() > 0 for h in hists):
         return None
     if stat == "mean":
         grid, mat = hdr.stack(hists, highest=False)
 
-        def read(m: np.ndarray) -> np.ndarray:
+        def read(m: Floats) -> Floats:
             return hdr.stacked_means(grid, m) / hdr.US_PER_MS
     else:
         p = hdr.PERCENTILES[stat]
         grid, mat = hdr.stack(hists)
 
-        def read(m: np.ndarray) -> np.ndarray:
+        def read(m: Floats) -> Floats:
             return hdr.stacked_percentiles(grid, m, p) / hdr.US_PER_MS
 
     mat = mat[mat.sum(axis=1) > 0]
@@ -406,7 +410,7 @@ def _series_sample(values: Sequence[float]) -> _Sample | None:
         return None
     n = x.size
 
-    def read(m: np.ndarray) -> np.ndarray:
+    def read(m: Floats) -> Floats:
         return m[:, 0] / n  # block weights sum to n
 
     return _Sample(x[:, None], x, read)
@@ -626,11 +630,11 @@ def _boot_row(
 
 
 def _accuracy_row(
-    run_doc: Mapping[str, Any], base_doc: Mapping[str, Any]
+    run_doc: Document, base_doc: Document
 ) -> tuple[MetricComparison, _Test | None] | None:
     """Two-proportion z-test of accuracy; None when neither side judged predictions."""
 
-    def detail(doc: Mapping[str, Any]) -> tuple[int, int]:
+    def detail(doc: Document) -> tuple[int, int]:
         d = (doc.get("summary") or {}).get("accuracy_detail") or {}
         return int(d.get("correct") or 0), int(d.get("total") or 0)
 
@@ -705,7 +709,7 @@ def _decide(rows: list[tuple[MetricComparison, _Test | None]]) -> float | None:
 # --- warnings ---------------------------------------------------------------------------------
 
 
-def environment_warnings(run_prov: Mapping[str, Any], base_prov: Mapping[str, Any]) -> list[str]:
+def environment_warnings(run_prov: Document, base_prov: Document) -> list[str]:
     """One line per provenance field that differs between the two runs."""
     warnings = []
     for key in _PROVENANCE_KEYS:
@@ -722,7 +726,7 @@ def environment_warnings(run_prov: Mapping[str, Any], base_prov: Mapping[str, An
     return warnings
 
 
-def workload_warnings(run_doc: Mapping[str, Any], base_doc: Mapping[str, Any]) -> list[str]:
+def workload_warnings(run_doc: Document, base_doc: Document) -> list[str]:
     """One line per workload setting that differs: such runs are not like for like."""
     out = []
     rs, bs = run_doc.get("summary") or {}, base_doc.get("summary") or {}
@@ -739,7 +743,7 @@ def workload_warnings(run_doc: Mapping[str, Any], base_doc: Mapping[str, Any]) -
     return out
 
 
-def stability_warnings(doc: Mapping[str, Any], series: WindowSeries, side: str) -> list[str]:
+def stability_warnings(doc: Document, series: WindowSeries, side: str) -> list[str]:
     """pyperf-style warnings about one side's data, each saying what to do."""
     out = []
     n = series.n_windows
@@ -834,7 +838,7 @@ def headline(cmp: Comparison) -> str:
 # --- the three entry points ---------------------------------------------------------------------
 
 
-def _unusable(problem: str, baseline: Mapping[str, Any] | None) -> Comparison:
+def _unusable(problem: str, baseline: Document | None) -> Comparison:
     cmp = Comparison(
         baseline_run_id=(baseline or {}).get("run_id"),
         baseline_name=(baseline or {}).get("name"),
@@ -900,7 +904,7 @@ def compare_windows(baseline: WindowSeries, candidate: WindowSeries) -> Comparis
     return cmp
 
 
-def compare(results: Mapping[str, Any], baseline: Mapping[str, Any]) -> Comparison:
+def compare(results: Document, baseline: Document) -> Comparison:
     """``results`` (the run) against ``baseline``, one run a side (module docstring's rule).
 
     A side that never measured gives ``usable = False`` with the reason in ``problem`` and the
@@ -943,9 +947,7 @@ def _judged_run_metric(metric: str) -> bool:
     return metric in RATE_SERIES or metric == "accuracy"
 
 
-def compare_runs(
-    baseline: Sequence[Mapping[str, Any]], candidate: Sequence[Mapping[str, Any]]
-) -> Comparison:
+def compare_runs(baseline: Sequence[Document], candidate: Sequence[Document]) -> Comparison:
     """N runs a side (``--repeat N``, ABAB...): the run is the sample unit.
 
     Each judged metric: Welch's t-test over the runs' whole-run values (log values for
@@ -1017,7 +1019,7 @@ def compare_runs(
     return cmp
 
 
-def _t_interval(values: np.ndarray) -> list[float] | None:
+def _t_interval(values: Floats) -> list[float] | None:
     if values.size < 2:
         return None
     from scipy.stats import t
@@ -1026,7 +1028,7 @@ def _t_interval(values: np.ndarray) -> list[float] | None:
     return [float(values.mean()) - half, float(values.mean()) + half]
 
 
-def _welch(run: np.ndarray, base: np.ndarray, log: bool) -> _Test:
+def _welch(run: Floats, base: Floats, log: bool) -> _Test:
     """Welch's t-test (as a _Test on the log or plain scale)."""
     # scipy.stats costs seconds to import: only pay for it when runs are compared.
     from scipy.stats import ttest_ind
@@ -1042,9 +1044,7 @@ def _welch(run: np.ndarray, base: np.ndarray, log: bool) -> _Test:
     return _Test(p, effect, se, log)
 
 
-def comparison_for(
-    results: Mapping[str, Any], baseline: Mapping[str, Any] | None
-) -> dict[str, Any] | None:
+def comparison_for(results: Document, baseline: Document | None) -> dict[str, Any] | None:
     """The comparison a report of ``results`` shows against ``baseline``: the embedded one when
     ``baseline`` is its baseline (or None), else a fresh ``compare`` against ``baseline``, so a
     table never mixes one baseline's values with another's changes. JSON-ready dict or None."""

@@ -19,51 +19,58 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
+import numpy.typing as npt
 
 from harness import hdr
 from harness.load.recording import LoadResult
+
+# A FRAME_DTYPE structured array (harness.load.recording), one row per scheduled frame.
+FrameRows = npt.NDArray[np.void]
+# One flag per frame.
+Mask = npt.NDArray[np.bool_]
+# One label (str) or None per frame.
+Labels = npt.NDArray[np.object_]
 
 
 @dataclass
 class Columns:
     """Per-frame columns on the run clock (s); label columns as object arrays (None = unset)."""
 
-    session: np.ndarray
-    t_scheduled: np.ndarray
-    t_sent: np.ndarray
-    t_reply: np.ndarray
-    served_by: np.ndarray
-    model_version: np.ndarray
-    error_code: np.ndarray
+    session: npt.NDArray[np.int64]
+    t_scheduled: hdr.Floats
+    t_sent: hdr.Floats
+    t_reply: hdr.Floats
+    served_by: Labels
+    model_version: Labels
+    error_code: Labels
 
     @property
-    def answered(self) -> np.ndarray:
+    def answered(self) -> Mask:
         """Frames that got any reply (error replies included)."""
         return np.asarray(~np.isnan(self.t_reply))
 
     @property
-    def errored(self) -> np.ndarray:
+    def errored(self) -> Mask:
         """Frames answered with an error reply."""
-        return np.asarray(self.error_code != None)  # noqa: E711 - elementwise on an object array
+        return np.asarray(self.error_code != None, dtype=np.bool_)  # noqa: E711 - elementwise
 
     @property
-    def latency_s(self) -> np.ndarray:
+    def latency_s(self) -> hdr.Floats:
         """Coordinated-omission corrected latency (NaN when unanswered)."""
-        return np.asarray(self.t_reply - self.t_scheduled)
+        return np.asarray(self.t_reply - self.t_scheduled, dtype=np.float64)
 
 
-def columns(load: Any) -> Columns:
+def columns(load: LoadResult) -> Columns:
     """Decode ``load.frames`` (FRAME_DTYPE codes into ``load.labels``) into columns."""
     f = load.frames
     labels = np.array([*list(load.labels), None], dtype=object)  # code -1 -> None
 
-    def decode(name: str) -> np.ndarray:
+    def decode(name: str) -> Labels:
         codes = np.asarray(f[name], dtype=np.int64)
-        return labels[np.where(codes < 0, len(labels) - 1, codes)]
+        return np.asarray(labels[np.where(codes < 0, len(labels) - 1, codes)], dtype=object)
 
     return Columns(
         session=np.asarray(f["session"], dtype=np.int64),
@@ -79,24 +86,24 @@ def columns(load: Any) -> Columns:
 # --- populations ------------------------------------------------------------------------------
 
 
-def latency_population(frames: np.ndarray) -> np.ndarray:
+def latency_population(frames: FrameRows) -> Mask:
     """THE frame-latency population: answered frames without an error reply (bool mask)."""
-    return np.asarray(~np.isnan(frames["t_reply"]) & (frames["error_code"] < 0))
+    return np.asarray(~np.isnan(frames["t_reply"]) & (frames["error_code"] < 0), dtype=np.bool_)
 
 
-def inference_population(frames: np.ndarray) -> np.ndarray:
+def inference_population(frames: FrameRows) -> Mask:
     """The part of the frame-latency population answered with an inference."""
-    return np.asarray(latency_population(frames) & (frames["served_by"] >= 0))
+    return np.asarray(latency_population(frames) & (frames["served_by"] >= 0), dtype=np.bool_)
 
 
 # --- aggregates --------------------------------------------------------------------------------
 
 
-def _measured(load: LoadResult, mask: np.ndarray | None) -> np.ndarray:
+def _measured(load: LoadResult, mask: Mask | None) -> Mask:
     return load.measured_mask() if mask is None else mask
 
 
-def counts(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, int]:
+def counts(load: LoadResult, mask: Mask | None = None) -> dict[str, int]:
     """scheduled/sent/answered/late/errored/lost/inferences (measured window by default).
 
     ``answered`` includes error replies; ``lost`` = scheduled - answered (never sent, or no
@@ -116,32 +123,44 @@ def counts(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, int]:
     }
 
 
-def _tally(load: LoadResult, codes: np.ndarray) -> dict[str, int]:
+def _tally(load: LoadResult, codes: npt.NDArray[np.integer]) -> dict[str, int]:
     values, n = np.unique(codes[codes >= 0], return_counts=True)
     return {load.labels[v]: int(c) for v, c in zip(values.tolist(), n.tolist(), strict=True)}
 
 
-def errors_by_code(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, int]:
+def errors_by_code(load: LoadResult, mask: Mask | None = None) -> dict[str, int]:
     """Error replies per error code (measured window by default)."""
     return _tally(load, load.frames["error_code"][_measured(load, mask)])
 
 
-def served_by_counts(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, int]:
+def served_by_counts(load: LoadResult, mask: Mask | None = None) -> dict[str, int]:
     """Inference replies per ``served_by`` value ("local", "torchserve", ...)."""
     return _tally(load, load.frames["served_by"][_measured(load, mask)])
 
 
-def model_version_counts(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, int]:
+def model_version_counts(load: LoadResult, mask: Mask | None = None) -> dict[str, int]:
     """Inference replies per ``model_version``."""
     return _tally(load, load.frames["model_version"][_measured(load, mask)])
 
 
-def accuracy(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, Any]:
-    """Predictions against the trace's truth: inference replies with a prediction and truth.
+class Accuracy(TypedDict):
+    """Predictions against the trace's truth (``summary.accuracy_detail`` plus the share).
 
-    Returns ``{"accuracy": float | None, "correct", "total", "by_served_by": {name: acc}}``;
-    accuracy is None when no judged prediction exists (no truth in the trace).
+    ``accuracy``: correct / total, a share in [0, 1], None when nothing was judged (no truth
+    in the trace); ``correct``, ``total``: counts of judged predictions; ``by_served_by``: the
+    share per ``served_by`` value ("none" for a prediction without one), None when it judged
+    nothing.
     """
+
+    accuracy: float | None
+    correct: int
+    total: int
+    by_served_by: dict[str, float | None]
+
+
+def accuracy(load: LoadResult, mask: Mask | None = None) -> Accuracy:
+    """Predictions against the trace's truth: inference replies with a prediction and truth
+    (:class:`Accuracy`)."""
     f = load.frames[_measured(load, mask)]
     judged = (f["prediction"] >= 0) & (f["truth"] >= 0)
     correct = judged & (f["prediction"] == f["truth"])
@@ -166,8 +185,8 @@ def accuracy(load: LoadResult, mask: np.ndarray | None = None) -> dict[str, Any]
 
 
 def histograms(
-    load: LoadResult, mask: np.ndarray | None = None, non_inference: bool = True
-) -> dict[str, HdrHistogram]:
+    load: LoadResult, mask: Mask | None = None, non_inference: bool = True
+) -> dict[str, hdr.Histogram]:
     """Latency histograms (us, range = the run's latency limit) of the frame-latency
     population (measured window by default): ``frame_latency`` (corrected),
     ``frame_latency_uncorrected`` (``t_reply - t_sent``), ``inference_latency`` and, with
@@ -202,7 +221,7 @@ class Window:
     served_by: dict[str, int] = field(default_factory=dict)
     model_versions: dict[str, int] = field(default_factory=dict)
     # "frame_latency", "inference_latency" (us)
-    hist: dict[str, HdrHistogram] = field(default_factory=dict)
+    hist: dict[str, hdr.Histogram] = field(default_factory=dict)
 
     @property
     def ok_replies(self) -> int:

@@ -48,7 +48,7 @@ def main() -> None:
             for kind, inference_ms, queue, local in KINDS:
                 canary = simulate(rng, ts, t1=args.hold_s, inference_ms=inference_ms,
                                   queue_frames=queue, local_share=local)  # fmt: skip
-                d = judge_step(canary, control, judge, window, final=True)["decision"]
+                d = judge_step(canary, control, judge, window, final=True).decision
                 counts[kind][d] = counts[kind].get(d, 0) + 1
     took = time.perf_counter() - started
     n = 2 * args.seeds

@@ -155,9 +155,10 @@ class RolloutController:
             verdict = await loop.run_in_executor(self._pool, judge_step, *args)
         else:
             verdict = await asyncio.to_thread(judge_step, *args)
-        verdict["window_s"] = [t0, t1]
-        verdict["at_s"] = now
-        return verdict
+        verdict.window_s = [t0, t1]
+        verdict.at_s = now
+        # The record is JSON (results.json ``rollout``); keys the judge left unset stay out.
+        return verdict.model_dump(mode="json", exclude_unset=True)
 
     def prepare(self) -> None:
         """Start the judge's process before the load starts (spawned, its imports done), so

@@ -59,9 +59,9 @@ def summarize(
         "duration_s": duration,
         "warmup_s": warmup,
         "measured_s": measured_s,
-        "sessions": wl.sessions if wl.sessions is not None else traffic["started"],
+        "sessions": wl.sessions if wl.sessions is not None else traffic.started,
         # Sessions started/ended/refused, lifetimes and connect/close cost (analysis.traffic).
-        "traffic": traffic,
+        "traffic": traffic.model_dump(mode="json"),
         "fps": wl.fps,
         "frame": {
             "latency_ms": hdr.latency_summary(hists["frame_latency"]),

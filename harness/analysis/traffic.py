@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.results.model import CostSpread, LifetimeSpread, Traffic
+
 
 def _spread(values: Sequence[float | None]) -> dict[str, float | int | None]:
     """p50/p95/max/mean/count of the non-None values (None figures when there is none)."""
@@ -19,8 +21,9 @@ def _spread(values: Sequence[float | None]) -> dict[str, float | int | None]:
             "mean": float(v.mean()), "count": int(v.size)}  # fmt: skip
 
 
-def traffic_summary(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Counts by outcome, the cohorts, and lifetime (s) / connect and close cost (ms) spreads.
+def traffic_summary(sessions: Sequence[Mapping[str, Any]]) -> Traffic:
+    """Counts by outcome, the cohorts, and lifetime (s) / connect and close cost (ms) spreads
+    of ``sessions`` (``SessionRecord`` mappings, as ``LoadResult.sessions`` holds them).
 
     ``started``: sessions whose WebSocket opened; ``refused``: whose connect failed;
     ``ended``: closed by the harness at the end of their length or of the run;
@@ -33,14 +36,14 @@ def traffic_summary(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if s.get("connected_s") is not None:
             key = s.get("cohort") or "unknown"
             cohorts[key] = cohorts.get(key, 0) + 1
-    return {
-        "planned": len(sessions),
-        "started": sum(1 for s in sessions if s.get("connected_s") is not None),
-        "ended": outcomes.get("ended", 0),
-        "refused": outcomes.get("refused", 0),
-        "disconnected": outcomes.get("disconnected", 0),
-        "cohorts": cohorts,
-        "lifetime_s": _spread([s.get("lifetime_s") for s in sessions]),
-        "connect_ms": _spread([s.get("connect_ms") for s in sessions]),
-        "close_ms": _spread([s.get("close_ms") for s in sessions]),
-    }
+    return Traffic(
+        planned=len(sessions),
+        started=sum(1 for s in sessions if s.get("connected_s") is not None),
+        ended=outcomes.get("ended", 0),
+        refused=outcomes.get("refused", 0),
+        disconnected=outcomes.get("disconnected", 0),
+        cohorts=cohorts,
+        lifetime_s=LifetimeSpread.model_validate(_spread([s.get("lifetime_s") for s in sessions])),
+        connect_ms=CostSpread.model_validate(_spread([s.get("connect_ms") for s in sessions])),
+        close_ms=CostSpread.model_validate(_spread([s.get("close_ms") for s in sessions])),
+    )

@@ -257,6 +257,52 @@ class Generator(_Model):
     server_silent_from_s: Annotated[F, Unit("s", "when the server stopped answering")] = None
 
 
+# --------------------------------------------------------------------------- session traffic
+
+
+class LifetimeSpread(_Model):
+    """Sessions' lifetimes (connected .. closed), seconds; ``count``: sessions with one."""
+
+    p50: Annotated[F, Unit("s", "p50", "trend")] = None
+    p95: Annotated[F, Unit("s", "p95", "trend")] = None
+    max: Annotated[F, Unit("s", "max", "trend")] = None
+    mean: Annotated[F, Unit("s", "mean", "trend")] = None
+    count: Annotated[int, Unit("count", "sessions with a lifetime")] = 0
+
+
+class CostSpread(_Model):
+    """A handshake's cost over sessions, milliseconds; ``count``: sessions that made it."""
+
+    p50: Annotated[F, Unit("ms", "p50", "trend")] = None
+    p95: Annotated[F, Unit("ms", "p95", "trend")] = None
+    max: Annotated[F, Unit("ms", "max", "trend")] = None
+    mean: Annotated[F, Unit("ms", "mean", "trend")] = None
+    count: Annotated[int, Unit("count", "sessions with a handshake")] = 0
+
+
+class Traffic(_Model):
+    """Sessions that came and went (harness/analysis/traffic.py, from ``Results.sessions``)."""
+
+    planned: Annotated[int, Unit("count", "sessions planned by the traffic model", "gauge")] = 0
+    started: Annotated[int, Unit("count", "sessions whose WebSocket opened", "gauge")] = 0
+    ended: Annotated[int, Unit("count", "sessions closed by the harness")] = 0
+    refused: Annotated[int, Unit("count", "sessions whose connect failed")] = 0
+    disconnected: Annotated[int, Unit("count", "sessions dropped by the server")] = 0
+    cohorts: Annotated[
+        dict[str, int],
+        Unit("count", "started sessions the backend routed to one cohort", absent_is_zero=True),
+    ] = Field(default_factory=dict)
+    lifetime_s: Annotated[LifetimeSpread, Unit("s", "session lifetime")] = Field(
+        default_factory=LifetimeSpread
+    )
+    connect_ms: Annotated[CostSpread, Unit("ms", "WebSocket handshake")] = Field(
+        default_factory=CostSpread
+    )
+    close_ms: Annotated[CostSpread, Unit("ms", "close handshake")] = Field(
+        default_factory=CostSpread
+    )
+
+
 class Summary(_Model):
     """Whole-run figures over the measured window (warm-up excluded)."""
 
@@ -284,9 +330,8 @@ class Summary(_Model):
     ] = Field(default_factory=dict)
     torchserve: TorchServeSummary | None = None
     generator: Generator | None = None
-    # Issue 15's session traffic (planned/started/ended... counts, lifetimes): loosely typed
-    # until its own model lands (harness/load/traffic.py owns the shape; not gateable yet).
-    traffic: dict[str, Any] | None = None
+    # None in documents written before session traffic was recorded.
+    traffic: Traffic | None = None
 
 
 # --------------------------------------------------------------------------- faults
@@ -454,11 +499,14 @@ def reason_text(reason: object) -> str:
 
 
 class GateResult(_Model):
-    """One evaluated gate (``threshold`` resolved against the baseline for relative gates)."""
+    """One evaluated gate (``threshold`` resolved against the baseline for relative gates).
+
+    ``op`` is None for the gates the harness adds (``abort_on_fail: ...``, which always fails).
+    """
 
     expr: str
     metric: str
-    op: str
+    op: str | None
     threshold: float | None = None
     threshold_hi: float | None = None
     relative: bool = False
@@ -478,6 +526,9 @@ class EventRecord(_Model):
     ok: bool | None = None
     error: str | None = None
     result: Any = None
+    # "rollout": a set_rollout the rollout block made (Results.rollout.events); None: the
+    # scenario's timeline.
+    source: Literal["rollout"] | None = None
 
 
 class Histograms(_Model):
@@ -493,6 +544,162 @@ class Histograms(_Model):
     inference_latency: str | None = None
     windows: dict[str, list[str | None]] = Field(default_factory=dict)
     percentile_curve: dict[str, list[list[float]]] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- rollout, abort
+
+
+class CohortLatency(_Model):
+    """A cohort's latency percentiles over a judgement window, ms (None: no such reply)."""
+
+    p50: Annotated[F, Unit("ms", "p50", "trend")] = None
+    p95: Annotated[F, Unit("ms", "p95", "trend")] = None
+    p99: Annotated[F, Unit("ms", "p99", "trend")] = None
+
+
+class CohortFigures(_Model):
+    """One cohort's frames scheduled in a judgement window (harness/analysis/rollout.py)."""
+
+    sessions: Annotated[int, Unit("count", "sessions of the cohort with frames in the window")]
+    frames: Annotated[int, Unit("count", "frames scheduled in the window")]
+    inferences: Annotated[int, Unit("count", "inference replies without an error")]
+    frame_latency_ms: Annotated[CohortLatency, Unit("ms", "frame latency, scheduled to reply")]
+    inference_latency_ms: Annotated[CohortLatency, Unit("ms", "latency of inference replies")]
+    errors: Annotated[int, Unit("count", "frames errored or lost")]
+    error_share: Annotated[F, Unit("share", "errors / frames")] = None
+    judged_signs: Annotated[int, Unit("count", "classified frames with a truth")]
+    accuracy: Annotated[F, Unit("share", "correct / judged signs")] = None
+    local_share: Annotated[F, Unit("share", "inference replies answered by the local engine")] = (
+        None
+    )
+
+
+class CohortPair(_Model):
+    """Both cohorts' figures side by side."""
+
+    torchserve: CohortFigures
+    local: CohortFigures
+
+
+class RolloutCriterion(_Model):
+    """One criterion of a judgement; ``torchserve``/``local``: each cohort's figure in the
+    criterion's unit (ms for latency, a share for errors, fallback and accuracy)."""
+
+    criterion: str  # "frame.p95 latency", "errors", "fallback", "accuracy"
+    torchserve: float | None = None
+    local: float | None = None
+    # The comparison row of a latency criterion: harness.analysis.compare.MetricComparison as
+    # JSON (verdict, p_value, ci_run, ...; a mapping so this module stays a leaf).
+    statistics: dict[str, Any] | None = None
+    allowance_ms: Annotated[F, Unit("ms", "how far the TorchServe cohort may be above")] = None
+    status: Literal["pass", "fail", "n/a"]
+    why: str
+
+
+class RolloutJudgement(_Model):
+    """One judgement of a step (one per hold period)."""
+
+    decision: Literal["advance", "hold", "abort", "complete"]
+    reason: str
+    criteria: list[RolloutCriterion]
+    figures: CohortPair
+    window_s: Annotated[
+        list[float] | None, Unit("s", "[t0, t1) of the frames judged, run clock")
+    ] = None
+    at_s: Annotated[F, Unit("s", "when it was judged, run clock")] = None
+
+
+class RolloutStep(_Model):
+    """One rollout step as it ran."""
+
+    step: int
+    percent: Annotated[int, Unit("%", "share of new sessions sent to TorchServe")]
+    set_s: Annotated[float, Unit("s", "when the step was asked for, run clock")]
+    judgements: list[RolloutJudgement] = Field(default_factory=list)
+    # "not judged": the load ended during the step. None while it runs.
+    decision: Literal["advance", "hold", "abort", "complete", "not judged"] | None = None
+
+
+class RolloutRecord(_Model):
+    """The scenario's rollout block as it ran (harness/rollout.py)."""
+
+    steps: list[RolloutStep] = Field(default_factory=list)
+    outcome: Literal["running", "completed", "aborted", "incomplete"]
+    reason: str | None = None
+    failed_step: int | None = None
+    events: list[EventRecord] = Field(default_factory=list)
+    rolled_back_s: Annotated[F, Unit("s", "when an aborted rollout was set to 0, run clock")] = None
+    rollback_error: str | None = None
+
+
+class AbortRecord(_Model):
+    """The abort_on_fail gate that stopped the run early (harness/watch.py)."""
+
+    at_s: Annotated[float, Unit("s", "when the gate was lost, run clock")]
+    measured_until_s: Annotated[float, Unit("s", "the end of the figures it judged, run clock")]
+    gate: str
+    measured: float | None = None  # in the gate metric's unit
+    reason: str | None = None
+
+
+# --------------------------------------------------------------------------- sessions, load
+
+
+class SessionRecord(_Model):
+    """One session's lifetime (harness/load/generator.py ``session_record``; run clock)."""
+
+    session: int
+    planned_start_s: Annotated[float, Unit("s", "planned start")]
+    frames: Annotated[int, Unit("count", "frames planned")]
+    sent: Annotated[int, Unit("count", "frames sent")]
+    connected_s: Annotated[F, Unit("s", "WebSocket open (None: never connected)")] = None
+    closed_s: Annotated[F, Unit("s", "WebSocket closed (None: never closed)")] = None
+    lifetime_s: Annotated[F, Unit("s", "connected .. closed")] = None
+    connect_ms: Annotated[F, Unit("ms", "WebSocket handshake")] = None
+    close_ms: Annotated[F, Unit("ms", "close handshake")] = None
+    cohort: str | None = None  # "torchserve" | "local" | None (not known)
+    outcome: Literal["ended", "refused", "disconnected", "open", "not started"]
+
+
+class LoadWorker(_Model):
+    """One load worker of engine locust (harness/load/distributed/merge.py ``_worker_doc``);
+    counts over the measured window."""
+
+    index: int
+    name: str
+    host: str | None = None
+    status: Literal["done", "missing", "exited", "timeout", "failed"]
+    detail: str | None = None
+    session_offset: int
+    sessions: Annotated[int, Unit("count", "sessions it ran")]
+    frames: Annotated[int, Unit("count", "frames scheduled")]
+    sent: Annotated[int, Unit("count", "frames sent")]
+    answered: Annotated[int, Unit("count", "frames answered")]
+    late_share: Annotated[F, Unit("share", "sent frames later than late_threshold_ms")] = None
+    cpu_percent: Annotated[F, Unit("%", "its load engine's CPU, one core = 100")] = None
+    locust_cpu_percent: Annotated[F, Unit("%", "its Locust runner's CPU")] = None
+    messages: Annotated[int, Unit("count", "messages it sent the master")] = 0
+    message_bytes: Annotated[int, Unit("count", "bytes of those messages")] = 0
+
+
+class LoadMaster(_Model):
+    """The Locust master (control plane only; empty when it never reported)."""
+
+    bind: str | None = None  # host:port
+    messages: Annotated[I, Unit("count", "messages it received")] = None
+    message_bytes: Annotated[I, Unit("count", "bytes of those messages")] = None
+    handler_cpu_s: Annotated[F, Unit("s", "CPU time its message handlers took")] = None
+    cpu_percent: Annotated[F, Unit("%", "its CPU over the run")] = None
+
+
+class LoadDistribution(_Model):
+    """The ``load`` section: engine locust's per-worker figures (absent for engine asyncio)."""
+
+    engine: Literal["locust"] = "locust"
+    workers: list[LoadWorker] = Field(default_factory=list)
+    late_share: Annotated[float, Unit("share", "late frames over every worker's sent frames")]
+    max_late_share: Annotated[float, Unit("share", "the limit above which the run is INVALID")]
+    master: LoadMaster = Field(default_factory=LoadMaster)
 
 
 class Provenance(_Model):
@@ -541,13 +748,12 @@ class Results(_Model):
     gates: list[GateResult] = Field(default_factory=list)
     comparison: dict[str, Any] | None = None
     provenance: Provenance = Field(default_factory=Provenance)
-    # Issue 15 (rollout, abort-on-fail, session records) and 13 (engine locust's per-worker
-    # ``load``): loosely typed until their owners' models land here.
-    rollout: dict[str, Any] | None = None
-    aborted: dict[str, Any] | None = None
-    sessions: list[dict[str, Any]] | None = None
+    rollout: RolloutRecord | None = None
+    aborted: AbortRecord | None = None
+    # The first MAX_SESSION_RECORDS sessions (harness.runner), in start order.
+    sessions: list[SessionRecord] | None = None
     sessions_truncated: bool | None = None
-    load: dict[str, Any] | None = None
+    load: LoadDistribution | None = None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 

@@ -20,10 +20,10 @@ def test_same_behaviour_advances() -> None:
     rng = np.random.default_rng(1)
     canary, control = simulate(rng, 4), simulate(rng, 12)
     out = judge_step(canary, control, _judge(), WINDOW)
-    assert out["decision"] == "advance", out["reason"]
-    assert {c["status"] for c in out["criteria"]} <= {"pass", "n/a"}
-    assert out["figures"]["torchserve"]["sessions"] == 4
-    assert out["figures"]["local"]["sessions"] == 12
+    assert out.decision == "advance", out.reason
+    assert {c.status for c in out.criteria} <= {"pass", "n/a"}
+    assert out.figures.torchserve.sessions == 4
+    assert out.figures.local.sessions == 12
 
 
 def test_slow_torchserve_cohort_aborts_naming_the_criterion() -> None:
@@ -31,14 +31,14 @@ def test_slow_torchserve_cohort_aborts_naming_the_criterion() -> None:
     canary = simulate(rng, 4, inference_ms=1000.0, queue_frames=30)
     control = simulate(rng, 12)
     out = judge_step(canary, control, _judge(), WINDOW)
-    assert out["decision"] == "abort"
-    failed = [c["criterion"] for c in out["criteria"] if c["status"] == "fail"]
+    assert out.decision == "abort"
+    failed = [c.criterion for c in out.criteria if c.status == "fail"]
     assert "inference.p50 latency" in failed and "frame.p95 latency" in failed
-    assert "significantly worse" in out["reason"]
+    assert "significantly worse" in out.reason
     # The statistics are the project's (one call into compare_windows), with their verdict.
-    crit = next(c for c in out["criteria"] if c["criterion"] == "inference.p50 latency")
-    assert crit["statistics"]["verdict"] == "worse"
-    assert crit["torchserve"] > 900 and crit["local"] < 20
+    crit = next(c for c in out.criteria if c.criterion == "inference.p50 latency")
+    assert crit.statistics["verdict"] == "worse"
+    assert crit.torchserve > 900 and crit.local < 20
 
 
 def test_a_slower_hop_within_the_allowance_advances() -> None:
@@ -47,22 +47,22 @@ def test_a_slower_hop_within_the_allowance_advances() -> None:
     canary = simulate(rng, 4, inference_ms=21.0)
     control = simulate(rng, 12, inference_ms=6.0)
     out = judge_step(canary, control, _judge(), WINDOW)
-    crit = next(c for c in out["criteria"] if c["criterion"] == "inference.p50 latency")
-    assert crit["statistics"]["verdict"] == "worse"
-    assert crit["status"] == "pass"
-    assert out["decision"] == "advance"
+    crit = next(c for c in out.criteria if c.criterion == "inference.p50 latency")
+    assert crit.statistics["verdict"] == "worse"
+    assert crit.status == "pass"
+    assert out.decision == "advance"
     # ...and beyond a tighter allowance it aborts.
     tight = judge_step(canary, control, _judge(latency_allowance_ms=5), WINDOW)
-    assert tight["decision"] == "abort"
+    assert tight.decision == "abort"
 
 
 def test_errors_and_accuracy_abort() -> None:
     rng = np.random.default_rng(4)
     control = simulate(rng, 12)
     errors = judge_step(simulate(rng, 4, error_share=0.05), control, _judge(), WINDOW)
-    assert errors["decision"] == "abort" and "errors" in errors["reason"]
+    assert errors.decision == "abort" and "errors" in errors.reason
     wrong = judge_step(simulate(rng, 6, accuracy=0.5), control, _judge(), WINDOW)
-    assert wrong["decision"] == "abort" and "accuracy" in wrong["reason"]
+    assert wrong.decision == "abort" and "accuracy" in wrong.reason
 
 
 def test_a_torchserve_cohort_served_locally_aborts() -> None:
@@ -72,39 +72,39 @@ def test_a_torchserve_cohort_served_locally_aborts() -> None:
     control = simulate(rng, 12)
     hidden = simulate(rng, 4, local_share=0.9)
     out = judge_step(hidden, control, _judge(), WINDOW)
-    assert out["decision"] == "abort"
-    crit = next(c for c in out["criteria"] if c["criterion"] == "fallback")
-    assert crit["status"] == "fail" and crit["torchserve"] > 0.8
-    assert "answered locally" in out["reason"]
+    assert out.decision == "abort"
+    crit = next(c for c in out.criteria if c.criterion == "fallback")
+    assert crit.status == "fail" and crit.torchserve > 0.8
+    assert "answered locally" in out.reason
     healthy = judge_step(simulate(rng, 4, local_share=0.02), control, _judge(), WINDOW)
-    assert next(c for c in healthy["criteria"] if c["criterion"] == "fallback")["status"] == "pass"
+    assert next(c for c in healthy.criteria if c.criterion == "fallback").status == "pass"
 
 
 def test_too_small_a_cohort_holds_then_aborts_when_no_hold_is_left() -> None:
     rng = np.random.default_rng(5)
     canary, control = simulate(rng, 1), simulate(rng, 12)
     out = judge_step(canary, control, _judge(min_sessions=2), WINDOW)
-    assert out["decision"] == "hold"
-    assert "torchserve cohort has fewer than 2 sessions" in out["reason"]
+    assert out.decision == "hold"
+    assert "torchserve cohort has fewer than 2 sessions" in out.reason
     last = judge_step(canary, control, _judge(min_sessions=2), WINDOW, final=True)
-    assert last["decision"] == "abort"
-    assert last["reason"].startswith("too little evidence")
+    assert last.decision == "abort"
+    assert last.reason.startswith("too little evidence")
 
 
 def test_too_few_windows_holds() -> None:
     rng = np.random.default_rng(6)
     canary, control = simulate(rng, 4, t1=3.0), simulate(rng, 12, t1=3.0)
     out = judge_step(canary, control, _judge(), (0.0, 3.0))
-    assert out["decision"] == "hold"
-    assert "too little data" in out["reason"]
+    assert out.decision == "hold"
+    assert "too little data" in out.reason
 
 
 def test_compare_cohorts_is_per_window() -> None:
     rng = np.random.default_rng(7)
     rows = compare_cohorts(simulate(rng, 3), simulate(rng, 3), WINDOW, 5.0)
     row = rows["frame.latency_ms.p95"]
-    assert row["n_run"] == 20 and row["n_baseline"] == 20  # one per 1-s window
-    assert row["sample_unit"] == "window"
+    assert row.n_run == 20 and row.n_baseline == 20  # one per 1-s window
+    assert row.sample_unit == "window"
 
 
 @pytest.mark.parametrize(
@@ -129,5 +129,5 @@ def test_no_false_abort_in_20_healthy_judgements() -> None:
             canary = simulate(rng, ts, inference_ms=21.0)
             control = simulate(rng, 20 - ts)
             aborts += judge_step(canary, control, _judge(latency_allowance_ms=50),
-                                 WINDOW)["decision"] == "abort"  # fmt: skip
+                                 WINDOW).decision == "abort"  # fmt: skip
     assert aborts == 0

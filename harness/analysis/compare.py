@@ -64,10 +64,7 @@ from pydantic import BaseModel, Field
 
 from harness import hdr
 from harness.hdr import Floats
-
-# A results document as read from results.json (docs/RESULTS.md; version 1 or 2). Read with
-# ``.get`` and checks: a version-1 file or a run that never measured lacks whole sections.
-Document = Mapping[str, Any]
+from harness.results.model import Document
 
 FAMILY_ALPHA = 0.05
 PRACTICAL_CHANGE = 0.05

@@ -30,7 +30,7 @@ advances on the latency criteria that were judged (all passed), and aborts when 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from harness.results.model import (
     CohortFigures,
     CohortLatency,
     CohortPair,
+    Document,
     GateResult,
     RolloutCriterion,
     RolloutJudgement,
@@ -307,7 +308,7 @@ def _latency(figures: CohortFigures, family: str, key: str) -> float | None:
     return value
 
 
-def rollout_gate(rollout: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def rollout_gate(rollout: Document | None) -> dict[str, Any] | None:
     """A gates[] entry for the rollout's outcome (None without a rollout block); ``rollout``:
     the record as harness/rollout.py keeps it (``RolloutRecord`` as JSON)."""
     if not rollout:

@@ -13,7 +13,7 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import matplotlib
 
@@ -26,6 +26,8 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
 from harness import hdr
+from harness.hdr import Floats
+from harness.results.model import Document as Doc
 
 DPI = 120
 WIDTH_IN = 9.6
@@ -78,28 +80,28 @@ def _png(fig: MplFigure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _arr(values: Iterable[Any] | None) -> np.ndarray:
+def _arr(values: Iterable[Any] | None) -> Floats:
     if values is None:
         return np.array([], dtype=float)
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
-def _series(doc: dict | None) -> dict:
+def _series(doc: Doc | None) -> Doc:
     if not doc:
         return {}
     s = doc.get("series")
     return s if isinstance(s, dict) else {}
 
 
-def _t(doc: dict | None) -> np.ndarray:
+def _t(doc: Doc | None) -> Floats:
     return _arr(_series(doc).get("t"))
 
 
-def _has(values: np.ndarray) -> bool:
+def _has(values: Floats) -> bool:
     return values.size > 0 and bool(np.isfinite(values).any())
 
 
-def _aligned(doc: dict | None, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _aligned(doc: Doc | None, key: str) -> tuple[Floats, Floats] | None:
     """The (t, values) pair of series ``key``, or None when absent or all null."""
     t, v = _t(doc), _arr(_series(doc).get(key))
     n = min(t.size, v.size)
@@ -128,7 +130,7 @@ def _style_axes(ax: Axes) -> None:
     ax.tick_params(labelsize=9)
 
 
-def _event_time(ev: dict) -> float | None:
+def _event_time(ev: Doc) -> float | None:
     for k in ("started_s", "at_s"):
         v = ev.get(k)
         if isinstance(v, int | float):
@@ -136,7 +138,7 @@ def _event_time(ev: dict) -> float | None:
     return None
 
 
-def event_label(ev: dict) -> str:
+def event_label(ev: Doc) -> str:
     """Short human label of a timeline event (``reload → 2.0``, ``rollout 50 %``)."""
     action = str(ev.get("action", "event"))
     label = ACTION_LABELS.get(action, action.replace("_", " "))
@@ -150,7 +152,7 @@ def event_label(ev: dict) -> str:
     return label
 
 
-def windows(doc: dict | None) -> list[tuple[str, float, float]]:
+def windows(doc: Doc | None) -> list[tuple[str, float, float]]:
     """Shaded windows of a run: ('outage'|'recovery'|'mixed versions', start, end), clock s.
 
     The outage and recovery windows are the fault entry's own (``start_s``/``end_s`` and
@@ -181,7 +183,8 @@ def windows(doc: dict | None) -> list[tuple[str, float, float]]:
     return out
 
 
-def _pair(x: Any) -> bool:
+def _pair(x: object) -> TypeGuard[Sequence[float]]:
+    """``x`` is two numbers (a window's [start, end])."""
     return (
         isinstance(x, Sequence)
         and not isinstance(x, str)
@@ -197,7 +200,7 @@ WINDOW_STYLE = {  # kind -> (hatch, colour)
 }
 
 
-def _annotate(ax: Axes, doc: dict | None, *, labels: bool) -> None:
+def _annotate(ax: Axes, doc: Doc | None, *, labels: bool) -> None:
     """Warm-up, outage and mixed-version windows shaded; timeline events as labelled lines."""
     if not doc:
         return
@@ -253,7 +256,7 @@ def _annotate(ax: Axes, doc: dict | None, *, labels: bool) -> None:
             )
 
 
-def _log_if_wide(ax: Axes, values: Iterable[np.ndarray]) -> bool:
+def _log_if_wide(ax: Axes, values: Iterable[Floats]) -> bool:
     finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values] or [np.array([])])
     if finite.size and finite.max() / max(finite.min(), 1e-9) > 15:
         ax.set_yscale("log")
@@ -276,11 +279,11 @@ def _legend(ax: Axes, **_: Any) -> None:
         )
 
 
-def _run_name(doc: dict | None, default: str) -> str:
+def _run_name(doc: Doc | None, default: str) -> str:
     return str((doc or {}).get("name") or default)
 
 
-def latency_over_time(run: dict, baseline: dict | None) -> Figure | None:
+def latency_over_time(run: Doc, baseline: Doc | None) -> Figure | None:
     """Frame latency p50/p95/p99 per second, run on top and baseline below, with events."""
     keys = [("frame_p50_ms", "p50"), ("frame_p95_ms", "p95"), ("frame_p99_ms", "p99")]
     docs = [("This run", run)] + ([("Baseline", baseline)] if baseline else [])
@@ -290,7 +293,7 @@ def latency_over_time(run: dict, baseline: dict | None) -> Figure | None:
     fig, axes = plt.subplots(
         len(docs), 1, figsize=(WIDTH_IN, 3.3 * len(docs)), sharex=True, sharey=True, squeeze=False
     )
-    all_vals: list[np.ndarray] = []
+    all_vals: list[Floats] = []
     peaks: list[str] = []
     for (title, doc), ax in zip(docs, axes[:, 0], strict=True):
         for (key, label), style in zip(keys, STYLES, strict=False):
@@ -337,7 +340,7 @@ def latency_over_time(run: dict, baseline: dict | None) -> Figure | None:
     )
 
 
-def _events_sentence(doc: dict | None) -> str:
+def _events_sentence(doc: Doc | None) -> str:
     parts = []
     for ev in (doc or {}).get("events") or []:
         x = _event_time(ev) if isinstance(ev, dict) else None
@@ -348,7 +351,7 @@ def _events_sentence(doc: dict | None) -> str:
     return ("Marked: " + ", ".join(parts) + ".") if parts else "No timeline events."
 
 
-def throughput_over_time(run: dict, baseline: dict | None) -> Figure | None:
+def throughput_over_time(run: Doc, baseline: Doc | None) -> Figure | None:
     """Frames/s and inferences/s per second for run (solid) and baseline (dashed), errors."""
     if not (_aligned(run, "frames_per_s") or _aligned(run, "inferences_per_s")):
         return None
@@ -411,7 +414,7 @@ def throughput_over_time(run: dict, baseline: dict | None) -> Figure | None:
     )
 
 
-def _hdr_curve(doc: dict | None, which: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _hdr_curve(doc: Doc | None, which: str) -> tuple[Floats, Floats] | None:
     """(1/(1-q), latency ms) for 'frame' or 'inference': decoded HDR, else percentile_curve."""
     if not doc:
         return None
@@ -435,7 +438,7 @@ def _hdr_curve(doc: dict | None, which: str) -> tuple[np.ndarray, np.ndarray] | 
     return np.array([1.0 / (1.0 - p / 100.0) for p, _ in pts]), np.array([v for _, v in pts])
 
 
-def latency_distribution(run: dict, baseline: dict | None) -> Figure | None:
+def latency_distribution(run: Doc, baseline: Doc | None) -> Figure | None:
     """HDR percentile plot (x: 1/(1-q) log scale to 99.99 %) for run and baseline."""
     curves = [
         (run, "frame", "frame (run)", STYLES[0]),
@@ -450,7 +453,7 @@ def latency_distribution(run: dict, baseline: dict | None) -> Figure | None:
     ]
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 4.0))
     desc, vals = [], []
-    curves_xy: list[tuple[np.ndarray, np.ndarray]] = []
+    curves_xy: list[tuple[Floats, Floats]] = []
     for doc, which, label, style in curves:
         c = _hdr_curve(doc, which)
         if c is None:
@@ -494,12 +497,13 @@ def latency_distribution(run: dict, baseline: dict | None) -> Figure | None:
     )
 
 
-def served_by_over_time(run: dict) -> Figure | None:
+def served_by_over_time(run: Doc) -> Figure | None:
     """Share of inferences served by TorchServe vs the local fallback, plus model versions."""
     ts, loc = _aligned(run, "served_torchserve"), _aligned(run, "served_local")
-    if ts is None and loc is None:
+    either = ts if ts is not None else loc
+    if either is None:
         return None
-    t = (ts or loc)[0]  # type: ignore[index]
+    t = either[0]
     n = t.size
     tsv = np.nan_to_num(ts[1][:n]) if ts else np.zeros(n)
     lov = np.nan_to_num(loc[1][:n]) if loc else np.zeros(n)
@@ -616,7 +620,7 @@ def served_by_over_time(run: dict) -> Figure | None:
 LINE_LOOKS = ("solid", "dashed, circles", "dotted, triangles")
 
 
-def torchserve_batching(run: dict) -> Figure | None:
+def torchserve_batching(run: Doc) -> Figure | None:
     """Achieved batch-size histogram, and per second where a request's time in TorchServe went:
     queue, the handler's own time, end to end (arrival to answer; results written before the
     split have only that one, as ``ts_inference_ms``)."""
@@ -715,7 +719,7 @@ def torchserve_batching(run: dict) -> Figure | None:
     )
 
 
-def cpu_over_time(run: dict) -> Figure | None:
+def cpu_over_time(run: Doc) -> Figure | None:
     """CPU % and resident memory per component over time."""
     s = _series(run)
     t = _t(run)
@@ -775,7 +779,7 @@ def cpu_over_time(run: dict) -> Figure | None:
     )
 
 
-def gpu_over_time(run: dict) -> Figure | None:
+def gpu_over_time(run: Doc) -> Figure | None:
     """GPU utilisation and memory over time; None when no GPU series (stated in words)."""
     u, m = _aligned(run, "gpu_util"), _aligned(run, "gpu_mem_mb")
     if u is None and m is None:

@@ -10,20 +10,126 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import jinja2
 
 from harness.analysis.compare import comparison_for
 from harness.redact import mask, mask_yaml_text
 from harness.results.model import READABLE_VERSIONS, reason_text
+from harness.results.model import Document as Doc
 
 from . import figures as F
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+class GateView(TypedDict):
+    """One gate row of the report (values formatted with their unit)."""
+
+    expr: str
+    metric: str
+    measured: str
+    threshold: str
+    outcome: str  # "pass" | "fail"
+    reason: str | None
+
+
+class VerdictView(TypedDict):
+    """The verdict box: status (passed/failed/invalid/error), headline, reasons, symbol."""
+
+    status: str
+    headline: str
+    reasons: list[str]
+    symbol: str
+
+
+class SummaryItem(TypedDict):
+    """One summary-table row: run and baseline values, change and the comparison's verdict."""
+
+    label: str
+    metric: str
+    run: str
+    baseline: str
+    change: str
+    verdict: str
+    verdict_class: str
+    symbol: str
+    p_value: str
+    note: str | None
+    ci_run: str
+    ci_baseline: str
+
+
+class SummaryGroup(TypedDict):
+    """A titled group of summary rows."""
+
+    title: str
+    rows: list[SummaryItem]
+
+
+class OtherCompared(TypedDict):
+    """A compared metric the summary table does not show."""
+
+    metric: str
+    run: str
+    baseline: str
+    change: str
+    verdict: str
+    verdict_class: str
+    symbol: str
+
+
+class FaultView(TypedDict):
+    """An outage or reload: its window heading and (label, value) rows."""
+
+    window: str
+    rows: list[tuple[str, str]]
+
+
+class OtherFault(TypedDict):
+    """A fault kind the report has no layout for, shown as JSON."""
+
+    kind: str
+    json: str
+
+
+class EventRow(TypedDict):
+    """One timeline event as executed."""
+
+    at: str
+    label: str
+    took: str
+    ok: bool
+    error: str | None
+
+
+class RolloutRow(TypedDict):
+    """One rollout judgement (or a step never judged): TorchServe cohort / old cohort."""
+
+    percent: int | None
+    set: str
+    window: str
+    sessions: str
+    frame_p95: str
+    inference_p50: str
+    errors: str
+    accuracy: str
+    local_share: str
+    decision: str
+    reason: str
+    criteria: list[str]
+
+
+class RolloutView(TypedDict):
+    """The rollout table: outcome, why, one row per judgement."""
+
+    outcome: str | None
+    reason: str | None
+    rows: list[RolloutRow]
 
 
 @dataclass(frozen=True)
@@ -88,9 +194,9 @@ VERDICT_SYMBOL = {
 }
 
 
-def get_path(obj: Any, path: str) -> Any:
+def get_path(obj: object, path: str) -> Any:
     """Value at dotted ``path`` in nested dicts, or None."""
-    cur = obj
+    cur: Any = obj
     for part in path.split("."):
         if not isinstance(cur, dict):
             return None
@@ -98,13 +204,13 @@ def get_path(obj: Any, path: str) -> Any:
     return cur
 
 
-def _num(x: Any) -> float | None:
+def _num(x: object) -> float | None:
     if isinstance(x, bool) or not isinstance(x, int | float):
         return None
     return float(x) if math.isfinite(x) else None
 
 
-def fmt(x: Any, unit: str = "") -> str:
+def fmt(x: object, unit: str = "") -> str:
     """Human format of a measured value; ``—`` for missing."""
     if isinstance(x, bool):
         return "yes" if x else "no"
@@ -135,14 +241,14 @@ def fmt(x: Any, unit: str = "") -> str:
     return s + suffix
 
 
-def _change(run: Any, base: Any) -> float | None:
+def _change(run: object, base: object) -> float | None:
     r, b = _num(run), _num(base)
     if r is None or b is None or b == 0:
         return None
     return (r - b) / abs(b)
 
 
-def fmt_change(change: Any) -> str:
+def fmt_change(change: object) -> str:
     """Relative change as a signed percentage."""
     c = _num(change)
     if c is None:
@@ -166,7 +272,7 @@ def _unit_for(metric: str) -> str:
     return ""
 
 
-def _gate_view(g: dict[str, Any], has_baseline: bool) -> dict[str, Any]:
+def _gate_view(g: Doc, has_baseline: bool) -> GateView:
     metric = str(g.get("metric") or "")
     unit = _unit_for(metric)
     op = str(g.get("op") or "")
@@ -188,7 +294,7 @@ def _gate_view(g: dict[str, Any], has_baseline: bool) -> dict[str, Any]:
     }
 
 
-def _comparison_line(comparison: dict | None) -> str | None:
+def _comparison_line(comparison: Doc | None) -> str | None:
     """One line on the comparison for the verdict box: its headline (older documents: the
     count of worse rows), so a PASSED run never sits silently over red rows."""
     if not comparison:
@@ -203,7 +309,9 @@ def _comparison_line(comparison: dict | None) -> str | None:
     return f"compared with {base}: no metric judged worse"
 
 
-def _verdict_view(results: dict, gates: list[dict], comparison: dict | None = None) -> dict:
+def _verdict_view(
+    results: Doc, gates: list[GateView], comparison: Doc | None = None
+) -> VerdictView:
     verdict = str(results.get("verdict") or "error").lower()
     valid = results.get("valid")
     if valid is False and verdict != "error":
@@ -248,7 +356,7 @@ def _verdict_view(results: dict, gates: list[dict], comparison: dict | None = No
     return {"status": verdict, "headline": headline, "reasons": reasons, "symbol": symbol}
 
 
-def _summary_rows(results: dict, baseline: dict | None, comparison: dict | None) -> list[dict]:
+def _summary_rows(results: Doc, baseline: Doc | None, comparison: Doc | None) -> list[SummaryGroup]:
     """The summary table; with a comparison, the baseline column and the changes come from
     that one comparison only (never one baseline's values beside another's changes)."""
     summary = results.get("summary") or {}
@@ -269,9 +377,9 @@ def _summary_rows(results: dict, baseline: dict | None, comparison: dict | None)
             )
         )
     has_base = bool(baseline) or bool(by_metric)
-    out = []
+    out: list[SummaryGroup] = []
     for title, rows in groups:
-        items = []
+        items: list[SummaryItem] = []
         for row in rows:
             cmp = by_metric.get(row.metric) or {}
             run_v = get_path(summary, row.metric)
@@ -310,9 +418,9 @@ def _summary_rows(results: dict, baseline: dict | None, comparison: dict | None)
     return out
 
 
-def _other_compared(comparison: dict | None, shown: set[str]) -> list[dict]:
+def _other_compared(comparison: Doc | None, shown: set[str]) -> list[OtherCompared]:
     """Comparison metrics that the summary table does not show, in the comparison's order."""
-    out = []
+    out: list[OtherCompared] = []
     for m in (comparison or {}).get("metrics") or []:
         if not isinstance(m, dict) or m.get("metric") in shown:
             continue
@@ -333,21 +441,21 @@ def _other_compared(comparison: dict | None, shown: set[str]) -> list[dict]:
     return out
 
 
-def _ci(ci: Any, unit: str) -> str:
+def _ci(ci: object, unit: str) -> str:
     if isinstance(ci, list | tuple) and len(ci) == 2 and all(_num(x) is not None for x in ci):
         return f"[{fmt(ci[0], unit)}, {fmt(ci[1], unit)}]"
     return ""
 
 
-def _window_text(lat: Any) -> str:
-    lat = lat if isinstance(lat, dict) else {}
+def _window_text(value: object) -> str:
+    lat: Doc = value if isinstance(value, Mapping) else {}
     text = " / ".join(fmt(lat.get(k), "ms") for k in ("p50", "p95", "p99"))
     if _num(lat.get("max")) is not None:
         text += f" (max {fmt(lat.get('max'), 'ms')}, {fmt(lat.get('count'), 'count')} frames)"
     return text
 
 
-def _outage_heading(f: dict[str, Any]) -> str:
+def _outage_heading(f: Doc) -> str:
     """One account of the outage, from the fault entry's own windows (analysis.faults)."""
     start, end = f.get("start_s"), f.get("end_s")
     restart = f.get("restart_s")
@@ -365,17 +473,17 @@ def _outage_heading(f: dict[str, Any]) -> str:
     return text
 
 
-def _after_ready_text(f: dict[str, Any]) -> str:
+def _after_ready_text(f: Doc) -> str:
     v = _num(f.get("time_to_recover_after_ready_s"))
     if v is not None and v < 0:
         return f"{fmt(v, 's')} (TorchServe answered the backend before the harness saw READY)"
     return fmt(f.get("time_to_recover_after_ready_s"), "s")
 
 
-def _fault_views(
-    results: dict[str, Any],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    outages, reloads, other = [], [], []
+def _fault_views(results: Doc) -> tuple[list[FaultView], list[FaultView], list[OtherFault]]:
+    outages: list[FaultView] = []
+    reloads: list[FaultView] = []
+    other: list[OtherFault] = []
     for f in results.get("faults") or []:
         if not isinstance(f, dict):
             continue
@@ -456,8 +564,8 @@ def _fault_views(
     return outages, reloads, other
 
 
-def _event_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
+def _event_rows(results: Doc) -> list[EventRow]:
+    rows: list[EventRow] = []
     for ev in results.get("events") or []:
         if not isinstance(ev, dict):
             continue
@@ -476,18 +584,18 @@ def _event_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _rollout_view(results: dict) -> dict | None:
+def _rollout_view(results: Doc) -> RolloutView | None:
     """The rollout's steps for the report: one row per judgement, cohorts side by side."""
     ro = results.get("rollout")
     if not isinstance(ro, dict):
         return None
 
-    def pair(fig: dict, key: str, pct: str) -> str:
+    def pair(fig: Doc, key: str, pct: str) -> str:
         ts = ((fig.get("torchserve") or {}).get(key) or {}).get(pct)
         lo = ((fig.get("local") or {}).get(key) or {}).get(pct)
         return f"{fmt(ts, 'ms')} / {fmt(lo, 'ms')}"
 
-    rows = []
+    rows: list[RolloutRow] = []
     for step in ro.get("steps") or []:
         for j in step.get("judgements") or []:
             fig = j.get("figures") or {}
@@ -521,7 +629,7 @@ def _rollout_view(results: dict) -> dict | None:
     return {"outcome": ro.get("outcome"), "reason": ro.get("reason"), "rows": rows}
 
 
-def _traffic_view(summary: dict) -> list[tuple[str, str]] | None:
+def _traffic_view(summary: Doc) -> list[tuple[str, str]] | None:
     """Session traffic facts (started/ended/refused, lifetimes, connect and close cost)."""
     t = summary.get("traffic")
     if not isinstance(t, dict) or not t.get("planned"):
@@ -544,7 +652,7 @@ def _traffic_view(summary: dict) -> list[tuple[str, str]] | None:
     ]  # fmt: skip
 
 
-def _provenance(results: dict[str, Any]) -> dict[str, Any]:
+def _provenance(results: Doc) -> dict[str, Any]:
     prov = mask(results.get("provenance") or {})  # the one rule (harness.redact)
     scalars = [
         (k, fmt(v) if not isinstance(v, str) else v)
@@ -568,7 +676,9 @@ def _provenance(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _figure_or_note(fn: Callable[[], F.Figure | None], errors: list[str], key: str) -> Any:
+def _figure_or_note(
+    fn: Callable[[], F.Figure | None], errors: list[str], key: str
+) -> F.Figure | None:
     try:
         return fn()
     except Exception as exc:  # one broken figure must not cost the reviewer the whole report
@@ -576,7 +686,7 @@ def _figure_or_note(fn: Callable[[], F.Figure | None], errors: list[str], key: s
         return None
 
 
-def _measured_s(summary: dict, workload: dict) -> float | None:
+def _measured_s(summary: Doc, workload: Doc) -> float | None:
     """Seconds measured: summary.measured_s, else the load's duration minus warm-up."""
     if _num(summary.get("measured_s")) is not None:
         return float(summary["measured_s"])
@@ -585,7 +695,7 @@ def _measured_s(summary: dict, workload: dict) -> float | None:
     return None if duration is None else max(duration - warmup, 0.0)
 
 
-def build_context(results: dict, baseline: dict | None) -> dict:
+def build_context(results: Doc, baseline: Doc | None) -> dict[str, Any]:
     """The template's view model for ``results`` (and ``baseline`` when given)."""
     if not isinstance(results, dict):
         raise TypeError("results must be a dict (the parsed results.json)")
@@ -692,7 +802,7 @@ def build_context(results: dict, baseline: dict | None) -> dict:
     }
 
 
-def _torchserve_view(ts: Any) -> dict[str, Any]:
+def _torchserve_view(ts: object) -> dict[str, Any]:
     """summary.torchserve -> the report's words for where a request's server time went.
 
     Results written before the handler timed itself have ``inference_ms_mean`` (TorchServe's
@@ -734,12 +844,12 @@ def _env() -> jinja2.Environment:
     )
 
 
-def render_html(results: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+def render_html(results: Doc, baseline: Doc | None) -> str:
     """The complete report as an HTML string."""
     return _env().get_template("report.html.j2").render(**build_context(results, baseline))
 
 
-def build_report(results: dict[str, Any], baseline: dict[str, Any] | None, out_path: Path) -> Path:
+def build_report(results: Doc, baseline: Doc | None, out_path: Path) -> Path:
     """Write the self-contained HTML report of ``results`` to ``out_path`` and return it.
 
     ``baseline`` is the baseline run's results document (for its series and figures); the

@@ -3,18 +3,43 @@
 ``python -m harness.results.docs`` rewrites each ``<!-- generated: NAME -->`` ...
 ``<!-- end generated -->`` block of docs/RESULTS.md; ``--check`` exits 1 when a block differs
 (tests/harness/test_results_model.py runs the same check). Blocks: ``metrics`` (the gate metric
-catalogue: pattern, unit, k6-style type, meaning, timeline needs) and ``invalid`` (the kinds of
-INVALID reason).
+catalogue: pattern, unit, k6-style type, meaning, timeline needs), ``invalid`` (the kinds of
+INVALID reason) and ``sections`` (the fields of the run's other sections: rollout, aborted,
+sessions, load, summary.traffic, with type and unit).
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, Union, get_args, get_origin
 
-from .model import METRICS, InvalidKind
+from pydantic import BaseModel
+
+from .model import (
+    METRICS,
+    AbortRecord,
+    CohortFigures,
+    CohortLatency,
+    CohortPair,
+    CostSpread,
+    InvalidKind,
+    LifetimeSpread,
+    LoadDistribution,
+    LoadMaster,
+    LoadWorker,
+    RolloutCriterion,
+    RolloutJudgement,
+    RolloutRecord,
+    RolloutStep,
+    SessionRecord,
+    Traffic,
+    Unit,
+)
 
 RESULTS_MD = Path(__file__).resolve().parents[2] / "docs" / "RESULTS.md"
 _BLOCK = re.compile(
@@ -54,7 +79,78 @@ def invalid_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"metrics": metrics_table, "invalid": invalid_table}
+# The sections documented field by field, as (where in results.json, model).
+SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("summary.traffic", Traffic),
+    ("summary.traffic.lifetime_s", LifetimeSpread),
+    ("summary.traffic.connect_ms, close_ms", CostSpread),
+    ("rollout", RolloutRecord),
+    ("rollout.steps[]", RolloutStep),
+    ("rollout.steps[].judgements[]", RolloutJudgement),
+    ("...judgements[].criteria[]", RolloutCriterion),
+    ("...judgements[].figures", CohortPair),
+    ("...figures.torchserve, local", CohortFigures),
+    ("...figures.*.frame_latency_ms, inference_latency_ms", CohortLatency),
+    ("aborted", AbortRecord),
+    ("sessions[]", SessionRecord),
+    ("load", LoadDistribution),
+    ("load.workers[]", LoadWorker),
+    ("load.master", LoadMaster),
+)
+
+
+def type_text(annotation: object) -> str:
+    """A field's type in JSON words: ``number``, ``integer``, ``string``, ``a | b`` for a
+    Literal, ``list of X``, a model's name, ``| null`` when it may be null."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return type_text(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        args = get_args(annotation)
+        parts = [type_text(a) for a in args if a is not type(None)]
+        return " \\| ".join(parts) + (" \\| null" if type(None) in args else "")
+    if origin is Literal:
+        return " \\| ".join(f'"{v}"' for v in get_args(annotation))
+    if origin is list:
+        return f"list of {type_text(get_args(annotation)[0])}"
+    if origin is dict:
+        return f"object of {type_text(get_args(annotation)[1])}"
+    names = {float: "number", int: "integer", str: "string", bool: "boolean"}
+    if isinstance(annotation, type):
+        return names.get(annotation) or f"`{annotation.__name__}`"
+    return "any"
+
+
+def _unit(annotation: object) -> Unit | None:
+    if get_origin(annotation) is typing.Annotated:
+        return next((m for m in get_args(annotation)[1:] if isinstance(m, Unit)), None)
+    return None
+
+
+def sections_table() -> str:
+    """The fields of the non-summary sections (and summary.traffic) as Markdown tables."""
+    out: list[str] = []
+    for where, model in SECTIONS:
+        doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        doc = doc.replace("``", "`")
+        out += [f"`{where}` (`{model.__name__}`): {doc}", "", "| field | type | unit | meaning |",
+                "|---|---|---|---|"]  # fmt: skip
+        hints = typing.get_type_hints(model, include_extras=True)
+        for name, info in model.model_fields.items():
+            unit = _unit(hints[name])
+            about = unit.about if unit is not None else (info.description or "")
+            out.append(
+                f"| `{name}` | {type_text(hints[name])} | {unit.unit if unit else ''} | {about} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "metrics": metrics_table,
+    "invalid": invalid_table,
+    "sections": sections_table,
+}
 
 
 def render(text: str) -> str:

@@ -24,15 +24,20 @@ import difflib
 import enum
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, TypeAlias, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA: Final = "signflow-harness/results"
 SCHEMA_VERSION: Final = 2
 READABLE_VERSIONS: Final = (1, 2)
+
+# A results document (or one of its sections) as parsed JSON, the form analysis and the report
+# read: version 1 or 2, possibly partial (a run that never measured, an older file), so read
+# with ``.get`` and checks. ``Results.model_validate(doc)`` is its typed view.
+Document: TypeAlias = Mapping[str, Any]
 
 UnitName = Literal["ms", "s", "count", "1/s", "share", "%", "MB", "bool"]
 MetricType = Literal["trend", "counter", "rate", "gauge"]
@@ -577,32 +582,39 @@ class CohortFigures(_Model):
 class CohortPair(_Model):
     """Both cohorts' figures side by side."""
 
-    torchserve: CohortFigures
-    local: CohortFigures
+    torchserve: CohortFigures = Field(description="sessions routed to TorchServe")
+    local: CohortFigures = Field(description="sessions on the old in-process pipeline")
 
 
 class RolloutCriterion(_Model):
     """One criterion of a judgement; ``torchserve``/``local``: each cohort's figure in the
     criterion's unit (ms for latency, a share for errors, fallback and accuracy)."""
 
-    criterion: str  # "frame.p95 latency", "errors", "fallback", "accuracy"
-    torchserve: float | None = None
-    local: float | None = None
-    # The comparison row of a latency criterion: harness.analysis.compare.MetricComparison as
-    # JSON (verdict, p_value, ci_run, ...; a mapping so this module stays a leaf).
-    statistics: dict[str, Any] | None = None
+    criterion: str = Field(
+        description='"frame.p95 latency"-style names, "errors", "fallback", "accuracy"'
+    )
+    torchserve: float | None = Field(None, description="the TorchServe cohort's figure")
+    local: float | None = Field(None, description="the old-pipeline cohort's figure")
+    # A mapping so this module stays a leaf.
+    statistics: dict[str, Any] | None = Field(
+        None,
+        description="a latency criterion's comparison row "
+        "(harness.analysis.compare.MetricComparison: verdict, p_value, ci_run, note...)",
+    )
     allowance_ms: Annotated[F, Unit("ms", "how far the TorchServe cohort may be above")] = None
-    status: Literal["pass", "fail", "n/a"]
-    why: str
+    status: Literal["pass", "fail", "n/a"] = Field(description="n/a: too little data")
+    why: str = Field(description="the figures behind the status, in words")
 
 
 class RolloutJudgement(_Model):
     """One judgement of a step (one per hold period)."""
 
-    decision: Literal["advance", "hold", "abort", "complete"]
-    reason: str
-    criteria: list[RolloutCriterion]
-    figures: CohortPair
+    decision: Literal["advance", "hold", "abort", "complete"] = Field(
+        description="complete: the last step passed or had nothing left to compare against"
+    )
+    reason: str = Field(description="why, in words")
+    criteria: list[RolloutCriterion] = Field(description="one per criterion judged")
+    figures: CohortPair = Field(description="both cohorts' figures over the window")
     window_s: Annotated[
         list[float] | None, Unit("s", "[t0, t1) of the frames judged, run clock")
     ] = None
@@ -612,24 +624,31 @@ class RolloutJudgement(_Model):
 class RolloutStep(_Model):
     """One rollout step as it ran."""
 
-    step: int
+    step: int = Field(description="index in the rollout's steps, from 0")
     percent: Annotated[int, Unit("%", "share of new sessions sent to TorchServe")]
     set_s: Annotated[float, Unit("s", "when the step was asked for, run clock")]
-    judgements: list[RolloutJudgement] = Field(default_factory=list)
-    # "not judged": the load ended during the step. None while it runs.
-    decision: Literal["advance", "hold", "abort", "complete", "not judged"] | None = None
+    judgements: list[RolloutJudgement] = Field(
+        default_factory=list, description="one per hold period"
+    )
+    decision: Literal["advance", "hold", "abort", "complete", "not judged"] | None = Field(
+        None, description="the last judgement's; not judged: the load ended during the step"
+    )
 
 
 class RolloutRecord(_Model):
     """The scenario's rollout block as it ran (harness/rollout.py)."""
 
-    steps: list[RolloutStep] = Field(default_factory=list)
-    outcome: Literal["running", "completed", "aborted", "incomplete"]
-    reason: str | None = None
-    failed_step: int | None = None
-    events: list[EventRecord] = Field(default_factory=list)
+    steps: list[RolloutStep] = Field(default_factory=list, description="in the order run")
+    outcome: Literal["running", "completed", "aborted", "incomplete"] = Field(
+        description="incomplete: the load ended first"
+    )
+    reason: str | None = Field(None, description="why it ended so, in words")
+    failed_step: int | None = Field(None, description="index of the aborted step")
+    events: list[EventRecord] = Field(
+        default_factory=list, description='each set_rollout it made (source "rollout")'
+    )
     rolled_back_s: Annotated[F, Unit("s", "when an aborted rollout was set to 0, run clock")] = None
-    rollback_error: str | None = None
+    rollback_error: str | None = Field(None, description="why setting 0 % failed, if it did")
 
 
 class AbortRecord(_Model):
@@ -637,9 +656,9 @@ class AbortRecord(_Model):
 
     at_s: Annotated[float, Unit("s", "when the gate was lost, run clock")]
     measured_until_s: Annotated[float, Unit("s", "the end of the figures it judged, run clock")]
-    gate: str
-    measured: float | None = None  # in the gate metric's unit
-    reason: str | None = None
+    gate: str = Field(description="the lost gate's expression")
+    measured: float | None = Field(None, description="its metric's value, in the metric's unit")
+    reason: str | None = Field(None, description="why it was lost, in words")
 
 
 # --------------------------------------------------------------------------- sessions, load
@@ -648,7 +667,7 @@ class AbortRecord(_Model):
 class SessionRecord(_Model):
     """One session's lifetime (harness/load/generator.py ``session_record``; run clock)."""
 
-    session: int
+    session: int = Field(description="index, in start order")
     planned_start_s: Annotated[float, Unit("s", "planned start")]
     frames: Annotated[int, Unit("count", "frames planned")]
     sent: Annotated[int, Unit("count", "frames sent")]
@@ -657,20 +676,27 @@ class SessionRecord(_Model):
     lifetime_s: Annotated[F, Unit("s", "connected .. closed")] = None
     connect_ms: Annotated[F, Unit("ms", "WebSocket handshake")] = None
     close_ms: Annotated[F, Unit("ms", "close handshake")] = None
-    cohort: str | None = None  # "torchserve" | "local" | None (not known)
-    outcome: Literal["ended", "refused", "disconnected", "open", "not started"]
+    cohort: str | None = Field(
+        None, description='"torchserve" or "local": the route the backend gave it; null: unknown'
+    )
+    outcome: Literal["ended", "refused", "disconnected", "open", "not started"] = Field(
+        description="ended: closed by the harness; refused: connect failed; disconnected: "
+        "dropped by the server"
+    )
 
 
 class LoadWorker(_Model):
     """One load worker of engine locust (harness/load/distributed/merge.py ``_worker_doc``);
     counts over the measured window."""
 
-    index: int
-    name: str
-    host: str | None = None
-    status: Literal["done", "missing", "exited", "timeout", "failed"]
-    detail: str | None = None
-    session_offset: int
+    index: int = Field(description="worker index, from 0")
+    name: str = Field(description="index (host pid PID)")
+    host: str | None = Field(None, description="the host it ran on")
+    status: Literal["done", "missing", "exited", "timeout", "failed"] = Field(
+        description="done: it reported its figures; else why not (its frames count lost)"
+    )
+    detail: str | None = Field(None, description="what happened to a lost worker")
+    session_offset: int = Field(description="its first session's index")
     sessions: Annotated[int, Unit("count", "sessions it ran")]
     frames: Annotated[int, Unit("count", "frames scheduled")]
     sent: Annotated[int, Unit("count", "frames sent")]
@@ -685,7 +711,7 @@ class LoadWorker(_Model):
 class LoadMaster(_Model):
     """The Locust master (control plane only; empty when it never reported)."""
 
-    bind: str | None = None  # host:port
+    bind: str | None = Field(None, description="host:port it listened on")
     messages: Annotated[I, Unit("count", "messages it received")] = None
     message_bytes: Annotated[I, Unit("count", "bytes of those messages")] = None
     handler_cpu_s: Annotated[F, Unit("s", "CPU time its message handlers took")] = None
@@ -695,11 +721,11 @@ class LoadMaster(_Model):
 class LoadDistribution(_Model):
     """The ``load`` section: engine locust's per-worker figures (absent for engine asyncio)."""
 
-    engine: Literal["locust"] = "locust"
-    workers: list[LoadWorker] = Field(default_factory=list)
+    engine: Literal["locust"] = Field("locust", description="the load engine")
+    workers: list[LoadWorker] = Field(default_factory=list, description="by index")
     late_share: Annotated[float, Unit("share", "late frames over every worker's sent frames")]
     max_late_share: Annotated[float, Unit("share", "the limit above which the run is INVALID")]
-    master: LoadMaster = Field(default_factory=LoadMaster)
+    master: LoadMaster = Field(default_factory=LoadMaster, description="the Locust master")
 
 
 class Provenance(_Model):
@@ -756,6 +782,20 @@ class Results(_Model):
     load: LoadDistribution | None = None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+def unknown_keys(model: BaseModel, path: str = "") -> list[str]:
+    """Dotted paths of every key under ``model`` that its models do not declare (they were
+    kept as extras): what a writer wrote beyond this contract. Empty for a document the
+    harness writes now (tests check it); an older file may have some (renamed keys)."""
+    out = [f"{path}.{k}".lstrip(".") for k in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        values = list(value.values()) if isinstance(value, dict) else value
+        for v in values if isinstance(values, list) else [values]:
+            if isinstance(v, BaseModel):
+                out += unknown_keys(v, f"{path}.{name}")
+    return out
 
 
 # --------------------------------------------------------------------------- metric catalogue

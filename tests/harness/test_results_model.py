@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 from test_results import make_doc
 
 from harness.cli import main
@@ -20,31 +19,18 @@ from harness.results.model import (
     LatencyStats,
     Results,
     reason_from_v1,
+    unknown_keys,
 )
 from harness.results.writer import read_results
 
 FIXTURES = Path(__file__).resolve().parents[1] / "report" / "fixtures"
 
 
-def _extras(model: BaseModel, path: str = "") -> list[str]:
-    """Every key the model does not declare, anywhere in the tree."""
-    out = [f"{path}.{k}".lstrip(".") for k in (model.model_extra or {})]
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        values = value if isinstance(value, list) else [value]
-        if isinstance(value, dict):
-            values = list(value.values())
-        for v in values:
-            if isinstance(v, BaseModel):
-                out += _extras(v, f"{path}.{name}")
-    return out
-
-
 def test_a_fresh_document_is_exactly_the_model(tmp_path: Path) -> None:
     make_doc(tmp_path, ["generator fell behind: 3.2% of frames sent > 5 ms late"])
     doc = json.loads((tmp_path / "results.json").read_text())
     results = Results.model_validate(doc)
-    assert _extras(results) == [], "keys written but not in harness/results/model.py"
+    assert unknown_keys(results) == [], "keys written but not in harness/results/model.py"
     assert results.schema_version == SCHEMA_VERSION == 2
     assert results.histograms.unit == "us"
     assert results.invalid_reasons[0].kind is InvalidKind.FELL_BEHIND
@@ -107,3 +93,84 @@ def test_compare_and_report_read_version_1(
     out = tmp_path / "r.html"
     assert main(["report", str(new), "--out", str(out)]) == 0
     assert "<html" in out.read_text()[:500].lower()
+
+
+def test_unknown_keys_finds_keys_beyond_the_contract_at_any_depth() -> None:
+    doc = {"run_id": "r", "name": "n", "started_at": "t", "scenario": {}, "scenario_yaml": "",
+           "valid": True, "verdict": "passed", "series": {}, "histograms": {},
+           "summary": {"frame": {"latency_ms": {"p50": 1.0, "p42": 2.0}}, "extra_top": 1},
+           "sessions": [{"session": 0, "planned_start_s": 0.0, "frames": 1, "sent": 1,
+                         "outcome": "ended", "colour": "red"}]}  # fmt: skip
+    found = unknown_keys(Results.model_validate(doc))
+    assert sorted(found) == ["sessions.colour", "summary.extra_top", "summary.frame.latency_ms.p42"]
+
+
+def test_load_section_is_the_model() -> None:
+    """engine locust's ``load`` section as the merge writes it (one worker done, one lost)."""
+    import numpy as np
+
+    from harness.load.distributed import WorkerOutcome, merge_worker_results
+    from harness.load.recording import FRAME_DTYPE, LoadResult
+    from harness.results.model import LoadDistribution
+
+    rows = np.zeros(20, dtype=FRAME_DTYPE)
+    rows["session"] = np.repeat(np.arange(2), 10)
+    rows["frame_idx"] = np.tile(np.arange(10), 2)
+    rows["t_scheduled"] = 1.0 + rows["frame_idx"] / 10.0
+    rows["t_sent"] = rows["t_scheduled"]
+    rows["t_reply"] = rows["t_sent"] + 0.02
+    for name in ("served_by", "model_version", "prediction", "truth", "error_code"):
+        rows[name] = -1
+    done = LoadResult(frames=rows, labels=[], fps=10.0, duration_s=4.0, warmup_s=1.0,
+                      late_threshold_ms=5.0, disconnects=0, send_failures=0,
+                      generator_late_share=0.0, generator_cpu_percent=10.0,
+                      generator_cpu_saturated=False)  # fmt: skip
+    outcomes = [
+        WorkerOutcome(index=0, name="0 (h pid 1)", session_offset=0, sessions=2, status="done",
+                      result=done, host="h", engine_cpu_percent=12.5, messages=9,
+                      message_bytes=900),
+        WorkerOutcome(index=1, name="1 (h pid 2)", session_offset=2, sessions=2,
+                      status="missing", detail="went missing", missing_at_s=2.5),
+    ]  # fmt: skip
+    master = {"bind": "127.0.0.1:5557", "messages": 9, "message_bytes": 900,
+              "handler_cpu_s": 0.01, "cpu_percent": 3.0}  # fmt: skip
+    merged = merge_worker_results(
+        outcomes, total_sessions=4, fps=10.0, duration_s=4.0, warmup_s=1.0, ramp_up_s=0.0,
+        start_s=1.0, late_threshold_ms=5.0, reply_timeout_s=5.0, master=master,
+    )  # fmt: skip
+    load = LoadDistribution.model_validate(merged.distribution)
+    assert unknown_keys(load) == []
+    assert [w.status for w in load.workers] == ["done", "missing"]
+    assert load.workers[0].answered == 20 and load.workers[0].late_share == 0.0
+    assert load.workers[1].sent == 0 and load.workers[1].late_share is None
+    assert load.master.bind == "127.0.0.1:5557" and load.max_late_share == 0.01
+
+
+def test_traffic_is_gateable_with_units() -> None:
+    from harness.analysis.gates import resolve_metric
+    from harness.analysis.traffic import traffic_summary
+
+    records = [
+        {"session": 0, "connected_s": 0.1, "lifetime_s": 2.0, "connect_ms": 3.0,
+         "close_ms": 1.0, "cohort": "local", "outcome": "ended"},
+        {"session": 1, "connected_s": None, "lifetime_s": None, "connect_ms": None,
+         "close_ms": None, "cohort": None, "outcome": "refused"},
+    ]  # fmt: skip
+    traffic = traffic_summary(records)
+    assert (traffic.started, traffic.refused, traffic.cohorts) == (1, 1, {"local": 1})
+    assert traffic.lifetime_s.p50 == 2.0 and traffic.connect_ms.count == 1
+    summary = {"traffic": traffic.model_dump(mode="json")}
+    assert resolve_metric("traffic.refused", summary) == (1.0, None)
+    assert resolve_metric("traffic.cohorts.torchserve", summary) == (0.0, None)
+    by = {m.pattern: m for m in METRICS}
+    assert (by["traffic.connect_ms.p95"].unit, by["traffic.connect_ms.p95"].type) == ("ms", "trend")
+    assert by["traffic.lifetime_s.max"].unit == "s"
+
+
+def test_abort_gate_validates() -> None:
+    from harness.results.model import GateResult
+    from harness.watch import abort_gate
+
+    gate = abort_gate({"at_s": 6.5, "measured_until_s": 1.5, "gate": "x < 1", "measured": 2.0,
+                       "reason": "measured 2, required < 1"})  # fmt: skip
+    assert GateResult.model_validate(gate).op is None

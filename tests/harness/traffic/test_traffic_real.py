@@ -25,6 +25,7 @@ from scipy.stats import binom, poisson
 from harness.clock import RunClock
 from harness.load import LoadConfig, LoadGenerator, run_with_best_loop, synthetic_trace
 from harness.load.traffic import plan_arrivals
+from harness.results.model import Results, SessionRecord, unknown_keys
 from harness.stack.base import put_rollout
 
 REPO = Path(__file__).resolve().parents[3]
@@ -87,6 +88,9 @@ def test_arrivals_against_a_real_backend(backend: BackendHandle) -> None:
     assert len(sessions) == len(plan)
     assert all(s["outcome"] in ("ended", "open") for s in streamed), sessions
     assert sum(s["outcome"] == "refused" for s in sessions) == 0
+    # The generator's records are exactly the results model's SessionRecord.
+    for s in sessions:
+        assert unknown_keys(SessionRecord.model_validate(s)) == [], s
     assert all(s["connect_ms"] is not None and s["connect_ms"] > 0 for s in streamed)
     # Sessions that left before the end were closed by the harness, the close timed.
     left = [s for s in streamed if s["closed_s"] is not None and s["closed_s"] < duration - 0.5]
@@ -182,6 +186,11 @@ def test_rollout_block_and_live_outputs_while_running(
     assert url.startswith("http://127.0.0.1:")
     doc = json.loads((run_dir / "results.json").read_text())
     assert proc.returncode in (0, 2), "".join(lines)  # 2: the generator was INVALID here
+    # The whole document, rollout and traffic included, is exactly the results model.
+    typed = Results.model_validate(doc)
+    assert unknown_keys(typed) == []
+    assert typed.rollout is not None and typed.summary.traffic is not None
+    assert typed.sessions and typed.sessions[0].outcome in ("ended", "open")
     ro = doc["rollout"]
     assert [s["percent"] for s in ro["steps"]] == [50, 100], ro
     assert ro["outcome"] == "completed", ro["reason"]
@@ -226,6 +235,9 @@ def test_abort_on_fail_stops_early_and_keeps_partial_results(
     assert proc.returncode in (1, 2), err
     assert took < 40, f"the run was not stopped early ({took:.0f} s)"
     doc = _results(tmp_path / "out")
+    typed = Results.model_validate(doc)
+    assert unknown_keys(typed) == []
+    assert typed.aborted is not None and typed.aborted.measured_until_s < 10
     assert doc["aborted"]["gate"] == "frame.latency_ms.p50 < 0.001"
     assert doc["aborted"]["at_s"] < 10
     assert doc["summary"]["duration_s"] < 10  # the partial run, kept and analysed

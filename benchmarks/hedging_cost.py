@@ -36,6 +36,7 @@ from backend_server import run_backend  # noqa: E402
 from backend_sessions import _run as drive  # noqa: E402
 
 from serving.local import LocalTorchServe  # noqa: E402
+from serving.settings import TorchServeSettings  # noqa: E402
 
 COUNTERS = (
     ("windows_torchserve", 'signflow_inferences_total{served_by="torchserve"}'),
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         ts = stack.enter_context(
             LocalTorchServe(
-                REPO / "build" / "model-store", batch_size=16, max_batch_delay_ms=50, workers=1
+                REPO / "build" / "model-store",
+                TorchServeSettings(batch_size=16, max_batch_delay_ms=50, workers=1),
             )
         )
         backends = {}

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from backend_patch.app.ml.model import load_artifacts  # noqa: E402
 from serving.local import LocalTorchServe  # noqa: E402
 from serving.package_model import build_archive  # noqa: E402
+from serving.settings import TorchServeSettings  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,12 @@ def measure(
     window = np.random.default_rng(1).standard_normal((64, 469)).astype("<f4").tobytes()
     with LocalTorchServe(
         store,
-        model_version=args.model_version,
-        batch_size=cfg.batch_size,
-        max_batch_delay_ms=cfg.max_batch_delay_ms,
-        workers=cfg.workers,
+        TorchServeSettings(
+            model_version=args.model_version,
+            batch_size=cfg.batch_size,
+            max_batch_delay_ms=cfg.max_batch_delay_ms,
+            workers=cfg.workers,
+        ),
         torch_threads=cfg.torch_threads,
     ) as ts:
         headers = {"Content-Type": "application/octet-stream", **ts.auth_headers()}

@@ -3,7 +3,8 @@
 ``LocalTorchServe`` is what tests, benchmarks and the harness's local stack use. Each instance
 gets its own run directory (temp, logs, working dir holding ``key_file.json``), five free
 loopback ports (HTTP inference/management/metrics and both gRPC ports), a rendered
-config.properties, and token authorization ON unless ``token_auth=False``.
+config.properties, and token authorization ON unless the settings say ``token_auth=False``.
+What TorchServe runs with is one :class:`serving.settings.TorchServeSettings` (ranges there).
 
 From the shell: ``python -m serving.local [--model-version 1.0] [--batch-size 16]
 [--max-batch-delay 50] [--workers 2] [--model-store build/model-store] [--no-token-auth]``
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,6 @@ from harness.stack.procs import wait_gone as _wait_gone
 from serving.management import (
     DRAIN_TIMEOUT_S,
     MODEL_NAME,
-    BatchSettings,
     DrainProbe,
     ManagementClient,
     RunningConfig,
@@ -43,36 +43,33 @@ from serving.management import (
     predict_probe,
     read_key_file_text,
 )
+from serving.settings import TorchServeSettings, range_text
 
 SERVING_DIR = Path(__file__).resolve().parent
 CONFIG_TEMPLATE = SERVING_DIR / "config" / "config.properties"
 LOG4J_CONFIG = SERVING_DIR / "config" / "log4j2.xml"
 METRICS_CONFIG = SERVING_DIR / "config" / "metrics.yaml"
 LOG_TAIL_BYTES = 4000
-# Accepted ranges (inclusive) of the settings a person or a scenario gives; checked before
-# anything starts. Workers >= 1: with 0, no worker ever becomes READY and the start waited out
-# its whole ready timeout (120 s) before failing.
-BATCH_SIZE_RANGE = (1, 1024)
-BATCH_DELAY_MS_RANGE = (0, 60_000)
-WORKERS_RANGE = (1, 64)
+# The CLI options of the TorchServe settings (serving.settings holds their ranges and units).
+CLI_OPTIONS = {
+    "batch_size": "--batch-size",
+    "max_batch_delay_ms": "--max-batch-delay",
+    "workers": "--workers",
+}
 
 
-def _check_settings(
+def _check_launcher(
     *,
-    batch_size: int,
-    max_batch_delay_ms: int,
-    workers: int,
-    response_timeout_s: int,
+    settings: object,
     ready_timeout_s: float,
     torch_threads: int | None,
     niceness: int,
 ) -> None:
-    """Raise ValueError naming the first setting outside its range (nothing started yet)."""
+    """Raise ValueError naming the first launcher setting outside its range (nothing started
+    yet). TorchServe's own settings were checked when ``settings`` was made."""
+    if not isinstance(settings, TorchServeSettings):
+        raise TypeError(f"settings must be a TorchServeSettings, got {type(settings).__name__}")
     ranges: list[tuple[str, float | None, float, float]] = [
-        ("batch_size", batch_size, *BATCH_SIZE_RANGE),
-        ("max_batch_delay_ms", max_batch_delay_ms, *BATCH_DELAY_MS_RANGE),
-        ("workers", workers, *WORKERS_RANGE),
-        ("response_timeout_s", response_timeout_s, 1, 86_400),
         ("ready_timeout_s", ready_timeout_s, 1, 86_400),
         ("torch_threads", torch_threads, 1, 1024),
         ("niceness", niceness, 0, 19),
@@ -113,37 +110,31 @@ class LocalTorchServe:
     def __init__(
         self,
         model_store: str | os.PathLike[str] = "build/model-store",
-        model_version: str = "1.0",
-        batch_size: int = 16,
-        max_batch_delay_ms: int = 50,
-        workers: int = 2,
-        token_auth: bool = True,
-        run_dir: str | os.PathLike[str] | None = None,
+        settings: TorchServeSettings | None = None,
         *,
+        run_dir: str | os.PathLike[str] | None = None,
         torch_threads: int | None = None,
-        response_timeout_s: int = 30,
         ready_timeout_s: float = 120.0,
-        config_overrides: dict[str, str] | None = None,
+        config_overrides: Mapping[str, str] | None = None,
         keep_run_dir: bool = False,
         niceness: int = 0,
     ) -> None:
-        _check_settings(
-            batch_size=batch_size,
-            max_batch_delay_ms=max_batch_delay_ms,
-            workers=workers,
-            response_timeout_s=response_timeout_s,
+        """``settings``: what TorchServe runs (default: ``TorchServeSettings()``, validated
+        there); ``config_overrides``: further config.properties keys. ValueError naming a
+        launcher setting out of range, before anything starts."""
+        settings = TorchServeSettings() if settings is None else settings
+        _check_launcher(
+            settings=settings,
             ready_timeout_s=ready_timeout_s,
             torch_threads=torch_threads,
             niceness=niceness,
         )
         self.model_store = Path(model_store).resolve()
-        self.model_version = model_version
-        self.batch_size = batch_size
-        self.max_batch_delay_ms = max_batch_delay_ms
-        self.workers = workers
-        self.token_auth = token_auth
+        # Every version registered here runs with these; model_version below is the one
+        # served now (a reload changes it, never the settings).
+        self.settings = settings
+        self.model_version = settings.model_version
         self.torch_threads = torch_threads
-        self.response_timeout_s = response_timeout_s
         self.ready_timeout_s = ready_timeout_s
         self.config_overrides = dict(config_overrides or {})
         self._owns_run_dir = run_dir is None
@@ -165,6 +156,11 @@ class LocalTorchServe:
         # One client for the instance's life: it renews the management key as it expires.
         self.management = ManagementClient(self.management_url, self.key_doc)
         self._log_offset = 0  # where the current start's output begins in torchserve.out
+
+    @property
+    def token_auth(self) -> bool:
+        """Whether TorchServe's token authorization is on (``settings.token_auth``)."""
+        return self.settings.token_auth
 
     # ----- paths and addresses -------------------------------------------------------------
     @property
@@ -314,10 +310,7 @@ class LocalTorchServe:
             "metrics_address": f"http://127.0.0.1:{ports['metrics']}",
             "grpc_inference_port": str(ports["grpc_inference"]),
             "grpc_management_port": str(ports["grpc_mgmt"]),
-            "batch_size": str(self.batch_size),
-            "max_batch_delay": str(self.max_batch_delay_ms),
-            "default_workers_per_model": str(self.workers),
-            "default_response_timeout": str(self.response_timeout_s),
+            **self.settings.properties(),
             "metrics_config": str(METRICS_CONFIG),
             **self.config_overrides,
         }
@@ -500,13 +493,6 @@ class LocalTorchServe:
     def _request(self, method: str, path: str, timeout_s: float = 30.0) -> Any:
         return self.management.request(method, path, timeout_s)
 
-    @property
-    def batch_settings(self) -> BatchSettings:
-        """The batching every version registered here runs with."""
-        return BatchSettings(
-            self.batch_size, self.max_batch_delay_ms, self.workers, self.response_timeout_s
-        )
-
     def describe(self) -> list[dict[str, Any]]:
         """The management API's description of every registered version of the model."""
         return self.management.describe()
@@ -517,11 +503,7 @@ class LocalTorchServe:
 
     def register(self, version: str, workers: int | None = None) -> Any:
         """Register ``signflow-<version>.mar`` with this instance's batching settings."""
-        settings = self.batch_settings
-        if workers is not None:
-            settings = BatchSettings(
-                settings.batch_size, settings.max_batch_delay_ms, workers, self.response_timeout_s
-            )
+        settings = self.settings if workers is None else self.settings.replace(workers=workers)
         return self.management.register(self._mar_name(version), version, settings)
 
     def set_default(self, version: str) -> Any:
@@ -550,7 +532,7 @@ class LocalTorchServe:
                 self._mar_name(new_version),
                 old,
                 new_version,
-                self.batch_settings,
+                self.settings,
                 probe=self.drain_probe(),
                 drain_timeout_s=drain_timeout_s,
             )
@@ -563,19 +545,29 @@ class LocalTorchServe:
         return result
 
 
-def _int_in(name: str, lo: int, hi: int, unit: str = "") -> Callable[[str], int]:
-    """argparse type: a whole number in [lo, hi]; anything else is a usage error (exit 2)."""
+def _setting(field: str) -> Callable[[str], int]:
+    """argparse type of TorchServe setting ``field``: a whole number checked by
+    ``TorchServeSettings`` itself, so the CLI, a scenario and the management check accept
+    exactly the same values; anything else is a usage error (exit 2)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: {name} is {lo}..{hi}{unit}")
+        try:
+            TorchServeSettings.build(**{field: value})
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
         return value
 
     return parse
+
+
+def _help(field: str) -> str:
+    info = TorchServeSettings.model_fields[field]
+    default = info.default
+    return f"{info.description}, {range_text(field)} (default {default})"
 
 
 def _cli() -> argparse.ArgumentParser:
@@ -586,20 +578,10 @@ def _cli() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 stopped by Ctrl-C/SIGTERM after READY, 1 TorchServe failed or "
         "died, 2 bad arguments, 130 interrupted while starting.",
     )
-    parser.add_argument("--model-version", default="1.0")
-    lo, hi = BATCH_SIZE_RANGE
-    parser.add_argument(
-        "--batch-size", type=_int_in("batch size", lo, hi), default=16, help=f"{lo}..{hi}"
-    )
-    lo, hi = BATCH_DELAY_MS_RANGE
-    parser.add_argument(
-        "--max-batch-delay",
-        type=_int_in("max batch delay", lo, hi, " ms"),
-        default=50,
-        help=f"milliseconds, {lo}..{hi}",
-    )
-    lo, hi = WORKERS_RANGE
-    parser.add_argument("--workers", type=_int_in("workers", lo, hi), default=2, help=f"{lo}..{hi}")
+    parser.add_argument("--model-version", default=TorchServeSettings().model_version)
+    for field, option in CLI_OPTIONS.items():
+        # Unset options stay None: the settings' own defaults apply.
+        parser.add_argument(option, dest=field, type=_setting(field), help=_help(field))
     parser.add_argument("--model-store", default="build/model-store")
     parser.add_argument("--run-dir", default=None, help="keep logs here (default: a temp dir)")
     parser.add_argument(
@@ -636,7 +618,16 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = _cli()
     args = parser.parse_args(argv)
-    mar = Path(args.model_store) / f"{MODEL_NAME}-{args.model_version}.mar"
+    try:
+        settings = TorchServeSettings.build(
+            {"model_version": "--model-version"},
+            model_version=args.model_version,
+            token_auth=not args.no_token_auth,
+            **{f: getattr(args, f) for f in CLI_OPTIONS if getattr(args, f) is not None},
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    mar = Path(args.model_store) / f"{MODEL_NAME}-{settings.model_version}.mar"
     if not mar.is_file():
         parser.error(
             f"--model-store/--model-version: {mar} does not exist (build it: make {mar}, "
@@ -654,15 +645,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    server = LocalTorchServe(
-        model_store=args.model_store,
-        model_version=args.model_version,
-        batch_size=args.batch_size,
-        max_batch_delay_ms=args.max_batch_delay,
-        workers=args.workers,
-        token_auth=not args.no_token_auth,
-        run_dir=args.run_dir,
-    )
+    server = LocalTorchServe(args.model_store, settings, run_dir=args.run_dir)
     try:
         with server:
             line = {

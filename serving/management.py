@@ -15,7 +15,9 @@ so each TorchServe quirk is handled once:
   pin no worker count, and ``register`` still scales afterwards for archives that do;
 - what TorchServe runs is read back (``running_config``), never assumed from what was asked.
 
-Only the standard library is used: the compose container imports this file as it is.
+What a version runs with is :class:`serving.settings.TorchServeSettings` (the one settings
+type). Only that module (pydantic) and the standard library are imported: the compose
+container copies both files as they are (docker/torchserve/Dockerfile).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from serving.settings import TorchServeSettings
 
 MODEL_NAME = "signflow"
 UNREGISTER_SETTLE_S = 30.0
@@ -60,16 +64,6 @@ class TorchServeError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class BatchSettings:
-    """What a version of the model should run with (delay in ms, timeout in s)."""
-
-    batch_size: int
-    max_batch_delay_ms: int
-    workers: int
-    response_timeout_s: int = 30
-
-
-@dataclass(frozen=True)
 class RunningConfig:
     """What TorchServe REPORTS it runs for the default version (``GET /models/signflow``).
 
@@ -86,20 +80,18 @@ class RunningConfig:
         """Plain dict for provenance."""
         return asdict(self)
 
-    def mismatches(self, version: str, settings: BatchSettings) -> list[str]:
-        """Each field that differs from what was asked, as ``field: asked X, running Y``."""
-        asked = {
-            "model_version": version,
-            "batch_size": settings.batch_size,
-            "max_batch_delay_ms": settings.max_batch_delay_ms,
-            "workers": settings.workers,
-        }
-        running = {
-            "model_version": self.version,
-            "batch_size": self.batch_size,
-            "max_batch_delay_ms": self.max_batch_delay_ms,
-            "workers": self.workers,
-        }
+    def mismatches(self, version: str, settings: TorchServeSettings) -> list[str]:
+        """Each field that differs from what was asked, as ``field: asked X, running Y``.
+
+        ``version`` is asked apart from ``settings.model_version`` (the version served first):
+        after a reload the default version is another. ``response_timeout_s`` is not compared:
+        the describe answer does not list it.
+        """
+        asked: dict[str, object] = {"model_version": version}
+        running: dict[str, object] = {"model_version": self.version}
+        for name in ("batch_size", "max_batch_delay_ms", "workers"):
+            asked[name] = getattr(settings, name)
+            running[name] = getattr(self, name)
         return [
             f"{name}: asked {asked[name]}, running {running[name]}"
             for name in asked
@@ -267,7 +259,7 @@ class ManagementClient:
         )
 
     def wait_for_config(
-        self, version: str, settings: BatchSettings, timeout_s: float = 60.0
+        self, version: str, settings: TorchServeSettings, timeout_s: float = 60.0
     ) -> RunningConfig:
         """Poll until the default version runs ``version`` with ``settings`` and every worker
         is READY (a scale may still be under way); TorchServeError naming each field that
@@ -319,16 +311,14 @@ class ManagementClient:
                 )
             time.sleep(0.2)
 
-    def register(self, archive: str, version: str, settings: BatchSettings) -> Any:
-        """Register ``archive`` (a file name in the model store) with ``settings``."""
+    def register(self, archive: str, version: str, settings: TorchServeSettings) -> Any:
+        """Register ``archive`` (a file name in the model store) with ``settings``' batching
+        (``TorchServeSettings.registration``) and exactly ``settings.workers`` workers."""
         query = urllib.parse.urlencode(
             {
                 "url": archive,
                 "model_name": self.model_name,
-                "batch_size": settings.batch_size,
-                "max_batch_delay": settings.max_batch_delay_ms,
-                "initial_workers": settings.workers,
-                "response_timeout": settings.response_timeout_s,
+                **settings.registration(),
                 "synchronous": "true",
             }
         )
@@ -417,7 +407,7 @@ class ManagementClient:
         archive: str,
         old: str,
         new: str,
-        settings: BatchSettings,
+        settings: TorchServeSettings,
         *,
         probe: DrainProbe | None = None,
         drain_timeout_s: float = DRAIN_TIMEOUT_S,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, "/usr/local/lib/signflow")
-from management import ManagementClient, TorchServeError, read_key_file_text
+from serving.management import ManagementClient, TorchServeError, read_key_file_text
 
 KEY_FILE = Path("/home/model-server/keys/key_file.json")
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env python
 """Register the model of this container through TorchServe's management API, then exit.
 
-Run detached by the entrypoint while TorchServe starts. Settings come from the environment:
-MODEL_VERSION, SIGNFLOW_BATCH_SIZE, SIGNFLOW_MAX_BATCH_DELAY_MS, SIGNFLOW_WORKERS,
-SIGNFLOW_RESPONSE_TIMEOUT_S. It uses the project's own management client (copied into the image
-from serving/management.py), so the container and the harness register the same way.
+Run detached by the entrypoint while TorchServe starts. Settings come from the environment
+(MODEL_VERSION, TS_TOKEN_AUTH, SIGNFLOW_BATCH_SIZE, SIGNFLOW_MAX_BATCH_DELAY_MS,
+SIGNFLOW_WORKERS, SIGNFLOW_RESPONSE_TIMEOUT_S: ``serving.settings.ENV_NAMES``), read and
+range-checked by the project's one settings type, and applied by its management client (both
+copied into the image from serving/), so the container and the harness register the same way.
+A bad value stops the registrar with a message naming the variable and its range; the health
+check then never turns healthy.
 """
 
 from __future__ import annotations
@@ -15,12 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, "/usr/local/lib/signflow")
-from management import (
-    BatchSettings,
-    ManagementClient,
-    TorchServeError,
-    read_key_file_text,
-)
+from serving.management import ManagementClient, TorchServeError, read_key_file_text
+from serving.settings import TorchServeSettings
 
 KEY_FILE = Path("/home/model-server/keys/key_file.json")
 START_TIMEOUT_S = 240.0
@@ -33,26 +32,14 @@ def read_keys() -> dict | None:
         return None
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip() or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"signflow-register: {name}={raw!r} is not an integer") from None
-    if value < (0 if name == "SIGNFLOW_MAX_BATCH_DELAY_MS" else 1):
-        raise SystemExit(f"signflow-register: {name}={value} is out of range")
-    return value
-
-
 def main() -> int:
-    version = os.environ.get("MODEL_VERSION", "1.0")
-    settings = BatchSettings(
-        batch_size=_int_env("SIGNFLOW_BATCH_SIZE", 16),
-        max_batch_delay_ms=_int_env("SIGNFLOW_MAX_BATCH_DELAY_MS", 50),
-        workers=_int_env("SIGNFLOW_WORKERS", 2),
-        response_timeout_s=_int_env("SIGNFLOW_RESPONSE_TIMEOUT_S", 30),
-    )
-    token_auth = os.environ.get("TS_TOKEN_AUTH", "true") != "false"
+    try:
+        settings = TorchServeSettings.from_env(os.environ)
+    except ValueError as exc:
+        print(f"signflow-register: {exc}", file=sys.stderr, flush=True)
+        return 2
+    version = settings.model_version
+    token_auth = settings.token_auth
     api = ManagementClient("http://127.0.0.1:8081", read_keys if token_auth else None)
     deadline = time.monotonic() + START_TIMEOUT_S
     last = ""

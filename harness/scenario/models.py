@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from serving.settings import TorchServeSettings
+
 from .gates import GateField
 
 # Where the local and compose stacks take their model archives (signflow-<version>.mar).
@@ -22,17 +24,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class TorchServeSpec(_Strict):
-    """TorchServe settings of a local/compose stack."""
-
-    batch_size: int = Field(16, ge=1, le=1024)
-    max_batch_delay_ms: int = Field(50, ge=0, le=60_000)
-    workers: int = Field(2, ge=1, le=64)
-    model_version: str = "1.0"
-    token_auth: bool = True
-    # Minutes before TorchServe's inference/management keys expire (TorchServe's default: 60).
-    # Short values test key renewal: the backend and the harness renew before expiry.
-    token_expiration_min: float | None = Field(None, gt=0, le=1440)
+class TorchServeSpec(TorchServeSettings):
+    """TorchServe settings of a local/compose stack: ``serving.settings.TorchServeSettings``
+    as it is (the one set of names, units, defaults and ranges; also unknown keys, NaN and inf
+    refused), so an error here names ``stack.torchserve.<field>`` with file:line."""
 
 
 class BackendSpec(_Strict):

@@ -20,7 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from harness.redact import mask_env
-from serving.management import BatchSettings, ManagementClient, TorchServeError
+from serving.management import ManagementClient, TorchServeError
+from serving.settings import TorchServeSettings
 
 
 class StackError(RuntimeError):
@@ -116,16 +117,32 @@ def spec_get(obj: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def token_expiration_min(ts_spec: Any) -> float | None:
-    """``stack.torchserve.token_expiration_min`` (minutes before TorchServe's keys expire),
-    None for TorchServe's default (60). ValueError naming the field when not > 0."""
-    raw = spec_get(ts_spec, "token_expiration_min", None)
-    if raw is None:
-        return None
-    value = float(raw)
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError(f"stack.torchserve.token_expiration_min must be > 0, got {raw!r}")
-    return value
+def torchserve_provenance(settings: TorchServeSettings, current_version: str) -> dict[str, Any]:
+    """The ``torchserve`` part of a stack's provenance: what was asked (``running`` is added
+    by the driver: what TorchServe reported)."""
+    return {
+        "batch_size": settings.batch_size,
+        "max_batch_delay_ms": settings.max_batch_delay_ms,
+        "workers": settings.workers,
+        "model_version": current_version,
+        "initial_model_version": settings.model_version,
+        "token_auth": settings.token_auth,
+        "token_expiration_min": settings.token_expiration_min,
+    }
+
+
+def torchserve_settings(ts_spec: Any) -> TorchServeSettings:
+    """``stack.torchserve`` as the one TorchServe settings type (``serving.settings``).
+
+    A scenario's block already is one (its model extends it); a mapping (tests, tools) is
+    validated the same way, ValueError naming ``stack.torchserve.<field>`` and its range.
+    """
+    if isinstance(ts_spec, TorchServeSettings):
+        return ts_spec
+    raw = dict(ts_spec) if isinstance(ts_spec, Mapping) else {}
+    labels = {name: f"stack.torchserve.{name}" for name in TorchServeSettings.model_fields}
+    # None means "the default" in a mapping, as spec_get reads it.
+    return TorchServeSettings.build(labels, **{k: v for k, v in raw.items() if v is not None})
 
 
 # A scale started by the registration may still be under way when the model first answers.
@@ -136,7 +153,7 @@ def verify_running(
     name: str,
     api: ManagementClient,
     version: str,
-    settings: BatchSettings,
+    settings: TorchServeSettings,
     timeout_s: float = RUNNING_CONFIG_SETTLE_S,
 ) -> dict[str, Any]:
     """What TorchServe ``name`` REPORTS it runs, as a provenance dict; StackError (harness exit

@@ -27,7 +27,6 @@ import yaml
 
 from harness.redact import mask
 from serving.management import (
-    BatchSettings,
     ManagementClient,
     TorchServeError,
     predict_probe,
@@ -43,13 +42,13 @@ from .base import (
     put_rollout,
     sha256_file,
     spec_get,
-    token_expiration_min,
+    torchserve_provenance,
+    torchserve_settings,
     validate_percent,
     verify_running,
 )
 from .local import REPO_ROOT
 
-RESPONSE_TIMEOUT_S = 30  # as docker/torchserve/config.properties
 CONTAINER_MODEL_STORE = "/home/model-server/model-store"
 CONTAINER_KEY_FILE = "/home/model-server/keys/key_file.json"
 HEALTH_TIMEOUT_S = 240.0
@@ -145,17 +144,15 @@ class ComposeStack:
         self.use_torchserve = bool(spec_get(spec, "use_torchserve", True))
         self.rollout_percent = validate_percent(spec_get(spec, "rollout_percent", 100))
         self.replicas = int(spec_get(spec, "torchserve_replicas", 1))
-        ts = spec_get(spec, "torchserve", {})
-        self.batch_size = int(spec_get(ts, "batch_size", 16))
-        self.max_batch_delay_ms = int(spec_get(ts, "max_batch_delay_ms", 50))
-        self.workers = int(spec_get(ts, "workers", 2))
-        self.model_version = str(spec_get(ts, "model_version", "1.0"))
-        self.token_auth = bool(spec_get(ts, "token_auth", True))
+        # What every TorchServe replica runs (the one settings type; the container's
+        # registrar reads it back from the environment rendered by settings.env()).
+        self.settings = torchserve_settings(spec_get(spec, "torchserve", {}))
+        self.model_version = self.settings.model_version
+        self.token_auth = self.settings.token_auth
         # The scenario's backend settings (stack.backend.env), as on the local stack; validation
         # already refuses the names a scenario key or the harness owns (USE_TORCHSERVE...).
         backend_env = spec_get(spec_get(spec, "backend", {}), "env", {})
         self.backend_env = {str(k): str(v) for k, v in dict(backend_env).items()}
-        self.token_expiration_min = token_expiration_min(ts)
         # Each replica writes its own key file into the one shared volume; the backend can hold
         # only one. Replicas on the stack's private network run without tokens.
         check_replica_auth(self.replicas, self.token_auth)
@@ -257,16 +254,10 @@ class ComposeStack:
                 "COMPOSE_PROJECT_NAME": self.project,
                 "USE_TORCHSERVE": "true" if self.use_torchserve else "false",
                 "TORCHSERVE_ROLLOUT_PERCENT": str(self.rollout_percent),
-                "MODEL_VERSION": self.model_version,
-                "TS_TOKEN_AUTH": "true" if self.token_auth else "false",
-                # The container's registrar applies these through the management API.
+                # MODEL_VERSION, TS_TOKEN_AUTH and the SIGNFLOW_* batching: the container's
+                # registrar applies them through the management API.
+                **self.settings.env(),
                 "SIGNFLOW_NUMBER_OF_GPU": "1" if self.gpu else "0",
-                "SIGNFLOW_BATCH_SIZE": str(self.batch_size),
-                "SIGNFLOW_MAX_BATCH_DELAY_MS": str(self.max_batch_delay_ms),
-                "SIGNFLOW_WORKERS": str(self.workers),
-                "SIGNFLOW_TOKEN_EXPIRATION_MIN": (
-                    f"{self.token_expiration_min:g}" if self.token_expiration_min else ""
-                ),
                 "SIGNFLOW_MODEL_STORE": str(self.run_dir / "model-store"),
                 "SIGNFLOW_ADMIN_TOKEN": self._admin_token,
                 "TORCHSERVE_URLS": self._replica_urls(),
@@ -486,13 +477,6 @@ class ComposeStack:
             result["replicas"] = per_replica
         return result
 
-    @property
-    def batch_settings(self) -> BatchSettings:
-        """The batching every version runs with (from the scenario)."""
-        return BatchSettings(
-            self.batch_size, self.max_batch_delay_ms, self.workers, RESPONSE_TIMEOUT_S
-        )
-
     def _management(self, container: Any) -> ManagementClient:
         """The management client of one replica (its own host port, its own key file)."""
         port = self._published_port(container, 8081)
@@ -519,7 +503,7 @@ class ComposeStack:
                 archive.name,
                 old,
                 version,
-                self.batch_settings,
+                self.settings,
                 probe=predict_probe(inference, reader, bytes(WINDOW_BYTES)),
             )
         except (TorchServeError, OSError) as exc:
@@ -537,7 +521,7 @@ class ComposeStack:
         for i, container in enumerate(self._containers("torchserve")):
             name = f"torchserve-{i + 1}" if self.replicas > 1 else "torchserve"
             running = verify_running(
-                name, self._management(container), self._current_version, self.batch_settings
+                name, self._management(container), self._current_version, self.settings
             )
             self._running.append({"replica": name, "checked_after": when, **running})
 
@@ -563,13 +547,7 @@ class ComposeStack:
             "rollout_percent": self.rollout_percent,
             "torchserve_replicas": self.replicas,
             "torchserve": {
-                "batch_size": self.batch_size,
-                "max_batch_delay_ms": self.max_batch_delay_ms,
-                "workers": self.workers,
-                "model_version": self._current_version,
-                "initial_model_version": self.model_version,
-                "token_auth": self.token_auth,
-                "token_expiration_min": self.token_expiration_min,
+                **torchserve_provenance(self.settings, self._current_version),
                 # What each TorchServe REPORTED it runs at the last check (not what was asked).
                 "running": list(self._running),
             },

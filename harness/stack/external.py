@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from serving.management import BatchSettings, ManagementClient, TorchServeError
+from serving.management import ManagementClient, TorchServeError
+from serving.settings import TorchServeSettings
 
 from .base import (
     StackEndpoints,
@@ -144,11 +145,15 @@ class ExternalStack:
         try:
             current = api.running_config()
             old = self._current_version or current.version
-            settings = BatchSettings(
-                current.batch_size, current.max_batch_delay_ms, max(1, current.workers)
+            # What it runs now, through the one settings type (its ranges refuse a batching
+            # this project would never register: ValueError, a StackError below).
+            settings = TorchServeSettings.build(
+                batch_size=current.batch_size,
+                max_batch_delay_ms=current.max_batch_delay_ms,
+                workers=max(1, current.workers),
             )
             result = api.reload(f"{self.model_name}-{version}.mar", old, version, settings)
-        except (TorchServeError, OSError) as exc:
+        except (TorchServeError, OSError, ValueError) as exc:
             raise StackError(f"reload_model on {api.base_url}: {exc}") from exc
         self._current_version = version
         self._read_running()

@@ -34,7 +34,8 @@ from .base import (
     put_rollout,
     sha256_file,
     spec_get,
-    token_expiration_min,
+    torchserve_provenance,
+    torchserve_settings,
     validate_percent,
     verify_running,
 )
@@ -84,12 +85,10 @@ class LocalStack:
         ts = spec_get(spec, "torchserve", {})
         self.use_torchserve = bool(spec_get(spec, "use_torchserve", False))
         self.rollout_percent = validate_percent(spec_get(spec, "rollout_percent", 100))
-        self.batch_size = int(spec_get(ts, "batch_size", 16))
-        self.max_batch_delay_ms = int(spec_get(ts, "max_batch_delay_ms", 50))
-        self.workers = int(spec_get(ts, "workers", 2))
-        self.model_version = str(spec_get(ts, "model_version", "1.0"))
-        self.token_auth = bool(spec_get(ts, "token_auth", True))
-        self.token_expiration_min = token_expiration_min(ts)
+        # What every TorchServe replica runs (the one settings type, serving.settings).
+        self.settings = torchserve_settings(ts)
+        self.model_version = self.settings.model_version
+        self.token_auth = self.settings.token_auth
         self.replicas = int(spec_get(spec, "torchserve_replicas", 1)) if self.use_torchserve else 0
         check_replica_auth(self.replicas, self.token_auth)
         backend = spec_get(spec, "backend", {})
@@ -191,19 +190,11 @@ class LocalStack:
             from serving.local import LocalTorchServe
         except ImportError as exc:
             raise StackError(f"serving.local is not importable: {exc}") from exc
-        overrides = {}
-        if self.token_expiration_min:
-            overrides["token_expiration_min"] = f"{self.token_expiration_min:g}"
         return LocalTorchServe(
             self.model_store,
-            model_version=self.model_version,
-            batch_size=self.batch_size,
-            max_batch_delay_ms=self.max_batch_delay_ms,
-            workers=self.workers,
-            token_auth=self.token_auth,
+            self.settings,
             run_dir=self._torchserve_dir(index),
             niceness=STACK_NICENESS,
-            config_overrides=overrides,
         )
 
     def _verify_running(self, when: str) -> None:
@@ -211,7 +202,7 @@ class LocalStack:
         running = []
         for i, ts in enumerate(self._replicas):
             name = self._replica_name(i)
-            doc = verify_running(name, ts.management, self._current_version, ts.batch_settings)
+            doc = verify_running(name, ts.management, self._current_version, ts.settings)
             running.append({"replica": name, "checked_after": when, **doc})
         self._running = running
 
@@ -450,13 +441,7 @@ class LocalStack:
         }
         if self.use_torchserve:
             doc["torchserve"] = {
-                "batch_size": self.batch_size,
-                "max_batch_delay_ms": self.max_batch_delay_ms,
-                "workers": self.workers,
-                "model_version": self._current_version,
-                "initial_model_version": self.model_version,
-                "token_auth": self.token_auth,
-                "token_expiration_min": self.token_expiration_min,
+                **torchserve_provenance(self.settings, self._current_version),
                 "model_store": str(self.model_store),
                 "replicas": self.replicas,
                 # What each TorchServe REPORTED it runs at the last check (not what was asked).

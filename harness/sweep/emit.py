@@ -1,8 +1,9 @@
 """``--emit-config DIR``: the recommended configuration as files ready to use.
 
-- ``config.properties``: the repository's TorchServe template with the batching keys set;
-- ``model-config.yaml``: the per-model settings (workers, batch size and delay) for
-  ``torch-model-archiver --config-file`` or a registration;
+- ``config.properties``: the repository's TorchServe template with the recommended settings'
+  keys set (``TorchServeSettings.properties``);
+- ``model-config.yaml``: the per-model settings (workers, batch size, delay and response
+  timeout: ``TorchServeSettings.per_model``) for ``torch-model-archiver --config-file``;
 - ``scenario-stack.yaml``: the scenario ``stack:`` block (``torchserve:`` included).
 """
 
@@ -20,40 +21,25 @@ CONFIG_TEMPLATE = REPO / "serving" / "config" / "config.properties"
 def emit_config(doc: dict[str, Any], out: Path) -> list[Path]:
     """Write the files of ``doc``'s recommendation under ``out``; ValueError without one."""
     from serving.local import render_config
+    from serving.settings import TorchServeSettings
 
     rec = doc.get("recommendation")
     if rec is None:
         raise ValueError("no configuration met the constraints: nothing to emit")
     config = next(c for c in doc["configurations"] if c["id"] == rec["config"])
     stack = config["stack"]
-    ts = stack["torchserve"]
+    # The one settings type renders both files (its ranges refuse a damaged sweep document).
+    settings = TorchServeSettings.build(**stack["torchserve"])
     out.mkdir(parents=True, exist_ok=True)
     head = f"# harness sweep {doc['name']}: recommended {config['id']} ({config['label']})\n"
     props = out / "config.properties"
     props.write_text(
-        head
-        + render_config(
-            CONFIG_TEMPLATE,
-            {
-                "batch_size": str(ts["batch_size"]),
-                "max_batch_delay": str(ts["max_batch_delay_ms"]),
-                "default_workers_per_model": str(ts["workers"]),
-            },
-        ),
+        head + render_config(CONFIG_TEMPLATE, settings.properties()),
         encoding="utf-8",
     )
     model = out / "model-config.yaml"
     model.write_text(
-        head
-        + yaml.safe_dump(
-            {
-                "minWorkers": ts["workers"],
-                "maxWorkers": ts["workers"],
-                "batchSize": ts["batch_size"],
-                "maxBatchDelay": ts["max_batch_delay_ms"],
-            },
-            sort_keys=False,
-        ),
+        head + yaml.safe_dump(settings.per_model(), sort_keys=False),
         encoding="utf-8",
     )
     scenario = out / "scenario-stack.yaml"

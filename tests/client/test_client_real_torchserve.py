@@ -25,8 +25,9 @@ def torchserve() -> Iterator[Any]:
     if not (MODEL_STORE / "signflow-1.0.mar").is_file():
         pytest.fail(f"{MODEL_STORE}/signflow-1.0.mar missing: run `make setup` first")
     from serving.local import LocalTorchServe
+    from serving.settings import TorchServeSettings
 
-    with LocalTorchServe(MODEL_STORE, model_version="1.0", workers=1) as ts:
+    with LocalTorchServe(MODEL_STORE, TorchServeSettings(model_version="1.0", workers=1)) as ts:
         yield ts
 
 

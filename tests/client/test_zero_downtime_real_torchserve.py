@@ -59,8 +59,9 @@ def torchserve() -> Iterator[Any]:
     """One READY TorchServe for the pause and restart tests (batch 16, 50 ms, one worker)."""
     _require_artifacts()
     from serving.local import LocalTorchServe
+    from serving.settings import TorchServeSettings
 
-    with LocalTorchServe(MODEL_STORE, model_version="1.0", workers=1) as ts:
+    with LocalTorchServe(MODEL_STORE, TorchServeSettings(model_version="1.0", workers=1)) as ts:
         yield ts
 
 
@@ -183,10 +184,11 @@ async def test_keys_are_renewed_before_they_expire(engine, caplog):
     """
     _require_artifacts()
     from serving.local import LocalTorchServe
+    from serving.settings import TorchServeSettings
 
     caplog.set_level(logging.DEBUG)
     with LocalTorchServe(
-        MODEL_STORE, workers=1, config_overrides={"token_expiration_min": str(KEY_MINUTES)}
+        MODEL_STORE, TorchServeSettings(workers=1, token_expiration_min=KEY_MINUTES)
     ) as ts:
         first_key = ts.keys["inference"]
         client = TorchServeClient(

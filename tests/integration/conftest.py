@@ -52,8 +52,9 @@ def artifacts() -> Path:
 def torchserve(artifacts: Path) -> Iterator[Any]:
     """A started, READY TorchServe (token auth ON, one worker to spare the two cores)."""
     from serving.local import LocalTorchServe
+    from serving.settings import TorchServeSettings
 
-    with LocalTorchServe(artifacts, model_version="1.0", workers=1) as ts:
+    with LocalTorchServe(artifacts, TorchServeSettings(model_version="1.0", workers=1)) as ts:
         yield ts
 
 

@@ -28,8 +28,9 @@ def stack(artifacts: Any, tools: Any, *key_flags: bool) -> Iterator[tuple[Any, l
     from backend_server import run_backend
 
     from serving.local import LocalTorchServe
+    from serving.settings import TorchServeSettings
 
-    ts = LocalTorchServe(artifacts, model_version="1.0", workers=1)
+    ts = LocalTorchServe(artifacts, TorchServeSettings(model_version="1.0", workers=1))
     with contextlib.ExitStack() as stack_:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             started = pool.submit(ts.__enter__)

@@ -11,6 +11,7 @@ from serving_helpers import MODELS, VERSIONS
 
 from serving.local import LocalTorchServe
 from serving.package_model import build_archive
+from serving.settings import TorchServeSettings
 
 
 @pytest.fixture(scope="session")
@@ -31,5 +32,5 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def torchserve(model_store: Path) -> Iterator[LocalTorchServe]:
     """The shared instance: default batching (16 / 50 ms / 2 workers), token auth on."""
-    with LocalTorchServe(model_store, model_version="1.0") as ts:
+    with LocalTorchServe(model_store, TorchServeSettings(model_version="1.0")) as ts:
         yield ts

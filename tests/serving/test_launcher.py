@@ -26,6 +26,7 @@ from serving_helpers import MODELS, OCTET, REPO_ROOT, window_bytes
 
 from serving.local import LocalTorchServe, TorchServeError
 from serving.package_model import PackagingError, build_archive
+from serving.settings import TorchServeSettings
 
 BODY = window_bytes(np.zeros((64, 469), dtype=np.float32))
 
@@ -98,7 +99,7 @@ def test_port_clash_fails_fast_with_log_tail(model_store: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
-        ts = LocalTorchServe(model_store, workers=1, ready_timeout_s=120)
+        ts = LocalTorchServe(model_store, TorchServeSettings(workers=1), ready_timeout_s=120)
         ts.ports["inference"] = blocker.getsockname()[1]
         try:
             # start() itself refuses: it waits for the ports and names the busy one.
@@ -121,7 +122,7 @@ def test_port_clash_fails_fast_with_log_tail(model_store: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_start_and_reload(model_store: Path) -> None:
-    with LocalTorchServe(model_store, model_version="1.0", workers=1) as ts:
+    with LocalTorchServe(model_store, TorchServeSettings(model_version="1.0", workers=1)) as ts:
         assert _predict(ts)["model_version"] == "1.0"
         desc = ts.describe()
         assert [(d["batchSize"], len(d["workers"])) for d in desc] == [(16, 1)]
@@ -241,17 +242,19 @@ def _read_hint(proc: subprocess.Popen[str]) -> str:
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--workers", "0"], "--workers: 0 is out of range: workers is 1..64"),
-        (["--workers", "-1"], "--workers: -1 is out of range"),
-        (["--workers", "65"], "--workers: 65 is out of range"),
+        (["--workers", "0"], "--workers: workers = 0 is out of range (1..64)"),
+        (["--workers", "-1"], "--workers: workers = -1 is out of range (1..64)"),
+        (["--workers", "65"], "--workers: workers = 65 is out of range (1..64)"),
         (["--workers", "two"], "--workers: 'two' is not a whole number"),
-        (["--batch-size", "0"], "--batch-size: 0 is out of range: batch size is 1..1024"),
+        (["--batch-size", "0"], "--batch-size: batch_size = 0 is out of range (1..1024)"),
         (["--batch-size", "1.5"], "--batch-size: '1.5' is not a whole number"),
-        (["--batch-size", "4096"], "--batch-size: 4096 is out of range"),
-        (["--max-batch-delay", "-1"], "--max-batch-delay: -1 is out of range"),
-        (["--max-batch-delay", "60001"], "max batch delay is 0..60000 ms"),
+        (["--batch-size", "4096"], "--batch-size: batch_size = 4096 is out of range (1..1024)"),
+        (["--max-batch-delay", "-1"], "max_batch_delay_ms = -1 is out of range (0..60000)"),
+        (["--max-batch-delay", "60001"], "max_batch_delay_ms = 60001 is out of range (0..60000)"),
         (["--max-batch-delay", "nan"], "--max-batch-delay: 'nan' is not a whole number"),
         (["--model-version", "9.9"], "signflow-9.9.mar does not exist"),
+        # A version is part of a file name and a URL path: no path separators.
+        (["--model-version", "../1.0"], "--model-version: String should match pattern"),
     ],
 )
 def test_cli_refuses_bad_arguments_before_starting(
@@ -284,7 +287,7 @@ def test_cli_workers_0_exits_2_at_once(model_store: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2, proc.stderr
-    assert "argument --workers: 0 is out of range" in proc.stderr
+    assert "argument --workers: workers = 0 is out of range (1..64)" in proc.stderr
     assert proc.stdout == ""  # nothing started, no ready line
 
 
@@ -292,17 +295,33 @@ def test_cli_workers_0_exits_2_at_once(model_store: Path) -> None:
     ("kwargs", "named"),
     [
         ({"workers": 0}, "workers = 0 is out of range (1..64)"),
-        ({"batch_size": 0}, "batch_size = 0"),
-        ({"max_batch_delay_ms": -1}, "max_batch_delay_ms = -1"),
+        ({"batch_size": 0}, "batch_size = 0 is out of range (1..1024)"),
+        ({"max_batch_delay_ms": -1}, "max_batch_delay_ms = -1 is out of range (0..60000)"),
+        ({"response_timeout_s": 0}, "response_timeout_s = 0 is out of range (1..86400)"),
+        ({"workers": True}, "workers: must be a number, not a boolean (got True)"),
+    ],
+)
+def test_torchserve_settings_refuse_out_of_range_values(kwargs: dict, named: str) -> None:
+    """The launcher takes only a TorchServeSettings: a bad value never reaches it."""
+    with pytest.raises(ValueError, match=re.escape(named)):
+        TorchServeSettings.build(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
         ({"ready_timeout_s": float("nan")}, "ready_timeout_s = nan"),
         ({"torch_threads": 0}, "torch_threads = 0"),
-        ({"workers": True}, "workers must be a number"),
+        ({"niceness": 20}, "niceness = 20 is out of range (0..19)"),
     ],
 )
 def test_launcher_refuses_out_of_range_settings(kwargs: dict, named: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape(named)):
         LocalTorchServe(tmp_path, run_dir=tmp_path / "run", **kwargs)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    # Loose settings are not taken: only the one validated type.
+    with pytest.raises(TypeError, match="settings must be a TorchServeSettings"):
+        LocalTorchServe(tmp_path, {"workers": 1}, run_dir=tmp_path / "run")  # type: ignore[arg-type]
 
 
 async def _closed_loop_load(
@@ -342,7 +361,8 @@ def test_reload_with_requests_in_flight_loses_none(model_store: Path) -> None:
     the worker's batch, 8 queued): the reload drains the old version, no request is lost and
     none gets a 5xx. Before the drain (unregister at once) 4-7 were never answered."""
     with LocalTorchServe(
-        model_store, model_version="1.0", batch_size=8, max_batch_delay_ms=200, workers=1
+        model_store,
+        TorchServeSettings(model_version="1.0", batch_size=8, max_batch_delay_ms=200, workers=1),
     ) as ts:
 
         async def scenario() -> tuple[collections.Counter[str], dict, int]:
@@ -377,10 +397,7 @@ def test_management_key_renewed_after_expiry_and_reload_succeeds(model_store: Pa
     """Issue 10 item 5: keys expire after token_expiration_min (here 0.1 min = 6 s); the
     management client renews its key through the token API, so a reload after expiry works."""
     with LocalTorchServe(
-        model_store,
-        model_version="1.0",
-        workers=1,
-        config_overrides={"token_expiration_min": "0.1"},
+        model_store, TorchServeSettings(model_version="1.0", workers=1, token_expiration_min=0.1)
     ) as ts:
         expired_key = ts.keys["management"]
         time.sleep(7.0)

@@ -23,6 +23,7 @@ from serving_helpers import OCTET, window_bytes
 
 from harness.collectors.prometheus import PrometheusCollector, parse_metrics
 from serving.local import LocalTorchServe
+from serving.settings import TorchServeSettings
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,9 @@ async def _post_all(
 def batch8(model_store: Path) -> Iterator[LocalTorchServe]:
     """One worker, batch 8, 400 ms delay: the issue's set-up, so requests sent together share
     one batch."""
-    with LocalTorchServe(model_store, batch_size=8, max_batch_delay_ms=400, workers=1) as ts:
+    with LocalTorchServe(
+        model_store, TorchServeSettings(batch_size=8, max_batch_delay_ms=400, workers=1)
+    ) as ts:
         yield ts
 
 
@@ -134,7 +137,9 @@ async def test_handler_time_stays_while_queue_grows_under_a_burst(model_store: P
     """24 simultaneous windows to one worker at batch 1 (the issue's case): "inference" was
     117.6 ms there against 6.1 ms alone, because it is end to end, queue included."""
     bodies = [(w, OCTET) for w in _windows(24, seed=4)]
-    with LocalTorchServe(model_store, batch_size=1, max_batch_delay_ms=50, workers=1) as ts:
+    with LocalTorchServe(
+        model_store, TorchServeSettings(batch_size=1, max_batch_delay_ms=50, workers=1)
+    ) as ts:
         url = f"{ts.inference_url}/predictions/signflow"
         collector = PrometheusCollector("torchserve", ts.metrics_url)
         try:

@@ -116,11 +116,14 @@ def test_external_reload_drains_and_records_what_torchserve_runs(
     """The external driver reloads through the shared client (drain included) and records what
     the real TorchServe reports it runs, before and after the reload."""
     from serving.local import LocalTorchServe
+    from serving.settings import TorchServeSettings
 
     store = Path(__file__).resolve().parents[3] / "build" / "model-store"
     if not all((store / f"signflow-{v}.mar").is_file() for v in ("1.0", "2.0")):
         pytest.skip("archives not built (make setup)")
-    with LocalTorchServe(store, batch_size=4, max_batch_delay_ms=7, workers=1) as ts:
+    with LocalTorchServe(
+        store, TorchServeSettings(batch_size=4, max_batch_delay_ms=7, workers=1)
+    ) as ts:
         monkeypatch.setenv("SIGNFLOW_TEST_TS_KEY", ts.keys["management"])
         spec = _spec(
             backend_url,

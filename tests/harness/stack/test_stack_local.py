@@ -12,7 +12,7 @@ import pytest
 from harness.stack import StackError, StackOperationUnsupported, make_stack
 from harness.stack.base import verify_running
 from harness.stack.local import PIDS_FILE, REPO_ROOT, surviving_processes
-from serving.management import BatchSettings
+from serving.settings import TorchServeSettings
 
 MODELS = REPO_ROOT / "build" / "models"
 STORE = REPO_ROOT / "build" / "model-store"
@@ -129,11 +129,11 @@ def test_torchserve_stack_kill_start_reload_and_nothing_left(tmp_path: Path) -> 
         # A TorchServe that runs something else than the scenario asks is a StackError that
         # names the field, asked vs running.
         (ts,) = stack._replicas
-        asked = BatchSettings(batch_size=4, max_batch_delay_ms=5, workers=1)
+        asked = TorchServeSettings(batch_size=4, max_batch_delay_ms=5, workers=1)
         with pytest.raises(StackError, match=r"torchserve: .*batch_size: asked 4, running 8"):
             verify_running("torchserve", ts.management, "2.0", asked, timeout_s=0.5)
         with pytest.raises(StackError, match=r"model_version: asked 1\.0, running 2\.0"):
-            verify_running("torchserve", ts.management, "1.0", ts.batch_settings, timeout_s=0.5)
+            verify_running("torchserve", ts.management, "1.0", ts.settings, timeout_s=0.5)
         assert set(doc["model_archives"]) >= {"signflow-1.0.mar", "signflow-2.0.mar"}
         assert all(len(h) == 64 for h in doc["model_archives"].values())
         assert stack._admin_token not in json.dumps(doc)

@@ -310,6 +310,10 @@ class BaselineSpec(_Strict):
         return self
 
 
+# The latency figures a rollout step may judge (cohort against cohort).
+JudgedLatency = Literal["frame.p50", "frame.p95", "frame.p99", "inference.p50", "inference.p99"]
+
+
 class RolloutJudge(_Strict):
     """What a rollout step's judgement compares, TorchServe cohort against old-pipeline cohort.
 
@@ -322,10 +326,9 @@ class RolloutJudge(_Strict):
     Accuracy: may fall short of the old one's by ``max_accuracy_drop`` (judged from
     ``min_judged_signs`` classified signs per cohort)."""
 
-    latency: list[Literal["frame.p50", "frame.p95", "frame.p99", "inference.p50",
-                          "inference.p99"]] = Field(
-        default_factory=lambda: ["frame.p95", "inference.p50"]
-    )  # fmt: skip
+    latency: list[JudgedLatency] = Field(
+        default_factory=lambda: list[JudgedLatency](["frame.p95", "inference.p50"])
+    )
     latency_allowance_ms: float = Field(25.0, ge=0, le=MAX_TIMEOUT_S * 1000)
     latency_allowance_ratio: float = Field(0.25, ge=0, le=100)
     max_error_share_increase: float = Field(0.01, ge=0, le=1)

@@ -170,30 +170,47 @@ class TorchServeSettings(BaseModel):
         return type(self).build(**{**self.model_dump(), **changes})
 
 
-def limits(field: str) -> tuple[float | None, float | None]:
-    """The inclusive ``(lowest, highest)`` accepted for ``field`` (None: unbounded; a ``gt``
-    bound is reported as its value, it is exclusive)."""
+# pydantic's error types of a number outside its range.
+RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+def limits(
+    field: str, model: type[BaseModel] = TorchServeSettings
+) -> tuple[float | None, float | None]:
+    """The ``(lowest, highest)`` accepted for ``model``'s ``field`` (None: unbounded). A
+    ``gt``/``lt`` bound is returned as its value: it is exclusive, :func:`range_text` says so."""
     lo: float | None = None
     hi: float | None = None
-    for rule in TorchServeSettings.model_fields[field].metadata:
-        if isinstance(rule, annotated_types.Ge | annotated_types.Gt):
-            lo = float(rule.ge if isinstance(rule, annotated_types.Ge) else rule.gt)  # type: ignore[arg-type]
-        elif isinstance(rule, annotated_types.Le | annotated_types.Lt):
-            hi = float(rule.le if isinstance(rule, annotated_types.Le) else rule.lt)  # type: ignore[arg-type]
+    for rule in model.model_fields[field].metadata:
+        if isinstance(rule, annotated_types.Ge):
+            lo = float(rule.ge)  # type: ignore[arg-type]
+        elif isinstance(rule, annotated_types.Gt):
+            lo = float(rule.gt)  # type: ignore[arg-type]
+        elif isinstance(rule, annotated_types.Le):
+            hi = float(rule.le)  # type: ignore[arg-type]
+        elif isinstance(rule, annotated_types.Lt):
+            hi = float(rule.lt)  # type: ignore[arg-type]
     return lo, hi
 
 
-def range_text(field: str) -> str:
-    """``1..1024`` (``>0..1440`` for an exclusive lower bound)."""
-    lo, hi = limits(field)
-    exclusive = any(isinstance(r, annotated_types.Gt) for r in _rules(field))
-    low = "" if lo is None else f"{'>' if exclusive else ''}{lo:g}"
-    high = "" if hi is None else f"{hi:g}"
+def range_text(field: str, model: type[BaseModel] = TorchServeSettings) -> str:
+    """``model``'s ``field`` range as text: ``1..1024``, ``>0..1440`` (exclusive bounds get
+    ``>``/``<``), ``0..`` (no upper bound); empty when it has no bound at all. Any pydantic
+    model's field works: the scenario loader uses it for every range error it reports."""
+    lo, hi = limits(field, model)
+    if lo is None and hi is None:
+        return ""
+    rules = model.model_fields[field].metadata
+    gt = any(isinstance(r, annotated_types.Gt) for r in rules)
+    lt = any(isinstance(r, annotated_types.Lt) for r in rules)
+    low = "" if lo is None else f"{'>' if gt else ''}{_number(lo)}"
+    high = "" if hi is None else f"{'<' if lt else ''}{_number(hi)}"
     return f"{low}..{high}"
 
 
-def _rules(field: str) -> list[Any]:
-    return list(TorchServeSettings.model_fields[field].metadata)
+def _number(value: float) -> str:
+    # 4294967295, not 4.29497e+09; 0.5 as 0.5.
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def problem(exc: ValidationError, labels: Mapping[str, str]) -> str:
@@ -205,7 +222,7 @@ def problem(exc: ValidationError, labels: Mapping[str, str]) -> str:
         field = str(err["loc"][0]) if err["loc"] else ""
         label = labels.get(field, field)
         got = err.get("input")
-        if err["type"] in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        if err["type"] in RANGE_ERRORS:
             lines.append(f"{label} = {_shown(got)} is out of range ({range_text(field)})")
         else:
             message = str(err["msg"]).removeprefix("Value error, ")

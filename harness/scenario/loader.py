@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.redact import is_secret_name, mask
 from harness.results.model import check_metric
+from serving.settings import RANGE_ERRORS, range_text
 
 from . import backend_env
 from .models import MODEL_STORE, Scenario
@@ -327,6 +328,12 @@ def _format_validation(
                 )
             elif err["type"] in ("finite_number",):
                 msg += "; give a finite number"
+            elif err["type"] in RANGE_ERRORS and loc and isinstance(loc[-1], str):
+                # The whole range, not only the bound crossed (stack.torchserve.* shares its
+                # ranges with serving.local's CLI and the container's registrar).
+                parent = model_at(loc[:-1])
+                if parent is not None and loc[-1] in parent.model_fields:
+                    msg += f"; accepted: {range_text(loc[-1], parent)}"
         msgs.append((line, msg))
     return msgs
 

@@ -26,8 +26,7 @@ from backend_server import run_backend  # noqa: E402
 
 from harness.clock import RunClock  # noqa: E402
 from harness.load import LoadConfig, LoadGenerator, run_with_best_loop, synthetic_trace  # noqa: E402
-from harness.load.generator import CONNECT_LEAD_S  # noqa: E402
-from harness.load.traffic import plan_arrivals  # noqa: E402
+from harness.scenario.traffic import CONNECT_LEAD_S, plan_arrivals  # noqa: E402
 from harness.stack.base import put_rollout  # noqa: E402
 
 ADMIN = "benchmark-admin-token"

@@ -158,8 +158,7 @@ async def _measure(
         PrometheusCollector,
     )
     from harness.load import LoadConfig
-    from harness.load.generator import CONNECT_LEAD_S
-    from harness.load.traffic import plan_workload
+    from harness.scenario.traffic import CONNECT_LEAD_S, plan_workload
 
     wl = scenario.workload
     ep = stack.endpoints

@@ -36,9 +36,8 @@ from harness.load.selfcheck import (
 )
 from harness.load.session import CLOSE_TIMEOUT_S, NONE_CODE, SEND_DEADLINE_S, Session
 from harness.load.trace import PreparedTrace, TraceError, prepare_trace
-from harness.load.traffic import PlannedSession
+from harness.scenario.traffic import CONNECT_LEAD_S, PlannedSession
 
-CONNECT_LEAD_S = 0.5
 # A session task still running this long after duration_s (a connect or a send the server never
 # completes) is cancelled; with the close bound this is the whole slack past the reply wait.
 SEND_GRACE_S = SEND_DEADLINE_S
@@ -68,7 +67,7 @@ class LoadConfig:
     session_offset: int = 0
     total_sessions: int | None = None
     start_s: float | None = None
-    # Sessions that come and go (harness.load.traffic); None: ``sessions`` for the whole run.
+    # Sessions that come and go (harness.scenario.traffic); None: ``sessions`` for the whole run.
     plan: list[PlannedSession] | None = None
 
     def validate(self) -> None:

@@ -26,6 +26,7 @@ from serving.settings import RANGE_ERRORS, range_text
 from . import backend_env
 from .models import MODEL_STORE, Scenario
 from .tracefile import TraceError, load_trace_file
+from .traffic import CONNECT_LEAD_S, plan_workload
 
 PathKey = tuple[str | int, ...]
 # Reads and checks a results.json (ValueError says what is wrong). Injected by harness.api so
@@ -427,23 +428,20 @@ def _check_timeline(sc: Scenario) -> list[tuple[PathKey, str]]:
 def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
     """Rollout changes no session could observe, a rollout block that cannot run, an empty
     traffic plan, and abort-on-fail gates (parsed like ``gates``)."""
-    from harness.load.generator import CONNECT_LEAD_S as lead  # session starts: clock + lead
-    from harness.load.traffic import plan_workload
-
     problems: list[tuple[PathKey, str]] = []
     wl = sc.workload
     if wl.sessions is not None:
-        last_start = wl.ramp_up_s + lead
+        last_start = wl.ramp_up_s + CONNECT_LEAD_S  # session starts: clock + lead
         why = (
             f"the {wl.sessions} fixed sessions all connect by t={last_start:g} s and the "
             "backend assigns a session's route once, at connect; use workload.arrivals or "
             "workload.stages so sessions keep arriving"
         )
     else:
-        plan = plan_workload(wl, lambda _i: wl.duration_s, lead) or []
+        plan = plan_workload(wl, lambda _i: wl.duration_s, CONNECT_LEAD_S) or []
         if not plan:
             problems.append((("workload",), "the traffic model starts no session at all"))
-        last_start = max((p.start_s for p in plan), default=0.0) + lead
+        last_start = max((p.start_s for p in plan), default=0.0) + CONNECT_LEAD_S
         why = f"the last session arrives at t={last_start:.1f} s"
     for i, ev in enumerate(sc.timeline):
         if ev.action == "set_rollout" and ev.at_s >= last_start:

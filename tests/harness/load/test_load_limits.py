@@ -25,8 +25,9 @@ from harness.analysis import frames as fr
 from harness.clock import RunClock
 from harness.hdr import histogram_of, new_histogram, percentiles_of, record_seconds
 from harness.load import LoadConfig, LoadGenerator, LoadResult
-from harness.load.generator import CONNECT_LEAD_S, END_GRACE_S
+from harness.load.generator import END_GRACE_S
 from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND, OVER_RANGE, SUT_STOPPED_READING
+from harness.scenario.traffic import CONNECT_LEAD_S
 
 SERVER = Path(__file__).with_name("ws_test_server.py")
 FRAME = {"hands": {"left": [[0.1, 0.2, 0.3]] * 21, "right": None}, "pose": [[0.5, 0.5, 0.0]] * 33}

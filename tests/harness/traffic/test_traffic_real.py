@@ -24,8 +24,8 @@ from scipy.stats import binom, poisson
 
 from harness.clock import RunClock
 from harness.load import LoadConfig, LoadGenerator, run_with_best_loop, synthetic_trace
-from harness.load.traffic import plan_arrivals
 from harness.results.model import Results, SessionRecord, unknown_keys
+from harness.scenario.traffic import plan_arrivals
 from harness.stack.base import put_rollout
 
 REPO = Path(__file__).resolve().parents[3]

@@ -13,7 +13,11 @@ Three models (``workload`` in docs/HARNESS.md):
 Both are turned into a list of :class:`PlannedSession` before the run (seeded: the same scenario
 gives the same plan), so the generator's per-frame path is unchanged and open-loop: frame k of a
 session is due at ``start + k / fps`` whatever the server does. Times are seconds from the
-generator's base (its first possible send).
+generator's base (its first possible send), ``CONNECT_LEAD_S`` into the run clock.
+
+The plan is a pure function of the scenario, so it lives in the scenario layer: the validator
+refuses a plan that starts no session (or a rollout change no session could see) with the very
+planner and lead the run uses (``harness.load.generator`` imports both from here).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ import numpy as np
 # arrival is placed within a fraction of a frame period at any realistic rate.
 _GRID_S = 0.01
 _MAX_GRID = 2_000_000
+# Seconds from entering the generator's run() to its base (t of the first possible send): every
+# session connects before its first frame is due, so a session planned at 0 is not late.
+CONNECT_LEAD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,9 @@ class PlannedSession:
     end_s: float
 
 
-def _knots(stages: Sequence[tuple[float, float]], start: float = 0.0) -> tuple[list, list]:
+def _knots(
+    stages: Sequence[tuple[float, float]], start: float = 0.0
+) -> tuple[list[float], list[float]]:
     """(times, values) of the piecewise-linear target that starts at ``start`` at t = 0."""
     ts, vs = [0.0], [start]
     for duration, target in stages:
@@ -51,7 +60,19 @@ def _knots(stages: Sequence[tuple[float, float]], start: float = 0.0) -> tuple[l
 def target_at(stages: Sequence[tuple[float, float]], t: float | np.ndarray) -> np.ndarray:
     """The stages' target at time(s) ``t`` (linear within a stage, the last target after)."""
     ts, vs = _knots(stages)
-    return np.interp(t, ts, vs)
+    return np.asarray(np.interp(t, ts, vs))
+
+
+def _at_or_above(
+    level: int, t0: float, v0: float, t1: float, v1: float, until: float
+) -> tuple[float, float] | None:
+    """Where on [t0, until) the target, linear from (t0, v0) to (t1, v1), is >= ``level``:
+    one interval, or None when nowhere."""
+    if v1 == v0:
+        return (t0, until) if v0 >= level else None
+    cross = t0 + (level - v0) / (v1 - v0) * (t1 - t0)
+    lo, hi = (max(t0, cross), until) if v1 > v0 else (t0, min(cross, until))
+    return (lo, hi) if hi > lo else None
 
 
 def plan_stages(stages: Sequence[tuple[float, float]], duration_s: float) -> list[PlannedSession]:
@@ -74,19 +95,13 @@ def plan_stages(stages: Sequence[tuple[float, float]], duration_s: float) -> lis
             if t0 >= duration_s:
                 break
             t1c = min(t1, duration_s)
-            # Where on [t0, t1) the linear target is >= level (an interval, maybe empty).
-            if v1 == v0:
-                lo, hi = (t0, t1c) if v0 >= level else (None, None)
-            else:
-                cross = t0 + (level - v0) / (v1 - v0) * (t1 - t0)
-                lo, hi = (max(t0, cross), t1c) if v1 > v0 else (t0, min(cross, t1c))
-                if lo is not None and hi is not None and hi <= lo:
-                    lo, hi = None, None
-            if lo is None:
+            span = _at_or_above(level, t0, v0, t1, v1, t1c)
+            if span is None:
                 if open_at is not None:
                     out.append(PlannedSession(open_at, t0))
                     open_at = None
                 continue
+            lo, hi = span
             if open_at is None:
                 open_at = lo
             if hi < t1c:  # closes inside the segment

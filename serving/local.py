@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from serving.management import (
     predict_probe,
     read_key_file_text,
 )
-from serving.settings import TorchServeSettings, range_text
+from serving.settings import TorchServeSettings, arg_help, arg_type
 
 SERVING_DIR = Path(__file__).resolve().parent
 CONFIG_TEMPLATE = SERVING_DIR / "config" / "config.properties"
@@ -545,31 +545,6 @@ class LocalTorchServe:
         return result
 
 
-def _setting(field: str) -> Callable[[str], int]:
-    """argparse type of TorchServe setting ``field``: a whole number checked by
-    ``TorchServeSettings`` itself, so the CLI, a scenario and the management check accept
-    exactly the same values; anything else is a usage error (exit 2)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        try:
-            TorchServeSettings.build(**{field: value})
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return value
-
-    return parse
-
-
-def _help(field: str) -> str:
-    info = TorchServeSettings.model_fields[field]
-    default = info.default
-    return f"{info.description}, {range_text(field)} (default {default})"
-
-
 def _cli() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving.local",
@@ -581,7 +556,7 @@ def _cli() -> argparse.ArgumentParser:
     parser.add_argument("--model-version", default=TorchServeSettings().model_version)
     for field, option in CLI_OPTIONS.items():
         # Unset options stay None: the settings' own defaults apply.
-        parser.add_argument(option, dest=field, type=_setting(field), help=_help(field))
+        parser.add_argument(option, dest=field, type=arg_type(field), help=arg_help(field))
     parser.add_argument("--model-store", default="build/model-store")
     parser.add_argument("--run-dir", default=None, help="keep logs here (default: a temp dir)")
     parser.add_argument(

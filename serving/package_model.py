@@ -15,9 +15,10 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+
+from serving.settings import TorchServeSettings, arg_help, arg_type
 
 MODEL_NAME = "signflow"
 SERVING_DIR = Path(__file__).resolve().parent
@@ -34,23 +35,22 @@ class PackagingError(RuntimeError):
     """The archive could not be built; the message names the missing or bad file."""
 
 
-@dataclass(frozen=True)
-class ArchiveSettings:
-    """The per-model TorchServe settings written into model-config.yaml."""
-
-    batch_size: int = 16
-    max_batch_delay_ms: int = 50
-    response_timeout_s: int = 30
-    torch_threads: int = 0  # 0 = handler default (1 per worker on CPU)
+# The archive's batching options (the one settings type holds their ranges and defaults).
+CLI_OPTIONS = {
+    "batch_size": "--batch-size",
+    "max_batch_delay_ms": "--max-batch-delay",
+    "response_timeout_s": "--response-timeout",
+}
 
 
-def render_model_config(settings: ArchiveSettings) -> str:
-    """Fill the model-config.yaml template with ``settings``."""
+def render_model_config(settings: TorchServeSettings, torch_threads: int = 0) -> str:
+    """Fill the model-config.yaml template with ``settings``' batching (no worker count: see
+    the template) and ``torch_threads`` (0 = the handler's default, 1 per worker on CPU)."""
     return Template(MODEL_CONFIG_TEMPLATE.read_text()).substitute(
         batch_size=settings.batch_size,
         max_batch_delay=settings.max_batch_delay_ms,
         response_timeout=settings.response_timeout_s,
-        torch_threads=settings.torch_threads,
+        torch_threads=torch_threads,
     )
 
 
@@ -76,10 +76,12 @@ def build_archive(
     version: str,
     models_dir: Path,
     out_dir: Path,
-    settings: ArchiveSettings | None = None,
+    settings: TorchServeSettings | None = None,
+    torch_threads: int = 0,
 ) -> Path:
-    """Build ``out_dir/signflow-<version>.mar`` atomically and return its path."""
-    settings = settings or ArchiveSettings()
+    """Build ``out_dir/signflow-<version>.mar`` atomically and return its path; its
+    model-config.yaml carries ``settings``' batching (default: ``TorchServeSettings()``)."""
+    settings = settings or TorchServeSettings()
     model_dir = models_dir / version
     _check_inputs(model_dir, version)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,7 @@ def build_archive(
     with tempfile.TemporaryDirectory(prefix=".package-", dir=out_dir) as tmp:
         tmp_dir = Path(tmp)
         config = tmp_dir / "model-config.yaml"
-        config.write_text(render_model_config(settings))
+        config.write_text(render_model_config(settings, torch_threads))
         extra = [str(ML_DIR / m) for m in ML_MODULES] + [str(REQUEST_PARSER)]
         extra += [str(model_dir / "labels.json"), str(model_dir / "metadata.json")]
         cmd = [
@@ -128,14 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", required=True, help="model version, e.g. 1.0")
     parser.add_argument("--models", type=Path, default=Path("build/models"))
     parser.add_argument("--out", type=Path, default=Path("build/model-store"))
-    parser.add_argument("--batch-size", type=int, default=ArchiveSettings.batch_size)
-    parser.add_argument("--max-batch-delay", type=int, default=ArchiveSettings.max_batch_delay_ms)
-    parser.add_argument("--response-timeout", type=int, default=ArchiveSettings.response_timeout_s)
+    for field, option in CLI_OPTIONS.items():
+        # Unset options stay None: the settings' own defaults apply.
+        parser.add_argument(option, dest=field, type=arg_type(field), help=arg_help(field))
     args = parser.parse_args(argv)
-    settings = ArchiveSettings(
-        batch_size=args.batch_size,
-        max_batch_delay_ms=args.max_batch_delay,
-        response_timeout_s=args.response_timeout,
+    settings = TorchServeSettings(
+        **{f: getattr(args, f) for f in CLI_OPTIONS if getattr(args, f) is not None}
     )
     try:
         path = build_archive(args.version, args.models, args.out, settings)

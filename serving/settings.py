@@ -12,7 +12,8 @@ form it needs, so a name, a unit, a default and a range are written once, here:
 - the compose stack's container environment (:meth:`TorchServeSettings.env`) and the
   container's registrar, which reads it back (:meth:`TorchServeSettings.from_env`);
 - ``harness sweep --emit-config`` (config.properties and model-config.yaml:
-  :meth:`TorchServeSettings.per_model`).
+  :meth:`TorchServeSettings.per_model`);
+- ``python -m serving.package_model`` (the archive's model-config.yaml batching).
 
 Only pydantic and the standard library are imported: the harness's scenario layer and the
 TorchServe container (which has neither torch in the harness nor the harness in the
@@ -21,7 +22,8 @@ container) import this file as it is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import argparse
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import annotated_types
@@ -168,6 +170,32 @@ class TorchServeSettings(BaseModel):
     def replace(self, **changes: Any) -> TorchServeSettings:
         """A validated copy with ``changes`` (``model_copy`` does not validate)."""
         return type(self).build(**{**self.model_dump(), **changes})
+
+
+def arg_type(field: str) -> Callable[[str], int]:
+    """argparse ``type=`` of whole-number setting ``field``, checked by
+    :class:`TorchServeSettings` itself: a command line, a scenario and the container accept
+    exactly the same values. Anything else is a usage error (exit 2) such as ``argument
+    --workers: workers = 0 is out of range (1..64)``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        try:
+            TorchServeSettings.build(**{field: value})
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    return parse
+
+
+def arg_help(field: str) -> str:
+    """``--help`` text of setting ``field``: its description, range and default."""
+    info = TorchServeSettings.model_fields[field]
+    return f"{info.description}, {range_text(field)} (default {info.default})"
 
 
 # pydantic's error types of a number outside its range.

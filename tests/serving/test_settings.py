@@ -240,3 +240,55 @@ def test_the_container_registrar_refuses_a_bad_environment_before_any_call() -> 
     )
     assert proc.returncode == 2, proc.stderr
     assert "signflow-register: SIGNFLOW_WORKERS = 0 is out of range (1..64)" in proc.stderr
+
+
+def test_the_compose_file_passes_every_setting_with_its_default() -> None:
+    """The compose stack renders ``settings.env()`` into docker compose's environment; only
+    variables the compose file lists reach the container (a missing one was silently dropped)."""
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    env = compose["services"]["torchserve"]["environment"]
+    defaults = TorchServeSettings().env()
+    for name in ENV_NAMES.values():
+        assert env.get(name) == f"${{{name}:-{defaults[name]}}}", name
+
+
+@pytest.mark.parametrize(
+    "path", ["serving/config/config.properties", "docker/torchserve/config.properties"]
+)
+def test_config_templates_hold_the_default_settings(path: str) -> None:
+    """TorchServe's server-wide defaults in both templates are the settings' defaults."""
+    lines = (REPO / path).read_text().splitlines()
+    keys = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    for key, value in TorchServeSettings().properties().items():
+        assert keys.get(key) == value, (path, key)
+
+
+def test_the_archive_carries_the_settings_batching() -> None:
+    from serving.package_model import render_model_config
+
+    text = render_model_config(TorchServeSettings(batch_size=8, max_batch_delay_ms=5), 2)
+    assert "batchSize: 8\nmaxBatchDelay: 5\nresponseTimeout: 30\n" in text
+    assert "torch_threads: 2" in text
+    # Registration decides the worker count (the template says why): no key pins one.
+    assert "\nminWorkers:" not in text and "\nmaxWorkers:" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--batch-size", "0"], "argument --batch-size: batch_size = 0 is out of range (1..1024)"),
+        (["--max-batch-delay", "60001"], "max_batch_delay_ms = 60001 is out of range (0..60000)"),
+        (["--response-timeout", "0"], "response_timeout_s = 0 is out of range (1..86400)"),
+    ],
+)
+def test_the_archive_builder_refuses_the_same_values(
+    args: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from serving.package_model import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version", "1.0", *args])
+    assert exit_.value.code == 2
+    assert named in capsys.readouterr().err

@@ -159,7 +159,7 @@ class TorchServeSettings(BaseModel):
             raise ValueError(problem(exc, ENV_NAMES)) from None
 
     @classmethod
-    def build(cls, labels: Mapping[str, str] | None = None, **values: Any) -> TorchServeSettings:
+    def build(cls, labels: Mapping[str, str] | None = None, /, **values: Any) -> TorchServeSettings:
         """``cls(**values)``, with a ValidationError turned into a one-line ValueError whose
         field names come from ``labels`` (e.g. ``{"workers": "--workers"}``)."""
         try:

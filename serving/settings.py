@@ -101,7 +101,7 @@ class TorchServeSettings(BaseModel):
             "default_response_timeout": str(self.response_timeout_s),
         }
         if self.token_expiration_min is not None:
-            props["token_expiration_min"] = f"{self.token_expiration_min:g}"
+            props["token_expiration_min"] = _number(self.token_expiration_min)
         return props
 
     def per_model(self) -> dict[str, int]:
@@ -135,7 +135,7 @@ class TorchServeSettings(BaseModel):
             elif value is None:
                 out[name] = ""
             elif isinstance(value, float):
-                out[name] = f"{value:g}"
+                out[name] = _number(value)
             else:
                 out[name] = str(value)
         return out

@@ -13,35 +13,46 @@ KIT=${GPU_KIT:-$REPO/gpu-kit}
 cd "$REPO"
 log() { echo "[gpu-run $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu-run.log" >&2; }
 
-# --- Python: the repository's venv when it has everything, else one built from the kit.
+# --- Python: the machine's python3 (on the CUDA machine, the one holding torch) when it already
+# has everything (scripts/gpu_deps.py check), else the same interpreter with the kit's wheels
+# installed into a folder put first on PYTHONPATH. Not a venv: there python3 is itself a venv's,
+# and a venv made from it with --system-site-packages would see the base interpreter's packages,
+# not torch. PYTHON=... picks the interpreter; here the repository's venv is the default.
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}   # this checkout's harness, not an installed one
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ] && .venv/bin/python -c 'import ts, model_archiver, harness' 2>/dev/null; then
-    PY=.venv/bin/python
-  else
-    [ -d "$KIT/wheels" ] || { log "no kit at $KIT (run scripts/gpu-kit.sh where there is network)"; exit 2; }
-    VENV=${GPU_VENV:-/tmp/signflow-gpu-venv}
-    python3 -m venv --system-site-packages "$VENV"   # keeps the preinstalled torch
-    "$VENV/bin/python" -m pip install -q --no-index --find-links "$KIT/wheels" \
-      -r "$KIT/requirements.txt"
-    PY=$VENV/bin/python
-  fi
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+if ! "$PY" scripts/gpu_deps.py check >/dev/null 2>&1; then
+  [ -d "$KIT/wheels" ] || { log "$PY lacks packages and there is no kit at $KIT (run scripts/gpu-kit.sh where there is network)"; exit 3; }
+  SITE=${GPU_SITE:-/tmp/signflow-gpu-site}
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" "$KIT"/wheels/*.whl
+  export PYTHONPATH=$PYTHONPATH:$SITE PATH=$SITE/bin:$PATH   # bin: the torchserve launcher
+  log "installed $(ls "$KIT/wheels" | wc -l) kit wheels into $SITE"
+fi
+if ! "$PY" scripts/gpu_deps.py check 2>>"$OUT/gpu-run.log"; then
+  log "$PY: requirements unmet (listed above); nothing was started"
+  exit 3
 fi
 MODE=$("$PY" -c 'import torch; print("gpu" if torch.cuda.is_available() else "cpu")')
-log "python $PY, mode $MODE"
+log "python $PY ($("$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')), mode $MODE"
 
-# --- Java 17: on PATH already, or unpacked from the kit's Debian packages (no root needed).
+# --- Java 17: the kit's runtime when the kit has one (what the CUDA machine uses), else a
+# Java >= 17 on PATH.
+if [ -f "$KIT/java-17-jre.tar.xz" ]; then
+  JAVA_DIR=${GPU_JAVA:-/tmp/signflow-gpu-java}
+  if [ ! -x "$JAVA_DIR/java-17-jre/bin/java" ]; then
+    mkdir -p "$JAVA_DIR" && tar -C "$JAVA_DIR" -xJf "$KIT/java-17-jre.tar.xz"
+  fi
+  export JAVA_HOME=$JAVA_DIR/java-17-jre PATH=$JAVA_DIR/java-17-jre/bin:$PATH
+fi
 major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1 || true)
 if [ "${major:-0}" -lt 17 ]; then
-  ROOT=$KIT/java-root
-  if [ ! -d "$ROOT/usr/lib/jvm" ]; then
-    for deb in "$KIT"/debs/*.deb; do dpkg-deb -x "$deb" "$ROOT"; done
-  fi
-  JAVA_HOME=$(dirname "$(dirname "$(find "$ROOT/usr/lib/jvm" -path '*/bin/java' | head -1)")")
-  export JAVA_HOME PATH=$JAVA_HOME/bin:$PATH
+  log "no Java 17: none on PATH and no $KIT/java-17-jre.tar.xz"
+  exit 3
 fi
-log "java: $(java -version 2>&1 | head -1)"
+log "java: $(command -v java), $(java -version 2>&1 | head -1)"
 
 # --- Models and archives (incremental: a second run reuses them).
 for v in 1.0 2.0; do

@@ -17,7 +17,7 @@ EXIT_OK, EXIT_NONE, EXIT_INVALID, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_OUT = Path("reports") / "sweeps"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``sweep`` subcommand."""
     text = "run a sweep: find the best configuration and each one's capacity"
     p = sub.add_parser(

@@ -136,7 +136,9 @@ class _State:
         return None
 
 
-def run_sweep(plan: Plan, out_dir: Path, stream: TextIO | None = None) -> tuple[dict, int]:
+def run_sweep(
+    plan: Plan, out_dir: Path, stream: TextIO | None = None
+) -> tuple[dict[str, Any], int]:
     """Run every configuration of ``plan`` under ``out_dir``; (sweep document, exit code).
 
     Exit: 0 a configuration meets the constraints, 1 none does, 3 none could be measured

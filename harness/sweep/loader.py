@@ -161,7 +161,8 @@ def _format(
 def _split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
     """(sweep overrides, scenario overrides): ``--set budget.max_runs=4`` changes the sweep,
     ``--set workload.duration_s=5`` every configuration's scenario."""
-    mine, theirs = [], []
+    mine: list[str] = []
+    theirs: list[str] = []
     for item in overrides:
         head = item.split("=", 1)[0].strip().split(".", 1)[0]
         (mine if head in SweepFile.model_fields else theirs).append(item)

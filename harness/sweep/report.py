@@ -177,7 +177,8 @@ def batch_figure(doc: dict[str, Any]) -> Figure | None:
         for p in doc["points"]:
             got = p["figures"].get("batch_size_mean")
             if p["config"] == c["id"] and got is not None:
-                rows.append((i, c, ts.get("batch_size"), p["sessions"], got))
+                # A configuration always has one (the scenario model defaults it to 16).
+                rows.append((i, c, float(ts["batch_size"]), p["sessions"], got))
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.8))

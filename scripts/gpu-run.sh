@@ -15,9 +15,10 @@ log() { echo "[gpu-run $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu-run.log" >&2
 
 # --- Python: the machine's python3 (on the CUDA machine, the one holding torch) when it already
 # has everything (scripts/gpu_deps.py check), else the same interpreter with the kit's wheels
-# installed into a folder put first on PYTHONPATH. Not a venv: there python3 is itself a venv's,
-# and a venv made from it with --system-site-packages would see the base interpreter's packages,
-# not torch. PYTHON=... picks the interpreter; here the repository's venv is the default.
+# installed into a folder on PYTHONPATH, ahead of its site-packages. Not a venv: there python3
+# is itself a venv's, and a venv made from it with --system-site-packages would see the base
+# interpreter's packages, not torch. PYTHON=... picks the interpreter (default: the repository's
+# venv where there is one, else python3).
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}   # this checkout's harness, not an installed one
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then

@@ -40,7 +40,10 @@ done
 JAVA_MODULES=java.base,java.logging,java.management,java.naming,java.sql,java.xml
 JAVA_MODULES+=,java.scripting,java.instrument,java.net.http,java.security.jgss,jdk.unsupported
 JAVA_MODULES+=,jdk.crypto.ec,jdk.management,jdk.zipfs
-(cd "$TMP" && apt-get download openjdk-17-jre-headless openjdk-17-jdk-headless >/dev/null)
+(cd "$TMP" && apt-get download openjdk-17-jre-headless openjdk-17-jdk-headless >/dev/null) || {
+  echo "gpu kit: apt-get download of Debian's OpenJDK 17 failed (apt-get update first?)" >&2
+  exit 1
+}
 for deb in "$TMP"/*.deb; do dpkg-deb -x "$deb" "$TMP/root"; done
 # The packages link conf/ and jvm.cfg to /etc/java-17-openjdk (absolute): point them into the
 # unpacked tree instead, which has that /etc too.

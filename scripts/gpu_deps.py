@@ -121,7 +121,10 @@ def _applies(req: Requirement, extras: Iterable[str], env: dict[str, str]) -> bo
 
 def walk(env: dict[str, str]) -> tuple[dict[str, list[Requirement]], list[str]]:
     """Every distribution the project needs at run time (``NOT_USED`` pruned), each with the
-    requirements that reach it; plus the names not installed in this interpreter."""
+    requirements that reach it; plus the names not installed in this interpreter.
+
+    The walk does not enter a PREINSTALLED distribution: the image brings what it needs (and
+    this machine's newer version of it may need more, e.g. python-dateutil 4's tzdata)."""
     reached: dict[str, list[Requirement]] = {}
     missing: list[str] = []
     todo = _roots()
@@ -132,7 +135,7 @@ def walk(env: dict[str, str]) -> tuple[dict[str, list[Requirement]], list[str]]:
             continue
         first = name not in reached
         reached.setdefault(name, []).append(req)
-        if not first:
+        if not first or name in PREINSTALLED:
             continue
         try:
             dist = metadata.distribution(name)

@@ -65,7 +65,7 @@ done
 SECONDS_PER=2; SETS=()
 if [ "${GPU_RUN_QUICK:-0}" = 1 ]; then
   SECONDS_PER=0.3
-  SETS=(--set workload.duration_s=2 --set workload.warmup_s=0.5 --set budget.max_runs=2)
+  SETS=(--set workload.duration_s=4 --set workload.warmup_s=1 --set budget.max_runs=2)
   SETS+=(--set load.search.max=8)
 fi
 "$PY" benchmarks/batch_curve.py --seconds "$SECONDS_PER" --out "$OUT/batch-curve.json" >/dev/null

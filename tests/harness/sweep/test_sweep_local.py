@@ -17,8 +17,8 @@ SWEEP = f"""\
 name: local-small
 base: {REPO / "scenarios" / "torchserve.yaml"}
 set:
-  workload.duration_s: 2   # batch sizes and figures, not a capacity: short runs do
-  workload.warmup_s: 0.5
+  workload.duration_s: 4
+  workload.warmup_s: 1
   workload.ramp_up_s: 0.5
   workload.late_threshold_ms: 20   # a busy shared machine: keep INVALID for real stalls
   torchserve.workers: 1

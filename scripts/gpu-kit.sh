@@ -10,7 +10,7 @@
 #   scripts/gpu-kit.sh [KIT_DIR]
 # GPU_KIT_PYTHON=3.12: the Python version the wheels are for (3.11 builds a kit for this machine,
 # which is how the script is tested here). Fails when what a device run carries (the kit plus
-# the repository's tracked files) exceeds 64 MiB.
+# the repository's files that git does not ignore) exceeds 64 MiB.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 KIT=$(mkdir -p "${1:-$REPO/gpu-kit}" && cd "${1:-$REPO/gpu-kit}" && pwd)
@@ -22,9 +22,9 @@ trap 'rm -rf "$TMP"' EXIT
 rm -rf "$KIT/wheels" "$KIT/java-17-jre.tar.xz"
 mkdir -p "$KIT/wheels"
 
-# --- Wheels. pip matches each manylinux tag exactly, so name every glibc level a wheel of these
-# packages is built for (contourpy 1.3.3 and others ship manylinux_2_27/2_28 only); the machine's
-# glibc (Ubuntu 24.04's 2.39) runs all of them.
+# --- Wheels. pip matches each manylinux tag exactly, so name every glibc level up to 2.28 (the
+# first kit asked for 2_17 alone and found no contourpy 1.3.3, which ships 2_27/2_28 only). The
+# machine needs glibc >= 2.28: its Python 3.12.3 is Ubuntu 24.04's (2.39; not read there yet).
 "$PY" "$REPO/scripts/gpu_deps.py" kit --python-version "$PYVER" > "$KIT/requirements.txt"
 plat=()
 for tag in manylinux_2_28 manylinux_2_27 manylinux_2_26 manylinux_2_24 manylinux_2_17 \

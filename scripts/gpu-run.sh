@@ -12,6 +12,12 @@ OUT=$(mkdir -p "${1:?usage: scripts/gpu-run.sh OUT_DIR}" && cd "$1" && pwd)
 KIT=${GPU_KIT:-$REPO/gpu-kit}
 cd "$REPO"
 log() { echo "[gpu-run $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu-run.log" >&2; }
+# The kit's wheels and Java are installed afresh into a folder of this run's own: one kept from
+# an earlier run may hold another kit's (a stale Java once made every TorchServe start fail).
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/signflow-gpu-run.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # --- Python: the machine's python3 (on the CUDA machine, the one holding torch) when it already
 # has everything (scripts/gpu_deps.py check), else the same interpreter with the kit's wheels
@@ -26,7 +32,7 @@ if [ -z "$PY" ]; then
 fi
 if ! "$PY" scripts/gpu_deps.py check >/dev/null 2>&1; then
   [ -d "$KIT/wheels" ] || { log "$PY lacks packages and there is no kit at $KIT (run scripts/gpu-kit.sh where there is network)"; exit 3; }
-  SITE=${GPU_SITE:-/tmp/signflow-gpu-site}
+  SITE=$WORK/site
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$SITE" "$KIT"/wheels/*.whl
   export PYTHONPATH=$PYTHONPATH:$SITE PATH=$SITE/bin:$PATH   # bin: the torchserve launcher
@@ -42,11 +48,8 @@ log "python $PY ($("$PY" -c 'import sys, torch; print(sys.version.split()[0], "t
 # --- Java 17: the kit's runtime when the kit has one (what the CUDA machine uses), else a
 # Java >= 17 on PATH.
 if [ -f "$KIT/java-17-jre.tar.xz" ]; then
-  JAVA_DIR=${GPU_JAVA:-/tmp/signflow-gpu-java}
-  if [ ! -x "$JAVA_DIR/java-17-jre/bin/java" ]; then
-    mkdir -p "$JAVA_DIR" && tar -C "$JAVA_DIR" -xJf "$KIT/java-17-jre.tar.xz"
-  fi
-  export JAVA_HOME=$JAVA_DIR/java-17-jre PATH=$JAVA_DIR/java-17-jre/bin:$PATH
+  tar -C "$WORK" -xJf "$KIT/java-17-jre.tar.xz"
+  export JAVA_HOME=$WORK/java-17-jre PATH=$WORK/java-17-jre/bin:$PATH
 fi
 major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1 || true)
 if [ "${major:-0}" -lt 17 ]; then
@@ -88,6 +91,8 @@ from pathlib import Path
 out, mode = Path(sys.argv[1]), sys.argv[2]
 summary = {"mode": mode, "batch_curve": json.loads((out / "batch-curve.json").read_text()), "sweeps": {}}
 for doc_path in sorted((out / "sweeps").glob("*/sweep.json")):
+    if doc_path.parent.is_symlink():  # sweeps/latest: the last sweep again
+        continue
     doc = json.loads(doc_path.read_text())
     summary["sweeps"][doc["name"]] = {
         "sweep": str(doc_path.relative_to(out)),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import time
@@ -48,9 +47,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("harness")
 DEFAULT_OUT = Path("reports")
 LATEST = "latest"  # <out>/latest -> the newest run folder
-# Distinct synthetic traces: session i plays variant i % TRACE_VARIANTS (seed + variant), so
-# hundreds of sessions do not cost hundreds of trace generations.
-TRACE_VARIANTS = 8
 MAX_SESSION_RECORDS = 10_000  # results "sessions": the first this many sessions' lifetimes
 
 
@@ -105,24 +101,6 @@ def point_latest(out_root: Path, run_id: str) -> None:
         logger.warning("note: could not point %s at %s: %s", link, run_id, exc)
 
 
-def trace_provider(scenario: Scenario) -> Callable[[int], list[dict[str, Any]]]:
-    """Session index -> its trace (file: the same for all; synthetic: seeded variants)."""
-    from harness.load import load_trace_file, synthetic_trace
-
-    spec = scenario.workload.trace
-    if spec.file:
-        frames = load_trace_file(Path(spec.file))
-        return lambda _i: frames
-    syn = spec.synthetic
-    assert syn is not None
-
-    @functools.lru_cache(maxsize=TRACE_VARIANTS)
-    def variant(v: int) -> list[dict[str, Any]]:
-        return synthetic_trace(syn.seed + v, syn.signs, syn.sign_mix, syn.rest_frames)
-
-    return lambda i: variant(i % TRACE_VARIANTS)
-
-
 @dataclass
 class _Measured:
     """What the measurement phase produced (possibly partial after an interrupt)."""
@@ -144,6 +122,7 @@ def _load_engine(scenario: Scenario, config: Any, clock: RunClock, run_dir: Path
     if wl.engine == "locust":
         from harness.load.distributed import DistributedLoad
 
+        assert wl.locust is not None  # the model fills it in when engine is locust
         return DistributedLoad(config, clock, wl.locust, wl.trace, run_dir or Path("."))
     return LoadGenerator(config, clock)
 
@@ -158,12 +137,13 @@ async def _measure(
         PrometheusCollector,
     )
     from harness.load import LoadConfig
+    from harness.load.trace import TRACE_VARIANTS, trace_provider
     from harness.scenario.traffic import CONNECT_LEAD_S, plan_workload
 
     wl = scenario.workload
     ep = stack.endpoints
     clock = RunClock()
-    traces = trace_provider(scenario)
+    traces = trace_provider(wl.trace)
     plan = plan_workload(wl, lambda i: len(traces(i)) / wl.fps, CONNECT_LEAD_S)
     # Build the traces before t=0: generating them inside the run made the first seconds late.
     for i in range(min(wl.sessions or len(plan or ()), TRACE_VARIANTS)):

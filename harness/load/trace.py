@@ -7,12 +7,17 @@ generator for accuracy and stripped before sending. ``frame_idx`` is rewritten b
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.scenario.tracefile import TRUTH_KEY, TraceError, load_trace_file, synthetic_trace
+
+if TYPE_CHECKING:
+    from harness.scenario.models import TraceSpec
 
 __all__ = [
     "TRUTH_KEY",
@@ -21,9 +26,30 @@ __all__ = [
     "load_trace_file",
     "prepare_trace",
     "synthetic_trace",
+    "trace_provider",
 ]
 
 FRAME_IDX_KEY = "frame_idx"
+# Distinct synthetic traces: session i plays variant i % TRACE_VARIANTS (seed + variant), so
+# hundreds of sessions do not cost hundreds of trace generations.
+TRACE_VARIANTS = 8
+
+
+def trace_provider(spec: TraceSpec) -> Callable[[int], list[dict[str, Any]]]:
+    """Global session index -> its trace: a file's frames for every session, or synthetic
+    variant ``i % TRACE_VARIANTS`` (seed + variant), each generated once. The one rule for a
+    native run and for every Locust worker's block of sessions. Raises TraceError (file)."""
+    if spec.file:
+        frames = load_trace_file(Path(spec.file))
+        return lambda _i: frames
+    syn = spec.synthetic
+    assert syn is not None  # TraceSpec holds exactly one of file / synthetic
+
+    @functools.lru_cache(maxsize=TRACE_VARIANTS)
+    def variant(v: int) -> list[dict[str, Any]]:
+        return synthetic_trace(syn.seed + v, syn.signs, syn.sign_mix, syn.rest_frames)
+
+    return lambda i: variant(i % TRACE_VARIANTS)
 
 
 @dataclass(frozen=True)

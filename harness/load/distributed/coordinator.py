@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,10 @@ from harness.load.distributed.messages import (
 )
 from harness.load.generator import END_GRACE_S, LiveStats, LoadConfig
 from harness.load.recording import LoadResult
+from harness.load.trace import load_trace_file
+from harness.scenario.models import LocustSpec, TraceSpec
 from harness.stack.base import StackError
+from harness.stack.procs import free_port
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Sessions of a distributed run start here on the run clock (a native run: ~0.5 s): room for
@@ -107,7 +111,9 @@ class DistributedLiveStats(LiveStats):
 class _Child:
     """One Locust process: own session, output to a log file, stopped by its process group."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path, fds=()):
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], log: Path, fds: Sequence[int] = ()
+    ) -> None:
         self.name = name
         self.log = log
         with open(log, "ab") as out:
@@ -147,18 +153,12 @@ class _Child:
             os.killpg(self.pid, sig)
 
 
-def _free_port(host: str) -> int:
-    from harness.stack.procs import free_port
-
-    return int(free_port())
-
-
-def trace_plan(trace_spec: Any) -> dict[str, Any]:
-    """The scenario's TraceSpec as a plan entry: synthetic settings, or a file's frames."""
-    if getattr(trace_spec, "file", None):
-        from harness.load.trace import load_trace_file
-
+def trace_plan(trace_spec: TraceSpec) -> dict[str, Any]:
+    """The scenario's TraceSpec as a plan entry: synthetic settings, or a file's frames (read
+    here, so a remote worker needs no copy of the file). Raises TraceError (file)."""
+    if trace_spec.file:
         return {"frames": load_trace_file(Path(trace_spec.file))}
+    assert trace_spec.synthetic is not None  # exactly one of file / synthetic
     return {"synthetic": trace_spec.synthetic.model_dump(mode="json")}
 
 
@@ -169,14 +169,14 @@ class DistributedLoad:
         self,
         config: LoadConfig,
         clock: RunClock,
-        spec: Any,
-        trace_spec: Any,
+        spec: LocustSpec,
+        trace_spec: TraceSpec,
         run_dir: Path,
     ) -> None:
         config.validate()
         self.config = config
         self.clock = clock
-        self.spec = spec  # harness.scenario.models.LocustSpec
+        self.spec = spec
         self.trace_spec = trace_spec
         self.dir = Path(run_dir) / "load-workers"
         self.log_dir = Path(run_dir) / "logs"
@@ -246,7 +246,7 @@ class DistributedLoad:
         plan_path = self.dir / "plan.json"
         plan_path.write_text(json.dumps(asdict(self._plan())))
         host = self.spec.master_bind.host
-        port = int(self.spec.master_bind.port) or _free_port(host)
+        port = int(self.spec.master_bind.port) or free_port()
         if host not in LOOPBACK:
             print(
                 f"locust master: listening on {host}:{port} beyond this machine; ZeroMQ has no "
@@ -358,7 +358,8 @@ class DistributedLoad:
         line = fut.result()
         if not line:
             return None
-        return json.loads(line)
+        event: dict[str, Any] = json.loads(line)
+        return event
 
     def _command(self, doc: dict[str, Any]) -> None:
         if self._commands is None:

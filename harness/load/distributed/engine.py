@@ -23,6 +23,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from harness.clock import RunClock
 from harness.load.distributed.messages import WorkerPlan, WorkerTick, result_to_wire
 from harness.load.generator import LoadConfig, LoadGenerator, run_with_best_loop
 from harness.load.recording import LoadResult
+from harness.load.trace import trace_provider
+from harness.scenario.models import TraceSpec
 
 TICK_S = 1.0
 
@@ -40,19 +43,15 @@ def _emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _traces(plan: WorkerPlan) -> Any:
+def _traces(plan: WorkerPlan) -> Callable[[int], list[dict[str, Any]]]:
     """Local session i -> its trace: global session ``session_offset + i``'s, exactly as a
-    one-process run picks it (harness.runner.trace_provider)."""
+    one-process run picks it (harness.load.trace.trace_provider). A file's frames travel in the
+    plan (a remote worker need not have the file)."""
     if "frames" in plan.trace:
-        frames = plan.trace["frames"]
+        frames: list[dict[str, Any]] = plan.trace["frames"]
         return lambda _i: frames
-    from types import SimpleNamespace
-
-    from harness.runner import trace_provider
-    from harness.scenario.models import TraceSpec
-
     spec = TraceSpec.model_validate({"synthetic": plan.trace["synthetic"]})
-    provider = trace_provider(SimpleNamespace(workload=SimpleNamespace(trace=spec)))  # type: ignore[arg-type]
+    provider = trace_provider(spec)
     return lambda i: provider(plan.session_offset + i)
 
 

@@ -60,12 +60,12 @@ WATCH_EVERY_S = 0.25
 ENGINE_STOP_GRACE_S = 10.0
 
 
-class HarnessIdle(User):
+class HarnessIdle(User):  # type: ignore[misc]  # locust is untyped
     """Locust requires a User class; the load itself is the engine's, not Locust users'."""
 
     wait_time = constant(3600)
 
-    @task
+    @task  # type: ignore[untyped-decorator]
     def idle(self) -> None:
         """Nothing: the data plane is harness.load.distributed.engine."""
 
@@ -329,7 +329,7 @@ class _Worker:
             shutil.rmtree(self.out, ignore_errors=True)
 
 
-@events.init.add_listener
+@events.init.add_listener  # type: ignore[untyped-decorator]
 def _on_init(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         _Master(environment)

@@ -179,7 +179,11 @@ def merge_worker_results(
         latency_limit_s=reply_timeout_s,
         silent_from_s=min(silent) if silent else None,
         invalid_reasons=reasons,
-        **sums,
+        disconnects=sums["disconnects"],
+        send_failures=sums["send_failures"],
+        connect_failures=sums["connect_failures"],
+        unmatched_replies=sums["unmatched_replies"],
+        unsent=sums["unsent"],
     )
     sent = ~np.isnan(frames["t_sent"])
     scope = sent & result.measured_mask()

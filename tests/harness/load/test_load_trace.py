@@ -87,3 +87,25 @@ def test_synthetic_trace_is_seeded_and_carries_truth() -> None:
     assert {t for t in truths if t is not None} <= {"hello", "thanks"}
     assert truths[0] is None and any(t is not None for t in truths)
     assert all("hands" in f and "pose" in f for f in a)
+
+
+def test_trace_provider_takes_the_typed_spec() -> None:
+    """Session i plays seed + (i % TRACE_VARIANTS), generated once; a Locust worker's local
+    session j of a block at offset k asks for global session k + j and gets the same trace."""
+    from harness.load.trace import TRACE_VARIANTS, synthetic_trace, trace_provider
+    from harness.scenario.models import TraceSpec
+
+    spec = TraceSpec.model_validate({"synthetic": {"seed": 5, "signs": 1, "rest_frames": [3, 4]}})
+    provider = trace_provider(spec)
+    assert provider(1) == synthetic_trace(6, 1, None, (3, 4))
+    assert provider(1) is provider(1 + TRACE_VARIANTS)  # cached variant, not regenerated
+    assert provider(0) != provider(1)
+
+
+def test_trace_provider_file_gives_every_session_the_file(tmp_path: Path) -> None:
+    from harness.load.trace import trace_provider
+    from harness.scenario.models import TraceSpec
+
+    path = _write(tmp_path, ['{"pose": [1], "truth": "hello"}', '{"pose": [2]}'])
+    provider = trace_provider(TraceSpec(file=str(path)))
+    assert provider(0) == provider(7) == [{"pose": [1], "truth": "hello"}, {"pose": [2]}]

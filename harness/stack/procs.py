@@ -203,8 +203,13 @@ def wait_http_ok(
 # whose ``logs/stack-processes.json`` lists every process the stack started (pid + start time).
 # The registration is removed once the stack is down; one that outlives its harness marks a
 # run that never cleaned up, and the next run stops what it left (``stop_leftovers``).
+# The load engine keeps its own record next to it (``LOAD_PIDS_FILE``: the Locust master, local
+# workers and their generator processes); each record has one writer, so neither overwrites the
+# other's entries.
 
 PIDS_FILE = "stack-processes.json"
+LOAD_PIDS_FILE = "load-processes.json"
+RECORD_FILES = (PIDS_FILE, LOAD_PIDS_FILE)
 STATE_DIR_ENV = "SIGNFLOW_HARNESS_STATE_DIR"
 LEFTOVER_STOP_GRACE_S = 5.0
 # psutil's create_time has 10 ms resolution: two processes with the same pid started within
@@ -388,10 +393,10 @@ def find_leftovers() -> list[Leftover]:
             continue
         if _same_process(owner, cmdline=True) is not None:
             continue  # its harness still runs: not a leftover
-        record = run_dir / "logs" / PIDS_FILE
         procs: list[tuple[str, psutil.Process]] = []
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
-            procs = _surviving(record)
+        for name in RECORD_FILES:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+                procs += _surviving(run_dir / "logs" / name)
         project = doc.get("compose_project")
         found.append(
             Leftover(

@@ -65,7 +65,7 @@ from harness.load.recording import LoadResult
 from harness.load.trace import load_trace_file
 from harness.scenario.models import LocustSpec, TraceSpec
 from harness.stack.base import StackError
-from harness.stack.procs import free_port
+from harness.stack.procs import LOAD_PIDS_FILE, ProcessRecord, free_port
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Sessions of a distributed run start here on the run clock (a native run: ~0.5 s): room for
@@ -200,6 +200,8 @@ class DistributedLoad:
         self._plans = self._plan().split()
         self._closed = False
         self._pending: asyncio.Future[bytes] | None = None
+        # What this run started, for the next run if this harness is SIGKILLed (stack.procs).
+        self._record: ProcessRecord | None = None
 
     # --- set-up ---------------------------------------------------------------------------
     def _plan(self) -> RunPlan:
@@ -239,6 +241,7 @@ class DistributedLoad:
     async def _start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._record = ProcessRecord(self.log_dir / LOAD_PIDS_FILE)
         if self.config.sessions < self.expected:
             raise DistributedLoadError(
                 f"{self.expected} Locust workers for {self.config.sessions} sessions"
@@ -281,6 +284,7 @@ class DistributedLoad:
             os.close(ev_w)
             os.close(cmd_r)
         self._commands = cmd_w
+        self._record.add("locust-master", [self.master.pid])
         loop = asyncio.get_running_loop()
         self._events = asyncio.StreamReader(limit=64 * 1024 * 1024)
         await loop.connect_read_pipe(
@@ -296,6 +300,7 @@ class DistributedLoad:
                 _Child(f"locust-worker-{i}", worker_argv, self._env(),
                        self.log_dir / f"locust-worker-{i}.log")
             )  # fmt: skip
+            self._record.add("locust-worker", [self.workers[-1].pid])
         deadline = time.monotonic() + float(self.spec.worker_timeout_s) + 30.0
         while True:
             for child in self.workers:
@@ -323,6 +328,16 @@ class DistributedLoad:
                     self._info[int(w["index"])] = w
                 self._connected = self.expected
                 break
+        self._record_engines()
+
+    def _record_engines(self) -> None:
+        """The local workers' generator processes (each worker started its own on the plan),
+        recorded too: one whose worker died would otherwise outlive a killed harness unseen."""
+        assert self._record is not None
+        for child in self.workers:
+            with contextlib.suppress(psutil.Error):
+                kids = psutil.Process(child.pid).children(recursive=True)
+                self._record.add("load-engine", [k.pid for k in kids])
 
     def _start_failure(self) -> str:
         """Why the master ended (or never got ready), from its log."""

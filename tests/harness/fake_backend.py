@@ -1,7 +1,8 @@
 """A tiny real backend speaking the translate WebSocket protocol, for runner tests.
 
-`python fake_backend.py` binds 127.0.0.1 on a free port, prints the port, and answers each frame
-after ``DELAY_S`` with served_by "local" every 5th frame; GET /ready and /metrics answer 200.
+`python fake_backend.py [HOST]` binds HOST (default 127.0.0.1) on a free port, prints the port,
+and answers each frame after ``DELAY_S`` with served_by "local" every 5th frame; GET /ready and
+/metrics answer 200.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ async def handler(ws) -> None:
         task.add_done_callback(tasks.discard)
 
 
-async def main() -> None:
-    async with serve(handler, "127.0.0.1", 0, process_request=http) as server:
+async def main(host: str) -> None:
+    async with serve(handler, host, 0, process_request=http) as server:
         port = server.sockets[0].getsockname()[1]
         print(port, flush=True)
         await asyncio.Future()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"))

@@ -3,7 +3,10 @@ local stack with the flag off (a real backend, no TorchServe), and a taken maste
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,12 +14,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from harness.stack.local import REPO_ROOT
-from harness.stack.procs import free_port
+from harness.stack.procs import (
+    LOAD_PIDS_FILE,
+    STATE_DIR_ENV,
+    free_port,
+    surviving_processes,
+)
 
 SCENARIOS = REPO_ROOT / "scenarios"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -186,3 +195,66 @@ def test_master_port_taken_exits_3_with_nothing_left(tmp_path: Path, fake_backen
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"could not bind 127.0.0.1:{port} (address already in use)" in proc.stderr
     assert set(_locust_processes()) <= before
+
+
+def test_next_run_stops_the_locust_processes_a_sigkilled_harness_left(
+    tmp_path: Path, fake_backend: int
+) -> None:
+    """The run's load record names the master, both workers and their generator processes;
+    after the harness is SIGKILLed, the next run reports and stops the ones still running."""
+    state = tmp_path / "state"
+    env = {**os.environ, STATE_DIR_ENV: str(state)}
+    scenario = _external(
+        tmp_path / "killed.yaml", fake_backend,
+        "  sessions: 4\n  duration_s: 60\n  warmup_s: 1\n  engine: locust\n"
+        "  locust: {workers: 2}\n",
+    )  # fmt: skip
+    run = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(tmp_path / "o")],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    recorded: list[dict[str, Any]] = []
+    try:
+        assert run.stdout is not None
+        for line in run.stdout:  # every worker connected and prepared: the record is complete
+            if "workers 2/2" in line:
+                break
+        (record,) = list((tmp_path / "o").rglob(LOAD_PIDS_FILE))
+        doc = json.loads(record.read_text())
+        assert {k: len(v) for k, v in doc.items()} == {
+            "locust-master": 1, "locust-worker": 2, "load-engine": 2,
+        }  # fmt: skip
+        recorded = surviving_processes(record)
+        assert len(recorded) == 5, recorded
+        # Frozen first, then the harness killed: left alone, a live master sees its harness go
+        # (end of its command pipe) and ends the workers itself; a hung one cannot, and only
+        # the registry finds it. SIGSTOP makes that case certain instead of a race.
+        for entry in recorded:
+            os.kill(entry["pid"], signal.SIGSTOP)
+        run.kill()
+        run.wait(10)
+        assert len(surviving_processes(record)) == 5
+        nxt = subprocess.run(
+            [sys.executable, "-m", "harness", "run",
+             str(_external(tmp_path / "next.yaml", fake_backend,
+                           "  sessions: 1\n  duration_s: 2\n  warmup_s: 0\n")),
+             "--out", str(tmp_path / "n")],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        survivors = surviving_processes(record)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        for entry in recorded:  # whatever the outcome, nothing of this test keeps running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(entry["pid"], signal.SIGKILL)
+    output = nxt.stdout + nxt.stderr
+    assert nxt.returncode == 0, output[-3000:]
+    assert "left over from a killed run" in output, output[-3000:]
+    for entry in recorded:
+        assert f"{entry['component']} pid {entry['pid']}" in output, output[-3000:]
+    stopped = re.search(r"stopped (\d+) left-over processes", output)
+    assert stopped and int(stopped.group(1)) >= 5, output[-3000:]
+    assert survivors == [], survivors
+    assert not list(state.glob("run-*.json"))

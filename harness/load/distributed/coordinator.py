@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from hdrh.histogram import HdrHistogram
 
 from harness import hdr
 from harness.clock import RunClock
@@ -594,7 +593,7 @@ class DistributedLoad:
             now = self.clock.now()
         except RuntimeError:
             now = 0.0
-        hist: HdrHistogram = hdr.new_histogram(self.config.reply_timeout_s)
+        hist = hdr.new_histogram(self.config.reply_timeout_s)
         for tick in self._ticks.values():
             with contextlib.suppress(Exception):
                 hist.decode_and_add(tick.hist.encode("ascii"))

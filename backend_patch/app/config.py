@@ -58,12 +58,18 @@ class Settings(BaseSettings):
     torchserve_hedge_multiplier: float = Field(2.0, gt=0, le=100)
     torchserve_hedge_floor_ms: int = Field(80, ge=1, le=600_000)
     torchserve_hedge_ceiling_ms: int = Field(200, ge=1, le=600_000)
+    # What one batch takes a healthy TorchServe worker (decode, forward, answer): the adaptive
+    # delay's floor is TorchServe's maxBatchDelay + 2 x this (hedging.healthy_batch_bound_s).
+    torchserve_hedge_batch_service_ms: int = Field(15, ge=0, le=600_000)
     # Token bucket: tokens earned per window sent to TorchServe; one hedge costs one token.
     torchserve_hedge_budget_ratio: float = Field(0.1, ge=0, le=1)
     torchserve_hedge_budget_burst: int = Field(10, ge=1, le=100_000)
-    # Circuit breaker: consecutive failures (errors, timeouts, hedges lost) that open it, the
-    # cool-down before shadow probes, and the fast probes in a row that close it.
+    # Circuit breaker: consecutive failures (errors, timeouts, hedges lost) that open it, how
+    # long such a streak must last unless TorchServe is unreachable (one slow batch's burst of
+    # hedge losses is one event, not three), the cool-down before shadow probes, and the fast
+    # probes in a row that close it.
     torchserve_breaker_failures: int = Field(3, ge=1, le=10_000)
+    torchserve_breaker_window_ms: int = Field(250, ge=0, le=600_000)
     torchserve_breaker_cooldown_s: float = Field(1.0, ge=0, le=3600)
     torchserve_probe_successes: int = Field(2, ge=1, le=1000)
     # Management API, for renewing the inference key through TorchServe's token API.
@@ -159,6 +165,7 @@ class Settings(BaseSettings):
             ceiling_s=self.torchserve_hedge_ceiling_ms / 1000.0,
             budget_ratio=self.torchserve_hedge_budget_ratio,
             budget_burst=float(self.torchserve_hedge_budget_burst),
+            batch_service_s=self.torchserve_hedge_batch_service_ms / 1000.0,
         )
 
     def auth_token(self) -> str | None:

@@ -46,6 +46,7 @@ def _make_client(settings: Settings) -> object:
         max_connections=settings.torchserve_max_connections,
         breaker_failures=settings.torchserve_breaker_failures,
         breaker_cooldown_s=settings.torchserve_breaker_cooldown_s,
+        breaker_window_s=settings.torchserve_breaker_window_ms / 1000.0,
         # Hedging off restores the old path entirely: the first user window after the
         # cool-down is the probe again.
         shadow_probes=settings.torchserve_hedge_enabled,
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         if settings.use_torchserve:
             router.client = _make_client(settings)  # type: ignore[assignment]
+            # The hedge floor follows TorchServe's batch delay (management API, background).
+            router.watch_served_model()
         log.info(
             "backend_ready",
             model_version=engine.model_version,

@@ -71,6 +71,12 @@ class BackendMetrics:
         self.hedge_delay = Gauge(
             "signflow_hedge_delay_seconds", "The hedge delay in force now.", registry=r
         )
+        self.hedge_floor = Gauge(
+            "signflow_hedge_floor_seconds",
+            "Lower bound of the adaptive hedge delay now: the configured floor, raised to what a "
+            "healthy batched TorchServe answer can take (its maxBatchDelay + 2 batch services).",
+            registry=r,
+        )
         self.circuit_open = Gauge(
             "signflow_torchserve_circuit_open",
             "1 while the circuit breaker is open or half-open (windows served locally), else 0.",

@@ -20,10 +20,14 @@ Behaviour:
   replica; and one after an "invalid key" answer once a fresh key is at hand (re-read or renewed);
 - a Bearer token: ``token``, or the ``inference`` key of TorchServe's ``key_file.json`` (see
   :class:`KeySource`), renewed through TorchServe's token API before it expires;
+- ``describe_model()``: what the default version runs with (``maxBatchDelay``, ``batchSize``),
+  read from the management API with the file's ``management`` key (renewed likewise);
 - a connection pool of ``max_connections`` created lazily inside the running event loop;
-- a circuit breaker: after ``breaker_failures`` consecutive failures (failed calls, and hedges
-  the local engine won: see ``record_hedge_loss``) it stays open for ``breaker_cooldown_s``
-  (calls fail at once with reason ``circuit_open``), then turns half-open. With
+- a circuit breaker (:class:`CircuitBreaker`): ``breaker_failures`` consecutive failures open
+  it: failed calls at once, hedges the local engine won (``record_hedge_loss``) once their
+  streak spans ``breaker_window_s`` (answers slower than the caller's bar do not end a streak);
+  open, it stays so for ``breaker_cooldown_s`` (calls fail at once with reason
+  ``circuit_open``), then turns half-open. With
   ``shadow_probes`` (the default) user calls stay refused while half-open and the caller sends
   copies of real windows through ``probe()``; ``probe_successes`` consecutive probes answered
   within the caller's bar close the circuit, a failed probe opens it again. Without
@@ -35,6 +39,7 @@ The token is never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -42,6 +47,7 @@ import os
 import random
 import re
 import time
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +59,7 @@ import numpy as np
 __all__ = [
     "CircuitBreaker",
     "KeySource",
+    "ServedModel",
     "TorchServeClient",
     "TorchServeError",
     "TorchServeResult",
@@ -72,6 +79,7 @@ Reason = Literal[
 ]
 ProbeOutcome = Literal["fast", "slow", "failed", "skipped"]
 CircuitState = Literal["closed", "open", "half_open"]
+KeyKind = Literal["inference", "management"]
 
 # The window contract (docs/ARCHITECTURE.md): SEQ_LEN x FEATURE_DIM float32, little-endian.
 WINDOW_SHAPE = (64, 469)
@@ -86,6 +94,8 @@ _RETRY_503_PAUSE_S = (0.005, 0.025)
 # version is unregistered or a worker crashes: the retry goes to the new default or a restarted
 # worker), 502/504 (a proxy in front of a restarting TorchServe). 501/505 would fail again.
 _RETRYABLE_5XX = frozenset({500, 502, 503, 504, 507})
+# Bound of one management call (describe): off the user's path, so generous.
+_MANAGEMENT_TIMEOUT_S = 5.0
 
 
 class TorchServeError(Exception):
@@ -114,11 +124,40 @@ class TorchServeResult:
     batch_size: int
 
 
-class CircuitBreaker:
-    """Consecutive-failure circuit breaker with half-open probes.
+@dataclass(frozen=True)
+class ServedModel:
+    """What TorchServe's management API says the default version runs with.
 
-    ``probe_successes`` consecutive successful probes close it; ``clock`` is injectable for
-    tests (default ``time.monotonic``). One probe at a time is let through while half-open.
+    ``max_batch_delay_s``: ``maxBatchDelay`` in seconds; ``response_timeout_s``: TorchServe's
+    ``responseTimeout`` (None when it does not report it); ``ready_workers`` of ``workers``.
+    """
+
+    version: str
+    batch_size: int
+    max_batch_delay_s: float
+    response_timeout_s: float | None
+    workers: int
+    ready_workers: int
+
+
+class CircuitBreaker:
+    """Circuit breaker that judges a streak of failures over time, with half-open probes.
+
+    It opens when a *streak* (failures with no success in between: a success ends it) holds
+    ``failures`` of them and either holds a *conclusive* one (a call that failed: refused, no
+    connection, deadline, 5xx, bad key or answer) or spans at least ``window_s`` (first to
+    latest failure). Inconclusive failures are hedges the local engine won: TorchServe was
+    slower than the hedge delay, which one slow batch explains as well as a hung server. Those
+    arrive together and are one piece of evidence (windows queued behind one slow batch lose
+    their hedges within a few milliseconds of each other although TorchServe answers them
+    moments later), while a hung TorchServe keeps losing them for the whole window. A failed
+    call needs no such wait, so a dead TorchServe (refused, or unreachable: see
+    ``TorchServeClient.record_hedge_loss``) opens it as fast as before, ``failures`` in a row.
+
+    Only calls made while closed count: a late failure of a call sent before the circuit opened
+    neither re-opens nor prolongs it (as a late success does not close it). ``probe_successes``
+    consecutive successful probes close it; one probe at a time is let through while half-open.
+    ``clock`` (seconds, default ``time.monotonic``) is injectable for tests.
     """
 
     def __init__(
@@ -128,6 +167,7 @@ class CircuitBreaker:
         clock: Any = time.monotonic,
         *,
         probe_successes: int = 1,
+        window_s: float = 0.0,
     ) -> None:
         if failures < 1:
             raise ValueError(f"breaker_failures must be >= 1, got {failures}")
@@ -135,11 +175,16 @@ class CircuitBreaker:
             raise ValueError(f"breaker_cooldown_s must be >= 0, got {cooldown_s}")
         if probe_successes < 1:
             raise ValueError(f"probe_successes must be >= 1, got {probe_successes}")
+        if window_s < 0:
+            raise ValueError(f"breaker_window_s must be >= 0, got {window_s}")
         self._threshold = failures
         self._cooldown_s = cooldown_s
         self._probe_successes = probe_successes
+        self._window_s = window_s
         self._clock = clock
-        self._consecutive_failures = 0
+        self._streak = 0
+        self._streak_since: float | None = None
+        self._streak_conclusive = False
         self._good_probes = 0
         self._opened_at: float | None = None
         self._probe_in_flight = False
@@ -152,6 +197,11 @@ class CircuitBreaker:
         if self._clock() - self._opened_at < self._cooldown_s:
             return "open"
         return "half_open"
+
+    @property
+    def streak(self) -> int:
+        """Failures in the current streak (0 after a success)."""
+        return self._streak
 
     def try_acquire(self) -> bool:
         """Whether a call may go out now; in half-open state only one probe at a time may."""
@@ -170,16 +220,19 @@ class CircuitBreaker:
         self._probe_in_flight = True
         return True
 
-    def record_success(self, probe: bool | None = None) -> None:
-        """A call (or a probe) succeeded: close the circuit after enough good probes.
+    def record_success(self, probe: bool | None = None, *, slow: bool = False) -> None:
+        """A call (or a probe) succeeded: end the streak; close after enough good probes.
 
         ``probe`` says whether the call held the probe slot; None infers it from the slot
-        (callers that let user calls probe, the pre-hedging behaviour).
+        (callers that let user calls probe, the pre-hedging behaviour). ``slow``: a user call
+        answered, but later than the caller's bar: alive, not healthy, so the streak goes on.
         """
         was_probe = self._probe_in_flight if probe is None else probe
         if was_probe or probe is None:
             self._probe_in_flight = False
-        self._consecutive_failures = 0
+        if slow and not was_probe:
+            return
+        self._reset_streak()
         if self._opened_at is None:
             return
         if not was_probe:
@@ -195,26 +248,47 @@ class CircuitBreaker:
         self._probe_in_flight = False
         self._good_probes = 0
 
-    def record_failure(self, probe: bool | None = None) -> None:
-        """A call failed: open the circuit at the threshold, or re-open it after a probe."""
-        self._consecutive_failures += 1
+    def record_failure(self, probe: bool | None = None, *, conclusive: bool = True) -> None:
+        """A call failed: extend the streak and open when it is enough; a probe re-opens.
+
+        ``conclusive`` False: a hedge lost, which needs a streak over ``window_s`` (class doc).
+        """
         was_probe = self._probe_in_flight if probe is None else probe
         if was_probe or probe is None:
             self._probe_in_flight = False
-        if was_probe or self._consecutive_failures >= self._threshold:
-            if self._opened_at is None or was_probe:
-                log.warning(
-                    "torchserve circuit open for %.2fs after %d consecutive failures",
-                    self._cooldown_s,
-                    self._consecutive_failures,
-                )
-            self._opened_at = self._clock()
-            self._good_probes = 0
+        now = self._clock()
+        if was_probe:
+            self._open(now, "a failed probe")
+            return
+        if self._opened_at is not None:
+            return  # sent before the circuit opened: no new evidence
+        if self._streak_since is None:
+            self._streak_since = now
+        self._streak += 1
+        self._streak_conclusive = self._streak_conclusive or conclusive
+        span = now - self._streak_since
+        if self._streak >= self._threshold and (self._streak_conclusive or span >= self._window_s):
+            self._open(
+                now,
+                f"{self._streak} consecutive failures over {span * 1000:.0f} ms"
+                + ("" if self._streak_conclusive else " (hedges lost)"),
+            )
 
     def release(self, probe: bool | None = None) -> None:
         """The call ended without an outcome (cancelled): free the probe slot if it held it."""
         if probe is not False:
             self._probe_in_flight = False
+
+    def _open(self, now: float, why: str) -> None:
+        log.warning("torchserve circuit open for %.2fs after %s", self._cooldown_s, why)
+        self._opened_at = now
+        self._good_probes = 0
+        self._reset_streak()
+
+    def _reset_streak(self) -> None:
+        self._streak = 0
+        self._streak_since = None
+        self._streak_conclusive = False
 
 
 # Java's Instant.toString(): 2026-11-30T07:10:00Z or with 1-9 fractional digits.
@@ -232,7 +306,10 @@ def parse_instant(text: str) -> float:
 
 
 class KeySource:
-    """The Bearer token: a fixed one, or the ``inference`` key of TorchServe's key file.
+    """The Bearer token: a fixed one, or the ``kind`` key of TorchServe's key file.
+
+    ``kind`` is ``inference`` (the predictions API) or ``management`` (the management API, whose
+    key expires and is renewed the same way, with ``type=management``).
 
     The file is re-read when its mtime or size changes, or on ``refresh()`` (after an "invalid
     key" answer). A missing or half-written file keeps the last good key.
@@ -253,7 +330,9 @@ class KeySource:
         management_url: str | None = None,
         renew_before_s: float = 20.0,
         clock: Any = time.time,
+        kind: KeyKind = "inference",
     ) -> None:
+        self.kind: KeyKind = kind
         self._token = token or None
         self._key_file = Path(key_file) if key_file is not None else None
         self._management_url = management_url.rstrip("/") if management_url else None
@@ -273,7 +352,7 @@ class KeySource:
 
     @property
     def expires_at(self) -> float | None:
-        """POSIX time at which the current inference key expires (None: unknown/never)."""
+        """POSIX time at which the current key expires (None: unknown/never)."""
         self.current()
         return self._expires_at
 
@@ -310,7 +389,7 @@ class KeySource:
         return self._key != before
 
     async def renew(self, session: aiohttp.ClientSession, *, force: bool = False) -> bool:
-        """Ask TorchServe for a new inference key; True when the key in use changed.
+        """Ask TorchServe for a new key of this kind; True when the key in use changed.
 
         Only one renewal runs at a time; a caller that waited for another one's renewal gets
         that result without a second call. Unless ``force`` (after an "invalid key" answer),
@@ -333,7 +412,7 @@ class KeySource:
             if not api_key:
                 log.warning("torchserve key file %s has no API key: cannot renew", self._key_file)
                 return False
-            url = f"{self._management_url}/token?type=inference"
+            url = f"{self._management_url}/token?type={self.kind}"
             try:
                 async with asyncio.timeout(5.0):
                     async with session.post(
@@ -342,34 +421,34 @@ class KeySource:
                         status = resp.status
                         await resp.read()  # the body holds keys: read and drop it
             except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("torchserve key renewal failed: %s", type(exc).__name__)
+                log.warning("torchserve %s key renewal failed: %s", self.kind, type(exc).__name__)
                 return False
             if status != 200:
-                log.warning("torchserve key renewal answered HTTP %d", status)
+                log.warning("torchserve %s key renewal answered HTTP %d", self.kind, status)
                 return False
             changed = self.refresh()
             self.renewals += 1
-            log.info("torchserve inference key renewed through %s/token", self._management_url)
+            log.info("torchserve %s key renewed through %s/token", self.kind, self._management_url)
             return changed
 
     def _load(self, stamp: tuple[int, int]) -> None:
         assert self._key_file is not None
         try:
             data = json.loads(self._key_file.read_text(encoding="utf-8"))
-            key = data["inference"]["key"]
+            key = data[self.kind]["key"]
             if not isinstance(key, str) or not key:
-                raise ValueError("inference.key is not a non-empty string")
+                raise ValueError(f"{self.kind}.key is not a non-empty string")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # Not remembered as read: TorchServe may still be writing it, try again next call.
             log.warning("torchserve key file %s unusable (%s)", self._key_file, type(exc).__name__)
             return
         if self._key is not None and key != self._key:
-            log.info("torchserve inference key rotated (re-read %s)", self._key_file)
+            log.info("torchserve %s key rotated (re-read %s)", self.kind, self._key_file)
         self._key = key
         self._stamp = stamp
         api = data.get("API")
         self._api_key = api.get("key") if isinstance(api, dict) else None
-        expiry = data["inference"].get("expiration time")
+        expiry = data[self.kind].get("expiration time")
         try:
             self._expires_at = parse_instant(expiry) if expiry is not None else None
         except ValueError:
@@ -397,6 +476,7 @@ class TorchServeClient:
         max_connections: int = 64,
         breaker_failures: int = 3,
         breaker_cooldown_s: float = 2.0,
+        breaker_window_s: float = 0.25,
         shadow_probes: bool = True,
         probe_successes: int = 2,
     ) -> None:
@@ -427,8 +507,17 @@ class TorchServeClient:
         self._urls = [f"{u}/predictions/{model_name}" for u in base_urls]
         self._url = self._urls[0]
         self._next_url = itertools.cycle(self._urls)
+        self.management_url = management_url.rstrip("/") if management_url else None
         self._keys = KeySource(
             key_file, token, management_url=management_url, renew_before_s=key_renew_before_s
+        )
+        # The management API has its own key in the same file, expiring and renewed likewise.
+        self._management_keys = KeySource(
+            key_file,
+            None,
+            management_url=management_url,
+            renew_before_s=key_renew_before_s,
+            kind="management",
         )
         if probe_successes < 1:
             raise ValueError(f"probe_successes must be >= 1, got {probe_successes}")
@@ -437,10 +526,12 @@ class TorchServeClient:
             breaker_failures,
             breaker_cooldown_s,
             probe_successes=probe_successes if shadow_probes else 1,
+            window_s=breaker_window_s,
         )
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._renewal: asyncio.Task[bool] | None = None
+        self._reach_check: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:  # no token in reprs either
         return f"TorchServeClient(url={self._url!r}, timeout_ms={self.timeout_ms})"
@@ -455,13 +546,18 @@ class TorchServeClient:
         """Where the Bearer token comes from (renewals are counted there)."""
         return self._keys
 
-    async def predict(self, window: np.ndarray) -> TorchServeResult:
+    async def predict(self, window: np.ndarray, *, fast_s: float | None = None) -> TorchServeResult:
         """Classify one window (float32 [64, 469]) on TorchServe.
 
         Raises ``ValueError`` for a window of the wrong shape (a caller bug, not a server
         failure) and ``TorchServeError`` for every failure of the call itself; ``circuit_open``
         without calling TorchServe while the breaker is not closed (with ``shadow_probes``; else
         the first call after the cool-down is let through as the probe).
+
+        ``fast_s``: the caller's bar (its hedge delay). An answer later than that proves
+        TorchServe alive but not fit to serve users, so it does not end the circuit breaker's
+        failure streak (a TorchServe slower than the hedge delay keeps losing hedges and is
+        taken out); None: every answer counts as a success.
         """
         body = encode_window(window)
         if self.shadow_probes:
@@ -470,7 +566,7 @@ class TorchServeClient:
             allowed = self._breaker.try_acquire()
         if not allowed:
             raise TorchServeError("circuit_open", "circuit breaker open, TorchServe not called")
-        return await self._call_recorded(body)
+        return await self._call_recorded(body, fast_s)
 
     async def probe(self, window: np.ndarray, fast_s: float) -> ProbeOutcome:
         """Send a copy of a real window as the half-open probe; never raises for TorchServe.
@@ -501,15 +597,71 @@ class TorchServeClient:
         return outcome
 
     def record_hedge_loss(self) -> None:
-        """The local engine answered a hedged window first: one failure toward opening."""
-        if self._breaker.state == "closed":
-            self._breaker.record_failure(probe=False)
+        """The local engine answered a hedged window first: an inconclusive failure.
+
+        A hedge loss alone does not say whether TorchServe is slow or gone, so the breaker needs
+        a streak of them over its window to open. To tell a blackholed TorchServe (a killed
+        container: SYNs dropped, pooled connections silent) from a slow one without that wait,
+        a TCP connect to each replica is tried in the background (one check at a time, bounded
+        by the connect timeout); one that fails is a conclusive failure, and the circuit opens
+        at the failure count as before. A paused or overloaded TorchServe still accepts
+        connections (the kernel does) and is judged by the streak's span.
+        """
+        if self._breaker.state != "closed":
+            return
+        self._breaker.record_failure(probe=False, conclusive=False)
+        if self._breaker.state == "closed" and (
+            self._reach_check is None or self._reach_check.done()
+        ):
+            self._reach_check = asyncio.get_running_loop().create_task(self._check_reachable())
+
+    async def describe_model(self) -> ServedModel:
+        """What TorchServe runs for the default version (``GET {management}/models/{name}``).
+
+        Raises ``ValueError`` without a management URL and ``TorchServeError`` when the call
+        fails (reasons as for ``predict``; ``bad_response`` for an answer without the fields).
+        Authorized with the key file's ``management`` key, renewed like the inference key (before
+        it expires, and once after an "invalid key" answer). Never on a user's path.
+        """
+        if self.management_url is None:
+            raise ValueError("describe_model needs a management_url (TORCHSERVE_MANAGEMENT_URL)")
+        session = self._get_session()
+        keys = self._management_keys
+        url = f"{self.management_url}/models/{self.model_name}"
+        for attempt in range(2):
+            if keys.needs_renewal():
+                await keys.renew(session)
+            key = keys.current()
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            try:
+                async with asyncio.timeout(_MANAGEMENT_TIMEOUT_S):
+                    async with session.get(url, headers=headers) as resp:
+                        status = resp.status
+                        payload = await resp.read()
+            except TimeoutError:
+                raise TorchServeError("timeout", f"no answer from {url}") from None
+            except aiohttp.ClientConnectorError as exc:
+                raise TorchServeError("refused", f"cannot connect to {url}") from exc
+            except aiohttp.ClientError as exc:
+                raise TorchServeError("refused", f"{url}: {type(exc).__name__}") from exc
+            if status == 200:
+                return parse_description(payload)
+            error = _status_error(status, payload)
+            if (
+                error.reason == "auth"
+                and attempt == 0
+                and (keys.refresh() or await keys.renew(session, force=True))
+            ):
+                continue
+            raise error
+        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         """Close the connection pool (a later ``predict`` opens a new one)."""
-        renewal, self._renewal = self._renewal, None
-        if renewal is not None and not renewal.done():
-            renewal.cancel()
+        for task in (self._renewal, self._reach_check):
+            if task is not None and not task.done():
+                task.cancel()
+        self._renewal = self._reach_check = None
         session, self._session, self._session_loop = self._session, None, None
         if session is not None and not session.closed:
             await session.close()
@@ -543,8 +695,9 @@ class TorchServeClient:
             self._session_loop = loop
         return self._session
 
-    async def _call_recorded(self, body: bytes) -> TorchServeResult:
+    async def _call_recorded(self, body: bytes, fast_s: float | None) -> TorchServeResult:
         outcome: bool | None = None
+        started = time.perf_counter()
         try:
             result = await self._call_with_deadline(body)
             outcome = True
@@ -557,7 +710,8 @@ class TorchServeClient:
             # With shadow probes a user call never holds the probe slot; without, infer it.
             probe = False if self.shadow_probes else None
             if outcome is True:
-                self._breaker.record_success(probe)
+                slow = fast_s is not None and time.perf_counter() - started > fast_s
+                self._breaker.record_success(probe, slow=slow)
             elif outcome is False:
                 self._breaker.record_failure(probe)
             else:
@@ -571,6 +725,27 @@ class TorchServeClient:
                 return await self._attempts(body, deadline)
         except TimeoutError:
             raise TorchServeError("timeout", f"no answer within {self.timeout_ms} ms") from None
+
+    async def _check_reachable(self) -> None:
+        """Connect to every replica (TCP only); one that fails is a conclusive failure."""
+        results = await asyncio.gather(*(self._connects(u) for u in self.base_urls))
+        if not all(results) and self._breaker.state == "closed":
+            log.warning("torchserve unreachable after a lost hedge (no TCP connection)")
+            self._breaker.record_failure(probe=False)
+
+    async def _connects(self, base_url: str) -> bool:
+        parts = urllib.parse.urlsplit(base_url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            async with asyncio.timeout(self.connect_timeout_ms / 1000.0):
+                _, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     def _renew_in_background(self) -> None:
         """Start a key renewal off the critical path unless one is running."""
@@ -672,6 +847,36 @@ def parse_answer(payload: bytes) -> TorchServeResult:
         alternatives=alternatives,
         model_version=str(model_version),
         batch_size=batch_size,
+    )
+
+
+def parse_description(payload: bytes) -> ServedModel:
+    """Parse a describe-model answer (a JSON list, the default version first).
+
+    ``TorchServeError("bad_response")`` names what is missing or of the wrong type.
+    """
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TorchServeError("bad_response", f"description is not JSON: {exc}") from None
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+        raise TorchServeError("bad_response", "description is not a non-empty list of objects")
+    d = data[0]
+    for field in ("batchSize", "maxBatchDelay"):
+        value = d.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise TorchServeError(
+                "bad_response", f"description field {field!r} is not a non-negative integer"
+            )
+    timeout = d.get("responseTimeout")
+    workers = d.get("workers") if isinstance(d.get("workers"), list) else []
+    return ServedModel(
+        version=str(d.get("modelVersion", "")),
+        batch_size=d["batchSize"],
+        max_batch_delay_s=d["maxBatchDelay"] / 1000.0,
+        response_timeout_s=float(timeout) if isinstance(timeout, int | float) else None,
+        workers=len(workers),
+        ready_workers=sum(1 for w in workers if isinstance(w, dict) and w.get("status") == "READY"),
     )
 
 

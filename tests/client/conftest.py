@@ -11,8 +11,15 @@ Each request to ``POST /predictions/{model}`` takes the next action from ``serve
 - ``("delay", seconds)``: wait, then answer ``"ok"``;
 - ``"close"``: drop the connection without answering.
 
+``"ok"`` answers after ``server.answer_delay_s`` (0 by default): a TorchServe whose every answer
+waits out its batch delay, as at low load with a long ``max_batch_delay``.
+
 With ``server.valid_keys`` set, a request without ``Authorization: Bearer <one of them>`` gets
 TorchServe's 400 ``InvalidKeyException`` before any scripted action is consumed.
+
+``GET /models/{model}`` plays the management API's describe-model answer for the default
+version (``model_version``, ``batch_size``, ``max_batch_delay_ms``), checked against
+``server.management_keys`` when set; ``server.describes`` counts the calls.
 """
 
 from __future__ import annotations
@@ -58,6 +65,12 @@ class StubTorchServe:
     requests: list[Recorded] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
+    answer_delay_s: float = 0.0
+    batch_size: int = 8
+    max_batch_delay_ms: int = 50
+    management_keys: set[str] | None = None
+    describes: int = 0
+    answered: int = 0
 
     def answer(self, batch_size: int = 1) -> dict:
         """The JSON the stub returns for ``"ok"``."""
@@ -90,7 +103,10 @@ def _make_app(state: StubTorchServe) -> web.Application:
             if isinstance(action, tuple):
                 await asyncio.sleep(action[1])
                 action = "ok"
+            elif action == "ok" and state.answer_delay_s > 0:
+                await asyncio.sleep(state.answer_delay_s)
             if action == "ok":
+                state.answered += 1
                 return web.json_response(state.answer())
             if action in ("500", "507"):
                 return web.json_response(
@@ -120,8 +136,33 @@ def _make_app(state: StubTorchServe) -> web.Application:
         finally:
             state.in_flight -= 1
 
+    async def describe(request: web.Request) -> web.StreamResponse:
+        state.describes += 1
+        if state.management_keys is not None:
+            auth = request.headers.get("Authorization", "")
+            if not auth.startswith("Bearer ") or auth[7:] not in state.management_keys:
+                return web.json_response(INVALID_KEY_BODY, status=400)
+        return web.json_response(
+            [
+                {
+                    "modelName": request.match_info["model"],
+                    "modelVersion": state.model_version,
+                    "modelUrl": f"signflow-{state.model_version}.mar",
+                    "runtime": "python",
+                    "minWorkers": 1,
+                    "maxWorkers": 1,
+                    "batchSize": state.batch_size,
+                    "maxBatchDelay": state.max_batch_delay_ms,
+                    "loadedAtStartup": True,
+                    "workers": [{"id": "9000", "status": "READY", "pid": 1, "gpu": False}],
+                    "responseTimeout": 120,
+                }
+            ]
+        )
+
     app = web.Application()
     app.router.add_post("/predictions/{model}", predict)
+    app.router.add_get("/models/{model}", describe)
     return app
 
 

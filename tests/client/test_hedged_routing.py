@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import structlog
+import structlog.testing
 
 from backend_patch.app.metrics import BackendMetrics
 from backend_patch.app.ml.hedging import HedgeConfig
@@ -62,12 +63,17 @@ class Blackhole:
                 conn, _ = self._srv.accept()
                 self.accepted.append(conn)
 
-    def close(self) -> None:
+    def stop_listening(self) -> None:
+        """Close the listener, keep the accepted connections open and silent: a killed
+        container, whose address refuses (or drops) new connections while old ones hang."""
         self._stop.set()
         self._thread.join(timeout=2)
+        self._srv.close()
+
+    def close(self) -> None:
+        self.stop_listening()
         for conn in self.accepted:
             conn.close()
-        self._srv.close()
 
 
 @pytest.fixture
@@ -114,32 +120,94 @@ async def _timed(router: InferenceRouter, seed: int) -> tuple[str, float]:
     return result.served_by, time.perf_counter() - t0
 
 
-async def test_blackholed_torchserve_is_hedged_then_the_circuit_opens(engine, blackhole):
+async def test_hung_torchserve_is_hedged_then_the_circuit_opens(engine, blackhole):
+    # A hung TorchServe (paused, or a stuck worker): connections are accepted, nothing answers.
+    # Each window is hedged after 0.1 s; hedge losses are inconclusive, so the circuit opens
+    # once their streak spans the breaker's window (0.25 s), not at the third loss.
     hedge = HedgeConfig(delay_s=0.1)
-    async with TorchServeClient(blackhole.url, timeout_ms=2000, breaker_failures=3) as client:
+    async with TorchServeClient(
+        blackhole.url, timeout_ms=2000, breaker_failures=3, breaker_window_s=0.25
+    ) as client:
         router = _router(engine, client, hedge)
-        # 8 sessions' windows at once: each is hedged after 0.1 s and served locally.
-        first = await asyncio.gather(*(_timed(router, i) for i in range(8)))
-        assert [served for served, _ in first] == ["local"] * 8
+        hedged: list[tuple[str, float, float]] = []  # served_by, seconds, when it ended
+        while client.circuit_state == "closed" and len(hedged) < 20:
+            served, elapsed = await _timed(router, len(hedged))
+            hedged.append((served, elapsed, time.monotonic()))
+        assert [served for served, _, _ in hedged] == ["local"] * len(hedged)
         # Correctness bound: far below the 2 s deadline every one of them would have waited.
-        assert max(elapsed for _, elapsed in first) < 1.0
-        assert min(elapsed for _, elapsed in first) >= 0.1
+        assert all(0.1 <= elapsed < 1.0 for _, elapsed, _ in hedged)
         assert client.circuit_state == "open"
+        span = hedged[-1][2] - hedged[0][2]
+        assert len(hedged) >= 3 and span >= 0.25
+        assert hedged[-2][2] - hedged[0][2] < 0.25  # it opened at the first loss that could
         sent = len(blackhole.accepted)
         # Open: local at once, TorchServe is not called and nothing is hedged any more.
         later = [await _timed(router, 100 + i) for i in range(5)]
         assert [served for served, _ in later] == ["local"] * 5
         assert len(blackhole.accepted) == sent
+    n = len(hedged)
     assert _value(router, "signflow_torchserve_circuit_open") == 1
-    assert _value(router, "signflow_hedges_total") == 8
-    assert _value(router, "signflow_hedge_wins_total", winner="local") == 8
+    assert _value(router, "signflow_hedges_total") == n
+    assert _value(router, "signflow_hedge_wins_total", winner="local") == n
     assert _value(router, "signflow_hedge_wins_total", winner="torchserve") == 0
     reason = "signflow_torchserve_errors_total"
-    assert _value(router, reason, reason="hedge_lost") == 8
+    assert _value(router, reason, reason="hedge_lost") == n
     assert _value(router, reason, reason="circuit_open") == 5
     # Every local answer of a TorchServe session is one fallback with one reason.
-    assert _value(router, "signflow_fallback_total") == 13
-    assert _value(router, "signflow_inferences_total", served_by="local") == 13
+    assert _value(router, "signflow_fallback_total") == n + 5
+    assert _value(router, "signflow_inferences_total", served_by="local") == n + 5
+
+
+async def test_killed_container_opens_the_circuit_after_one_burst(engine, blackhole):
+    # 8 sessions' windows at once on connections that then go silent, and the address refuses
+    # new ones (a killed container): the TCP check after the first lost hedge fails, so the
+    # circuit opens at once, without waiting for a streak over the window.
+    hedge = HedgeConfig(delay_s=0.1)
+    async with TorchServeClient(
+        blackhole.url, timeout_ms=2000, breaker_failures=3, breaker_window_s=10.0
+    ) as client:
+        router = _router(engine, client, hedge)
+        burst = asyncio.gather(*(_timed(router, i) for i in range(8)))
+        for _ in range(100):  # until the 8 requests were accepted
+            if len(blackhole.accepted) >= 8:
+                break
+            await asyncio.sleep(0.01)
+        blackhole.stop_listening()
+        first = await burst
+        assert [served for served, _ in first] == ["local"] * 8
+        assert max(elapsed for _, elapsed in first) < 1.0
+        for _ in range(50):
+            if client.circuit_state == "open":
+                break
+            await asyncio.sleep(0.01)
+        assert client.circuit_state == "open"
+        await router.aclose()
+    assert _value(router, "signflow_hedge_wins_total", winner="local") == 8
+
+
+async def test_windows_queued_behind_one_slow_batch_do_not_open_the_circuit(engine, stub_ts):
+    # A real slow server: 6 windows arrive together and wait 0.35 s behind one slow batch,
+    # far past the 0.1 s hedge delay. All six lose their hedges within milliseconds; TorchServe
+    # still answers them (late), and the next window is answered at once: the circuit must stay
+    # closed (it used to open at the third loss and send every user local for a second).
+    stub_ts.script = [("delay", 0.35)] * 6
+    hedge = HedgeConfig(delay_s=0.1)
+    async with TorchServeClient(stub_ts.base_url, breaker_failures=3) as client:
+        router = _router(engine, client, hedge)
+        burst = await asyncio.gather(*(_timed(router, i) for i in range(6)))
+        assert [served for served, _ in burst] == ["local"] * 6
+        assert client.circuit_state == "closed"
+        after = await _timed(router, 10)
+        assert after[0] == "torchserve"
+        await asyncio.sleep(0.4)  # the losers finish in the background
+        assert client.circuit_state == "closed"
+        assert stub_ts.answered == 7  # nothing was cancelled: TorchServe answered all seven
+        # Their real latencies reached the p99 (it would otherwise never see past 0.1 s).
+        assert len(router.policy.tracker) == 7
+        assert router.policy.tracker.p99() >= 0.35
+        await router.aclose()
+    assert _value(router, "signflow_hedge_wins_total", winner="local") == 6
+    assert _value(router, "signflow_fallback_total") == 6
 
 
 async def test_hedging_disabled_waits_for_the_deadline(engine, blackhole):
@@ -269,3 +337,124 @@ async def test_a_failing_local_engine_does_not_lose_a_torchserve_answer(stub_ts)
     assert _value(router, "signflow_hedges_total") == 1
     assert _value(router, "signflow_hedge_wins_total", winner="torchserve") == 1
     assert _value(router, "signflow_fallback_total") == 0
+
+
+# --- the hedge floor follows TorchServe's batch delay --------------------------------------------
+
+
+async def _described(router: InferenceRouter, version: str) -> None:
+    """Wait until the router's background read of the served model saw ``version``."""
+    for _ in range(200):
+        if router.served_model is not None and router.served_model.version == version:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"served model never described as {version}: {router.served_model}")
+
+
+def _batching_client(stub_ts, key_file: Path, **kwargs) -> TorchServeClient:
+    return TorchServeClient(
+        stub_ts.base_url, key_file=key_file, management_url=stub_ts.base_url, **kwargs
+    )
+
+
+@pytest.fixture
+def slow_batching(stub_ts, tmp_path, write_key_file):
+    """The stub as a TorchServe with max_batch_delay 200 ms at low load: every answer waits
+    out the batch delay (0.21 s), beyond the default 200 ms hedge ceiling; token auth on."""
+    key_file = tmp_path / "key_file.json"
+    write_key_file(key_file, "inference-key")  # its management key is "mgmt-key"
+    stub_ts.management_keys = {"mgmt-key"}
+    stub_ts.batch_size, stub_ts.max_batch_delay_ms = 8, 200
+    stub_ts.answer_delay_s = 0.21
+    return stub_ts, key_file
+
+
+async def test_a_long_batch_delay_raises_the_floor_so_healthy_answers_are_not_hedged(
+    engine, slow_batching
+):
+    stub_ts, key_file = slow_batching
+    async with _batching_client(stub_ts, key_file) as client:
+        router = _router(engine, client)  # adaptive with the defaults: ceiling 200 ms
+        router.watch_served_model()
+        await _described(router, "1.0")
+        # H = 200 ms + 2 x 15 ms; floor = H, ceiling = 2 x H (hedging.HedgePolicy).
+        assert router.policy.healthy_s == pytest.approx(0.23)
+        assert router.policy.floor_s() == pytest.approx(0.23)
+        assert router.policy.ceiling_s() == pytest.approx(0.46)
+        served = [(await _timed(router, i))[0] for i in range(6)]
+        assert client.circuit_state == "closed"
+        await router.aclose()
+    assert served == ["torchserve"] * 6
+    assert _value(router, "signflow_hedges_total") == 0
+    assert _value(router, "signflow_fallback_total") == 0
+    assert _value(router, "signflow_hedge_floor_seconds") == pytest.approx(0.23)
+    assert _value(router, "signflow_hedge_delay_seconds") == pytest.approx(0.46)
+
+
+async def test_without_the_batch_delay_the_same_torchserve_is_taken_for_a_dead_one(
+    engine, slow_batching
+):
+    # The control for the test above (what the backend did before it read maxBatchDelay).
+    stub_ts, _ = slow_batching
+    async with TorchServeClient(stub_ts.base_url, breaker_window_s=0.25) as client:
+        router = _router(engine, client)
+        served = [(await _timed(router, i))[0] for i in range(6)]
+        state = client.circuit_state
+        await router.aclose()
+    assert served[:3] == ["local"] * 3
+    assert _value(router, "signflow_hedge_wins_total", winner="local") >= 3
+    assert state != "closed"
+
+
+async def test_a_reload_to_a_version_with_another_batch_delay_moves_the_floor(
+    engine, stub_ts, tmp_path, write_key_file
+):
+    key_file = tmp_path / "key_file.json"
+    write_key_file(key_file, "inference-key")
+    async with _batching_client(stub_ts, key_file) as client:
+        router = _router(engine, client)
+        router.watch_served_model()
+        await _described(router, "1.0")
+        assert router.policy.healthy_s == pytest.approx(0.08)  # 50 ms + 2 x 15 ms
+        assert (await _timed(router, 0))[0] == "torchserve"
+        described = stub_ts.describes
+        # Reloaded to 2.0, batch delay 120 ms: the next answers say 2.0.
+        stub_ts.model_version, stub_ts.max_batch_delay_ms = "2.0", 120
+        assert (await _timed(router, 1))[0] == "torchserve"
+        assert (await _timed(router, 2))[0] == "torchserve"
+        await _described(router, "2.0")
+        await router.aclose()
+    assert stub_ts.describes == described + 1
+    assert router.policy.healthy_s == pytest.approx(0.15)
+
+
+async def test_settings_below_the_batch_floor_are_named_in_a_warning(engine, slow_batching):
+    stub_ts, key_file = slow_batching
+    with structlog.testing.capture_logs() as logs:
+        async with _batching_client(stub_ts, key_file, timeout_ms=400) as client:
+            router = _router(engine, client, HedgeConfig(delay_s=0.1))
+            router.watch_served_model()
+            await _described(router, "1.0")
+            await router.aclose()
+    warnings = {e["event"]: e for e in logs if e["log_level"] == "warning"}
+    fixed = warnings["hedge_delay_below_batch_floor"]
+    assert fixed["setting"] == "TORCHSERVE_HEDGE_DELAY_MS"
+    assert (fixed["hedge_delay_ms"], fixed["healthy_answer_ms"]) == (100, 230)
+    assert "TORCHSERVE_HEDGE_DELAY_MS=100" in fixed["message"]
+    deadline = warnings["torchserve_deadline_below_batch_floor"]
+    assert deadline["setting"] == "TORCHSERVE_TIMEOUT_MS"
+    assert "raise it above 460" in deadline["message"]
+    # The fixed delay is the operator's: kept, only warned about.
+    assert router.policy.delay_s() == pytest.approx(0.1)
+
+
+async def test_settings_above_the_batch_floor_are_not_warned_about(engine, slow_batching):
+    stub_ts, key_file = slow_batching
+    with structlog.testing.capture_logs() as logs:
+        async with _batching_client(stub_ts, key_file) as client:
+            router = _router(engine, client, HedgeConfig(delay_s=0.3))
+            router.watch_served_model()
+            await _described(router, "1.0")
+            await router.aclose()
+    assert [e for e in logs if e["log_level"] == "warning"] == []
+    assert any(e["event"] == "torchserve_batching" for e in logs)

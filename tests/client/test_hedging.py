@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from backend_patch.app.config import SettingsError, load_settings
-from backend_patch.app.ml.hedging import HedgeBudget, HedgeConfig, HedgePolicy
+from backend_patch.app.ml.hedging import (
+    HedgeBudget,
+    HedgeConfig,
+    HedgePolicy,
+    healthy_batch_bound_s,
+)
 from backend_patch.app.ml.torchserve_client import KeySource, parse_instant
 
 # --- hedge delay --------------------------------------------------------------------------------
@@ -52,8 +57,55 @@ def test_fixed_delay_wins():
 
 
 @pytest.mark.parametrize(
+    ("delay", "service", "bound"), [(0.05, 0.015, 0.08), (0.2, 0.015, 0.23), (0.005, 0.0, 0.005)]
+)
+def test_healthy_batch_bound_is_the_delay_plus_two_batch_services(delay, service, bound):
+    assert healthy_batch_bound_s(delay, service) == pytest.approx(bound)
+
+
+def test_a_long_batch_delay_raises_floor_and_ceiling():
+    policy = HedgePolicy(HedgeConfig())  # floor 80 ms, ceiling 200 ms, multiplier 2
+    policy.set_batch_delay(0.2)
+    assert policy.floor_s() == pytest.approx(0.23)
+    assert policy.ceiling_s() == pytest.approx(0.46)
+    assert policy.delay_s() == pytest.approx(0.46)  # the ceiling until 20 answers were seen
+    for _ in range(50):
+        policy.tracker.observe(0.1)  # faster than the batch delay could allow: a fuller queue
+    assert policy.delay_s() == pytest.approx(0.23)  # 2 x p99 = 0.2 < floor
+    for _ in range(256):
+        policy.tracker.observe(0.21)  # every answer waits out the 200 ms delay
+    assert policy.delay_s() == pytest.approx(0.42)  # 2 x p99, not hedged at the 200 ms ceiling
+    for _ in range(256):
+        policy.tracker.observe(0.3)
+    assert policy.delay_s() == pytest.approx(0.46)
+
+
+def test_a_short_batch_delay_keeps_the_configured_bounds():
+    policy = HedgePolicy(HedgeConfig())
+    policy.set_batch_delay(0.005)  # fallback-kill's 5 ms: H = 35 ms, below the 80 ms floor
+    assert (policy.floor_s(), policy.ceiling_s()) == (pytest.approx(0.08), pytest.approx(0.2))
+    policy.set_batch_delay(None)  # unknown again: no batch floor
+    assert policy.healthy_s is None and policy.floor_s() == pytest.approx(0.08)
+
+
+def test_fixed_delay_below_the_batch_floor_is_flagged_but_kept():
+    policy = HedgePolicy(HedgeConfig(delay_s=0.1))
+    assert not policy.fixed_below_floor()  # batch delay unknown
+    policy.set_batch_delay(0.2)
+    assert policy.fixed_below_floor()
+    assert policy.delay_s() == 0.1
+    assert not HedgePolicy(HedgeConfig()).fixed_below_floor()  # adaptive: never
+
+
+@pytest.mark.parametrize(
     "kwargs",
-    [{"delay_s": 0}, {"multiplier": 0}, {"floor_s": 0.3, "ceiling_s": 0.2}, {"budget_burst": 0}],
+    [
+        {"delay_s": 0},
+        {"multiplier": 0},
+        {"floor_s": 0.3, "ceiling_s": 0.2},
+        {"budget_burst": 0},
+        {"batch_service_s": -0.001},
+    ],
 )
 def test_bad_hedge_config_is_refused(kwargs):
     with pytest.raises(ValueError, match="hedge"):
@@ -153,6 +205,16 @@ def test_hedge_settings_map_to_the_router_config(monkeypatch):
     assert config.floor_s == pytest.approx(0.08) and config.ceiling_s == pytest.approx(0.2)
 
 
+def test_batch_service_and_breaker_window_settings(monkeypatch):
+    assert load_settings().hedge_config().batch_service_s == pytest.approx(0.015)
+    assert load_settings().torchserve_breaker_window_ms == 250
+    monkeypatch.setenv("TORCHSERVE_HEDGE_BATCH_SERVICE_MS", "40")
+    monkeypatch.setenv("TORCHSERVE_BREAKER_WINDOW_MS", "0")
+    s = load_settings()
+    assert s.hedge_config().batch_service_s == pytest.approx(0.04)
+    assert s.torchserve_breaker_window_ms == 0
+
+
 def test_hedge_defaults():
     s = load_settings()
     assert s.torchserve_hedge_enabled is True
@@ -168,6 +230,8 @@ def test_hedge_defaults():
         ("TORCHSERVE_HEDGE_BUDGET_RATIO", "2", "TORCHSERVE_HEDGE_BUDGET_RATIO"),
         ("TORCHSERVE_MANAGEMENT_URL", "torchserve:8081", "TORCHSERVE_MANAGEMENT_URL"),
         ("TORCHSERVE_CONNECT_TIMEOUT_MS", "0", "TORCHSERVE_CONNECT_TIMEOUT_MS"),
+        ("TORCHSERVE_HEDGE_BATCH_SERVICE_MS", "-1", "TORCHSERVE_HEDGE_BATCH_SERVICE_MS"),
+        ("TORCHSERVE_BREAKER_WINDOW_MS", "-1", "TORCHSERVE_BREAKER_WINDOW_MS"),
     ],
 )
 def test_bad_hedge_settings_name_the_variable(monkeypatch, env, value, named):

@@ -12,9 +12,11 @@ import pytest
 
 from backend_patch.app.ml.torchserve_client import (
     CircuitBreaker,
+    ServedModel,
     TorchServeClient,
     TorchServeError,
     TorchServeResult,
+    parse_description,
 )
 
 SHAPE = (64, 469)
@@ -310,15 +312,52 @@ async def test_failed_shadow_probe_reopens_and_a_late_answer_does_not_close(stub
         assert client.circuit_state == "open"
 
 
-async def test_hedge_losses_open_the_breaker(stub_ts):
-    async with TorchServeClient(stub_ts.base_url, breaker_failures=3) as client:
+async def test_a_burst_of_hedge_losses_does_not_open_the_breaker_a_streak_does(stub_ts):
+    # Windows queued behind one slow batch lose their hedges within milliseconds: one event.
+    async with TorchServeClient(
+        stub_ts.base_url, breaker_failures=3, breaker_window_s=0.2
+    ) as client:
+        for _ in range(4):
+            client.record_hedge_loss()
+        await asyncio.sleep(0.05)  # the reachability check: the server accepts connections
+        assert client.circuit_state == "closed"
+        await client.predict(_window())  # an answer in between ends the streak
         client.record_hedge_loss()
         client.record_hedge_loss()
-        await client.predict(_window())  # an answer in between resets the count
+        await asyncio.sleep(0.1)
+        client.record_hedge_loss()
+        assert client.circuit_state == "closed"  # 3 losses, but over 0.1 s only
+        await asyncio.sleep(0.12)
+        client.record_hedge_loss()  # the streak now spans 0.22 s: TorchServe stays slow
+        assert client.circuit_state == "open"
+
+
+async def test_an_answer_slower_than_the_bar_does_not_end_the_streak(stub_ts):
+    stub_ts.script = [("delay", 0.15)]
+    async with TorchServeClient(
+        stub_ts.base_url, breaker_failures=3, breaker_window_s=0.1
+    ) as client:
+        client.record_hedge_loss()
+        client.record_hedge_loss()
+        # Answered, but later than the caller's 50 ms hedge delay: alive, not fit to serve.
+        await client.predict(_window(), fast_s=0.05)
+        client.record_hedge_loss()
+        assert client.circuit_state == "open"
+
+
+async def test_hedge_losses_of_an_unreachable_torchserve_open_at_once(refused_url):
+    # Nothing listens (a killed container's address): the background TCP check fails, which
+    # is a conclusive failure, so no window of time is waited for.
+    async with TorchServeClient(
+        refused_url, breaker_failures=3, breaker_window_s=10.0, connect_timeout_ms=100
+    ) as client:
         client.record_hedge_loss()
         client.record_hedge_loss()
         assert client.circuit_state == "closed"
-        client.record_hedge_loss()
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if client.circuit_state == "open":
+                break
         assert client.circuit_state == "open"
 
 
@@ -369,6 +408,110 @@ def test_breaker_state_machine_with_a_fake_clock():
     assert breaker.try_acquire()
     breaker.record_success()
     assert breaker.state == "closed"
+
+
+def test_breaker_judges_inconclusive_failures_over_its_window():
+    now = [100.0]
+    breaker = CircuitBreaker(3, 5.0, clock=lambda: now[0], window_s=0.25)
+    for _ in range(5):
+        breaker.record_failure(probe=False, conclusive=False)
+        now[0] += 0.01
+    assert breaker.state == "closed"  # 5 hedges lost within 50 ms: one slow batch
+    assert breaker.streak == 5
+    breaker.record_success(probe=False, slow=True)  # late: no proof of health
+    assert breaker.streak == 5
+    now[0] += 0.2
+    breaker.record_failure(probe=False, conclusive=False)  # the streak spans 0.25 s now
+    assert breaker.state == "open"
+    assert breaker.streak == 0
+
+
+def test_a_conclusive_failure_in_a_streak_opens_at_the_count():
+    now = [100.0]
+    breaker = CircuitBreaker(3, 5.0, clock=lambda: now[0], window_s=10.0)
+    breaker.record_failure(probe=False, conclusive=False)
+    breaker.record_failure(probe=False, conclusive=False)
+    assert breaker.state == "closed"
+    breaker.record_failure(probe=False)  # a failed call (refused, deadline, 5xx)
+    assert breaker.state == "open"
+
+
+def test_late_failures_neither_reopen_nor_prolong_an_open_circuit():
+    now = [100.0]
+    breaker = CircuitBreaker(1, 5.0, clock=lambda: now[0])
+    breaker.record_failure(probe=False)
+    assert breaker.state == "open"
+    now[0] += 4.0
+    for _ in range(3):  # calls sent before it opened, timing out now
+        breaker.record_failure(probe=False)
+    now[0] += 1.0
+    assert breaker.state == "half_open"  # opened at 100, not at 104
+
+
+def test_bad_breaker_window_is_refused():
+    with pytest.raises(ValueError, match="breaker_window_s"):
+        CircuitBreaker(3, 1.0, window_s=-1)
+
+
+# --- describe (management API) ------------------------------------------------------------------
+
+
+async def test_describe_reads_the_batching_with_the_management_key(
+    stub_ts, tmp_path, write_key_file
+):
+    key_file = tmp_path / "key_file.json"
+    write_key_file(key_file, "inference-key")  # its management key is "mgmt-key"
+    stub_ts.management_keys = {"mgmt-key"}
+    stub_ts.batch_size, stub_ts.max_batch_delay_ms = 8, 200
+    async with TorchServeClient(
+        stub_ts.base_url, key_file=key_file, management_url=stub_ts.base_url
+    ) as client:
+        served = await client.describe_model()
+    assert served == ServedModel(
+        version="1.0",
+        batch_size=8,
+        max_batch_delay_s=0.2,
+        response_timeout_s=120.0,
+        workers=1,
+        ready_workers=1,
+    )
+
+
+async def test_describe_with_a_refused_key_is_auth(stub_ts, tmp_path, write_key_file):
+    key_file = tmp_path / "key_file.json"
+    write_key_file(key_file, "inference-key")
+    stub_ts.management_keys = {"another-key"}
+    async with TorchServeClient(
+        stub_ts.base_url, key_file=key_file, management_url=stub_ts.base_url
+    ) as client:
+        with pytest.raises(TorchServeError) as info:
+            await client.describe_model()
+    assert info.value.reason == "auth"
+    # The file did not change and no token API answered: read, re-read, then given up.
+    assert stub_ts.describes == 1
+
+
+async def test_describe_needs_a_management_url(stub_ts):
+    async with TorchServeClient(stub_ts.base_url) as client:
+        with pytest.raises(ValueError, match="management_url"):
+            await client.describe_model()
+
+
+@pytest.mark.parametrize(
+    ("payload", "named"),
+    [
+        (b"[]", "non-empty list"),
+        (b"{}", "non-empty list"),
+        (b'[{"batchSize": 8}]', "maxBatchDelay"),
+        (b'[{"batchSize": "8", "maxBatchDelay": 5}]', "batchSize"),
+        (b'[{"batchSize": 8, "maxBatchDelay": -1}]', "maxBatchDelay"),
+        (b"<html>", "not JSON"),
+    ],
+)
+def test_bad_descriptions_are_named(payload, named):
+    with pytest.raises(TorchServeError, match=named) as info:
+        parse_description(payload)
+    assert info.value.reason == "bad_response"
 
 
 # --- token auth ---------------------------------------------------------------------------------

@@ -319,10 +319,16 @@ class InferenceRouter:
             return
         closed_again = state == "closed" and self._last_circuit != "closed"
         self._last_circuit = state
+        version = self._answer_version
+        served = self.served_model
         if closed_again:
             self._start_describe(client, "circuit closed")
-        elif self._answer_version != self._described_version:
-            self._start_describe(client, f"answers from version {self._answer_version}")
+        elif (
+            version is not None
+            and version != self._described_version
+            and (served is None or version != served.version)
+        ):
+            self._start_describe(client, f"answers from version {version}")
         elif state == "closed":
             every = DESCRIBE_EVERY_S if self._describe_ok else DESCRIBE_RETRY_S
             if self._described_at is None or time.monotonic() - self._described_at >= every:

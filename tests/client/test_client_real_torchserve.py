@@ -1,4 +1,8 @@
-"""TorchServeClient against a real TorchServe (serving.local), token authorization ON."""
+"""TorchServeClient against a real TorchServe (serving.local), token authorization ON.
+
+The module's TorchServe runs hot-reload.yaml's batching (batch 8, max_batch_delay 200 ms): at
+low load every answer waits out the batch delay, longer than the default 200 ms hedge ceiling.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,10 @@ def torchserve() -> Iterator[Any]:
     from serving.local import LocalTorchServe
     from serving.settings import TorchServeSettings
 
-    with LocalTorchServe(MODEL_STORE, TorchServeSettings(model_version="1.0", workers=1)) as ts:
+    settings = TorchServeSettings(
+        model_version="1.0", workers=1, batch_size=8, max_batch_delay_ms=200
+    )
+    with LocalTorchServe(MODEL_STORE, settings) as ts:
         yield ts
 
 
@@ -83,6 +90,58 @@ async def test_same_answer_as_the_local_model(torchserve):
     for ours, theirs in zip(local, served, strict=True):
         assert theirs.prediction == ours["prediction"]
         assert theirs.confidence == pytest.approx(ours["confidence"], abs=1e-4)
+
+
+async def test_describe_reads_what_torchserve_runs(torchserve):
+    async with TorchServeClient(
+        torchserve.inference_url,
+        key_file=torchserve.key_file,
+        management_url=torchserve.management_url,
+    ) as client:
+        served = await client.describe_model()
+    assert (served.version, served.batch_size, served.max_batch_delay_s) == ("1.0", 8, 0.2)
+    assert served.ready_workers == served.workers == 1
+
+
+async def test_healthy_answers_of_a_long_batch_delay_are_not_hedged(torchserve):
+    """The backend reads maxBatchDelay and floors its hedge delay above a healthy answer."""
+    import structlog
+
+    from backend_patch.app.metrics import BackendMetrics
+    from backend_patch.app.ml.pipeline import InferenceEngine
+    from backend_patch.app.ml.routing import InferenceRouter
+
+    engine = InferenceEngine(REPO_ROOT / "build" / "models" / "1.0")
+    engine.load()
+    try:
+        async with TorchServeClient(
+            torchserve.inference_url,
+            key_file=torchserve.key_file,
+            management_url=torchserve.management_url,
+        ) as client:
+            router = InferenceRouter(
+                engine, BackendMetrics(), structlog.get_logger(), client=client
+            )
+            router.watch_served_model()
+            for _ in range(500):
+                if router.served_model is not None:
+                    break
+                await asyncio.sleep(0.01)
+            latencies, served = [], []
+            for w in _windows(12):  # one at a time: each waits out the 200 ms batch delay
+                t0 = asyncio.get_running_loop().time()
+                result = await router.classify(w, use_torchserve=True, session=0)
+                latencies.append(asyncio.get_running_loop().time() - t0)
+                served.append(result.served_by)
+            await router.aclose()
+    finally:
+        engine.close()
+    print(f"200 ms batch delay: answers {min(latencies) * 1000:.0f}-{max(latencies) * 1000:.0f} ms")
+    assert min(latencies) >= 0.2  # the batch delay was really waited out...
+    assert served == ["torchserve"] * 12  # ...and not one answer was hedged
+    assert router.policy.floor_s() == pytest.approx(0.23)
+    value = router.metrics.registry.get_sample_value("signflow_hedges_total")
+    assert value == 0
 
 
 async def test_killed_torchserve_is_refused_at_once(torchserve):

@@ -118,11 +118,21 @@ async def test_paused_torchserve_is_hedged_and_shadow_probes_close_the_circuit(e
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)  # a hung TorchServe: connections accepted, no answers
         try:
+            # 8 sessions' windows at once: all hedged. One burst of hedges lost is one piece
+            # of evidence (one slow batch looks the same), and the kernel still accepts
+            # connections, so the circuit stays closed...
             stalled = await asyncio.gather(*(_timed(router, 100 + i) for i in range(8)))
+            await asyncio.sleep(0.05)
+            burst_state = client.circuit_state
+            # ...until the hedges lost span the breaker's window (0.25 s): windows keep coming.
+            while client.circuit_state == "closed" and len(stalled) < 30:
+                stalled.append(await _timed(router, 200 + len(stalled)))
+                await asyncio.sleep(0.05)
             assert client.circuit_state == "open"
         finally:
             os.kill(pid, signal.SIGCONT)
-        assert [served for served, _, _ in stalled] == ["local"] * 8
+        assert burst_state == "closed"
+        assert [served for served, _, _ in stalled] == ["local"] * len(stalled)
         assert max(elapsed for _, elapsed, _ in stalled) < USER_BOUND_S
         recovery = await _until_torchserve_serves(router, 200, limit_s=20.0)
         await router.aclose()
@@ -136,7 +146,7 @@ async def test_paused_torchserve_is_hedged_and_shadow_probes_close_the_circuit(e
     # Until the probes closed the circuit every user window was served locally, at once.
     assert all(served == "local" and state != "closed" for served, _, state in before)
     assert max(elapsed for _, elapsed, _ in before) < USER_BOUND_S
-    assert _value(router, "signflow_hedges_total") == 8
+    assert _value(router, "signflow_hedges_total") == len(stalled)
     assert _value(router, "signflow_torchserve_probes_total", outcome="fast") >= 2
 
 

@@ -80,6 +80,15 @@ def test_a_long_batch_delay_raises_floor_and_ceiling():
     assert policy.delay_s() == pytest.approx(0.46)
 
 
+def test_the_ceiling_never_falls_below_the_floor():
+    policy = HedgePolicy(HedgeConfig(multiplier=0.5))
+    policy.set_batch_delay(0.5)  # H = 0.53 s; 0.5 x H would cut below it
+    for _ in range(50):
+        policy.tracker.observe(0.6)
+    assert policy.floor_s() == policy.ceiling_s() == pytest.approx(0.53)
+    assert policy.delay_s() == pytest.approx(0.53)
+
+
 def test_a_short_batch_delay_keeps_the_configured_bounds():
     policy = HedgePolicy(HedgeConfig())
     policy.set_batch_delay(0.005)  # fallback-kill's 5 ms: H = 35 ms, below the 80 ms floor

@@ -70,6 +70,8 @@ def backend_env(ts: Any, *, with_key: bool = True) -> dict[str, str]:
     }
     if with_key:
         env["TORCHSERVE_KEY_FILE"] = str(ts.key_file)
+        # Key renewal, and the served model's batch delay (the hedge floor) are read there.
+        env["TORCHSERVE_MANAGEMENT_URL"] = str(ts.management_url)
     return env
 
 

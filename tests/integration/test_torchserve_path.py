@@ -168,6 +168,9 @@ async def test_hot_reload_under_load_switches_version_without_errors(artifacts, 
 
     _assert_clean(logs)
     assert [d["modelVersion"] for d in described] == ["2.0"]
+    # The backend read 2.0's batching through the management API (its management key): the
+    # hedge floor is 50 ms + 2 x 15 ms, what a healthy batched answer can take.
+    assert tools.metric(samples, "signflow_hedge_floor_seconds") == pytest.approx(0.08)
     answers = [(t, r) for t, r in _served(logs) if r["served_by"] == "torchserve"]
     versions_before = {r["model_version"] for t, r in answers if t < t_reload}
     versions_after = {r["model_version"] for t, r in answers if t > t_done + 1.0}

@@ -130,9 +130,9 @@ class HedgePolicy:
     :func:`healthy_batch_bound_s`:
 
     - ``floor = max(floor_s, H)``: a healthy batched answer is never hedged;
-    - ``ceiling = max(ceiling_s, multiplier x H)``: the ceiling never cuts the adaptive delay
-      below what the adaptive rule gives a TorchServe whose p99 is the healthy bound itself,
-      so the tail of a healthy TorchServe with a long batch delay is not hedged either.
+    - ``ceiling = max(ceiling_s, multiplier x H, floor)``: the ceiling never cuts the adaptive
+      delay below what the adaptive rule gives a TorchServe whose p99 is the healthy bound
+      itself, so the tail of a healthy TorchServe with a long batch delay is not hedged either.
 
     A fixed delay is kept as configured (the operator's choice, and the batch delay can change
     at any reload); :meth:`fixed_below_floor` says when it is below ``H`` so the caller can warn.
@@ -161,9 +161,10 @@ class HedgePolicy:
         return max(self.config.floor_s, self._healthy_s or 0.0)
 
     def ceiling_s(self) -> float:
-        """Upper bound of the adaptive delay (s): the configured one, raised to mult x ``H``."""
+        """Upper bound of the adaptive delay (s): the configured one, raised to mult x ``H``
+        (and never below the floor, whatever the multiplier)."""
         c = self.config
-        return max(c.ceiling_s, c.multiplier * (self._healthy_s or 0.0))
+        return max(c.ceiling_s, c.multiplier * (self._healthy_s or 0.0), self.floor_s())
 
     def fixed_below_floor(self) -> bool:
         """True when a fixed delay is set below the healthy batched answer bound ``H``."""

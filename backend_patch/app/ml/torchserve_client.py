@@ -869,7 +869,8 @@ def parse_description(payload: bytes) -> ServedModel:
                 "bad_response", f"description field {field!r} is not a non-negative integer"
             )
     timeout = d.get("responseTimeout")
-    workers = d.get("workers") if isinstance(d.get("workers"), list) else []
+    listed = d.get("workers")
+    workers: list[Any] = listed if isinstance(listed, list) else []
     return ServedModel(
         version=str(d.get("modelVersion", "")),
         batch_size=d["batchSize"],

@@ -339,6 +339,26 @@ async def test_a_failing_local_engine_does_not_lose_a_torchserve_answer(stub_ts)
     assert _value(router, "signflow_fallback_total") == 0
 
 
+async def test_losers_timing_out_later_are_not_counted_twice(engine, stub_ts):
+    # Three windows lose their hedges together (one event) and their TorchServe calls then
+    # time out together at the deadline: the users were served long ago, and those timeouts
+    # are the same evidence again. Counted again, they opened the circuit 2 s after a reload's
+    # slow moment (hot-reload run: 3 hedges lost, then 61 windows local).
+    stub_ts.script = [("delay", 5.0)] * 3
+    hedge = HedgeConfig(delay_s=0.05)
+    async with TorchServeClient(
+        stub_ts.base_url, timeout_ms=400, breaker_failures=3, breaker_window_s=10.0
+    ) as client:
+        router = _router(engine, client, hedge)
+        burst = await asyncio.gather(*(_timed(router, i) for i in range(3)))
+        assert [served for served, _ in burst] == ["local"] * 3
+        await asyncio.sleep(0.5)  # past the 400 ms deadline of the three losers
+        assert not router._losers  # they ended (timed out)
+        assert client.circuit_state == "closed"
+        assert (await _timed(router, 10))[0] == "torchserve"
+        await router.aclose()
+
+
 # --- the hedge floor follows TorchServe's batch delay --------------------------------------------
 
 

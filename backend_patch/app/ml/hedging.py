@@ -27,12 +27,25 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "CallVerdict",
     "HedgeBudget",
     "HedgeConfig",
     "HedgePolicy",
     "LatencyTracker",
     "healthy_batch_bound_s",
 ]
+
+
+@dataclass
+class CallVerdict:
+    """Shared by the router and one TorchServe call: once the router has judged the call
+    (``judged``: it lost its hedge; ``TorchServeClient.record_hedge_loss``), the call's own
+    outcome, when it ends later, is not recorded by the circuit breaker again. One window is one
+    piece of evidence: three windows that lose their hedges together and then time out together
+    must not count six times, nor open the circuit two seconds after the users were served.
+    """
+
+    judged: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..metrics import BackendMetrics
-from .hedging import HedgeBudget, HedgeConfig, HedgePolicy
+from .hedging import CallVerdict, HedgeBudget, HedgeConfig, HedgePolicy
 from .pipeline import Classification, InferenceEngine
 
 __all__ = ["InferenceRouter", "RemoteClassifier"]
@@ -55,13 +55,15 @@ class RemoteClassifier(Protocol):
     timeout_ms: int
     management_url: str | None
 
-    async def predict(self, window: np.ndarray, *, fast_s: float | None = None) -> Any: ...
+    async def predict(
+        self, window: np.ndarray, *, fast_s: float | None = None, verdict: CallVerdict | None = None
+    ) -> Any: ...
 
     async def probe(self, window: np.ndarray, fast_s: float) -> str: ...
 
     async def describe_model(self) -> Any: ...
 
-    def record_hedge_loss(self) -> None: ...
+    def record_hedge_loss(self, verdict: CallVerdict | None = None) -> None: ...
 
     @property
     def circuit_state(self) -> str: ...
@@ -146,10 +148,11 @@ class InferenceRouter:
 
         delay = self.policy.delay_s()
         fast_s = delay if self.hedge.enabled else None
-        remote = asyncio.ensure_future(client.predict(window, fast_s=fast_s))
+        verdict = CallVerdict()
+        remote = asyncio.ensure_future(client.predict(window, fast_s=fast_s, verdict=verdict))
         self.budget.deposit()
         try:
-            return await self._race(client, remote, window, started, session, delay)
+            return await self._race(client, remote, window, started, session, delay, verdict)
         finally:
             if not remote.done() and remote not in self._losers:
                 remote.cancel()
@@ -187,6 +190,7 @@ class InferenceRouter:
         started: float,
         session: int,
         delay: float,
+        verdict: CallVerdict,
     ) -> Classification:
         hedged = False
         if self.hedge.enabled:
@@ -229,7 +233,7 @@ class InferenceRouter:
                 return self._served_remote(answer, started)
             # The local engine answered first: TorchServe was slower than the hedge delay.
             self._let_finish(remote, started)
-            client.record_hedge_loss()
+            client.record_hedge_loss(verdict)
             self.metrics.hedge_wins.labels("local").inc()
             self._count_fallback(session, "hedge_lost", None)
             result = local.result()

@@ -56,7 +56,10 @@ from typing import Any, Literal
 import aiohttp
 import numpy as np
 
+from .hedging import CallVerdict
+
 __all__ = [
+    "CallVerdict",
     "CircuitBreaker",
     "KeySource",
     "ServedModel",
@@ -546,7 +549,13 @@ class TorchServeClient:
         """Where the Bearer token comes from (renewals are counted there)."""
         return self._keys
 
-    async def predict(self, window: np.ndarray, *, fast_s: float | None = None) -> TorchServeResult:
+    async def predict(
+        self,
+        window: np.ndarray,
+        *,
+        fast_s: float | None = None,
+        verdict: CallVerdict | None = None,
+    ) -> TorchServeResult:
         """Classify one window (float32 [64, 469]) on TorchServe.
 
         Raises ``ValueError`` for a window of the wrong shape (a caller bug, not a server
@@ -557,7 +566,7 @@ class TorchServeClient:
         ``fast_s``: the caller's bar (its hedge delay). An answer later than that proves
         TorchServe alive but not fit to serve users, so it does not end the circuit breaker's
         failure streak (a TorchServe slower than the hedge delay keeps losing hedges and is
-        taken out); None: every answer counts as a success.
+        taken out); None: every answer counts as a success. ``verdict``: see :class:`CallVerdict`.
         """
         body = encode_window(window)
         if self.shadow_probes:
@@ -566,7 +575,7 @@ class TorchServeClient:
             allowed = self._breaker.try_acquire()
         if not allowed:
             raise TorchServeError("circuit_open", "circuit breaker open, TorchServe not called")
-        return await self._call_recorded(body, fast_s)
+        return await self._call_recorded(body, fast_s, verdict)
 
     async def probe(self, window: np.ndarray, fast_s: float) -> ProbeOutcome:
         """Send a copy of a real window as the half-open probe; never raises for TorchServe.
@@ -596,7 +605,7 @@ class TorchServeClient:
                 self._breaker.release(probe=True)
         return outcome
 
-    def record_hedge_loss(self) -> None:
+    def record_hedge_loss(self, verdict: CallVerdict | None = None) -> None:
         """The local engine answered a hedged window first: an inconclusive failure.
 
         A hedge loss alone does not say whether TorchServe is slow or gone, so the breaker needs
@@ -605,8 +614,11 @@ class TorchServeClient:
         a TCP connect to each replica is tried in the background (one check at a time, bounded
         by the connect timeout); one that fails is a conclusive failure, and the circuit opens
         at the failure count as before. A paused or overloaded TorchServe still accepts
-        connections (the kernel does) and is judged by the streak's span.
+        connections (the kernel does) and is judged by the streak's span. ``verdict``: the lost
+        call's, marked judged (its later outcome is not counted again).
         """
+        if verdict is not None:
+            verdict.judged = True
         if self._breaker.state != "closed":
             return
         self._breaker.record_failure(probe=False, conclusive=False)
@@ -695,7 +707,9 @@ class TorchServeClient:
             self._session_loop = loop
         return self._session
 
-    async def _call_recorded(self, body: bytes, fast_s: float | None) -> TorchServeResult:
+    async def _call_recorded(
+        self, body: bytes, fast_s: float | None, verdict: CallVerdict | None
+    ) -> TorchServeResult:
         outcome: bool | None = None
         started = time.perf_counter()
         try:
@@ -709,7 +723,9 @@ class TorchServeClient:
         finally:
             # With shadow probes a user call never holds the probe slot; without, infer it.
             probe = False if self.shadow_probes else None
-            if outcome is True:
+            if verdict is not None and verdict.judged:
+                self._breaker.release(probe)  # counted when its hedge was lost
+            elif outcome is True:
                 slow = fast_s is not None and time.perf_counter() - started > fast_s
                 self._breaker.record_success(probe, slow=slow)
             elif outcome is False:

@@ -227,9 +227,15 @@ async def test_token_auth_end_to_end(artifacts, sessions_tool):
     # Without the key TorchServe refuses every call: every window is served locally.
     assert by_no and set(by_no) == {"local"}, by_no
     assert tools.metric(samples_no, "signflow_inferences_total", served_by="torchserve") == 0
-    # With the key: served by TorchServe, and never refused for auth.
-    assert by_with.count("torchserve") >= 0.9 * len(by_with), by_with
+    # With the key: served by TorchServe, and never refused for auth. A local answer there can
+    # only be a hedge the local model won: the cold worker's first answers (0.2-0.3 s of warm-up)
+    # may outlast the 200 ms hedge delay a fresh backend starts with.
+    assert by_with.count("torchserve") >= 5, by_with
     assert tools.metric(samples_with, "signflow_torchserve_errors_total", reason="auth") == 0
+    hedges_lost = tools.metric(
+        samples_with, "signflow_torchserve_errors_total", reason="hedge_lost"
+    )
+    assert by_with.count("local") == hedges_lost, (by_with, hedges_lost)
     auth_errors = tools.metric(samples_no, "signflow_torchserve_errors_total", reason="auth")
     assert auth_errors >= 1
     open_errors = tools.metric(

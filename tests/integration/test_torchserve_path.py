@@ -235,7 +235,7 @@ async def test_token_auth_end_to_end(artifacts, sessions_tool):
     hedges_lost = tools.metric(
         samples_with, "signflow_torchserve_errors_total", reason="hedge_lost"
     )
-    assert by_with.count("local") == hedges_lost, (by_with, hedges_lost)
+    assert by_with.count("local") <= hedges_lost, (by_with, hedges_lost)
     auth_errors = tools.metric(samples_no, "signflow_torchserve_errors_total", reason="auth")
     assert auth_errors >= 1
     open_errors = tools.metric(

@@ -35,8 +35,12 @@ from serving.management import (
 
 from .base import (
     DeferSigint,
+    ReloadResult,
+    ReplicaRunning,
+    StackDescription,
     StackEndpoints,
     StackError,
+    StackSpecLike,
     check_replica_auth,
     mask_secrets,
     put_rollout,
@@ -117,13 +121,13 @@ class ComposeStack:
 
     def __init__(
         self,
-        spec: Any,
+        spec: StackSpecLike,
         run_dir: Path,
         *,
         model_store: Path | None = None,
         models_dir: Path | None = None,
         health_timeout_s: float = HEALTH_TIMEOUT_S,
-    ):
+    ) -> None:
         self.spec = spec
         # Absolute: compose reads a relative bind-mount source that does not start with "."
         # as the name of a volume (`--out reports/x` broke CI that way).
@@ -167,7 +171,7 @@ class ComposeStack:
         # start-up, start_torchserve and reload_model, read (cheaply, from any thread) between.
         self._endpoints: StackEndpoints | None = None
         # What each replica's TorchServe reports it runs (GET /models/signflow), per check.
-        self._running: list[dict[str, Any]] = []
+        self._running: list[ReplicaRunning] = []
 
     @staticmethod
     def _resolve(path: str | Path) -> Path:
@@ -460,19 +464,20 @@ class ComposeStack:
         self._resolve_endpoints()
         self._timings["torchserve_restart_s"] = time.monotonic() - start
 
-    def reload_model(self, version: str) -> dict[str, Any]:
+    def reload_model(self, version: str) -> ReloadResult:
         """Copy the new archive into each replica's model store, then the shared hot reload
         (register, set default, drain the old version, unregister it: no request lost)."""
         version = str(version)
         old = self._current_version
-        result: dict[str, Any] = {"from_version": old, "to_version": version}
         start = time.monotonic()
         per_replica = [self._reload_in(c, version, old) for c in self._containers("torchserve")]
-        result["total_s"] = time.monotonic() - start
+        total = time.monotonic() - start
         self._current_version = version
         self._verify_running("reload_model")
         self._resolve_endpoints()
-        result.update({k: v for k, v in per_replica[0].items() if k not in result})
+        # The first replica's steps follow; the stack's own versions and total win over its.
+        result = ReloadResult(from_version=old, to_version=version, total_s=total)
+        result.update({**per_replica[0], **result})
         if len(per_replica) > 1:
             result["replicas"] = per_replica
         return result
@@ -483,7 +488,7 @@ class ComposeStack:
         reader = (lambda: self._key_doc(container)) if self.token_auth else None
         return ManagementClient(f"http://127.0.0.1:{port}", reader)
 
-    def _reload_in(self, container: Any, version: str, old: str) -> dict[str, Any]:
+    def _reload_in(self, container: Any, version: str, old: str) -> ReloadResult:
         archive = self.source_store / f"signflow-{version}.mar"
         if not archive.is_file():
             raise StackError(f"reload_model: archive {archive} not found")
@@ -499,7 +504,8 @@ class ComposeStack:
         inference = f"http://127.0.0.1:{self._published_port(container, 8080)}"
         reader = (lambda: self._key_doc(container)) if self.token_auth else None
         try:
-            result = self._management(container).reload(
+            # ManagementClient.reload's timings (serving is not type-checked).
+            result: ReloadResult = self._management(container).reload(
                 archive.name,
                 old,
                 version,
@@ -523,13 +529,13 @@ class ComposeStack:
             running = verify_running(
                 name, self._management(container), self._current_version, self.settings
             )
-            self._running.append({"replica": name, "checked_after": when, **running})
+            self._running.append(ReplicaRunning(replica=name, checked_after=when, **running))
 
     def set_rollout(self, percent: int) -> None:
         """Change the share of new sessions sent to TorchServe (backend PUT /admin/rollout)."""
         self.rollout_percent = put_rollout(self.endpoints.http_url, self._admin_token, percent)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> StackDescription:
         """Compose files, project, images and archive hashes for provenance. No secrets."""
         images: dict[str, str] = {}
         with contextlib.suppress(Exception):

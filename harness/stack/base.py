@@ -120,6 +120,14 @@ class ReloadResult(TypedDict, total=False):
     replicas: list[ReloadResult]
 
 
+class LocalModelInfo(TypedDict):
+    """The backend's local model (its ``metadata.json``): folder, version and weights' sha256."""
+
+    dir: str
+    version: str | None
+    sha256: str | None
+
+
 class StackDescription(TypedDict, total=False):
     """What ``Stack.describe`` returns: the stack's configuration for the results'
     provenance (``configs``), never a secret. ``model_archives`` (archive file name -> sha256)
@@ -135,7 +143,7 @@ class StackDescription(TypedDict, total=False):
     startup_s: dict[str, float]
     # local
     backend: dict[str, Any]
-    local_model: dict[str, Any] | None
+    local_model: LocalModelInfo | None
     # compose
     compose_cli: str
     project: str

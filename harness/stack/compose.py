@@ -21,7 +21,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -53,6 +53,10 @@ from .base import (
 )
 from .local import REPO_ROOT
 
+if TYPE_CHECKING:  # the Docker SDK has no type information: these read as Any to mypy
+    from docker.client import DockerClient
+    from docker.models.containers import Container
+
 CONTAINER_MODEL_STORE = "/home/model-server/model-store"
 CONTAINER_KEY_FILE = "/home/model-server/keys/key_file.json"
 HEALTH_TIMEOUT_S = 240.0
@@ -79,7 +83,7 @@ def detect_compose_cli() -> list[str]:
     )
 
 
-def docker_client() -> Any:
+def docker_client() -> DockerClient:
     """A Docker SDK client that answered a ping, or StackError saying what to install."""
     try:
         import docker
@@ -348,13 +352,13 @@ class ComposeStack:
 
     # ---- containers ------------------------------------------------------------------------
 
-    def _containers(self, service: str | None = None) -> list[Any]:
+    def _containers(self, service: str | None = None) -> list[Container]:
         filters = {"label": [f"com.docker.compose.project={self.project}"]}
         if service:
             filters["label"].append(f"com.docker.compose.service={service}")
         return sorted(self._client.containers.list(all=True, filters=filters), key=lambda c: c.name)
 
-    def _wait_healthy(self, containers: list[Any]) -> None:
+    def _wait_healthy(self, containers: list[Container]) -> None:
         deadline = time.monotonic() + self.health_timeout_s
         pending = {c.id: c for c in containers}
         while pending:
@@ -379,7 +383,7 @@ class ComposeStack:
                 time.sleep(0.5)
 
     @staticmethod
-    def _log_tail(container: Any, lines: int = 30) -> str:
+    def _log_tail(container: Container, lines: int = 30) -> str:
         with contextlib.suppress(Exception):
             text = container.logs(tail=lines).decode(errors="replace")
             return f"--- {container.name} (last {lines} lines) ---\n{text}"
@@ -389,7 +393,7 @@ class ComposeStack:
         return self._published_port(self._containers(service)[0], port)
 
     @staticmethod
-    def _published_port(container: Any, port: int) -> int:
+    def _published_port(container: Container, port: int) -> int:
         container.reload()
         bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
         if not bindings:
@@ -482,13 +486,13 @@ class ComposeStack:
             result["replicas"] = per_replica
         return result
 
-    def _management(self, container: Any) -> ManagementClient:
+    def _management(self, container: Container) -> ManagementClient:
         """The management client of one replica (its own host port, its own key file)."""
         port = self._published_port(container, 8081)
         reader = (lambda: self._key_doc(container)) if self.token_auth else None
         return ManagementClient(f"http://127.0.0.1:{port}", reader)
 
-    def _reload_in(self, container: Any, version: str, old: str) -> ReloadResult:
+    def _reload_in(self, container: Container, version: str, old: str) -> ReloadResult:
         archive = self.source_store / f"signflow-{version}.mar"
         if not archive.is_file():
             raise StackError(f"reload_model: archive {archive} not found")
@@ -516,7 +520,7 @@ class ComposeStack:
             raise StackError(f"reload_model in {container.name}: {exc}") from exc
         return {"copy_s": copy_s, **result}
 
-    def _key_doc(self, container: Any) -> dict[str, Any] | None:
+    def _key_doc(self, container: Container) -> dict[str, Any] | None:
         """The replica's key_file.json now (TorchServe rewrites it on each renewal)."""
         result = container.exec_run(["cat", CONTAINER_KEY_FILE])
         return read_key_file_text(result.output) if result.exit_code == 0 else None

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import psutil
 
@@ -26,6 +26,7 @@ from harness.scenario.backend_env import split_inherited
 
 from .base import (
     DeferSigint,
+    LocalModelInfo,
     ReloadResult,
     ReplicaRunning,
     StackDescription,
@@ -469,7 +470,7 @@ class LocalStack:
             }
         return dict(self._archive_hashes)
 
-    def _local_model_info(self) -> dict[str, Any] | None:
+    def _local_model_info(self) -> LocalModelInfo | None:
         model_dir = Path(self.backend_env.get("MODEL_DIR", self.models_dir / self.model_version))
         try:
             meta = json.loads((model_dir / "metadata.json").read_text())

@@ -52,8 +52,10 @@ SessionOutcome = Literal["refused", "disconnected", "ended", "open", "not starte
 
 
 class SessionRecord(TypedDict):
-    """One session's lifetime (``LoadResult.sessions``, results.json ``sessions[]``): times on
-    the RunClock (s), connect and close costs in ms; None where it never got that far."""
+    """One session's lifetime (``LoadResult.sessions``): times on the RunClock (s), connect
+    and close costs in ms; None where it never got that far. The row as the generator builds
+    it; results.json validates it as ``harness.results.model.SessionRecord`` (same fields,
+    tests/harness/load/test_load_types.py keeps them so)."""
 
     session: int
     planned_start_s: float
@@ -69,7 +71,8 @@ class SessionRecord(TypedDict):
 
 
 class OverRange(TypedDict):
-    """Replies slower than the run's latency limit (``LoadResult.over_range``)."""
+    """Replies slower than the run's latency limit (``LoadResult.over_range``); results.json
+    holds it as ``harness.results.model.OverRange``."""
 
     count: int
     max_ms: float | None  # the slowest of them; None when there is none

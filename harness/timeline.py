@@ -18,7 +18,7 @@ from harness.clock import RunClock
 
 if TYPE_CHECKING:
     from harness.scenario import Event
-    from harness.stack import Stack
+    from harness.stack import ReloadResult, Stack
 
 
 def event_record(event: Event) -> dict[str, Any]:
@@ -35,18 +35,21 @@ def event_record(event: Event) -> dict[str, Any]:
     }
 
 
-def _call(stack: Stack, event: Event) -> Any:
+def _call(stack: Stack, event: Event) -> ReloadResult | None:
+    """Run one event's Stack operation; only ``reload_model`` returns something (its steps)."""
     if event.action == "kill_torchserve":
-        return stack.kill_torchserve()
-    if event.action == "start_torchserve":
-        return stack.start_torchserve()
-    if event.action == "reload_model":
+        stack.kill_torchserve()
+    elif event.action == "start_torchserve":
+        stack.start_torchserve()
+    elif event.action == "reload_model":
         assert event.version is not None  # Event's validator: reload_model needs a version
         return stack.reload_model(event.version)
-    if event.action == "set_rollout":
+    elif event.action == "set_rollout":
         assert event.percent is not None  # Event's validator: set_rollout needs a percent
-        return stack.set_rollout(event.percent)
-    raise ValueError(f"unknown timeline action {event.action!r}")
+        stack.set_rollout(event.percent)
+    else:
+        raise ValueError(f"unknown timeline action {event.action!r}")
+    return None
 
 
 def describe(record: dict[str, Any], phase: str) -> str:

@@ -18,15 +18,22 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
 import numpy as np
+import numpy.typing as npt
 
 from harness.clock import RunClock
-from harness.load.recording import FRAME_DTYPE, LoadResult
+from harness.load.recording import (
+    FRAME_DTYPE,
+    FrameArray,
+    LoadResult,
+    SessionOutcome,
+    SessionRecord,
+)
 from harness.load.selfcheck import (
     CPU_SATURATED_PERCENT,
     CpuMeter,
@@ -35,7 +42,7 @@ from harness.load.selfcheck import (
     sut_stopped_reason,
 )
 from harness.load.session import CLOSE_TIMEOUT_S, NONE_CODE, SEND_DEADLINE_S, Session
-from harness.load.trace import PreparedTrace, TraceError, prepare_trace
+from harness.load.trace import PreparedTrace, TraceError, TraceFrame, prepare_trace
 from harness.scenario.traffic import CONNECT_LEAD_S, PlannedSession
 
 # A session task still running this long after duration_s (a connect or a send the server never
@@ -56,7 +63,7 @@ class LoadConfig:
     duration_s: float
     warmup_s: float
     ramp_up_s: float
-    traces: Callable[[int], list[dict[str, Any]]]
+    traces: Callable[[int], Sequence[TraceFrame]]
     late_threshold_ms: float = 5.0
     reply_timeout_s: float = 5.0
     connect_timeout_s: float = 10.0
@@ -159,7 +166,7 @@ class LoadGenerator:
         cfg = self.config
         spread = max(cfg.ramp_up_s, 1.0 / cfg.fps)
         total = cfg.total_sessions or cfg.sessions
-        prepared: dict[int, tuple[list[dict[str, Any]], PreparedTrace]] = {}
+        prepared: dict[int, tuple[Sequence[TraceFrame], PreparedTrace]] = {}
         count = len(cfg.plan) if cfg.plan is not None else cfg.sessions
         for i in range(count):
             frames = cfg.traces(i)
@@ -361,9 +368,7 @@ class LoadGenerator:
         over = result.over_range()
         for reason in (
             sut_stopped_reason(result.unsent, unanswered, silent_from, cfg.reply_timeout_s),
-            over_range_reason(
-                int(over["count"] or 0), over["max_ms"], float(over["limit_ms"] or 0.0)
-            ),
+            over_range_reason(over["count"], over["max_ms"], over["limit_ms"]),
         ):
             if reason:
                 result.invalid_reasons.append(reason)
@@ -373,12 +378,13 @@ class LoadGenerator:
         """Session ``s``'s rollout cohort ("torchserve", "local" or None: not known yet)."""
         return s.cohort_or_evidence(self._codes.get)
 
-    def session_record(self, s: Session) -> dict[str, Any]:
+    def session_record(self, s: Session) -> SessionRecord:
         """One session's lifetime for the results (run clock, s; connect/close cost in ms)."""
 
         def ms(a: float | None, b: float | None) -> float | None:
             return None if a is None or b is None else round((b - a) * 1000.0, 3)
 
+        outcome: SessionOutcome
         if s.connect_failed:
             outcome = "refused"
         elif s.disconnected:
@@ -414,7 +420,7 @@ class LoadGenerator:
         """The code of a reply label (served_by, error code...), None when never seen."""
         return self._codes.get(label)
 
-    def _silence(self, frames: np.ndarray) -> tuple[float | None, int]:
+    def _silence(self, frames: FrameArray) -> tuple[float | None, int]:
         """(when the server went silent, frames sent since and never answered).
 
         Silent means: frames were still being sent more than ``reply_timeout_s`` after its last
@@ -434,16 +440,16 @@ class LoadGenerator:
         return since, int(np.count_nonzero(after))
 
     # --- live ----------------------------------------------------------------------------
-    def latencies_between(self, lo_s: float, hi_s: float) -> np.ndarray:
+    def latencies_between(self, lo_s: float, hi_s: float) -> npt.NDArray[np.float64]:
         """Corrected latencies (s) of the answered frames scheduled in [lo_s, hi_s) on the run
         clock, so far (a distributed worker's per-second live histogram)."""
-        out: list[np.ndarray] = []
+        out: list[npt.NDArray[np.float64]] = []
         for s in self._sessions:
             lo, hi = np.searchsorted(s.t_scheduled, (lo_s, hi_s))
             if hi > lo:
                 lat = s.t_reply[lo:hi] - s.t_scheduled[lo:hi]
                 out.append(lat[~np.isnan(lat)])
-        return np.concatenate(out) if out else np.empty(0)
+        return np.concatenate(out) if out else np.empty(0, dtype=np.float64)
 
     def live(self) -> LiveStats:
         """Progress snapshot: rates since the previous call, p95 over the last ~2 s."""
@@ -457,7 +463,7 @@ class LoadGenerator:
         wall = time.perf_counter()
         fps = (answered - prev[1]) / (wall - prev[0]) if prev and wall > prev[0] else 0.0
         self._live_prev = (wall, answered)
-        lat: list[np.ndarray] = []
+        lat: list[npt.NDArray[np.float64]] = []
         inference = local = 0
         local_code = self._codes.get("local", -2)
         for s in self._sessions:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from harness.hdr import limit_us
 
@@ -43,6 +44,41 @@ FRAME_DTYPE = np.dtype(
 )
 
 
+# A FRAME_DTYPE array (one row per scheduled frame) and a boolean mask over its rows.
+FrameArray = npt.NDArray[np.void]
+FrameMask = npt.NDArray[np.bool_]
+
+SessionOutcome = Literal["refused", "disconnected", "ended", "open", "not started"]
+
+
+class SessionRecord(TypedDict):
+    """One session's lifetime (``LoadResult.sessions``): times on the RunClock (s), connect
+    and close costs in ms; None where it never got that far. The row as the generator builds
+    it; results.json validates it as ``harness.results.model.SessionRecord`` (same fields,
+    tests/harness/load/test_load_types.py keeps them so)."""
+
+    session: int
+    planned_start_s: float
+    frames: int
+    sent: int
+    connected_s: float | None
+    closed_s: float | None
+    lifetime_s: float | None
+    connect_ms: float | None
+    close_ms: float | None
+    cohort: str | None  # rollout cohort ("torchserve", "local") or None: not known
+    outcome: SessionOutcome
+
+
+class OverRange(TypedDict):
+    """Replies slower than the run's latency limit (``LoadResult.over_range``); results.json
+    holds it as ``harness.results.model.OverRange``."""
+
+    count: int
+    max_ms: float | None  # the slowest of them; None when there is none
+    limit_ms: float
+
+
 @dataclass
 class FrameRecord:
     """One scheduled frame, decoded (times on the RunClock, seconds)."""
@@ -63,7 +99,7 @@ class FrameRecord:
 class LoadResult:
     """Everything a load run measured; ``frames`` is a FRAME_DTYPE array, codes in ``labels``."""
 
-    frames: np.ndarray
+    frames: FrameArray
     labels: list[str]
     fps: float
     duration_s: float
@@ -83,7 +119,7 @@ class LoadResult:
     silent_from_s: float | None = None
     invalid_reasons: list[InvalidReason] = field(default_factory=list)
     # Per-session lifetimes (harness.load.generator.session_record), in session order.
-    sessions: list[dict[str, Any]] = field(default_factory=list)
+    sessions: list[SessionRecord] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -111,17 +147,18 @@ class LoadResult:
             )
 
     # --- masks over the frame array -------------------------------------------------------
-    def measured_mask(self) -> np.ndarray:
+    def measured_mask(self) -> FrameMask:
         """Frames scheduled in the measured window [warmup_s, duration_s)."""
-        return self.frames["t_scheduled"] >= self.warmup_s
+        return np.asarray(self.frames["t_scheduled"] >= self.warmup_s, dtype=np.bool_)
 
-    def late_mask(self) -> np.ndarray:
+    def late_mask(self) -> FrameMask:
         """Frames sent more than ``late_threshold_ms`` after their schedule."""
         f = self.frames
         with np.errstate(invalid="ignore"):
-            return np.asarray((f["t_sent"] - f["t_scheduled"]) > self.late_threshold_ms / 1000.0)
+            late = (f["t_sent"] - f["t_scheduled"]) > self.late_threshold_ms / 1000.0
+        return np.asarray(late, dtype=np.bool_)
 
-    def over_range(self, mask: np.ndarray | None = None) -> dict[str, float | int | None]:
+    def over_range(self, mask: FrameMask | None = None) -> OverRange:
         """Replies slower than ``latency_limit_s`` (measured window by default): ``count`` and
         the slowest one, ``max_ms`` (None when there is none). They are left out of the
         histograms, so the run reports them here and is INVALID when any exists."""
@@ -130,8 +167,8 @@ class LoadResult:
         lat = f["t_reply"] - f["t_scheduled"]
         lat = lat[~np.isnan(lat)]
         over = lat[np.rint(lat * 1e6) > limit_us(self.latency_limit_s)]
-        return {
-            "count": int(over.size),
-            "max_ms": float(over.max() * 1000.0) if over.size else None,
-            "limit_ms": self.latency_limit_s * 1000.0,
-        }
+        return OverRange(
+            count=int(over.size),
+            max_ms=float(over.max() * 1000.0) if over.size else None,
+            limit_ms=self.latency_limit_s * 1000.0,
+        )

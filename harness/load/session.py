@@ -14,7 +14,7 @@ import contextlib
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 import aiohttp
 import numpy as np
@@ -270,7 +270,7 @@ class Session:
 ROUTE_HEADER = "x-signflow-route"
 
 
-def _route_header(ws: Any) -> str | None:
+def _route_header(ws: aiohttp.ClientWebSocketResponse) -> str | None:
     """The backend's x-signflow-route upgrade header (its sticky route), None when absent."""
     response = getattr(ws, "_response", None)  # aiohttp keeps the upgrade response here
     headers = getattr(response, "headers", None)
@@ -278,12 +278,16 @@ def _route_header(ws: Any) -> str | None:
     return value if value in ("torchserve", "local") else None
 
 
-def _transport(ws: Any) -> Any:
+def _transport(ws: aiohttp.ClientWebSocketResponse) -> asyncio.WriteTransport | None:
+    """The connection's transport (asyncio's or uvloop's), None once aiohttp dropped it.
+
+    aiohttp keeps it on a private writer, so it is read by name and typed here; the callers
+    still check each optional method before using it."""
     writer = getattr(ws, "_writer", None)
-    return getattr(writer, "transport", None)
+    return cast("asyncio.WriteTransport | None", getattr(writer, "transport", None))
 
 
-def _raise_send_buffer(ws: Any) -> None:
+def _raise_send_buffer(ws: aiohttp.ClientWebSocketResponse) -> None:
     # aiohttp waits for drain once its transport pauses (64 KiB by default); raising the
     # transport's high-water mark keeps sends from blocking while a server stalls briefly.
     transport = _transport(ws)
@@ -291,7 +295,7 @@ def _raise_send_buffer(ws: Any) -> None:
         transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES)
 
 
-def _buffer_size_fn(ws: Any) -> Callable[[], int]:
+def _buffer_size_fn(ws: aiohttp.ClientWebSocketResponse) -> Callable[[], int]:
     """Bytes waiting in the connection's userspace send buffer (0 when it cannot be read)."""
     transport = _transport(ws)
     size = getattr(transport, "get_write_buffer_size", None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ __all__ = [
     "TRUTH_KEY",
     "PreparedTrace",
     "TraceError",
+    "TraceFrame",
     "load_trace_file",
     "prepare_trace",
     "synthetic_trace",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 FRAME_IDX_KEY = "frame_idx"
+# One frame of a trace: a JSON object of the WebSocket protocol (plus the optional ``truth``).
+TraceFrame = Mapping[str, object]
 # Distinct synthetic traces: session i plays variant i % TRACE_VARIANTS (seed + variant), so
 # hundreds of sessions do not cost hundreds of trace generations.
 TRACE_VARIANTS = 8
@@ -70,7 +73,7 @@ class PreparedTrace:
         return len(self.prefixes)
 
 
-def prepare_trace(frames: Sequence[dict[str, Any]], intern: Callable[[str], int]) -> PreparedTrace:
+def prepare_trace(frames: Sequence[TraceFrame], intern: Callable[[str], int]) -> PreparedTrace:
     """Serialise every frame once (without ``truth`` and ``frame_idx``) for cheap patching."""
     if not frames:
         raise TraceError("trace holds no frames")

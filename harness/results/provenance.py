@@ -79,7 +79,7 @@ def collect_provenance(stack: Stack | None) -> dict[str, Any]:
     archives: dict[str, Any] = {}
     if stack is not None:
         try:
-            described = dict(stack.describe())
+            described: dict[str, Any] = dict(stack.describe())
         except Exception as exc:  # provenance must never break a finished run
             described = {"describe_error": f"{type(exc).__name__}: {exc}"}
         archives = dict(described.pop("model_archives", None) or {})

@@ -13,18 +13,22 @@ the Docker client.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from .base import (
+    ReloadResult,
     Stack,
+    StackDescription,
     StackEndpoints,
     StackError,
     StackOperationUnsupported,
+    StackSpecLike,
     spec_get,
 )
 
 __all__ = [
+    "ReloadResult",
     "Stack",
+    "StackDescription",
     "StackEndpoints",
     "StackError",
     "StackOperationUnsupported",
@@ -34,7 +38,7 @@ __all__ = [
 DRIVERS = ("local", "compose", "external")
 
 
-def make_stack(spec: Any, run_dir: Path) -> Stack:
+def make_stack(spec: StackSpecLike, run_dir: Path) -> Stack:
     """Build (not start) the stack for ``spec`` (the scenario's ``stack`` section).
 
     Enter the returned object to start it. Raises StackError for an unknown or unavailable

@@ -15,13 +15,29 @@ import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Protocol,
+    Required,
+    TypeAlias,
+    TypedDict,
+    cast,
+    runtime_checkable,
+)
 
 import httpx
 
 from harness.redact import mask_env
-from serving.management import ManagementClient, TorchServeError
+from serving.management import ManagementClient, RunningConfig, TorchServeError
 from serving.settings import TorchServeSettings
+
+if TYPE_CHECKING:
+    from harness.scenario.models import StackSpec
+
+# The scenario's ``stack`` section a driver is built from: its pydantic model, or a plain
+# mapping of the same shape (tests and tools); read through :func:`spec_get`.
+StackSpecLike: TypeAlias = "StackSpec | Mapping[str, Any]"
 
 
 class StackError(RuntimeError):
@@ -63,6 +79,87 @@ class StackEndpoints:
         return doc
 
 
+class RunningConfigDoc(TypedDict):
+    """What a TorchServe REPORTS it runs for the default version (``GET /models/<model>``;
+    ``serving.management.RunningConfig.as_dict``): ``ready_workers`` are those READY."""
+
+    version: str
+    batch_size: int
+    max_batch_delay_ms: int
+    workers: int
+    ready_workers: int
+
+
+class ReplicaRunning(RunningConfigDoc):
+    """One replica's :class:`RunningConfigDoc`, read after the stack operation ``checked_after``
+    (``start``, ``reload_model``...); ``replica`` is ``torchserve`` or ``torchserve-N``."""
+
+    replica: str
+    checked_after: str
+
+
+class ReloadResult(TypedDict, total=False):
+    """What ``Stack.reload_model`` returns (an event's ``result`` in results.json); seconds.
+
+    The steps are ``serving.management.ManagementClient.reload``'s (register, set default,
+    drain the old version, unregister it); with replicas, the first replica's steps at the top
+    and every replica's in ``replicas``. ``from_version`` is None when TorchServe never said.
+    """
+
+    from_version: Required[str | None]
+    to_version: Required[str]
+    total_s: Required[float]
+    register_s: float
+    set_default_s: float
+    drain_s: float
+    drained: bool
+    drain_by: str  # how the drain was decided ("pending", "probe", "timeout", "none"...)
+    pending_at_switch: int  # requests queued on the old version when the default changed
+    unregister_s: float
+    copy_s: float  # compose: copying the archive into the container's model store
+    replicas: list[ReloadResult]
+
+
+class LocalModelInfo(TypedDict):
+    """The backend's local model (its ``metadata.json``): folder, version and weights' sha256."""
+
+    dir: str
+    version: str | None
+    sha256: str | None
+
+
+class StackDescription(TypedDict, total=False):
+    """What ``Stack.describe`` returns: the stack's configuration for the results'
+    provenance (``configs``), never a secret. ``model_archives`` (archive file name -> sha256)
+    is moved to ``provenance.model_archives``; the other keys depend on the driver."""
+
+    driver: Required[str]
+    model_archives: Required[dict[str, str]]
+    endpoints: dict[str, str | None]
+    use_torchserve: bool
+    rollout_percent: int
+    # local and compose: what was asked, and what TorchServe reported it runs ("running").
+    torchserve: dict[str, Any] | None
+    startup_s: dict[str, float]
+    # local
+    backend: dict[str, Any]
+    local_model: LocalModelInfo | None
+    # compose
+    compose_cli: str
+    project: str
+    files: list[str]
+    resolved_config: str
+    gpu: bool | None  # None: decided at start (the NVIDIA runtime present or not)
+    torchserve_replicas: int
+    images: dict[str, str]
+    env: dict[str, Any]
+    # external
+    model_name: str
+    reload_supported: bool
+    rollout_supported: bool
+    torchserve_running: RunningConfigDoc | dict[str, str] | None
+
+
 @runtime_checkable
 class Stack(Protocol):
     """The protocol every driver implements (see docs/HARNESS.md)."""
@@ -82,11 +179,11 @@ class Stack(Protocol):
 
     def start_torchserve(self) -> None: ...
 
-    def reload_model(self, version: str) -> dict[str, Any]: ...
+    def reload_model(self, version: str) -> ReloadResult: ...
 
     def set_rollout(self, percent: int) -> None: ...
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> StackDescription: ...
 
     def collect_logs(self, dest: Path) -> None: ...
 
@@ -105,11 +202,13 @@ def mask_secrets(env: Mapping[str, Any]) -> dict[str, Any]:
     return mask_env(env)
 
 
-def spec_get(obj: Any, name: str, default: Any = None) -> Any:
-    """Read a field from a pydantic model, a plain object or a mapping.
+def spec_get(obj: object, name: str, default: Any = None) -> Any:
+    """Read a field from a pydantic model, a plain object or a mapping (``default`` when it is
+    missing or None; ``obj`` None gives ``default`` too).
 
     The stack spec is the scenario's pydantic model in production; tests and tools may pass a
-    plain dict. Reading through one helper keeps the drivers indifferent to which.
+    plain dict. Reading through one helper keeps the drivers indifferent to which. The value
+    is whatever the field holds (Any): each driver converts it where it reads it.
     """
     if obj is None:
         return default
@@ -155,14 +254,19 @@ def verify_running(
     version: str,
     settings: TorchServeSettings,
     timeout_s: float = RUNNING_CONFIG_SETTLE_S,
-) -> dict[str, Any]:
+) -> RunningConfigDoc:
     """What TorchServe ``name`` REPORTS it runs, as a provenance dict; StackError (harness exit
     3) when it differs from what the scenario asked, naming each field, asked vs running."""
     try:
         running = api.wait_for_config(version, settings, timeout_s)
     except (TorchServeError, OSError) as exc:
         raise StackError(f"{name}: {exc}") from exc
-    return running.as_dict()
+    return running_doc(running)
+
+
+def running_doc(running: RunningConfig) -> RunningConfigDoc:
+    """``serving.management.RunningConfig`` (its dataclass, unchecked here) as provenance."""
+    return cast(RunningConfigDoc, running.as_dict())
 
 
 def validate_percent(percent: int) -> int:
@@ -213,7 +317,8 @@ class DeferSigint:
     """
 
     def __init__(self) -> None:
-        self._previous: Any = None
+        # What SIGINT did before (a handler, SIG_DFL/SIG_IGN, or None: not set from Python).
+        self._previous: signal._HANDLER = None
         self._pending = False
         self._active = False
 

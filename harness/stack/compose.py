@@ -21,7 +21,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -35,8 +35,12 @@ from serving.management import (
 
 from .base import (
     DeferSigint,
+    ReloadResult,
+    ReplicaRunning,
+    StackDescription,
     StackEndpoints,
     StackError,
+    StackSpecLike,
     check_replica_auth,
     mask_secrets,
     put_rollout,
@@ -48,6 +52,10 @@ from .base import (
     verify_running,
 )
 from .local import REPO_ROOT
+
+if TYPE_CHECKING:  # the Docker SDK has no type information: these read as Any to mypy
+    from docker.client import DockerClient
+    from docker.models.containers import Container
 
 CONTAINER_MODEL_STORE = "/home/model-server/model-store"
 CONTAINER_KEY_FILE = "/home/model-server/keys/key_file.json"
@@ -75,7 +83,7 @@ def detect_compose_cli() -> list[str]:
     )
 
 
-def docker_client() -> Any:
+def docker_client() -> DockerClient:
     """A Docker SDK client that answered a ping, or StackError saying what to install."""
     try:
         import docker
@@ -117,13 +125,13 @@ class ComposeStack:
 
     def __init__(
         self,
-        spec: Any,
+        spec: StackSpecLike,
         run_dir: Path,
         *,
         model_store: Path | None = None,
         models_dir: Path | None = None,
         health_timeout_s: float = HEALTH_TIMEOUT_S,
-    ):
+    ) -> None:
         self.spec = spec
         # Absolute: compose reads a relative bind-mount source that does not start with "."
         # as the name of a volume (`--out reports/x` broke CI that way).
@@ -167,7 +175,7 @@ class ComposeStack:
         # start-up, start_torchserve and reload_model, read (cheaply, from any thread) between.
         self._endpoints: StackEndpoints | None = None
         # What each replica's TorchServe reports it runs (GET /models/signflow), per check.
-        self._running: list[dict[str, Any]] = []
+        self._running: list[ReplicaRunning] = []
 
     @staticmethod
     def _resolve(path: str | Path) -> Path:
@@ -344,13 +352,13 @@ class ComposeStack:
 
     # ---- containers ------------------------------------------------------------------------
 
-    def _containers(self, service: str | None = None) -> list[Any]:
+    def _containers(self, service: str | None = None) -> list[Container]:
         filters = {"label": [f"com.docker.compose.project={self.project}"]}
         if service:
             filters["label"].append(f"com.docker.compose.service={service}")
         return sorted(self._client.containers.list(all=True, filters=filters), key=lambda c: c.name)
 
-    def _wait_healthy(self, containers: list[Any]) -> None:
+    def _wait_healthy(self, containers: list[Container]) -> None:
         deadline = time.monotonic() + self.health_timeout_s
         pending = {c.id: c for c in containers}
         while pending:
@@ -375,7 +383,7 @@ class ComposeStack:
                 time.sleep(0.5)
 
     @staticmethod
-    def _log_tail(container: Any, lines: int = 30) -> str:
+    def _log_tail(container: Container, lines: int = 30) -> str:
         with contextlib.suppress(Exception):
             text = container.logs(tail=lines).decode(errors="replace")
             return f"--- {container.name} (last {lines} lines) ---\n{text}"
@@ -385,7 +393,7 @@ class ComposeStack:
         return self._published_port(self._containers(service)[0], port)
 
     @staticmethod
-    def _published_port(container: Any, port: int) -> int:
+    def _published_port(container: Container, port: int) -> int:
         container.reload()
         bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
         if not bindings:
@@ -460,30 +468,31 @@ class ComposeStack:
         self._resolve_endpoints()
         self._timings["torchserve_restart_s"] = time.monotonic() - start
 
-    def reload_model(self, version: str) -> dict[str, Any]:
+    def reload_model(self, version: str) -> ReloadResult:
         """Copy the new archive into each replica's model store, then the shared hot reload
         (register, set default, drain the old version, unregister it: no request lost)."""
         version = str(version)
         old = self._current_version
-        result: dict[str, Any] = {"from_version": old, "to_version": version}
         start = time.monotonic()
         per_replica = [self._reload_in(c, version, old) for c in self._containers("torchserve")]
-        result["total_s"] = time.monotonic() - start
+        total = time.monotonic() - start
         self._current_version = version
         self._verify_running("reload_model")
         self._resolve_endpoints()
-        result.update({k: v for k, v in per_replica[0].items() if k not in result})
+        # The first replica's steps follow; the stack's own versions and total win over its.
+        result = ReloadResult(from_version=old, to_version=version, total_s=total)
+        result.update({**per_replica[0], **result})
         if len(per_replica) > 1:
             result["replicas"] = per_replica
         return result
 
-    def _management(self, container: Any) -> ManagementClient:
+    def _management(self, container: Container) -> ManagementClient:
         """The management client of one replica (its own host port, its own key file)."""
         port = self._published_port(container, 8081)
         reader = (lambda: self._key_doc(container)) if self.token_auth else None
         return ManagementClient(f"http://127.0.0.1:{port}", reader)
 
-    def _reload_in(self, container: Any, version: str, old: str) -> dict[str, Any]:
+    def _reload_in(self, container: Container, version: str, old: str) -> ReloadResult:
         archive = self.source_store / f"signflow-{version}.mar"
         if not archive.is_file():
             raise StackError(f"reload_model: archive {archive} not found")
@@ -499,7 +508,8 @@ class ComposeStack:
         inference = f"http://127.0.0.1:{self._published_port(container, 8080)}"
         reader = (lambda: self._key_doc(container)) if self.token_auth else None
         try:
-            result = self._management(container).reload(
+            # ManagementClient.reload's timings (serving is not type-checked).
+            result: ReloadResult = self._management(container).reload(
                 archive.name,
                 old,
                 version,
@@ -510,7 +520,7 @@ class ComposeStack:
             raise StackError(f"reload_model in {container.name}: {exc}") from exc
         return {"copy_s": copy_s, **result}
 
-    def _key_doc(self, container: Any) -> dict[str, Any] | None:
+    def _key_doc(self, container: Container) -> dict[str, Any] | None:
         """The replica's key_file.json now (TorchServe rewrites it on each renewal)."""
         result = container.exec_run(["cat", CONTAINER_KEY_FILE])
         return read_key_file_text(result.output) if result.exit_code == 0 else None
@@ -523,13 +533,13 @@ class ComposeStack:
             running = verify_running(
                 name, self._management(container), self._current_version, self.settings
             )
-            self._running.append({"replica": name, "checked_after": when, **running})
+            self._running.append(ReplicaRunning(replica=name, checked_after=when, **running))
 
     def set_rollout(self, percent: int) -> None:
         """Change the share of new sessions sent to TorchServe (backend PUT /admin/rollout)."""
         self.rollout_percent = put_rollout(self.endpoints.http_url, self._admin_token, percent)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> StackDescription:
         """Compose files, project, images and archive hashes for provenance. No secrets."""
         images: dict[str, str] = {}
         with contextlib.suppress(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import httpx
 
@@ -19,10 +19,15 @@ from serving.management import ManagementClient, TorchServeError
 from serving.settings import TorchServeSettings
 
 from .base import (
+    ReloadResult,
+    RunningConfigDoc,
+    StackDescription,
     StackEndpoints,
     StackError,
     StackOperationUnsupported,
+    StackSpecLike,
     put_rollout,
+    running_doc,
     spec_get,
     validate_percent,
 )
@@ -31,12 +36,19 @@ READY_TIMEOUT_S = 10.0
 MODEL_NAME = "signflow"
 
 
+def _name_or_none(value: object) -> str | None:
+    """An environment variable's NAME from the spec (None when not given or empty)."""
+    return str(value) if value else None
+
+
 class ExternalStack:
     """Already-running URLs from ``stack.external``; load and collection only."""
 
     name = "external"
 
-    def __init__(self, spec: Any, run_dir: Path, *, ready_timeout_s: float = READY_TIMEOUT_S):
+    def __init__(
+        self, spec: StackSpecLike, run_dir: Path, *, ready_timeout_s: float = READY_TIMEOUT_S
+    ) -> None:
         ext = spec_get(spec, "external", None)
         if ext is None:
             raise StackError("stack.external: required when stack.driver is external")
@@ -58,10 +70,11 @@ class ExternalStack:
             torchserve_management_url=str(management).rstrip("/") if management else None,
         )
         # Names of environment variables, not the secrets themselves.
-        self._ts_token_env = spec_get(ext, "torchserve_token_env")
-        self._admin_token_env = spec_get(ext, "admin_token_env")
+        self._ts_token_env: str | None = _name_or_none(spec_get(ext, "torchserve_token_env"))
+        self._admin_token_env: str | None = _name_or_none(spec_get(ext, "admin_token_env"))
         self._current_version: str | None = None
-        self._running: dict[str, Any] | None = None
+        # What the external TorchServe reported it runs, or {"error": ...} when it could not.
+        self._running: RunningConfigDoc | dict[str, str] | None = None
 
     def __enter__(self) -> ExternalStack:
         """Check that the backend answers GET /ready (nothing to start)."""
@@ -108,10 +121,12 @@ class ExternalStack:
 
     # ---- TorchServe management (only with a management URL) --------------------------------
 
-    def _secret(self, env_name: Any, field: str) -> str | None:
+    def _secret(self, env_name: str | None, field: str) -> str | None:
+        """The value of the environment variable named ``env_name`` (None: no name given);
+        StackError naming ``stack.external.<field>`` when that variable is not set."""
         if not env_name:
             return None
-        value = os.environ.get(str(env_name))
+        value = os.environ.get(env_name)
         if value is None:
             raise StackError(f"stack.external.{field}: environment variable {env_name} is not set")
         return value
@@ -134,9 +149,9 @@ class ExternalStack:
         except (StackError, TorchServeError, OSError) as exc:
             self._running = {"error": f"{type(exc).__name__}: {exc}"[:300]}
             return
-        self._running = running.as_dict()
+        self._running = running_doc(running)
 
-    def reload_model(self, version: str) -> dict[str, Any]:
+    def reload_model(self, version: str) -> ReloadResult:
         """Register ``version`` (archive ``<model>-<version>.mar`` in the remote model store)
         with the batching the current default runs, make it the default, drain the old version
         and unregister it (the shared ``ManagementClient.reload``); timings of each step."""
@@ -152,7 +167,10 @@ class ExternalStack:
                 max_batch_delay_ms=current.max_batch_delay_ms,
                 workers=max(1, current.workers),
             )
-            result = api.reload(f"{self.model_name}-{version}.mar", old, version, settings)
+            result = cast(
+                ReloadResult,
+                api.reload(f"{self.model_name}-{version}.mar", old, version, settings),
+            )
         except (TorchServeError, OSError, ValueError) as exc:
             raise StackError(f"reload_model on {api.base_url}: {exc}") from exc
         self._current_version = version
@@ -170,7 +188,7 @@ class ExternalStack:
             )
         put_rollout(self._endpoints.http_url, token, percent)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> StackDescription:
         """The URLs (no tokens) and which optional operations are possible."""
         return {
             "driver": self.name,

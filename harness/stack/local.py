@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import psutil
 
@@ -26,9 +26,14 @@ from harness.scenario.backend_env import split_inherited
 
 from .base import (
     DeferSigint,
+    LocalModelInfo,
+    ReloadResult,
+    ReplicaRunning,
+    StackDescription,
     StackEndpoints,
     StackError,
     StackOperationUnsupported,
+    StackSpecLike,
     check_replica_auth,
     mask_secrets,
     put_rollout,
@@ -45,6 +50,9 @@ from .base import (
 from .procs import PIDS_FILE, ManagedProcess, free_port, wait_http_ok
 from .procs import ProcessRecord as _PidRecord
 from .procs import surviving_processes as surviving_processes
+
+if TYPE_CHECKING:
+    from serving.local import LocalTorchServe
 
 logger = logging.getLogger("harness")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +74,7 @@ class LocalStack:
 
     def __init__(
         self,
-        spec: Any,
+        spec: StackSpecLike,
         run_dir: Path,
         *,
         model_store: Path | None = None,
@@ -102,7 +110,7 @@ class LocalStack:
         self._admin_token = secrets.token_urlsafe(24)
         # One LocalTorchServe per replica (empty without TorchServe); the backend spreads its
         # requests over all of them, the timeline's kill/start/reload act on all of them.
-        self._replicas: list[Any] = []
+        self._replicas: list[LocalTorchServe] = []
         self._backend: ManagedProcess | None = None
         self._backend_port: int | None = None
         self._current_version = self.model_version
@@ -113,7 +121,7 @@ class LocalStack:
         self._inherited_dropped: dict[str, str] = {}
         self._inherited_runtime: dict[str, str] = {}
         # What each replica's TorchServe reports it runs (GET /models/signflow), per check.
-        self._running: list[dict[str, Any]] = []
+        self._running: list[ReplicaRunning] = []
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -185,7 +193,7 @@ class LocalStack:
         """``torchserve`` alone, ``torchserve-1``.. with replicas (log and run folder names)."""
         return "torchserve" if self.replicas == 1 else f"torchserve-{index + 1}"
 
-    def _make_torchserve(self, index: int) -> Any:
+    def _make_torchserve(self, index: int) -> LocalTorchServe:
         try:
             from serving.local import LocalTorchServe
         except ImportError as exc:
@@ -199,11 +207,11 @@ class LocalStack:
 
     def _verify_running(self, when: str) -> None:
         """Read what every replica runs; StackError naming each field that differs."""
-        running = []
+        running: list[ReplicaRunning] = []
         for i, ts in enumerate(self._replicas):
             name = self._replica_name(i)
             doc = verify_running(name, ts.management, self._current_version, ts.settings)
-            running.append({"replica": name, "checked_after": when, **doc})
+            running.append(ReplicaRunning(replica=name, checked_after=when, **doc))
         self._running = running
 
     def _torchserve_dir(self, index: int) -> Path:
@@ -357,7 +365,7 @@ class LocalStack:
 
     # ---- operations for the timeline --------------------------------------------------------
 
-    def _require_torchserve(self, operation: str) -> list[Any]:
+    def _require_torchserve(self, operation: str) -> list[LocalTorchServe]:
         if not self._replicas:
             raise StackOperationUnsupported(
                 f"{operation}: TorchServe is not part of this stack (stack.use_torchserve is false)"
@@ -380,7 +388,7 @@ class LocalStack:
         self._timings["torchserve_restart_s"] = time.monotonic() - start
         self._record_pids()
 
-    def reload_model(self, version: str) -> dict[str, Any]:
+    def reload_model(self, version: str) -> ReloadResult:
         """Register ``version``, make it the default, unregister the old one; return timings.
 
         With replicas, one replica after the other (a rolling reload): the others keep serving
@@ -393,7 +401,7 @@ class LocalStack:
             raise StackError(f"reload_model: archive {archive} not found")
         old = self._current_version
         start = time.monotonic()
-        per_replica: list[dict[str, Any]] = []
+        per_replica: list[ReloadResult] = []
         for i, ts in enumerate(replicas):
             try:
                 timings = ts.reload(version)
@@ -401,12 +409,15 @@ class LocalStack:
                 raise StackError(
                     f"reload_model {old} -> {version} failed on {self._replica_name(i)}: {exc}"
                 ) from exc
-            per_replica.append(timings if isinstance(timings, dict) else {})
+            # serving.local is not type-checked: its reload returns ManagementClient.reload's
+            # timings, which ReloadResult describes.
+            per_replica.append(cast(ReloadResult, timings if isinstance(timings, dict) else {}))
         total = time.monotonic() - start
         self._current_version = version
         self._verify_running("reload_model")
         self._record_pids()
-        result: dict[str, Any] = {"from_version": old, "to_version": version, "total_s": total}
+        # The first replica's own figures (its from/to versions and total_s included) win.
+        result = ReloadResult(from_version=old, to_version=version, total_s=total)
         result.update(per_replica[0])
         if len(per_replica) > 1:
             result["replicas"] = per_replica
@@ -418,9 +429,9 @@ class LocalStack:
 
     # ---- provenance and logs ----------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> StackDescription:
         """Configuration and archive hashes for provenance. No secrets."""
-        doc: dict[str, Any] = {
+        doc: StackDescription = {
             "driver": self.name,
             "use_torchserve": self.use_torchserve,
             "rollout_percent": self.rollout_percent,
@@ -459,7 +470,7 @@ class LocalStack:
             }
         return dict(self._archive_hashes)
 
-    def _local_model_info(self) -> dict[str, Any] | None:
+    def _local_model_info(self) -> LocalModelInfo | None:
         model_dir = Path(self.backend_env.get("MODEL_DIR", self.models_dir / self.model_version))
         try:
             meta = json.loads((model_dir / "metadata.json").read_text())

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import psutil
@@ -228,12 +228,32 @@ def state_dir() -> Path:
     return base / "signflow-harness" / "runs"
 
 
-def _identity(proc: psutil.Process) -> dict[str, Any]:
+class ProcessIdentity(TypedDict):
+    """A process as recorded on disk: pid, start time (s since the epoch, psutil's) and
+    command line; pid + start time tell it from a later process that reuses the pid."""
+
+    pid: int
+    create_time: float
+    cmdline: list[str]
+
+
+class SurvivingProcess(TypedDict):
+    """A recorded stack process that still runs (``surviving_processes``)."""
+
+    component: str  # "backend", "torchserve", "torchserve-2"...
+    pid: int
+    name: str
+
+
+def _identity(proc: psutil.Process) -> ProcessIdentity:
     return {"pid": proc.pid, "create_time": proc.create_time(), "cmdline": proc.cmdline()}
 
 
 def _same_process(entry: Mapping[str, Any], cmdline: bool = False) -> psutil.Process | None:
     """The live process an identity entry names, or None (gone, zombie or pid reused).
+
+    ``entry`` is a :class:`ProcessIdentity` as read back from JSON, so unchecked: a missing
+    or malformed field means None, like a process that is gone.
 
     Identity is pid + start time; ``cmdline`` also compares the command line, for processes
     that never exec (the harness itself): a stack process may be recorded between ``nice``
@@ -303,7 +323,7 @@ class ProcessRecord:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._seen: dict[str, dict[int, dict[str, Any]]] = {}
+        self._seen: dict[str, dict[int, ProcessIdentity]] = {}
         self._lock = threading.Lock()
 
     def add(self, component: str, pids: list[int]) -> None:
@@ -332,17 +352,17 @@ def _surviving(record: Path) -> list[tuple[str, psutil.Process]]:
     return alive
 
 
-def surviving_processes(record: Path) -> list[dict[str, Any]]:
+def surviving_processes(record: Path) -> list[SurvivingProcess]:
     """Processes listed in a ``stack-processes.json`` record that still run:
     ``[{"component", "pid", "name"}]``.
 
     A pid counts as the same process only when its start time matches (psutil's 10 ms
     resolution), so a pid reused by an unrelated process is never reported.
     """
-    out: list[dict[str, Any]] = []
+    out: list[SurvivingProcess] = []
     for component, proc in _surviving(record):
         with contextlib.suppress(psutil.Error):
-            out.append({"component": component, "pid": proc.pid, "name": proc.name()})
+            out.append(SurvivingProcess(component=component, pid=proc.pid, name=proc.name()))
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.stack.base import StackError
+from harness.stack.base import ReloadResult, StackDescription, StackError
 from harness.stack.compose import ComposeStack, detect_compose_cli, strip_gpu_reservations
 from serving.management import key_expiry
 
@@ -112,6 +112,8 @@ def test_compose_stack_lifecycle(docker_engine, tmp_path):
 
         timings = stack.reload_model("2.0")
         assert timings["to_version"] == "2.0"
+        assert set(timings) <= set(ReloadResult.__annotations__), timings.keys()
+        assert {*ReloadResult.__required_keys__, "copy_s", "register_s"} <= set(timings)
         assert timings["drained"] is True and timings["drain_s"] >= 0
         versions = stack._management(ts).versions()
         assert versions == {"2.0"}
@@ -133,6 +135,7 @@ def test_compose_stack_lifecycle(docker_engine, tmp_path):
             "start_torchserve",
         )
         described = stack.describe()
+        assert set(described) <= set(StackDescription.__annotations__), described.keys()
         assert "SIGNFLOW_ADMIN_TOKEN" in described["env"]
         assert described["env"]["SIGNFLOW_ADMIN_TOKEN"] == "***"
         assert described["env"]["SIGNFLOW_BATCH_SIZE"] == "4"

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack import StackError, StackOperationUnsupported, make_stack
+from harness.stack import (
+    ReloadResult,
+    StackDescription,
+    StackError,
+    StackOperationUnsupported,
+    make_stack,
+)
+from harness.stack.base import RunningConfigDoc
 from harness.stack.procs import free_port
 
 
@@ -131,7 +138,11 @@ def test_external_reload_drains_and_records_what_torchserve_runs(
             torchserve_token_env="SIGNFLOW_TEST_TS_KEY",
         )
         with make_stack(spec, tmp_path) as stack:
-            before = stack.describe()["torchserve_running"]
+            described = stack.describe()
+            assert set(described) <= set(StackDescription.__annotations__), described.keys()
+            before = described["torchserve_running"]
+            # What serving's RunningConfig gives is exactly the typed RunningConfigDoc.
+            assert before is not None and set(before) == set(RunningConfigDoc.__annotations__)
             assert before == {
                 "version": "1.0",
                 "batch_size": 4,
@@ -141,6 +152,8 @@ def test_external_reload_drains_and_records_what_torchserve_runs(
             }
             result = stack.reload_model("2.0")
             assert result["from_version"] == "1.0" and result["drained"] is True
+            assert set(result) <= set(ReloadResult.__annotations__), result.keys()
+            assert ReloadResult.__required_keys__ <= set(result)
             after = stack.describe()["torchserve_running"]
             # The new version keeps the batching the old one ran with.
             assert after == {**before, "version": "2.0"}

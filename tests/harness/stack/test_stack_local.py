@@ -9,7 +9,13 @@ import httpx
 import psutil
 import pytest
 
-from harness.stack import StackError, StackOperationUnsupported, make_stack
+from harness.stack import (
+    ReloadResult,
+    StackDescription,
+    StackError,
+    StackOperationUnsupported,
+    make_stack,
+)
 from harness.stack.base import verify_running
 from harness.stack.local import PIDS_FILE, REPO_ROOT, surviving_processes
 from serving.settings import TorchServeSettings
@@ -80,7 +86,11 @@ def test_backend_only_stack_starts_serves_rollout_and_stops(tmp_path: Path) -> N
         with pytest.raises(StackOperationUnsupported):
             stack.kill_torchserve()
 
-        described = json.dumps(stack.describe())
+        doc = stack.describe()
+        # The typed description is the real one: no key outside StackDescription, none missing.
+        assert set(doc) <= set(StackDescription.__annotations__), doc.keys()
+        assert StackDescription.__required_keys__ <= set(doc)
+        described = json.dumps(doc)
         assert token not in described and '"use_torchserve": false' in described
     assert not any(psutil.pid_exists(p) for p in procs["backend"])
     _assert_nothing_left(tmp_path)
@@ -111,8 +121,14 @@ def test_torchserve_stack_kill_start_reload_and_nothing_left(tmp_path: Path) -> 
         assert timings["from_version"] == "1.0" and timings["to_version"] == "2.0"
         assert timings["total_s"] > 0
         assert timings["drained"] is True and timings["drain_s"] >= 0
+        # ReloadResult names every step the real reload reports (the cast from serving is
+        # only sound while it does), and the steps of the one replica are all there.
+        assert set(timings) <= set(ReloadResult.__annotations__), timings.keys()
+        steps = {"register_s", "set_default_s", "drain_s", "unregister_s", "pending_at_switch"}
+        assert ReloadResult.__required_keys__ | steps <= set(timings)
 
         doc = stack.describe()
+        assert set(doc) <= set(StackDescription.__annotations__), doc.keys()
         assert doc["torchserve"]["model_version"] == "2.0"
         # What TorchServe reports it runs (issue 11 item 2), read after the reload.
         assert doc["torchserve"]["running"] == [

@@ -269,7 +269,10 @@ class LocalStack:
             env["TORCHSERVE_URL"] = ",".join(str(ts.inference_url) for ts in self._replicas)
             if self.token_auth:  # one replica (check_replica_auth), so one key file
                 env["TORCHSERVE_KEY_FILE"] = str(self._replicas[0].key_file)
-                env["TORCHSERVE_MANAGEMENT_URL"] = str(self._replicas[0].management_url)
+            # Always, auth or not: the backend reads the served batch delay there to floor its
+            # hedge delay (without it a 200 ms batch delay looks like a dead TorchServe). The
+            # replicas share one configuration, so the first one speaks for all.
+            env["TORCHSERVE_MANAGEMENT_URL"] = str(self._replicas[0].management_url)
         env.update(self.backend_env)
         return env
 

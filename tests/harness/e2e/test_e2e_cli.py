@@ -400,6 +400,10 @@ def test_replicas_on_the_local_stack_share_the_load_and_reload_one_by_one(
     assert sum(by_replica.values()) == ts["requests"]
     for name in ("torchserve-1", "torchserve-2"):
         assert (run_dir / "logs" / name).is_dir(), f"logs of {name}"
+    # Replicas run with token auth off: the backend still reads the served batching through the
+    # management API (its hedge floor), as it does with auth on.
+    backend_log = (run_dir / "logs" / "backend.stderr.log").read_text()
+    assert '"event": "torchserve_batching"' in backend_log, backend_log[-2000:]
     assert code == 0, f"gates: {doc['gates']}\n{output[-3000:]}"
     _no_leftovers(run_dir)
 

@@ -44,9 +44,21 @@ def _blocks(kind: str) -> list[list[str]]:
 
 
 def _commands(block: list[str]) -> list[list[str]]:
-    """Shell words of each command in a block (continuations joined, comments dropped)."""
+    """Shell words of each command in a block (continuations joined, comments dropped, a line cut
+    at its first control operator: ``harness run ... &`` is the harness command without ``&``)."""
     joined = "\n".join(block).replace("\\\n", " ")
-    return [shlex.split(line, comments=True) for line in joined.splitlines() if line.strip()]
+    commands = []
+    for line in joined.splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words = list(lexer)
+        cut = next((i for i, w in enumerate(words) if w in _CONTROL), len(words))
+        if words[:cut]:
+            commands.append(words[:cut])
+    return commands
+
+
+_CONTROL = {"&", "&&", ";", "|", "||", ";;", ">", ">>", "<"}  # operators and redirections
 
 
 def _harness_argv(words: list[str]) -> list[str] | None:

@@ -10,6 +10,7 @@ the baseline file and the backend environment. All problems are reported at once
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -589,6 +590,47 @@ def _check_backend_env(sc: Scenario) -> tuple[list[tuple[PathKey, str]], list[tu
     return errors, warnings
 
 
+def _check_remote_workers(sc: Scenario) -> list[tuple[PathKey, str]]:
+    """Warnings for Locust workers started elsewhere that could not take part.
+
+    Warnings, not errors: a worker started by hand on this same machine
+    (``harness worker --master 127.0.0.1:PORT``) counts as "remote" too, and loopback works there.
+    """
+    wl = sc.workload
+    remote = wl.locust.expect_remote_workers if wl.engine == "locust" and wl.locust else 0
+    if not remote or wl.locust is None:
+        return []
+    bind = wl.locust.master_bind
+    found: list[tuple[PathKey, str]] = []
+    if _is_loopback(bind.host):
+        found.append((
+            ("workload", "locust", "master_bind", "host"),
+            f"{bind.host} is loopback: {remote} remote worker(s) on other machines or in "
+            "containers cannot reach the master; bind an address they can reach (README, "
+            "'More load than one machine')",
+        ))  # fmt: skip
+    if bind.port == 0:
+        found.append((
+            ("workload", "locust", "master_bind", "port"),
+            "0 picks a free port the remote workers cannot know: fix one (Locust's is 5557)",
+        ))  # fmt: skip
+    if sc.stack.driver != "external":
+        found.append((
+            ("stack", "driver"),
+            f"the {sc.stack.driver} stack publishes its backend on loopback only: workers on "
+            "other machines or in containers cannot reach it; use driver external with a "
+            "ws_url they can reach",
+        ))  # fmt: skip
+    return found
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _check_synthetic(sc: Scenario) -> list[tuple[PathKey, str]]:
     syn = sc.workload.trace.synthetic
     if syn is None or not syn.sign_mix:
@@ -742,7 +784,7 @@ def check_scenario_data(
     problems.raise_if_any()
     if warnings is not None:
         found = _Problems()
-        report(env_warnings, found)
+        report(env_warnings + _check_remote_workers(sc), found)
         warnings.extend(found.messages())
     return sc
 

@@ -282,3 +282,35 @@ def test_baseline_scenario_is_validated_with_the_overrides_it_will_run_with(tmp_
     assert "b.yaml:2: field 'workload.duration_s'" in msg and "finite number" in msg
     # The run applies workload overrides to the baseline too, so the validator does as well.
     assert load_scenario(main, ["workload.duration_s=4"]).workload.duration_s == 4
+
+
+def test_remote_workers_that_could_not_take_part_are_warned_about() -> None:
+    """Remote Locust workers need a master and a system under test they can reach: the shipped
+    distributed.yaml (loopback master, free port, local stack) warns on each, naming the line."""
+    scenario = REPO / "scenarios" / "distributed.yaml"
+    warnings: list[str] = []
+    load_scenario(scenario, ["workload.locust.expect_remote_workers=2"], warnings=warnings)
+    assert len(warnings) == 3, warnings
+    host, port, driver = (
+        next(w for w in warnings if f"field '{field}'" in w)
+        for field in ("workload.locust.master_bind.host", "workload.locust.master_bind.port",
+                      "stack.driver")
+    )  # fmt: skip
+    assert "127.0.0.1 is loopback: 2 remote worker(s)" in host and "distributed.yaml:" in host
+    assert "cannot know: fix one" in port
+    assert "local stack publishes its backend on loopback only" in driver
+    # The README's set-up for containerised workers: reachable master and system under test.
+    warnings.clear()
+    load_scenario(
+        scenario,
+        ["stack.driver=external", "workload.locust.workers=0",
+         "stack.external.ws_url=ws://172.17.0.1:8000/api/v1/translate/stream",
+         "stack.external.http_url=http://172.17.0.1:8000",
+         "workload.locust.expect_remote_workers=2", "workload.locust.master_bind.host=172.17.0.1",
+         "workload.locust.master_bind.port=5557"],
+        warnings=warnings,
+    )  # fmt: skip
+    assert warnings == []
+    # Local workers only (the default): nothing to warn about.
+    load_scenario(scenario, [], warnings=warnings)
+    assert warnings == []

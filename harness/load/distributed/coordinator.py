@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import math
 import os
@@ -625,12 +626,22 @@ class DistributedLoad:
         )
 
 
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def worker_command(master: str) -> list[str]:
     """``locust --worker`` argv for the harness's locustfile, dialling ``HOST[:PORT]``
     (port 5557, Locust's default, when omitted). ValueError on a malformed address."""
     host, sep, port = master.rpartition(":")
-    if not sep or "]" in port:
+    if not sep or "]" in port or _is_ipv6(master):  # "::1" is a host, not host ":" port "1"
         host, port = master, "5557"
+    elif ":" in host and not host.startswith("["):
+        raise ValueError(f"--master: an IPv6 address with a port is [ADDR]:PORT, got {master!r}")
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--master must be HOST[:PORT], got {master!r}")

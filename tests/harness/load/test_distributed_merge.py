@@ -141,6 +141,20 @@ def test_worker_address() -> None:
             worker_command(bad)
 
 
+def _master(argv: list[str]) -> tuple[str, str]:
+    return argv[argv.index("--master-host") + 1], argv[argv.index("--master-port") + 1]
+
+
+def test_worker_address_ipv6() -> None:
+    # A bare IPv6 address is a host (it used to become host ":" and port "1").
+    assert _master(worker_command("::1")) == ("::1", "5557")
+    assert _master(worker_command("fd00::5")) == ("fd00::5", "5557")
+    assert _master(worker_command("[::1]:6000")) == ("::1", "6000")
+    assert _master(worker_command("[fd00::5]")) == ("fd00::5", "5557")
+    with pytest.raises(ValueError, match=r"\[ADDR\]:PORT"):
+        worker_command("fd00::5::zz:6000")
+
+
 def test_this_process_never_imported_locust() -> None:
     assert "locust" not in sys.modules and "gevent" not in sys.modules
 

@@ -198,7 +198,15 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=None, help="report.html path")
 
     wrk = command("worker", "run a Locust load worker for a master started by `harness run`")
-    wrk.add_argument("--master", required=True, metavar="HOST[:PORT]", help="port 5557 if omitted")
+    wrk.add_argument(
+        "--master", required=True, metavar="HOST[:PORT]",
+        help="port 5557 if omitted; an IPv6 address with a port: [ADDR]:PORT",
+    )  # fmt: skip
+    # The worker becomes Locust (exec): its exit status is Locust's, not the run's codes.
+    wrk.epilog = (
+        "exit codes:\n  2  malformed --master\n  other: Locust's own (the worker execs "
+        "`locust --worker`); the run's verdict is the master's exit code"
+    )
 
     syn = command("synth", "write a synthetic landmark trace (JSONL) with ground truth")
     defaults = SyntheticTrace()  # the one set of trace defaults (workload.trace.synthetic)

@@ -145,14 +145,14 @@ class TorchServeSettings(BaseModel):
         """Settings from a container environment (``ENV_NAMES``; unset or empty: default).
 
         ValueError naming the variable and its range, e.g. ``SIGNFLOW_WORKERS = 0 is out of
-        range (1..64)``.
+        range (1..64)``; a boolean is ``true`` or ``false`` in any case (:func:`env_bool`).
         """
         raw: dict[str, Any] = {}
         for field, name in ENV_NAMES.items():
             text = env.get(name, "").strip()
             if not text:
                 continue
-            raw[field] = text.lower() != "false" if field == "token_auth" else text
+            raw[field] = env_bool(name, text) if field == "token_auth" else text
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
@@ -170,6 +170,20 @@ class TorchServeSettings(BaseModel):
     def replace(self, **changes: Any) -> TorchServeSettings:
         """A validated copy with ``changes`` (``model_copy`` does not validate)."""
         return type(self).build(**{**self.model_dump(), **changes})
+
+
+def env_bool(name: str, text: str) -> bool:
+    """Environment variable ``name``'s ``text`` as a boolean: ``true`` or ``false``, any case.
+
+    Anything else (``0``, ``no``, ``off``, a typo) is a ValueError such as ``TS_TOKEN_AUTH: must
+    be true or false (got off)``: docker/torchserve/signflow-env.sh parses the same variable
+    for TorchServe's own command line with the same rule, so the container and its registrar
+    can never disagree about token auth.
+    """
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise ValueError(f"{name}: must be true or false (got {_shown(text)})")
 
 
 def arg_type(field: str) -> Callable[[str], int]:

@@ -8,6 +8,10 @@
 # the management API with SIGNFLOW_BATCH_SIZE / SIGNFLOW_MAX_BATCH_DELAY_MS / SIGNFLOW_WORKERS,
 # exactly as the local launcher does, and the health check turns healthy once it is READY.
 set -eu
+# Every variable is checked before anything starts: a bad value exits 2 here, not after
+# TorchServe has come up with a setting the registrar reads differently.
+. "$(dirname "$0")/signflow-env.sh"
+token_auth=$(signflow_bool TS_TOKEN_AUTH true) || exit 2
 cd /home/model-server/keys
 config=/home/model-server/config/run.properties
 cp /home/model-server/config/config.properties "$config"
@@ -20,7 +24,7 @@ set -- --foreground --ncs \
   --ts-config "$config" \
   --log-config /home/model-server/config/log4j2.xml \
   --enable-model-api "$@"
-if [ "${TS_TOKEN_AUTH}" = "false" ]; then set -- "$@" --disable-token-auth; fi
+if [ "$token_auth" = false ]; then set -- "$@" --disable-token-auth; fi
 # Detached (its parent exits at once): the init process reaps it, not Java.
 (python /usr/local/bin/signflow-torchserve-register &)
 exec torchserve "$@"

@@ -292,3 +292,73 @@ def test_the_archive_builder_refuses_the_same_values(
         main(["--version", "1.0", *args])
     assert exit_.value.code == 2
     assert named in capsys.readouterr().err
+
+
+# TS_TOKEN_AUTH values and what both the container's entrypoint and its registrar read.
+BOOL_GOOD = {"true": True, "false": False, "False": False, "TRUE": True, " false ": False}
+BOOL_BAD = ("0", "1", "no", "off", "yes", "on", "flase")
+
+
+@pytest.mark.parametrize(("text", "want"), BOOL_GOOD.items())
+def test_token_auth_env_reads_true_or_false_in_any_case(text: str, want: bool) -> None:
+    # `False` once read as on by the entrypoint (a case-sensitive test) and off by the registrar.
+    assert TorchServeSettings.from_env({"TS_TOKEN_AUTH": text}).token_auth is want
+    assert _entrypoint_bool(text) == (0, "true" if want else "false", "")
+
+
+@pytest.mark.parametrize("text", BOOL_BAD)
+def test_token_auth_env_refuses_anything_else(text: str) -> None:
+    # `off` or `0` silently meant "on" to both readers before.
+    with pytest.raises(ValueError) as info:
+        TorchServeSettings.from_env({"TS_TOKEN_AUTH": text})
+    assert str(info.value) == f"TS_TOKEN_AUTH: must be true or false (got {text})"
+    rc, out, err = _entrypoint_bool(text)
+    assert (rc, out) == (2, "")
+    assert f"TS_TOKEN_AUTH: must be true or false (got {text})" in err
+
+
+def test_token_auth_env_unset_or_empty_keeps_auth_on() -> None:
+    assert TorchServeSettings.from_env({"TS_TOKEN_AUTH": ""}).token_auth is True
+    assert _entrypoint_bool("") == (0, "true", "")
+    assert _entrypoint_bool(None) == (0, "true", "")
+
+
+def test_container_refuses_a_bad_boolean_before_starting_anything() -> None:
+    # The entrypoint itself exits 2 before its first side effect (cd into the image's keys/),
+    # and the registrar exits 2 naming the variable: neither reaches TorchServe.
+    env = {**os.environ, "TS_TOKEN_AUTH": "off", "PYTHONPATH": str(REPO)}
+    entry = subprocess.run(
+        ["sh", str(REPO / "docker/torchserve/entrypoint.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert entry.returncode == 2
+    assert entry.stderr == "signflow-torchserve: TS_TOKEN_AUTH: must be true or false (got off)\n"
+    reg = subprocess.run(
+        [sys.executable, str(REPO / "docker/torchserve/register.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert reg.returncode == 2
+    assert reg.stderr == "signflow-register: TS_TOKEN_AUTH: must be true or false (got off)\n"
+
+
+def _entrypoint_bool(text: str | None) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of the entrypoint's own parse (signflow-env.sh, sourced as
+    the entrypoint sources it) of TS_TOKEN_AUTH=``text`` (None: unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "TS_TOKEN_AUTH"}
+    if text is not None:
+        env["TS_TOKEN_AUTH"] = text
+    script = '. "$1"; value=$(signflow_bool TS_TOKEN_AUTH true) || exit 2; echo "$value"'
+    run = subprocess.run(
+        ["sh", "-c", script, "sh", str(REPO / "docker/torchserve/signflow-env.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return run.returncode, run.stdout.strip(), run.stderr

@@ -426,6 +426,25 @@ def _check_timeline(sc: Scenario) -> list[tuple[PathKey, str]]:
     return problems
 
 
+def _check_replicas(sc: Scenario) -> list[tuple[PathKey, str]]:
+    """More than one TorchServe replica with token auth on: each replica mints its own keys and
+    the backend holds one, so the stack would refuse to start (StackError, exit 3) after a
+    clean ``validate`` and sweep ``--dry-run``; caught here, at the field. The stacks keep
+    ``check_replica_auth`` as the backstop. Replicas run on the compose stack, and on the local
+    one only with ``use_torchserve``; an external stack starts none."""
+    st = sc.stack
+    runs = st.driver == "compose" or (st.driver == "local" and st.use_torchserve)
+    if runs and st.torchserve_replicas > 1 and st.torchserve.token_auth:
+        return [
+            (
+                ("stack", "torchserve_replicas"),
+                f"{st.torchserve_replicas} replicas need stack.torchserve.token_auth: false "
+                "(each replica would generate its own keys; the backend holds one)",
+            )
+        ]
+    return []
+
+
 def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
     """Rollout changes no session could observe, a rollout block that cannot run, an empty
     traffic plan, and abort-on-fail gates (parsed like ``gates``)."""
@@ -773,6 +792,7 @@ def check_scenario_data(
     env_errors, env_warnings = _check_backend_env(sc)
     report(
         _check_timeline(sc)
+        + _check_replicas(sc)
         + _check_traffic(sc)
         + _check_gates(sc, has_baseline=has_baseline)
         + _check_archives(sc)

@@ -114,6 +114,28 @@ def test_negative_time_and_rollout_out_of_range(tmp_path: Path) -> None:
     assert "s.yaml:15:" in msg and "timeline[2].percent" in msg
 
 
+def test_replicas_with_token_auth_on_refused_at_the_field(tmp_path: Path) -> None:
+    # Passed validate (and a sweep's --dry-run) before and only failed at stack start (exit 3).
+    text = GOOD.replace(
+        "  use_torchserve: true\n", "  use_torchserve: true\n  torchserve_replicas: 2\n"
+    )
+    path = write(tmp_path, text)
+    msg = error_of(path)
+    assert (
+        f"{path}:4: field 'stack.torchserve_replicas': 2 replicas need "
+        "stack.torchserve.token_auth: false" in msg
+    )
+    # Token auth off, or replicas a stack never starts (local without TorchServe): valid.
+    assert load_scenario(path, ["stack.torchserve.token_auth=false"]).stack.torchserve_replicas == 2
+    no_ts = text.replace("use_torchserve: true", "use_torchserve: false").split("timeline:")[0]
+    assert load_scenario(write(tmp_path, no_ts, "n.yaml")).stack.torchserve_replicas == 2
+    # The compose stack starts them whatever use_torchserve says.
+    msg = error_of(
+        write(tmp_path, no_ts.replace("stack:\n", "stack:\n  driver: compose\n"), "c.yaml")
+    )
+    assert "c.yaml:5: field 'stack.torchserve_replicas': 2 replicas need" in msg
+
+
 def test_external_stack_cannot_kill_nor_reload_without_management_url(tmp_path: Path) -> None:
     text = GOOD.replace(
         "stack:\n",

@@ -133,6 +133,25 @@ def test_configuration_that_is_no_valid_scenario(tmp_path: Path) -> None:
     assert "field 'stack.torchserve.batch_size': Input should be greater than or equal to 1" in msg
 
 
+def test_replicas_with_token_auth_on_refused_per_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The base has token auth on: the 2-replica point is refused up front, by --dry-run too,
+    # naming its configuration and the field, not at its stack's start (exit 3).
+    text = GOOD.format(base=REPO / "scenarios/torchserve.yaml").replace(
+        "  grid:\n    torchserve.batch_size: [1, 8]\n    torchserve.max_batch_delay_ms: [5, 25]\n",
+        "  grid:\n    torchserve_replicas: [1, 2]\n",
+    )
+    msg = _error(tmp_path, text)
+    assert f"{tmp_path / 's.yaml'}:4: configuration c02 (stack.torchserve_replicas=2" in msg
+    assert "field 'stack.torchserve_replicas': 2 replicas need" in msg
+    assert "c01" not in msg
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--dry-run"]) == 2
+    assert "2 replicas need stack.torchserve.token_auth: false" in capsys.readouterr().err
+    off = ["--set", "stack.torchserve.token_auth=false"]
+    assert main(["sweep", str(tmp_path / "s.yaml"), "--dry-run", *off]) == 0
+
+
 def test_capacity_objective_needs_a_search(tmp_path: Path) -> None:
     text = GOOD.format(base=REPO / "scenarios/torchserve.yaml").replace(
         "  search: {start: 2, max: 16}", "  sessions: [2, 4]"

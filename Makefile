@@ -12,8 +12,10 @@ TORCH_SPEC ?= torch==2.13.0
 # not retrain anything.
 MODEL_INPUTS := $(addprefix backend_patch/app/ml/,features.py feature_engineering.py dataset.py \
                  synthetic.py model.py predictions.py train.py)
+# serving/settings.py: package_model renders the archive's model-config.yaml batching from its
+# defaults (tests/serving/test_archive_inputs.py checks this list against the imports).
 ARCHIVE_INPUTS := serving/handler.py serving/request_parser.py serving/package_model.py \
-                  serving/config/model-config.yaml
+                  serving/settings.py serving/config/model-config.yaml
 VERSIONS := 1.0 2.0
 MODELS   := $(foreach v,$(VERSIONS),build/models/$(v)/metadata.json)
 ARCHIVES := $(foreach v,$(VERSIONS),build/model-store/signflow-$(v).mar)

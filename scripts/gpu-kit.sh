@@ -22,9 +22,12 @@ trap 'rm -rf "$TMP"' EXIT
 rm -rf "$KIT/wheels" "$KIT/java-17-jre.tar.xz"
 mkdir -p "$KIT/wheels"
 
-# --- Wheels. pip matches each manylinux tag exactly, so name every glibc level up to 2.28 (the
-# first kit asked for 2_17 alone and found no contourpy 1.3.3, which ships 2_27/2_28 only). The
-# machine needs glibc >= 2.28: its Python 3.12.3 is Ubuntu 24.04's (2.39; not read there yet).
+# --- Wheels: `gpu_deps.py kit` names only what the machine lacks (contourpy,
+# matplotlib, scipy and the rest of its stack are in gpu_deps.PREINSTALLED and used as installed).
+# pip matches a --platform tag exactly, so every manylinux level up to 2_28 is named: a compiled
+# wheel (pydantic-core, httptools, websockets, ...) is found whichever level it is published at.
+# The newest level allowed is 2_28, so a kit may need glibc >= 2.28 on the machine; its Python
+# 3.12.3 is Ubuntu 24.04's (glibc 2.39).
 "$PY" "$REPO/scripts/gpu_deps.py" kit --python-version "$PYVER" > "$KIT/requirements.txt"
 plat=()
 for tag in manylinux_2_28 manylinux_2_27 manylinux_2_26 manylinux_2_24 manylinux_2_17 \
@@ -61,9 +64,12 @@ find "$TMP/java-17-jre" -name '*.so' -exec strip --strip-unneeded {} +
 tar -C "$TMP" -cf - java-17-jre | xz -9 -T2 > "$KIT/java-17-jre.tar.xz"
 
 # --- Size: a device run carries the repository's files that git does not ignore and the kit,
-# 64 MiB in all.
+# 64 MiB in all. A kit inside the repository that git does not ignore (any DIR but gpu-kit/)
+# is among those files: left out of them, so it is counted once.
 kit_b=$(du -sb "$KIT" | cut -f1)
-repo_b=$(git -C "$REPO" ls-files -z --cached --others --exclude-standard |
+not_kit=()
+case "$KIT/" in "$REPO"/*) not_kit=(-- ":(exclude)${KIT#"$REPO"/}") ;; esac
+repo_b=$(git -C "$REPO" ls-files -z --cached --others --exclude-standard "${not_kit[@]}" |
   (cd "$REPO" && xargs -0 du -cb 2>/dev/null) | tail -1 | cut -f1)
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 echo "gpu kit: $KIT, $(mib "$kit_b") MiB ($(ls "$KIT/wheels" | wc -l) wheels," \

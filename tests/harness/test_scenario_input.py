@@ -215,8 +215,8 @@ def test_backend_env_values_the_backend_refuses_are_errors_at_their_line(
     assert "field 'stack.backend.env.MIN_SIGN_FRAMES'" in msg
     assert "MIN_SIGN_FRAMES must not exceed MAX_SIGN_FRAMES" in msg
     # Valid values, with a contradicting shell variable, pass.
-    load_scenario(write(tmp_path, BASE), ["stack.backend.env.MIN_SIGN_FRAMES=4",
-                                          "stack.backend.env.TORCHSERVE_HEDGE_ENABLED=false"])  # fmt: skip
+    valid = ["stack.backend.env.MIN_SIGN_FRAMES=4", "stack.backend.env.TORCHSERVE_HEDGE_ENABLED=0"]
+    load_scenario(write(tmp_path, BASE), valid)
 
 
 def test_validate_cli_refuses_a_bad_backend_env_value_with_exit_2() -> None:

@@ -27,7 +27,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from harness.redact import is_secret_name
+from harness.redact import is_secret_name, redact_text
 
 # Variable -> the scenario key (or harness duty) that sets it; setting it in stack.backend.env
 # would contradict the scenario.
@@ -158,7 +158,7 @@ def env_value_problems(env: Mapping[str, str]) -> list[tuple[str, str]]:
                 field = next((f for f in written if f.upper() in reason), None)
             name = written[field] if field else "(backend settings)"
             if field and not is_secret_name(name):
-                reason += f" (got {values[field]!r})"
+                reason += f" (got {redact_text(repr(values[field]))})"
             out.append((name, f"the backend refuses it: {reason}"))
         return out
     except ValueError as exc:  # a SettingsError/ValueError raised outside pydantic's checks

@@ -38,6 +38,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.redact import redact_text
+
 TS_REQUESTS = "ts_inference_requests_total"
 TS_INFERENCE_US = "ts_inference_latency_microseconds"
 TS_QUEUE_US = "ts_queue_latency_microseconds"
@@ -159,7 +161,7 @@ class PrometheusCollector:
         async with self._http.get(url, headers=self._headers) as resp:
             if resp.status != 200:
                 # The body may echo request details; the status alone is enough and safe.
-                raise RuntimeError(f"HTTP {resp.status} from {url}")
+                raise RuntimeError(f"HTTP {resp.status} from {redact_text(url)}")
             return await resp.text()
 
     async def _read(self, index: int) -> Parsed | None:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness.redact import is_secret_name, mask
+from harness.redact import is_secret_name, mask, redact_text
 from harness.results.model import check_metric
 from serving.settings import RANGE_ERRORS, range_text
 
@@ -320,7 +320,7 @@ def _format_validation(
             shown = (
                 " (value hidden: secret)"
                 if secret
-                else ("" if isinstance(got, dict | list) else f" (got {got!r})")
+                else ("" if isinstance(got, dict | list) else f" (got {redact_text(repr(got))})")
             )
             msg = f"{where}: field '{field}': {err['msg'].removeprefix('Value error, ')}{shown}"
             if err["type"] == "string_type" and isinstance(got, int | float) and not secret:
@@ -584,6 +584,7 @@ def _check_backend_env(sc: Scenario) -> tuple[list[tuple[PathKey, str]], list[tu
         warnings.append((base, "the external driver cannot pass stack.backend.env to the backend"))
     else:
         errs, warns = backend_env.env_problems(env)
+        errs += backend_env.env_value_problems(env)
         errors += [((*base, name), msg) for name, msg in errs]
         warnings += [((*base, name), msg) for name, msg in warns]
     syn = sc.workload.trace.synthetic

@@ -28,7 +28,7 @@ from typing import (
 
 import httpx
 
-from harness.redact import mask_env
+from harness.redact import mask_env, redact_text
 from serving.management import ManagementClient, RunningConfig, TorchServeError
 from serving.settings import TorchServeSettings
 
@@ -41,7 +41,15 @@ StackSpecLike: TypeAlias = "StackSpec | Mapping[str, Any]"
 
 
 class StackError(RuntimeError):
-    """The stack could not start, answer or stop: an infrastructure failure (harness exit 3)."""
+    """The stack could not start, answer or stop: an infrastructure failure (harness exit 3).
+
+    The message goes through the one masker (harness.redact): stack errors name URLs (the
+    external ``ws_url``/``http_url``, a management URL) and echo library errors that quote
+    them, and a URL may carry a password or a token; every raise site is covered this way.
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(redact_text(str(message)), *args)
 
 
 class StackOperationUnsupported(StackError):

@@ -15,6 +15,7 @@ from typing import cast
 
 import httpx
 
+from harness.redact import redact_text
 from serving.management import ManagementClient, TorchServeError
 from serving.settings import TorchServeSettings
 
@@ -207,5 +208,5 @@ class ExternalStack:
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "EXTERNAL_STACK.txt").write_text(
             "The stack was external: its process logs were not collected by the harness.\n"
-            f"Backend: {self._endpoints.http_url}\n"
+            f"Backend: {redact_text(self._endpoints.http_url)}\n"
         )

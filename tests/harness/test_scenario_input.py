@@ -184,9 +184,49 @@ def test_backend_env_contradicting_a_scenario_key_is_an_error(tmp_path: Path) ->
         ("USE_TORCHSERVE", "stack.use_torchserve"),
         ("inference_workers", "stack.backend.inference_workers"),
         ("TORCHSERVE_ROLLOUT_PERCENT", "stack.rollout_percent"),
+        # The stack sets these when it starts TorchServe; a user value silently replaced them.
+        ("TORCHSERVE_MANAGEMENT_URL", "the stack"),
+        ("TORCHSERVE_KEY_FILE", "the stack"),
     ]:
         msg = error_of(write(tmp_path, BASE), f"stack.backend.env.{name}=1")
         assert f"field 'stack.backend.env.{name}'" in msg and f"set by {key}" in msg
+
+
+def test_backend_env_values_the_backend_refuses_are_errors_at_their_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Values the backend refused only at start (exit 3, no file:line): now exit 2 at validate.
+    monkeypatch.setenv("MAX_SIGN_FRAMES", "1")  # the caller's shell is not what the stack gives
+    path = write(tmp_path, BASE + "stack:\n  backend:\n    env:\n"
+                 "      TORCHSERVE_BREAKER_WINDOW_MS: -1\n"
+                 "      TORCHSERVE_HEDGE_BATCH_SERVICE_MS: abc\n")  # fmt: skip
+    lines = error_of(path).splitlines()
+    assert any(
+        line.startswith(f"{path}:8: field 'stack.backend.env.TORCHSERVE_BREAKER_WINDOW_MS'")
+        and "greater than or equal to 0" in line and "'-1'" in line for line in lines
+    )  # fmt: skip
+    assert any(
+        line.startswith(f"{path}:9: field 'stack.backend.env.TORCHSERVE_HEDGE_BATCH_SERVICE_MS'")
+        and "valid integer" in line for line in lines
+    )  # fmt: skip
+    # A rule over two settings (checked once each value is valid) names the first one set.
+    msg = error_of(write(tmp_path, BASE), "stack.backend.env.MIN_SIGN_FRAMES=500",
+                   "stack.backend.env.MAX_SIGN_FRAMES=400")  # fmt: skip
+    assert "field 'stack.backend.env.MIN_SIGN_FRAMES'" in msg
+    assert "MIN_SIGN_FRAMES must not exceed MAX_SIGN_FRAMES" in msg
+    # Valid values, with a contradicting shell variable, pass.
+    valid = ["stack.backend.env.MIN_SIGN_FRAMES=4", "stack.backend.env.TORCHSERVE_HEDGE_ENABLED=0"]
+    load_scenario(write(tmp_path, BASE), valid)
+
+
+def test_validate_cli_refuses_a_bad_backend_env_value_with_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", "scenarios/torchserve.yaml",
+         "--set", "stack.backend.env.TORCHSERVE_BREAKER_WINDOW_MS=-1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "field 'stack.backend.env.TORCHSERVE_BREAKER_WINDOW_MS'" in proc.stderr + proc.stdout
 
 
 def test_backend_env_typos_get_a_warning_with_the_name(tmp_path: Path) -> None:

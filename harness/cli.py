@@ -353,12 +353,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 overrides=tuple(args.overrides),
                 on_progress=progress,
             )
-    except ScenarioError as exc:
-        _err(f"invalid baseline scenario:\n{exc}")
-        return ExitCode.INVALID
-    except BaselineFailed as exc:
-        _err(str(exc))
-        return exc.exit_code
+    except (ScenarioError, BaselineFailed) as exc:
+        return _baseline_failure(exc)
     except ValueError as exc:
         _err(f"invalid baseline: {exc}" if "already holds a run" not in str(exc) else str(exc))
         return ExitCode.INVALID
@@ -367,6 +363,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return ExitCode.INTERRUPTED
     _print_outcome(outcome.results, outcome.exit_code)
     return outcome.exit_code
+
+
+def _baseline_failure(exc: ScenarioError | BaselineFailed) -> int:
+    """What ``run`` and ``run --repeat`` print and return when the baseline run cannot be used
+    (the scenario itself was validated before): its scenario is invalid (2) or its run failed
+    to measure (the baseline's own exit code)."""
+    if isinstance(exc, ScenarioError):
+        _err(f"invalid baseline scenario:\n{exc}")
+        return ExitCode.INVALID
+    _err(str(exc))
+    return exc.exit_code
 
 
 def _run_repeated(
@@ -385,12 +392,8 @@ def _run_repeated(
             outcome = run_repeated(
                 sc, args.repeat, out=args.out, overrides=tuple(args.overrides), on_progress=progress
             )
-    except ScenarioError as exc:
-        _err(f"invalid baseline scenario:\n{exc}")
-        return ExitCode.INVALID
-    except BaselineFailed as exc:
-        _err(str(exc))
-        return exc.exit_code
+    except (ScenarioError, BaselineFailed) as exc:
+        return _baseline_failure(exc)
     except ValueError as exc:
         _err(str(exc))
         return ExitCode.INVALID

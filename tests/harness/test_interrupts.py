@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 
 import pytest
 
@@ -56,17 +57,24 @@ def _terminal_defaults() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_termination_signal_is_handled_like_ctrl_c(sig: signal.Signals, code: int) -> None:
+def _measuring_child(preexec: Callable[[], None]) -> subprocess.Popen[str]:
+    """CHILD started with the signal dispositions ``preexec`` sets, once it is measuring."""
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=_terminal_defaults,
+        preexec_fn=preexec,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_termination_signal_is_handled_like_ctrl_c(sig: signal.Signals, code: int) -> None:
+    proc = _measuring_child(_terminal_defaults)
+    assert proc.stdout is not None
     os.kill(proc.pid, sig)
     assert proc.stdout.readline().strip() == "measurement cancelled"
     assert proc.stdout.readline().strip() == f"interrupted by {sig.name}"
@@ -78,15 +86,8 @@ def test_termination_signal_is_handled_like_ctrl_c(sig: signal.Signals, code: in
 
 
 def test_ctrl_c_keeps_exit_130() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_terminal_defaults,
-    )
+    proc = _measuring_child(_terminal_defaults)
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
     os.kill(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=20)
     assert "interrupted by SIGINT" in out
@@ -100,15 +101,8 @@ def _nohup() -> None:
 
 def test_an_inherited_ignore_is_kept_as_nohup_asks() -> None:
     """``nohup harness run ...`` ignores SIGHUP: closing the terminal must not stop the run."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_nohup,
-    )
+    proc = _measuring_child(_nohup)
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
     os.kill(proc.pid, signal.SIGHUP)
     with pytest.raises(subprocess.TimeoutExpired):  # still measuring: the hang-up was ignored
         proc.communicate(timeout=1.5)

@@ -2,7 +2,8 @@
 
 The values follow k6 and the shell: 0 all gates passed; 1 a gate failed; 2 the input or the
 measurement is not to be trusted (invalid scenario/file, INVALID run, INVALID baseline);
-3 infrastructure (the stack did not start); 128 + signal for an interrupted run (130 Ctrl-C,
+3 infrastructure (the stack did not start); 4 inconclusive (the evidence ran out before a decision:
+a rollout short of data, ``harness decide`` with a criterion unknown and none failed); 128 + signal for an interrupted run (130 Ctrl-C,
 143 SIGTERM, 129 SIGHUP; see :mod:`harness.interrupts`).
 """
 
@@ -21,6 +22,7 @@ class ExitCode(IntEnum):
     GATES_FAILED = 1
     INVALID = 2
     INFRASTRUCTURE = 3
+    INCONCLUSIVE = 4
     HANGUP = EXIT_SIGNAL_BASE + signal.SIGHUP  # 129
     INTERRUPTED = EXIT_SIGNAL_BASE + signal.SIGINT  # 130
     TERMINATED = EXIT_SIGNAL_BASE + signal.SIGTERM  # 143
@@ -42,6 +44,8 @@ exit codes:
   1    a gate failed (or compare --fail-on-worse found a worse metric)
   2    invalid scenario or input file, or the measurement is INVALID
   3    infrastructure failure: the stack did not start
+  4    inconclusive: too little evidence to decide (a rollout step ran out of data with no
+       criterion failed); the output says what would settle it
   130  interrupted by Ctrl-C; 143 by SIGTERM, 129 by SIGHUP (each handled like Ctrl-C):
        the stack is stopped, partial results are written and their path printed
 """

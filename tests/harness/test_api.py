@@ -39,7 +39,7 @@ def test_all_is_the_public_api() -> None:
 
 def test_exit_codes_are_one_int_enum() -> None:
     code = harness.ExitCode
-    assert [int(c) for c in code] == [0, 1, 2, 3, 129, 130, 143]
+    assert [int(c) for c in code] == [0, 1, 2, 3, 4, 129, 130, 143]
     assert code.for_signal(signal.SIGTERM) is code.TERMINATED
     assert code.for_signal(signal.SIGINT) is code.INTERRUPTED
     assert code.HANGUP.interrupted and not code.INFRASTRUCTURE.interrupted

@@ -92,7 +92,7 @@ def test_version_and_exit_codes_in_help() -> None:
     for argv in (["--help"], ["run", "--help"], ["validate", "--help"]):
         out = harness(*argv).stdout
         assert "exit codes:" in out, argv
-        for code in ("0 ", "1 ", "2 ", "3 ", "130 "):
+        for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
             assert f"\n  {code}" in out, (argv, code)
 
 

@@ -73,9 +73,11 @@ class ComposeSpec(_Strict):
 
 
 class PrometheusSpec(_Strict):
-    """A real Prometheus server in the stack (driver ``local``): it scrapes the backend and
-    TorchServe every ``scrape_interval_s`` (s) and evaluates ``monitoring/rules`` (the
-    per-cohort recording rules and rollback alerts); the results record its URL."""
+    """A real Prometheus server in the stack: a process beside the local stack, the compose
+    file's ``prometheus`` service (profile ``monitoring``) on compose. It scrapes the backend
+    and TorchServe every ``scrape_interval_s`` (s; compose: the image's 1 s) and evaluates
+    ``monitoring/rules`` (per-cohort recording rules and rollback alerts); the results record
+    its URL."""
 
     enabled: bool = False
     scrape_interval_s: float = Field(1.0, ge=0.1, le=60.0)
@@ -100,11 +102,11 @@ class StackSpec(_Strict):
             raise ValueError("driver 'external' needs an 'external' section (ws_url, http_url)")
         if self.driver == "compose" and self.compose is None:
             self.compose = ComposeSpec()  # the repository's compose file, all defaults
-        if self.prometheus.enabled and self.driver != "local":
+        if self.prometheus.enabled and self.driver == "external":
             raise ValueError(
-                f"prometheus.enabled: a Prometheus server is started by the local driver only "
-                f"(driver is {self.driver!r}); point an existing Prometheus at the stack's "
-                "metrics URLs with monitoring/rules loaded instead"
+                "prometheus.enabled: the harness starts a Prometheus server with the local and "
+                "compose stacks only; for an external system point your own Prometheus at its "
+                "metrics with monitoring/rules loaded (harness judge --prometheus reads it)"
             )
         return self
 

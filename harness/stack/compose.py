@@ -152,6 +152,8 @@ class ComposeStack:
         self.use_torchserve = bool(spec_get(spec, "use_torchserve", True))
         self.rollout_percent = validate_percent(spec_get(spec, "rollout_percent", 100))
         self.replicas = int(spec_get(spec, "torchserve_replicas", 1))
+        # The compose file's "monitoring" profile: its Prometheus service, with the rules.
+        self.prometheus = bool(spec_get(spec_get(spec, "prometheus", {}), "enabled", False))
         # What every TorchServe replica runs (the one settings type; the container's
         # registrar reads it back from the environment rendered by settings.env()).
         self.settings = torchserve_settings(spec_get(spec, "torchserve", {}))
@@ -274,6 +276,7 @@ class ComposeStack:
                 "TORCHSERVE_INFERENCE_PORT": "",
                 "TORCHSERVE_MANAGEMENT_PORT": "",
                 "TORCHSERVE_METRICS_PORT": "",
+                "PROMETHEUS_PORT": "",
             }
         )
         return env
@@ -296,6 +299,8 @@ class ComposeStack:
 
     def _compose(self, *args: str, timeout: float = 300, files: list[Path] | None = None) -> str:
         argv = [*self._cli, "-p", self.project]
+        if self.prometheus:
+            argv += ["--profile", "monitoring"]
         for path in files or [self._resolved]:
             argv += ["-f", str(path)]
         argv += list(args)
@@ -429,6 +434,11 @@ class ComposeStack:
             torchserve_metrics_url=f"{ts[8082]}/metrics",
             torchserve_management_url=ts[8081],
             torchserve_inference_url=ts[8080],
+            prometheus_url=(
+                f"http://127.0.0.1:{self._host_port('prometheus', 9090)}"
+                if self.prometheus
+                else None
+            ),
         )
         return self._endpoints
 

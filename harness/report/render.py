@@ -266,7 +266,7 @@ def _unit_for(metric: str) -> str:
         return "s"
     if metric.startswith("throughput."):
         return "rate"
-    if metric in ("accuracy",) or metric.startswith("served_by."):
+    if metric in ("accuracy", "fallback.share") or metric.startswith("served_by."):
         return "share"
     if "percent" in metric or metric.startswith("gpu.util"):
         return "pct"
@@ -476,7 +476,7 @@ def _fault_views(results: Doc) -> tuple[list[FaultView], list[FaultView], list[O
                 ("Latency during outage p50 / p95 / p99", _window_text(f.get("outage_latency_ms"))),
                 ("Longest session stall in the outage", fmt(f.get("outage_max_stall_ms"), "ms")),
                 (
-                    "Share served by the fallback during outage",
+                    "TorchServe cohort answered by the fallback during outage",
                     fmt(f.get("local_share_during_outage"), "share"),
                 ),
                 (
@@ -523,9 +523,9 @@ def _fault_views(results: Doc) -> tuple[list[FaultView], list[FaultView], list[O
                 rows += [
                     (
                         "Answers the reload pushed to the fallback",
-                        f"{fmt(f.get('fallbacks'), 'count')} (local answers in its window: "
-                        f"{fmt(f.get('local_replies'), 'count')}; local share before it: "
-                        f"{fmt(f.get('local_share_before'), 'share')})",
+                        f"{fmt(f.get('fallbacks'), 'count')} (TorchServe cohort's local answers "
+                        f"in its window: {fmt(f.get('local_replies'), 'count')}; its local share "
+                        f"before it: {fmt(f.get('local_share_before'), 'share')})",
                     ),
                     ("Longest session stall in the reload", fmt(f.get("max_stall_ms"), "ms")),
                 ]

@@ -15,12 +15,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from harness.api import BaselineFailed, load_scenario
 from harness.exitcodes import EXIT_CODES_HELP, ExitCode
 from harness.progress import RunFinished
 from harness.results.model import reason_text
+from harness.results.verdict import verdict_line
 from harness.scenario import Scenario, ScenarioError
 from harness.scenario.models import SyntheticTrace
 
@@ -297,34 +298,53 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _print_outcome(doc: dict[str, Any], code: int) -> None:
+def _print_outcome(doc: dict[str, Any], code: int, out: TextIO | None = None) -> None:
+    """A run's outcome: the verdict sentence (the report banner's, harness.results.verdict)
+    with the comparison's headline beside it, the gates, the changed metrics, the results path.
+
+    ``out``: where the words go (stdout by default; stderr when stdout carries data, ``--live
+    -``)."""
+    out = out or sys.stdout
     s = doc.get("summary") or {}
     lat = (s.get("frame") or {}).get("latency_ms") or {}
+    line = verdict_line(doc)
 
     def ms(v: Any) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    print(
-        f"{doc['name']}: verdict {doc['verdict'].upper()} (exit {code}) | frame p50/p95/p99 "
+    def say(text: str) -> None:
+        print(text, file=out)
+
+    say(
+        f"{doc['name']}: verdict {line.headline} (exit {code}) | frame p50/p95/p99 "
         f"{ms(lat.get('p50'))}/{ms(lat.get('p95'))}/{ms(lat.get('p99'))} ms | "
         f"{ms((s.get('throughput') or {}).get('inferences_per_s'))} inferences/s | "
         f"errors {(s.get('errors') or {}).get('total')}"
     )
+    if line.comparison is not None:
+        say(f"  {line.comparison}")
     hints: list[str] = []
     for reason in doc.get("invalid_reasons") or []:
-        print(f"  INVALID: {reason_text(reason)}")
+        say(f"  INVALID: {reason_text(reason)}")
         hint = reason.get("hint") if isinstance(reason, dict) else None
         if hint and hint not in hints:
             hints.append(hint)
     for hint in hints:
-        print(f"  hint: {hint}")
+        say(f"  hint: {hint}")
     for gate in doc.get("gates") or []:
         mark = "PASS" if gate["passed"] else "FAIL"
-        extra = "" if gate["passed"] else f"  ({gate['reason']})"
-        print(f"  [{mark}] {gate['expr']}{extra}")
+        # A passed gate may still carry a note (a comparison gate passed on "too little data").
+        extra = f"  ({gate['reason']})" if gate.get("reason") else ""
+        say(f"  [{mark}] {gate['expr']}{extra}")
     if doc.get("comparison"):
-        print(_comparison_table(doc["comparison"], only_changes=True))
-    print(f"results: {doc.get('run_dir')}/results.json")
+        say(_comparison_table(doc["comparison"], only_changes=True))
+    say(f"results: {doc.get('run_dir')}/results.json")
+
+
+def human_stream(sc: Scenario) -> TextIO:
+    """Where a command's words go: stderr when the scenario streams live rows to stdout
+    (``live.file: "-"``), so ``harness run ... --live - | csv-reader`` reads only rows."""
+    return sys.stderr if sc.live.file == "-" else sys.stdout
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -338,8 +358,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out is None and args.run_dir is None and (env_out := _env("HARNESS_OUT")):
         args.out = Path(env_out)
 
+    out = human_stream(sc)
+
     def baseline_done(event: RunFinished) -> None:
-        _print_outcome(event.outcome.results, event.outcome.exit_code)
+        _print_outcome(event.outcome.results, event.outcome.exit_code, out)
 
     if args.repeat != 1:
         return _run_repeated(args, sc, baseline_done)
@@ -361,7 +383,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _err("interrupted: the stack was stopped (partial results: see the line above)")
         return ExitCode.INTERRUPTED
-    _print_outcome(outcome.results, outcome.exit_code)
+    _print_outcome(outcome.results, outcome.exit_code, out)
     return outcome.exit_code
 
 
@@ -400,9 +422,11 @@ def _run_repeated(
     except KeyboardInterrupt:
         _err("interrupted: the stack was stopped (partial results: see the line above)")
         return ExitCode.INTERRUPTED
-    print(_comparison_table(outcome.comparison.model_dump(mode="json"), only_changes=True))
-    print(outcome.comparison.headline)
-    print(f"comparison of the runs: {outcome.comparison_path}")
+    out = human_stream(sc)
+    table = _comparison_table(outcome.comparison.model_dump(mode="json"), only_changes=True)
+    print(table, file=out)
+    print(outcome.comparison.headline, file=out)
+    print(f"comparison of the runs: {outcome.comparison_path}", file=out)
     return outcome.exit_code
 
 

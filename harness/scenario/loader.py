@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.redact import is_secret_name, mask, redact_text
-from harness.results.model import check_metric
+from harness.results.model import JUDGED_METRICS, check_metric
 from serving.settings import RANGE_ERRORS, range_text
 
 from . import backend_env
@@ -512,6 +512,27 @@ def _check_gates(sc: Scenario, has_baseline: bool) -> list[tuple[PathKey, str]]:
     actions = [ev.action for ev in sc.timeline]
     for i, gate in enumerate(sc.gates):
         loc: PathKey = ("gates", i)
+        if gate.verdict is not None:
+            problems += [(loc, why) for why in _check_compare_gate(gate.expr, gate.metric)]
+            if not has_baseline:
+                problems.append(
+                    (
+                        loc,
+                        f"gate {gate.expr!r} reads the comparison with a baseline, but the "
+                        "scenario has no 'baseline' (and none was given with --baseline); "
+                        "abort_on_fail gates never have one (the comparison needs the whole run)",
+                    )
+                )
+            continue
+        if gate.metric.startswith("compare."):
+            problems.append(
+                (
+                    loc,
+                    f"gate {gate.expr!r}: a compare gate names the comparison's verdict, "
+                    f"'{gate.metric} != worse' (== or != with worse, better or same)",
+                )
+            )
+            continue
         if why := check_metric(gate.metric, actions):
             problems.append((loc, why))
         if gate.relative and not has_baseline:
@@ -523,6 +544,18 @@ def _check_gates(sc: Scenario, has_baseline: bool) -> list[tuple[PathKey, str]]:
                 )
             )
     return problems
+
+
+def _check_compare_gate(expr: str, metric: str) -> list[str]:
+    """A ``compare.METRIC`` gate's metric must be one the comparison judges."""
+    if metric in JUDGED_METRICS:
+        return []
+    near = difflib.get_close_matches(metric, JUDGED_METRICS, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return [
+        f"gate {expr!r}: the comparison does not judge {metric!r}; {hint}compared metrics: "
+        f"{', '.join(JUDGED_METRICS)}"
+    ]
 
 
 def _resolve_paths(sc: Scenario, base_dir: Path) -> Scenario:

@@ -31,6 +31,14 @@ def _by_definition(load: LoadResult) -> list[fr.Window]:
                 errors=int((m & (f["error_code"] >= 0)).sum()),
                 inferences=int((m & inference).sum()),
                 served_by=fr._tally(load, f["served_by"][m & inference]),
+                fallbacks=int(
+                    (
+                        m
+                        & inference
+                        & fr.torchserve_cohort(load)
+                        & (f["served_by"] == load.labels.index("local"))
+                    ).sum()
+                ),
                 model_versions=fr._tally(load, f["model_version"][m & inference]),
                 hist={
                     "frame_latency": hdr.histogram_of(corrected[m & frame], load.latency_limit_s),
@@ -68,6 +76,7 @@ def _same(a: list[fr.Window], b: list[fr.Window]) -> None:
             y.t, y.warmup, y.scheduled, y.answered, y.errors, y.inferences,
         )  # fmt: skip
         assert x.served_by == y.served_by and x.model_versions == y.model_versions
+        assert x.fallbacks == y.fallbacks
         for key in ("frame_latency", "inference_latency"):
             hx, hy = x.hist[key], y.hist[key]
             assert hx.get_total_count() == hy.get_total_count(), (x.t, key)

@@ -19,6 +19,7 @@ from harness.api import (
     run,
     run_repeated,
 )
+from harness.decision import decide
 from harness.exitcodes import ExitCode
 from harness.progress import (
     Message,
@@ -47,6 +48,7 @@ __all__ = [
     "StackError",
     "Tick",
     "compare",
+    "decide",
     "load_scenario",
     "open_stack",
     "run",

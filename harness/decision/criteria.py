@@ -27,7 +27,13 @@ from harness.analysis.compare import Comparison, MetricComparison, Verdict, comp
 from harness.analysis.gates import evaluate_gates
 from harness.results.model import GateResult, Results
 
-from .evidence import EvidenceSet, RunEvidence, SweepConfiguration, SweepDocument
+from .evidence import (
+    EvidenceSet,
+    RunEvidence,
+    SweepConfiguration,
+    SweepDocument,
+    SweepEvidence,
+)
 from .model import Compared, Criterion, Quantity, Status
 from .spec import (
     GPU_HOST_HINT,
@@ -348,6 +354,8 @@ def judge_rollout(
     settle = f"rerun {r.name} longer (workload.duration_s) or with more sessions"
     if ro is None:
         part = _Part(Status.UNKNOWN, f"{r.name} has no rollout block", "a scenario with rollout:")
+    elif why := run_problem(run):  # an INVALID measurement may abort a healthy rollout
+        part = _Part(Status.UNKNOWN, why, settle)
     elif str(r.verdict) == "inconclusive" or ro.outcome not in ("completed", "aborted"):
         part = _Part(Status.UNKNOWN, f"rollout {ro.outcome}: {ro.reason or '-'}", settle)
     elif ro.outcome == "aborted":
@@ -356,8 +364,6 @@ def judge_rollout(
         part = _Part(Status.NOT_MET, f"rollout aborted{at}: {ro.reason or '-'}")
     elif reached < t.to_percent:
         part = _Part(Status.NOT_MET, f"completed at {reached} % < {t.to_percent} %")
-    elif why := run_problem(run):
-        part = _Part(Status.UNKNOWN, why, settle)
     else:
         part = _Part(Status.MET, f"completed to {reached} % ({len(ro.steps)} steps)")
     return _merge(name, title, target, [part], **kw)
@@ -459,10 +465,12 @@ def judge_throughput(
     parts: list[_Part] = []
     fps = measured[0].value
     if cb.passed is None:
-        status = Status.NOT_MET if cb.failed is not None else Status.UNKNOWN
-        parts.append(
-            _Part(status, f"candidate passed no load ({cb.note})", f"rerun the sweep ({cb.note})")
-        )
+        if cb.failed is not None:
+            parts.append(_Part(Status.NOT_MET, f"candidate failed every load ({cb.note})"))
+        else:
+            parts.append(
+                _Part(Status.UNKNOWN, f"candidate: no load measured ({cb.note})", "rerun the sweep")
+            )
     elif fps is None:
         parts.append(_Part(Status.UNKNOWN, "no frames/s at the capacity", "rerun the sweep"))
     elif fps >= t.min_frames_per_s:
@@ -499,7 +507,7 @@ def judge_throughput(
             f"brackets allow (resolution {res} sessions)"
         )
         if hi < t.min_ratio:
-            parts.append(_Part(Status.NOT_MET, f"{words}: lower than the baseline"))
+            parts.append(_lower(t, ev.capacity, cb, bb, cand_id, base_id, res, words))
         elif lo >= t.min_ratio:
             parts.append(_Part(Status.MET, words))
         elif not cb.censored and not bb.censored:
@@ -515,7 +523,7 @@ def judge_throughput(
             )
     elif bb.passed is None:
         parts.append(
-            _Part(Status.UNKNOWN, f"baseline passed no load ({bb.note})", "rerun the sweep")
+            _Part(Status.UNKNOWN, f"baseline: no load passed ({bb.note})", "rerun the sweep")
         )
     return _merge(
         name,
@@ -527,6 +535,54 @@ def judge_throughput(
         ratio=ratio_q,
         ratio_range=ratio_range,
         evidence=paths,
+    )
+
+
+def _lower(
+    t: ThroughputTarget,
+    cap: SweepEvidence,
+    cb: Bracket,
+    bb: Bracket,
+    cand_id: str,
+    base_id: str,
+    res: int,
+    words: str,
+) -> _Part:
+    """The brackets put the candidate below the baseline. Beyond one resolution step that is
+    the answer; within one step it may be one noisy run at the knee, so the runs at the load
+    the candidate failed and the baseline passed are compared (the sweep's constraint metric,
+    frame p95, by the comparison statistics): worse settles it, anything else is noise."""
+    assert cb.failed is not None and bb.passed is not None  # hi < min_ratio needs both
+    if (cb.upper + max(res, 1)) / bb.passed < t.min_ratio:
+        return _Part(Status.NOT_MET, f"{words}: lower than the baseline")
+    level = cb.failed if cb.failed <= bb.passed else bb.passed
+    cand, base = cap.point_run(cand_id, level), cap.point_run(base_id, level)
+    if cand is None or base is None:
+        return _Part(
+            Status.UNKNOWN,
+            f"{words}: lower by one resolution step, and the runs at {level} sessions are not "
+            "there to compare",
+            "a finer search.resolution",
+        )
+    row = _row(compare_runs([base.document], [cand.document]), "frame.latency_ms.p95")
+    if row is not None and row.verdict == Verdict.WORSE:
+        p = "" if row.p_value is None else f", p = {row.p_value:.2g}"
+        return _Part(
+            Status.NOT_MET,
+            f"{words}: lower than the baseline; at {level} sessions frame p95 "
+            f"{_num(row.run)} vs {_num(row.baseline)} ms is worse{p}",
+        )
+    verdict = row.verdict if row is not None else "not compared"
+    if cb.censored or bb.censored:
+        return _Part(
+            Status.UNKNOWN,
+            f"{words}: within one step, frame p95 at {level} sessions {verdict}",
+            f"raise search.max above {level}",
+        )
+    return _Part(
+        Status.MET,
+        f"{words}: the same within the sweep's noise (one step; frame p95 at {level} sessions "
+        f"{verdict})",
     )
 
 

@@ -125,6 +125,19 @@ class SweepEvidence:
     path: Path
     sweep: SweepDocument
 
+    def point_run(self, config: str, sessions: int) -> RunEvidence | None:
+        """The results of ``config``'s run at ``sessions`` (None: not run, or not readable)."""
+        pt = next(
+            (p for p in self.sweep.points if p.config == config and p.sessions == sessions), None
+        )
+        path = self.path.parent / pt.run_dir / "results.json" if pt is not None else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            return read_run(path)
+        except ValueError:
+            return None
+
 
 @dataclass
 class EvidenceSet:

@@ -70,7 +70,7 @@ def latency_plot(decision: Decision) -> Plot | None:
                         xytext=(0, 3), ha="center", fontsize=8, color=VERMILION)  # fmt: skip
     ax.set_xticks(list(xs), [c.title for c in rows])
     ax.set_ylabel("p95 latency (ms)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best")
     ax.spines[["top", "right"]].set_visible(False)
     words = "; ".join(
         f"{c.title} p95: baseline {_ms(b)}, candidate {_ms(v)}"
@@ -139,7 +139,7 @@ def capacity_plot(sweep: SweepDocument, ids: tuple[str, str]) -> Plot | None:
         ax.set_yscale("log")
     ax.set_xlabel("sessions")
     ax.set_ylabel("frame p95 latency (ms)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best")
     ax.spines[["top", "right"]].set_visible(False)
     return Plot(
         "capacity",

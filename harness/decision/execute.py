@@ -221,7 +221,9 @@ def _what(plan: DecisionPlan, key: EvidenceKey) -> str:
 def _scenario(plan: DecisionPlan, file: str, sets: dict[str, object]) -> object:
     from harness.api import load_scenario
 
-    sc = load_scenario(plan.resolve(file), override_list(sets), has_external_baseline=True)
+    sc = load_scenario(
+        plan.resolve(file), override_list(plan.spec.set, sets), has_external_baseline=True
+    )
     # The decision gives each run its baseline itself (or none): the scenario's own
     # ``baseline`` section would start another run.
     return sc.model_copy(update={"baseline": None})
@@ -263,7 +265,7 @@ def _run(
             from harness.sweep.loader import load_sweep
 
             sweep_plan = load_sweep(plan.resolve(spec.capacity.sweep),
-                                    override_list(spec.capacity.set))  # fmt: skip
+                                    override_list(plan.spec.set, spec.capacity.set))  # fmt: skip
             run_sweep(sweep_plan, folder / "capacity", stream)
             found = newest_sweep(folder)
             if found is None:

@@ -44,9 +44,22 @@ class _Strict(BaseModel):
 Overrides = dict[str, Any]
 
 
-def override_list(values: Mapping[str, Any]) -> list[str]:
-    """``{key: value}`` as ``--set`` strings (``key=<JSON value>``, JSON being YAML)."""
-    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
+def override_list(*layers: Mapping[str, Any]) -> list[str]:
+    """``{key: value}`` mappings as ``--set`` strings (``key=<JSON value>``, JSON being YAML),
+    in order (a later layer wins). A nested mapping is flattened to dotted keys, so
+    ``--set evidence.runs.set.workload.fps=15`` sets one key, not the whole section."""
+    out: list[str] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping) and (value or not prefix):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out.append(f"{prefix}={json.dumps(value)}")
+
+    for layer in layers:
+        walk("", layer)
+    return out
 
 
 # --------------------------------------------------------------------------- evidence
@@ -178,6 +191,8 @@ class DecisionFile(_Strict):
 
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
+    # Overrides for every scenario and sweep of the evidence (each one's own ``set`` wins).
+    set: Overrides = Field(default_factory=dict)
     evidence: Evidence
     criteria: Criteria
 
@@ -266,7 +281,7 @@ def _check_sources(plan: DecisionPlan, add: Any) -> None:
             add(loc, f"no such scenario file {target}")
             return
         try:
-            load_scenario(target, override_list(sets), has_external_baseline=True)
+            load_scenario(target, override_list(plan.spec.set, sets), has_external_baseline=True)
         except ScenarioError as exc:
             add(loc, "not a valid scenario with this evidence's set:\n  " + _indent(exc))
 
@@ -285,7 +300,7 @@ def _check_sources(plan: DecisionPlan, add: Any) -> None:
             add(loc, f"no such sweep file {target}")
             return
         try:
-            sweep = load_sweep(target, override_list(cap.set))
+            sweep = load_sweep(target, override_list(plan.spec.set, cap.set))
         except ScenarioError as exc:
             add(loc, "not a valid sweep with this evidence's set:\n  " + _indent(exc))
             return

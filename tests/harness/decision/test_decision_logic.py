@@ -358,3 +358,19 @@ def test_a_criterion_without_its_evidence_is_refused(tmp_path: Path) -> None:
     path = decision_file(tmp_path / "d.yaml", "  gpu: {}\n", evidence="  {}\n")
     with pytest.raises(DecisionError, match=r"criteria\.gpu needs evidence\.runs"):
         load_decision(path)
+
+
+def test_sets_flatten_to_single_keys_and_later_layers_win() -> None:
+    from harness.decision.spec import override_list
+
+    got = override_list(
+        {"workload.late_threshold_ms": 25},
+        {"workload": {"fps": 15}, "load.search": {"start": 8}, "timeline": []},
+    )
+    assert got == [
+        "workload.late_threshold_ms=25",
+        "workload.fps=15",  # one key, not the whole workload section
+        "load.search.start=8",
+        "timeline=[]",
+    ]
+    assert override_list({}) == []

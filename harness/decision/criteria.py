@@ -136,9 +136,34 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(got) / len(got) if got else None
 
 
-def _runs_problem(ev: EvidenceSet) -> str | None:
-    problems = [p for r in [*ev.baselines, *ev.candidates] if (p := run_problem(r))]
+def _runs_problem(ev: EvidenceSet, sides: str = "both") -> str | None:
+    """Why the runs of ``sides`` (both | candidate) cannot be used (None: they can)."""
+    runs = ev.candidates if sides == "candidate" else [*ev.baselines, *ev.candidates]
+    problems = [p for r in runs if (p := run_problem(r))]
     return "; ".join(problems) or None
+
+
+RERUN = "rerun the runs (an INVALID measurement cannot be judged)"
+
+
+def _absolute(
+    ev: EvidenceSet, measured: float | None, ok: bool | None, met: str, missed: str, absent: str
+) -> _Part:
+    """The candidate-only part of a criterion: its runs' problem first, then the figure."""
+    if problem := _runs_problem(ev, "candidate"):
+        return _Part(Status.UNKNOWN, problem, RERUN)
+    if measured is None or ok is None:
+        return _Part(Status.UNKNOWN, absent, "longer candidate runs")
+    return _Part(Status.MET, met) if ok else _Part(Status.NOT_MET, missed)
+
+
+def _versus(
+    ev: EvidenceSet, cmp: Comparison | None, metric: str, label: str, hint: str
+) -> tuple[_Part, list[Compared]]:
+    """The comparison part: both sides' runs must be usable for it."""
+    if problem := _runs_problem(ev):
+        return _Part(Status.UNKNOWN, f"no comparison: {problem}", RERUN), []
+    return _vs_baseline(cmp, metric, label, hint)
 
 
 def _vs_baseline(
@@ -181,25 +206,21 @@ def judge_latency(
     base = _mean([p95(b.results) for b in ev.baselines])
     q = [Quantity(label="p95", value=measured, unit="ms")]
     qb = [Quantity(label="p95", value=base, unit="ms")]
-    rerun = "rerun the runs (an INVALID measurement cannot be judged)"
-    if problem := _runs_problem(ev):
-        return _merge(
-            name, title, target, [_Part(Status.UNKNOWN, problem, rerun)],
-            measured=q, baseline=qb, evidence=paths,
-        )  # fmt: skip
-    parts: list[_Part] = []
-    if measured is None:
-        parts.append(
-            _Part(Status.UNKNOWN, f"no {family} replies measured", "longer candidate runs")
+    lim = t.p95_below_ms
+    parts = [
+        _absolute(
+            ev,
+            measured,
+            None if measured is None else measured < lim,
+            f"p95 {measured or 0:.1f} ms < {lim:g} ms",
+            f"p95 {measured or 0:.1f} ms >= {lim:g} ms",
+            f"no {family} replies measured",
         )
-    elif measured < t.p95_below_ms:
-        parts.append(_Part(Status.MET, f"p95 {measured:.1f} ms < {t.p95_below_ms:g} ms"))
-    else:
-        parts.append(_Part(Status.NOT_MET, f"p95 {measured:.1f} ms >= {t.p95_below_ms:g} ms"))
+    ]
     compared: list[Compared] = []
     if t.vs_baseline == "not_worse":
         hint = "longer runs (a p95 needs >= 200 replies a side) or evidence.runs.repeat >= 3"
-        part, compared = _vs_baseline(cmp, f"{family}.latency_ms.p95", "p95", hint)
+        part, compared = _versus(ev, cmp, f"{family}.latency_ms.p95", "p95", hint)
         parts.append(part)
     return _merge(
         name, title, target, parts, measured=q, baseline=qb, compared=compared, evidence=paths
@@ -218,19 +239,17 @@ def judge_accuracy(
     base = _mean([b.results.summary.accuracy for b in ev.baselines])
     q = [Quantity(label="accuracy", value=measured, unit="share")]
     qb = [Quantity(label="accuracy", value=base, unit="share")]
-    if problem := _runs_problem(ev):
-        return _merge(
-            name, title, target, [_Part(Status.UNKNOWN, problem, "rerun the runs")],
-            measured=q, baseline=qb, evidence=paths,
-        )  # fmt: skip
-    parts = []
-    if measured is None:
-        parts.append(_Part(Status.UNKNOWN, "no signs with ground truth", "a trace with truth"))
-    elif measured >= t.min:
-        parts.append(_Part(Status.MET, f"accuracy {measured:.3f} >= {t.min:g}"))
-    else:
-        parts.append(_Part(Status.NOT_MET, f"accuracy {measured:.3f} < {t.min:g}"))
-    part, compared = _vs_baseline(cmp, "accuracy", "accuracy", "longer runs (more signs)")
+    parts = [
+        _absolute(
+            ev,
+            measured,
+            None if measured is None else measured >= t.min,
+            f"accuracy {measured or 0:.3f} >= {t.min:g}",
+            f"accuracy {measured or 0:.3f} < {t.min:g}",
+            "no signs with ground truth",
+        )
+    ]
+    part, compared = _versus(ev, cmp, "accuracy", "accuracy", "longer runs (more signs)")
     parts.append(part)
     return _merge(
         name, title, target, parts, measured=q, baseline=qb, compared=compared, evidence=paths
@@ -249,8 +268,8 @@ def judge_errors(t: ErrorsTarget, ev: EvidenceSet, rel: Rel) -> Criterion:
     btotal = None if not base or any(x is None for x in base) else sum(x or 0 for x in base)
     q = [Quantity(label="errors", value=total, unit="count")]
     qb = [Quantity(label="errors", value=btotal, unit="count")]
-    if problem := _runs_problem(ev):
-        part = _Part(Status.UNKNOWN, problem, "rerun the runs")
+    if problem := _runs_problem(ev, "candidate"):
+        part = _Part(Status.UNKNOWN, problem, RERUN)
     elif total is None:
         part = _Part(Status.UNKNOWN, "errors not counted", "rerun the runs")
     elif total <= t.max_total:
@@ -283,8 +302,8 @@ def judge_gpu(t: GpuTarget, ev: EvidenceSet, rel: Rel) -> Criterion:
         )
     util = _mean([g.util_mean for g in gpus if g is not None])
     q = [Quantity(label="utilisation", value=util, unit="%")]
-    if problem := _runs_problem(ev):
-        part = _Part(Status.UNKNOWN, problem, "rerun the runs")
+    if problem := _runs_problem(ev, "candidate"):
+        part = _Part(Status.UNKNOWN, problem, RERUN)
     elif util is None:
         part = _Part(Status.UNKNOWN, "GPU present but utilisation not sampled", GPU_HOST_HINT)
     elif lo <= util <= hi:

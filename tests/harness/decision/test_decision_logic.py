@@ -107,6 +107,18 @@ def test_an_invalid_run_is_unknown_never_judged() -> None:
     assert c.status == Status.UNKNOWN and "INVALID" in c.why
 
 
+def test_an_invalid_baseline_hides_no_failure_of_the_candidate() -> None:
+    # The baseline run INVALID (the load machine fell behind): the comparison cannot be made,
+    # but the candidate's own p95 over the design's 30 ms is still a measured miss.
+    invalid = fixture("recorded-baseline-quick.results.json")
+    slow = pair(invalid, fixture(OLD))
+    c = judge_latency("frame_latency", "frame", LatencyTarget(), slow, comparison_of(slow), rel)
+    assert c.status == Status.NOT_MET and "42.0 ms >= 30 ms" in c.why
+    fast = pair(invalid, fixture(GPU_TS))
+    c = judge_latency("frame_latency", "frame", LatencyTarget(), fast, comparison_of(fast), rel)
+    assert c.status == Status.UNKNOWN and "no comparison" in c.why and "INVALID" in c.why
+
+
 def test_missing_runs_are_unknown() -> None:
     c = judge_latency("frame_latency", "frame", LatencyTarget(), EvidenceSet(), None, rel)
     assert c.status == Status.UNKNOWN and c.settle

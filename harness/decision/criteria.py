@@ -484,8 +484,23 @@ def judge_throughput(
     parts: list[_Part] = []
     fps = measured[0].value
     if cb.passed is None:
-        if cb.failed is not None:
-            parts.append(_Part(Status.NOT_MET, f"candidate failed every load ({cb.note})"))
+        most = (cb.failed - 1) * (cand.fps or 0) if cb.failed is not None else None
+        if most is not None and most < t.min_frames_per_s:
+            parts.append(
+                _Part(
+                    Status.NOT_MET,
+                    f"fails at {cb.failed} sessions, no load passed: at most {most:.0f} "
+                    f"frames/s < {t.min_frames_per_s:g}",
+                )
+            )
+        elif cb.failed is not None:
+            parts.append(
+                _Part(
+                    Status.UNKNOWN,
+                    f"candidate fails at {cb.failed} sessions and no lower load passed ({cb.note})",
+                    "a lower search.start, on a quieter load machine",
+                )
+            )
         else:
             parts.append(
                 _Part(Status.UNKNOWN, f"candidate: no load measured ({cb.note})", "rerun the sweep")

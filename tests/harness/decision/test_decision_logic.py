@@ -297,6 +297,17 @@ def test_capacity_below_the_design_throughput() -> None:
     assert c.status == Status.UNKNOWN and "raise search.max" in (c.settle or "")
 
 
+def test_a_candidate_that_passed_no_load() -> None:
+    # Fails at 8 (240 frames/s offered), the load machine could not offer 4: the capacity may
+    # still be 7 sessions (210 frames/s): unknown, not "failed every load".
+    limited = [level(4, "machine-limit")]
+    c = _cap(limited, [level(8, "fail"), level(4, "machine-limit")])
+    assert c.status == Status.UNKNOWN and "no lower load passed" in c.why
+    # Failing at 4 sessions: at most 3 x 30 = 90 frames/s, below the design's 200.
+    c = _cap(limited, [level(4, "fail"), level(2, "machine-limit")])
+    assert c.status == Status.NOT_MET and "at most 90 frames/s" in c.why
+
+
 def test_no_capacity_evidence_is_unknown() -> None:
     c = judge_throughput(ThroughputTarget(), EvidenceSet(), "c02", "c01", rel)
     assert c.status == Status.UNKNOWN

@@ -223,8 +223,9 @@ def judge_latency(
         part, compared = _versus(ev, cmp, f"{family}.latency_ms.p95", "p95", hint)
         parts.append(part)
     return _merge(
-        name, title, target, parts, measured=q, baseline=qb, compared=compared, evidence=paths
-    )
+        name, title, target, parts,
+        measured=q, baseline=qb, compared=compared, evidence=paths, limit=lim,
+    )  # fmt: skip
 
 
 def judge_accuracy(

@@ -76,7 +76,7 @@ class DecisionOutcome:
 def needed(plan: DecisionPlan) -> set[EvidenceKey]:
     """The evidence the file's criteria read."""
     c = plan.spec.criteria
-    return {NEEDS[k] for k in type(c).model_fields if getattr(c, k) is not None}  # type: ignore[misc]
+    return {NEEDS[k] for k in type(c).model_fields if getattr(c, k) is not None}
 
 
 def decide(

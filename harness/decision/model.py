@@ -98,6 +98,9 @@ class Criterion(_Model):
     name: str = Field(description="stable key, e.g. inference_latency")
     title: str = Field(description="in words, e.g. inference latency")
     target: str = Field(description="the design's target in words")
+    limit: float | None = Field(
+        None, description="the target's threshold in the first measured figure's unit (plots)"
+    )
     status: Status
     measured: list[Quantity] = Field(default_factory=list)
     baseline: list[Quantity] = Field(default_factory=list)

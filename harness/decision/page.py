@@ -17,7 +17,7 @@ import jinja2
 from harness.report.figures import BLUE, GREY, ORANGE, VERMILION
 
 from .evidence import EvidenceSet, SweepDocument
-from .model import Criterion, Decision, Status
+from .model import Decision, Status
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DPI = 110
@@ -63,7 +63,7 @@ def latency_plot(decision: Decision) -> Plot | None:
     ax.bar([x + width / 2 for x in xs], [v or 0 for v in cand], width, color=ORANGE,
            hatch="//", edgecolor="white", label="candidate (TorchServe)")  # fmt: skip
     for x, c in zip(xs, rows, strict=True):
-        limit = _target_ms(c)
+        limit = c.limit
         if limit is not None:
             ax.hlines(limit, x - 0.5, x + 0.5, colors=VERMILION, linestyles="--")
             ax.annotate(f"target < {limit:g} ms", (x, limit), textcoords="offset points",
@@ -77,14 +77,6 @@ def latency_plot(decision: Decision) -> Plot | None:
         for c, b, v in zip(rows, base, cand, strict=True)
     )
     return Plot("latency", "p95 latency vs target", f"Bar chart. {words}.", _png(fig))
-
-
-def _target_ms(c: Criterion) -> float | None:
-    text = c.target.split("<", 1)
-    try:
-        return float(text[1].split("ms", 1)[0]) if len(text) == 2 else None
-    except ValueError:
-        return None
 
 
 def _ms(v: float | None) -> str:
@@ -150,12 +142,16 @@ def capacity_plot(sweep: SweepDocument, ids: tuple[str, str]) -> Plot | None:
 
 
 def _constraint_limit(sweep: SweepDocument) -> float | None:
-    for c in sweep.constraints:
-        if c.startswith("frame.latency_ms.p95") and "<" in c:
-            try:
-                return float(c.split("<", 1)[1].strip().lstrip("="))
-            except ValueError:
-                return None
+    """The threshold of the sweep's frame p95 constraint (``frame.latency_ms.p95 < 30``)."""
+    from harness.analysis.gates import GateSyntaxError, parse_gate
+
+    for expr in sweep.constraints:
+        try:
+            gate = parse_gate(expr)
+        except GateSyntaxError:
+            continue
+        if gate.metric == "frame.latency_ms.p95" and gate.op in ("<", "<="):
+            return gate.threshold
     return None
 
 

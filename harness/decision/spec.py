@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.analysis.gates import GateSyntaxError, check_metric, parse_gate
+from harness.decision.evidence import EvidenceKey
 from harness.scenario.loader import (
     PathKey,
     ScenarioError,
@@ -173,7 +174,7 @@ class Criteria(_Strict):
 
 
 # Which evidence each criterion reads (the file is refused when it is missing).
-NEEDS: dict[str, str] = {
+NEEDS: dict[str, EvidenceKey] = {
     "throughput": "capacity",
     "frame_latency": "runs",
     "inference_latency": "runs",

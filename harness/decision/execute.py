@@ -30,6 +30,7 @@ from typing import TextIO
 from harness.exitcodes import ExitCode
 from harness.progress import ProgressCallback
 from harness.redact import mask
+from harness.scenario import Scenario
 
 from .criteria import judge_all
 from .evidence import (
@@ -218,7 +219,7 @@ def _what(plan: DecisionPlan, key: EvidenceKey) -> str:
     return src.scenario if src is not None else key
 
 
-def _scenario(plan: DecisionPlan, file: str, sets: dict[str, object]) -> object:
+def _scenario(plan: DecisionPlan, file: str, sets: dict[str, object]) -> Scenario:
     from harness.api import load_scenario
 
     sc = load_scenario(
@@ -239,7 +240,6 @@ def _run(
 ) -> None:
     """Produce the evidence ``key`` into ``folder`` and record it (or its problem) in ``ev``."""
     from harness.api import run
-    from harness.scenario import Scenario
 
     spec = plan.spec.evidence
     try:
@@ -250,7 +250,7 @@ def _run(
                 _scenario(plan, r.baseline, r.set),
                 _scenario(plan, r.candidate, r.set),
             )
-            assert isinstance(base_sc, Scenario) and isinstance(cand_sc, Scenario)
+            ev.baselines, ev.candidates = [], []  # one side in --from is no pair: run both
             for i in range(1, r.repeat + 1):
                 tail = "" if r.repeat == 1 else f"-{i}"
                 base = run(base_sc, run_dir=folder / "runs" / f"baseline{tail}",
@@ -276,7 +276,6 @@ def _run(
             src: ScenarioSource | None = getattr(spec, key)
             assert src is not None
             sc = _scenario(plan, src.scenario, src.set)
-            assert isinstance(sc, Scenario)
             outcome = run(sc, run_dir=folder / key, on_progress=on_progress)
             ev.singles[key] = _read(outcome.results_path)
     except KeyboardInterrupt:

@@ -161,6 +161,8 @@ def _versus(
     ev: EvidenceSet, cmp: Comparison | None, metric: str, label: str, hint: str
 ) -> tuple[_Part, list[Compared]]:
     """The comparison part: both sides' runs must be usable for it."""
+    if _runs_problem(ev, "candidate"):  # said once, by the candidate's own part
+        return _Part(Status.UNKNOWN, "no comparison either", RERUN), []
     if problem := _runs_problem(ev):
         return _Part(Status.UNKNOWN, f"no comparison: {problem}", RERUN), []
     return _vs_baseline(cmp, metric, label, hint)

@@ -44,7 +44,14 @@ from .evidence import (
     read_sweep,
 )
 from .model import Decision, EvidenceRecord, decide_outcome, verdict_sentence
-from .spec import NEEDS, DecisionPlan, ScenarioSource, load_decision, override_list
+from .spec import (
+    NEEDS,
+    DecisionError,
+    DecisionPlan,
+    ScenarioSource,
+    load_decision,
+    override_list,
+)
 
 logger = logging.getLogger("harness")
 DEFAULT_OUT = Path("reports") / "decisions"
@@ -105,6 +112,8 @@ def decide(
 
     t0 = time.monotonic()
     plan = load_decision(decision_file, overrides)
+    if from_dir is not None and not Path(from_dir).is_dir():
+        raise DecisionError(f"--from {from_dir}: no such folder")
     _, folder = make_run_dir(Path(out) if out is not None else DEFAULT_OUT, plan.spec.name)
     shutil.copyfile(plan.path, folder / "decision-file.yaml")
     say = _sayer(stream)

@@ -116,6 +116,12 @@ def test_invalid_decision_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert f"{path}:" in err and "unknown key 'criteria.latency'" in err
 
 
+def test_a_missing_from_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = decision_file(tmp_path / "decision.yaml", GO)
+    code = main(["decide", str(path), "--from", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    assert code == 2 and "no such folder" in capsys.readouterr().err
+
+
 def test_help_states_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["decide", "--help"])

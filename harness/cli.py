@@ -1,4 +1,4 @@
-"""``harness`` command line: run | validate | compare | report | synth | sweep.
+"""``harness`` command line: run | validate | compare | report | synth | sweep | decide.
 
 A thin shell over the library (:mod:`harness.api`): it parses arguments, shows progress and
 prints outcomes; the run itself, the baseline and the exit code rules live in the library.
@@ -234,7 +234,42 @@ def _parser() -> argparse.ArgumentParser:
     from harness.sweep.cli import add_parser as add_sweep
 
     add_sweep(sub)
+    _add_decide(command)
     return p
+
+
+DECIDE_EXIT_CODES = """\
+exit codes:
+  0    go: every criterion met
+  1    no-go: a criterion not met (whatever else is unknown)
+  2    invalid decision file (or a scenario/sweep it names), or unreadable --from evidence
+  4    inconclusive: no criterion failed, one or more unknown (the output says what would
+       settle each: e.g. GPU utilisation: run on a GPU host: scripts/gpu-run.sh)
+  130  interrupted by Ctrl-C (143 SIGTERM, 129 SIGHUP): the run in progress is stopped
+"""
+
+
+def _add_decide(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    dec = command("decide", "judge a decision file's criteria (go / no-go / inconclusive)")
+    dec.epilog = DECIDE_EXIT_CODES
+    dec.add_argument("decision", type=Path, help="decision file (scenarios/migration.yaml)")
+    dec.add_argument(
+        "--out", type=Path, default=None,
+        help="parent of the timestamped decision folder (default reports/decisions)",
+    )  # fmt: skip
+    dec.add_argument(
+        "--from", dest="from_dir", type=Path, default=None, metavar="DIR",
+        help="reuse the evidence in DIR (an earlier decision folder: runs/, capacity/, "
+        "fallback_kill/, hot_reload/, rollout/); what it lacks is run",
+    )  # fmt: skip
+    dec.add_argument(
+        "--no-run", action="store_true",
+        help="run nothing: evidence not in --from is missing and its criteria unknown",
+    )  # fmt: skip
+    dec.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a decision-file key (evidence.runs.repeat=3); value parsed as YAML",
+    )  # fmt: skip
 
 
 def _env(name: str) -> str | None:
@@ -535,6 +570,47 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return cmd_sweep(args)
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    """``harness decide``: one line per criterion, then the verdict sentence; exit 0/1/4."""
+    from harness.decision import DecisionError, decide
+    from harness.progress import progress_display
+
+    if args.out is None and (env_out := _env("HARNESS_OUT")):
+        args.out = Path(env_out)
+    try:
+        with progress_display() as progress:
+            outcome = decide(
+                args.decision,
+                out=args.out,
+                from_dir=args.from_dir,
+                overrides=tuple(args.overrides),
+                run_missing=not args.no_run,
+                on_progress=progress,
+            )
+    except DecisionError as exc:
+        _err(f"invalid decision file:\n{exc}")
+        return ExitCode.INVALID
+    except KeyboardInterrupt:
+        _err("interrupted: the run in progress was stopped")
+        return ExitCode.INTERRUPTED
+    d = outcome.decision
+    for c in d.criteria:
+        print(decision_line(c))
+    print(d.sentence)
+    print(f"decision: {outcome.json_path} | page: {outcome.html_path} (exit {d.exit_code})")
+    return outcome.exit_code
+
+
+def decision_line(c: Any) -> str:
+    """``  NOT MET  inference latency: p95 61.2 ms (baseline 9.1 ms) | target ... | why``."""
+    status = {"met": "MET", "not_met": "NOT MET", "unknown": "UNKNOWN"}[c.status.value]
+    figures = ", ".join(q.text() for q in c.measured) or "-"
+    if c.baseline:
+        figures += " (baseline " + ", ".join(q.text() for q in c.baseline) + ")"
+    settle = f" -> {c.settle}" if c.settle else ""
+    return f"  {status:8} {c.title}: {figures} | target {c.target} | {c.why}{settle}"
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Become a Locust worker (exec) with the harness's locustfile; README "More load than one
     machine". Never returns on success."""
@@ -563,6 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "synth": cmd_synth,
         "sweep": _cmd_sweep,
         "worker": cmd_worker,
+        "decide": cmd_decide,
     }
     from harness.interrupts import TerminationSignals
 

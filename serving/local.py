@@ -30,6 +30,7 @@ from typing import Any
 
 import psutil
 
+from backend_patch.app.ml.keys import parse_key_file
 from harness.stack.procs import free_port, port_is_free
 from harness.stack.procs import pid_alive as _alive
 from harness.stack.procs import wait_gone as _wait_gone
@@ -231,12 +232,15 @@ class LocalTorchServe:
     @property
     def keys(self) -> dict[str, str]:
         """``{"inference": ..., "management": ..., "API": ...}``; empty with token auth off."""
-        doc = self.key_doc() or {}
-        return {
-            name: str(doc[name]["key"])
-            for name in ("inference", "management", "API")
-            if isinstance(doc.get(name), dict) and "key" in doc[name]
+        parsed = parse_key_file(self.key_doc())
+        if parsed is None:
+            return {}
+        entries = {
+            "inference": parsed.inference,
+            "management": parsed.management,
+            "API": parsed.api,
         }
+        return {name: entry.key for name, entry in entries.items() if entry is not None}
 
     def auth_headers(self, api: str = "inference") -> dict[str, str]:
         """The Authorization header for ``api`` ("inference" or "management")."""

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from harness.stack.procs import exit_with_parent
+
 Sink = Callable[[Any], None]
 # The abort-on-fail check's process runs this much nicer than the generator (0..19).
 CHECK_NICENESS = 10
@@ -43,6 +45,13 @@ def _warm() -> bool:
     import harness.analysis.summary  # noqa: F401
 
     return True
+
+
+def _init_check_process() -> None:
+    """The check's process: niced (where cores are short, the generator's sends come first),
+    and gone within a second of a SIGKILLed harness (it shares the harness's process group)."""
+    os.nice(CHECK_NICENESS)
+    exit_with_parent()
 
 
 def judge_partial(load: Any, scenario: Any, gates: Any) -> dict[str, Any] | None:
@@ -97,9 +106,8 @@ class AbortWatcher:
         """Start the check's process before the load starts (spawned, imports done), so that
         neither start-up nor imports land inside the run. ``close()`` stops it."""
         ctx = multiprocessing.get_context("spawn")  # never fork a process with live threads
-        # Niced: where cores are short, the generator's sends come first, the check waits.
         self._pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=ctx, initializer=os.nice, initargs=(CHECK_NICENESS,)
+            max_workers=1, mp_context=ctx, initializer=_init_check_process
         )
         self._pool.submit(_warm).result(timeout=120)
 

@@ -36,6 +36,7 @@ import time
 __all__ = [
     "GRACE_S",
     "Lifeline",
+    "exit_with_parent",
     "group_alive",
     "guard_group",
     "lifeline",
@@ -127,6 +128,27 @@ def guard_group(pgid: int) -> None:
 def release_group(pgid: int) -> None:
     """This process stops ``pgid`` itself: no longer the watchdog's."""
     _LIFELINE.release(pgid)
+
+
+def exit_with_parent(poll_s: float = 0.5) -> None:
+    """Exit this process (``os._exit(0)``) within ``poll_s`` of its parent's death.
+
+    For children that share their parent's process group, so no lifeline can stop them without
+    stopping the user's shell job: the worker processes of a ``ProcessPoolExecutor`` (pass it as
+    the ``initializer``), which otherwise outlive a SIGKILLed parent, blocked on their queue. A
+    daemon thread polls the parent pid: a dead parent's children are re-parented (to init or a
+    subreaper), so the pid changes. Polling, not ``PR_SET_PDEATHSIG``: that signal follows the
+    *thread* that spawned the child, and a pool spawns from whichever thread submits first.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 # ---- the watchdog (this file run as a script) ---------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any, TypedDict
 import httpx
 import psutil
 
+from serving.lifeline import exit_with_parent as exit_with_parent
 from serving.lifeline import guard_group as guard_group
 from serving.lifeline import release_group as release_group
 

@@ -54,6 +54,15 @@ OWNER = textwrap.dedent(
         guard_group(p.pid)
         release_group(p.pid)
         watchdog = lifeline().watchdog_pid
+    elif kind == "pool":  # the abort-on-fail check's and the rollout judge's processes
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from harness.watch import _init_check_process
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_check_process)
+        worker = pool.submit(os.getpid).result(timeout=60)
+        print(json.dumps({"pid": worker, "watchdog": None}), flush=True)
+        time.sleep(300)
     time.sleep(1.0)  # the stubborn child starts its own child
     print(json.dumps({"pid": p.pid, "watchdog": watchdog}), flush=True)
     time.sleep(300)
@@ -71,7 +80,7 @@ def _owner(kind: str, folder: Path) -> tuple[subprocess.Popen[str], int, int]:
     )
     assert proc.stdout is not None
     info = json.loads(proc.stdout.readline())
-    return proc, int(info["pid"]), int(info["watchdog"])
+    return proc, int(info["pid"]), int(info["watchdog"] or 0)
 
 
 def _group(pgid: int) -> list[psutil.Process]:
@@ -116,6 +125,35 @@ def test_managed_processes_of_a_sigkilled_harness_stop(tmp_path: Path) -> None:
 
 def test_locust_children_of_a_sigkilled_harness_stop(tmp_path: Path) -> None:
     assert _gone_after_kill("locust", tmp_path) < GONE_WITHIN_S
+
+
+def test_pool_workers_sharing_the_harness_group_exit_with_it(tmp_path: Path) -> None:
+    """A ProcessPoolExecutor's worker (the abort-on-fail check, the rollout judge) is in the
+    harness's own process group, which no lifeline may stop: it exits on its own."""
+    proc, worker, _ = _owner("pool", tmp_path)
+    try:
+        tracker = [
+            p for p in psutil.Process(proc.pid).children()
+            if "resource_tracker" in " ".join(p.cmdline())
+        ]  # fmt: skip
+        killed = time.monotonic()
+        proc.kill()
+        proc.wait(10)
+        psutil.wait_procs([psutil.Process(worker), *tracker], timeout=GONE_WITHIN_S)
+        took = time.monotonic() - killed
+        assert not psutil.pid_exists(worker) or not _alive(worker), f"worker alive {took:.1f} s"
+        assert all(not _alive(t.pid) for t in tracker), tracker
+    finally:
+        for pid in (worker,):
+            if _alive(pid):
+                psutil.Process(pid).kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def test_a_released_group_is_left_alone_and_the_watchdog_exits(tmp_path: Path) -> None:

@@ -481,7 +481,7 @@ def predict_probe(inference_url: str, read_keys: KeyFileReader | None, body: byt
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 resp.read()
-                return resp.status == 200
+                return bool(resp.status == 200)
         except (OSError, urllib.error.HTTPError):
             return False
 

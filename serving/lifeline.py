@@ -25,6 +25,7 @@ owner's death closes it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -65,20 +66,43 @@ class Lifeline:
         self._owner_pid: int | None = None
         self._failed = False
         self._proc: subprocess.Popen[bytes] | None = None
+        self._guarded: set[int] = set()
         self.watchdog_pid: int | None = None
 
     def guard(self, pgid: int) -> None:
         """Have the watchdog stop process group ``pgid`` when this process dies."""
+        self._guarded.add(int(pgid))
         self._send(f"+{int(pgid)}\n")
 
     def release(self, pgid: int) -> None:
         """Process group ``pgid`` is stopped by this process: the watchdog forgets it."""
+        self._guarded.discard(int(pgid))
         self._send(f"-{int(pgid)}\n")
+
+    def close(self, wait_s: float = 2.0) -> None:
+        """This process exits: let the watchdog go (at interpreter exit, via atexit).
+
+        With nothing guarded, wait up to ``wait_s`` for it to exit, so that no process of ours
+        outlives a clean exit even for a moment; with groups still guarded (an owner that did
+        not stop them), it stops them as on a crash, and this process does not wait for that.
+        """
+        with self._lock:
+            fd, self._write_fd = self._write_fd, None
+            proc = self._proc if self._owner_pid == os.getpid() else None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        if proc is not None and not self._guarded:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait_s)
 
     def _send(self, line: str) -> None:
         with self._lock:
             if self._owner_pid != os.getpid():  # first use, or a forked child: its own line
                 self._write_fd = None
+                if self._owner_pid is None:
+                    atexit.register(self.close)
                 self._start()
             if self._write_fd is None:
                 return

@@ -54,6 +54,15 @@ OWNER = textwrap.dedent(
         guard_group(p.pid)
         release_group(p.pid)
         watchdog = lifeline().watchdog_pid
+    elif kind == "clean":  # stops what it started, then exits normally
+        from serving.lifeline import guard_group, lifeline, release_group
+        p = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        guard_group(p.pid)
+        p.kill()
+        p.wait()
+        release_group(p.pid)
+        print(json.dumps({"pid": p.pid, "watchdog": lifeline().watchdog_pid}), flush=True)
+        sys.exit(0)
     elif kind == "pool":  # the abort-on-fail check's and the rollout judge's processes
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -154,6 +163,14 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_a_clean_exit_leaves_no_watchdog_behind(tmp_path: Path) -> None:
+    """Every process started is stopped on any exit: at a normal exit the owner lets its
+    watchdog go and waits for it, so not even the watchdog outlives it."""
+    proc, _, watchdog = _owner("clean", tmp_path)
+    assert proc.wait(30) == 0
+    assert not _alive(watchdog)
 
 
 def test_a_released_group_is_left_alone_and_the_watchdog_exits(tmp_path: Path) -> None:

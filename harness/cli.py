@@ -1,4 +1,4 @@
-"""``harness`` command line: run | validate | compare | report | synth | sweep | decide.
+"""``harness`` command line: run | validate | compare | report | worker | synth | sweep | decide.
 
 A thin shell over the library (:mod:`harness.api`): it parses arguments, shows progress and
 prints outcomes; the run itself, the baseline and the exit code rules live in the library.
@@ -42,8 +42,10 @@ SHORTHANDS = (
 ENV_HELP = (
     "environment overrides (a flag given wins over its variable):\n"
     + "\n".join(f"  {env:<24} --{flag.replace('_', '-')}: {what}" for flag, env, what in SHORTHANDS)
-    + "\n  HARNESS_OUT              --out\n"
+    + "\n"
 )
+# `run` only: `validate` writes nothing.
+RUN_ENV_HELP = ENV_HELP + "  HARNESS_OUT              --out\n"
 
 
 def parse_seconds(text: str) -> float:
@@ -69,29 +71,42 @@ def shorthand_overrides(args: argparse.Namespace, environ: Any = None) -> list[s
     out: list[str] = []
     for flag, var, _ in SHORTHANDS:
         value = getattr(args, flag, None)
+        source = f"--{flag.replace('_', '-')}"
         if value is None and env.get(var, "").strip():
-            value = env[var].strip()
+            value, source = env[var].strip(), f"{var} (environment)"
         if value is None:
             continue
-        if flag == "sessions":
-            out += [
-                f"workload.sessions={int(value)}",
-                "workload.arrivals=null",
-                "workload.stages=null",
-            ]
-        elif flag in ("duration", "warmup"):
-            out.append(f"workload.{flag}_s={parse_seconds(value):g}")
-        elif flag == "fps":
-            out.append(f"workload.fps={float(value):g}")
-        elif flag == "arrival_rate":
-            out.append(f"workload.arrivals.rate_per_s={float(value):g}")
-        elif flag == "live":
-            out.append(f"live.file={json.dumps(str(value))}")
-        elif flag == "live_format":
-            out.append(f"live.format={value}")
-        elif flag == "prometheus_port":
-            out.append(f"live.prometheus_port={int(value)}")
+        try:
+            out += _shorthand(flag, value)
+        except ValueError as exc:
+            # Name where the value came from: a CI job's variable is not on the command line.
+            why = str(exc) if "not a duration" in str(exc) else f"not a {_KIND[flag]}"
+            raise ValueError(f"{source}={value!r}: {why}") from None
     return out
+
+
+# What each numeric shorthand takes, for the message naming a bad value.
+_KIND = {"sessions": "whole number", "fps": "number", "arrival_rate": "number",
+         "prometheus_port": "whole number (a port)"}  # fmt: skip
+
+
+def _shorthand(flag: str, value: Any) -> list[str]:
+    """The --set overrides of one shorthand's value; ValueError when it is malformed."""
+    if flag == "sessions":
+        return [f"workload.sessions={int(value)}", "workload.arrivals=null", "workload.stages=null"]
+    if flag in ("duration", "warmup"):
+        return [f"workload.{flag}_s={parse_seconds(value):g}"]
+    if flag == "fps":
+        return [f"workload.fps={float(value):g}"]
+    if flag == "arrival_rate":
+        return [f"workload.arrivals.rate_per_s={float(value):g}"]
+    if flag == "live":
+        return [f"live.file={json.dumps(str(value))}"]
+    if flag == "live_format":
+        return [f"live.format={value}"]
+    if flag == "prometheus_port":
+        return [f"live.prometheus_port={int(value)}"]
+    raise AssertionError(f"unknown shorthand {flag}")
 
 
 def _add_shorthands(cmd: argparse.ArgumentParser) -> None:
@@ -141,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     run = command("run", "run a scenario and write results.json, junit.xml, report")
-    run.epilog = EXIT_CODES_HELP + ENV_HELP
+    run.epilog = EXIT_CODES_HELP + RUN_ENV_HELP
     run.add_argument("scenario", type=Path)
     _add_shorthands(run)
     where = run.add_mutually_exclusive_group()
@@ -235,6 +250,8 @@ def _parser() -> argparse.ArgumentParser:
 
     add_sweep(sub)
     _add_decide(command)
+    # Listed from the parser itself, so a new command cannot be left out of `harness --help`.
+    p.description = f"harness command line: {' | '.join(sub.choices)}."
     return p
 
 

@@ -267,7 +267,7 @@ class _Watching:
             )
             out.rollout = self.rollout.record
         if scenario.abort_on_fail is not None:
-            self.abort = AbortWatcher(scenario.abort_on_fail, scenario, gen, clock)
+            self.abort = AbortWatcher(scenario.abort_on_fail, scenario, gen, clock, tell)
         live = scenario.live
         percent = self._percent
         # Rows and gauges name their run: a baseline run and the candidate of one invocation
@@ -297,8 +297,8 @@ class _Watching:
         if self.rollout is not None:
             self.rollout.prepare()
         if self.abort is not None:
-            import harness.analysis.gates
-            import harness.analysis.summary  # noqa: F401
+            self.abort.prepare()
+            self.closers.append(self.abort.close)
 
     def _percent(self) -> int | None:
         if self.rollout is None:

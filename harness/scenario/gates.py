@@ -68,6 +68,12 @@ class Gate:
         return self.expr
 
 
+# A number with a unit glued on (``< 30ms``, ``<= 2 s``, ``< 5%``): said apart from the grammar.
+_RE_UNIT = re.compile(
+    r"^(?P<head>.*?)(?P<num>[-+]?\d+(?:\.\d+)?)\s*(?P<unit>ms|s|sec|seconds|%|percent|us|µs|m|min)\s*$"
+)
+
+
 def parse_gate(expr: object) -> Gate:
     """Parse one gate expression; GateSyntaxError explains the grammar on failure."""
     if isinstance(expr, Gate):
@@ -96,6 +102,14 @@ def parse_gate(expr: object) -> Gate:
     m = _RE_ABS.match(expr)
     if m:
         return Gate(expr, m["m"], m["op"], float(m["v"]))
+    unit = _RE_UNIT.match(expr)
+    if unit:
+        bare = f"{unit['head']}{unit['num']}"
+        raise GateSyntaxError(
+            f"{expr!r}: write {bare!r}: a gate's number takes no unit ({unit['unit']!r}); the "
+            "metric's name gives it (..._ms: milliseconds, ..._s: seconds, ..._percent: "
+            "percent, a share: 0..1)"
+        )
     raise GateSyntaxError(
         f"{expr!r} is not a gate: use 'METRIC OP NUMBER' (OP one of < <= > >= == !=), "
         "'METRIC between LO HI', 'METRIC OP baseline * FACTOR' / 'baseline + ABS' or "

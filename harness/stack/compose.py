@@ -21,7 +21,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -518,8 +518,9 @@ class ComposeStack:
         inference = f"http://127.0.0.1:{self._published_port(container, 8080)}"
         reader = (lambda: self._key_doc(container)) if self.token_auth else None
         try:
-            # ManagementClient.reload's timings (serving is not type-checked).
-            result: ReloadResult = self._management(container).reload(
+            # ManagementClient.reload's timings: a plain dict (serving/ cannot import the
+            # harness's ReloadResult), named here.
+            result = self._management(container).reload(
                 archive.name,
                 old,
                 version,
@@ -528,7 +529,7 @@ class ComposeStack:
             )
         except (TorchServeError, OSError) as exc:
             raise StackError(f"reload_model in {container.name}: {exc}") from exc
-        return {"copy_s": copy_s, **result}
+        return cast(ReloadResult, {"copy_s": copy_s, **result})
 
     def _key_doc(self, container: Container) -> dict[str, Any] | None:
         """The replica's key_file.json now (TorchServe rewrites it on each renewal)."""

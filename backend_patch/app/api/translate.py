@@ -57,7 +57,11 @@ def decode_frame(text: str) -> tuple[int, np.ndarray]:
     try:
         frame = json.loads(text)
     except ValueError as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+        where = (
+            f" at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
         raise FrameError(
             "invalid_json", f"invalid JSON: {getattr(exc, 'msg', exc)}{where}"
         ) from None
@@ -198,9 +202,10 @@ class TranslationSession:
         """Build the window of ``sign`` [T, 225] off the event loop, then classify it."""
         loop = asyncio.get_running_loop()
         window = await loop.run_in_executor(self.svc.window_pool, build_window, sign)
-        return await self.svc.router.classify(
+        result: Classification = await self.svc.router.classify(
             window, use_torchserve=self.use_torchserve, session=self.id
         )
+        return result
 
     async def _send_loop(self) -> None:
         while True:

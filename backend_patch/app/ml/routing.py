@@ -216,9 +216,9 @@ class InferenceRouter:
                 return self._served_remote(remote.result(), started)
             if remote in done:
                 # TorchServe failed while the local engine was running: a plain fallback.
-                exc = remote.exception()
-                assert exc is not None
-                self._count_fallback(session, _reason(exc), exc)
+                failure = remote.exception()
+                assert failure is not None
+                self._count_fallback(session, _reason(failure), failure)
                 result = await local
                 self._observe("local", started, "torchserve")
                 return result

@@ -261,5 +261,8 @@ def test_abort_on_fail_stops_early_and_keeps_partial_results(
     assert doc["summary"]["frame"]["latency_ms"]["count"] > 0
     lost = next(g for g in doc["gates"] if g["metric"] == "abort_on_fail")
     assert not lost["passed"] and "run stopped at" in lost["reason"]
+    # Said while it happens, with the lag between the figures judged and the stop.
+    assert "abort-on-fail: gate 'frame.latency_ms.p50 < 0.001' lost" in err, err[-2000:]
+    assert "reply_timeout_s = 5 s" in err
     if doc["valid"]:
         assert doc["verdict"] == "failed" and proc.returncode == 1

@@ -169,6 +169,12 @@ async def _run(
         "warmup_s": warmup,
         "frames": int(measured.sum()),
         "backend_cpu_percent": backend_cpu,
+        # CPU time of the backend per frame received (us): cpu% over the load / frame rate.
+        "backend_cpu_us_per_frame": (
+            round(backend_cpu * 1e4 / ((sessions + probes) * fps), 1)
+            if backend_cpu is not None
+            else None
+        ),
         "error_replies": rec.get("errors", 0),
         "late_send_share": round(float(late[measured].mean()), 4),
         "non_inference_ms": _pcts(corrected[body]),

@@ -152,6 +152,57 @@ class _End:
     reason: str = ""
 
 
+class _IdleDeadline:
+    """WS_IDLE_TIMEOUT_S over a loop of receives: no message for ``idle_s`` while waiting in
+    ``receive()`` cancels the receiving task, as ``asyncio.timeout`` around each receive did,
+    with one timer per idle period instead of one per message (re-armed lazily: when it fires
+    early it re-arms itself for the current wait's deadline).
+
+    ``arm()`` before each receive, ``disarm()`` after it; after a CancelledError, ``expired()``
+    says whether this deadline caused it (and then consumes the cancellation).
+    """
+
+    def __init__(self, idle_s: float) -> None:
+        self._idle_s = idle_s
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._since = 0.0
+        self._waiting = False
+        self._fired = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        self._since = self._loop.time()
+        self._waiting = True
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._since + self._idle_s, self._check)
+
+    def disarm(self) -> None:
+        self._waiting = False
+
+    def expired(self) -> bool:
+        """True when this deadline cancelled the task (and no one else did too)."""
+        return self._fired and self._task.uncancel() == 0
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        self._timer = None
+        if not self._waiting:
+            return  # busy, not idle: the next arm() starts a new deadline
+        due = self._since + self._idle_s
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._check)
+            return
+        self._fired = True
+        self._task.cancel()
+
+
 class DirectSend(Protocol):
     """What the server protocol offers for answering from the receive path (the
     ``signflow.direct_send`` scope extension, server_protocols.py)."""
@@ -241,36 +292,44 @@ class TranslationSession:
         queue = self._queue
         frames_metric = self._frames_metric
         perf_counter = time.perf_counter
-        while True:
-            try:
-                async with asyncio.timeout(idle_s):
+        idle = _IdleDeadline(idle_s)
+        try:
+            while True:
+                idle.arm()
+                try:
                     message = await receive()
-            except TimeoutError:
-                self._protocol_error("idle_timeout")
-                return _End(1001, f"idle timeout: no message for {idle_s:g} s")
-            if message["type"] == "websocket.disconnect":
-                # The server protocol closed the connection itself (size limit, deadlines).
-                cause = message.get("cause")
-                if cause is None and message.get("code") == 1009:  # plain uvicorn's size limit
-                    cause = "message_too_big"
-                if cause is not None:
-                    self._protocol_error(str(cause))
-                return _End()
-            received = perf_counter()
-            text = message.get("text")
-            if text is None:
-                self._protocol_error("binary_message")
-                return _End(1003, "binary messages are not accepted: send JSON text frames")
-            # len() counts characters; only a long one needs the (costlier) byte count.
-            if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
-                self._protocol_error("message_too_big")
-                return _End(1009, f"message over MAX_MESSAGE_BYTES={limit}")
-            self.frames += 1
-            frames_metric.inc()
-            pending = self._process(text, received)
-            if pending is not None:
-                self._queued += 1
-                await queue.put(pending)
+                except asyncio.CancelledError:
+                    if not idle.expired():
+                        raise
+                    self._protocol_error("idle_timeout")
+                    return _End(1001, f"idle timeout: no message for {idle_s:g} s")
+                finally:
+                    idle.disarm()
+                if message["type"] == "websocket.disconnect":
+                    # The server protocol closed the connection itself (size limit, deadlines).
+                    cause = message.get("cause")
+                    if cause is None and message.get("code") == 1009:  # plain uvicorn's limit
+                        cause = "message_too_big"
+                    if cause is not None:
+                        self._protocol_error(str(cause))
+                    return _End()
+                received = perf_counter()
+                text = message.get("text")
+                if text is None:
+                    self._protocol_error("binary_message")
+                    return _End(1003, "binary messages are not accepted: send JSON text frames")
+                # len() counts characters; only a long one needs the (costlier) byte count.
+                if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+                    self._protocol_error("message_too_big")
+                    return _End(1009, f"message over MAX_MESSAGE_BYTES={limit}")
+                self.frames += 1
+                frames_metric.inc()
+                pending = self._process(text, received)
+                if pending is not None:
+                    self._queued += 1
+                    await queue.put(pending)
+        finally:
+            idle.close()
 
     def _process(self, text: str, received: float) -> _Pending | None:
         """Validate, normalise and push one frame; start the inference of an ended sign.

@@ -141,14 +141,22 @@ def hand_motion_energy(prev: np.ndarray, cur: np.ndarray) -> float:
     landmarks. The result is the larger of the two hands (so a still hand does not dilute a
     moving one) and 0.0 when no hand is seen in both frames: a hand appearing or vanishing is
     a detection event, not motion.
+
+    Computed in float64 with the same numpy reductions as a straightforward
+    ``sqrt(((c - p) ** 2).sum(axis=2)).mean(axis=1)``, so bit for bit the same value, in
+    fewer and cheaper calls (it runs on every frame of every session).
     """
-    p = np.asarray(prev, dtype=np.float64)[: 2 * HAND_DIM].reshape(2, NUM_HAND_LANDMARKS, 3)
-    c = np.asarray(cur, dtype=np.float64)[: 2 * HAND_DIM].reshape(2, NUM_HAND_LANDMARKS, 3)
-    both = p.any(axis=(1, 2)) & c.any(axis=(1, 2))
+    p = np.asarray(prev)[: 2 * HAND_DIM].reshape(2, HAND_DIM)
+    c = np.asarray(cur)[: 2 * HAND_DIM].reshape(2, HAND_DIM)
+    both = p.any(axis=1) & c.any(axis=1)
     if not both.any():
         return 0.0
-    disp = np.sqrt(((c[both] - p[both]) ** 2).sum(axis=2))  # [hands, 21]
-    return float(disp.mean(axis=1).max())
+    d = np.subtract(c, p, dtype=np.float64)  # both cast to float64 first, as before
+    np.multiply(d, d, out=d)
+    disp = np.add.reduce(d.reshape(2, NUM_HAND_LANDMARKS, 3), axis=2)
+    np.sqrt(disp, out=disp)  # [2 hands, 21]
+    mean = np.add.reduce(disp, axis=1) / NUM_HAND_LANDMARKS  # np.mean's sum / count
+    return float(mean[both].max())
 
 
 def _fast_points(left: Any, right: Any, pose: Any) -> np.ndarray | None:
@@ -259,7 +267,11 @@ def _normalise(values: np.ndarray, has_left: bool, has_right: bool) -> np.ndarra
     # Width in the image plane only: MediaPipe's z is a noisy estimate.
     width = math.hypot(p[ls] - p[rs], p[ls + 1] - p[rs + 1])
     scale = max(width, MIN_BODY_SCALE)
-    out = ((values.reshape(-1, 3) - centre) * (1.0 / scale)).astype(np.float32).reshape(-1)
+    # In place (``values`` is this call's own array): the same float64 arithmetic, fewer copies.
+    points = values.reshape(-1, 3)
+    points -= centre
+    points *= 1.0 / scale
+    out = values.astype(np.float32)
     if not has_left:
         out[LEFT_HAND] = 0.0
     if not has_right:

@@ -56,6 +56,7 @@ from typing import Any, Literal
 import aiohttp
 import numpy as np
 
+from ..shared import renewal_lock
 from .hedging import CallVerdict
 
 __all__ = [
@@ -404,7 +405,9 @@ class KeySource:
         if self._renewing is None:
             self._renewing = asyncio.Lock()
         before = self._key
-        async with self._renewing:
+        # The backend-wide lock too (several processes, app/shared.py): under it, a process
+        # that finds the file renewed by another one only re-reads it (refresh below).
+        async with self._renewing, renewal_lock():
             if self._key != before:
                 return True  # renewed by the call we waited for
             if self.refresh():

@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 SCRIPT = Path("benchmarks") / "backend_sessions.py"
@@ -38,6 +39,24 @@ def _one(tree: Path, sessions: int, duration: float, env: list[str]) -> dict:
         return json.loads(out.read_text())
     finally:
         out.unlink(missing_ok=True)
+
+
+def _start_torchserve(stack: ExitStack) -> list[str]:
+    """A real TorchServe for the flag-on runs; the backend env that points at it."""
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))
+    from serving.local import LocalTorchServe
+    from serving.settings import TorchServeSettings
+
+    ts = stack.enter_context(
+        LocalTorchServe(repo / "build" / "model-store", TorchServeSettings(model_version="1.0"))
+    )
+    return [
+        "USE_TORCHSERVE=true",
+        f"TORCHSERVE_URL={ts.inference_url}",
+        f"TORCHSERVE_MANAGEMENT_URL={ts.management_url}",
+        f"TORCHSERVE_KEY_FILE={ts.key_file}",
+    ]
 
 
 def _figures(r: dict) -> dict:
@@ -61,15 +80,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for both backends")
+    p.add_argument(
+        "--torchserve",
+        action="store_true",
+        help="flag on: start a local TorchServe (build/model-store, token auth) for both sides",
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     runs: dict[str, list[dict]] = {"a": [], "b": []}
-    for _ in range(args.rounds):
-        for side in ("a", "b", "b", "a"):
-            tree = args.a if side == "a" else args.b
-            fig = _figures(_one(tree.resolve(), args.sessions, args.duration, args.env))
-            runs[side].append(fig)
-            print(side, json.dumps(fig), file=sys.stderr, flush=True)
+    with ExitStack() as stack:
+        if args.torchserve:
+            args.env += _start_torchserve(stack)
+        for _ in range(args.rounds):
+            for side in ("a", "b", "b", "a"):
+                tree = args.a if side == "a" else args.b
+                fig = _figures(_one(tree.resolve(), args.sessions, args.duration, args.env))
+                runs[side].append(fig)
+                print(side, json.dumps(fig), file=sys.stderr, flush=True)
 
     def med(side: str, key: str) -> float:
         return statistics.median(float(r[key]) for r in runs[side])

@@ -22,6 +22,9 @@ from collections.abc import Callable
 
 from harness.load.session import WAIT, Session
 
+# Sessions served between two yields to the event loop within one wake-up.
+YIELD_EVERY = 64
+
 
 class SendScheduler:
     """Sends the due frames of every registered session; ``now`` is the run clock (s)."""
@@ -75,7 +78,13 @@ class SendScheduler:
         pop = heapq.heappop
         while True:
             t = now()
+            batch = 0
             while heap and heap[0][0] <= t:
+                batch += 1
+                if batch % YIELD_EVERY == 0:
+                    # Sends never suspend: without this, a scheduler that is behind would keep
+                    # the loop from reading replies (and the connections' control frames).
+                    await asyncio.sleep(0)
                 _, _, s = pop(heap)
                 if s.done_sending.is_set():
                     continue

@@ -3,7 +3,10 @@
 Each session runs two tasks: the receiver validates and normalises every frame and advances the
 state machine at once, starting the inference of a sign that just ended as a task; the sender
 replies in frame order, awaiting that inference for the frame that ended the sign. So the
-socket keeps being read while a window is classified, and replies still go out in order.
+socket keeps being read while a window is classified, and replies still go out in order. A
+frame that needs no inference, with nothing queued ahead of it and a connection that can be
+written without waiting, is answered by the receiver itself (no queue, no task hop: most
+frames); otherwise it goes through the queue as every frame once did (see TranslationSession).
 Bad input gets an error reply for that frame and the session goes on; only a binary message
 (1003), one over MAX_MESSAGE_BYTES (1009) or a deadline closes the session: no message for
 WS_IDLE_TIMEOUT_S (1001), a client that reads nothing for WS_SEND_TIMEOUT_S (1008, connection

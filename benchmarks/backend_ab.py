@@ -34,8 +34,11 @@ def _one(tree: Path, sessions: int, duration: float, env: list[str]) -> dict:
     for e in env:
         cmd += ["--env", e]
     cmd += ["--json", str(out)]
-    subprocess.run(cmd, cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
+        if proc.returncode != 0:  # e.g. a saturated backend's sessions closed 1011
+            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            return {"failed": tail[0] if tail else f"exit status {proc.returncode}"}
         return json.loads(out.read_text())
     finally:
         out.unlink(missing_ok=True)
@@ -60,6 +63,8 @@ def _start_torchserve(stack: ExitStack) -> list[str]:
 
 
 def _figures(r: dict) -> dict:
+    if "failed" in r:
+        return r
     return {
         "cpu_us_per_frame": r["backend_cpu_us_per_frame"],
         "client_p99_ms": r["non_inference_ms"]["p99"],
@@ -69,6 +74,10 @@ def _figures(r: dict) -> dict:
         "error_replies": r["error_replies"],
         "loadavg_1m": [r["conditions"]["loadavg_1m_before"], r["conditions"]["loadavg_1m_after"]],
     }
+
+
+def _ratio(b: float | None, a: float | None) -> float | None:
+    return round(b / a, 3) if a and b is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs[side].append(fig)
                 print(side, json.dumps(fig), file=sys.stderr, flush=True)
 
-    def med(side: str, key: str) -> float:
-        return statistics.median(float(r[key]) for r in runs[side])
+    def med(side: str, key: str) -> float | None:
+        ok = [float(r[key]) for r in runs[side] if "failed" not in r]
+        return statistics.median(ok) if ok else None
 
     keys = ("cpu_us_per_frame", "client_p99_ms", "server_p99_ms")
     summary = {
@@ -112,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "b": str(args.b),
         "runs": runs,
         "median": {side: {k: med(side, k) for k in keys} for side in ("a", "b")},
-        "ratio_b_over_a": {k: round(med("b", k) / med("a", k), 3) for k in keys},
+        "ratio_b_over_a": {k: _ratio(med("b", k), med("a", k)) for k in keys},
         "cpu_count": os.cpu_count(),
     }
     text = json.dumps(summary, indent=2)

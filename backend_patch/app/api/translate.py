@@ -144,7 +144,6 @@ class _Pending:
     resting: bool = False
     inference: asyncio.Task[Classification] | None = None
     error: tuple[str, str] | None = None
-    reply: str | None = None  # built on the receive path, which could not send it at once
 
 
 @dataclass(frozen=True)

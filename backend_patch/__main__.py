@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_workers(settings: Settings, sock: socket.socket) -> int:
     """BACKEND_WORKERS processes on ``sock`` with their shared directory; until SIGINT/SIGTERM."""
+    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
     from .app.shared import MULTIPROC_ENV, RolloutCell
@@ -128,10 +129,14 @@ def _run_workers(settings: Settings, sock: socket.socket) -> int:
             factory=True,
             workers=settings.backend_workers,
         )
-        Multiprocess(config, sockets=[sock]).run()
+        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor.run()
     finally:
         shutil.rmtree(shared, ignore_errors=True)
-    return 0
+    # A worker that could not start (e.g. missing model) stops the supervisor: say so, as the
+    # one-process path does.
+    failed = any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+    return 3 if failed else 0
 
 
 if __name__ == "__main__":

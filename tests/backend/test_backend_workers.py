@@ -96,3 +96,29 @@ async def test_key_renewal_lock_is_held_across_processes(tmp_path: Path, monkeyp
     monkeypatch.delenv(shared.MULTIPROC_ENV)
     async with shared.renewal_lock(), shared.renewal_lock():  # one process: no lock at all
         pass
+
+
+def test_a_worker_that_cannot_start_stops_the_backend_with_status_3(tmp_path: Path) -> None:
+    """No model: every worker fails its start-up; the supervisor stops and says so (3), as one
+    process does, instead of serving nothing or restarting workers forever."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "BACKEND_WORKERS": "2",
+        "MODEL_DIR": str(tmp_path / "missing"),
+        "USE_TORCHSERVE": "false",
+        "LOG_LEVEL": "warning",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "backend_patch", "--port", "0"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert b"no model artifacts" in proc.stderr

@@ -96,6 +96,18 @@ async def _session(
     rec["errors"] = rec.get("errors", 0) + errors
 
 
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs`` so far (processes gone since count 0)."""
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
 def _pcts(values: np.ndarray) -> dict[str, float | int | None]:
     values = values[~np.isnan(values)]
     if not len(values):
@@ -131,9 +143,10 @@ async def _run(
     probe_rec: dict = {}
     rec: dict = {}
     # CPU of the backend over the run: saturation explains a growing backlog.
+    # With BACKEND_WORKERS > 1 the pid is the supervisor's: its worker processes count too.
     proc = psutil.Process(pid) if pid else None
-    if proc is not None:
-        proc.cpu_percent()  # starts the measurement window: from here to the end of the load
+    tree = [proc, *proc.children(recursive=True)] if proc is not None else []
+    cpu0, wall0 = _cpu_seconds(tree), time.perf_counter()
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as http:
         # Stagger the sessions over one frame period, as independent cameras would be (or not
@@ -144,7 +157,11 @@ async def _run(
             *(_session(http, url, traces[k], fps, t0 + k * stagger, rec) for k in range(sessions)),
             *(_session(http, url, t, fps, t0 + 0.5 / fps, probe_rec) for t in probe_traces),
         )
-    backend_cpu = round(proc.cpu_percent(), 1) if proc is not None else None
+    backend_cpu = (
+        round(100 * (_cpu_seconds(tree) - cpu0) / (time.perf_counter() - wall0), 1)
+        if proc is not None
+        else None
+    )
     sched, sent, reply = (np.concatenate(rec[k]) for k in ("sched", "sent", "reply"))
     server, ends = np.concatenate(rec["server"]), np.concatenate(rec["ends"])
     measured = sched >= sched.min() + warmup
@@ -169,6 +186,12 @@ async def _run(
         "warmup_s": warmup,
         "frames": int(measured.sum()),
         "backend_cpu_percent": backend_cpu,
+        # CPU time of the backend per frame received (us): cpu% over the load / frame rate.
+        "backend_cpu_us_per_frame": (
+            round(backend_cpu * 1e4 / ((sessions + probes) * fps), 1)
+            if backend_cpu is not None
+            else None
+        ),
         "error_replies": rec.get("errors", 0),
         "late_send_share": round(float(late[measured].mean()), 4),
         "non_inference_ms": _pcts(corrected[body]),

@@ -78,7 +78,8 @@ def run_level(
         ),
         "server_cpu_percent_approx": round(100 * server_cpu / (seconds + warmup + 1.5), 1),
         "valid": res.valid,
-        "invalid_reasons": res.invalid_reasons,
+        # InvalidReason models: their text (json.dumps cannot encode the models themselves).
+        "invalid_reasons": [getattr(r, "message", str(r)) for r in res.invalid_reasons],
     }
 
 

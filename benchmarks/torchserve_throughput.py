@@ -133,7 +133,7 @@ def measure(
 ) -> dict[str, object]:
     """Served vs in-process for one configuration."""
     before = in_process_samples_per_s(module, cfg.batch_size, args.inproc_seconds)
-    window = np.random.default_rng(1).standard_normal((64, 469)).astype("<f4").tobytes()
+    window = np.random.default_rng(1).standard_normal((64, 469)).astype(args.body_dtype).tobytes()
     with LocalTorchServe(
         store,
         TorchServeSettings(
@@ -180,11 +180,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--inproc-seconds", type=float, default=3.0)
     parser.add_argument("--sweep", action="store_true", help="measure every SWEEP config")
+    parser.add_argument(
+        "--body-dtype",
+        choices=["<f4", "<f2"],
+        default="<f4",
+        help="request body: float32 (120 KB) or float16 (60 KB): the per-byte cost question",
+    )
+    parser.add_argument("--workers", type=int, help="only this many TorchServe workers")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each config this often")
     args = parser.parse_args(argv)
 
     loaded = load_artifacts(args.models / args.model_version, device="cpu")
     module = loaded.module
     configs = SWEEP if args.sweep else [ServeConfig()]
+    if args.workers is not None:
+        configs = [ServeConfig(workers=args.workers)]
+    configs = configs * args.repeat
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         store = Path(tmp)
@@ -201,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "in_process_threads": torch.get_num_threads(),
         },
-        "client": f"aiohttp, one process, concurrency {args.concurrency}, raw float32 bodies",
+        "client": f"aiohttp, one process, concurrency {args.concurrency}, raw {args.body_dtype}",
+        "load_avg_1m": os.getloadavg()[0],
         "duration_s": args.duration,
         "results": results,
         "best": best,

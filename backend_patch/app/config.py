@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # Frames a session may have in flight before the server stops reading its socket.
     max_pending_frames: int = Field(256, ge=1, le=100_000)
 
+    # Backend processes sharing the listening socket (python -m backend_patch). With more than
+    # one, metrics, the live rollout percent and key renewal are shared (app/shared.py).
+    backend_workers: int = Field(1, ge=1, le=64)
+
     # Admin endpoint (PUT/GET /admin/rollout): disabled (404) unless a non-blank token is set.
     admin_token: SecretStr | None = None
     log_level: LogLevel = "info"

@@ -19,6 +19,7 @@ from .ml.features import DEFAULT_MOTION_THRESHOLD
 from .ml.pipeline import InferenceEngine, SegmenterConfig
 from .ml.routing import InferenceRouter
 from .services import AppServices
+from .shared import RolloutCell
 
 
 def _segmenter_config(settings: Settings) -> SegmenterConfig:
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log,
         rollout_percent=settings.torchserve_rollout_percent,
         hedge=settings.hedge_config(),
+        rollout_cell=RolloutCell.attach(),
     )
     services = AppServices(settings, engine, router, metrics, log, _segmenter_config(settings))
 

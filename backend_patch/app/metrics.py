@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .shared import shared_dir
 
 __all__ = ["CONTENT_TYPE_LATEST", "FRAME_LATENCY_BUCKETS", "ROUTES", "BackendMetrics"]
 
@@ -33,10 +36,20 @@ FRAME_LATENCY_BUCKETS = (
 
 
 class BackendMetrics:
-    """The signflow_* metrics of one app instance."""
+    """The signflow_* metrics of one app instance.
+
+    With several backend processes (BACKEND_WORKERS > 1, app/shared.py) prometheus_client runs
+    in multiprocess mode: each process writes its values to the shared directory and
+    :meth:`render` in any process aggregates all of them, under the same series names and
+    labels. Counters and histograms add up; each gauge says how (``multiprocess_mode``):
+    open sessions add up over live processes, the circuit is reported open when it is open in
+    any live process (each process has its own breaker), the hedge delay is the largest in
+    force, and the rollout percent and hedge floor are the most recently set values.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._multiprocess_dir = shared_dir()
         r = self.registry
         self.frames = Counter(
             "signflow_frames", "Frames received (valid or not), by cohort.", ["route"], registry=r
@@ -63,7 +76,12 @@ class BackendMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.sessions_open = Gauge("signflow_sessions_open", "Open WebSocket sessions.", registry=r)
+        self.sessions_open = Gauge(
+            "signflow_sessions_open",
+            "Open WebSocket sessions.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.sessions = Counter(
             "signflow_sessions", "Sessions opened, by the route chosen.", ["route"], registry=r
         )
@@ -103,18 +121,23 @@ class BackendMetrics:
             registry=r,
         )
         self.hedge_delay = Gauge(
-            "signflow_hedge_delay_seconds", "The hedge delay in force now.", registry=r
+            "signflow_hedge_delay_seconds",
+            "The hedge delay in force now.",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.hedge_floor = Gauge(
             "signflow_hedge_floor_seconds",
             "Lower bound of the adaptive hedge delay now: the configured floor, raised to what a "
             "healthy batched TorchServe answer can take (its maxBatchDelay + 2 batch services).",
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.circuit_open = Gauge(
             "signflow_torchserve_circuit_open",
             "1 while the circuit breaker is open or half-open (windows served locally), else 0.",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.probes = Counter(
             "signflow_torchserve_probes",
@@ -123,7 +146,10 @@ class BackendMetrics:
             registry=r,
         )
         self.rollout_percent = Gauge(
-            "signflow_rollout_percent", "Share of new sessions sent to TorchServe.", registry=r
+            "signflow_rollout_percent",
+            "Share of new sessions sent to TorchServe.",
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         # Show the labelled series at zero from the start, so rates work before the first event.
         for route in ROUTES:
@@ -139,5 +165,10 @@ class BackendMetrics:
             self.probes.labels(outcome)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of this registry."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of this registry (of all processes' values in
+        multiprocess mode)."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self._multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

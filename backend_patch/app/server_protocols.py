@@ -33,7 +33,10 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-__all__ = ["Deadlines", "SignflowHttpProtocol", "SignflowWebSocketProtocol"]
+__all__ = ["Deadlines", "DirectSend", "SignflowHttpProtocol", "SignflowWebSocketProtocol"]
+
+# Scope extension naming this connection's DirectSend (the app's translate.py reads it).
+DIRECT_SEND_EXTENSION = "signflow.direct_send"
 
 # Close codes of the deadlines (RFC 6455 section 7.4.1). The app gets them in the
 # ``websocket.disconnect`` event with a ``cause`` key (the server, not the client, closed) and
@@ -109,6 +112,14 @@ class SignflowWebSocketProtocol(WebSocketsSansIOProtocol):
         self._deadlines = deadlines
         self._write_timer: asyncio.TimerHandle | None = None
         self._failed = False
+
+    # -- direct send ---------------------------------------------------------------------------
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # absent when the upgrade was refused
+        if scope is not None:
+            scope.setdefault("extensions", {})[DIRECT_SEND_EXTENSION] = DirectSend(self)
 
     # -- stuck writer ------------------------------------------------------------------------
 
@@ -193,3 +204,35 @@ class SignflowWebSocketProtocol(WebSocketsSansIOProtocol):
             "cause": cause,
         }
         self.queue.put_nowait(event)
+
+
+class DirectSend:
+    """Write a text message from the app without the ASGI send's await, when it would not wait.
+
+    uvicorn's ``send`` first awaits the transport being writable; when it is, the rest is
+    synchronous (encode the frame, ``transport.write``). ``ready()`` is that test (plus: the
+    handshake done, no close sent, not disconnected), without side effects, so an app can
+    answer from its receive path and fall back to the ordinary (awaited) send otherwise.
+    ``send_text`` does what uvicorn's ``send`` does for a ``websocket.send`` with text.
+    """
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: SignflowWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    def ready(self) -> bool:
+        """True when a send now would not wait and would be written."""
+        p = self._protocol
+        return (
+            p.writable.is_set()
+            and p.handshake_complete
+            and p.initial_response is None
+            and not (p.close_sent or p.disconnected)
+        )
+
+    def send_text(self, text: str) -> None:
+        """Write one text message (only after ``ready()``); raises if the connection failed."""
+        p = self._protocol
+        p.conn.send_text(text.encode())
+        p.transport.write(b"".join(p.conn.data_to_send()))

@@ -34,6 +34,7 @@ from harness.load.recording import (
     SessionOutcome,
     SessionRecord,
 )
+from harness.load.scheduler import SendScheduler
 from harness.load.selfcheck import (
     CPU_SATURATED_PERCENT,
     CpuMeter,
@@ -151,6 +152,8 @@ class LoadGenerator:
         self._codes: dict[str, int] = {}
         self._sessions: list[Session] = []
         self._finishers: list[asyncio.Task[None]] = []
+        # One scheduler sends every session's frames (harness.load.scheduler), made in run().
+        self._scheduler: SendScheduler | None = None
         self._cpu = CpuMeter()
         self._live_prev: tuple[float, int] | None = None
         self._running = False
@@ -207,6 +210,7 @@ class LoadGenerator:
         if base is None:
             base = self.clock.now() + CONNECT_LEAD_S
         self._build_sessions(base)
+        scheduler = self._scheduler = SendScheduler(self.clock.now)
         self._cpu.start()
         self._running = True
         receivers: list[asyncio.Task[None]] = []
@@ -239,6 +243,7 @@ class LoadGenerator:
                 finally:
                     for t in tasks:
                         t.cancel()
+                    await scheduler.aclose()
                     for s in self._sessions:
                         s.closing = True
                     await asyncio.gather(*(s.close() for s in self._sessions))
@@ -297,7 +302,8 @@ class LoadGenerator:
         if not ok:
             return
         receivers.append(asyncio.create_task(s.receive_loop()))
-        await s.send_loop()
+        assert self._scheduler is not None  # made by run() before any session starts
+        await self._scheduler.stream(s)
         if (
             self.config.plan is not None
             and s.t_scheduled[-1] + 2.0 / s.fps < self.config.duration_s

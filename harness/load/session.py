@@ -1,7 +1,8 @@
 """One load session: a WebSocket connection streaming its trace on a fixed schedule.
 
-Open loop: frame k is due at ``start + k / fps`` whatever the server does; the sender never
-waits for replies, and a separate receiver matches each reply to its frame by ``frame_idx``.
+Open loop: frame k is due at ``start + k / fps`` whatever the server does; the process's one
+send scheduler (harness.load.scheduler) sends it then and never waits for replies, and a
+separate receiver matches each reply to its frame by ``frame_idx``.
 Per-frame data lives in numpy arrays preallocated from the known frame count (no Python object
 per frame). The client is aiohttp's (measured cheaper per frame than ``websockets``, see
 benchmarks/ws_client_candidates.py).
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import aiohttp
+import msgspec
 import numpy as np
 
 from harness.load.trace import PreparedTrace
@@ -32,6 +33,8 @@ SEND_BUFFER_BYTES = 1 << 20
 SEND_DEADLINE_S = 0.5
 # How long the end-of-run close handshake may take before the connection is aborted.
 CLOSE_TIMEOUT_S = 1.0
+# Session.send_due's answer when its next frame needs a send that may wait.
+WAIT = -1.0
 
 
 class Session:
@@ -85,6 +88,10 @@ class Session:
         self.ended = False  # closed by the harness after its planned length
         self.done_sending = asyncio.Event()
         self.all_answered = asyncio.Event()
+        # Sending state (begin_sending): the next frame to send, the buffer probe, the period.
+        self._next = 0
+        self._buffered: Callable[[], int] = lambda: 0
+        self._period = 1.0 / fps
 
     def _truth_codes(self) -> np.ndarray:
         n_trace = len(self.trace)
@@ -134,59 +141,96 @@ class Session:
             return "local"
         return None
 
-    async def send_loop(self) -> None:
-        """Send frame k at its scheduled time; never waits for replies, nor for the server to
-        read: a frame that finds the send buffer full is skipped and counted in ``unsent``."""
+    # --- sending: the process's SendScheduler (harness.load.scheduler) calls these ---------
+    def begin_sending(self) -> float | None:
+        """Ready the session for the scheduler; its first frame's due time (None: none)."""
         ws = self.ws
-        if ws is None:
-            return
+        if ws is None or self.n == 0 or self.disconnected:
+            self.finish_sending()
+            return None
+        self._next = 0
+        self._buffered = _buffer_size_fn(ws)
+        self._period = 1.0 / self.fps
+        return self.start_t
+
+    async def send_due(self, t: float) -> float | None:
+        """Send every frame due by ``t`` (run clock) that can go without waiting.
+
+        Returns the next frame's due time; None when the session is done sending
+        (``done_sending`` set); :data:`WAIT` when the next due frame needs a send that may wait
+        (data still buffered): the scheduler hands it to :meth:`send_waiting` in a task of its
+        own, so one slow connection never holds the others. Never waits itself: a send on an
+        empty buffer of a frame that fits cannot wait (see SEND_BUFFER_BYTES).
+        """
+        ws = self.ws
+        assert ws is not None
         now = self._now
-        sleep = asyncio.sleep
         prefixes = self.trace.prefixes
-        n_trace = len(prefixes)
         t_sent = self.t_sent
-        period = 1.0 / self.fps
-        start = self.start_t
-        buffered = _buffer_size_fn(ws)
-        timeout = asyncio.timeout
-        try:
-            for k in range(self.n):
-                if self.disconnected:
-                    break
-                delay = start + k * period - now()
-                if delay > 0:
-                    # uvloop's timers have 1 ms resolution: a send may go up to ~1 ms early.
-                    # Harmless: the corrected latency is measured from the schedule anyway.
-                    await sleep(delay)
-                text = prefixes[k % n_trace] + str(k) + "}"
-                backlog = buffered()
-                if backlog + len(text) > SEND_BUFFER_BYTES:
-                    self._skip(now())  # the server stopped reading: keep the schedule
-                    continue
+        k = self._next
+        due = self.start_t + k * self._period
+        while due <= t:
+            if self.disconnected:
+                break
+            text = prefixes[k % len(prefixes)] + str(k) + "}"
+            backlog = self._buffered()
+            if backlog + len(text) > SEND_BUFFER_BYTES:
+                self._skip(now())  # the server stopped reading: keep the schedule
+            elif backlog:
+                self._next = k
+                return WAIT
+            else:
                 t_sent[k] = now()
                 try:
-                    if backlog:
-                        async with timeout(SEND_DEADLINE_S):
-                            await ws.send_str(text)
-                    else:
-                        # An empty buffer cannot fill past its high-water mark with one frame
-                        # that fits (checked above), so this send cannot wait: no timer needed
-                        # (the timer costs ~4 us per frame, measured, ~3 % of the ceiling).
-                        await ws.send_str(text)
-                except TimeoutError:
-                    t_sent[k] = np.nan
-                    self._skip(now())
-                    continue
+                    await ws.send_str(text)
                 except (ConnectionError, aiohttp.ClientError, RuntimeError):
                     t_sent[k] = np.nan
                     self.send_failures += 1
                     self._mark_disconnected()
                     break
                 self.sent += 1
-        finally:
-            self.done_sending.set()
-            if self.answered >= self.sent:
-                self.all_answered.set()
+            k += 1
+            if k >= self.n:
+                break
+            due = self.start_t + k * self._period
+        self._next = k
+        if k >= self.n or self.disconnected:
+            self.finish_sending()
+            return None
+        return due
+
+    async def send_waiting(self) -> float | None:
+        """Send the next frame while data is still buffered (the only case in which aiohttp
+        can wait), bounded by SEND_DEADLINE_S; then as :meth:`send_due`: the next due time or
+        None when done."""
+        ws = self.ws
+        assert ws is not None
+        k = self._next
+        text = self.trace.prefixes[k % len(self.trace.prefixes)] + str(k) + "}"
+        self.t_sent[k] = self._now()
+        try:
+            async with asyncio.timeout(SEND_DEADLINE_S):
+                await ws.send_str(text)
+        except TimeoutError:
+            self.t_sent[k] = np.nan
+            self._skip(self._now())
+        except (ConnectionError, aiohttp.ClientError, RuntimeError):
+            self.t_sent[k] = np.nan
+            self.send_failures += 1
+            self._mark_disconnected()
+        else:
+            self.sent += 1
+        self._next = k + 1
+        if self._next >= self.n or self.disconnected:
+            self.finish_sending()
+            return None
+        return self.start_t + self._next * self._period
+
+    def finish_sending(self) -> None:
+        """No more frames will be sent (all done, disconnected or the run cut)."""
+        self.done_sending.set()
+        if self.answered >= self.sent:
+            self.all_answered.set()
 
     def _skip(self, t: float) -> None:
         self.unsent += 1
@@ -199,7 +243,7 @@ class Session:
         if ws is None:
             return
         now = self._now
-        loads = json.loads
+        decode = _decode_reply
         intern = self._intern
         t_reply = self.t_reply
         n = self.n
@@ -211,26 +255,26 @@ class Session:
                         break
                     continue
                 try:
-                    reply = loads(msg.data)
-                    idx = reply["frame_idx"]
-                except (ValueError, KeyError, TypeError):
+                    reply = decode(msg.data)
+                except msgspec.DecodeError:  # not JSON, or not an object
                     self.unmatched_replies += 1
                     continue
+                idx = reply.frame_idx
                 if type(idx) is not int or not 0 <= idx < n or t_reply[idx] == t_reply[idx]:
-                    self.unmatched_replies += 1  # unknown, out of range or duplicate
+                    self.unmatched_replies += 1  # missing, unknown, out of range or duplicate
                     continue
                 t_reply[idx] = t
                 self.last_reply_t = t
-                served = reply.get("served_by")
+                served = reply.served_by
                 if served is not None:
                     self.served_by[idx] = intern(str(served))
-                    version = reply.get("model_version")
+                    version = reply.model_version
                     if version is not None:
                         self.model_version[idx] = intern(str(version))
-                    pred = reply.get("prediction")
+                    pred = reply.prediction
                     if pred is not None:
                         self.prediction[idx] = intern(str(pred))
-                err = reply.get("error")
+                err = reply.error
                 if err:
                     code = err.get("code") if isinstance(err, dict) else None
                     self.error_code[idx] = intern(str(code or "error"))
@@ -268,6 +312,21 @@ class Session:
 
 
 ROUTE_HEADER = "x-signflow-route"
+
+
+class _Reply(msgspec.Struct):
+    """The fields of a backend reply the generator records (any JSON type: checked on use);
+    the others are skipped while parsing."""
+
+    frame_idx: Any = None
+    served_by: Any = None
+    model_version: Any = None
+    prediction: Any = None
+    error: Any = None
+
+
+# ~4x cheaper per reply than json.loads into a dict (it runs for every frame of the run).
+_decode_reply = msgspec.json.Decoder(_Reply).decode
 
 
 def _route_header(ws: aiohttp.ClientWebSocketResponse) -> str | None:

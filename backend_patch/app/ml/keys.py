@@ -20,12 +20,14 @@ takes the backend's aiohttp session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,8 +151,12 @@ class KeySource:
         renew_before_s: float = 20.0,
         clock: Callable[[], float] = time.time,
         kind: KeyKind = "inference",
+        renewal_lock: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.kind: KeyKind = kind
+        # Held around a renewal besides this source's own lock: the backend passes its
+        # cross-process lock (app/shared.py) so two worker processes never renew at once.
+        self._renewal_lock = renewal_lock or contextlib.nullcontext
         self._token = token or None
         self._key_file = Path(key_file) if key_file is not None else None
         self._management_url = management_url.rstrip("/") if management_url else None
@@ -221,7 +227,9 @@ class KeySource:
         if self._renewing is None:
             self._renewing = asyncio.Lock()
         before = self._key
-        async with self._renewing:
+        # Under the backend-wide lock too (several processes): a process that finds the file
+        # renewed by another one only re-reads it (refresh below).
+        async with self._renewing, self._renewal_lock():
             if self._key != before:
                 return True  # renewed by the call we waited for
             if self.refresh():

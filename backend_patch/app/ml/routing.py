@@ -81,13 +81,20 @@ class InferenceRouter:
         client: RemoteClassifier | None = None,
         rollout_percent: int = 100,
         hedge: HedgeConfig | None = None,
+        rollout_cell: Any = None,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.client = client
         self._log = logger
         self._sessions_assigned = 0
+        # Several backend processes share the percent in a RolloutCell (app/shared.py), set by
+        # the launcher: a worker (re)starting must not reset what the admin endpoint set.
+        self.rollout_cell = None
         self.rollout_percent = rollout_percent
+        if rollout_cell is not None:
+            self.rollout_cell = rollout_cell
+            self.metrics.rollout_percent.set(rollout_cell.get())
         self.hedge = hedge or HedgeConfig()
         self.policy = HedgePolicy(self.hedge)
         self.budget = HedgeBudget(self.hedge.budget_ratio, self.hedge.budget_burst)
@@ -107,14 +114,18 @@ class InferenceRouter:
 
     @property
     def rollout_percent(self) -> int:
-        """Share (0-100) of NEW sessions sent to TorchServe when the flag is on."""
-        return self._rollout
+        """Share (0-100) of NEW sessions sent to TorchServe when the flag is on (with several
+        backend processes, the value all of them share: app/shared.py)."""
+        cell = self.rollout_cell
+        return self._rollout if cell is None else cell.get()
 
     @rollout_percent.setter
     def rollout_percent(self, percent: int) -> None:
         if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
             raise ValueError(f"rollout percent must be an integer in 0..100, got {percent!r}")
         self._rollout = percent
+        if self.rollout_cell is not None:
+            self.rollout_cell.set(percent)
         self.metrics.rollout_percent.set(percent)
 
     def assign_session(self) -> bool:
@@ -127,7 +138,7 @@ class InferenceRouter:
         self._sessions_assigned += 1
         if self.client is None:
             return False
-        p = self._rollout
+        p = self.rollout_percent
         return (n + 1) * p // 100 > n * p // 100
 
     async def classify(self, window: np.ndarray, *, use_torchserve: bool, session: int) -> Any:

@@ -57,6 +57,7 @@ from typing import Any, Literal
 import aiohttp
 import numpy as np
 
+from ..shared import renewal_lock
 from .breaker import Call, CircuitBreaker, CircuitState
 from .hedging import CallVerdict
 from .keys import KeySource, parse_instant
@@ -200,7 +201,11 @@ class TorchServeClient:
         self._next_url = itertools.cycle(self._urls)
         self.management_url = management_url.rstrip("/") if management_url else None
         self._keys = KeySource(
-            key_file, token, management_url=management_url, renew_before_s=key_renew_before_s
+            key_file,
+            token,
+            management_url=management_url,
+            renew_before_s=key_renew_before_s,
+            renewal_lock=renewal_lock,
         )
         # The management API has its own key in the same file, expiring and renewed likewise.
         self._management_keys = KeySource(
@@ -209,6 +214,7 @@ class TorchServeClient:
             management_url=management_url,
             renew_before_s=key_renew_before_s,
             kind="management",
+            renewal_lock=renewal_lock,
         )
         if probe_successes < 1:
             raise ValueError(f"probe_successes must be >= 1, got {probe_successes}")

@@ -330,3 +330,28 @@ def test_config_errors_name_the_field() -> None:
         LoadGenerator(_config("ws://127.0.0.1:1/", sessions=0), RunClock())
     with pytest.raises(ValueError, match=r"LoadConfig\.warmup_s"):
         LoadGenerator(_config("ws://127.0.0.1:1/", warmup_s=5.0), RunClock())
+
+
+async def test_one_scheduler_sends_every_frame_on_time_in_order(
+    ws_server: Callable[..., str],
+) -> None:
+    """The process's send scheduler (issue 24): 40 sessions, every frame sent once, never
+    before its scheduled time, each session's frames in order; one scheduler task, not a
+    task and a timer per session."""
+    url = ws_server()
+    cfg = _config(url, sessions=40, duration_s=2.0, ramp_up_s=0.5)
+    gen = LoadGenerator(cfg, RunClock())
+    seen: list[int] = []
+
+    async def count_tasks() -> None:
+        await asyncio.sleep(1.0)  # mid-run: every session streaming
+        seen.append(sum(t.get_name() == "load-send-scheduler" for t in asyncio.all_tasks()))
+
+    res, _ = await asyncio.gather(gen.run(), count_tasks())
+    assert seen == [1]
+    f = res.frames
+    assert res.unsent == 0 and not np.isnan(f["t_sent"]).any()
+    assert (f["t_sent"] >= f["t_scheduled"]).all()
+    for s in range(40):
+        sent = f["t_sent"][f["session"] == s]
+        assert (np.diff(sent) > 0).all()

@@ -122,6 +122,8 @@ class RolloutRow(TypedDict):
     decision: str
     reason: str
     criteria: list[str]
+    looks: str
+    settle: str
 
 
 class RolloutView(TypedDict):
@@ -584,6 +586,24 @@ def _event_rows(results: Doc) -> list[EventRow]:
     return rows
 
 
+# One mark per look of a rollout step: not decided yet, advance, abort, inconclusive.
+LOOK_MARKS = {"continue": "·", "advance": "A", "complete": "A", "abort": "X", "inconclusive": "?"}
+
+
+def _looks_text(step: Doc, judgement: Doc | None) -> str:
+    """A step's looks on the run clock: ``12 looks, 7.0 s – 18.0 s: ···········A (decided at
+    look 12, 18.0 s)``; "—" for results written before the sequential judge."""
+    looks = step.get("looks") or []
+    if not looks:
+        return "—"
+    marks = "".join(LOOK_MARKS.get(str(lk.get("decision")), "·") for lk in looks)
+    first, last = looks[0].get("at_s"), looks[-1].get("at_s")
+    at = (judgement or {}).get("look")
+    decided = f" (decided at look {at}, {fmt(last, 's')})" if at else ""
+    return (f"{len(looks)} look{'s' if len(looks) != 1 else ''}, {fmt(first, 's')} – "
+            f"{fmt(last, 's')}: {marks}{decided}")  # fmt: skip
+
+
 def _rollout_view(results: Doc) -> RolloutView | None:
     """The rollout's steps for the report: one row per judgement, cohorts side by side."""
     ro = results.get("rollout")
@@ -618,6 +638,8 @@ def _rollout_view(results: Doc) -> RolloutView | None:
                     f"{c.get('criterion')}: {c.get('status')} — {c.get('why')}"
                     for c in j.get("criteria") or []
                 ],
+                "looks": _looks_text(step, j),
+                "settle": j.get("settle") or "",
             })  # fmt: skip
         if not step.get("judgements"):
             rows.append({"percent": step.get("percent"), "set": fmt(step.get("set_s"), "s"),
@@ -625,7 +647,8 @@ def _rollout_view(results: Doc) -> RolloutView | None:
                          "inference_p50": "—", "errors": "—", "accuracy": "—",
                          "local_share": "—",
                          "decision": str(step.get("decision") or "—"), "reason": "",
-                         "criteria": []})  # fmt: skip
+                         "criteria": [], "looks": _looks_text(step, None),
+                         "settle": ""})  # fmt: skip
     return {"outcome": ro.get("outcome"), "reason": ro.get("reason"), "rows": rows}
 
 

@@ -1,6 +1,6 @@
 """Error rates of the sequential rollout judge on simulated cohorts, judged every second.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/rollout_judge.py --rollouts 2000
+    PYTHONPATH=. .venv/bin/python benchmarks/rollout_judge.py --rollouts 1000 --power-rollouts 200
 
 Each simulated rollout step is judged every second (anytime-valid: harness/analysis/sequential.py)
 until it decides or its budget (``--budget-s``, two hold periods of canary.yaml) runs out:
@@ -63,7 +63,8 @@ def thin_cohort(rng: np.random.Generator, t1: float, inference_ms: float) -> Coh
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rollouts", type=int, default=200, help="simulated rollouts per kind")
+    ap.add_argument("--rollouts", type=int, default=200, help="A/A rollouts per step share")
+    ap.add_argument("--power-rollouts", type=int, default=200, help="slow/thin rollouts per share")
     ap.add_argument("--aa-s", type=int, default=60, help="how long A/A steps are judged (s)")
     ap.add_argument("--budget-s", type=int, default=30, help="a step's budget (2 x hold_s)")
     ap.add_argument("--seed", type=int, default=0)
@@ -82,7 +83,7 @@ def main() -> None:
         for share in (0.1, 0.5) if kind != "thin" else (0.1,):
             key = f"{kind} {share:.0%}"
             out[key], when[key] = Counter(), []
-            for r in range(args.rollouts):
+            for r in range(args.rollouts if kind == "aa" else args.power_rollouts):
                 rng = np.random.default_rng([args.seed, r, int(share * 100), len(kind)])
                 ts = max(2, round(CONCURRENT * share))
                 end = args.aa_s if kind == "aa" else args.budget_s

@@ -48,7 +48,7 @@ def cohort_frames(
     """
     none = -1
     parts: dict[str, list[CohortFrames]] = {c: [] for c in COHORTS}
-    for index, s in enumerate(gen.sessions_now()):
+    for index, s in enumerate(list(gen.sessions_now())):
         if s.n == 0 or s.connected_at is None:
             continue
         lo, hi = np.searchsorted(s.t_scheduled, (t0, t1))
@@ -158,11 +158,16 @@ class RolloutController:
     async def judge(self, step: dict[str, Any], now: float, final: bool = False) -> dict[str, Any]:
         """One look at ``step``: what was measured from its settle time to ``now``.
 
-        The cohorts are cut here (cheap); the statistics run in the judge's own process, so
+        The cohorts are cut in a thread (a snapshot of the session list; replies landing
+        meanwhile are either in or not); the statistics run in the judge's own process, so
         they never hold the generator's event loop or its GIL."""
         t0 = step["set_s"] + self.spec.settle_s
         t1 = max(now - REPLY_MARGIN_S, t0)
-        cohorts = cohort_frames(self.gen, t0, t1, self.reply_timeout_s, now)
+        # Cut in a thread: a look comes every second, and the walk over every session so far
+        # must not hold the generator's event loop (its frames would go out late).
+        cohorts = await asyncio.to_thread(
+            cohort_frames, self.gen, t0, t1, self.reply_timeout_s, now
+        )
         args = (cohorts["torchserve"], cohorts["local"], self.spec.judge, (t0, t1),
                 self.reply_timeout_s, final)  # fmt: skip
         if self._pool is not None:

@@ -222,17 +222,20 @@ class RolloutController:
                 continue
             needed, seen = ev.get("needed"), ev.get("n_torchserve", 0)
             units = (ev.get("units") or "observations").split(" ")[0]
+            bounded = ev.get("ci_torchserve", [None, None])[1] is not None
             if needed and seen:
                 out.append(
                     f"{c['criterion']}: at {rate}{percent} %, {needed} more {units} "
                     f"need ~{needed * span / seen:.0f} s more"
+                    + (" if they keep the spread seen so far" if bounded else "")
                 )
             elif needed:
                 out.append(f"{c['criterion']}: {needed} {units}, none seen yet at {percent} %")
             else:
                 out.append(
-                    f"{c['criterion']}: the interval still straddles the allowance: more data "
-                    "or a looser allowance"
+                    f"{c['criterion']}: the TorchServe cohort sits between the pass and fail "
+                    "bars: even 16x the data at this spread would not decide it; a looser "
+                    "allowance (or a quieter machine) would"
                 )
         figs = verdict["figures"]
         small = self.spec.judge.min_sessions

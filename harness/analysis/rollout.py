@@ -232,6 +232,7 @@ def _latency_criterion(
     figures: CohortPair,
     judge: RolloutJudge,
     alpha: tuple[float, float],
+    final: bool = False,
 ) -> RolloutCriterion:
     family, key = metric.split(".")
     p = PERCENTILES[key]
@@ -247,6 +248,8 @@ def _latency_criterion(
     needed = None
     if math.isinf(c_hi):
         needed = max(units_to_bound_above(p, ok) - c.size, 1)
+    elif final and not c_hi <= pass_below and not (fail_above is not None and c_lo > fail_above):
+        needed = _more_to_settle(c, p, alpha, pass_below, fail_above)
     evidence = RolloutEvidence(
         units=units, n_torchserve=int(c.size), n_local=int(b.size),
         ci_torchserve=_bounds((c_lo, c_hi)), ci_local=_bounds((b_lo, b_hi)),
@@ -280,6 +283,29 @@ def _latency_criterion(
         criterion=name, torchserve=c_val, local=b_val, evidence=evidence,
         allowance_ms=_allow(judge, base_lo), status=status, why=why,
     )  # fmt: skip
+
+
+# How many times the data so far a projection of "what would settle it" considers.
+SETTLE_FACTORS = (1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
+
+
+def _more_to_settle(
+    c: hdr.Floats,
+    p: float,
+    alpha: tuple[float, float],
+    pass_below: float,
+    fail_above: float | None,
+) -> int | None:
+    """More TorchServe observations that would settle a straddling latency criterion if they
+    kept the spread seen so far (the sample repeated; the old cohort's bounds held fixed),
+    None when not even 16 times the data would (its percentile sits between the bars)."""
+    fail, ok = alpha
+    for factor in SETTLE_FACTORS:
+        more = np.resize(c, round(c.size * factor))
+        lo, hi = quantile_bounds(more, p, fail, ok)
+        if hi <= pass_below or (fail_above is not None and lo > fail_above):
+            return int(more.size - c.size)
+    return None
 
 
 def _ms(lo: float, hi: float) -> str:
@@ -384,7 +410,7 @@ def judge_step(
     k = len(judge.latency)
     alpha = (judge.alpha / fail_bounds(k), judge.alpha / pass_bounds(k))
     criteria = [
-        _latency_criterion(m, canary, control, figures, judge, alpha) for m in judge.latency
+        _latency_criterion(m, canary, control, figures, judge, alpha, final) for m in judge.latency
     ]
     criteria += _share_criteria(canary, control, judge, alpha)
     small = [

@@ -99,12 +99,29 @@ def bound_counts(trials: int, p: float, alpha: float) -> tuple[int, int]:
     one-sided test says the share is below ``p`` (-1: none), and the smallest count at which
     it says above (``trials + 1``: none). Evidence is monotone in the count, so these are
     thresholds."""
-    s = np.arange(trials + 1, dtype=np.int64)
     bar = math.log(1.0 / alpha)
     prior = quantile_prior(p)
-    below = np.flatnonzero(log_evidence(s, trials, p, prior, "below") >= bar)
-    above = np.flatnonzero(log_evidence(s, trials, p, prior, "above") >= bar)
-    return (int(below[-1]) if below.size else -1), (int(above[0]) if above.size else trials + 1)
+
+    def rejects(count: int, side: Side) -> bool:
+        return float(log_evidence(count, trials, p, prior, side)) >= bar
+
+    # "below" evidence falls as the count grows, "above" evidence rises: binary searches
+    # (O(log n) evaluations a look instead of n).
+    k_below = -1
+    if rejects(0, "below"):
+        lo, hi = 0, trials  # invariant: rejects(lo); the answer is in [lo, hi]
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if rejects(mid, "below") else (lo, mid - 1)
+        k_below = lo
+    k_above = trials + 1
+    if rejects(trials, "above"):
+        lo, hi = 0, trials  # invariant: rejects(hi); the answer is in [lo, hi]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if rejects(mid, "above") else (mid + 1, hi)
+        k_above = lo
+    return k_below, k_above
 
 
 def quantile_bounds(
@@ -117,12 +134,15 @@ def quantile_bounds(
     ``lo = X_(k+1)`` for the largest count ``k`` the "below" test rejects: every ``x`` under it
     has ``#{X <= x} <= k``, evidence that ``F(x) < p``, i.e. the quantile is above ``x``;
     ``hi = X_(k)`` for the smallest count ``k`` the "above" test accepts as evidence."""
-    x = np.sort(np.asarray(samples, dtype=np.float64))
+    x = np.asarray(samples, dtype=np.float64)
     t = int(x.size)
     if t == 0:
         return -math.inf, math.inf
     k_lo = bound_counts(t, p, alpha_lo)[0]
     k_hi = bound_counts(t, p, alpha_hi)[1]
+    kth = [k for k in (k_lo, k_hi - 1) if 0 <= k < t]
+    if kth:
+        x = np.partition(x, kth)  # only two order statistics are needed: O(n), no sort
     lo = float(x[k_lo]) if k_lo >= 0 else -math.inf
     hi = float(x[k_hi - 1]) if k_hi <= t else math.inf
     return lo, hi

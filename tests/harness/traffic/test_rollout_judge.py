@@ -196,3 +196,24 @@ def test_error_rates_of_the_sequential_judge_seeded() -> None:
         for rng in (np.random.default_rng(400 + s) for s in range(5))
     ]  # fmt: skip
     assert thin == ["inconclusive"] * 5
+
+
+def test_a_straddling_criterion_says_how_much_more_would_settle_it() -> None:
+    """Wide TorchServe latencies around a p50 just under the bar: the last look projects how
+    many more classifications, at the spread seen so far, would decide it."""
+    rng = np.random.default_rng(9)
+    canary = simulate(rng, 3, t1=24.0, inference_ms=60.0)
+    control = simulate(rng, 18, t1=24.0, inference_ms=10.0)
+    judge = _judge(latency_allowance_ms=60, latency=["inference.p50"])
+    out = judge_step(canary, control, judge, (0.0, 24.0), final=True)
+    crit = _crit(out, "inference.p50 latency")
+    assert out.decision == "inconclusive" and crit.status == "n/a", out.reason
+    ev = crit.evidence
+    assert ev is not None and ev.ci_torchserve[1] is not None  # bounded, but above the bar
+    assert ev.needed is not None and ev.needed > 0
+    from harness.analysis.sequential import quantile_bounds
+
+    # the same data repeated that often does pass
+    more = np.resize(canary.latency_units("inference"), ev.n_torchserve + ev.needed)
+    hi = quantile_bounds(more, 0.5, ev.alpha, ev.alpha_pass)[1]  # type: ignore[arg-type]
+    assert ev.pass_below is not None and hi <= ev.pass_below

@@ -73,8 +73,8 @@ def test_rollout_table_and_traffic_in_the_report(tmp_path: Path) -> None:
 def test_an_inconclusive_rollout_says_what_would_settle_it() -> None:
     doc = _doc()
     ro = doc["rollout"]
-    ro.update(outcome="inconclusive", failed_step=None, inconclusive_step=0,
-              reason="step 1 (10 %) inconclusive after 4 looks (36 s), kept at 10 %: ...")  # fmt: skip
+    reason = "step 1 (10 %) inconclusive after 4 looks (36 s), kept at 10 %: ..."
+    ro.update(outcome="inconclusive", failed_step=None, inconclusive_step=0, reason=reason)
     step = ro["steps"][0]
     step["decision"] = "inconclusive"
     step["looks"][-1]["decision"] = "inconclusive"

@@ -335,6 +335,11 @@ def _verdict_view(
         headline = (
             f"PASSED: all {len(gates)} gates passed" if gates else "PASSED (no gates were set)"
         )
+    elif verdict == "inconclusive":
+        # A rollout short of evidence with nothing failed: an answer, not a failure.
+        ro = results.get("rollout") or {}
+        headline = "INCONCLUSIVE: the rollout ran out of evidence with nothing failed"
+        reasons = [str(ro.get("reason") or "the rollout ran out of evidence")]
     else:
         verdict = "error"
         err = results.get("error")
@@ -354,7 +359,9 @@ def _verdict_view(
         worse = sum(1 for m in rows if m.get("verdict") == "worse")
         if worse and verdict == "passed":
             headline += f", but {worse} compared metric{'s' if worse != 1 else ''} worse"
-    symbol = {"passed": "✔", "failed": "✘", "invalid": "⚠", "error": "⚠"}[verdict]
+    symbol = {"passed": "✔", "failed": "✘", "inconclusive": "?", "invalid": "⚠", "error": "⚠"}[
+        verdict
+    ]
     return {"status": verdict, "headline": headline, "reasons": reasons, "symbol": symbol}
 
 

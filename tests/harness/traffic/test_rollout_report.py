@@ -82,9 +82,13 @@ def test_an_inconclusive_rollout_says_what_would_settle_it() -> None:
     judgement.update(decision="inconclusive",
                      settle="inference.p50 latency: at 2 sessions/s and 10 %, 5 more "
                             "classifications need ~12 s more")  # fmt: skip
-    doc["verdict"] = "inconclusive"
+    doc["verdict"], doc["valid"], doc["invalid_reasons"] = "inconclusive", True, []
     ctx = build_context(doc, None)
     (row,) = ctx["rollout"]["rows"]
     assert row["looks"].endswith("···? (decided at look 4, 11.0 s)")
     assert row["settle"].startswith("inference.p50 latency: at 2 sessions/s and 10 %")
     assert ctx["rollout"]["outcome"] == "inconclusive"
+    # its own verdict, never "error" nor "failed"
+    assert ctx["verdict"]["status"] == "inconclusive"
+    assert ctx["verdict"]["headline"].startswith("INCONCLUSIVE: the rollout ran out of evidence")
+    assert ctx["verdict"]["reasons"][0] == reason

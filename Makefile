@@ -20,7 +20,7 @@ VERSIONS := 1.0 2.0
 MODELS   := $(foreach v,$(VERSIONS),build/models/$(v)/metadata.json)
 ARCHIVES := $(foreach v,$(VERSIONS),build/model-store/signflow-$(v).mar)
 
-.PHONY: setup run test lint bench clean java chromium
+.PHONY: setup run test lint bench clean java chromium prometheus
 
 setup: $(STAMP) java $(MODELS) $(ARCHIVES)
 
@@ -37,6 +37,10 @@ java:
 chromium:
 	@scripts/ensure_chromium.sh
 
+# promtool tests the monitoring rules (monitoring/); the server runs with stack.prometheus.
+prometheus:
+	@scripts/ensure_prometheus.sh
+
 build/models/%/metadata.json: $(STAMP) $(MODEL_INPUTS)
 	$(PY) -m backend_patch.app.ml.train --version $* --out build/models/$*
 
@@ -49,7 +53,7 @@ ARGS     ?=
 run: setup
 	$(VENV)/bin/harness run $(SCENARIO) $(ARGS)
 
-test: setup chromium
+test: setup chromium prometheus
 	$(PY) -m pytest
 
 # ruff, then mypy strict over harness/ (pyproject [tool.mypy]): ~12 s cold, ~1 s cached.

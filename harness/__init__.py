@@ -5,6 +5,7 @@ The public Python API (also what the CLI, the sweep and the distributed engine b
     import harness
     outcome = harness.run("scenarios/quickstart.yaml", out="reports")
     print(outcome.verdict, outcome.exit_code, outcome.results_path)
+    decision = harness.decide("scenarios/migration.yaml")  # go / no-go / inconclusive
 
 Everything listed in ``__all__`` is stable; other modules are internals.
 """
@@ -19,6 +20,7 @@ from harness.api import (
     run,
     run_repeated,
 )
+from harness.decision import decide
 from harness.exitcodes import ExitCode
 from harness.progress import (
     Message,
@@ -47,6 +49,7 @@ __all__ = [
     "StackError",
     "Tick",
     "compare",
+    "decide",
     "load_scenario",
     "open_stack",
     "run",

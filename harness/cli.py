@@ -1,4 +1,4 @@
-"""``harness`` command line: run | validate | compare | report | synth | sweep.
+"""``harness`` command line: run | validate | compare | report | worker | synth | sweep | decide.
 
 A thin shell over the library (:mod:`harness.api`): it parses arguments, shows progress and
 prints outcomes; the run itself, the baseline and the exit code rules live in the library.
@@ -15,12 +15,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from harness.api import BaselineFailed, load_scenario
 from harness.exitcodes import EXIT_CODES_HELP, ExitCode
 from harness.progress import RunFinished
 from harness.results.model import reason_text
+from harness.results.verdict import verdict_line
 from harness.scenario import Scenario, ScenarioError
 from harness.scenario.models import SyntheticTrace
 
@@ -41,8 +42,10 @@ SHORTHANDS = (
 ENV_HELP = (
     "environment overrides (a flag given wins over its variable):\n"
     + "\n".join(f"  {env:<24} --{flag.replace('_', '-')}: {what}" for flag, env, what in SHORTHANDS)
-    + "\n  HARNESS_OUT              --out\n"
+    + "\n"
 )
+# `run` only: `validate` writes nothing.
+RUN_ENV_HELP = ENV_HELP + "  HARNESS_OUT              --out\n"
 
 
 def parse_seconds(text: str) -> float:
@@ -68,29 +71,42 @@ def shorthand_overrides(args: argparse.Namespace, environ: Any = None) -> list[s
     out: list[str] = []
     for flag, var, _ in SHORTHANDS:
         value = getattr(args, flag, None)
+        source = f"--{flag.replace('_', '-')}"
         if value is None and env.get(var, "").strip():
-            value = env[var].strip()
+            value, source = env[var].strip(), f"{var} (environment)"
         if value is None:
             continue
-        if flag == "sessions":
-            out += [
-                f"workload.sessions={int(value)}",
-                "workload.arrivals=null",
-                "workload.stages=null",
-            ]
-        elif flag in ("duration", "warmup"):
-            out.append(f"workload.{flag}_s={parse_seconds(value):g}")
-        elif flag == "fps":
-            out.append(f"workload.fps={float(value):g}")
-        elif flag == "arrival_rate":
-            out.append(f"workload.arrivals.rate_per_s={float(value):g}")
-        elif flag == "live":
-            out.append(f"live.file={json.dumps(str(value))}")
-        elif flag == "live_format":
-            out.append(f"live.format={value}")
-        elif flag == "prometheus_port":
-            out.append(f"live.prometheus_port={int(value)}")
+        try:
+            out += _shorthand(flag, value)
+        except ValueError as exc:
+            # Name where the value came from: a CI job's variable is not on the command line.
+            why = str(exc) if "not a duration" in str(exc) else f"not a {_KIND[flag]}"
+            raise ValueError(f"{source}={value!r}: {why}") from None
     return out
+
+
+# What each numeric shorthand takes, for the message naming a bad value.
+_KIND = {"sessions": "whole number", "fps": "number", "arrival_rate": "number",
+         "prometheus_port": "whole number (a port)"}  # fmt: skip
+
+
+def _shorthand(flag: str, value: Any) -> list[str]:
+    """The --set overrides of one shorthand's value; ValueError when it is malformed."""
+    if flag == "sessions":
+        return [f"workload.sessions={int(value)}", "workload.arrivals=null", "workload.stages=null"]
+    if flag in ("duration", "warmup"):
+        return [f"workload.{flag}_s={parse_seconds(value):g}"]
+    if flag == "fps":
+        return [f"workload.fps={float(value):g}"]
+    if flag == "arrival_rate":
+        return [f"workload.arrivals.rate_per_s={float(value):g}"]
+    if flag == "live":
+        return [f"live.file={json.dumps(str(value))}"]
+    if flag == "live_format":
+        return [f"live.format={value}"]
+    if flag == "prometheus_port":
+        return [f"live.prometheus_port={int(value)}"]
+    raise AssertionError(f"unknown shorthand {flag}")
 
 
 def _add_shorthands(cmd: argparse.ArgumentParser) -> None:
@@ -140,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     run = command("run", "run a scenario and write results.json, junit.xml, report")
-    run.epilog = EXIT_CODES_HELP + ENV_HELP
+    run.epilog = EXIT_CODES_HELP + RUN_ENV_HELP
     run.add_argument("scenario", type=Path)
     _add_shorthands(run)
     where = run.add_mutually_exclusive_group()
@@ -233,7 +249,44 @@ def _parser() -> argparse.ArgumentParser:
     from harness.sweep.cli import add_parser as add_sweep
 
     add_sweep(sub)
+    _add_decide(command)
+    # Listed from the parser itself, so a new command cannot be left out of `harness --help`.
+    p.description = f"harness command line: {' | '.join(sub.choices)}."
     return p
+
+
+DECIDE_EXIT_CODES = """\
+exit codes:
+  0    go: every criterion met
+  1    no-go: a criterion not met (whatever else is unknown)
+  2    invalid decision file (or a scenario/sweep it names), or unreadable --from evidence
+  4    inconclusive: no criterion failed, one or more unknown (the output says what would
+       settle each: e.g. GPU utilisation: run on a GPU host: scripts/gpu-run.sh)
+  130  interrupted by Ctrl-C (143 SIGTERM, 129 SIGHUP): the run in progress is stopped
+"""
+
+
+def _add_decide(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    dec = command("decide", "judge a decision file's criteria (go / no-go / inconclusive)")
+    dec.epilog = DECIDE_EXIT_CODES
+    dec.add_argument("decision", type=Path, help="decision file (scenarios/migration.yaml)")
+    dec.add_argument(
+        "--out", type=Path, default=None,
+        help="parent of the timestamped decision folder (default reports/decisions)",
+    )  # fmt: skip
+    dec.add_argument(
+        "--from", dest="from_dir", type=Path, default=None, metavar="DIR",
+        help="reuse the evidence in DIR (an earlier decision folder: runs/, capacity/, "
+        "fallback_kill/, hot_reload/, rollout/); what it lacks is run",
+    )  # fmt: skip
+    dec.add_argument(
+        "--no-run", action="store_true",
+        help="run nothing: evidence not in --from is missing and its criteria unknown",
+    )  # fmt: skip
+    dec.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a decision-file key (evidence.runs.repeat=3); value parsed as YAML",
+    )  # fmt: skip
 
 
 def _env(name: str) -> str | None:
@@ -309,34 +362,53 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _print_outcome(doc: dict[str, Any], code: int) -> None:
+def _print_outcome(doc: dict[str, Any], code: int, out: TextIO | None = None) -> None:
+    """A run's outcome: the verdict sentence (the report banner's, harness.results.verdict)
+    with the comparison's headline beside it, the gates, the changed metrics, the results path.
+
+    ``out``: where the words go (stdout by default; stderr when stdout carries data, ``--live
+    -``)."""
+    out = out or sys.stdout
     s = doc.get("summary") or {}
     lat = (s.get("frame") or {}).get("latency_ms") or {}
+    line = verdict_line(doc)
 
     def ms(v: Any) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    print(
-        f"{doc['name']}: verdict {doc['verdict'].upper()} (exit {code}) | frame p50/p95/p99 "
+    def say(text: str) -> None:
+        print(text, file=out)
+
+    say(
+        f"{doc['name']}: verdict {line.headline} (exit {code}) | frame p50/p95/p99 "
         f"{ms(lat.get('p50'))}/{ms(lat.get('p95'))}/{ms(lat.get('p99'))} ms | "
         f"{ms((s.get('throughput') or {}).get('inferences_per_s'))} inferences/s | "
         f"errors {(s.get('errors') or {}).get('total')}"
     )
+    if line.comparison is not None:
+        say(f"  {line.comparison}")
     hints: list[str] = []
     for reason in doc.get("invalid_reasons") or []:
-        print(f"  INVALID: {reason_text(reason)}")
+        say(f"  INVALID: {reason_text(reason)}")
         hint = reason.get("hint") if isinstance(reason, dict) else None
         if hint and hint not in hints:
             hints.append(hint)
     for hint in hints:
-        print(f"  hint: {hint}")
+        say(f"  hint: {hint}")
     for gate in doc.get("gates") or []:
         mark = "PASS" if gate["passed"] else "FAIL"
-        extra = "" if gate["passed"] else f"  ({gate['reason']})"
-        print(f"  [{mark}] {gate['expr']}{extra}")
+        # A passed gate may still carry a note (a comparison gate passed on "too little data").
+        extra = f"  ({gate['reason']})" if gate.get("reason") else ""
+        say(f"  [{mark}] {gate['expr']}{extra}")
     if doc.get("comparison"):
-        print(_comparison_table(doc["comparison"], only_changes=True))
-    print(f"results: {doc.get('run_dir')}/results.json")
+        say(_comparison_table(doc["comparison"], only_changes=True))
+    say(f"results: {doc.get('run_dir')}/results.json")
+
+
+def human_stream(sc: Scenario) -> TextIO:
+    """Where a command's words go: stderr when the scenario streams live rows to stdout
+    (``live.file: "-"``), so ``harness run ... --live - | csv-reader`` reads only rows."""
+    return sys.stderr if sc.live.file == "-" else sys.stdout
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -350,8 +422,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out is None and args.run_dir is None and (env_out := _env("HARNESS_OUT")):
         args.out = Path(env_out)
 
+    out = human_stream(sc)
+
     def baseline_done(event: RunFinished) -> None:
-        _print_outcome(event.outcome.results, event.outcome.exit_code)
+        _print_outcome(event.outcome.results, event.outcome.exit_code, out)
 
     if args.repeat != 1:
         return _run_repeated(args, sc, baseline_done)
@@ -373,7 +447,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _err("interrupted: the stack was stopped (partial results: see the line above)")
         return ExitCode.INTERRUPTED
-    _print_outcome(outcome.results, outcome.exit_code)
+    _print_outcome(outcome.results, outcome.exit_code, out)
     return outcome.exit_code
 
 
@@ -412,9 +486,11 @@ def _run_repeated(
     except KeyboardInterrupt:
         _err("interrupted: the stack was stopped (partial results: see the line above)")
         return ExitCode.INTERRUPTED
-    print(_comparison_table(outcome.comparison.model_dump(mode="json"), only_changes=True))
-    print(outcome.comparison.headline)
-    print(f"comparison of the runs: {outcome.comparison_path}")
+    out = human_stream(sc)
+    table = _comparison_table(outcome.comparison.model_dump(mode="json"), only_changes=True)
+    print(table, file=out)
+    print(outcome.comparison.headline, file=out)
+    print(f"comparison of the runs: {outcome.comparison_path}", file=out)
     return outcome.exit_code
 
 
@@ -523,6 +599,47 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return cmd_sweep(args)
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    """``harness decide``: one line per criterion, then the verdict sentence; exit 0/1/4."""
+    from harness.decision import DecisionError, decide
+    from harness.progress import progress_display
+
+    if args.out is None and (env_out := _env("HARNESS_OUT")):
+        args.out = Path(env_out)
+    try:
+        with progress_display() as progress:
+            outcome = decide(
+                args.decision,
+                out=args.out,
+                from_dir=args.from_dir,
+                overrides=tuple(args.overrides),
+                run_missing=not args.no_run,
+                on_progress=progress,
+            )
+    except DecisionError as exc:
+        _err(f"invalid decision file:\n{exc}")
+        return ExitCode.INVALID
+    except KeyboardInterrupt:
+        _err("interrupted: the run in progress was stopped")
+        return ExitCode.INTERRUPTED
+    d = outcome.decision
+    for c in d.criteria:
+        print(decision_line(c))
+    print(d.sentence)
+    print(f"decision: {outcome.json_path} | page: {outcome.html_path} (exit {d.exit_code})")
+    return outcome.exit_code
+
+
+def decision_line(c: Any) -> str:
+    """``  NOT MET  inference latency: p95 61.2 ms (baseline 9.1 ms) | target ... | why``."""
+    status = {"met": "MET", "not_met": "NOT MET", "unknown": "UNKNOWN"}[c.status.value]
+    figures = ", ".join(q.text() for q in c.measured) or "-"
+    if c.baseline:
+        figures += " (baseline " + ", ".join(q.text() for q in c.baseline) + ")"
+    settle = f" -> {c.settle}" if c.settle else ""
+    return f"  {status:8} {c.title}: {figures} | target {c.target} | {c.why}{settle}"
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Become a Locust worker (exec) with the harness's locustfile; README "More load than one
     machine". Never returns on success."""
@@ -551,6 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "synth": cmd_synth,
         "sweep": _cmd_sweep,
         "worker": cmd_worker,
+        "decide": cmd_decide,
     }
     from harness.interrupts import TerminationSignals
 

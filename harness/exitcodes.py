@@ -3,8 +3,8 @@
 The values follow k6 and the shell: 0 all gates passed; 1 a gate failed; 2 the input or the
 measurement is not to be trusted (invalid scenario/file, INVALID run, INVALID baseline);
 3 infrastructure (the stack did not start); 4 inconclusive (the evidence ran out before a
-decision: a rollout short of data, ``harness decide`` with a criterion unknown and none
-failed); 128 + signal for an interrupted run (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; see
+decision: a rollout short of data, ``harness decide`` with a criterion unknown and none failed);
+128 + signal for an interrupted run (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; see
 :mod:`harness.interrupts`).
 """
 

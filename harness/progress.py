@@ -90,11 +90,12 @@ class Emitter:
 
 
 def format_stats(name: str, stats: LiveStats, use_torchserve: bool = True) -> str:
-    """One line: elapsed/remaining, frames/s, p95, errors, local share.
+    """One line: elapsed/remaining, frames/s, p95, errors, fallback share.
 
-    The local share is a *fallback* only when TorchServe is in the stack; without it every
-    inference is local by design, and the line says so instead of "fallback 100%". A rate of
-    None (no previous tick yet) prints "-", never a false 0.
+    The fallback share is the TorchServe cohort's classifications answered locally in the last
+    second (``LiveStats.fallback_share``): the old-pipeline cohort of a canary is never counted
+    as one. Without TorchServe in the stack every inference is local by design, and the line
+    says so. A rate of None (no previous tick yet) prints "-", never a false 0.
     """
     p95 = "-" if stats.p95_ms is None else f"{stats.p95_ms:.1f} ms"
     rate = stats.frames_per_s

@@ -25,6 +25,7 @@ import numpy as np
 from harness.analysis.rollout import COHORTS, CohortFrames, judge_step
 from harness.clock import RunClock
 from harness.scenario.evidence import FRAME_STRIDE_S, StepPlan
+from harness.stack.procs import exit_with_parent
 
 
 def _warm() -> bool:
@@ -184,7 +185,10 @@ class RolloutController:
         """Start the judge's process before the load starts (spawned, its imports done), so
         neither start-up nor imports land inside the run. ``close()`` stops it."""
         ctx = multiprocessing.get_context("spawn")  # never fork a process with live threads
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        # Gone within a second of a SIGKILLed harness (it shares the harness's process group).
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, initializer=exit_with_parent
+        )
         self._pool.submit(_warm).result(timeout=120)
 
     def close(self) -> None:

@@ -244,7 +244,8 @@ class _Watching:
         self, scenario: Scenario, stack: Any, clock: RunClock, gen: Any,
         emit: Emitter, run_dir: Path | None, out: _Measured,
     ) -> None:  # fmt: skip
-        from harness.live import LiveExporter, LiveFile, row_of
+        from harness.api import BASELINE_PREFIX
+        from harness.live import LiveExporter, LiveFile, RunLabels, row_of
         from harness.rollout import RolloutController
         from harness.watch import AbortWatcher
 
@@ -276,22 +277,29 @@ class _Watching:
             )
             out.rollout = self.rollout.record
         if scenario.abort_on_fail is not None:
-            self.abort = AbortWatcher(scenario.abort_on_fail, scenario, gen, clock)
+            self.abort = AbortWatcher(scenario.abort_on_fail, scenario, gen, clock, tell)
         live = scenario.live
         percent = self._percent
+        # Rows and gauges name their run: a baseline run and the candidate of one invocation
+        # share stdout and the Prometheus port, as two series.
+        labels = RunLabels(
+            run=run_dir.name if run_dir is not None else emit.run,
+            scenario=scenario.name,
+            role="baseline" if emit.run.startswith(BASELINE_PREFIX) else "candidate",
+        )
 
         if live.file:
             path = live.file if live.file == "-" or run_dir is None else run_dir / live.file
             if live.file != "-" and Path(live.file).is_absolute():
                 path = live.file
             f = LiveFile(path, live.format)
-            self.sinks.append(lambda st: f.write(row_of(st, percent())))
+            self.sinks.append(lambda st: f.write(row_of(st, percent(), labels)))
             self.closers.append(f.close)
         if live.prometheus_port is not None:
             exporter = LiveExporter(live.prometheus_host, live.prometheus_port)
             tell(f"live figures: http://{exporter.host}:{exporter.port}/metrics")
             self.exporter = exporter
-            self.sinks.append(lambda st: exporter.update(row_of(st, percent())))
+            self.sinks.append(lambda st: exporter.update(row_of(st, percent(), labels)))
             self.closers.append(exporter.close)
 
     def prepare(self) -> None:
@@ -299,8 +307,8 @@ class _Watching:
         if self.rollout is not None:
             self.rollout.prepare()
         if self.abort is not None:
-            import harness.analysis.gates
-            import harness.analysis.summary  # noqa: F401
+            self.abort.prepare()
+            self.closers.append(self.abort.close)
 
     def _percent(self) -> int | None:
         if self.rollout is None:
@@ -418,7 +426,14 @@ def _analyse(
     doc["valid"] = not reasons
     doc["invalid_reasons"] = [r.model_dump(mode="json") for r in reasons]
     base_summary = baseline_doc.get("summary") if baseline_doc else None
-    doc["gates"] = evaluate_gates(scenario.gates, summary, faults, base_summary)
+    comparison = None
+    if baseline_doc is not None:
+        # Before the gates: a ``compare.METRIC != worse`` gate reads its verdicts.
+        comparison = compare(doc, baseline_doc)
+        if baseline_doc.get("valid") is False:
+            comparison.warnings.append("the baseline run was INVALID")
+        doc["comparison"] = comparison.model_dump(mode="json")
+    doc["gates"] = evaluate_gates(scenario.gates, summary, faults, base_summary, comparison)
     doc["rollout"], doc["aborted"] = measured.rollout, measured.aborted
     # Per-session lifetimes (summary.traffic has their spreads); capped so a day of arrivals
     # cannot make results.json huge.
@@ -435,11 +450,6 @@ def _analyse(
         doc["gates"].append(gate)
     if measured.aborted is not None:
         doc["gates"].append(abort_gate(measured.aborted))
-    if baseline_doc is not None:
-        comparison = compare(doc, baseline_doc)
-        if baseline_doc.get("valid") is False:
-            comparison.warnings.append("the baseline run was INVALID")
-        doc["comparison"] = comparison.model_dump(mode="json")
     if reasons:
         doc["verdict"] = "invalid"
         return ExitCode.INVALID

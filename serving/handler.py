@@ -53,7 +53,7 @@ def _default_threads(device: torch.device) -> int:
     return 1 if device.type == "cpu" else max(1, torch.get_num_threads())
 
 
-class SignFlowHandler(BaseHandler):
+class SignFlowHandler(BaseHandler):  # type: ignore[misc]  # TorchServe's ts ships no types
     """Binary/JSON/frames bodies in, one batched forward pass, top-4 JSON answers out."""
 
     def initialize(self, context: Any) -> None:
@@ -72,7 +72,9 @@ class SignFlowHandler(BaseHandler):
         with warnings.catch_warnings():
             # torch.jit is deprecated in favour of torch.export; TorchServe still loads it best.
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.model = torch.jit.load(str(model_dir / "model.pt"), map_location=self.device)
+            self.model = torch.jit.load(  # type: ignore[no-untyped-call]
+                str(model_dir / "model.pt"), map_location=self.device
+            )
         self.model.eval()
         self.labels: list[str] = json.loads((model_dir / "labels.json").read_text())
         self.metadata: dict[str, Any] = json.loads((model_dir / "metadata.json").read_text())
@@ -126,7 +128,8 @@ class SignFlowHandler(BaseHandler):
         try:
             with torch.inference_mode():
                 logits = self.model(torch.from_numpy(data.windows).to(self.device))
-            return logits.float().cpu().numpy()
+            out: np.ndarray = logits.float().cpu().numpy()
+            return out
         except MemoryError:
             raise
         except Exception as exc:
@@ -146,6 +149,7 @@ class SignFlowHandler(BaseHandler):
         batch, logits = data
         answers: list[bytes] = [b""] * batch.size
         for pos, idx in enumerate(batch.valid if logits is not None else []):
+            assert logits is not None  # no valid window is enumerated without logits
             try:
                 answers[idx] = self._answer(logits[pos : pos + 1], batch.size)
             except Exception as exc:  # any: one request's answer, one request's error

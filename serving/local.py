@@ -30,9 +30,11 @@ from typing import Any
 
 import psutil
 
+from backend_patch.app.ml.keys import parse_key_file
 from harness.stack.procs import free_port, port_is_free
 from harness.stack.procs import pid_alive as _alive
 from harness.stack.procs import wait_gone as _wait_gone
+from serving.lifeline import group_alive, guard_group, release_group
 from serving.management import (
     DRAIN_TIMEOUT_S,
     MODEL_NAME,
@@ -153,6 +155,7 @@ class LocalTorchServe:
         }
         self._pid: int | None = None
         self._pgid: int | None = None
+        self._guarded: set[int] = set()  # process groups the lifeline stops if we die
         # One client for the instance's life: it renews the management key as it expires.
         self.management = ManagementClient(self.management_url, self.key_doc)
         self._log_offset = 0  # where the current start's output begins in torchserve.out
@@ -231,12 +234,15 @@ class LocalTorchServe:
     @property
     def keys(self) -> dict[str, str]:
         """``{"inference": ..., "management": ..., "API": ...}``; empty with token auth off."""
-        doc = self.key_doc() or {}
-        return {
-            name: str(doc[name]["key"])
-            for name in ("inference", "management", "API")
-            if isinstance(doc.get(name), dict) and "key" in doc[name]
+        parsed = parse_key_file(self.key_doc())
+        if parsed is None:
+            return {}
+        entries = {
+            "inference": parsed.inference,
+            "management": parsed.management,
+            "API": parsed.api,
         }
+        return {name: entry.key for name, entry in entries.items() if entry is not None}
 
     def auth_headers(self, api: str = "inference") -> dict[str, str]:
         """The Authorization header for ``api`` ("inference" or "management")."""
@@ -354,7 +360,7 @@ class LocalTorchServe:
             cmd = ["nice", "-n", str(self.niceness), *cmd]
         with self.stdout_path.open("ab") as out:
             # Own session: Java and its workers form one process group we can kill as a whole.
-            proc = subprocess.run(
+            launcher = subprocess.Popen(
                 cmd,
                 cwd=self.work_dir,
                 env=self._env(),
@@ -362,13 +368,19 @@ class LocalTorchServe:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                timeout=60,
-                check=False,
             )
+            # Guarded before Java exists: if this process dies from here on, the lifeline's
+            # watchdog stops the whole group (the launcher daemonizes Java into it).
+            self._guard(launcher.pid)
+            try:
+                returncode = launcher.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+                returncode = launcher.wait()
         pid_file = self.tmp_dir / ".model_server.pid"
-        if proc.returncode != 0 or not pid_file.is_file():
+        if returncode != 0 or not pid_file.is_file():
             raise TorchServeError(
-                f"torchserve --start failed (exit {proc.returncode}); log tail:\n{self.log_tail()}"
+                f"torchserve --start failed (exit {returncode}); log tail:\n{self.log_tail()}"
             )
         self._pid = int(pid_file.read_text().split()[0])
         try:
@@ -446,6 +458,7 @@ class LocalTorchServe:
                 _wait_gone([self._pid], timeout_s=15.0)
             self._kill_all(pids)
             self._pid = None
+        self._release_all()
         if self._run_dir is not None:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
             if self._owns_run_dir and not self._keep_run_dir:
@@ -467,6 +480,20 @@ class LocalTorchServe:
         if _wait_gone(workers, timeout_s=5.0):
             self._kill_all(workers)
         self._pid = None
+
+    def _guard(self, pgid: int) -> None:
+        """Have the lifeline stop group ``pgid`` if this process dies; groups of earlier starts
+        that are empty now are let go (a group id is only reused once the group is empty)."""
+        for old in [g for g in self._guarded if not group_alive(g)]:
+            release_group(old)
+            self._guarded.discard(old)
+        guard_group(pgid)
+        self._guarded.add(pgid)
+
+    def _release_all(self) -> None:
+        for pgid in self._guarded:
+            release_group(pgid)
+        self._guarded.clear()
 
     def _kill_all(self, pids: list[int]) -> None:
         # The group only while one of its known members lives: its id cannot be reused then.

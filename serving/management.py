@@ -16,8 +16,9 @@ so each TorchServe quirk is handled once:
 - what TorchServe runs is read back (``running_config``), never assumed from what was asked.
 
 What a version runs with is :class:`serving.settings.TorchServeSettings` (the one settings
-type). Only that module (pydantic) and the standard library are imported: the compose
-container copies both files as they are (docker/torchserve/Dockerfile).
+type); ``key_file.json`` is read by the one key-file parser, ``backend_patch/app/ml/keys.py``.
+Only those modules (pydantic; the standard library) and the standard library are imported: the
+compose container copies the files as they are (docker/torchserve/Dockerfile).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from backend_patch.app.ml.keys import KeyEntry, parse_key_file
 from serving.settings import TorchServeSettings
 
 MODEL_NAME = "signflow"
@@ -100,18 +102,25 @@ class RunningConfig:
 
 
 def key_expiry(doc: Mapping[str, Any], api: str = "management") -> datetime | None:
-    """The expiration time TorchServe wrote for ``api``'s key (UTC), None when absent.
+    """The expiration time TorchServe wrote for ``api``'s key (UTC), None when absent or
+    unreadable. Parsed by the one key-file parser (``backend_patch/app/ml/keys.py``), which
+    keeps TorchServe's nanoseconds to the float's precision."""
+    entry = _key_entry(doc, api)
+    return entry.expires if entry is not None else None
 
-    TorchServe writes nanoseconds (``2026-11-30T06:56:56.048682742Z``); Python takes six digits.
-    """
-    entry = doc.get(api)
-    raw = entry.get("expiration time") if isinstance(entry, Mapping) else None
-    if not isinstance(raw, str):
+
+def _key_entry(doc: Mapping[str, Any] | None, api: str) -> KeyEntry | None:
+    parsed = parse_key_file(doc)
+    if parsed is None:
         return None
-    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,6})?\d*Z?$", raw.strip())
-    if not match:
-        return None
-    return datetime.fromisoformat(match.group(1) + (match.group(2) or "")).replace(tzinfo=UTC)
+    if api == "API":
+        return parsed.api
+    return parsed.entry("inference" if api == "inference" else "management")
+
+
+def _key(doc: Mapping[str, Any] | None, api: str) -> str | None:
+    entry = _key_entry(doc, api)
+    return entry.key if entry is not None else None
 
 
 def read_key_file_text(text: str | bytes) -> dict[str, Any] | None:
@@ -164,21 +173,20 @@ class ManagementClient:
                 with contextlib.suppress(TorchServeError):
                     self.renew_key()
                     doc = self._keys() or doc
-        entry = doc.get("management")
-        return str(entry["key"]) if isinstance(entry, Mapping) and "key" in entry else None
+        return _key(doc, "management")
 
     def renew_key(self, api: str = "management") -> None:
         """Have TorchServe mint a new ``api`` key (``POST /token?type=...``) and rewrite the
         key file; TorchServeError (without the answer's body, which holds the key) on failure."""
-        doc = self._keys() or {}
-        entry = doc.get("API")
-        if not isinstance(entry, Mapping) or not entry.get("key"):
+        doc = self._keys()
+        api_key = _key(doc, "API")
+        if api_key is None:
             raise TorchServeError("cannot renew the TorchServe key: no API key in key_file.json")
-        before = (doc.get(api) or {}).get("key") if isinstance(doc.get(api), Mapping) else None
+        before = _key(doc, api)
         req = urllib.request.Request(
             f"{self.base_url}/token?type={api}",
             method="POST",
-            headers={"Authorization": f"Bearer {entry['key']}"},
+            headers={"Authorization": f"Bearer {api_key}"},
         )
         try:
             with urllib.request.urlopen(req, timeout=10.0) as resp:
@@ -192,9 +200,7 @@ class ManagementClient:
         # (a container volume) may lag a moment.
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            now = self._keys() or {}
-            entry_now = now.get(api)
-            if isinstance(entry_now, Mapping) and entry_now.get("key") != before:
+            if _key(self._keys(), api) != before:
                 return
             time.sleep(0.05)
 
@@ -462,11 +468,10 @@ def predict_probe(inference_url: str, read_keys: KeyFileReader | None, body: byt
     """
 
     def probe(version: str, timeout_s: float) -> bool:
-        doc = read_keys() if read_keys is not None else None
-        entry = (doc or {}).get("inference")
+        key = _key(read_keys() if read_keys is not None else None, "inference")
         headers = {"Content-Type": "application/octet-stream"}
-        if isinstance(entry, Mapping) and entry.get("key"):
-            headers["Authorization"] = f"Bearer {entry['key']}"
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         req = urllib.request.Request(
             f"{inference_url.rstrip('/')}/predictions/{MODEL_NAME}/{version}",
             data=body,
@@ -476,7 +481,7 @@ def predict_probe(inference_url: str, read_keys: KeyFileReader | None, body: byt
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
                 resp.read()
-                return resp.status == 200
+                return bool(resp.status == 200)
         except (OSError, urllib.error.HTTPError):
             return False
 

@@ -185,6 +185,11 @@ class SignflowWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _tell_app(self, code: int, reason: str, cause: str) -> None:
         """Queue the disconnect for the app: the server closed with ``code`` for ``cause``."""
-        self.queue.put_nowait(
-            {"type": "websocket.disconnect", "code": code, "reason": reason, "cause": cause}
-        )
+        # ``cause`` is ours, beside ASGI's keys (uvicorn's event type does not list it).
+        event: Any = {
+            "type": "websocket.disconnect",
+            "code": code,
+            "reason": reason,
+            "cause": cause,
+        }
+        self.queue.put_nowait(event)

@@ -23,7 +23,7 @@ class AppServices:
     metrics: BackendMetrics
     log: Any
     segmenter_config: SegmenterConfig
-    session_ids: itertools.count = field(default_factory=itertools.count)
+    session_ids: itertools.count[int] = field(default_factory=itertools.count)
     # Builds sign windows off the event loop. One thread: windows are CPU- and GIL-bound, and
     # more threads would only compete harder with the loop for the interpreter.
     window_pool: ThreadPoolExecutor = field(

@@ -64,7 +64,12 @@ from pydantic import BaseModel, Field
 
 from harness import hdr
 from harness.hdr import Floats
-from harness.results.model import Document
+from harness.results.model import (
+    JUDGED_LATENCY_FAMILIES,
+    JUDGED_LATENCY_STATS,
+    JUDGED_RATES,
+    Document,
+)
 
 FAMILY_ALPHA = 0.05
 PRACTICAL_CHANGE = 0.05
@@ -84,14 +89,10 @@ NOISY_CV = 0.25
 # A generator later than its threshold on this share of frames is near saturation.
 GENERATOR_LATE_SHARE = 0.01
 
-LATENCY_FAMILIES = ("frame", "inference")
-LATENCY_STATS = ("p50", "p90", "p95", "p99", "p999", "mean")
+LATENCY_FAMILIES = JUDGED_LATENCY_FAMILIES
+LATENCY_STATS = JUDGED_LATENCY_STATS
 # Derived/summary rate metrics judged on a per-window series: metric -> series key.
-RATE_SERIES = {
-    "throughput.frames_per_s": "frames_per_s",
-    "throughput.inferences_per_s": "inferences_per_s",
-    "errors.per_s": "errors",
-}
+RATE_SERIES = dict(zip(JUDGED_RATES, ("frames_per_s", "inferences_per_s", "errors"), strict=True))
 # v1 documents without window histograms: the per-window series of a percentile, if stored.
 _V1_SERIES = {
     ("frame", "p50"): "frame_p50_ms",

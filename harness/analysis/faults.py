@@ -20,7 +20,11 @@ reply. The stall "in" a window is the largest wait whose interval [scheduled, re
 the window, so a frame sent just before a kill and stuck across it counts for the outage.
 
 Outage entry (kill_torchserve #i, recovered by the next start_torchserve #j, if any):
-- time_to_first_fallback_s: how long the first window answered locally after the kill waited
+Fallback is a TorchServe-cohort figure throughout (``Columns.fallback``): the old-pipeline
+cohort of a rollout below 100 % answers locally by design and never counts as a fallback.
+
+- time_to_first_fallback_s: how long the first TorchServe-cohort window answered locally after
+  the kill waited
   for that answer, from the later of the kill and its frame's scheduled send: the delay the
   failover added. Measured from the kill alone it would mostly time when the next sign happens
   to end (at 4.5 inferences/s, a 0.3 s bound would fail one run in four with no wait at all).
@@ -32,8 +36,8 @@ Outage entry (kill_torchserve #i, recovered by the next start_torchserve #j, if 
   non-error frames scheduled in the window.
 - outage_max_stall_ms / recovery_max_stall_ms: the longest stall in the window (above).
 - recovery_errors: error replies + unanswered frames scheduled in the recovery window.
-- local_share_during_outage: share of inference replies received during the outage that were
-  served locally.
+- local_share_during_outage: share of the TorchServe cohort's inference replies received during
+  the outage that were served locally (fallbacks).
 - restart_s, ready_s: when start_torchserve began and returned (model READY again).
 - recovered_s: first reply served_by "torchserve" received at or after restart_s.
 - time_to_recover_s: recovered_s - restart_s (TorchServe's own start-up included).
@@ -48,8 +52,10 @@ Reload entry (reload_model #i, from the version loaded before it to ``version``)
   (length 0 when no old answer followed the first new one).
 - errors: error replies + unanswered frames scheduled from the event until 2 s after the
   switch (or after the event finished, whichever is later): the reload window.
-- local_replies: replies served_by "local" among frames scheduled in the reload window.
-- local_share_before: local share of the inference replies in the 10 s before the event (hedges
+- local_replies: the TorchServe cohort's replies served_by "local" among frames scheduled in
+  the reload window.
+- local_share_before: that cohort's local share of its inference replies in the 10 s before
+  the event (hedges
   a healthy TorchServe loses; None when there were none).
 - fallbacks: the local replies the reload caused: local_replies beyond local_share_before x the
   window's inference replies, with a 3-sigma binomial allowance (every local reply counts when
@@ -262,7 +268,9 @@ def _outage(
     stall_end: float,
 ) -> dict[str, Any]:
     w, recovery_index = outage_windows(cols, events, i, run_end_s)
-    local = cols.served_by == "local"
+    # A fallback is a TorchServe-cohort session answered locally: the old-pipeline cohort
+    # (rollout < 100 %) answers locally by design, before, during and after the kill.
+    local = cols.fallback
     ts = cols.served_by == "torchserve"
     start, end = w.outage
     first_local = _first_wait_after(cols, start, local)
@@ -324,8 +332,9 @@ def _reload_fallbacks(
     reload caused those beyond the local share of the ``BEFORE_RELOAD_S`` before it, with a
     3-sigma binomial allowance (0 when nothing was local before: then every one counts).
     """
-    inference = cols.answered & ~cols.errored & (cols.served_by != None)  # noqa: E711
-    local = inference & (cols.served_by == "local")
+    inference = cols.answered & ~cols.errored & (cols.cohort == "torchserve")
+    inference &= cols.served_by != None  # noqa: E711
+    local = inference & cols.fallback  # the TorchServe cohort's: the old pipeline's are by design
     before = (cols.t_scheduled >= start - BEFORE_RELOAD_S) & (cols.t_scheduled < start)
     n_before = int(np.count_nonzero(before & inference))
     share = int(np.count_nonzero(before & local)) / n_before if n_before else None

@@ -4,7 +4,8 @@ The grammar and the parsed :class:`Gate` live with the scenario (harness/scenari
 gates are parsed once, when the scenario is validated); the metric catalogue is generated from
 the results model (harness/results/model.py ``METRICS``, with units and k6-style types). Here:
 resolving a metric path in a summary (``faults.<kind>.<field>`` is the max over the faults of
-that kind) and evaluating a gate. A null metric fails with a reason, it never passes silently.
+that kind) and evaluating a gate; a ``compare.`` gate reads the comparison's verdict. A null
+metric fails with a reason, it never passes silently.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from harness.results.model import (
 )
 from harness.scenario.gates import Gate, GateSyntaxError, parse_gate
 
+from .compare import Comparison, Verdict
+
 __all__ = [
     "ANY",
     "METRICS",
@@ -33,6 +36,7 @@ __all__ = [
     "GateSyntaxError",
     "Metric",
     "check_metric",
+    "evaluate_compare_gate",
     "evaluate_gate",
     "evaluate_gates",
     "metric_spec",
@@ -129,13 +133,61 @@ def _threshold(
     return base, None
 
 
+def evaluate_compare_gate(gate: Gate, comparison: Comparison | None) -> dict[str, Any]:
+    """A ``compare.METRIC (==|!=) VERDICT`` gate against the comparison with the baseline.
+
+    ``!= worse`` passes on "too little data" or "not judged" (a healthy system is not failed
+    for lack of data; ``reason`` then says what the comparison lacked); ``==`` needs exactly
+    that verdict. No comparison (no baseline), an unusable one, or no row for the metric:
+    failed, with the reason."""
+    out: dict[str, Any] = {
+        "expr": gate.expr,
+        "metric": f"compare.{gate.metric}",
+        "op": gate.op,
+        "threshold": None,
+        "threshold_hi": None,
+        "relative": True,
+        "measured": None,
+        "passed": False,
+        "reason": None,
+        "compared": gate.verdict,
+        "verdict": None,
+    }
+    if comparison is None:
+        out["reason"] = "gate reads the comparison with a baseline, but no baseline was given"
+        return out
+    if not comparison.usable:
+        out["reason"] = f"cannot compare: {comparison.problem}"
+        return out
+    row = next((m for m in comparison.metrics if m.metric == gate.metric), None)
+    if row is None:
+        out["reason"] = f"the comparison has no row for {gate.metric}"
+        return out
+    verdict = str(row.verdict.value)
+    passed = (verdict == gate.verdict) == (gate.op == "==")
+    change = "" if row.change is None else f" ({row.change:+.1%})"
+    p = "" if row.p_value is None else f", p = {row.p_value:.3g}"
+    if verdict in (Verdict.TOO_LITTLE_DATA.value, Verdict.NOT_JUDGED.value):
+        reason = f"comparison says {verdict}{change}" + (f": {row.note}" if row.note else "")
+    elif passed:
+        reason = None
+    else:
+        reason = f"comparison says {verdict}{change}{p}, required {gate.op} {gate.verdict}"
+    out.update(measured=row.change, passed=passed, reason=reason, verdict=verdict)
+    return out
+
+
 def evaluate_gate(
     gate: Gate,
     summary: Mapping[str, Any],
     faults: Sequence[Mapping[str, Any]] = (),
     baseline_summary: Mapping[str, Any] | None = None,
+    comparison: Comparison | None = None,
 ) -> dict[str, Any]:
-    """One ``gates[]`` entry of results.json."""
+    """One ``gates[]`` entry of results.json (``comparison``: the run's comparison with its
+    baseline, for ``compare.`` gates)."""
+    if gate.verdict is not None:
+        return evaluate_compare_gate(gate, comparison)
     measured, reason = resolve_metric(gate.metric, summary, faults)
     threshold, treason = _threshold(gate, baseline_summary)
     passed = False
@@ -173,7 +225,8 @@ def evaluate_gates(
     summary: Mapping[str, Any],
     faults: Sequence[Mapping[str, Any]] = (),
     baseline_summary: Mapping[str, Any] | None = None,
+    comparison: Comparison | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate every gate (strings are parsed first)."""
     parsed = [g if isinstance(g, Gate) else parse_gate(g) for g in gates]
-    return [evaluate_gate(g, summary, faults, baseline_summary) for g in parsed]
+    return [evaluate_gate(g, summary, faults, baseline_summary, comparison) for g in parsed]

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness import hdr
+from harness.results.model import fallback_share
 
 from . import frames as fr
 from .collected import gpu_stats, process_stats, torchserve_stats
@@ -43,6 +44,7 @@ def summarize(
     counts = fr.counts(load)
     by_code = fr.errors_by_code(load)
     served = fr.served_by_counts(load)
+    fallback = fr.fallback_counts(load)
     acc = fr.accuracy(load)
 
     cpu_summary, cpu_series, rss_series = process_stats(
@@ -98,6 +100,15 @@ def summarize(
             "torchserve": _share(served, "torchserve"),
             "counts": served,
         },
+        # Fallback is a TorchServe-cohort figure: the old pipeline's local answers are not one.
+        "fallback": {
+            "share": fallback_share(
+                fallback["fallbacks"], fallback["torchserve_cohort"], fallback["old_pipeline"]
+            ),
+            "count": fallback["fallbacks"],
+            "torchserve_cohort": fallback["torchserve_cohort"],
+            "old_pipeline": fallback["old_pipeline"],
+        },
         "model_versions": fr.model_version_counts(load),
         "gpu": gpu_summary,
         "cpu": cpu_summary,
@@ -134,6 +145,8 @@ def summarize(
         "errors": [w.errors + w.lost for w in windows],
         "served_local": [w.served_by.get("local", 0) for w in windows],
         "served_torchserve": [w.served_by.get("torchserve", 0) for w in windows],
+        # Of served_local: the TorchServe cohort's local answers (the rest is the old pipeline).
+        "served_fallback": [w.fallbacks for w in windows],
         "model_versions": [dict(w.model_versions) for w in windows],
         "cpu_percent": cpu_series,
         "rss_mb": rss_series,

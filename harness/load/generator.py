@@ -43,6 +43,7 @@ from harness.load.selfcheck import (
 )
 from harness.load.session import CLOSE_TIMEOUT_S, NONE_CODE, SEND_DEADLINE_S, Session
 from harness.load.trace import PreparedTrace, TraceError, TraceFrame, prepare_trace
+from harness.results.model import fallback_share
 from harness.scenario.traffic import CONNECT_LEAD_S, PlannedSession
 
 # A session task still running this long after duration_s (a connect or a send the server never
@@ -124,6 +125,9 @@ class LiveStats:
     frames_per_s: float
     p95_ms: float | None
     errors: int
+    # Classifications answered in the last second, by cohort: ``fallbacks`` the TorchServe
+    # cohort's answered locally, of ``inferences_torchserve_cohort``; the old pipeline's are
+    # local by design. ``fallback_share``: harness.results.model.fallback_share of them.
     fallback_share: float | None
     sessions_connected: int = 0
     generator_cpu_percent: float | None = None
@@ -131,6 +135,9 @@ class LiveStats:
     sessions_ended: int = 0
     sessions_refused: int = 0
     cohorts: dict[str, int] | None = None  # open sessions by rollout cohort
+    fallbacks: int = 0
+    inferences_torchserve_cohort: int = 0
+    inferences_old_pipeline: int = 0
 
 
 class LoadGenerator:
@@ -464,18 +471,30 @@ class LoadGenerator:
         fps = (answered - prev[1]) / (wall - prev[0]) if prev and wall > prev[0] else 0.0
         self._live_prev = (wall, answered)
         lat: list[npt.NDArray[np.float64]] = []
-        inference = local = 0
+        ts_inf = old_inf = fallbacks = 0
         local_code = self._codes.get("local", -2)
         for s in self._sessions:
+            # Classifications by the time their reply ARRIVED in the last second, so a
+            # fallback shows on the first tick after it happened (the latency window below
+            # waits for replies of frames scheduled up to 0.5 s ago).
+            lo, hi = np.searchsorted(s.t_scheduled, (now - cfg.reply_timeout_s - 1.0, now))
+            if hi > lo:
+                rep = s.t_reply[lo:hi]
+                with np.errstate(invalid="ignore"):
+                    recent = (rep >= now - 1.0) & (rep < now)
+                served = s.served_by[lo:hi][recent]
+                n = int(np.count_nonzero(served >= 0))
+                if n and self.cohort_of(s) == "torchserve":
+                    ts_inf += n
+                    fallbacks += int(np.count_nonzero(served == local_code))
+                else:
+                    old_inf += n
             lo, hi = np.searchsorted(s.t_scheduled, (now - 2.5, now - 0.5))
             if hi <= lo:
                 continue
             rep = s.t_reply[lo:hi]
             ok = ~np.isnan(rep)
             lat.append((rep - s.t_scheduled[lo:hi])[ok])
-            served = s.served_by[lo:hi]
-            inference += int(np.count_nonzero(served >= 0))
-            local += int(np.count_nonzero(served == local_code))
         joined = np.concatenate(lat) if lat else np.empty(0)
         errors = sum(
             int(np.count_nonzero(s.error_code[: s.sent] >= 0))
@@ -507,7 +526,10 @@ class LoadGenerator:
             frames_per_s=fps,
             p95_ms=float(np.percentile(joined, 95) * 1000) if joined.size else None,
             errors=errors,
-            fallback_share=local / inference if inference else None,
+            fallback_share=fallback_share(fallbacks, ts_inf, old_inf),
+            fallbacks=fallbacks,
+            inferences_torchserve_cohort=ts_inf,
+            inferences_old_pipeline=old_inf,
             sessions_connected=sum(cohorts.values()),  # open now: connected, not yet closed
             generator_cpu_percent=self._cpu.current() if self._running else self._cpu.percent,
         )

@@ -498,7 +498,10 @@ def latency_distribution(run: Doc, baseline: Doc | None) -> Figure | None:
 
 
 def served_by_over_time(run: Doc) -> Figure | None:
-    """Share of inferences served by TorchServe vs the local fallback, plus model versions."""
+    """Share of inferences served by TorchServe, by the local fallback (the TorchServe cohort's
+    classifications answered locally) and by the old pipeline (the old-pipeline cohort, local
+    by design: never a fallback), plus model versions. Documents without ``served_fallback``
+    (older files) cannot tell the two local kinds apart: their local band says so."""
     ts, loc = _aligned(run, "served_torchserve"), _aligned(run, "served_local")
     either = ts if ts is not None else loc
     if either is None:
@@ -507,10 +510,14 @@ def served_by_over_time(run: Doc) -> Figure | None:
     n = t.size
     tsv = np.nan_to_num(ts[1][:n]) if ts else np.zeros(n)
     lov = np.nan_to_num(loc[1][:n]) if loc else np.zeros(n)
+    known = _series(run).get("served_fallback") is not None
+    fb = _arr(_series(run).get("served_fallback"))
+    fbv = np.nan_to_num(fb[:n]) if fb.size >= n else np.zeros(n)
     tot = tsv + lov
     with np.errstate(invalid="ignore", divide="ignore"):
         ts_share = np.where(tot > 0, tsv / tot, np.nan)
-        lo_share = np.where(tot > 0, lov / tot, np.nan)
+        fb_share = np.where(tot > 0, fbv / tot, np.nan)
+        old_share = np.where(tot > 0, (lov - fbv) / tot, np.nan)
     mv = _series(run).get("model_versions") or []
     names = sorted({k for m in mv if isinstance(m, dict) for k in m})
     versions = len(names) > 1
@@ -526,32 +533,37 @@ def served_by_over_time(run: Doc) -> Figure | None:
     # with the last window closed at t+1). "mid" centred the step on w and showed the fallback
     # half a second before the kill.
     t_edge = np.append(t, t[-1] + 1.0) if n else t
-    ts_plot = np.append(ts_share, ts_share[-1]) if n else ts_share
-    lo_plot = np.append(lo_share, lo_share[-1]) if n else lo_share
-    ax.fill_between(
-        t_edge,
-        0,
-        ts_plot * 100,
-        step="post",
-        facecolor=BLUE,
-        alpha=0.35,
-        hatch="..",
-        edgecolor=BLUE,
-        linewidth=0,
-        label="TorchServe",
-    )
-    ax.fill_between(
-        t_edge,
-        ts_plot * 100,
-        (ts_plot + lo_plot) * 100,
-        step="post",
-        facecolor=ORANGE,
-        alpha=0.35,
-        hatch="//",
-        edgecolor=ORANGE,
-        linewidth=0,
-        label="local fallback",
-    )
+
+    def closed(share: Floats) -> Floats:
+        return np.append(share, share[-1]) if n else share
+
+    ts_plot, fb_plot, old_plot = closed(ts_share), closed(fb_share), closed(old_share)
+    bands = [
+        (0 * ts_plot, ts_plot, BLUE, "..", "TorchServe"),
+        (ts_plot, ts_plot + fb_plot, VERMILION, "xx", "local fallback (TorchServe cohort)"),
+        (
+            ts_plot + fb_plot,
+            ts_plot + fb_plot + old_plot,
+            ORANGE,
+            "//",
+            "old pipeline (local by design)" if known else "local (old pipeline or fallback)",
+        ),
+    ]
+    for lo, hi, colour, hatch, label in bands:
+        if not known and label.startswith("local fallback"):
+            continue
+        ax.fill_between(
+            t_edge,
+            lo * 100,
+            hi * 100,
+            step="post",
+            facecolor=colour,
+            alpha=0.35,
+            hatch=hatch,
+            edgecolor=colour,
+            linewidth=0,
+            label=label,
+        )
     ax.step(t_edge, ts_plot * 100, where="post", color=BLUE, linewidth=1.2)
     _annotate(ax, run, labels=True)
     ax.set_ylim(0, 100)
@@ -564,6 +576,8 @@ def served_by_over_time(run: Doc) -> Figure | None:
         if _has(ts_share)
         else "no inferences"
     )
+    if known and _has(fb_share):
+        desc += f"; local fallback at most {np.nanmax(fb_share) * 100:.0f} % of a second"
     if versions:
         ax2 = axes[1, 0]
         counts = np.array(
@@ -603,8 +617,9 @@ def served_by_over_time(run: Doc) -> Figure | None:
     axes[-1, 0].set_xlabel("time since load start (s)", fontsize=9)
     fig.tight_layout()
     alt = (
-        "Stacked area chart of the share of inferences served by TorchServe (dotted) and by the "
-        f"local fallback (hatched) per second. {desc}. " + _events_sentence(run)
+        "Stacked area chart of the share of inferences per second served by TorchServe "
+        "(dotted), by the local fallback of the TorchServe cohort (crossed) and by the old "
+        f"pipeline (hatched, local by design, not a fallback). {desc}. " + _events_sentence(run)
     )
     return Figure(
         "served-by",

@@ -21,6 +21,7 @@ from harness.analysis.compare import comparison_for
 from harness.redact import mask, mask_yaml_text
 from harness.results.model import READABLE_VERSIONS, reason_text
 from harness.results.model import Document as Doc
+from harness.results.verdict import verdict_line
 
 from . import figures as F
 
@@ -173,7 +174,9 @@ SUMMARY_GROUPS: list[tuple[str, list[Row]]] = [
         "Who served",
         [
             Row("share served by TorchServe", "served_by.torchserve", "share"),
-            Row("share served by the local fallback", "served_by.local", "share"),
+            Row("share answered locally (old pipeline or fallback)", "served_by.local", "share"),
+            # Fallback is a TorchServe-cohort figure: the old pipeline's answers are not one.
+            Row("fallback: TorchServe cohort answered locally", "fallback.share", "share"),
         ],
     ),
     (
@@ -265,7 +268,7 @@ def _unit_for(metric: str) -> str:
         return "s"
     if metric.startswith("throughput."):
         return "rate"
-    if metric in ("accuracy",) or metric.startswith("served_by."):
+    if metric in ("accuracy", "fallback.share") or metric.startswith("served_by."):
         return "share"
     if "percent" in metric or metric.startswith("gpu.util"):
         return "pct"
@@ -285,84 +288,57 @@ def _gate_view(g: Doc, has_baseline: bool) -> GateView:
         threshold = f"{OPS.get(op, op)} {fmt(thr, unit)}".strip()
     if g.get("relative"):
         threshold += " (from baseline)" if has_baseline or thr is not None else ""
+    measured = fmt(g.get("measured"), unit)
+    if g.get("compared"):  # compare.METRIC != worse: the comparison's verdict and change
+        threshold = f"{OPS.get(op, op)} {g['compared']} (comparison with the baseline)"
+        change = _num(g.get("measured"))
+        measured = str(g.get("verdict") or "no verdict") + (
+            f" ({change * 100:+.1f} %)" if change is not None else ""
+        )
     passed = g.get("passed")
     return {
         "expr": str(g.get("expr") or metric),
         "metric": metric,
-        "measured": fmt(g.get("measured"), unit),
+        "measured": measured,
         "threshold": threshold,
         "outcome": "pass" if passed is True else "fail",
         "reason": g.get("reason"),
     }
 
 
-def _comparison_line(comparison: Doc | None) -> str | None:
-    """One line on the comparison for the verdict box: its headline (older documents: the
-    count of worse rows), so a PASSED run never sits silently over red rows."""
-    if not comparison:
-        return None
-    base = comparison.get("baseline_run_id") or "the baseline"
-    if comparison.get("headline"):
-        return f"compared with {base}: {comparison['headline']}"
-    rows = comparison.get("metrics") or []
-    worse = [m.get("metric") for m in rows if m.get("verdict") == "worse"]
-    if worse:
-        return f"compared with {base}: {len(worse)} metrics worse ({', '.join(worse[:3])})"
-    return f"compared with {base}: no metric judged worse"
-
-
 def _verdict_view(
     results: Doc, gates: list[GateView], comparison: Doc | None = None
 ) -> VerdictView:
-    verdict = str(results.get("verdict") or "error").lower()
-    valid = results.get("valid")
-    if valid is False and verdict != "error":
-        verdict = "invalid"
+    """The banner: the one verdict sentence (harness.results.verdict, also the console's)
+    and its reasons (failed gates with their formatted figures, invalid reasons, the
+    comparison's headline)."""
+    line = verdict_line(results, comparison)
     reasons: list[str] = []
-    if verdict == "invalid":
+    if line.status == "invalid":
         reasons = [reason_text(r) for r in results.get("invalid_reasons") or []] or [
             "the run was marked invalid without a reason"
         ]
-        headline = "INVALID: this measurement cannot be trusted"
-    elif verdict == "failed":
-        failed = [g for g in gates if g["outcome"] == "fail"]
+    elif line.status == "failed":
         reasons = [
             f"{g['expr']}: measured {g['measured']}" + (f" ({g['reason']})" if g["reason"] else "")
-            for g in failed
+            for g in gates
+            if g["outcome"] == "fail"
         ]
-        headline = f"FAILED: {len(failed)} of {len(gates)} gates failed"
-    elif verdict == "passed":
-        headline = (
-            f"PASSED: all {len(gates)} gates passed" if gates else "PASSED (no gates were set)"
-        )
-    elif verdict == "inconclusive":
+    elif line.status == "inconclusive":
         # A rollout short of evidence with nothing failed: an answer, not a failure.
         ro = results.get("rollout") or {}
-        headline = "INCONCLUSIVE: the rollout ran out of evidence with nothing failed"
         reasons = [str(ro.get("reason") or "the rollout ran out of evidence")]
-    else:
-        verdict = "error"
+    elif line.status == "error":
         err = results.get("error")
-        interrupted = err == "interrupted"
-        headline = (
-            "INTERRUPTED: partial figures, no verdict"
-            if interrupted
-            else "ERROR: the run did not complete"
-        )
         reasons = [str(err)] if err else ["the results carry no verdict"]
         # An interrupted run still says how much it covers and whether that part was valid.
         reasons += [reason_text(r) for r in results.get("invalid_reasons") or []]
-    line = _comparison_line(comparison)
-    if line is not None:
-        reasons.append(line)
-        rows = (comparison or {}).get("metrics") or []
-        worse = sum(1 for m in rows if m.get("verdict") == "worse")
-        if worse and verdict == "passed":
-            headline += f", but {worse} compared metric{'s' if worse != 1 else ''} worse"
+    if line.comparison is not None:
+        reasons.append(line.comparison)
     symbol = {"passed": "✔", "failed": "✘", "inconclusive": "?", "invalid": "⚠", "error": "⚠"}[
-        verdict
+        line.status
     ]
-    return {"status": verdict, "headline": headline, "reasons": reasons, "symbol": symbol}
+    return {"status": line.status, "headline": line.headline, "reasons": reasons, "symbol": symbol}
 
 
 def _summary_rows(results: Doc, baseline: Doc | None, comparison: Doc | None) -> list[SummaryGroup]:
@@ -508,7 +484,7 @@ def _fault_views(results: Doc) -> tuple[list[FaultView], list[FaultView], list[O
                 ("Latency during outage p50 / p95 / p99", _window_text(f.get("outage_latency_ms"))),
                 ("Longest session stall in the outage", fmt(f.get("outage_max_stall_ms"), "ms")),
                 (
-                    "Share served by the fallback during outage",
+                    "TorchServe cohort answered by the fallback during outage",
                     fmt(f.get("local_share_during_outage"), "share"),
                 ),
                 (
@@ -555,9 +531,9 @@ def _fault_views(results: Doc) -> tuple[list[FaultView], list[FaultView], list[O
                 rows += [
                     (
                         "Answers the reload pushed to the fallback",
-                        f"{fmt(f.get('fallbacks'), 'count')} (local answers in its window: "
-                        f"{fmt(f.get('local_replies'), 'count')}; local share before it: "
-                        f"{fmt(f.get('local_share_before'), 'share')})",
+                        f"{fmt(f.get('fallbacks'), 'count')} (TorchServe cohort's local answers "
+                        f"in its window: {fmt(f.get('local_replies'), 'count')}; its local share "
+                        f"before it: {fmt(f.get('local_share_before'), 'share')})",
                     ),
                     ("Longest session stall in the reload", fmt(f.get("max_stall_ms"), "ms")),
                 ]

@@ -207,11 +207,56 @@ class ServedCounts(_Model):
 
 
 class ServedBy(_Model):
-    """Who answered the inferences."""
+    """Who answered the inferences (``local``: the backend's own engine, for the old-pipeline
+    cohort by design and for the TorchServe cohort as a fallback; ``summary.fallback`` tells
+    the two apart)."""
 
-    local: Annotated[F, Unit("share", "share of inferences served locally")] = None
+    local: Annotated[
+        F, Unit("share", "share of inferences served locally (old pipeline or fallback)")
+    ] = None
     torchserve: Annotated[F, Unit("share", "share of inferences served by TorchServe")] = None
     counts: ServedCounts = Field(default_factory=ServedCounts)
+
+
+# What a baseline comparison judges (harness/analysis/compare.py RULE): the names a
+# ``compare.METRIC != worse`` gate may use. compare.py builds its rows from these.
+JUDGED_LATENCY_FAMILIES = ("frame", "inference")
+JUDGED_LATENCY_STATS = ("p50", "p90", "p95", "p99", "p999", "mean")
+JUDGED_RATES = ("throughput.frames_per_s", "throughput.inferences_per_s", "errors.per_s")
+JUDGED_METRICS = (
+    *(f"{f}.latency_ms.{s}" for f in JUDGED_LATENCY_FAMILIES for s in JUDGED_LATENCY_STATS),
+    *JUDGED_RATES,
+    "accuracy",
+)
+
+
+def fallback_share(fallbacks: int, torchserve_cohort: int, old_pipeline: int) -> float | None:
+    """THE fallback share (live rows, Prometheus gauge, ``summary.fallback.share``): the share
+    of the TorchServe cohort's classifications answered by the local engine (a failed or slow
+    TorchServe call). The old-pipeline cohort (rollout < 100 %, or TorchServe off) is answered
+    locally by design and is never a fallback: with classifications but none from the
+    TorchServe cohort, nothing fell back and the share is 0. None: no classification at all.
+    """
+    if torchserve_cohort > 0:
+        return fallbacks / torchserve_cohort
+    return 0.0 if old_pipeline > 0 else None
+
+
+class Fallback(_Model):
+    """TorchServe-cohort classifications answered locally (``fallback_share`` defines it)."""
+
+    share: Annotated[
+        F, Unit("share", "TorchServe cohort's classifications answered locally (fallback)")
+    ] = None
+    count: Annotated[I, Unit("count", "TorchServe cohort's classifications answered locally")] = (
+        None
+    )
+    torchserve_cohort: Annotated[
+        I, Unit("count", "classifications of the TorchServe cohort's sessions")
+    ] = None
+    old_pipeline: Annotated[
+        I, Unit("count", "classifications of the old-pipeline cohort (local by design)")
+    ] = None
 
 
 class Gpu(_Model):
@@ -326,6 +371,8 @@ class Summary(_Model):
     accuracy: Annotated[F, Unit("share", "correct / classified signs with ground truth")] = None
     accuracy_detail: AccuracyDetail | None = None
     served_by: ServedBy = Field(default_factory=ServedBy)
+    # None in documents written before fallbacks were told apart from the old pipeline.
+    fallback: Fallback | None = None
     model_versions: Annotated[
         dict[str, int], Unit("count", "answers of one model version", absent_is_zero=True)
     ] = Field(default_factory=dict)
@@ -371,9 +418,9 @@ class OutageFault(_Model):
         None
     )
     outage_max_stall_ms: Annotated[F, Unit("ms", "longest stall in the outage", needs=_KILL)] = None
-    local_share_during_outage: Annotated[F, Unit("share", "local share in outage", needs=_KILL)] = (
-        None
-    )
+    local_share_during_outage: Annotated[
+        F, Unit("share", "TorchServe cohort's local share in outage", needs=_KILL)
+    ] = None
     recovery_event_index: int | None = None
     restart_s: float | None = None
     ready_s: float | None = None
@@ -418,8 +465,12 @@ class ReloadFault(_Model):
     mixed_window_len_s: Annotated[F, Unit("s", "both versions answering", needs=_RELOAD)] = None
     errors: Annotated[I, Unit("count", "errors in the reload window", needs=_RELOAD)] = None
     fallbacks: Annotated[I, Unit("count", "local answers the reload caused", needs=_RELOAD)] = None
-    local_replies: Annotated[I, Unit("count", "local answers in its window", needs=_RELOAD)] = None
-    local_share_before: Annotated[F, Unit("share", "local share before it", needs=_RELOAD)] = None
+    local_replies: Annotated[
+        I, Unit("count", "TorchServe cohort's local answers in its window", needs=_RELOAD)
+    ] = None
+    local_share_before: Annotated[
+        F, Unit("share", "TorchServe cohort's local share before it", needs=_RELOAD)
+    ] = None
     p99_around_switch_ms: Annotated[
         F, Unit("ms", "p99 within 2 s of the switch", needs=_RELOAD)
     ] = None
@@ -509,7 +560,9 @@ def reason_text(reason: object) -> str:
 class GateResult(_Model):
     """One evaluated gate (``threshold`` resolved against the baseline for relative gates).
 
-    ``op`` is None for the gates the harness adds (``abort_on_fail: ...``, which always fails).
+    ``reason``: why a gate failed, or a note on a passed one (a compare gate passed on "too
+    little data"). ``op`` is None for the gates the harness adds (``abort_on_fail: ...``,
+    which always fails).
     """
 
     expr: str
@@ -521,6 +574,11 @@ class GateResult(_Model):
     measured: float | None = None
     passed: bool
     reason: str | None = None
+    # A ``compare.METRIC != worse`` gate: ``compared`` is the verdict it names, ``verdict`` the
+    # comparison's for the metric ("too little data" passes ``!= worse``, with ``reason``
+    # saying so); ``measured`` is then the relative change (0.1 = +10 %).
+    compared: str | None = None
+    verdict: str | None = None
 
 
 class EventRecord(_Model):

@@ -25,14 +25,14 @@ LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "count")
 SUMMARY_TOP_KEYS = (
     "duration_s", "warmup_s", "measured_s", "sessions", "fps", "frame", "inference", "stall",
     "non_inference", "throughput", "frames", "errors", "accuracy", "accuracy_detail", "served_by",
-    "model_versions", "gpu", "cpu", "torchserve", "generator", "traffic",
+    "fallback", "model_versions", "gpu", "cpu", "torchserve", "generator", "traffic",
 )  # fmt: skip
 
 SERIES_KEYS = (
     "t", "warmup", "frame_p50_ms", "frame_p95_ms", "frame_p99_ms", "inference_p50_ms",
     "inference_p99_ms", "frames_per_s", "inferences_per_s", "errors", "served_local",
-    "served_torchserve", "model_versions", "cpu_percent", "rss_mb", "gpu_util", "gpu_mem_mb",
-    "ts_queue_ms", "ts_handler_ms", "ts_end_to_end_ms", "ts_batch_size_mean",
+    "served_torchserve", "served_fallback", "model_versions", "cpu_percent", "rss_mb", "gpu_util",
+    "gpu_mem_mb", "ts_queue_ms", "ts_handler_ms", "ts_end_to_end_ms", "ts_batch_size_mean",
 )  # fmt: skip
 
 # The key paths the issue requires to exist in every results document.

@@ -110,7 +110,7 @@ def _given_settings() -> type[Any]:
 
     from backend_patch.app.config import Settings
 
-    class Given(Settings):  # type: ignore[misc]  # backend_patch is outside mypy's scope
+    class Given(Settings):
         @classmethod
         def settings_customise_sources(
             cls,

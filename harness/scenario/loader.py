@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.redact import is_secret_name, mask, redact_text
-from harness.results.model import check_metric
+from harness.results.model import JUDGED_METRICS, check_metric
 from serving.settings import RANGE_ERRORS, range_text
 
 from . import backend_env
@@ -45,6 +45,12 @@ class ScenarioError(ValueError):
 # Bounds on what a scenario file may cost to read. Shipped scenarios are < 4 KB, < 200 nodes,
 # depth < 8: these limits are far above any real scenario and far below harm.
 MAX_FILE_BYTES = 1 << 20
+# Metrics only the collectors measure (process CPU and memory, GPU, TorchServe's own metrics):
+# summarised at the end of the run (harness/analysis/summary.py), so the abort-on-fail check
+# while the run goes sees them as null (k6's "thresholds on metrics without data"); the
+# generator's CPU falls back on the load's own figure. tests/harness/test_abort_on_fail.py
+# checks this list against a real summary without collectors.
+COLLECTOR_METRICS = ("cpu.", "gpu.", "torchserve.")
 MAX_NODES = 20_000  # after alias expansion ("billion laughs" is refused here, not expanded)
 MAX_DEPTH = 50
 
@@ -198,7 +204,9 @@ def _where(path: Path, lines: Mapping[PathKey, int], loc: PathKey, overridden: s
     for n in range(len(loc), -1, -1):
         prefix = tuple(loc[:n])
         if prefix in overridden:
-            return f"{path} (--set {'.'.join(map(str, prefix))})"
+            made = prefix in getattr(overridden, "created", ())
+            note = ": not in the file, an override created it" if made else ""
+            return f"{path} (--set {'.'.join(map(str, prefix))}{note})"
         if prefix in lines:
             return f"{path}:{lines[prefix]}"
     return str(path)
@@ -221,9 +229,17 @@ def _dotted(loc: Sequence[str | int]) -> str:
 # --------------------------------------------------------------------------- overrides
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> set[PathKey]:
+class Overridden(set[PathKey]):
+    """The paths overrides set, and in ``created`` the blocks they created (absent before)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.created: set[PathKey] = set()
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> Overridden:
     """Apply ``key.path=value`` overrides in place (value parsed as YAML); returns the paths."""
-    touched: set[PathKey] = set()
+    touched = Overridden()
     for item in overrides:
         if "=" not in item:
             raise ScenarioError(f"--set {item!r}: expected key.path=value")
@@ -243,10 +259,14 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> set[PathK
                 node = node[int(part)]
                 loc.append(int(part))
                 continue
+            loc.append(part)
             if not isinstance(node.get(part), dict | list):
                 node[part] = {}
+                # Not in the file: an error inside it is the override's, never a file line's
+                # (`--arrival-rate` on a fixed-sessions scenario creates workload.arrivals).
+                touched.add(tuple(loc))
+                touched.created.add(tuple(loc))
             node = node[part]
-            loc.append(part)
         last = parts[-1]
         if isinstance(node, list):
             if not last.isdigit() or int(last) >= len(node):
@@ -331,6 +351,8 @@ def _format_validation(
                 )
             elif err["type"] in ("finite_number",):
                 msg += "; give a finite number"
+            elif loc[:2] == ("rollout", "steps") and isinstance(got, float) and 0 < got < 1:
+                msg += f"; steps are percent: write {got * 100:g} for {got * 100:g} %"
             elif err["type"] in RANGE_ERRORS and loc and isinstance(loc[-1], str):
                 # The whole range, not only the bound crossed (stack.torchserve.* shares its
                 # ranges with serving.local's CLI and the container's registrar).
@@ -490,6 +512,43 @@ def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
                     f"(workload.duration_s {wl.duration_s:g} s)",
                 )
             )
+    for loc, stages in (
+        (("workload", "stages"), wl.stages),
+        (("workload", "arrivals", "stages"), wl.arrivals and wl.arrivals.stages),
+    ):
+        total = sum(st.duration_s for st in stages or [])
+        if total > wl.duration_s:
+            problems.append(
+                (
+                    loc,
+                    f"the stages last {total:g} s, past workload.duration_s "
+                    f"({wl.duration_s:g} s): the last {total - wl.duration_s:g} s would never run; "
+                    "shorten them or raise duration_s",
+                )
+            )  # fmt: skip
+    abort = sc.abort_on_fail
+    if abort is not None:
+        measured = wl.duration_s - wl.warmup_s
+        if abort.min_measured_s >= measured:
+            problems.append(
+                (
+                    ("abort_on_fail", "min_measured_s"),
+                    f"abort_on_fail.min_measured_s ({abort.min_measured_s:g} s) is not shorter "
+                    f"than the measured time (duration_s - warmup_s = {measured:g} s): no check "
+                    "would ever run",
+                )
+            )
+        for i, gate in enumerate(abort.gates):
+            if gate.metric.startswith(COLLECTOR_METRICS):
+                problems.append(
+                    (
+                        ("abort_on_fail", "gates", i),
+                        f"abort_on_fail gate {gate.expr!r}: '{gate.metric}' is measured by the "
+                        "collectors, which report at the end of the run only; the check while "
+                        "the run goes cannot see it (it would always stop the run). Keep it "
+                        "in 'gates' (judged at the end)",
+                    )
+                )
     if sc.abort_on_fail is not None and wl.engine != "native":
         problems.append(
             (("abort_on_fail",), "abort_on_fail needs workload.engine: native (it reads the "
@@ -543,6 +602,27 @@ def _check_gates(sc: Scenario, has_baseline: bool) -> list[tuple[PathKey, str]]:
     actions = [ev.action for ev in sc.timeline]
     for i, gate in enumerate(sc.gates):
         loc: PathKey = ("gates", i)
+        if gate.verdict is not None:
+            problems += [(loc, why) for why in _check_compare_gate(gate.expr, gate.metric)]
+            if not has_baseline:
+                problems.append(
+                    (
+                        loc,
+                        f"gate {gate.expr!r} reads the comparison with a baseline, but the "
+                        "scenario has no 'baseline' (and none was given with --baseline); "
+                        "abort_on_fail gates never have one (the comparison needs the whole run)",
+                    )
+                )
+            continue
+        if gate.metric.startswith("compare."):
+            problems.append(
+                (
+                    loc,
+                    f"gate {gate.expr!r}: a compare gate names the comparison's verdict, "
+                    f"'{gate.metric} != worse' (== or != with worse, better or same)",
+                )
+            )
+            continue
         if why := check_metric(gate.metric, actions):
             problems.append((loc, why))
         if gate.relative and not has_baseline:
@@ -554,6 +634,18 @@ def _check_gates(sc: Scenario, has_baseline: bool) -> list[tuple[PathKey, str]]:
                 )
             )
     return problems
+
+
+def _check_compare_gate(expr: str, metric: str) -> list[str]:
+    """A ``compare.METRIC`` gate's metric must be one the comparison judges."""
+    if metric in JUDGED_METRICS:
+        return []
+    near = difflib.get_close_matches(metric, JUDGED_METRICS, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return [
+        f"gate {expr!r}: the comparison does not judge {metric!r}; {hint}compared metrics: "
+        f"{', '.join(JUDGED_METRICS)}"
+    ]
 
 
 def _resolve_paths(sc: Scenario, base_dir: Path) -> Scenario:

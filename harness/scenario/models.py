@@ -72,6 +72,17 @@ class ComposeSpec(_Strict):
     gpu: bool | None = None  # None: reserve a GPU only when the engine has the NVIDIA runtime
 
 
+class PrometheusSpec(_Strict):
+    """A real Prometheus server in the stack: a process beside the local stack, the compose
+    file's ``prometheus`` service (profile ``monitoring``) on compose. It scrapes the backend
+    and TorchServe every ``scrape_interval_s`` (s; compose: the image's 1 s) and evaluates
+    ``monitoring/rules`` (per-cohort recording rules and rollback alerts); the results record
+    its URL."""
+
+    enabled: bool = False
+    scrape_interval_s: float = Field(1.0, ge=0.1, le=60.0)
+
+
 class StackSpec(_Strict):
     """Which system is under test and how it is configured."""
 
@@ -83,6 +94,7 @@ class StackSpec(_Strict):
     external: ExternalSpec | None = None
     compose: ComposeSpec | None = None
     torchserve_replicas: int = Field(1, ge=1, le=16)
+    prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec)
 
     @model_validator(mode="after")
     def _driver_section(self) -> StackSpec:
@@ -90,6 +102,12 @@ class StackSpec(_Strict):
             raise ValueError("driver 'external' needs an 'external' section (ws_url, http_url)")
         if self.driver == "compose" and self.compose is None:
             self.compose = ComposeSpec()  # the repository's compose file, all defaults
+        if self.prometheus.enabled and self.driver == "external":
+            raise ValueError(
+                "prometheus.enabled: the harness starts a Prometheus server with the local and "
+                "compose stacks only; for an external system point your own Prometheus at its "
+                "metrics with monitoring/rules loaded (harness judge --prometheus reads it)"
+            )
         return self
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 TRUTH_KEY = "truth"
 
@@ -82,7 +82,8 @@ def synthetic_trace(
     ValueError for an unknown sign in ``sign_mix`` or bad ``rest_frames``."""
     from backend_patch.app.ml.synthetic import generate_stream
 
-    frames = list(generate_stream(signs, seed, sign_mix or None, tuple(rest_frames)))
+    # Any length reaches generate_stream, whose ValueError names a bad one.
+    frames = list(generate_stream(signs, seed, sign_mix or None, cast(Any, tuple(rest_frames))))
     if not frames:
         raise TraceError("synthetic trace is empty (signs must be >= 1)")
     return frames

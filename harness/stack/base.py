@@ -73,6 +73,8 @@ class StackEndpoints:
     torchserve_management_url: str | None = None
     torchserve_inference_url: str | None = None
     torchserve_metrics_urls: tuple[str, ...] = ()
+    # A Prometheus server the stack runs (stack.prometheus), its HTTP API; None without one.
+    prometheus_url: str | None = None
 
     def all_torchserve_metrics_urls(self) -> list[str]:
         """Every TorchServe metrics URL to scrape (one per replica); empty without TorchServe."""

@@ -21,7 +21,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
@@ -152,6 +152,8 @@ class ComposeStack:
         self.use_torchserve = bool(spec_get(spec, "use_torchserve", True))
         self.rollout_percent = validate_percent(spec_get(spec, "rollout_percent", 100))
         self.replicas = int(spec_get(spec, "torchserve_replicas", 1))
+        # The compose file's "monitoring" profile: its Prometheus service, with the rules.
+        self.prometheus = bool(spec_get(spec_get(spec, "prometheus", {}), "enabled", False))
         # What every TorchServe replica runs (the one settings type; the container's
         # registrar reads it back from the environment rendered by settings.env()).
         self.settings = torchserve_settings(spec_get(spec, "torchserve", {}))
@@ -274,6 +276,7 @@ class ComposeStack:
                 "TORCHSERVE_INFERENCE_PORT": "",
                 "TORCHSERVE_MANAGEMENT_PORT": "",
                 "TORCHSERVE_METRICS_PORT": "",
+                "PROMETHEUS_PORT": "",
             }
         )
         return env
@@ -296,6 +299,8 @@ class ComposeStack:
 
     def _compose(self, *args: str, timeout: float = 300, files: list[Path] | None = None) -> str:
         argv = [*self._cli, "-p", self.project]
+        if self.prometheus:
+            argv += ["--profile", "monitoring"]
         for path in files or [self._resolved]:
             argv += ["-f", str(path)]
         argv += list(args)
@@ -429,6 +434,11 @@ class ComposeStack:
             torchserve_metrics_url=f"{ts[8082]}/metrics",
             torchserve_management_url=ts[8081],
             torchserve_inference_url=ts[8080],
+            prometheus_url=(
+                f"http://127.0.0.1:{self._host_port('prometheus', 9090)}"
+                if self.prometheus
+                else None
+            ),
         )
         return self._endpoints
 
@@ -508,8 +518,9 @@ class ComposeStack:
         inference = f"http://127.0.0.1:{self._published_port(container, 8080)}"
         reader = (lambda: self._key_doc(container)) if self.token_auth else None
         try:
-            # ManagementClient.reload's timings (serving is not type-checked).
-            result: ReloadResult = self._management(container).reload(
+            # ManagementClient.reload's timings: a plain dict (serving/ cannot import the
+            # harness's ReloadResult), named here.
+            result = self._management(container).reload(
                 archive.name,
                 old,
                 version,
@@ -518,7 +529,7 @@ class ComposeStack:
             )
         except (TorchServeError, OSError) as exc:
             raise StackError(f"reload_model in {container.name}: {exc}") from exc
-        return {"copy_s": copy_s, **result}
+        return cast(ReloadResult, {"copy_s": copy_s, **result})
 
     def _key_doc(self, container: Container) -> dict[str, Any] | None:
         """The replica's key_file.json now (TorchServe rewrites it on each renewal)."""

@@ -50,6 +50,7 @@ from .base import (
 from .procs import PIDS_FILE, ManagedProcess, free_port, wait_http_ok
 from .procs import ProcessRecord as _PidRecord
 from .procs import surviving_processes as surviving_processes
+from .prometheus import LocalPrometheus
 
 if TYPE_CHECKING:
     from serving.local import LocalTorchServe
@@ -104,6 +105,16 @@ class LocalStack:
         self.backend_env: dict[str, str] = {
             str(k): str(v) for k, v in dict(spec_get(backend, "env", {})).items()
         }
+        prom = spec_get(spec, "prometheus", {})
+        self._prometheus: LocalPrometheus | None = (
+            LocalPrometheus(
+                self.run_dir,
+                self.log_dir,
+                scrape_interval_s=float(spec_get(prom, "scrape_interval_s", 1.0)),
+            )
+            if spec_get(prom, "enabled", False)
+            else None
+        )
 
         # Fresh per run, handed to the backend by environment only: never logged, never
         # written to results (describe() leaves it out).
@@ -144,6 +155,13 @@ class LocalStack:
                 self._verify_running("start")
                 self._timings["torchserve_ready_s"] = time.monotonic() - started
             self._wait_backend()
+            if self._prometheus is not None:
+                # Started last: it needs the backend's port, and nothing waits on it.
+                ep = self.endpoints
+                self._timings["prometheus_ready_s"] = self._prometheus.start(
+                    ep.backend_metrics_url, ep.all_torchserve_metrics_urls(), STACK_NICENESS
+                )
+                self._pids.add("prometheus", self._prometheus.pids())
             self._timings["stack_ready_s"] = time.monotonic() - started
             self._record_pids()
         except BaseException:
@@ -161,6 +179,11 @@ class LocalStack:
             # Record the latest pids (workers restart) so the record covers what we stop.
             with contextlib.suppress(Exception):
                 self.processes()
+            if self._prometheus is not None:
+                try:
+                    self._prometheus.stop()
+                except Exception as exc:  # keep going: the rest must still be stopped
+                    errors.append(f"prometheus: {exc}")
             if self._backend is not None:
                 try:
                     self._backend.stop(BACKEND_STOP_GRACE_S)
@@ -336,6 +359,7 @@ class LocalStack:
             torchserve_management_url=str(ts.management_url) if ts else None,
             torchserve_inference_url=str(ts.inference_url) if ts else None,
             torchserve_metrics_urls=tuple(str(r.metrics_url) for r in self._replicas),
+            prometheus_url=self._prometheus.url if self._prometheus is not None else None,
         )
 
     def processes(self) -> dict[str, list[int]]:
@@ -345,6 +369,8 @@ class LocalStack:
             result["backend"] = self._backend.pids()
         if self._replicas:
             result["torchserve"] = self._torchserve_pids()
+        if self._prometheus is not None and self._prometheus.pids():
+            result["prometheus"] = self._prometheus.pids()
         for component, pids in result.items():
             self._pids.add(component, pids)
         return result

@@ -26,6 +26,10 @@ from typing import Any, TypedDict
 import httpx
 import psutil
 
+from serving.lifeline import exit_with_parent as exit_with_parent
+from serving.lifeline import guard_group as guard_group
+from serving.lifeline import release_group as release_group
+
 from .base import StackError
 
 logger = logging.getLogger("harness")
@@ -86,7 +90,9 @@ class ManagedProcess:
     """One child process in its own session, stdout/stderr to files, stopped by its group.
 
     The child gets its own session so that a Ctrl-C at the terminal reaches the harness only:
-    the harness then tears the stack down in order instead of every process dying at once.
+    the harness then tears the stack down in order instead of every process dying at once. Its
+    group is on the lifeline (``serving.lifeline``): stopped within ``GRACE_S`` + a moment if
+    the harness dies without stopping it (SIGKILL); the registry below is the second line.
     """
 
     def __init__(
@@ -113,6 +119,9 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid = self._popen.pid
+        # Its own session escapes a Ctrl-C, and so a SIGKILL of the harness: the lifeline's
+        # watchdog stops the group if this process dies without stopping it (serving.lifeline).
+        guard_group(self.pid)
 
     @property
     def log_paths(self) -> list[Path]:
@@ -153,6 +162,7 @@ class ManagedProcess:
                 self._popen.wait(timeout=10)
         # Grand-children that outlived the leader (the group id is the leader's pid).
         self._signal_group(signal.SIGKILL)
+        release_group(self.pid)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -8,8 +8,10 @@ sweep file or input, 3 infrastructure (no configuration's stack started), 130 in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 from .loader import Plan, SweepError, load_sweep
 
@@ -75,7 +77,6 @@ def describe(plan: Plan) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Validate, plan, run; print the recommendation."""
-    from .emit import emit_config
     from .execute import run_sweep
 
     try:
@@ -83,7 +84,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except SweepError as exc:
         print(f"invalid sweep:\n{exc}", file=sys.stderr)
         return EXIT_INVALID
-    print(describe(plan))
+    # Live rows on stdout (live.file "-"): every word goes to stderr, stdout stays data.
+    words = sys.stderr if any(c.scenario.live.file == "-" for c in plan.configurations) else None
+    with contextlib.redirect_stdout(words) if words else contextlib.nullcontext():
+        print(describe(plan))
     if args.dry_run:
         return EXIT_OK
     try:
@@ -91,6 +95,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: stacks stopped; finished points kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    with contextlib.redirect_stdout(words) if words else contextlib.nullcontext():
+        _print_outcome(args, doc)
+    return code
+
+
+def _print_outcome(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """Each configuration's capacity, the recommendation, and what --emit-config wrote."""
+    from .emit import emit_config
+
     for c in doc["configurations"]:
         cap = c["capacity"] if c["capacity"] is not None else c.get("capacity_note") or "-"
         print(f"  {c['id']} {c['label']}: {c['status']}; capacity: {cap}; value {c['value']}")
@@ -102,4 +115,3 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     elif args.emit_config is not None:
         print(f"--emit-config: nothing written to {args.emit_config} (no recommendation)")
-    return code

@@ -199,7 +199,7 @@ def load_sweep(path: Path | str, overrides: Sequence[str] = ()) -> Plan:
         except GateSyntaxError as exc:
             add(("constraints", i), str(exc))
             continue
-        if gate.relative:
+        if gate.relative or gate.verdict is not None:
             add(("constraints", i), "a sweep constraint cannot be relative to a baseline")
         elif why := check_metric(gate.metric):
             add(("constraints", i), why)

@@ -133,6 +133,15 @@ async def test_torchserve_down_every_sign_still_classified_locally(backend: Back
     assert delta("signflow_fallback_total") == signs
     assert delta("signflow_inferences_total", served_by="local") == signs
     assert delta("signflow_inferences_total", served_by="torchserve") == 0
+    # By cohort (issue 22): every fallback belongs to the TorchServe cohort, the frames' reply
+    # latencies are counted under it, and the old-pipeline cohort saw none of this traffic.
+    assert delta("signflow_fallback_total", route="torchserve") == signs
+    assert delta("signflow_inferences_total", route="torchserve", served_by="local") == signs
+    assert delta("signflow_inferences_total", route="local") == 0
+    frames = sum(len(t) for t in traces)
+    assert delta("signflow_frames_total", route="torchserve") == frames
+    assert delta("signflow_frame_latency_seconds_count", route="torchserve") == frames
+    assert delta("signflow_frame_latency_seconds_count", route="local") == 0
     # Refused (or out of time while retrying a refusal); once the breaker opens, the client
     # fails fast with circuit_open.
     reasons = {

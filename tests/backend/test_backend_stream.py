@@ -78,10 +78,16 @@ def test_health_ready_metrics(backend: BackendHandle) -> None:
     ):
         assert any(n == name for n, _ in samples), name
     assert metric(samples, "signflow_inferences_total", served_by="local") >= 0
-    assert (
-        "signflow_inference_latency_seconds_bucket",
-        (("le", "0.01"), ("served_by", "local")),
-    ) in samples
+    # Every per-session series carries the cohort (route), and the SLO edge (30 ms) is a bucket
+    # edge of both latency histograms, for each cohort.
+    for route in ("local", "torchserve"):
+        assert (
+            "signflow_inference_latency_seconds_bucket",
+            (("le", "0.03"), ("route", route), ("served_by", "local")),
+        ) in samples
+        assert ("signflow_frame_latency_seconds_bucket", (("le", "0.03"), ("route", route))) in (
+            samples
+        )
 
 
 @pytest.mark.parametrize("bearer", [None, "", "  ", "x"])
@@ -114,6 +120,12 @@ async def test_synthetic_sign_is_classified_with_its_label(backend: BackendHandl
     assert metric(after, "signflow_frames_total") - metric(before, "signflow_frames_total") == len(
         frames
     )
+    # Flag off: every frame is the old-pipeline cohort's, each valid one a latency observation.
+    answered = metric(after, "signflow_frame_latency_seconds_count", route="local") - metric(
+        before, "signflow_frame_latency_seconds_count", route="local"
+    )
+    assert answered == len(frames)
+    assert metric(after, "signflow_fallback_total") == 0
     assert (
         metric(after, "signflow_inferences_total", served_by="local")
         - metric(before, "signflow_inferences_total", served_by="local")

@@ -14,7 +14,7 @@ from backend_patch.app.ml.hedging import (
     HedgePolicy,
     healthy_batch_bound_s,
 )
-from backend_patch.app.ml.torchserve_client import KeySource, parse_instant
+from backend_patch.app.ml.keys import KeySource, parse_instant
 
 # --- hedge delay --------------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pytest
 
+from backend_patch.app.ml.breaker import Call, CircuitBreaker
+from backend_patch.app.ml.hedging import CallVerdict
 from backend_patch.app.ml.torchserve_client import (
-    CircuitBreaker,
     ServedModel,
     TorchServeClient,
     TorchServeError,
@@ -389,24 +390,27 @@ async def test_cancelled_probe_frees_the_half_open_slot(stub_ts):
 def test_breaker_state_machine_with_a_fake_clock():
     now = [100.0]
     breaker = CircuitBreaker(2, 5.0, clock=lambda: now[0])
-    assert breaker.try_acquire()
-    breaker.record_failure()
+    call = breaker.admit()
+    assert call is not None and not call.probe
+    breaker.record_failure(call)
     assert breaker.state == "closed"
-    breaker.record_success()  # a success resets the count
-    breaker.record_failure()
+    breaker.record_success(breaker.now())  # a success resets the count
+    breaker.record_failure(breaker.now())
     assert breaker.state == "closed"
-    breaker.record_failure()
+    breaker.record_failure(breaker.now())
     assert breaker.state == "open"
-    assert not breaker.try_acquire()
+    assert breaker.admit() is None
     now[0] += 5.0
     assert breaker.state == "half_open"
-    assert breaker.try_acquire()
-    assert not breaker.try_acquire()  # one probe only
-    breaker.record_failure()
+    probe = breaker.admit()
+    assert probe is not None and probe.probe
+    assert breaker.admit() is None  # one probe only
+    breaker.record_failure(probe)
     assert breaker.state == "open"
     now[0] += 5.0
-    assert breaker.try_acquire()
-    breaker.record_success()
+    probe = breaker.admit()
+    assert probe is not None
+    breaker.record_success(probe)
     assert breaker.state == "closed"
 
 
@@ -414,14 +418,14 @@ def test_breaker_judges_inconclusive_failures_over_its_window():
     now = [100.0]
     breaker = CircuitBreaker(3, 5.0, clock=lambda: now[0], window_s=0.25)
     for _ in range(5):
-        breaker.record_failure(probe=False, conclusive=False)
+        breaker.record_failure(breaker.now(), conclusive=False)
         now[0] += 0.01
     assert breaker.state == "closed"  # 5 hedges lost within 50 ms: one slow batch
     assert breaker.streak == 5
-    breaker.record_success(probe=False, slow=True)  # late: no proof of health
+    breaker.record_success(breaker.now(), slow=True)  # late: no proof of health
     assert breaker.streak == 5
     now[0] += 0.2
-    breaker.record_failure(probe=False, conclusive=False)  # the streak spans 0.25 s now
+    breaker.record_failure(breaker.now(), conclusive=False)  # the streak spans 0.25 s now
     assert breaker.state == "open"
     assert breaker.streak == 0
 
@@ -429,23 +433,97 @@ def test_breaker_judges_inconclusive_failures_over_its_window():
 def test_a_conclusive_failure_in_a_streak_opens_at_the_count():
     now = [100.0]
     breaker = CircuitBreaker(3, 5.0, clock=lambda: now[0], window_s=10.0)
-    breaker.record_failure(probe=False, conclusive=False)
-    breaker.record_failure(probe=False, conclusive=False)
+    breaker.record_failure(breaker.now(), conclusive=False)
+    breaker.record_failure(breaker.now(), conclusive=False)
     assert breaker.state == "closed"
-    breaker.record_failure(probe=False)  # a failed call (refused, deadline, 5xx)
+    breaker.record_failure(breaker.now())  # a failed call (refused, deadline, 5xx)
     assert breaker.state == "open"
 
 
 def test_late_failures_neither_reopen_nor_prolong_an_open_circuit():
     now = [100.0]
     breaker = CircuitBreaker(1, 5.0, clock=lambda: now[0])
-    breaker.record_failure(probe=False)
+    early = [breaker.admit() for _ in range(4)]
+    breaker.record_failure(early[0])  # type: ignore[arg-type]
     assert breaker.state == "open"
     now[0] += 4.0
-    for _ in range(3):  # calls sent before it opened, timing out now
-        breaker.record_failure(probe=False)
+    for call in early[1:]:  # calls sent before it opened, timing out now
+        breaker.record_failure(call)  # type: ignore[arg-type]
     now[0] += 1.0
     assert breaker.state == "half_open"  # opened at 100, not at 104
+
+
+def test_outcomes_count_in_the_epoch_their_call_was_sent_in():
+    """Issue 20 item 7 (Polly's overhanging calls): calls sent while closed that end after the
+    circuit opened and closed again neither re-open it, nor extend its streak; a late success
+    does not close an open circuit; a probe's outcome counts only in its own epoch."""
+    now = [100.0]
+    breaker = CircuitBreaker(3, 1.0, clock=lambda: now[0], probe_successes=1)
+    old = [breaker.admit() for _ in range(6)]
+    assert all(c is not None and c.epoch == 0 for c in old)
+    for call in old[:3]:
+        breaker.record_failure(call)  # type: ignore[arg-type]
+    assert breaker.state == "open" and breaker.epoch == 1
+    breaker.record_success(old[3])  # type: ignore[arg-type]  # late answer: no evidence now
+    assert breaker.state == "open"
+    now[0] += 1.0
+    probe = breaker.admit_probe()
+    assert probe is not None and probe.epoch == 1
+    breaker.record_success(probe)
+    assert breaker.state == "closed" and breaker.epoch == 2
+    # The two other calls of epoch 0 time out now; one hedge of epoch 0 is judged lost.
+    breaker.record_failure(old[4])  # type: ignore[arg-type]
+    breaker.record_failure(old[5], conclusive=False)  # type: ignore[arg-type]
+    fresh = breaker.admit()
+    assert fresh is not None and fresh.epoch == 2
+    breaker.record_failure(fresh)
+    assert breaker.state == "closed"
+    assert breaker.streak == 1  # only the call of this epoch counts
+    assert breaker.stale_outcomes == 3
+    # A probe whose epoch ended (a stale ticket) neither closes nor frees the new slot.
+    breaker.record_failure(breaker.now())
+    breaker.record_failure(breaker.now())
+    assert breaker.state == "open"
+    now[0] += 1.0
+    current = breaker.admit_probe()
+    assert current is not None
+    breaker.record_success(Call(epoch=1, probe=True))
+    assert breaker.state == "half_open"
+    assert breaker.admit_probe() is None  # the current probe still holds the slot
+    breaker.record_success(current)
+    assert breaker.state == "closed"
+
+
+async def test_calls_sent_before_the_circuit_opened_do_not_reopen_it_later(stub_ts):
+    """Issue 20 item 7 end to end: three calls hang past their deadline while three others
+    fail at once (the circuit opens), a probe closes it, then the hung calls time out: the
+    closed circuit stays closed (today's code re-opened it with the stale timeouts)."""
+    stub_ts.script = [("delay", 3.0)] * 3 + ["501"] * 3
+    async with TorchServeClient(
+        stub_ts.base_url,
+        timeout_ms=600,
+        breaker_failures=3,
+        breaker_cooldown_s=0.1,
+        probe_successes=1,
+    ) as client:
+        hung = [asyncio.create_task(client.predict(_window(i))) for i in range(3)]
+        await asyncio.sleep(0.1)
+        for _ in range(3):
+            assert await _reason(client) == "http_5xx"
+        assert client.circuit_state == "open"
+        await asyncio.sleep(0.15)
+        assert await client.probe(_window(), fast_s=1.0) == "fast"
+        assert client.circuit_state == "closed"
+        for task in hung:
+            with pytest.raises(TorchServeError, match="timeout"):
+                await task
+        assert client.circuit_state == "closed"
+        # A hedge lost by a call of the first epoch does not count either.
+        stale = CallVerdict(call=Call(epoch=0))
+        for _ in range(3):
+            client.record_hedge_loss(stale)
+        assert client.circuit_state == "closed"
+        assert (await client.predict(_window())).prediction == "hello"
 
 
 def test_bad_breaker_window_is_refused():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +78,7 @@ def _key_doc(container) -> dict:
 def test_compose_stack_lifecycle(docker_engine, tmp_path):
     """Up with the scenario's batching applied for real, keys that expire during the test
     (0.75 min), a reload after expiry that drains, a kill + start that moves the host ports."""
-    spec = _spec()
+    spec = _spec(prometheus={"enabled": True})
     spec["torchserve"].update(batch_size=4, max_batch_delay_ms=5, token_expiration_min=0.75)
     stack = ComposeStack(spec, tmp_path)
     with stack:
@@ -86,7 +87,16 @@ def test_compose_stack_lifecycle(docker_engine, tmp_path):
         with urllib.request.urlopen(f"{endpoints.http_url}/ready", timeout=5) as response:
             assert response.status == 200
         procs = stack.processes()
-        assert procs["backend"] and procs["torchserve"]
+        assert procs["backend"] and procs["torchserve"] and procs["prometheus"]
+        # Issue 22: the monitoring profile's Prometheus scrapes both services (TorchServe found
+        # through Docker's DNS) with the project's rules loaded.
+        prom = endpoints.prometheus_url
+        assert prom is not None
+        assert _prom_value(prom, 'sum(up{job="backend"})', want=1.0) == 1.0
+        assert _prom_value(prom, 'sum(up{job="torchserve"})', want=1.0) == 1.0
+        with urllib.request.urlopen(f"{prom}/api/v1/rules", timeout=5) as response:
+            groups = {g["name"] for g in json.load(response)["data"]["groups"]}
+        assert {"signflow-recording", "signflow-rollback"} <= groups
         # Issue 11 item 2: what TorchServe REPORTS it runs, not the archive's 16 / 50 ms / 2.
         (running,) = stack.describe()["torchserve"]["running"]
         assert running == {
@@ -121,6 +131,9 @@ def test_compose_stack_lifecycle(docker_engine, tmp_path):
         stack.kill_torchserve()
         ts.reload()
         assert ts.attrs["State"]["Running"] is False
+        # What SignflowTorchServeDown reads: no TorchServe target up any more.
+        expr = 'sum(up{job="torchserve"}) or vector(0)'
+        assert _prom_value(stack.endpoints.prometheus_url, expr, want=0.0) == 0.0
         stack.start_torchserve()
         # Issue 10 item 8: new ephemeral host ports, re-resolved; the new ones answer.
         moved = stack.endpoints
@@ -142,6 +155,21 @@ def test_compose_stack_lifecycle(docker_engine, tmp_path):
         assert _key_doc(ts)["management"]["key"] not in json.dumps(described)
     assert _project_leftovers(docker_engine, stack.project) == []
     assert (tmp_path / "logs").glob("*torchserve*.log")
+
+
+def _prom_value(url: str, expr: str, want: float, timeout_s: float = 30.0) -> float | None:
+    """The instant value of ``expr`` once it equals ``want`` (or the last one seen, or None)."""
+    deadline = time.monotonic() + timeout_s
+    value: float | None = None
+    while time.monotonic() < deadline:
+        query = urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=5) as response:
+            result = json.load(response)["data"]["result"]
+        value = float(result[0]["value"][1]) if result else None
+        if value == want:
+            break
+        time.sleep(1.0)
+    return value
 
 
 def test_relative_run_dir_still_bind_mounts_the_model_store(tmp_path, monkeypatch):

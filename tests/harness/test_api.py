@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 PUBLIC = {
     "BaselineFailed", "ExitCode", "Message", "ProgressCallback", "ProgressEvent", "RunFinished",
     "RepeatedOutcome", "RunOutcome", "RunStarting", "Scenario", "ScenarioError", "Stack",
-    "StackError", "Tick", "compare", "load_scenario", "open_stack", "run", "run_repeated",
+    "StackError", "Tick", "compare", "decide", "load_scenario", "open_stack", "run", "run_repeated",
 }  # fmt: skip
 
 

@@ -193,3 +193,38 @@ def test_main_in_process_leaves_the_library_logger_as_it_found_it(
     capsys.readouterr()
     logging.getLogger("harness.api").info("a library message with nobody listening")
     assert capsys.readouterr().err == ""
+
+
+def test_console_says_what_the_comparison_says(tmp_path: Path) -> None:
+    """Issue 18 item 2: a run whose gates passed while its comparison found metrics worse prints
+    the report banner's sentence ("PASSED: ... but N compared metrics worse") and the
+    comparison's headline beside the verdict, not a bare "verdict PASSED"."""
+    import io
+
+    from harness.analysis.compare import Comparison, MetricComparison, Verdict, headline
+    from harness.cli import _print_outcome
+    from harness.report.render import _verdict_view
+
+    doc, _ = make_doc(tmp_path)
+    doc["verdict"] = "passed"
+    for gate in doc["gates"]:
+        gate.update(passed=True, reason=None)
+    rows = [
+        MetricComparison(metric=m, run=20.4, baseline=4.6, change=c, verdict=Verdict.WORSE,
+                         p_value=0.0005, better_when="lower", sample_unit="window")
+        for m, c in (("inference.latency_ms.p50", 3.4), ("inference.latency_ms.p95", 2.9),
+                     ("frame.latency_ms.p99", 2.9), ("frame.latency_ms.p95", 1.1))
+    ]  # fmt: skip
+    cmp = Comparison(baseline_run_id="20261207T000000Z-baseline-quick", metrics=rows)
+    cmp.headline = headline(cmp)
+    doc["comparison"] = cmp.model_dump(mode="json")
+    out = io.StringIO()
+    _print_outcome(doc, 0, out)
+    first, second = out.getvalue().splitlines()[:2]
+    n = len(doc["gates"])
+    assert f"verdict PASSED: all {n} gates passed, but 4 compared metrics worse (exit 0)" in first
+    assert second.startswith("  compared with 20261207T000000Z-baseline-quick: WORSE:")
+    assert "inference.latency_ms.p50 +340.0%" in second
+    # The report's banner is the same sentence (one function, harness.results.verdict).
+    view = _verdict_view(doc, [], doc["comparison"])
+    assert view["headline"] in first and second.strip() in view["reasons"]

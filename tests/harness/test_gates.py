@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.analysis.compare import Comparison, MetricComparison, Verdict
 from harness.analysis.gates import (
     ANY,
     METRICS,
@@ -205,3 +206,108 @@ def test_validate_checks_every_gate_metric_before_anything_starts() -> None:
     no_kill = ["timeline=[]", "gates=['faults.outage.recovery_latency_ms.p99 <= 250']"]
     with pytest.raises(ScenarioError, match=r"needs kill_torchserve and start_torchserve"):
         load_scenario(path, no_kill)
+
+
+# --- compare gates (issue 18 item 4) ---------------------------------------------------------
+
+
+def _comparison(**verdicts: str) -> Comparison:
+    rows = [
+        MetricComparison(
+            metric=name.replace("__", "."), run=20.0, baseline=5.0, change=3.0,
+            verdict=Verdict(v), p_value=0.0005 if v == "worse" else None,
+            note="n = 19 replies; p50 needs >= 20" if v == "too little data" else None,
+        )
+        for name, v in verdicts.items()
+    ]  # fmt: skip
+    return Comparison(baseline_run_id="base", metrics=rows)
+
+
+def test_compare_gate_parses_to_the_comparison_verdict() -> None:
+    g = parse_gate("compare.inference.latency_ms.p50 != worse")
+    assert (g.metric, g.op, g.verdict) == ("inference.latency_ms.p50", "!=", "worse")
+    assert str(g) == "compare.inference.latency_ms.p50 != worse"
+    assert parse_gate("compare.accuracy == same").verdict == "no significant change"
+    with pytest.raises(GateSyntaxError, match="worse, better, same"):
+        parse_gate("compare.accuracy != wrose")
+
+
+def test_compare_gate_fails_on_worse_and_passes_too_little_data_saying_so() -> None:
+    cmp = _comparison(
+        inference__latency_ms__p50="worse",
+        inference__latency_ms__p95="too little data",
+        frame__latency_ms__p95="no significant change",
+    )
+    gates = [
+        "compare.inference.latency_ms.p50 != worse",
+        "compare.inference.latency_ms.p95 != worse",
+        "compare.frame.latency_ms.p95 != worse",
+        "compare.frame.latency_ms.p95 == better",
+        "compare.accuracy != worse",
+    ]
+    got = {g["expr"]: g for g in evaluate_gates(gates, SUMMARY, FAULTS, BASE, cmp)}
+    worse = got[gates[0]]
+    assert worse["passed"] is False and worse["verdict"] == "worse"
+    assert worse["measured"] == 3.0 and worse["metric"] == "compare.inference.latency_ms.p50"
+    assert worse["reason"] == "comparison says worse (+300.0%), p = 0.0005, required != worse"
+    little = got[gates[1]]
+    assert little["passed"] is True and "too little data" in little["reason"]
+    assert "p50 needs >= 20" in little["reason"]  # what would settle it
+    assert got[gates[2]]["passed"] is True and got[gates[2]]["reason"] is None
+    assert got[gates[3]]["passed"] is False  # == needs exactly that verdict
+    assert got[gates[4]]["passed"] is False
+    assert "no row for accuracy" in got[gates[4]]["reason"]
+    # No baseline, or one that cannot be compared: failed with the reason, never a pass.
+    alone = evaluate_gates(gates[:1], SUMMARY, FAULTS)[0]
+    assert alone["passed"] is False and "no baseline was given" in alone["reason"]
+    unusable = Comparison(usable=False, problem="the baseline has no summary")
+    off = evaluate_gates(gates[:1], SUMMARY, FAULTS, BASE, unusable)[0]
+    assert off["passed"] is False and "the baseline has no summary" in off["reason"]
+
+
+def test_compare_gates_are_checked_at_validate_with_file_and_line(tmp_path) -> None:
+    from pathlib import Path
+
+    from harness.scenario import ScenarioError, load_scenario
+
+    repo = Path(__file__).resolve().parents[2]
+    quick = repo / "scenarios" / "quickstart.yaml"
+    sc = load_scenario(quick)
+    assert any(g.verdict == "worse" for g in sc.gates)  # the shipped gates use the form
+    text = quick.read_text().replace(
+        "compare.inference.latency_ms.p50 != worse", "compare.inference.latency_ms.p42 != worse"
+    )
+    bad = tmp_path / "quickstart.yaml"
+    bad.write_text(text)
+    (tmp_path / "baseline-quick.yaml").write_text(
+        (repo / "scenarios" / "baseline-quick.yaml").read_text()
+    )
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "p42" in ln)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(bad)
+    assert f"{bad}:{line}: field 'gates[" in str(err.value)
+    assert "the comparison does not judge 'inference.latency_ms.p42'" in str(err.value)
+    # Without a baseline the gate cannot be judged: refused before anything starts.
+    with pytest.raises(ScenarioError, match="reads the comparison with a baseline"):
+        load_scenario(quick, ["baseline=null"])
+    assert load_scenario(quick, ["baseline=null"], has_external_baseline=True)
+    # Mid-run checks have no baseline: refused there too.
+    with pytest.raises(ScenarioError, match=r"abort_on_fail.*reads the comparison"):
+        load_scenario(quick, ["abort_on_fail={gates: ['compare.accuracy != worse']}"])
+    with pytest.raises(ScenarioError, match="a compare gate names the comparison's verdict"):
+        load_scenario(quick, ["gates=['compare.accuracy >= 0.9']"])
+
+
+def test_sweep_constraint_cannot_be_a_compare_gate(tmp_path) -> None:
+    from pathlib import Path
+
+    from harness.sweep.loader import SweepError, load_sweep
+
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "sweeps" / "capacity.yaml").read_text()
+    text = text.replace("../scenarios/", f"{repo}/scenarios/")
+    text = text.replace("errors.total == 0", "compare.errors.per_s != worse")
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(SweepError, match="cannot be relative to a baseline"):
+        load_sweep(path)

@@ -92,3 +92,26 @@ def test_frame_latency_is_one_population_everywhere() -> None:
     assert histograms["unit"] == hdr.UNIT == "us"
     measured = [v for v, w in zip(series["frame_p50_ms"], series["warmup"], strict=True) if not w]
     assert all(v == pytest.approx(50.0, rel=1e-3) for v in measured)
+
+
+def test_bulk_recording_equals_hdrh_value_by_value() -> None:
+    """hdr.record_us (numpy) gives hdrh's own counts, total, min and max (issue 23)."""
+    rng = np.random.default_rng(5)
+    for limit_s in (0.5, 5.0, 3600.0):
+        top = hdr.limit_us(limit_s)
+        values = np.concatenate([
+            rng.integers(0, top + 1, 5_000),
+            np.exp(rng.uniform(0, np.log(top), 5_000)).astype(np.int64),
+            [0, 1, 2, 2047, 2048, 2049, 4095, 4096, top - 1, top],
+        ]).astype(np.int64)  # fmt: skip
+        bulk, one_by_one = hdr.new_histogram(limit_s), hdr.new_histogram(limit_s)
+        hdr.record_us(bulk, values)
+        for v in values.tolist():
+            assert one_by_one.record_value(v)
+        assert list(bulk.counts) == list(one_by_one.counts)
+        assert (bulk.total_count, bulk.min_value, bulk.max_value) == (
+            one_by_one.total_count, one_by_one.min_value, one_by_one.max_value,
+        )  # fmt: skip
+        assert bulk.encode() == one_by_one.encode()
+    with pytest.raises(ValueError, match="outside"):
+        hdr.record_us(hdr.new_histogram(0.5), np.array([10**9], dtype=np.int64))

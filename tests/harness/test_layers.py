@@ -21,6 +21,9 @@ import pytest
 
 HARNESS = Path(__file__).resolve().parents[2] / "harness"
 LAYERS = ("scenario", "stack", "load", "collectors", "analysis", "results", "report")
+# Packages on top of a run, lowest first: a sweep runs many; a decision runs runs and sweeps
+# and judges them. No layer imports them, and the sweep does not import the decision.
+TOP = ("sweep", "decision")
 LEAVES = ("harness.redact", "harness.clock", "harness.exitcodes", "harness.results.model")
 # Outside packages (or modules of them) and the layers that may import them; the longest
 # matching name wins.
@@ -68,10 +71,24 @@ def _outside(module: str) -> str | None:
     return None
 
 
+def _top(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "harness" or len(parts) < 2 or parts[1] not in TOP:
+        return None
+    return TOP.index(parts[1])
+
+
 def _violations_in(rel: Path, source: str) -> list[str]:
     """The forbidden imports of module ``rel`` (``harness/<layer>/...py``) with ``source``."""
     found: list[str] = []
-    own = _layer(".".join(rel.with_suffix("").parts))
+    name = ".".join(rel.with_suffix("").parts)
+    own = _layer(name)
+    own_top = _top(name)
+    if own is not None or own_top is not None:
+        for line, imported in _imports(rel, source):
+            top = _top(imported)
+            if top is not None and (own_top is None or top > own_top):
+                found.append(f"{rel}:{line}: imports {imported} (harness.{TOP[top]} is above)")
     if own is None:
         return found  # orchestration on top: may import anything
     for line, imported in _imports(rel, source):
@@ -119,4 +136,20 @@ def test_imports_flow_one_way() -> None:
 def test_the_rule_catches_an_upward_import(source: str, bad: bool) -> None:
     # A module of the scenario layer: the check must see what it imports.
     found = _violations_in(Path("harness/scenario/probe.py"), source)
+    assert bool(found) is bad, found
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "bad"),
+    [
+        ("harness/analysis/probe.py", "from harness.decision import decide\n", True),
+        ("harness/report/probe.py", "import harness.sweep.analysis\n", True),
+        ("harness/sweep/probe.py", "from harness.decision.model import Decision\n", True),
+        ("harness/decision/probe.py", "from harness.sweep.loader import load_sweep\n", False),
+        ("harness/decision/probe.py", "from harness.analysis.compare import compare\n", False),
+        ("harness/cli.py", "from harness.decision import decide\n", False),
+    ],
+)
+def test_the_top_packages_are_imported_from_above_only(module: str, source: str, bad: bool) -> None:
+    found = _violations_in(Path(module), source)
     assert bool(found) is bad, found

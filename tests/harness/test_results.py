@@ -267,3 +267,46 @@ def test_report_yaml_is_masked_by_the_one_rule() -> None:
     assert "s3cretvalue" not in out and "quoted-secret" not in out
     assert f"ADMIN_TOKEN: {MASK}" in out and f"NOTE: echo {MASK} here" in out
     assert "token_auth: true" in out and "admin_token_env: SIGNFLOW_ADMIN_TOKEN" in out
+
+
+def _record(session: int, cohort: str) -> dict:
+    """A SessionRecord of a session open for the whole 6-s run."""
+    return {
+        "session": session, "planned_start_s": 0.0, "frames": 180, "sent": 180,
+        "connected_s": 0.0, "closed_s": 6.0, "lifetime_s": 6.0, "connect_ms": 1.0,
+        "close_ms": 1.0, "cohort": cohort, "outcome": "ended",
+    }  # fmt: skip
+
+
+def test_fallback_is_the_torchserve_cohorts_local_share(tmp_path: Path) -> None:
+    """Issue 18 item 3: the old-pipeline cohort's local answers are never fallbacks. Session 0
+    is in the old-pipeline cohort (the backend's route header), session 1 in TorchServe's and
+    answered locally for 1 s of 6 (TorchServe down): the fallback share is that second's
+    share of session 1's classifications, not the 58 % of ALL answers that were local."""
+    sc = Scenario.model_validate(
+        {"name": "r", "stack": {"use_torchserve": True, "rollout_percent": 50},
+         "workload": {"sessions": 2, "duration_s": 6, "warmup_s": 0}, "gates": []}
+    )  # fmt: skip
+
+    def reply(s: int, t: float) -> tuple:
+        served = "local" if s == 0 or 3.0 <= t < 4.0 else "torchserve"
+        return 0.01, served, "1.0", None
+
+    load = build_load(sessions=2, fps=30, duration_s=6, reply=reply)
+    load.sessions = [_record(0, "local"), _record(1, "torchserve")]
+    doc = _skeleton(sc, "20261207T000000Z-r", _utc_now())
+    _analyse(doc, sc, _Measured(load=load), None)
+    fb, served = doc["summary"]["fallback"], doc["summary"]["served_by"]
+    assert fb == {"share": 30 / 180, "count": 30, "torchserve_cohort": 180, "old_pipeline": 180}
+    assert served["local"] == 210 / 360  # what the report once labelled "local fallback"
+    assert doc["series"]["served_fallback"] == [0, 0, 0, 30, 0, 0]
+    assert doc["series"]["served_local"] == [30, 30, 30, 60, 30, 30]
+    # A TorchServe-off run (every session in the old pipeline): nothing fell back.
+    off = build_load(
+        sessions=2, fps=30, duration_s=6, reply=lambda s, t: (0.01, "local", "1.0", None)
+    )
+    off.sessions = [_record(0, "local"), _record(1, "local")]
+    doc = _skeleton(sc, "20261207T000000Z-r", _utc_now())
+    _analyse(doc, sc, _Measured(load=off), None)
+    assert doc["summary"]["fallback"]["share"] == 0.0
+    assert doc["summary"]["served_by"]["local"] == 1.0

@@ -200,8 +200,10 @@ def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 
 def metric(samples: dict, name: str, **labels: str) -> float:
-    """One sample's value (0.0 when absent)."""
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum of ``name``'s samples whose labels include ``labels`` (0.0 when none): a test
+    asking for ``served_by="local"`` counts both cohorts (``route``) unless it names one."""
+    want = set(labels.items())
+    return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))
 
 
 @pytest.fixture

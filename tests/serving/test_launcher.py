@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import re
@@ -226,6 +227,39 @@ def test_cli_prints_ready_line_and_stops_on_sigterm(model_store: Path, tmp_path:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.slow
+def test_cli_killed_with_sigkill_takes_torchserve_with_it(
+    model_store: Path, tmp_path: Path
+) -> None:
+    """Issue 20 item 9: ``python -m serving.local`` SIGKILLed (nothing it can handle): Java and
+    its worker, in a session of their own, stop within seconds (serving.lifeline)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.local", "--model-store", str(model_store),
+         "--workers", "1", "--run-dir", str(tmp_path / "run")],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line, "serving.local printed no ready line"
+        java = json.loads(line)["frontend_pid"]
+        stack = [java, *(p.pid for p in psutil.Process(java).children(recursive=True))]
+        assert len(stack) >= 2  # Java and its Python worker
+        killed = time.monotonic()
+        proc.kill()
+        proc.wait(10)
+        gone = _gone(stack)
+        took = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in stack if "stack" in locals() else []:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+    assert gone, f"TorchServe still runs {took:.1f} s after its launcher's SIGKILL"
+    assert took < 15.0, took
 
 
 def _read_hint(proc: subprocess.Popen[str]) -> str:

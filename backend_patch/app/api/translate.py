@@ -57,7 +57,11 @@ def decode_frame(text: str) -> tuple[int, np.ndarray]:
     try:
         frame = json.loads(text)
     except ValueError as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+        where = (
+            f" at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
         raise FrameError(
             "invalid_json", f"invalid JSON: {getattr(exc, 'msg', exc)}{where}"
         ) from None
@@ -111,6 +115,9 @@ class TranslationSession:
         self._broken = False
         self.frames = 0
         self.errors = 0
+        # The cohort's series, bound once: a labels() lookup per frame would cost on the hot path.
+        self._frames_metric = services.metrics.frames.labels(self.route)
+        self._latency_metric = services.metrics.frame_latency.labels(self.route)
 
     @property
     def route(self) -> str:
@@ -171,7 +178,7 @@ class TranslationSession:
                 self._protocol_error("message_too_big")
                 return _End(1009, f"message over MAX_MESSAGE_BYTES={limit}")
             self.frames += 1
-            self.svc.metrics.frames.inc()
+            self._frames_metric.inc()
             await self._queue.put(self._process(text, received))
 
     def _process(self, text: str, received: float) -> _Pending:
@@ -195,9 +202,10 @@ class TranslationSession:
         """Build the window of ``sign`` [T, 225] off the event loop, then classify it."""
         loop = asyncio.get_running_loop()
         window = await loop.run_in_executor(self.svc.window_pool, build_window, sign)
-        return await self.svc.router.classify(
+        result: Classification = await self.svc.router.classify(
             window, use_torchserve=self.use_torchserve, session=self.id
         )
+        return result
 
     async def _send_loop(self) -> None:
         while True:
@@ -238,6 +246,8 @@ class TranslationSession:
             confidence=result.confidence if result else 0.0,
         )
         state = item.state.value if item.state is not None else None
+        latency_s = time.perf_counter() - item.received
+        self._latency_metric.observe(latency_s)
         return {
             "frame_idx": item.frame_idx,
             "state": state,
@@ -246,19 +256,19 @@ class TranslationSession:
             "alternatives": result.alternatives if result else [],
             "sentence_buffer": buffer,
             "is_sentence_complete": complete,
-            "latency_ms": round((time.perf_counter() - item.received) * 1000.0, 3),
+            "latency_ms": round(latency_s * 1000.0, 3),
             "served_by": result.served_by if result else None,
             "model_version": result.model_version if result else None,
         }
 
     def _error_reply(self, frame_idx: int | None, code: str, message: str) -> dict[str, Any]:
         self.errors += 1
-        self.svc.metrics.errors.labels(code).inc()
+        self.svc.metrics.errors.labels(self.route, code).inc()
         return {"frame_idx": frame_idx, "error": {"code": code, "message": message}}
 
     def _protocol_error(self, reason: str) -> None:
         self.errors += 1
-        self.svc.metrics.errors.labels(reason).inc()
+        self.svc.metrics.errors.labels(self.route, reason).inc()
         self.svc.log.warning("session_protocol_error", session=self.id, reason=reason)
 
 

@@ -38,4 +38,4 @@ def temporal_resample(seq: np.ndarray, target_len: int = 64) -> np.ndarray:
     # Exact endpoints whatever rounding the interpolation did.
     out[0] = arr[0]
     out[-1] = arr[-1]
-    return out
+    return np.asarray(out)

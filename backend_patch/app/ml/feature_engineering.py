@@ -77,7 +77,7 @@ def compute_enriched_features(seq: np.ndarray) -> np.ndarray:
 
     hands = x[:, : 2 * HAND_DIM].reshape(t, 2, NUM_HAND_LANDMARKS, 3)
     pose = x[:, 2 * HAND_DIM :].reshape(t, NUM_POSE_LANDMARKS, 3)
-    seen = hands.any(axis=(2, 3))  # [T, 2]
+    seen = np.asarray(hands.any(axis=(2, 3)))  # [T, 2]
 
     # Velocities; a hand appearing or vanishing is not motion, so its velocity is zero then.
     vel = np.zeros_like(x)
@@ -89,7 +89,8 @@ def compute_enriched_features(seq: np.ndarray) -> np.ndarray:
 
     # Inter-hand distances, zero unless both hands are seen.
     pairs = hands[:, 0, DISTANCE_POINTS] - hands[:, 1, DISTANCE_POINTS]  # [T, 5, 3]
-    out[:, DISTANCES] = np.linalg.norm(pairs, axis=2) * seen.all(axis=1)[:, None]
+    both = np.asarray(seen.all(axis=1))  # [T]
+    out[:, DISTANCES] = np.linalg.norm(pairs, axis=2) * both[:, None]
 
     out[:, ANGLES] = _joint_angles(pose)
 

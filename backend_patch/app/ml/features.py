@@ -229,7 +229,7 @@ def _normalise(values: np.ndarray, has_left: bool, has_right: bool) -> np.ndarra
         out[LEFT_HAND] = 0.0
     if not has_right:
         out[RIGHT_HAND] = 0.0
-    return out
+    return np.asarray(out)
 
 
 def _type_name(value: Any) -> str:

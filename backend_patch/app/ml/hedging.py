@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .breaker import Call
+
 __all__ = [
     "CallVerdict",
     "HedgeBudget",
@@ -43,9 +45,12 @@ class CallVerdict:
     outcome, when it ends later, is not recorded by the circuit breaker again. One window is one
     piece of evidence: three windows that lose their hedges together and then time out together
     must not count six times, nor open the circuit two seconds after the users were served.
+    ``call``: the breaker's ticket of the call (its epoch), set when TorchServe was called; a
+    hedge lost is counted in the epoch the call was sent in, like the call's own outcome.
     """
 
     judged: bool = False
+    call: Call | None = None
 
 
 @dataclass(frozen=True)

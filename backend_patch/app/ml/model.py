@@ -80,15 +80,17 @@ class SignTransformer(nn.Module):
 
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the per-feature standardisation (std floored so constant features stay finite)."""
-        self.feature_mean.copy_(mean.to(self.feature_mean))
-        self.feature_std.copy_(std.to(self.feature_std).clamp_min(1e-3))
+        # Buffers read through nn.Module.__getattr__, typed "Tensor | Module" (and no class
+        # annotation: TorchScript compiles this class and refuses one).
+        self.feature_mean.copy_(mean.to(self.feature_mean))  # type: ignore[operator, arg-type]
+        self.feature_std.copy_(std.to(self.feature_std).clamp_min(1e-3))  # type: ignore[operator, arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, C] for windows ``x`` [B, seq_len, feature_dim]."""
-        x = (x - self.feature_mean) / self.feature_std
+        x = (x - self.feature_mean) / self.feature_std  # type: ignore[operator]
         h = self.proj(x) + self.pos
         h = self.encoder(h)
-        return self.head(self.norm(h.mean(dim=1)))
+        return self.head(self.norm(h.mean(dim=1)))  # type: ignore[no-any-return]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -173,7 +175,7 @@ def load_artifacts(directory: str | Path, device: str | torch.device | None = No
     with warnings.catch_warnings():
         # torch.jit is deprecated in favour of torch.export, but TorchServe loads TorchScript.
         warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.load(str(root / "model.pt"), map_location=dev)
+        module = torch.jit.load(str(root / "model.pt"), map_location=dev)  # type: ignore[no-untyped-call]
     module.eval()
     return LoadedModel(module=module, labels=labels, metadata=metadata, device=dev)
 
@@ -191,4 +193,5 @@ def predict_logits(loaded: LoadedModel, windows: np.ndarray) -> np.ndarray:
         raise ValueError(f"windows: expected [B, {expected[0]}, {expected[1]}], got {arr.shape}")
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(arr)).to(loaded.device)
-        return loaded.module(x).float().cpu().numpy()
+        logits: np.ndarray = loaded.module(x).float().cpu().numpy()
+        return logits

@@ -212,7 +212,8 @@ class InferenceEngine:
     @property
     def labels(self) -> Sequence[str]:
         """Class names, index = class id."""
-        return self._require().labels
+        labels: Sequence[str] = self._require().labels
+        return labels
 
     @property
     def device(self) -> str:

@@ -135,7 +135,7 @@ class InferenceRouter:
         started = time.perf_counter()
         client = self.client
         if not use_torchserve or client is None:
-            return await self._local(window, started)
+            return await self._local(window, started, "local")
         state = client.circuit_state
         self.metrics.circuit_open.set(state != "closed")
         self._watch(client, state)
@@ -216,11 +216,11 @@ class InferenceRouter:
                 return self._served_remote(remote.result(), started)
             if remote in done:
                 # TorchServe failed while the local engine was running: a plain fallback.
-                exc = remote.exception()
-                assert exc is not None
-                self._count_fallback(session, _reason(exc), exc)
+                failure = remote.exception()
+                assert failure is not None
+                self._count_fallback(session, _reason(failure), failure)
                 result = await local
-                self._observe("local", started)
+                self._observe("local", started, "torchserve")
                 return result
             if local.exception() is not None:
                 # The local engine failed (a bug, not a race): TorchServe may still answer.
@@ -237,7 +237,7 @@ class InferenceRouter:
             self.metrics.hedge_wins.labels("local").inc()
             self._count_fallback(session, "hedge_lost", None)
             result = local.result()
-            self._observe("local", started)
+            self._observe("local", started, "torchserve")
             return result
         finally:
             if not local.done():
@@ -246,7 +246,7 @@ class InferenceRouter:
     def _served_remote(self, answer: Any, started: float) -> Classification:
         self._observe_remote_latency(time.perf_counter() - started)
         self._answer_version = str(answer.model_version)
-        self._observe("torchserve", started)
+        self._observe("torchserve", started, "torchserve")
         return Classification(
             prediction=str(answer.prediction),
             confidence=float(answer.confidence),
@@ -255,9 +255,9 @@ class InferenceRouter:
             model_version=str(answer.model_version),
         )
 
-    async def _local(self, window: np.ndarray, started: float) -> Classification:
+    async def _local(self, window: np.ndarray, started: float, route: str) -> Classification:
         result = await self.engine.infer(window)
-        self._observe("local", started)
+        self._observe("local", started, route)
         return result
 
     async def _fallback(
@@ -269,11 +269,11 @@ class InferenceRouter:
         exc: BaseException | None = None,
     ) -> Classification:
         self._count_fallback(session, reason, exc)
-        return await self._local(window, started)
+        return await self._local(window, started, "torchserve")
 
     def _count_fallback(self, session: int, reason: str, exc: BaseException | None) -> None:
         self.metrics.torchserve_errors.labels(reason).inc()
-        self.metrics.fallbacks.inc()
+        self.metrics.fallbacks.labels("torchserve").inc()
         if reason == "circuit_open":
             return  # one line per window of an outage would flood the log; the counter has it
         self._log.warning(
@@ -415,9 +415,13 @@ class InferenceRouter:
                 ),
             )
 
-    def _observe(self, served_by: str, started: float) -> None:
-        self.metrics.inferences.labels(served_by).inc()
-        self.metrics.inference_latency.labels(served_by).observe(time.perf_counter() - started)
+    def _observe(self, served_by: str, started: float, route: str) -> None:
+        # ``route``: the session's cohort (its sticky rollout route), ``served_by``: who answered
+        # this window; a TorchServe-cohort window answered locally is a fallback or a lost hedge.
+        self.metrics.inferences.labels(route, served_by).inc()
+        self.metrics.inference_latency.labels(route, served_by).observe(
+            time.perf_counter() - started
+        )
 
 
 def _reason(exc: BaseException) -> str:

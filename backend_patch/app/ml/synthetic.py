@@ -110,10 +110,16 @@ class SignSpec:
     left: HandSpec | None = None
 
 
-def _h(anchor, path, shape, angle, shape_cycles=0.0) -> HandSpec:
-    shapes = (shape, shape) if isinstance(shape, str) else tuple(shape)
-    angles = (angle, angle) if isinstance(angle, (int, float)) else tuple(angle)
-    return HandSpec(tuple(anchor), tuple(path), shapes, angles, shape_cycles)  # type: ignore[arg-type]
+def _h(
+    anchor: tuple[float, float],
+    path: tuple[Any, ...],
+    shape: str | tuple[str, str],
+    angle: float | tuple[float, float],
+    shape_cycles: float = 0.0,
+) -> HandSpec:
+    shapes = (shape, shape) if isinstance(shape, str) else shape
+    angles = (angle, angle) if isinstance(angle, int | float) else angle
+    return HandSpec(anchor, path, shapes, angles, shape_cycles)
 
 
 SIGNS: dict[str, SignSpec] = {
@@ -221,7 +227,7 @@ def random_signer(rng: np.random.Generator) -> Signer:
 
 
 def _smooth(t: np.ndarray) -> np.ndarray:
-    return t * t * (3.0 - 2.0 * t)
+    return np.asarray(t * t * (3.0 - 2.0 * t))
 
 
 def _path_offsets(path: tuple[Any, ...], t: np.ndarray, amp: float) -> np.ndarray:
@@ -239,17 +245,17 @@ def _path_offsets(path: tuple[Any, ...], t: np.ndarray, amp: float) -> np.ndarra
         return out
     d = np.array(path[1:3], dtype=float) * amp
     if kind == "osc":
-        return d[None, :] * np.sin(2.0 * math.pi * path[3] * t)[:, None]
+        return np.asarray(d[None, :] * np.sin(2.0 * math.pi * path[3] * t)[:, None])
     if kind == "tap":
-        return d[None, :] * np.abs(np.sin(math.pi * path[3] * t))[:, None]
+        return np.asarray(d[None, :] * np.abs(np.sin(math.pi * path[3] * t))[:, None])
     if kind == "line":
-        return d[None, :] * _smooth(t)[:, None]
+        return np.asarray(d[None, :] * _smooth(t)[:, None])
     if kind == "swipe":
-        return d[None, :] * (0.5 - 0.5 * np.cos(2.0 * math.pi * path[3] * t))[:, None]
+        return np.asarray(d[None, :] * (0.5 - 0.5 * np.cos(2.0 * math.pi * path[3] * t))[:, None])
     if kind == "arc":
         perp = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-9)
         bulge = 4.0 * t * (1.0 - t) * path[3] * amp
-        return d[None, :] * t[:, None] + perp[None, :] * bulge[:, None]
+        return np.asarray(d[None, :] * t[:, None] + perp[None, :] * bulge[:, None])
     raise ValueError(f"unknown path kind {kind!r}")
 
 
@@ -311,7 +317,7 @@ def _elbows(shoulder: np.ndarray, wrist: np.ndarray, side: str) -> np.ndarray:
     perp = np.stack([-unit[:, 1], unit[:, 0]], axis=1)
     outward = np.array([1.0 if side == "left" else -1.0, 0.3])
     perp *= np.where((perp @ outward) >= 0, 1.0, -1.0)[:, None]
-    return shoulder + unit * a + perp * h
+    return np.asarray(shoulder + unit * a + perp * h)
 
 
 @dataclass
@@ -423,7 +429,9 @@ def _render(
         out = np.empty_like(p)
         out[..., :2] = centre + signer.scale * (p[..., :2] @ rot.T)
         out[..., 2] = signer.scale * p[..., 2]
-        return out + rng.normal(0.0, signer.jitter, size=p.shape) * np.array([1.0, 1.0, 0.5])
+        return np.asarray(
+            out + rng.normal(0.0, signer.jitter, size=p.shape) * np.array([1.0, 1.0, 0.5])
+        )
 
     return to_image(hands["left"]), to_image(hands["right"]), to_image(pose), left.seen, right.seen
 

@@ -32,6 +32,10 @@ Behaviour:
   copies of real windows through ``probe()``; ``probe_successes`` consecutive probes answered
   within the caller's bar close the circuit, a failed probe opens it again. Without
   ``shadow_probes`` the first user call after the cool-down is the probe (the old behaviour).
+  Every outcome counts in the circuit epoch its call was sent in (``breaker.py``): a call sent
+  before the circuit's last change neither re-opens, prolongs nor closes it.
+
+The breaker lives in ``breaker.py``, the key file and Bearer tokens in ``keys.py``.
 
 The token is never logged.
 """
@@ -43,29 +47,31 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import random
-import re
 import time
 import urllib.parse
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 import numpy as np
 
+from .breaker import Call, CircuitBreaker, CircuitState
 from .hedging import CallVerdict
+from .keys import KeySource, parse_instant
 
 __all__ = [
+    "Call",
     "CallVerdict",
     "CircuitBreaker",
+    "CircuitState",
     "KeySource",
     "ServedModel",
     "TorchServeClient",
     "TorchServeError",
     "TorchServeResult",
+    "parse_instant",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,8 +87,6 @@ Reason = Literal[
     "auth",
 ]
 ProbeOutcome = Literal["fast", "slow", "failed", "skipped"]
-CircuitState = Literal["closed", "open", "half_open"]
-KeyKind = Literal["inference", "management"]
 
 # The window contract (docs/ARCHITECTURE.md): SEQ_LEN x FEATURE_DIM float32, little-endian.
 WINDOW_SHAPE = (64, 469)
@@ -122,7 +126,7 @@ class TorchServeResult:
 
     prediction: str
     confidence: float
-    alternatives: list[dict]
+    alternatives: list[dict[str, Any]]
     model_version: str
     batch_size: int
 
@@ -141,322 +145,6 @@ class ServedModel:
     response_timeout_s: float | None
     workers: int
     ready_workers: int
-
-
-class CircuitBreaker:
-    """Circuit breaker that judges a streak of failures over time, with half-open probes.
-
-    It opens when a *streak* (failures with no success in between: a success ends it) holds
-    ``failures`` of them and either holds a *conclusive* one (a call that failed: refused, no
-    connection, deadline, 5xx, bad key or answer) or spans at least ``window_s`` (first to
-    latest failure). Inconclusive failures are hedges the local engine won: TorchServe was
-    slower than the hedge delay, which one slow batch explains as well as a hung server. Those
-    arrive together and are one piece of evidence (windows queued behind one slow batch lose
-    their hedges within a few milliseconds of each other although TorchServe answers them
-    moments later), while a hung TorchServe keeps losing them for the whole window. A failed
-    call needs no such wait, so a dead TorchServe (refused, or unreachable: see
-    ``TorchServeClient.record_hedge_loss``) opens it as fast as before, ``failures`` in a row.
-
-    Only calls made while closed count: a late failure of a call sent before the circuit opened
-    neither re-opens nor prolongs it (as a late success does not close it). ``probe_successes``
-    consecutive successful probes close it; one probe at a time is let through while half-open.
-    ``clock`` (seconds, default ``time.monotonic``) is injectable for tests.
-    """
-
-    def __init__(
-        self,
-        failures: int,
-        cooldown_s: float,
-        clock: Any = time.monotonic,
-        *,
-        probe_successes: int = 1,
-        window_s: float = 0.0,
-    ) -> None:
-        if failures < 1:
-            raise ValueError(f"breaker_failures must be >= 1, got {failures}")
-        if cooldown_s < 0:
-            raise ValueError(f"breaker_cooldown_s must be >= 0, got {cooldown_s}")
-        if probe_successes < 1:
-            raise ValueError(f"probe_successes must be >= 1, got {probe_successes}")
-        if window_s < 0:
-            raise ValueError(f"breaker_window_s must be >= 0, got {window_s}")
-        self._threshold = failures
-        self._cooldown_s = cooldown_s
-        self._probe_successes = probe_successes
-        self._window_s = window_s
-        self._clock = clock
-        self._streak = 0
-        self._streak_since: float | None = None
-        self._streak_conclusive = False
-        self._good_probes = 0
-        self._opened_at: float | None = None
-        self._probe_in_flight = False
-
-    @property
-    def state(self) -> CircuitState:
-        """``closed``, ``open`` (cooling down) or ``half_open`` (a probe may go / is going)."""
-        if self._opened_at is None:
-            return "closed"
-        if self._clock() - self._opened_at < self._cooldown_s:
-            return "open"
-        return "half_open"
-
-    @property
-    def streak(self) -> int:
-        """Failures in the current streak (0 after a success)."""
-        return self._streak
-
-    def try_acquire(self) -> bool:
-        """Whether a call may go out now; in half-open state only one probe at a time may."""
-        state = self.state
-        if state == "closed":
-            return True
-        if state == "open" or self._probe_in_flight:
-            return False
-        self._probe_in_flight = True
-        return True
-
-    def try_acquire_probe(self) -> bool:
-        """Whether a shadow probe may go out now: half-open and no probe in flight."""
-        if self.state != "half_open" or self._probe_in_flight:
-            return False
-        self._probe_in_flight = True
-        return True
-
-    def record_success(self, probe: bool | None = None, *, slow: bool = False) -> None:
-        """A call (or a probe) succeeded: end the streak; close after enough good probes.
-
-        ``probe`` says whether the call held the probe slot; None infers it from the slot
-        (callers that let user calls probe, the pre-hedging behaviour). ``slow``: a user call
-        answered, but later than the caller's bar: alive, not healthy, so the streak goes on.
-        """
-        was_probe = self._probe_in_flight if probe is None else probe
-        if was_probe or probe is None:
-            self._probe_in_flight = False
-        if slow and not was_probe:
-            return
-        self._reset_streak()
-        if self._opened_at is None:
-            return
-        if not was_probe:
-            return  # a late answer to a call sent before the circuit opened proves nothing
-        self._good_probes += 1
-        if self._good_probes >= self._probe_successes:
-            log.info("torchserve circuit closed after %d good probe(s)", self._good_probes)
-            self._opened_at = None
-            self._good_probes = 0
-
-    def record_slow_probe(self) -> None:
-        """A probe answered, but slower than the bar: stay half-open, start counting again."""
-        self._probe_in_flight = False
-        self._good_probes = 0
-
-    def record_failure(self, probe: bool | None = None, *, conclusive: bool = True) -> None:
-        """A call failed: extend the streak and open when it is enough; a probe re-opens.
-
-        ``conclusive`` False: a hedge lost, which needs a streak over ``window_s`` (class doc).
-        """
-        was_probe = self._probe_in_flight if probe is None else probe
-        if was_probe or probe is None:
-            self._probe_in_flight = False
-        now = self._clock()
-        if was_probe:
-            self._open(now, "a failed probe")
-            return
-        if self._opened_at is not None:
-            return  # sent before the circuit opened: no new evidence
-        if self._streak_since is None:
-            self._streak_since = now
-        self._streak += 1
-        self._streak_conclusive = self._streak_conclusive or conclusive
-        span = now - self._streak_since
-        if self._streak >= self._threshold and (self._streak_conclusive or span >= self._window_s):
-            self._open(
-                now,
-                f"{self._streak} consecutive failures over {span * 1000:.0f} ms"
-                + ("" if self._streak_conclusive else " (hedges lost)"),
-            )
-
-    def release(self, probe: bool | None = None) -> None:
-        """The call ended without an outcome (cancelled): free the probe slot if it held it."""
-        if probe is not False:
-            self._probe_in_flight = False
-
-    def _open(self, now: float, why: str) -> None:
-        log.warning("torchserve circuit open for %.2fs after %s", self._cooldown_s, why)
-        self._opened_at = now
-        self._good_probes = 0
-        self._reset_streak()
-
-    def _reset_streak(self) -> None:
-        self._streak = 0
-        self._streak_since = None
-        self._streak_conclusive = False
-
-
-# Java's Instant.toString(): 2026-11-30T07:10:00Z or with 1-9 fractional digits.
-_INSTANT = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
-
-
-def parse_instant(text: str) -> float:
-    """A Java ``Instant`` string (UTC, up to nanoseconds) -> POSIX seconds; ValueError if not."""
-    m = _INSTANT.match(text.strip()) if isinstance(text, str) else None
-    if m is None:
-        raise ValueError(f"not an ISO-8601 UTC instant: {text!r}")
-    whole = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    fraction = float("0." + m.group(2)) if m.group(2) else 0.0
-    return whole.timestamp() + fraction
-
-
-class KeySource:
-    """The Bearer token: a fixed one, or the ``kind`` key of TorchServe's key file.
-
-    ``kind`` is ``inference`` (the predictions API) or ``management`` (the management API, whose
-    key expires and is renewed the same way, with ``type=management``).
-
-    The file is re-read when its mtime or size changes, or on ``refresh()`` (after an "invalid
-    key" answer). A missing or half-written file keeps the last good key.
-
-    TorchServe (0.12) expires the inference key ``token_expiration_min`` after it was issued and
-    only issues a new one when its token API is called: ``POST {management_url}/token?type=
-    inference`` with the file's ``API`` key (which never expires); TorchServe then rewrites the
-    file. With ``management_url`` set, ``renew()`` does that, and ``needs_renewal()`` says when:
-    less than ``renew_before_s`` left before the file's ``expiration time``. Keys are never
-    logged; ``clock`` (POSIX seconds, default ``time.time``) is injectable for tests.
-    """
-
-    def __init__(
-        self,
-        key_file: Path | None,
-        token: str | None,
-        *,
-        management_url: str | None = None,
-        renew_before_s: float = 20.0,
-        clock: Any = time.time,
-        kind: KeyKind = "inference",
-    ) -> None:
-        self.kind: KeyKind = kind
-        self._token = token or None
-        self._key_file = Path(key_file) if key_file is not None else None
-        self._management_url = management_url.rstrip("/") if management_url else None
-        self._renew_before_s = renew_before_s
-        self._clock = clock
-        self._stamp: tuple[int, int] | None = None
-        self._key: str | None = None
-        self._api_key: str | None = None
-        self._expires_at: float | None = None
-        self._renewing: asyncio.Lock | None = None
-        self.renewals = 0
-
-    @property
-    def can_renew(self) -> bool:
-        """Whether keys come from a file and a management URL to renew them is known."""
-        return self._token is None and self._key_file is not None and bool(self._management_url)
-
-    @property
-    def expires_at(self) -> float | None:
-        """POSIX time at which the current key expires (None: unknown/never)."""
-        self.current()
-        return self._expires_at
-
-    def current(self) -> str | None:
-        """The token to send now (None: send no Authorization header)."""
-        if self._token is not None or self._key_file is None:
-            return self._token
-        try:
-            st = os.stat(self._key_file)
-        except OSError:
-            return self._key
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp != self._stamp:
-            self._load(stamp)
-        return self._key
-
-    def needs_renewal(self) -> bool:
-        """True when the key can be renewed and expires within ``renew_before_s``."""
-        if not self.can_renew:
-            return False
-        expires_at = self.expires_at
-        return expires_at is not None and expires_at - self._clock() <= self._renew_before_s
-
-    def refresh(self) -> bool:
-        """Re-read the key file now; True when the key changed."""
-        if self._token is not None or self._key_file is None:
-            return False
-        before = self._key
-        try:
-            st = os.stat(self._key_file)
-        except OSError:
-            return False
-        self._load((st.st_mtime_ns, st.st_size))
-        return self._key != before
-
-    async def renew(self, session: aiohttp.ClientSession, *, force: bool = False) -> bool:
-        """Ask TorchServe for a new key of this kind; True when the key in use changed.
-
-        Only one renewal runs at a time; a caller that waited for another one's renewal gets
-        that result without a second call. Unless ``force`` (after an "invalid key" answer),
-        nothing is done when the key no longer needs renewing (another process renewed it:
-        TorchServe rewrote the file). Failures are logged (status only) and return False.
-        """
-        if not self.can_renew:
-            return False
-        if self._renewing is None:
-            self._renewing = asyncio.Lock()
-        before = self._key
-        async with self._renewing:
-            if self._key != before:
-                return True  # renewed by the call we waited for
-            if self.refresh():
-                return True  # another process renewed it: the file already holds a new key
-            if not force and not self.needs_renewal():
-                return False
-            api_key = self._api_key
-            if not api_key:
-                log.warning("torchserve key file %s has no API key: cannot renew", self._key_file)
-                return False
-            url = f"{self._management_url}/token?type={self.kind}"
-            try:
-                async with asyncio.timeout(5.0):
-                    async with session.post(
-                        url, headers={"Authorization": f"Bearer {api_key}"}
-                    ) as resp:
-                        status = resp.status
-                        await resp.read()  # the body holds keys: read and drop it
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("torchserve %s key renewal failed: %s", self.kind, type(exc).__name__)
-                return False
-            if status != 200:
-                log.warning("torchserve %s key renewal answered HTTP %d", self.kind, status)
-                return False
-            changed = self.refresh()
-            self.renewals += 1
-            log.info("torchserve %s key renewed through %s/token", self.kind, self._management_url)
-            return changed
-
-    def _load(self, stamp: tuple[int, int]) -> None:
-        assert self._key_file is not None
-        try:
-            data = json.loads(self._key_file.read_text(encoding="utf-8"))
-            key = data[self.kind]["key"]
-            if not isinstance(key, str) or not key:
-                raise ValueError(f"{self.kind}.key is not a non-empty string")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            # Not remembered as read: TorchServe may still be writing it, try again next call.
-            log.warning("torchserve key file %s unusable (%s)", self._key_file, type(exc).__name__)
-            return
-        if self._key is not None and key != self._key:
-            log.info("torchserve %s key rotated (re-read %s)", self.kind, self._key_file)
-        self._key = key
-        self._stamp = stamp
-        api = data.get("API")
-        self._api_key = api.get("key") if isinstance(api, dict) else None
-        expiry = data[self.kind].get("expiration time")
-        try:
-            self._expires_at = parse_instant(expiry) if expiry is not None else None
-        except ValueError:
-            log.warning("torchserve key file %s: unreadable expiration time", self._key_file)
-            self._expires_at = None
 
 
 class TorchServeClient:
@@ -570,12 +258,14 @@ class TorchServeClient:
         """
         body = encode_window(window)
         if self.shadow_probes:
-            allowed = self._breaker.state == "closed"
+            call = self._breaker.now() if self._breaker.state == "closed" else None
         else:
-            allowed = self._breaker.try_acquire()
-        if not allowed:
+            call = self._breaker.admit()
+        if call is None:
             raise TorchServeError("circuit_open", "circuit breaker open, TorchServe not called")
-        return await self._call_recorded(body, fast_s, verdict)
+        if verdict is not None:
+            verdict.call = call
+        return await self._call_recorded(body, call, fast_s, verdict)
 
     async def probe(self, window: np.ndarray, fast_s: float) -> ProbeOutcome:
         """Send a copy of a real window as the half-open probe; never raises for TorchServe.
@@ -585,7 +275,8 @@ class TorchServeClient:
         opens again) or ``skipped`` (not half-open, or another probe is in flight).
         """
         body = encode_window(window)
-        if not self._breaker.try_acquire_probe():
+        call = self._breaker.admit_probe()
+        if call is None:
             return "skipped"
         started = time.perf_counter()
         outcome: ProbeOutcome | None = None
@@ -595,14 +286,12 @@ class TorchServeClient:
         except TorchServeError:
             outcome = "failed"
         finally:
-            if outcome == "fast":
-                self._breaker.record_success(probe=True)
-            elif outcome == "slow":
-                self._breaker.record_slow_probe()
+            if outcome in ("fast", "slow"):
+                self._breaker.record_success(call, slow=outcome == "slow")
             elif outcome == "failed":
-                self._breaker.record_failure(probe=True)
+                self._breaker.record_failure(call)
             else:
-                self._breaker.release(probe=True)
+                self._breaker.release(call)
         return outcome
 
     def record_hedge_loss(self, verdict: CallVerdict | None = None) -> None:
@@ -615,17 +304,22 @@ class TorchServeClient:
         by the connect timeout); one that fails is a conclusive failure, and the circuit opens
         at the failure count as before. A paused or overloaded TorchServe still accepts
         connections (the kernel does) and is judged by the streak's span. ``verdict``: the lost
-        call's, marked judged (its later outcome is not counted again).
+        call's, marked judged (its later outcome is not counted again); the loss counts in the
+        epoch its call was sent in (no verdict: the current one), so a hedge lost by a call sent
+        before the circuit's last change neither opens nor prolongs anything.
         """
         if verdict is not None:
             verdict.judged = True
-        if self._breaker.state != "closed":
-            return
-        self._breaker.record_failure(probe=False, conclusive=False)
-        if self._breaker.state == "closed" and (
-            self._reach_check is None or self._reach_check.done()
+        call = verdict.call if verdict is not None and verdict.call is not None else None
+        if call is None:
+            call = self._breaker.now()
+        self._breaker.record_failure(call, conclusive=False)
+        if (
+            self._breaker.state == "closed"
+            and self._breaker.epoch == call.epoch
+            and (self._reach_check is None or self._reach_check.done())
         ):
-            self._reach_check = asyncio.get_running_loop().create_task(self._check_reachable())
+            self._reach_check = asyncio.get_running_loop().create_task(self._check_reachable(call))
 
     async def describe_model(self) -> ServedModel:
         """What TorchServe runs for the default version (``GET {management}/models/{name}``).
@@ -708,7 +402,7 @@ class TorchServeClient:
         return self._session
 
     async def _call_recorded(
-        self, body: bytes, fast_s: float | None, verdict: CallVerdict | None
+        self, body: bytes, call: Call, fast_s: float | None, verdict: CallVerdict | None
     ) -> TorchServeResult:
         outcome: bool | None = None
         started = time.perf_counter()
@@ -721,17 +415,17 @@ class TorchServeClient:
             outcome = exc.reason == "http_4xx"
             raise
         finally:
-            # With shadow probes a user call never holds the probe slot; without, infer it.
-            probe = False if self.shadow_probes else None
+            # Counted in the epoch the call was sent in (breaker.py): a call that outlived the
+            # circuit state it was sent in is no evidence about the present one.
             if verdict is not None and verdict.judged:
-                self._breaker.release(probe)  # counted when its hedge was lost
+                self._breaker.release(call)  # counted when its hedge was lost
             elif outcome is True:
                 slow = fast_s is not None and time.perf_counter() - started > fast_s
-                self._breaker.record_success(probe, slow=slow)
+                self._breaker.record_success(call, slow=slow)
             elif outcome is False:
-                self._breaker.record_failure(probe)
+                self._breaker.record_failure(call)
             else:
-                self._breaker.release(probe)
+                self._breaker.release(call)
 
     async def _call_with_deadline(self, body: bytes) -> TorchServeResult:
         loop = asyncio.get_running_loop()
@@ -742,12 +436,13 @@ class TorchServeClient:
         except TimeoutError:
             raise TorchServeError("timeout", f"no answer within {self.timeout_ms} ms") from None
 
-    async def _check_reachable(self) -> None:
-        """Connect to every replica (TCP only); one that fails is a conclusive failure."""
+    async def _check_reachable(self, call: Call) -> None:
+        """Connect to every replica (TCP only); one that fails is a conclusive failure of
+        ``call`` (the hedge lost that started the check), counted in its epoch."""
         results = await asyncio.gather(*(self._connects(u) for u in self.base_urls))
-        if not all(results) and self._breaker.state == "closed":
+        if not all(results) and self._breaker.epoch == call.epoch:
             log.warning("torchserve unreachable after a lost hedge (no TCP connection)")
-            self._breaker.record_failure(probe=False)
+            self._breaker.record_failure(call)
 
     async def _connects(self, base_url: str) -> bool:
         parts = urllib.parse.urlsplit(base_url)

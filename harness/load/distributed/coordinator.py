@@ -65,7 +65,13 @@ from harness.load.recording import LoadResult
 from harness.load.trace import load_trace_file
 from harness.scenario.models import LocustSpec, TraceSpec
 from harness.stack.base import StackError
-from harness.stack.procs import LOAD_PIDS_FILE, ProcessRecord, free_port
+from harness.stack.procs import (
+    LOAD_PIDS_FILE,
+    ProcessRecord,
+    free_port,
+    guard_group,
+    release_group,
+)
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Sessions of a distributed run start here on the run clock (a native run: ~0.5 s): room for
@@ -127,6 +133,8 @@ class _Child:
                 pass_fds=tuple(fds),
             )
         self.pid = self.popen.pid
+        # Stopped by the lifeline's watchdog if the harness dies first (harness.stack.procs).
+        guard_group(self.pid)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -147,6 +155,7 @@ class _Child:
                 self._group(signal.SIGKILL)
                 self.popen.wait(timeout=10)
         self._group(signal.SIGKILL)
+        release_group(self.pid)
 
     def _group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

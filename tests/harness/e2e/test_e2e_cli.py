@@ -165,17 +165,33 @@ def test_baseline_run_with_a_failing_gate_exits_1_and_junit_says_so(tmp_path: Pa
     _no_leftovers(run_dir)
 
 
-def test_torchserve_run_passes_and_serves_through_torchserve(tmp_path: Path) -> None:
-    # The scenario's 8 sessions: its throughput gate (200 frames/s) needs 8 x 30 fps.
+def test_torchserve_run_serves_through_torchserve_and_gates_the_comparison(
+    tmp_path: Path,
+) -> None:
+    """torchserve.yaml runs baseline.yaml first and gates the comparison (issue 18 item 4):
+    every gate on what the stack must do passes; the ``compare.`` gates carry the comparison's
+    verdicts, and on a CPU host latency is where the run may honestly FAIL (1)."""
     code, output = _run("torchserve.yaml", tmp_path, *SHORT)
     doc, run_dir = _results(tmp_path, "torchserve")
+    base, _ = _results(tmp_path, "baseline")
     summary = doc["summary"]
     assert summary["errors"]["total"] == 0, output[-3000:]
     assert summary["served_by"]["torchserve"] > 0.95
+    assert summary["fallback"]["share"] is not None and summary["fallback"]["share"] <= 0.05
+    assert base["summary"]["fallback"]["share"] == 0.0  # the old pipeline is not a fallback
     assert summary["inference"]["latency_ms"]["p99"] is not None
     assert summary["accuracy"] >= 0.9
     assert doc["provenance"]["model_archives"], "archive sha256 in provenance"
-    assert code == 0, f"gates: {doc['gates']}\n{output[-3000:]}"
+    assert doc["comparison"]["baseline_run_id"] == base["run_id"]
+    compared = [g for g in doc["gates"] if g.get("compared")]
+    assert len(compared) >= 4 and all(g["verdict"] for g in compared), compared
+    # What the stack must do passes; latency (absolute or compared) is the host's answer: on
+    # a shared 2-core CPU TorchServe's hop and batch window may fail it, and that is a verdict.
+    failed = [g for g in doc["gates"] if not g["passed"] and "latency" not in g["metric"]]
+    assert not failed, f"gates: {failed}\n{output[-3000:]}"
+    expected = 1 if any(not g["passed"] for g in doc["gates"]) else 0
+    assert code == expected, f"gates: {doc['gates']}\n{output[-3000:]}"
+    assert "compared with " + base["run_id"] in output  # the headline beside the verdict
     _no_leftovers(run_dir)
 
 
@@ -189,6 +205,7 @@ def test_fallback_kill_falls_back_without_errors_and_recovers(tmp_path: Path) ->
         "workload.warmup_s=4",
         "workload.sessions=6",
         f"timeline={timeline}",
+        "live.file=live.jsonl",
     )
     doc, run_dir = _results(tmp_path, "fallback-kill")
     assert [e["ok"] for e in doc["events"]] == [True, True], doc["events"]
@@ -201,6 +218,13 @@ def test_fallback_kill_falls_back_without_errors_and_recovers(tmp_path: Path) ->
     assert outage["time_to_recover_after_ready_s"] is not None
     assert outage["errors_during_failover"] == 0
     assert outage["local_share_during_outage"] > 0.9
+    # Issue 18 item 3: the live fallback share shows the first fallback on the next tick (its
+    # window is the replies of the last second), not seconds later.
+    rows = [json.loads(x) for x in (run_dir / "live.jsonl").read_text().splitlines()]
+    first = outage["start_s"] + outage["first_fallback_after_kill_s"]
+    row = next(r for r in rows if r["t"] >= first)
+    assert row["fallback_share"] > 0 and row["t"] - first <= 1.1, (first, rows)
+    assert summary["fallback"]["count"] > 0 and summary["fallback"]["share"] > 0
     # The gates on what a user feels (stall, p99s, first fallback <= 0.3 s) are the hedged
     # backend's; the next test proves they fail without it. Every other gate must pass here.
     failed = [g for g in doc["gates"] if not g["passed"] and g["metric"] not in FELT]
@@ -332,6 +356,9 @@ def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
             "workload.duration_s=60",
             "workload.sessions=4",
             *interrupt_sets,
+            # Alone: torchserve.yaml's baseline run first would only delay the stack to stop.
+            "baseline=null",
+            "gates=[]",
         ),
         cwd=REPO_ROOT,
         stdin=subprocess.DEVNULL,

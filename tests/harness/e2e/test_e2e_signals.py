@@ -2,7 +2,8 @@
 
 - SIGTERM (``timeout``, CI cancellation, ``docker stop``, systemd) mid-run: the stack with
   TorchServe (Java, its worker) and the backend is stopped, partial results are written, exit 143.
-- SIGKILL of the harness (nothing it can handle): the stack survives it; the next ``harness run``
+- SIGKILL of the harness (nothing it can handle): the lifeline's watchdog (serving.lifeline)
+  stops the stack within seconds; when the watchdog was killed too, the next ``harness run``
   reports what was left and stops it before starting its own stack.
 
 Each test points the run registry (SIGNFLOW_HARNESS_STATE_DIR) at its own folder, so runs of
@@ -42,6 +43,9 @@ pytestmark = [
 # Lateness judged at 25 ms as in test_e2e_cli.py (shared 2-core machine); no warm-up and a 1 s
 # reply window so that a few seconds of load already leave partial results.
 SETS = ["workload.late_threshold_ms=25", "workload.warmup_s=0", "workload.reply_timeout_s=1"]
+# torchserve.yaml runs its baseline scenario first and gates the comparison; these tests want
+# only a TorchServe stack to interrupt, so they run it alone, ungated.
+ALONE = ["baseline=null", "gates=[]"]
 
 
 def _start(scenario: str, out: Path, state: Path, *sets: str) -> subprocess.Popen[str]:
@@ -91,7 +95,7 @@ def _kill_all(record: Path) -> None:
 
 def test_sigterm_mid_run_stops_the_stack_and_keeps_partial_results(tmp_path: Path) -> None:
     proc = _start("torchserve.yaml", tmp_path / "out", tmp_path / "state",
-                  "workload.duration_s=60", "workload.sessions=2")  # fmt: skip
+                  "workload.duration_s=60", "workload.sessions=2", *ALONE)  # fmt: skip
     record = None
     try:
         record, recorded = _loaded_record(tmp_path / "out", proc, torchserve=True, settle_s=6)
@@ -125,12 +129,73 @@ def test_sigterm_mid_run_stops_the_stack_and_keeps_partial_results(tmp_path: Pat
     print(f"SIGTERM to exit: {took:.1f} s")
 
 
-def test_next_run_stops_what_a_sigkilled_harness_left(tmp_path: Path) -> None:
-    proc = _start("torchserve.yaml", tmp_path / "killed", tmp_path / "state",
+def _watchdogs(harness: subprocess.Popen[str]) -> list[psutil.Process]:
+    """The harness's lifeline watchdog(s) (serving.lifeline)."""
+    out = []
+    for child in psutil.Process(harness.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any(part.endswith("lifeline.py") for part in child.cmdline()):
+                out.append(child)
+    return out
+
+
+def test_a_sigkilled_harness_leaves_nothing_running(tmp_path: Path) -> None:
+    """Issue 20 item 9: after ``kill -9`` of a running ``harness run`` (a CI job's timeout),
+    the backend, TorchServe's Java frontend and its Python worker stop on their own within a
+    few seconds (the lifeline's watchdog: SIGTERM, SIGKILL after 3 s); no later run needed."""
+    proc = _start("torchserve.yaml", tmp_path / "out", tmp_path / "state",
                   "workload.duration_s=60", "workload.sessions=2")  # fmt: skip
     record = None
     try:
+        record, recorded = _loaded_record(tmp_path / "out", proc, torchserve=True, settle_s=2)
+        stack = [
+            c for c in psutil.Process(proc.pid).children(recursive=True)
+            if not any(part.endswith("lifeline.py") for part in c.cmdline())
+        ]  # fmt: skip
+        stack_pids = {c.pid for c in stack}
+        for entries in recorded.values():
+            stack_pids |= {int(e["pid"]) for e in entries}
+        assert len(recorded["torchserve"]) >= 2 and recorded["backend"]
+        killed = time.monotonic()
+        proc.kill()  # SIGKILL: no handler of the harness runs
+        proc.wait(10)
+        alive = stack_pids
+        while alive and time.monotonic() - killed < 30:
+            time.sleep(0.1)
+            alive = {p for p in alive if psutil.pid_exists(p) and _running(p)}
+        took = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if record is not None:
+            survivors = surviving_processes(record)
+            _kill_all(record)
+    assert survivors == [], survivors
+    assert alive == set(), f"{len(alive)} stack processes still run {took:.1f} s after SIGKILL"
+    assert took < 10.0, took
+    print(f"{len(stack_pids)} stack processes gone {took:.1f} s after the harness's SIGKILL")
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def test_next_run_stops_what_a_sigkilled_harness_left(tmp_path: Path) -> None:
+    """The second line: when the lifeline's watchdog dies with the harness (killed together),
+    the run registry lets the next run find and stop what was left."""
+    proc = _start("torchserve.yaml", tmp_path / "killed", tmp_path / "state",
+                  "workload.duration_s=60", "workload.sessions=2", *ALONE)  # fmt: skip
+    record = None
+    try:
         record, _ = _loaded_record(tmp_path / "killed", proc, torchserve=True, settle_s=2)
+        watchdogs = _watchdogs(proc)
+        assert watchdogs, "the harness runs no lifeline watchdog"
+        for watchdog in watchdogs:
+            watchdog.kill()  # the first line gone too: only the registry is left
         proc.kill()  # SIGKILL: no handler runs, the stack is orphaned
         proc.wait(10)
         left = surviving_processes(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -14,7 +15,7 @@ import pytest
 from scipy.stats import poisson
 
 from harness.cli import main, parse_seconds, shorthand_overrides
-from harness.live import COLUMNS, LiveExporter, LiveFile, row_of
+from harness.live import COLUMNS, LiveExporter, LiveFile, RunLabels, row_of
 from harness.load.generator import LiveStats
 from harness.scenario import ScenarioError, load_scenario
 from harness.scenario.traffic import arrival_times, plan_arrivals, plan_stages, target_at
@@ -198,11 +199,42 @@ def test_live_file_jsonl_and_csv(tmp_path: Path) -> None:
 def test_live_exporter_serves_on_loopback() -> None:
     exporter = LiveExporter("127.0.0.1", 0)
     try:
-        exporter.update(row_of(_stats(3.0), 50))
+        exporter.update(row_of(_stats(3.0), 50, RunLabels("r1", "canary", "candidate")))
         url = f"http://127.0.0.1:{exporter.port}/metrics"
         text = urllib.request.urlopen(url, timeout=5).read().decode()
     finally:
         exporter.close()
-    assert "harness_rollout_percent 50.0" in text
-    assert "harness_sessions_started 5.0" in text
-    assert "harness_p95_ms 4.5" in text
+    labels = '{role="candidate",run="r1",scenario="canary"}'
+    assert f"harness_rollout_percent{labels} 50.0" in text
+    assert f"harness_sessions_started{labels} 5.0" in text
+    assert f"harness_p95_ms{labels} 4.5" in text
+
+
+def test_live_gauges_and_rows_are_labelled_per_run(tmp_path: Path) -> None:
+    """Issue 18 item 3: the baseline and the candidate run of one invocation are two series
+    (gauges labelled run/scenario/role), and on one stdout a CSV reader sees ONE header."""
+    exporter = LiveExporter("127.0.0.1", 0)
+    base = RunLabels("20261207T000000Z-baseline-quick", "baseline-quick", "baseline")
+    cand = RunLabels("20261207T000030Z-quickstart", "quickstart", "candidate")
+    try:
+        exporter.update(row_of(_stats(3.0), None, base))
+        exporter.update(row_of(_stats(4.0), 100, cand))
+        url = f"http://127.0.0.1:{exporter.port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    finally:
+        exporter.close()
+    series = [ln for ln in text.splitlines() if ln.startswith("harness_t{")]
+    assert len(series) == 2, series
+    assert any('role="baseline"' in ln and ln.endswith(" 3.0") for ln in series), series
+    assert any('role="candidate"' in ln and ln.endswith(" 4.0") for ln in series), series
+    assert 'harness_fallback_share{role="baseline",run="20261207T000000Z-baseline-quick"' in text
+
+    stream = io.StringIO()
+    with contextlib.redirect_stdout(stream):
+        for labels in (base, cand):  # two runs, one stdout
+            f = LiveFile("-", "csv")
+            f.write(row_of(_stats(1.0), None, labels))
+            f.close()
+    rows = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert [r["role"] for r in rows] == ["baseline", "candidate"], stream.getvalue()
+    assert [r["scenario"] for r in rows] == ["baseline-quick", "quickstart"]

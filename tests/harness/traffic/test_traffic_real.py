@@ -182,7 +182,10 @@ def test_rollout_block_and_live_outputs_while_running(
     assert running_when_read, "".join(lines)
     assert len(rows) >= 4 and rows[-1]["t"] > rows[0]["t"]
     assert {"sessions_started", "cohort_torchserve", "rollout_percent"} <= rows[-1].keys()
-    assert "harness_sessions_started " in scraped and "harness_frames_per_s " in scraped
+    # Gauges carry the run's labels (issue 18 item 3): a baseline run would be another series.
+    labels = '{role="candidate",run="run",scenario="traffic-rollout"}'
+    assert f"harness_sessions_started{labels} " in scraped
+    assert f"harness_frames_per_s{labels} " in scraped
     assert url.startswith("http://127.0.0.1:")
     doc = json.loads((run_dir / "results.json").read_text())
     assert proc.returncode in (0, 2), "".join(lines)  # 2: the generator was INVALID here
@@ -214,6 +217,20 @@ def test_rollout_block_and_live_outputs_while_running(
     assert steady and max(steady) <= 14, rows  # ~10: 2 s + connect lead + drain, 4/s
     for r in rows:
         assert r["sessions_connected"] == r["cohort_torchserve"] + r["cohort_local"]
+    # No TorchServe here: the TorchServe cohort's every classification falls back, the old
+    # pipeline's never does. The share is the TorchServe cohort's (issue 18 item 3), not the
+    # old "local share of all answers" that mixed in the old-pipeline cohort.
+    for r in rows:
+        if r["inferences_torchserve_cohort"]:
+            assert (
+                r["fallback_share"] == 1.0 and r["fallbacks"] == r["inferences_torchserve_cohort"]
+            )
+        elif r["inferences_old_pipeline"]:
+            assert r["fallback_share"] == 0.0, r
+    assert any(r["inferences_old_pipeline"] for r in rows)
+    assert any(r["inferences_torchserve_cohort"] for r in rows)
+    fb = doc["summary"]["fallback"]
+    assert fb["count"] == fb["torchserve_cohort"] > 0 and fb["old_pipeline"] > 0, fb
 
 
 @pytest.mark.slow
@@ -244,5 +261,8 @@ def test_abort_on_fail_stops_early_and_keeps_partial_results(
     assert doc["summary"]["frame"]["latency_ms"]["count"] > 0
     lost = next(g for g in doc["gates"] if g["metric"] == "abort_on_fail")
     assert not lost["passed"] and "run stopped at" in lost["reason"]
+    # Said while it happens, with the lag between the figures judged and the stop.
+    assert "abort-on-fail: gate 'frame.latency_ms.p50 < 0.001' lost" in err, err[-2000:]
+    assert "reply_timeout_s = 5 s" in err
     if doc["valid"]:
         assert doc["verdict"] == "failed" and proc.returncode == 1

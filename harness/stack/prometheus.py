@@ -1,0 +1,129 @@
+"""A real Prometheus server beside a local stack (``stack.prometheus.enabled``).
+
+It scrapes the backend (job ``backend``) and every TorchServe replica's metrics port (job
+``torchserve``) every ``scrape_interval_s`` and evaluates the project's rules
+(``monitoring/rules/*.yml``: the per-cohort recording rules and the rollback alerts), so the
+same series and the same alerts a production Prometheus would have exist during a harness run,
+and ``harness judge --prometheus URL`` can read them.
+
+The server is Debian's ``prometheus`` (2.42; ``scripts/ensure_prometheus.sh``), a plain process
+on a free loopback port, with its configuration and its TSDB in ``<run_dir>/prometheus/``, and
+stopped with the stack like every other process it started.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from .base import StackError
+from .procs import ManagedProcess, free_port, wait_http_ok
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RULES_DIR = REPO_ROOT / "monitoring" / "rules"
+READY_TIMEOUT_S = 30.0
+STOP_GRACE_S = 5.0
+
+
+def scrape_config(
+    backend_metrics_url: str,
+    torchserve_metrics_urls: Sequence[str],
+    *,
+    scrape_interval_s: float,
+    rule_files: Sequence[Path],
+) -> dict[str, object]:
+    """The ``prometheus.yml`` document: one job per component, the rules loaded.
+
+    ``*_url``: full metrics URLs (``http://127.0.0.1:PORT/metrics``); the scrape and rule
+    evaluation intervals are both ``scrape_interval_s`` (s), so a recording rule is as fresh
+    as the series it reads.
+    """
+    interval = f"{max(1, round(scrape_interval_s * 1000))}ms"
+
+    def job(name: str, urls: Sequence[str]) -> dict[str, object]:
+        parts = [urlsplit(u) for u in urls]
+        paths = {p.path or "/metrics" for p in parts}
+        if len(paths) != 1:
+            raise StackError(f"prometheus: {name} targets with different paths: {sorted(paths)}")
+        return {
+            "job_name": name,
+            "metrics_path": paths.pop(),
+            "static_configs": [{"targets": [p.netloc for p in parts]}],
+        }
+
+    jobs = [job("backend", [backend_metrics_url])]
+    if torchserve_metrics_urls:
+        jobs.append(job("torchserve", list(torchserve_metrics_urls)))
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": jobs,
+    }
+
+
+class LocalPrometheus:
+    """One Prometheus process; ``start`` after the targets are known, ``stop`` always.
+
+    ``url``: its HTTP API (``http://127.0.0.1:PORT``) once started. Raises StackError when
+    the binary is missing or the server does not become ready (with its log tail).
+    """
+
+    def __init__(self, run_dir: Path, log_dir: Path, *, scrape_interval_s: float = 1.0) -> None:
+        self.dir = run_dir / "prometheus"
+        self.log_dir = log_dir
+        self.scrape_interval_s = scrape_interval_s
+        self.url: str | None = None
+        self._proc: ManagedProcess | None = None
+
+    def start(
+        self, backend_metrics_url: str, torchserve_metrics_urls: Sequence[str], niceness: int
+    ) -> float:
+        """Write the configuration, start the server, wait until ``/-/ready``; returns the
+        seconds it took to become ready."""
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise StackError(
+                "stack.prometheus.enabled: the prometheus binary is not on PATH; install "
+                "Debian's prometheus package (scripts/ensure_prometheus.sh, run by make)"
+            )
+        rules = sorted(RULES_DIR.glob("*.yml"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.dir / "prometheus.yml"
+        doc = scrape_config(
+            backend_metrics_url,
+            torchserve_metrics_urls,
+            scrape_interval_s=self.scrape_interval_s,
+            rule_files=rules,
+        )
+        config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        port = free_port()
+        self._proc = ManagedProcess(
+            "prometheus",
+            [
+                "nice", "-n", str(niceness), binary,
+                f"--config.file={config}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                "--log.level=warn",
+            ],
+            {"PATH": "/usr/bin:/bin"},
+            self.dir,
+            self.log_dir,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        waited = wait_http_ok(f"{url}/-/ready", self._proc, READY_TIMEOUT_S, "prometheus")
+        self.url = url
+        return waited
+
+    def pids(self) -> list[int]:
+        """The live server's pid (empty when not running)."""
+        return self._proc.pids() if self._proc is not None else []
+
+    def stop(self) -> None:
+        """Stop the server (safe to call twice, or before ``start``)."""
+        if self._proc is not None:
+            self._proc.stop(STOP_GRACE_S)

@@ -217,3 +217,12 @@ def test_a_straddling_criterion_says_how_much_more_would_settle_it() -> None:
     more = np.resize(canary.latency_units("inference"), ev.n_torchserve + ev.needed)
     hi = quantile_bounds(more, 0.5, ev.alpha, ev.alpha_pass)[1]  # type: ignore[arg-type]
     assert ev.pass_below is not None and hi <= ev.pass_below
+
+
+def test_the_console_and_the_banner_say_inconclusive() -> None:
+    from harness.results.verdict import verdict_line
+
+    doc = {"verdict": "inconclusive", "valid": True, "gates": [{"passed": False}]}
+    line = verdict_line(doc)
+    assert line.status == "inconclusive"
+    assert line.headline == "INCONCLUSIVE: the rollout ran out of evidence with nothing failed"

@@ -335,6 +335,18 @@ def _load(args: argparse.Namespace) -> Scenario | None:
     return sc
 
 
+def rollout_words(sc: Scenario) -> str:
+    """The rollout's steps and its gate, for ``validate`` ("" without a rollout block)."""
+    ro = sc.rollout
+    if ro is None:
+        return ""
+    return (
+        f" + rollout {' -> '.join(str(p) for p in ro.steps)} % from t={ro.start_s:g} s (each "
+        f"step judged every {ro.look_every_s:g} s for up to {ro.budget_s:g} s) and its gate "
+        "'rollout completes'"
+    )
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate only: exit 0 and a short description, or 2 with the errors."""
     sc = _load(args)
@@ -345,7 +357,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{args.scenario}: OK - scenario '{sc.name}', driver {sc.stack.driver}, "
         f"use_torchserve={sc.stack.use_torchserve}, {traffic_words(wl)} x "
         f"{wl.fps:g} fps, {wl.duration_s:g} s ({wl.warmup_s:g} s warm-up), "
-        f"{plural(len(sc.timeline), 'event')}, {plural(len(sc.gates), 'gate')}"
+        f"{plural(len(sc.timeline), 'event')}, {plural(len(sc.gates), 'gate')}" + rollout_words(sc)
     )
     return ExitCode.OK
 

@@ -1,13 +1,14 @@
 """A progressive rollout driven and judged while the run goes (the scenario's ``rollout`` block).
 
 At ``start_s`` the share of new sessions sent to TorchServe becomes the first step's percent
-(``Stack.set_rollout``, as the timeline's ``set_rollout`` does). Each step is held ``hold_s``;
-then the frames of the step so far (scheduled from ``settle_s`` after the change to one second
-before the judgement, so the replies are in) are split by session cohort and judged
-(harness.analysis.rollout.judge_step): advance to the next step, hold it again (at most
-``max_holds`` times; the window grows), or abort: the rollout is set to 0 at once, and why is
-recorded. The last step (100 %) has no old-pipeline cohort of new sessions; it is judged when
-enough old sessions are still streaming, else marked ``complete``.
+(``Stack.set_rollout``, as the timeline's ``set_rollout`` does). Every ``look_every_s`` the
+frames of the step so far (scheduled from ``settle_s`` after the change to one second before
+the look, so the replies are in) are split by session cohort and judged sequentially
+(harness.analysis.rollout.judge_step, anytime-valid): the first look that decides ends the
+step: ADVANCE to the next step (the last one: ``complete``) or ABORT (the rollout is set to 0
+at once). When the step's budget (``hold_s`` x (1 + ``max_holds``)) runs out undecided with
+nothing failed, the rollout is INCONCLUSIVE: it stops there, keeps the share
+(``on_inconclusive: hold``) or returns to 0 (``rollback``), and says what would settle it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from harness.analysis.rollout import COHORTS, CohortFrames, judge_step
 from harness.clock import RunClock
+from harness.scenario.evidence import FRAME_STRIDE_S, StepPlan
 from harness.stack.procs import exit_with_parent
 
 
@@ -47,7 +49,7 @@ def cohort_frames(
     """
     none = -1
     parts: dict[str, list[CohortFrames]] = {c: [] for c in COHORTS}
-    for s in gen.sessions_now():
+    for index, s in enumerate(list(gen.sessions_now())):
         if s.n == 0 or s.connected_at is None:
             continue
         lo, hi = np.searchsorted(s.t_scheduled, (t0, t1))
@@ -65,6 +67,10 @@ def cohort_frames(
         local = gen.label_code("local")
         pred, truth = s.prediction[lo:hi], s.truth[lo:hi]
         judged = (pred > none) & (truth > none)
+        # One frame per FRAME_STRIDE_S of the session: the sequential tests' observations.
+        bins = np.floor(s.t_scheduled[max(lo - 1, 0) : hi] / FRAME_STRIDE_S)
+        first = np.r_[True, bins[1:] != bins[:-1]]
+        unit = first[1:] if lo > 0 else first
         parts[cohort].append(
             CohortFrames(
                 sessions=1,
@@ -77,6 +83,8 @@ def cohort_frames(
                 correct=(judged & (pred == truth))[keep],
                 served_local=(served == (none if local is None else local))[keep]
                 & (served > none)[keep],
+                unit=unit[keep],
+                session=np.full(int(np.count_nonzero(keep)), index, dtype=np.int64),
             )
         )
     return {c: CohortFrames.join(p) for c, p in parts.items()}
@@ -86,8 +94,12 @@ class RolloutController:
     """Runs a ``RolloutSpec`` against a stack while ``gen`` streams; ``record`` fills as it goes.
 
     ``record``: ``{"steps": [...], "outcome": "running" | "completed" | "aborted" |
-    "incomplete", "reason", "failed_step"}``; each step: percent, set_s, judgements (one per
-    hold period: window, decision, reason, criteria, cohort figures side by side).
+    "inconclusive" | "incomplete", "reason", "failed_step", "inconclusive_step"}``; each step:
+    percent, set_s, plan, looks (one per look: at_s, decision, each criterion's status),
+    judgements (the deciding look's: window, decision, reason, criteria with their evidence,
+    cohort figures side by side) (``harness.results.model.RolloutRecord`` as JSON).
+    ``plans``: the evidence plan of each step (harness.scenario.evidence.plan_rollout);
+    ``arrival_rate``: new sessions per second, for "what would settle it".
     """
 
     def __init__(
@@ -98,6 +110,8 @@ class RolloutController:
         gen: Any,
         reply_timeout_s: float,
         on_event: Callable[[str], None] | None = None,
+        plans: list[StepPlan] | None = None,
+        arrival_rate: float | None = None,
     ) -> None:
         self.spec = spec
         self.stack = stack
@@ -105,10 +119,12 @@ class RolloutController:
         self.gen = gen
         self.reply_timeout_s = reply_timeout_s
         self.on_event = on_event
+        self.plans = plans
+        self.arrival_rate = arrival_rate
         self._pool: ProcessPoolExecutor | None = None
         self.record: dict[str, Any] = {
             "steps": [], "outcome": "running", "reason": None, "failed_step": None,
-            "events": [],
+            "inconclusive_step": None, "events": [],
         }  # fmt: skip
 
     def _tell(self, text: str) -> None:
@@ -141,14 +157,18 @@ class RolloutController:
         return t, error
 
     async def judge(self, step: dict[str, Any], now: float, final: bool = False) -> dict[str, Any]:
-        """Judge ``step`` on what was measured from its settle time to ``now``.
+        """One look at ``step``: what was measured from its settle time to ``now``.
 
-        The cohorts are cut here (cheap); the statistics (~0.7 s of CPU, measured in
-        benchmarks/rollout_judge.py) run in the judge's own process, so they never hold the
-        generator's event loop or its GIL (in a thread they made the run's frames late)."""
+        The cohorts are cut in a thread (a snapshot of the session list; replies landing
+        meanwhile are either in or not); the statistics run in the judge's own process, so
+        they never hold the generator's event loop or its GIL."""
         t0 = step["set_s"] + self.spec.settle_s
-        t1 = now - REPLY_MARGIN_S
-        cohorts = cohort_frames(self.gen, t0, t1, self.reply_timeout_s, now)
+        t1 = max(now - REPLY_MARGIN_S, t0)
+        # Cut in a thread: a look comes every second, and the walk over every session so far
+        # must not hold the generator's event loop (its frames would go out late).
+        cohorts = await asyncio.to_thread(
+            cohort_frames, self.gen, t0, t1, self.reply_timeout_s, now
+        )
         args = (cohorts["torchserve"], cohorts["local"], self.spec.judge, (t0, t1),
                 self.reply_timeout_s, final)  # fmt: skip
         if self._pool is not None:
@@ -177,8 +197,60 @@ class RolloutController:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def _plan_text(self, i: int) -> str | None:
+        if not self.plans or i >= len(self.plans):
+            return None
+        plan = self.plans[i]
+        needs = ", ".join(
+            f"{n.criterion} {n.units} {n.what.split(' ')[0]} (~{n.seconds:g} s)"
+            if n.seconds is not None
+            else f"{n.criterion} {n.units} {n.what.split(' ')[0]} (not within the budget)"
+            for n in plan.needs
+        )
+        return (
+            f"evidence plan: {needs}; decided at the earliest ~{plan.ready_s} s in"
+            if (plan.ready_s is not None)
+            else f"evidence plan: {needs}; the budget may run out first"
+        )
+
+    def _settle(self, verdict: dict[str, Any], percent: int) -> str:
+        """What would settle an undecided step: per criterion short of data, how many more
+        observations at the rate seen so far, and how long that takes."""
+        t0, t1 = verdict.get("window_s") or [0.0, 0.0]
+        span = max(t1 - t0, 1e-9)
+        rate = f"{self.arrival_rate:g} sessions/s and " if self.arrival_rate else ""
+        out = []
+        for c in verdict["criteria"]:
+            ev = c.get("evidence") or {}
+            if c["status"] != "n/a" or not c["criterion"].endswith("latency"):
+                continue
+            needed, seen = ev.get("needed"), ev.get("n_torchserve", 0)
+            units = (ev.get("units") or "observations").split(" ")[0]
+            bounded = ev.get("ci_torchserve", [None, None])[1] is not None
+            if needed and seen:
+                out.append(
+                    f"{c['criterion']}: at {rate}{percent} %, {needed} more {units} "
+                    f"need ~{needed * span / seen:.0f} s more"
+                    + (" if they keep the spread seen so far" if bounded else "")
+                )
+            elif needed:
+                out.append(f"{c['criterion']}: {needed} {units}, none seen yet at {percent} %")
+            else:
+                out.append(
+                    f"{c['criterion']}: the TorchServe cohort sits between the pass and fail "
+                    "bars: even 16x the data at this spread would not decide it; a looser "
+                    "allowance (or a quieter machine) would"
+                )
+        figs = verdict["figures"]
+        small = self.spec.judge.min_sessions
+        for name in ("torchserve", "local"):
+            has = figs[name]["sessions"]
+            if has < small:
+                out.append(f"the {name} cohort needs {small} sessions (has {has})")
+        return "; ".join(out) or "a longer budget (hold_s, max_holds)"
+
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
-        """Drive every step until done, aborted, or ``stop`` (the load ended)."""
+        """Drive every step until done, aborted, inconclusive, or ``stop`` (the load ended)."""
         rec = self.record
         spec = self.spec
         if not await self._wait(spec.start_s, stop):
@@ -188,55 +260,79 @@ class RolloutController:
         for i, percent in enumerate(spec.steps):
             set_s, error = await self._set(percent)
             step: dict[str, Any] = {"step": i, "percent": percent, "set_s": set_s,
-                                    "judgements": [], "decision": None}  # fmt: skip
+                                    "judgements": [], "looks": [], "plan": self._plan_text(i),
+                                    "decision": None}  # fmt: skip
             rec["steps"].append(step)
             if error is not None:
                 step["decision"] = "abort"
                 await self._abort(i, percent, f"set_rollout {percent} failed: {error}")
                 return rec
-            self._tell(f"t={set_s:.1f}s rollout step {i + 1}/{len(spec.steps)}: {percent} %")
-            holds = 0
+            self._tell(f"t={set_s:.1f}s rollout step {i + 1}/{len(spec.steps)}: {percent} %"
+                       + (f" ({step['plan']})" if step["plan"] else ""))  # fmt: skip
+            budget_end = set_s + spec.budget_s
+            at = set_s + spec.settle_s + REPLY_MARGIN_S
             while True:
-                if not await self._wait(self.clock.now() + spec.hold_s, stop):
+                at = min(max(at + spec.look_every_s, self.clock.now()), budget_end)
+                if not await self._wait(at, stop):
                     step["decision"] = "not judged"
                     rec.update(
                         outcome="incomplete",
                         reason=f"the load ended during step {i + 1} ({percent} %)",
                     )
                     return rec
-                # In a thread: the statistics must not hold the generator's event loop.
-                final = holds >= spec.max_holds and i != last
+                final = at >= budget_end
                 verdict = await self.judge(step, self.clock.now(), final)
-                step["judgements"].append(verdict)
+                verdict["look"] = len(step["looks"]) + 1
                 decision = verdict["decision"]
-                if i == last and decision == "hold":
-                    decision = verdict["decision"] = "complete"
-                    verdict["reason"] = (
-                        f"final step: {verdict['reason']} (nothing left to compare against)"
-                    )
-                if decision == "hold" and holds < spec.max_holds:
-                    holds += 1
-                    self._tell(f"t={verdict['at_s']:.1f}s rollout {percent} %: HOLD "
-                               f"({verdict['reason']})")  # fmt: skip
-                    continue
                 if i == last and decision == "advance":
                     decision = verdict["decision"] = "complete"
-                step["decision"] = decision
-                break
+                step["looks"].append({
+                    "at_s": verdict["at_s"], "decision": decision,
+                    "status": {c["criterion"]: c["status"] for c in verdict["criteria"]},
+                })  # fmt: skip
+                if decision != "continue":
+                    break
+            if decision == "inconclusive":
+                verdict["settle"] = self._settle(verdict, percent)
+            step["judgements"].append(verdict)
+            step["decision"] = decision
             if decision == "abort":
-                await self._abort(i, percent, verdict["reason"])
+                await self._abort(i, percent, verdict["reason"], verdict["look"])
                 return rec
-            self._tell(f"t={verdict['at_s']:.1f}s rollout {percent} %: {decision.upper()}")
+            if decision == "inconclusive":
+                await self._inconclusive(i, percent, verdict)
+                return rec
+            self._tell(f"t={verdict['at_s']:.1f}s rollout {percent} %: {decision.upper()} "
+                       f"at look {verdict['look']}")  # fmt: skip
         rec.update(outcome="completed", reason=f"reached {spec.steps[-1]} %")
         return rec
 
-    async def _abort(self, i: int, percent: int, reason: str) -> None:
+    async def _abort(self, i: int, percent: int, reason: str, look: int | None = None) -> None:
         set_s, error = await self._set(0)
+        at = f" at look {look}" if look is not None else ""
         self.record.update(
             outcome="aborted",
             failed_step=i,
-            reason=f"step {i + 1} ({percent} %) aborted: {reason}",
+            reason=f"step {i + 1} ({percent} %) aborted{at}: {reason}",
             rolled_back_s=set_s,
             rollback_error=error,
         )
         self._tell(f"t={set_s:.1f}s rollout ABORTED at {percent} %, set to 0: {reason}")
+
+    async def _inconclusive(self, i: int, percent: int, verdict: dict[str, Any]) -> None:
+        """Too little evidence, nothing failed: stop advancing; keep the share or go to 0."""
+        rollback = self.spec.on_inconclusive == "rollback"
+        kept = "set back to 0 %" if rollback else f"kept at {percent} %"
+        self.record.update(
+            outcome="inconclusive",
+            inconclusive_step=i,
+            reason=(
+                f"step {i + 1} ({percent} %) inconclusive after {verdict['look']} looks "
+                f"({self.spec.budget_s:g} s), {kept}: {verdict['reason']}; to settle it: "
+                f"{verdict['settle']}"
+            ),
+        )
+        if rollback:
+            set_s, error = await self._set(0)
+            self.record.update(rolled_back_s=set_s, rollback_error=error)
+        self._tell(f"t={self.clock.now():.1f}s rollout INCONCLUSIVE at {percent} % ({kept})")

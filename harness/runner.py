@@ -33,7 +33,7 @@ from harness.exitcodes import ExitCode
 from harness.progress import Emitter, ProgressCallback, RunStarting, Tick
 from harness.redact import mask, redact_files, redact_text, secret_values
 from harness.results.junit import write_junit
-from harness.results.model import SCHEMA, SCHEMA_VERSION, InvalidKind, InvalidReason
+from harness.results.model import SCHEMA, SCHEMA_VERSION, InvalidKind, InvalidReason, Verdict
 from harness.results.provenance import collect_provenance
 from harness.results.writer import write_results
 from harness.scenario import Scenario, scenario_to_yaml
@@ -262,8 +262,18 @@ class _Watching:
             self.sinks.append(lambda stats: emit.emit(Tick(emit.run, stats)))
         tell = emit.say
         if scenario.rollout is not None:
+            from harness.scenario.evidence import plan_rollout
+
+            arrivals = scenario.workload.arrivals
             self.rollout = RolloutController(
-                scenario.rollout, stack, clock, gen, scenario.workload.reply_timeout_s, tell
+                scenario.rollout,
+                stack,
+                clock,
+                gen,
+                scenario.workload.reply_timeout_s,
+                tell,
+                plans=plan_rollout(scenario),
+                arrival_rate=arrivals.rate_per_s if arrivals is not None else None,
             )
             out.rollout = self.rollout.record
         if scenario.abort_on_fail is not None:
@@ -304,7 +314,8 @@ class _Watching:
         if self.rollout is None:
             return self.initial_percent
         steps = self.rollout.record["steps"]
-        if self.rollout.record["outcome"] == "aborted":
+        rec = self.rollout.record
+        if rec["outcome"] == "aborted" or rec.get("rolled_back_s") is not None:
             return 0
         return steps[-1]["percent"] if steps else self.initial_percent
 
@@ -442,11 +453,25 @@ def _analyse(
     if reasons:
         doc["verdict"] = "invalid"
         return ExitCode.INVALID
-    if all(g["passed"] for g in doc["gates"]):
-        doc["verdict"] = "passed"
-        return ExitCode.OK
-    doc["verdict"] = "failed"
-    return ExitCode.GATES_FAILED
+    verdict, code = gates_verdict(doc["gates"], measured.rollout)
+    doc["verdict"] = verdict.value
+    return code
+
+
+def gates_verdict(
+    gates: list[dict[str, Any]], rollout: dict[str, Any] | None
+) -> tuple[Verdict, ExitCode]:
+    """A valid run's verdict from its gates[] and its rollout record: PASSED (0) when every
+    gate passed; INCONCLUSIVE (4) when the only gate lost is the rollout's and the rollout
+    ran out of evidence with nothing failed (an answer of its own, never FAILED); else FAILED."""
+    failed = [g for g in gates if not g["passed"]]
+    if not failed:
+        return Verdict.PASSED, ExitCode.OK
+    if (rollout or {}).get("outcome") == "inconclusive" and all(
+        g["metric"] == "rollout" for g in failed
+    ):
+        return Verdict.INCONCLUSIVE, ExitCode.INCONCLUSIVE
+    return Verdict.FAILED, ExitCode.GATES_FAILED
 
 
 def _with_stack_hint(reason: InvalidReason, scenario: Scenario) -> InvalidReason:

@@ -123,6 +123,8 @@ class RolloutRow(TypedDict):
     decision: str
     reason: str
     criteria: list[str]
+    looks: str
+    settle: str
 
 
 class RolloutView(TypedDict):
@@ -322,6 +324,10 @@ def _verdict_view(
             for g in gates
             if g["outcome"] == "fail"
         ]
+    elif line.status == "inconclusive":
+        # A rollout short of evidence with nothing failed: an answer, not a failure.
+        ro = results.get("rollout") or {}
+        reasons = [str(ro.get("reason") or "the rollout ran out of evidence")]
     elif line.status == "error":
         err = results.get("error")
         reasons = [str(err)] if err else ["the results carry no verdict"]
@@ -329,7 +335,9 @@ def _verdict_view(
         reasons += [reason_text(r) for r in results.get("invalid_reasons") or []]
     if line.comparison is not None:
         reasons.append(line.comparison)
-    symbol = {"passed": "✔", "failed": "✘", "invalid": "⚠", "error": "⚠"}[line.status]
+    symbol = {"passed": "✔", "failed": "✘", "inconclusive": "?", "invalid": "⚠", "error": "⚠"}[
+        line.status
+    ]
     return {"status": line.status, "headline": line.headline, "reasons": reasons, "symbol": symbol}
 
 
@@ -561,6 +569,24 @@ def _event_rows(results: Doc) -> list[EventRow]:
     return rows
 
 
+# One mark per look of a rollout step: not decided yet, advance, abort, inconclusive.
+LOOK_MARKS = {"continue": "·", "advance": "A", "complete": "A", "abort": "X", "inconclusive": "?"}
+
+
+def _looks_text(step: Doc, judgement: Doc | None) -> str:
+    """A step's looks on the run clock: ``12 looks, 7.0 s – 18.0 s: ···········A (decided at
+    look 12, 18.0 s)``; "—" for results written before the sequential judge."""
+    looks = step.get("looks") or []
+    if not looks:
+        return "—"
+    marks = "".join(LOOK_MARKS.get(str(lk.get("decision")), "·") for lk in looks)
+    first, last = looks[0].get("at_s"), looks[-1].get("at_s")
+    at = (judgement or {}).get("look")
+    decided = f" (decided at look {at}, {fmt(last, 's')})" if at else ""
+    return (f"{len(looks)} look{'s' if len(looks) != 1 else ''}, {fmt(first, 's')} – "
+            f"{fmt(last, 's')}: {marks}{decided}")  # fmt: skip
+
+
 def _rollout_view(results: Doc) -> RolloutView | None:
     """The rollout's steps for the report: one row per judgement, cohorts side by side."""
     ro = results.get("rollout")
@@ -595,6 +621,8 @@ def _rollout_view(results: Doc) -> RolloutView | None:
                     f"{c.get('criterion')}: {c.get('status')} — {c.get('why')}"
                     for c in j.get("criteria") or []
                 ],
+                "looks": _looks_text(step, j),
+                "settle": j.get("settle") or "",
             })  # fmt: skip
         if not step.get("judgements"):
             rows.append({"percent": step.get("percent"), "set": fmt(step.get("set_s"), "s"),
@@ -602,7 +630,8 @@ def _rollout_view(results: Doc) -> RolloutView | None:
                          "inference_p50": "—", "errors": "—", "accuracy": "—",
                          "local_share": "—",
                          "decision": str(step.get("decision") or "—"), "reason": "",
-                         "criteria": []})  # fmt: skip
+                         "criteria": [], "looks": _looks_text(step, None),
+                         "settle": ""})  # fmt: skip
     return {"outcome": ro.get("outcome"), "reason": ro.get("reason"), "rows": rows}
 
 

@@ -488,10 +488,13 @@ FAULT_MODELS: dict[str, type[_Model]] = {"outage": OutageFault, "reload": Reload
 
 
 class Verdict(enum.StrEnum):
-    """The run's verdict: passed/failed by the gates; invalid (untrustworthy); error."""
+    """The run's verdict: passed/failed by the gates; inconclusive (a rollout short of evidence);
+    invalid (untrustworthy); error."""
 
     PASSED = "passed"
     FAILED = "failed"
+    # A rollout step ran out of evidence with nothing failed (exit 4): an answer, not a failure.
+    INCONCLUSIVE = "inconclusive"
     INVALID = "invalid"
     ERROR = "error"
 
@@ -644,6 +647,28 @@ class CohortPair(_Model):
     local: CohortFigures = Field(description="sessions on the old in-process pipeline")
 
 
+class RolloutEvidence(_Model):
+    """A criterion's anytime-valid evidence at one look (harness/analysis/sequential.py):
+    each cohort's confidence-sequence interval, in the criterion's unit (None: unbounded yet)."""
+
+    units: str = Field(description='what one observation is ("classifications", "frames"...)')
+    n_torchserve: Annotated[int, Unit("count", "TorchServe-cohort observations")]
+    n_local: Annotated[int, Unit("count", "old-pipeline-cohort observations")] = 0
+    ci_torchserve: list[float | None] = Field(description="[lo, hi] of the TorchServe cohort")
+    ci_local: list[float | None] | None = Field(None, description="[lo, hi] of the old cohort")
+    fail_above: float | None = Field(
+        None, description="the TorchServe cohort's lower bound above this fails the criterion"
+    )
+    pass_below: float | None = Field(
+        None, description="its upper bound at or below this passes the criterion"
+    )
+    alpha: Annotated[float, Unit("share", "level of each bound a FAIL rests on")]
+    alpha_pass: Annotated[F, Unit("share", "level of each bound a PASS rests on")] = None
+    needed: int | None = Field(
+        None, description="observations the TorchServe cohort still needs, at the least"
+    )
+
+
 class RolloutCriterion(_Model):
     """One criterion of a judgement; ``torchserve``/``local``: each cohort's figure in the
     criterion's unit (ms for latency, a share for errors, fallback and accuracy)."""
@@ -653,22 +678,23 @@ class RolloutCriterion(_Model):
     )
     torchserve: float | None = Field(None, description="the TorchServe cohort's figure")
     local: float | None = Field(None, description="the old-pipeline cohort's figure")
-    # A mapping so this module stays a leaf.
+    # A mapping so this module stays a leaf (results written before the sequential judge).
     statistics: dict[str, Any] | None = Field(
-        None,
-        description="a latency criterion's comparison row "
-        "(harness.analysis.compare.MetricComparison: verdict, p_value, ci_run, note...)",
+        None, description="a fixed-sample comparison row (results before issue 19)"
     )
+    evidence: RolloutEvidence | None = Field(None, description="the sequential evidence")
     allowance_ms: Annotated[F, Unit("ms", "how far the TorchServe cohort may be above")] = None
-    status: Literal["pass", "fail", "n/a"] = Field(description="n/a: too little data")
+    status: Literal["pass", "fail", "n/a"] = Field(description="n/a: not decided yet")
     why: str = Field(description="the figures behind the status, in words")
 
 
 class RolloutJudgement(_Model):
-    """One judgement of a step (one per hold period)."""
+    """One judgement of a step: the look that decided it (or the last one)."""
 
-    decision: Literal["advance", "hold", "abort", "complete"] = Field(
-        description="complete: the last step passed or had nothing left to compare against"
+    decision: Literal["advance", "hold", "abort", "complete", "continue", "inconclusive"] = Field(
+        description="continue: not decided yet; inconclusive: the evidence budget ran out "
+        "with nothing failed; complete: the last step passed or had nothing left to "
+        "compare against; hold: results before issue 19"
     )
     reason: str = Field(description="why, in words")
     criteria: list[RolloutCriterion] = Field(description="one per criterion judged")
@@ -677,6 +703,20 @@ class RolloutJudgement(_Model):
         list[float] | None, Unit("s", "[t0, t1) of the frames judged, run clock")
     ] = None
     at_s: Annotated[F, Unit("s", "when it was judged, run clock")] = None
+    look: int | None = Field(None, description="which look of the step (from 1)")
+    settle: str | None = Field(
+        None, description="what would settle an undecided step, in words (rate, time)"
+    )
+
+
+class RolloutLook(_Model):
+    """One look at a step: when, what it said, each criterion's status."""
+
+    at_s: Annotated[float, Unit("s", "run clock")]
+    decision: Literal["advance", "abort", "complete", "continue", "inconclusive"]
+    status: dict[str, Literal["pass", "fail", "n/a"]] = Field(
+        default_factory=dict, description="criterion -> status at this look"
+    )
 
 
 class RolloutStep(_Model):
@@ -686,26 +726,30 @@ class RolloutStep(_Model):
     percent: Annotated[int, Unit("%", "share of new sessions sent to TorchServe")]
     set_s: Annotated[float, Unit("s", "when the step was asked for, run clock")]
     judgements: list[RolloutJudgement] = Field(
-        default_factory=list, description="one per hold period"
+        default_factory=list, description="the deciding look's judgement (one)"
     )
-    decision: Literal["advance", "hold", "abort", "complete", "not judged"] | None = Field(
-        None, description="the last judgement's; not judged: the load ended during the step"
-    )
+    looks: list[RolloutLook] = Field(default_factory=list, description="every look, in order")
+    plan: str | None = Field(None, description="the evidence plan stated at the step's start")
+    decision: (
+        Literal["advance", "hold", "abort", "complete", "inconclusive", "not judged"] | None
+    ) = Field(None, description="the last judgement's; not judged: the load ended during the step")
 
 
 class RolloutRecord(_Model):
     """The scenario's rollout block as it ran (harness/rollout.py)."""
 
     steps: list[RolloutStep] = Field(default_factory=list, description="in the order run")
-    outcome: Literal["running", "completed", "aborted", "incomplete"] = Field(
-        description="incomplete: the load ended first"
+    outcome: Literal["running", "completed", "aborted", "inconclusive", "incomplete"] = Field(
+        description="inconclusive: a step ran out of evidence with nothing failed; "
+        "incomplete: the load ended first"
     )
     reason: str | None = Field(None, description="why it ended so, in words")
     failed_step: int | None = Field(None, description="index of the aborted step")
+    inconclusive_step: int | None = Field(None, description="index of the inconclusive step")
     events: list[EventRecord] = Field(
         default_factory=list, description='each set_rollout it made (source "rollout")'
     )
-    rolled_back_s: Annotated[F, Unit("s", "when an aborted rollout was set to 0, run clock")] = None
+    rolled_back_s: Annotated[F, Unit("s", "when the rollout was set to 0, run clock")] = None
     rollback_error: str | None = Field(None, description="why setting 0 % failed, if it did")
 
 

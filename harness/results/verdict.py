@@ -13,13 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Status = Literal["passed", "failed", "invalid", "error"]
+Status = Literal["passed", "failed", "inconclusive", "invalid", "error"]
 
 
 class VerdictLine(BaseModel):
     """A run's verdict in words.
 
-    ``status``: passed | failed | invalid | error (an interrupted or crashed run);
+    ``status``: passed | failed | inconclusive (a rollout ran out of evidence with nothing
+    failed, exit 4) | invalid | error (an interrupted or crashed run);
     ``headline``: the sentence (``FAILED: 2 of 5 gates failed``); ``comparison``: ``compared
     with <baseline run>: <the comparison's headline>``, None without a baseline;
     ``worse``: compared metrics judged worse (0 without a comparison).
@@ -69,6 +70,9 @@ def verdict_line(
     elif verdict == "failed":
         failed = sum(1 for g in gates if g.get("passed") is not True)
         status, headline = "failed", f"FAILED: {failed} of {len(gates)} gates failed"
+    elif verdict == "inconclusive":
+        status = "inconclusive"
+        headline = "INCONCLUSIVE: the rollout ran out of evidence with nothing failed"
     elif verdict == "passed":
         status = "passed"
         headline = (

@@ -25,6 +25,7 @@ from harness.results.model import JUDGED_METRICS, check_metric
 from serving.settings import RANGE_ERRORS, range_text
 
 from . import backend_env
+from .evidence import plan_warnings
 from .models import MODEL_STORE, Scenario
 from .tracefile import TraceError, load_trace_file
 from .traffic import CONNECT_LEAD_S, plan_workload
@@ -503,13 +504,12 @@ def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
             problems.append(
                 (("rollout",), "the rollout block sets the rollout itself: drop set_rollout events")
             )
-        end = ro.start_s + len(ro.steps) * ro.hold_s
-        if end > wl.duration_s:
+        if ro.start_s >= wl.duration_s:
             problems.append(
                 (
-                    ("rollout", "hold_s"),
-                    f"{len(ro.steps)} steps of {ro.hold_s:g} s from t={ro.start_s:g} s end at "
-                    f"{end:g} s, past workload.duration_s ({wl.duration_s:g} s)",
+                    ("rollout", "start_s"),
+                    f"the rollout starts at {ro.start_s:g} s, when the load has ended "
+                    f"(workload.duration_s {wl.duration_s:g} s)",
                 )
             )
     for loc, stages in (
@@ -562,6 +562,37 @@ def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
             (("abort_on_fail", *loc), msg) for loc, msg in _check_gates(only, has_baseline=False)
         ]
     return problems
+
+
+def _rollout_warnings(sc: Scenario) -> list[tuple[PathKey, str]]:
+    """A rollout that starts from a share already on TorchServe, and steps whose minimum data
+    the scenario's budget and duration cannot reach (harness.scenario.evidence)."""
+    if sc.rollout is None:
+        return []
+    out: list[tuple[PathKey, str]] = []
+    first = sc.rollout.steps[0]
+    if sc.stack.rollout_percent > 0:
+        out.append(
+            (
+                ("stack", "rollout_percent"),
+                f"the rollout starts from {sc.stack.rollout_percent} % (the default is 100): "
+                f"sessions before its first step ({first} %) already go to TorchServe, so that "
+                "step's cohorts are not what it says; set stack.rollout_percent: 0",
+            )
+        )
+    ro = sc.rollout
+    end = ro.start_s + len(ro.steps) * ro.hold_s
+    if end > sc.workload.duration_s:
+        # A step ends as soon as it is decided (hold_s is a maximum), so this is a warning.
+        out.append(
+            (
+                ("rollout", "hold_s"),
+                f"{len(ro.steps)} steps of {ro.hold_s:g} s from t={ro.start_s:g} s end at "
+                f"{end:g} s, past workload.duration_s ({sc.workload.duration_s:g} s): the "
+                "last steps run only if the first ones decide early",
+            )
+        )
+    return out + plan_warnings(sc)
 
 
 def _check_gates(sc: Scenario, has_baseline: bool) -> list[tuple[PathKey, str]]:
@@ -897,7 +928,7 @@ def check_scenario_data(
     problems.raise_if_any()
     if warnings is not None:
         found = _Problems()
-        report(env_warnings + _check_remote_workers(sc), found)
+        report(env_warnings + _check_remote_workers(sc) + _rollout_warnings(sc), found)
         warnings.extend(found.messages())
     return sc
 

@@ -333,16 +333,18 @@ JudgedLatency = Literal["frame.p50", "frame.p95", "frame.p99", "inference.p50", 
 
 
 class RolloutJudge(_Strict):
-    """What a rollout step's judgement compares, TorchServe cohort against old-pipeline cohort.
+    """What a rollout step's judgement compares, TorchServe cohort against old-pipeline cohort,
+    judged sequentially (every ``look_every_s``, anytime-valid: harness/analysis/sequential.py).
 
-    Latency (``frame.p95``-style names) is ``worse`` when the project's comparison statistics say
-    so AND the TorchServe cohort is above the old cohort by more than ``latency_allowance_ms``
-    and ``latency_allowance_ratio`` of it (an HTTP hop costs a few ms by design). Errors: the
-    TorchServe cohort's error share may exceed the old one's by ``max_error_share_increase``;
-    at most ``max_fallback_share`` of its classifications may be answered locally (from
-    ``min_inferences``).
-    Accuracy: may fall short of the old one's by ``max_accuracy_drop`` (judged from
-    ``min_judged_signs`` classified signs per cohort)."""
+    Latency (``frame.p95``-style names) FAILS when the TorchServe cohort's percentile is, with
+    confidence, above the old cohort's by more than ``latency_allowance_ms`` and
+    ``latency_allowance_ratio`` of it (an HTTP hop costs a few ms by design), and PASSES when it
+    is, with confidence, within that allowance. Errors: the TorchServe cohort's error share may
+    exceed the old one's by ``max_error_share_increase``; at most ``max_fallback_share`` of its
+    classifications may be answered locally (from ``min_inferences``). Accuracy: may fall short
+    of the old one's by ``max_accuracy_drop`` (from ``min_judged_signs`` classified signs per
+    cohort). ``alpha``: the chance that a step of a healthy TorchServe is aborted (or a
+    criterion wrongly passed), however often it is looked at (split over the criteria)."""
 
     latency: list[JudgedLatency] = Field(
         default_factory=lambda: list[JudgedLatency](["frame.p95", "inference.p50"])
@@ -356,20 +358,31 @@ class RolloutJudge(_Strict):
     max_accuracy_drop: float = Field(0.05, ge=0, le=1)
     min_judged_signs: int = Field(10, ge=1, le=1_000_000)
     min_sessions: int = Field(2, ge=1, le=10_000)
+    alpha: float = Field(0.01, ge=1e-6, le=0.2)
 
 
 class RolloutSpec(_Strict):
     """A progressive rollout judged while the run goes: at ``start_s`` the share of NEW sessions
-    sent to TorchServe becomes ``steps[0]`` %, each step is held ``hold_s`` seconds (the first
-    ``settle_s`` of it left out of the judgement) and judged: advance to the next step, hold it
-    again (too little evidence, at most ``max_holds`` times) or abort (rollout set to 0)."""
+    sent to TorchServe becomes ``steps[0]`` %. Each step is judged every ``look_every_s``
+    (the first ``settle_s`` after the change left out) and decided as soon as the evidence
+    suffices: ADVANCE (every latency criterion passed), ABORT (a criterion failed: rollout set
+    to 0) or, when its evidence budget of ``hold_s`` x (1 + ``max_holds``) seconds runs out with
+    nothing failed, INCONCLUSIVE: the rollout stops there and keeps the share
+    (``on_inconclusive: hold``) or returns to 0 (``rollback``)."""
 
     steps: list[int] = Field(..., min_length=1, max_length=100)
     hold_s: float = Field(..., gt=0, le=MAX_DURATION_S)
     start_s: float = Field(0.0, ge=0, le=MAX_DURATION_S)
     settle_s: float = Field(1.0, ge=0, le=MAX_DURATION_S)
     max_holds: int = Field(1, ge=0, le=100)
+    look_every_s: float = Field(1.0, gt=0, le=MAX_DURATION_S)
+    on_inconclusive: Literal["hold", "rollback"] = "hold"
     judge: RolloutJudge = Field(default_factory=RolloutJudge)
+
+    @property
+    def budget_s(self) -> float:
+        """Longest a step is judged before it is called inconclusive (s)."""
+        return self.hold_s * (1 + self.max_holds)
 
     @model_validator(mode="after")
     def _steps(self) -> RolloutSpec:

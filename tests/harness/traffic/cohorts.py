@@ -5,7 +5,8 @@ A cohort is ``sessions`` sessions streaming 30 fps over [t0, t1): frame latency 
 ``inference_ms`` (lognormal), and - as the backend replies in order - the next frames of that
 session wait for it too (``queue_frames``). ``error_share`` of frames get an error reply;
 ``accuracy`` of the classified frames are right; ``local_share`` of the classifications were
-answered by the local engine (a fallback, or a hedge that won).
+answered by the local engine (a fallback, or a hedge that won). Frames are thinned to one per
+0.1 s for the sequential tests, as harness/rollout.py's ``cohort_frames`` does.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def simulate(
     local_share: float = 0.0,
 ) -> CohortFrames:
     parts = []
-    for _ in range(sessions):
+    for index in range(sessions):
         start = t0 + rng.uniform(0, 1 / 30)
         t = np.arange(start, t1, 1 / 30)
         n = t.size
@@ -56,6 +57,9 @@ def simulate(
                 judged=judged,
                 correct=correct,
                 served_local=inference & (rng.random(n) < local_share),
+                # one frame per 0.1 s (harness/rollout.py cohort_frames thins the same way)
+                unit=np.arange(n) % 3 == 0,
+                session=np.full(n, index, dtype=np.int64),
             )
         )
     return CohortFrames.join(parts)

@@ -29,9 +29,13 @@ def _doc() -> dict:
         "outcome": "aborted", "failed_step": 0, "events": [ev],
         "reason": "step 1 (10 %) aborted: fallback: 92% of the TorchServe cohort's 13 "
                   "classifications answered locally (allowed 20%)",
-        "steps": [{"step": 0, "percent": 10, "set_s": 5.0, "decision": "abort", "judgements": [
-            {"decision": "abort", "reason": "fallback: 92% answered locally", "at_s": 25.0,
-             "window_s": [6.0, 24.0],
+        "steps": [{"step": 0, "percent": 10, "set_s": 5.0, "decision": "abort",
+                   "looks": [{"at_s": 8.0 + i, "decision": "continue",
+                              "status": {"fallback": "n/a"}} for i in range(3)]
+                   + [{"at_s": 11.0, "decision": "abort", "status": {"fallback": "fail"}}],
+                   "judgements": [
+            {"decision": "abort", "reason": "fallback: 92% answered locally", "at_s": 11.0,
+             "window_s": [6.0, 10.0], "look": 4,
              "criteria": [{"criterion": "fallback", "status": "fail", "why": "92% locally"}],
              "figures": {"torchserve": _figures(205.0, 0.92), "local": _figures(6.0, None)}},
         ]}],
@@ -54,10 +58,37 @@ def test_rollout_table_and_traffic_in_the_report(tmp_path: Path) -> None:
     assert row["frame_p95"] == "205 ms / 6.00 ms"  # TorchServe cohort / old cohort
     assert row["local_share"] == "92.0 %"
     assert row["criteria"] == ["fallback: fail — 92% locally"]
+    # every look on the run clock, and the one that decided
+    assert row["looks"] == "4 looks, 8.00 s – 11.0 s: ···X (decided at look 4, 11.0 s)"
     traffic = dict(ctx["traffic"])
     assert traffic["Sessions started / ended / refused / dropped"] == "89 / 88 / 1 / 0"
     html = build_report(doc, None, tmp_path / "report.html").read_text()
     assert 'id="rollout-table"' in html and "ABORT" in html and "aborted" in html
+    assert "···X" in html and "evidence at the deciding look" in html
     assert "Session traffic" in html
     # The rollout change is in the events table like any timeline event.
     assert "rollout 10 %" in html
+
+
+def test_an_inconclusive_rollout_says_what_would_settle_it() -> None:
+    doc = _doc()
+    ro = doc["rollout"]
+    reason = "step 1 (10 %) inconclusive after 4 looks (36 s), kept at 10 %: ..."
+    ro.update(outcome="inconclusive", failed_step=None, inconclusive_step=0, reason=reason)
+    step = ro["steps"][0]
+    step["decision"] = "inconclusive"
+    step["looks"][-1]["decision"] = "inconclusive"
+    judgement = step["judgements"][0]
+    judgement.update(decision="inconclusive",
+                     settle="inference.p50 latency: at 2 sessions/s and 10 %, 5 more "
+                            "classifications need ~12 s more")  # fmt: skip
+    doc["verdict"], doc["valid"], doc["invalid_reasons"] = "inconclusive", True, []
+    ctx = build_context(doc, None)
+    (row,) = ctx["rollout"]["rows"]
+    assert row["looks"].endswith("···? (decided at look 4, 11.0 s)")
+    assert row["settle"].startswith("inference.p50 latency: at 2 sessions/s and 10 %")
+    assert ctx["rollout"]["outcome"] == "inconclusive"
+    # its own verdict, never "error" nor "failed"
+    assert ctx["verdict"]["status"] == "inconclusive"
+    assert ctx["verdict"]["headline"].startswith("INCONCLUSIVE: the rollout ran out of evidence")
+    assert ctx["verdict"]["reasons"][0] == reason

@@ -16,12 +16,12 @@ from harness.analysis.compare import (
     MetricComparison,
     Verdict,
     WindowSeries,
-    block_length,
     compare,
     compare_runs,
     compare_windows,
     comparison_for,
 )
+from harness.analysis.stats import block_length
 from harness.analysis.summary import summarize
 from harness.scenario.models import Scenario
 
@@ -196,7 +196,7 @@ def test_version_1_fixtures_compare() -> None:
     """The recorded schema-v1 documents still compare (window histograms decoded as us)."""
     quick = json.loads((FIXTURES / "recorded-quickstart.results.json").read_text())
     hot = json.loads((FIXTURES / "recorded-hot-reload.results.json").read_text())
-    c = compare(hot, quick)
+    c = compare(hot, quick, allow_unlike_workloads=True)  # two scenarios: asked for
     assert c.usable and metric(c, "frame.latency_ms.p95").n_run == 27
     assert metric(c, "frame.latency_ms.p95").n_baseline == 8
     dumped = c.model_dump(mode="json")

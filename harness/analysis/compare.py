@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -61,6 +60,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from harness import hdr
+from harness.analysis.comparability import (
+    environment_warnings,
+    stability_warnings,
+    workload_differences,
+)
 from harness.analysis.stats import (
     BOOTSTRAP_SEED,
     Boot,
@@ -72,7 +76,32 @@ from harness.analysis.stats import (
     series_sample,
     two_sided_p,
 )
+from harness.analysis.windows import (
+    LATENCY_FAMILIES,
+    RATE_SERIES,
+    WindowSeries,
+    flatten_numbers,
+    never_measured,
+    summary_numbers,
+    window_series,
+)
 from harness.results.model import Document
+
+__all__ = [  # the names other modules import from here (rollout judge, runner, report, api)
+    "Comparison",
+    "MetricComparison",
+    "Verdict",
+    "WindowSeries",
+    "compare",
+    "compare_runs",
+    "compare_windows",
+    "comparison_for",
+    "environment_warnings",
+    "flatten_numbers",
+    "stability_warnings",
+    "window_series",
+    "workload_differences",
+]
 
 FAMILY_ALPHA = 0.05
 PRACTICAL_CHANGE = 0.05
@@ -83,33 +112,7 @@ MIN_BLOCKS = 3
 MIN_RUNS = 2
 # A change interval reaching past +50 % (or -25 %) cannot tell no change from a large one.
 UNDECIDED_CHANGE = 0.5
-# Beyond this coefficient of variation of the per-window frame p50, say the run was unsteady.
-NOISY_CV = 0.25
-# A generator later than its threshold on this share of frames is near saturation.
-GENERATOR_LATE_SHARE = 0.01
-
-LATENCY_FAMILIES = ("frame", "inference")
 LATENCY_STATS = ("p50", "p90", "p95", "p99", "p999", "mean")
-# Derived/summary rate metrics judged on a per-window series: metric -> series key.
-RATE_SERIES = {
-    "throughput.frames_per_s": "frames_per_s",
-    "throughput.inferences_per_s": "inferences_per_s",
-    "errors.per_s": "errors",
-}
-# v1 documents without window histograms: the per-window series of a percentile, if stored.
-_V1_SERIES = {
-    ("frame", "p50"): "frame_p50_ms",
-    ("frame", "p95"): "frame_p95_ms",
-    ("frame", "p99"): "frame_p99_ms",
-    ("inference", "p50"): "inference_p50_ms",
-    ("inference", "p99"): "inference_p99_ms",
-}
-# The workload a comparison must share: the scenario's keys, else the summary's.
-_WORKLOAD_KEYS = ("sessions", "stages", "arrivals", "fps", "duration_s", "warmup_s", "ramp_up_s")
-_SUMMARY_WORKLOAD_KEYS = ("sessions", "fps", "duration_s", "warmup_s")
-_PROVENANCE_KEYS = ("cpu_model", "cpu_count", "gpu", "python", "os")
-_PACKAGES = ("torch", "torchserve", "fastapi", "uvicorn", "websockets", "numpy")
-
 RULE = (
     "verdicts only for measured properties of the system under test (latency p50-p999/mean, "
     "throughput, error rate, accuracy), only between runs of one workload; circular block "
@@ -186,105 +189,6 @@ class Comparison(BaseModel):
     def worse(self) -> list[str]:
         """Names of the metrics judged worse."""
         return [m.metric for m in self.metrics if m.verdict == Verdict.WORSE]
-
-
-@dataclass
-class WindowSeries:
-    """One side's measured 1-s windows (warm-up excluded), in time order.
-
-    ``latency``: family ("frame", "inference") -> one histogram per window (us, ``hdr``), None
-    for a window without such a reply. ``rates``: metric name (``RATE_SERIES`` keys) -> one
-    value per window (per second). ``percentile_series``: v1 fallback, (family, stat) -> per-
-    window values (ms), used only when ``latency`` lacks the family.
-    """
-
-    latency: Mapping[str, Sequence[hdr.Histogram | None]] = field(default_factory=dict)
-    rates: Mapping[str, Sequence[float]] = field(default_factory=dict)
-    percentile_series: Mapping[tuple[str, str], Sequence[float]] = field(default_factory=dict)
-
-    @property
-    def n_windows(self) -> int:
-        """Number of windows (the longest of the series)."""
-        lengths = [len(v) for v in (*self.latency.values(), *self.rates.values())]
-        lengths += [len(v) for v in self.percentile_series.values()]
-        return max(lengths, default=0)
-
-
-# --- reading a results document --------------------------------------------------------------
-
-
-def flatten_numbers(obj: object, prefix: str = "") -> dict[str, float | None]:
-    """Dotted path -> number (or None) for every numeric/null leaf of a summary."""
-    out: dict[str, float | None] = {}
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            out.update(flatten_numbers(v, f"{prefix}{k}."))
-    elif obj is None:
-        out[prefix[:-1]] = None
-    elif isinstance(obj, bool):
-        pass
-    elif isinstance(obj, int | float):
-        out[prefix[:-1]] = float(obj)
-    return out
-
-
-def _summary(doc: Document) -> dict[str, float | None]:
-    """A document's summary, flattened, with the derived rate rows (``errors.per_s``)."""
-    summary = doc.get("summary") or {}
-    flat = flatten_numbers(summary)
-    measured = flat.get("measured_s")
-    total = flat.get("errors.total")
-    if measured and total is not None:
-        flat["errors.per_s"] = total / measured
-    return flat
-
-
-def window_series(doc: Document) -> WindowSeries:
-    """The measured windows of a results document (version 1 or 2)."""
-    series = doc.get("series") or {}
-    hists = doc.get("histograms") or {}
-    unit = hists.get("unit")
-    warm = [bool(w) for w in series.get("warmup") or []]
-    windows = hists.get("windows") or {}
-    latency: dict[str, list[hdr.Histogram | None]] = {}
-    for family in LATENCY_FAMILIES:
-        encoded = windows.get(family)
-        if not encoded:
-            continue
-        flags = warm + [False] * (len(encoded) - len(warm))
-        latency[family] = [
-            hdr.decode(e, unit) if e else None
-            for e, w in zip(encoded, flags, strict=False)
-            if not w
-        ]
-
-    def measured(key: str) -> list[float]:
-        values = series.get(key) or []
-        flags = warm + [False] * (len(values) - len(warm))
-        return [
-            math.nan if v is None else float(v)
-            for v, w in zip(values, flags, strict=False)
-            if not w
-        ]
-
-    rates = {m: measured(k) for m, k in RATE_SERIES.items() if series.get(k)}
-    pct = {key: measured(k) for key, k in _V1_SERIES.items() if series.get(k)}
-    return WindowSeries(latency=latency, rates=rates, percentile_series=pct)
-
-
-def _never_measured(doc: Document) -> str | None:
-    """Why a document cannot be compared (None: it can)."""
-    summary = doc.get("summary")
-    verdict = doc.get("verdict")
-    if not isinstance(summary, Mapping) or not summary:
-        return f"it has no summary (verdict {verdict!r}: the run never measured)"
-    answered = (
-        ((summary.get("frames") or {}).get("answered")) if isinstance(summary, Mapping) else None
-    )
-    latency = ((summary.get("frame") or {}).get("latency_ms") or {}).get("count")
-    if not answered and not latency:
-        return f"it measured no answered frames (verdict {verdict!r})"
-    return None
 
 
 def _relative(run: float | None, base: float | None) -> float | None:
@@ -517,95 +421,6 @@ def _decide(rows: list[tuple[MetricComparison, Test | None]]) -> float | None:
     return alpha
 
 
-# --- warnings ---------------------------------------------------------------------------------
-
-
-def environment_warnings(run_prov: Document, base_prov: Document) -> list[str]:
-    """One line per provenance field that differs between the two runs."""
-    warnings = []
-    for key in _PROVENANCE_KEYS:
-        if run_prov.get(key) != base_prov.get(key):
-            warnings.append(
-                f"{key} differs: run {run_prov.get(key)!r} vs baseline {base_prov.get(key)!r}"
-            )
-    run_pk, base_pk = run_prov.get("packages") or {}, base_prov.get("packages") or {}
-    for pkg in _PACKAGES:
-        if run_pk.get(pkg) != base_pk.get(pkg):
-            warnings.append(
-                f"package {pkg} differs: run {run_pk.get(pkg)!r} vs baseline {base_pk.get(pkg)!r}"
-            )
-    return warnings
-
-
-def workload_differences(run_doc: Document, base_doc: Document) -> list[str]:
-    """One line per workload setting that differs (``key run vs baseline``): such runs are not
-    like for like. The scenario's workload keys when both documents hold them, else the
-    summary's (sessions, fps, duration, warm-up); the trace always."""
-    out = []
-    rw = (run_doc.get("scenario") or {}).get("workload")
-    bw = (base_doc.get("scenario") or {}).get("workload")
-    if isinstance(rw, Mapping) and isinstance(bw, Mapping):
-        keys, rs, bs = _WORKLOAD_KEYS, rw, bw
-    else:
-        keys, rs, bs = (
-            _SUMMARY_WORKLOAD_KEYS,
-            run_doc.get("summary") or {},
-            base_doc.get("summary") or {},
-        )
-    for key in keys:
-        if rs.get(key) != bs.get(key):
-            out.append(f"{key} {rs.get(key)!r} vs baseline {bs.get(key)!r}")
-    rt = (rw or {}).get("trace") if isinstance(rw, Mapping) else None
-    bt = (bw or {}).get("trace") if isinstance(bw, Mapping) else None
-    if rt != bt:
-        out.append(f"trace {rt!r} vs baseline {bt!r}")
-    return out
-
-
-def stability_warnings(doc: Document, series: WindowSeries, side: str) -> list[str]:
-    """pyperf-style warnings about one side's data, each saying what to do."""
-    out = []
-    n = series.n_windows
-    if n < 10:
-        out.append(
-            f"{side}: only {n} measured windows: intervals are wide and small changes cannot "
-            "be seen; measure for at least 30 s (duration_s - warmup_s)"
-        )
-    frame = series.latency.get("frame")
-    if frame:
-        p50 = np.array(
-            [hdr.percentile_ms(h, 50.0) if h is not None else math.nan for h in frame],
-            dtype=np.float64,
-        )
-    else:
-        p50 = np.asarray(series.percentile_series.get(("frame", "p50")) or [], dtype=np.float64)
-    p50 = p50[np.isfinite(p50)]
-    if p50.size >= 3 and p50.mean() > 0:
-        cv = float(p50.std(ddof=1) / p50.mean())
-        if cv > NOISY_CV:
-            out.append(
-                f"{side}: frame p50 varies {cv:.0%} from window to window: the machine was "
-                "noisy or the system unsteady; check 'latency over time', quiet the machine, "
-                "or repeat the runs (--repeat)"
-            )
-    summary = doc.get("summary") or {}
-    count = ((summary.get("frame") or {}).get("latency_ms") or {}).get("count")
-    if isinstance(count, int | float) and count < 10_000:
-        out.append(
-            f"{side}: {int(count)} frame replies: p99.9 needs >= 10,000 (p99 >= 1,000) to be "
-            "read; run longer or judge lower percentiles"
-        )
-    gen = summary.get("generator") or {}
-    late = gen.get("late_share")
-    if gen.get("cpu_saturated") or (isinstance(late, int | float) and late > GENERATOR_LATE_SHARE):
-        out.append(
-            f"{side}: the load generator was near saturation (late share {late}, CPU "
-            f"saturated {bool(gen.get('cpu_saturated'))}): its own delay is in the latencies; "
-            "lower sessions or fps, or give the generator a core"
-        )
-    return out
-
-
 # --- headline ---------------------------------------------------------------------------------
 
 
@@ -771,7 +586,7 @@ def compare_runs(
 
 def _mean_summary(docs: Sequence[Document]) -> dict[str, float | None]:
     """Each summary metric's mean over the runs that have it (one run: its summary)."""
-    flats = [_summary(d) for d in docs]
+    flats = [summary_numbers(d) for d in docs]
     if len(flats) == 1:
         return flats[0]
     out: dict[str, float | None] = {}
@@ -787,7 +602,7 @@ def _compare_docs(
     """The comparison of one or more candidate runs with one or more baseline runs."""
     for side, docs in (("the run", candidate), ("the baseline", baseline)):
         for doc in docs:
-            why = _never_measured(doc)
+            why = never_measured(doc)
             if why is not None:
                 return _unusable(f"{side} {doc.get('run_id')!r}: {why}", baseline[0])
     run_w = [window_series(d) for d in candidate]

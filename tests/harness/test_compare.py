@@ -303,19 +303,25 @@ def test_block_length_follows_the_measured_autocorrelation() -> None:
 
 
 def repeated_side(
-    rng: np.random.Generator, runs: int, inference_scale: float = 1.0, windows: int = 28
+    rng: np.random.Generator,
+    runs: int,
+    inference_scale: float = 1.0,
+    windows: int = 28,
+    run_sd: float = 0.0,
 ) -> list[WindowSeries]:
     """``runs`` runs of ``windows`` measured windows (a 30-s run after a 2-s warm-up) of one
     drifting machine (the simulator above, continued from run to run), with a frame family
     (120 replies a window, median 10 ms) and an inference family (20 a window, median 12 ms,
-    times ``inference_scale``), as a `--repeat` side."""
+    times ``inference_scale``), as a `--repeat` side; ``run_sd``: a level shift per run
+    (log-sd), for a stack that settles differently each time it starts."""
     out = []
     level = rng.normal(0, 0.1)
     for _ in range(runs):
         lv = np.empty(windows)
+        shift = rng.normal(0, run_sd) if run_sd else 0.0
         for i in range(windows):
             level = 0.6 * level + rng.normal(0, 0.1 * np.sqrt(1 - 0.36))
-            lv[i] = level
+            lv[i] = level + shift
         frame = [hdr.histogram_of(rng.lognormal(np.log(0.010) + v, 0.35, 120), 5.0) for v in lv]
         inference = [
             hdr.histogram_of(rng.lognormal(np.log(0.012 * inference_scale) + v, 0.3, 20), 5.0)

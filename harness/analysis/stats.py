@@ -17,7 +17,8 @@ between-run component, the t tests and the intervals.
   the side's value is read from all its windows. Run-to-run differences beyond what each run's
   own windows explain are added as a random effect: the DerSimonian-Laird between-run variance
   tau^2 (DerSimonian & Laird 1986, Controlled Clinical Trials 7:177) over the runs' own values
-  and bootstrap variances, tau^2/k on the pooled value of k runs.
+  and bootstrap variances, one tau^2 from both sides' runs (2(k - 1) degrees of freedom),
+  tau^2/k on the pooled value of k runs.
 * **Tests**: the change (of log values for latency, the difference for rates) with Student's t
   on n_run/b + n_base/b - 2 degrees of freedom (the independent blocks).
 * **Intervals** (``Boot.interval``): the 95 % t interval from the corrected variance, clipped to
@@ -134,20 +135,25 @@ class RunPart:
         return math.log(max(self.value, 1e-9)) if log else self.value
 
 
-def between_run_variance(parts: Sequence[RunPart], log: bool) -> float:
-    """DerSimonian-Laird tau^2: the variance of the runs' true values beyond each run's own
-    sampling variance (0 for one run, or when the runs agree within their noise)."""
-    if len(parts) < 2:
-        return 0.0
-    y = np.array([p.point(log) for p in parts])
-    v = np.maximum(np.array([p.var(log) for p in parts]), 1e-12)
-    if not np.isfinite(y).all():
-        return 0.0
-    w = 1.0 / v
-    mean = float(w @ y / w.sum())
-    q = float(w @ (y - mean) ** 2)
-    c = float(w.sum() - (w @ w) / w.sum())
-    return max(0.0, (q - (len(parts) - 1)) / c) if c > 0 else 0.0
+def between_run_variance(groups: Sequence[Sequence[RunPart]], log: bool) -> float:
+    """DerSimonian-Laird tau^2 of runs in ``groups`` (each side's runs, one common tau^2: the
+    run-to-run variation is the machine's and the harness's, not a side's): the variance of the
+    runs' true values beyond each run's own sampling variance, Q and C summed over the groups
+    with sum(k - 1) degrees of freedom. 0 without a group of 2 runs, or when the runs agree
+    within their noise."""
+    q = c = dof = 0.0
+    for parts in groups:
+        if len(parts) < 2:
+            continue
+        y = np.array([p.point(log) for p in parts])
+        if not np.isfinite(y).all():
+            continue
+        w = 1.0 / np.maximum(np.array([p.var(log) for p in parts]), 1e-12)
+        mean = float(w @ y / w.sum())
+        q += float(w @ (y - mean) ** 2)
+        c += float(w.sum() - (w @ w) / w.sum())
+        dof += len(parts) - 1
+    return max(0.0, (q - dof) / c) if c > 0 else 0.0
 
 
 @dataclass
@@ -173,14 +179,16 @@ class Boot:
         """Independent blocks behind the estimate (n / b)."""
         return self.n / self.block
 
-    def var(self, log: bool) -> float:
+    def var(self, log: bool, tau2: float | None = None) -> float:
         """Corrected variance of the statistic (of its log with ``log``), plus tau^2/k over
-        k pooled runs (``between_run_variance``)."""
+        k pooled runs (``tau2``, else this side's own ``between_run_variance``)."""
         d = np.log(np.maximum(self.draws, 1e-9)) if log else self.draws
         within = float(np.var(d)) * self.var_factor if d.size else 0.0
-        if len(self.parts) < 2:
+        if not self.parts:
             return within
-        return within + between_run_variance(self.parts, log) / len(self.parts)
+        if tau2 is None:
+            tau2 = between_run_variance([self.parts], log)
+        return within + tau2 / len(self.parts)
 
     def interval(self, log: bool, level: float = 0.95) -> list[float] | None:
         """``level`` t interval (df = blocks - 1) of the value from the corrected variance,
@@ -367,7 +375,8 @@ def boot_test(run: Boot, base: Boot, log: bool) -> Test:
     freedom as independent blocks (n/b a side, minus 2)."""
     log = log and run.value > 0 and base.value > 0
     effect = math.log(run.value / base.value) if log else run.value - base.value
-    se = math.sqrt(run.var(log) + base.var(log))
+    tau2 = between_run_variance([run.parts, base.parts], log)  # both sides' runs: one tau^2
+    se = math.sqrt(run.var(log, tau2) + base.var(log, tau2))
     df = max(run.blocks + base.blocks - 2.0, 1.0)
     p = (1.0 if effect == 0 else 0.0) if se == 0 else two_sided_p(effect / se, df)
     return Test(p, effect, se, log, df)

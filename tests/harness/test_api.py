@@ -190,6 +190,17 @@ def test_unlike_workloads_get_no_verdicts_unless_asked(capsys: pytest.CaptureFix
     assert main(["compare", str(hot), str(quick), "--allow-unlike-workloads"]) == 0
 
 
+def test_a_repeated_comparison_is_headed_with_all_its_runs() -> None:
+    """Issue 20 item 1: the `--repeat` summary was headed with the first baseline run's id."""
+    from harness.cli import _comparison_table
+
+    cmp = {"baseline_run_id": None, "run_ids": ["c1", "c2"], "baseline_run_ids": ["b1", "b2"]}
+    head = _comparison_table(cmp).splitlines()[0]
+    assert head == "comparison of 2 runs (c1, c2) with 2 baseline runs (b1, b2):"
+    one = {"baseline_run_id": "b1", "run_ids": ["c1"], "baseline_run_ids": ["b1"]}
+    assert _comparison_table(one).splitlines()[0] == "comparison with baseline b1:"
+
+
 def test_repeat_needs_a_baseline_scenario(tmp_path: Path) -> None:
     path = _scenario_file(tmp_path, 9)
     with pytest.raises(ValueError, match="needs a baseline scenario"):

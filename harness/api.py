@@ -162,7 +162,7 @@ def run(
     """
     from harness.runner import DEFAULT_OUT, run_scenario
 
-    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario, overrides)
+    sc = _with_overrides(scenario, overrides)
     out_dir = Path(out) if out is not None else DEFAULT_OUT
     exact = Path(run_dir) if run_dir is not None else None
     if exact is not None and (exact / "results.json").exists():
@@ -175,9 +175,7 @@ def run(
         base_doc = _read_baseline(sc.baseline.results)
     elif sc.baseline is not None and sc.baseline.scenario:
         # Its own stack always: the baseline scenario describes another system than ``stack``.
-        base_outcome = _run_baseline_scenario(
-            sc, sc.baseline.scenario, out_dir, overrides, on_progress
-        )
+        base_outcome = _run_baseline_scenario(sc, sc.baseline.scenario, out_dir, on_progress)
         base_doc = base_outcome.results
     doc, code = run_scenario(sc, out_dir, base_doc, on_progress, exact, stack)
     if (
@@ -194,22 +192,43 @@ def run(
             logging.WARNING,
         )
         code = ExitCode.INVALID
-    return RunOutcome(doc, code, base_outcome)
+    outcome = RunOutcome(doc, code, base_outcome)
+    Emitter(sc.name, on_progress).emit(RunFinished(sc.name, outcome))
+    return outcome
+
+
+def _with_overrides(scenario: Scenario | str | Path, overrides: Sequence[str]) -> Scenario:
+    """The scenario (read with ``overrides`` from a path), its baseline scenario run carrying
+    the overrides that apply to it (``BaselineSpec.overrides``; the loader sets them when it
+    reads a file, so a Scenario from :func:`load_scenario` has them already)."""
+    if not isinstance(scenario, Scenario):
+        return load_scenario(scenario, overrides)
+    from harness.scenario.loader import baseline_overrides
+
+    extra = baseline_overrides(overrides)
+    if not extra or scenario.baseline is None or not scenario.baseline.scenario:
+        return scenario
+    have = scenario.baseline.overrides
+    spec = scenario.baseline.model_copy(
+        update={"overrides": [*have, *(o for o in extra if o not in have)]}
+    )
+    return scenario.model_copy(update={"baseline": spec})
+
+
+def _baseline_scenario(sc: Scenario) -> Scenario:
+    """The scenario's baseline scenario, read with the overrides it carries, its own baseline
+    dropped."""
+    assert sc.baseline is not None and sc.baseline.scenario
+    base_sc = load_scenario(sc.baseline.scenario, sc.baseline.overrides)
+    return base_sc.model_copy(update={"baseline": None})
 
 
 def _run_baseline_scenario(
-    sc: Scenario,
-    path: str,
-    out_dir: Path,
-    overrides: Sequence[str],
-    on_progress: ProgressCallback | None,
+    sc: Scenario, path: str, out_dir: Path, on_progress: ProgressCallback | None
 ) -> RunOutcome:
     from harness.runner import run_scenario
-    from harness.scenario.loader import baseline_overrides
 
-    base_sc = load_scenario(path, baseline_overrides(overrides))
-    if base_sc.baseline is not None:
-        base_sc = base_sc.model_copy(update={"baseline": None})
+    base_sc = _baseline_scenario(sc)
     name = f"{BASELINE_PREFIX}{Path(path).stem}"
     Emitter(sc.name, on_progress).say(f"baseline: running scenario {base_sc.name} first")
     doc, code = run_scenario(base_sc, out_dir, None, on_progress, None, None, run_name=name)
@@ -264,20 +283,18 @@ def run_repeated(
     """
     import json
 
-    from harness.analysis.compare import compare_runs
+    from harness.analysis.compare import MIN_RUNS, compare_runs
     from harness.runner import DEFAULT_OUT, make_run_dir, run_scenario
-    from harness.scenario.loader import baseline_overrides
 
-    if repeat < 2:
-        raise ValueError(f"--repeat {repeat}: give 2 or more (1 is a plain run)")
-    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario, overrides)
+    if repeat < MIN_RUNS:
+        raise ValueError(f"--repeat {repeat}: give {MIN_RUNS} or more (1 is a plain run)")
+    sc = _with_overrides(scenario, overrides)
     if sc.baseline is None or not sc.baseline.scenario:
         raise ValueError(
             "--repeat needs a baseline scenario to rerun (baseline: {scenario: FILE}); a "
             "baseline results file is one run and cannot be repeated"
         )
-    base_sc = load_scenario(sc.baseline.scenario, baseline_overrides(overrides))
-    base_sc = base_sc.model_copy(update={"baseline": None})
+    base_sc = _baseline_scenario(sc)
     _, set_dir = make_run_dir(Path(out) if out is not None else DEFAULT_OUT, f"{sc.name}-x{repeat}")
     base_name = f"{BASELINE_PREFIX}{Path(sc.baseline.scenario).stem}"
     candidates: list[RunOutcome] = []
@@ -316,15 +333,23 @@ def run_repeated(
     return RepeatedOutcome(tuple(candidates), tuple(baselines), comparison, code, set_dir)
 
 
-def compare(results: Baseline, baseline: Baseline) -> Comparison:
+def compare(
+    results: Baseline, baseline: Baseline, *, allow_unlike_workloads: bool = False
+) -> Comparison:
     """The comparison of ``results`` against ``baseline`` (paths, documents or RunOutcomes).
 
     Returns the typed :class:`harness.analysis.compare.Comparison` (``.model_dump(mode="json")``
-    is the ``comparison`` section of docs/RESULTS.md). ValueError names an unreadable file.
+    is the ``comparison`` section of docs/RESULTS.md). Runs whose workloads differ (sessions,
+    fps, duration, arrivals, trace...) get no verdicts (``usable`` false, the differences in
+    ``problem``) unless ``allow_unlike_workloads``. ValueError names an unreadable file.
     """
     from harness.analysis.compare import compare as compare_docs
 
-    return compare_docs(_read_baseline(results), _read_baseline(baseline))
+    return compare_docs(
+        _read_baseline(results),
+        _read_baseline(baseline),
+        allow_unlike_workloads=allow_unlike_workloads,
+    )
 
 
 @contextlib.contextmanager

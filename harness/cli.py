@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.api import BaselineFailed, load_scenario
+from harness.api import BASELINE_PREFIX, BaselineFailed, load_scenario
 from harness.exitcodes import EXIT_CODES_HELP, ExitCode
 from harness.progress import RunFinished
 from harness.results.model import reason_text
@@ -207,6 +207,12 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--fail-on-worse", action="store_true", help="exit 1 if any metric is worse")
     cmp_.add_argument("--all", action="store_true", help="show every metric, not only changes")
     cmp_.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    cmp_.add_argument(
+        "--allow-unlike-workloads",
+        action="store_true",
+        help="judge runs whose workloads differ (sessions, fps, duration, arrivals, trace); "
+        "without it they get no verdicts and exit 2",
+    )
 
     rep = command("report", "build the HTML report of a results.json")
     rep.add_argument("results", type=Path)
@@ -424,11 +430,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = human_stream(sc)
 
-    def baseline_done(event: RunFinished) -> None:
+    def finished(event: RunFinished) -> None:
         _print_outcome(event.outcome.results, event.outcome.exit_code, out)
 
+    def baseline_done(event: RunFinished) -> None:
+        # The main run's own RunFinished is printed below, after the progress line is gone.
+        if event.run.startswith(BASELINE_PREFIX):
+            finished(event)
+
     if args.repeat != 1:
-        return _run_repeated(args, sc, baseline_done)
+        return _run_repeated(args, sc, finished)
     try:
         with progress_display(on_finished=baseline_done) as progress:
             outcome = run(
@@ -503,7 +514,7 @@ def _fmt(v: Any) -> str:
 
 
 def _comparison_table(comparison: dict[str, Any], only_changes: bool = False) -> str:
-    lines = [f"comparison with baseline {comparison.get('baseline_run_id')}:"]
+    lines = [_comparison_heading(comparison)]
     for w in [*(comparison.get("warnings") or []), *(comparison.get("stability") or [])]:
         lines.append(f"  WARNING: {w}")
     header = f"  {'metric':44} {'run':>10} {'baseline':>10} {'change':>8}  verdict"
@@ -521,13 +532,24 @@ def _comparison_table(comparison: dict[str, Any], only_changes: bool = False) ->
     return "\n".join(lines)
 
 
+def _comparison_heading(comparison: dict[str, Any]) -> str:
+    """``comparison with baseline RUN:``, or for a ``--repeat`` set every run of both sides."""
+    runs, bases = comparison.get("run_ids") or [], comparison.get("baseline_run_ids") or []
+    if len(runs) > 1 or len(bases) > 1:
+        return (
+            f"comparison of {len(runs)} runs ({', '.join(runs)}) with {len(bases)} baseline "
+            f"runs ({', '.join(bases)}):"
+        )
+    return f"comparison with baseline {comparison.get('baseline_run_id')}:"
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the comparison of NEW against BASE; exit 1 with --fail-on-worse and a worse metric,
     2 when a side never measured (the comparison cannot say anything)."""
     from harness.api import compare
 
     try:
-        result = compare(args.new, args.base)
+        result = compare(args.new, args.base, allow_unlike_workloads=args.allow_unlike_workloads)
     except ValueError as exc:
         _err(str(exc))
         return ExitCode.INVALID

@@ -829,9 +829,8 @@ def _check_files(
         else:  # the baseline scenario runs first: it must be valid too (its own baseline unused)
             try:
                 load_scenario(
-                    target, baseline_overrides(overrides), _as_baseline=True,
-                    read_results=read_results,
-                )  # fmt: skip
+                    target, sc.baseline.overrides, _as_baseline=True, read_results=read_results
+                )
             except ScenarioError as exc:
                 problems.append((("baseline", key), f"the baseline scenario is invalid:\n{exc}"))
     return problems
@@ -913,6 +912,14 @@ def check_scenario_data(
     has_baseline = has_external_baseline or sc.baseline is not None
     if _as_baseline and sc.baseline is not None:  # a baseline run ignores its own baseline
         sc = sc.model_copy(update={"baseline": None})
+    if (
+        sc.baseline is not None
+        and sc.baseline.scenario
+        and (extra := baseline_overrides(overrides))
+    ):
+        # The overrides travel with the scenario to its baseline run (issue 20 item 4).
+        spec = sc.baseline.model_copy(update={"overrides": [*sc.baseline.overrides, *extra]})
+        sc = sc.model_copy(update={"baseline": spec})
     env_errors, env_warnings = _check_backend_env(sc)
     report(
         _check_timeline(sc)

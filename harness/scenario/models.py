@@ -320,11 +320,17 @@ class BaselineSpec(_Strict):
 
     results: str | None = None
     scenario: str | None = None
+    # KEY=VALUE overrides the baseline scenario runs with: the loader adds the workload/stack
+    # overrides given to this scenario (--set, --sessions...), so a Scenario object carries them
+    # wherever it goes (harness.run, run_repeated) and both runs measure one workload.
+    overrides: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> BaselineSpec:
         if (self.results is None) == (self.scenario is None):
             raise ValueError("give exactly one of 'results' or 'scenario'")
+        if self.overrides and self.scenario is None:
+            raise ValueError("'overrides' applies to a baseline 'scenario' (a run), not 'results'")
         return self
 
 

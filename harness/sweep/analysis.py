@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.analysis.compare import Verdict, compare
 from harness.analysis.gates import resolve_metric
 from harness.load.selfcheck import CPU_SATURATED, FELL_BEHIND
 from harness.results.model import reason_from_v1
@@ -115,12 +116,54 @@ def cost_words(scenario: Mapping[str, Any]) -> str:
 
 def same_within_noise(run: Mapping[str, Any], base: Mapping[str, Any], metric: str) -> bool:
     """Whether ``metric`` of two runs differs only by noise, by the project's comparison
-    statistics (the one call into them: ``harness.analysis.compare``)."""
-    from harness.analysis.compare import Verdict, compare
-
+    statistics (``harness.analysis.compare``)."""
     # "too little data" is not "the same": only a tested no-significant-change is equivalence.
-    verdicts = {m.metric: m.verdict for m in compare(dict(run), dict(base)).metrics}
-    return verdicts.get(metric) is Verdict.SAME
+    return _verdicts(run, base).get(metric) is Verdict.SAME
+
+
+def _verdicts(run: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Verdict]:
+    return {m.metric: m.verdict for m in compare(dict(run), dict(base)).metrics}
+
+
+def break_tie(
+    tied: Sequence[Mapping[str, Any]],
+    docs: Mapping[str, Mapping[str, Any]],
+    metrics: Sequence[str],
+) -> tuple[Mapping[str, Any], str]:
+    """Order configurations whose capacities are the same lower bound (each passed the largest
+    load tried) by their constraint ``metrics`` at that load: each pair's best points compared
+    by the comparison statistics, a metric judged better counts for one and against the other;
+    most net wins first, then the cheapest. Returns (chosen, the reason in words)."""
+    score = {c["id"]: 0 for c in tied}
+    found: list[str] = []
+    for i, a in enumerate(tied):
+        for b in tied[i + 1 :]:
+            da, db = docs.get(a.get("best_point") or ""), docs.get(b.get("best_point") or "")
+            if da is None or db is None:
+                continue
+            verdicts = _verdicts(da, db)
+            for metric in metrics:
+                v = verdicts.get(metric)
+                if v in (Verdict.BETTER, Verdict.WORSE):
+                    win, lose = (a, b) if v is Verdict.BETTER else (b, a)
+                    score[win["id"]] += 1
+                    score[lose["id"]] -= 1
+                    va, vb = (
+                        resolve_metric(metric, da.get("summary") or {})[0],
+                        resolve_metric(metric, db.get("summary") or {})[0],
+                    )
+                    found.append(
+                        f"{metric} {win['id']} better than {lose['id']} ({a['id']} {va:.4g} vs "
+                        f"{b['id']} {vb:.4g})"
+                        if va is not None and vb is not None
+                        else f"{metric} {win['id']} better than {lose['id']}"
+                    )
+    chosen = min(tied, key=lambda c: (-score[c["id"]], c["cost"]))
+    if found:
+        return chosen, "the constraint metrics at that load: " + "; ".join(found)
+    return chosen, (
+        "no constraint metric differs beyond the noise at that load, so the cheapest is named"
+    )
 
 
 def recommend(
@@ -129,20 +172,37 @@ def recommend(
     objective: str,
     higher_is_better: bool,
     resolution: int,
+    constraint_metrics: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """The recommendation: the best configuration that meets the constraints, or the cheapest
     of those equivalent to it. None when no configuration meets them.
 
     ``configs``: sweep.json configurations (``id``, ``status``, ``value``, ``cost``,
-    ``best_point``); ``docs``: results documents by point id, for the noise test of metric
-    objectives. Capacities are equivalent when within the search's ``resolution`` (at least one
-    session: the search cannot tell them apart); metric values when the comparison statistics
-    find no change.
+    ``best_point``, ``censored``); ``docs``: results documents by point id, for the noise test
+    of metric objectives and the tie-break. Capacities are equivalent when both were measured
+    and lie within the search's ``resolution`` (at least one session: the search cannot tell
+    them apart); metric values when the comparison statistics find no change. A censored
+    capacity (passed at search.max) is a lower bound, above every measured one, and never
+    equivalent to anything: configurations tied at the same bound are ordered by their
+    ``constraint_metrics`` at that load (``break_tie``).
     """
     met = [c for c in configs if c["status"] == "met" and c.get("value") is not None]
     if not met:
         return None
     sign = 1.0 if higher_is_better else -1.0
+    bounds = [c for c in met if c.get("censored")] if objective == "capacity" else []
+    if bounds:
+        top = max(c["value"] for c in bounds)
+        tied = [c for c in bounds if c["value"] == top]
+        chosen, why = break_tie(tied, docs, constraint_metrics)
+        return {
+            "config": chosen["id"],
+            "best_measured": chosen["id"],
+            "equivalent": [],
+            "censored": True,
+            "tied": sorted(c["id"] for c in tied if c is not chosen),
+            "tie_break": why if len(tied) > 1 else None,
+        }
     best = max(met, key=lambda c: (sign * c["value"], [-x for x in c["cost"]]))
     equivalent = []
     for c in met:
@@ -160,4 +220,7 @@ def recommend(
         "config": chosen["id"],
         "best_measured": best["id"],
         "equivalent": sorted(c["id"] for c in [best, *equivalent] if c is not chosen),
+        "censored": False,
+        "tied": [],
+        "tie_break": None,
     }

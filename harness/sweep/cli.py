@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .loader import Plan, SweepError, load_sweep
+from .loader import RUN_OVERHEAD_S, Plan, SweepError, load_sweep
 
 EXIT_OK, EXIT_NONE, EXIT_INVALID, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_OUT = Path("reports") / "sweeps"
@@ -72,7 +72,39 @@ def describe(plan: Plan) -> str:
         f"  estimated duration: at most {plan.estimate_s() / 60:.1f} min",
     ]
     lines += [f"  {c.id}: {c.label or 'the base scenario'}" for c in plan.configurations]
+    lines += budget_cut(plan)
     return "\n".join(lines)
+
+
+def budget_cut(plan: Plan) -> list[str]:
+    """Which configurations the budget would cut if every one took its most runs (a search's
+    worst case: ``Search.max_runs``), run in order: one stack start each, then its runs."""
+    sw = plan.sweep
+    per = sw.load.search.max_runs() if sw.load.search else len(plan.levels())
+    run_s = plan.configurations[0].scenario.workload.duration_s + RUN_OVERHEAD_S
+    runs, seconds, cut = 0, 0.0, []
+    for c in plan.configurations:
+        seconds += sw.stack_start_s
+        done = 0
+        while (
+            done < per
+            and runs < sw.budget.max_runs
+            and seconds + run_s <= sw.budget.max_minutes * 60
+        ):
+            runs, seconds, done = runs + 1, seconds + run_s, done + 1
+        if done < per:
+            cut.append((c, done))
+    if not cut:
+        return ["  budget: enough for every configuration's most runs"]
+    limit = f"{sw.budget.max_runs} runs, {sw.budget.max_minutes:g} min"
+    out = [f"  budget ({limit}) would cut, if every search took its most runs ({per} each):"]
+    for c, done in cut:
+        what = "never run" if done == 0 else f"stopped after {done} of {per} runs"
+        out.append(
+            f"    {c.id} ({c.label or 'the base scenario'}): {what}; its capacity would be "
+            "at best a lower bound (raise budget.max_runs / budget.max_minutes)"
+        )
+    return out
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from .analysis import (
     recommend,
 )
 from .loader import RUN_OVERHEAD_S, Configuration, Plan
+from .model import ConfigurationResult, Recommendation
 from .search import CapacitySearch, Outcome
 
 SCHEMA = "signflow.sweep"
@@ -339,6 +340,7 @@ def _finish_config(entry: dict[str, Any], search: CapacitySearch | None, st: _St
         # Passing at search.max is a lower bound, but it does meet the constraints there.
         at_max = search.stopped is None and search.failed is None and search.passed is not None
         entry["capacity_at_least"] = search.passed
+        entry["censored"] = search.censored
         if objective.metric == "capacity":
             entry["value"] = search.passed if at_max else search.capacity
         elif entry["best_point"]:
@@ -390,12 +392,21 @@ def build_document(st: _State) -> dict[str, Any]:
         fronts[key] = pareto_front(pts)
     resolution = sweep.load.search.resolution if sweep.load.search else 1
     rec = recommend(
-        configs, st.docs, sweep.objective.metric, sweep.objective.higher_is_better, resolution
+        configs,
+        st.docs,
+        sweep.objective.metric,
+        sweep.objective.higher_is_better,
+        resolution,
+        [parse_gate(c).metric for c in sweep.constraints],
     )
     recommendation = None
     if rec is not None:
         chosen = st.configs[rec["config"]]
-        recommendation = {**rec, "params": chosen["params"], "why": _why(st, rec)}
+        recommendation = Recommendation(
+            **rec, params=chosen["params"], why=_why(st, rec)
+        ).model_dump(mode="json")
+    # Typed once here (sweep.model.ConfigurationResult): sweep.json's configurations.
+    configs = [ConfigurationResult.model_validate(c).model_dump(mode="json") for c in configs]
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -436,7 +447,20 @@ def _why(st: _State, rec: dict[str, Any]) -> str:
     sweep = st.plan.sweep
     c = st.configs[rec["config"]]
     constraints = " and ".join(sweep.constraints) or "no constraints"
-    if sweep.objective.metric == "capacity":
+    if sweep.objective.metric == "capacity" and rec.get("censored"):
+        fps, tied = c["fps"], rec.get("tied") or []
+        head = (
+            f"{c['id']} ({c['label'] or 'the base'}) holds at least {c['value']} sessions at "
+            f"{fps:g} fps with {constraints}: it passed the largest load tried, so its "
+            "capacity is a lower bound, not a measurement; raise search.max to measure it."
+        )
+        if tied:
+            head += (
+                f" {', '.join(tied)} also held {c['value']} sessions: bounds, not equal "
+                f"capacities, so not called equivalent; {c['id']} is named for "
+                f"{rec.get('tie_break')}."
+            )
+    elif sweep.objective.metric == "capacity":
         fps = c["fps"]
         held = c["capacity"] if c["capacity"] is not None else f"at least {c['value']}"
         head = (

@@ -165,3 +165,64 @@ class SweepFile(_Strict):
 
 
 Status = Literal["met", "not met", "unknown", "error", "not run"]
+
+
+class SearchLevel(BaseModel):
+    """One load level a capacity search ran: sessions and the run's outcome."""
+
+    sessions: int
+    outcome: str
+
+
+class ConfigurationResult(BaseModel):
+    """One configuration in sweep.json (``configurations[]``).
+
+    ``capacity``: sessions, only when measured (the search bracketed the knee); else None with
+    ``capacity_note`` saying why. ``censored``: the capacity is a lower bound, not a measurement
+    (it passed at ``search.max``, or the search stopped early at the machine's limit or the
+    budget after passing ``capacity_at_least`` sessions): a reader must call it "at least
+    ``capacity_at_least``" (``harness decide``: unknown), never compare it as a number.
+    ``value``: the objective's value (for capacity, the bound when censored and met).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    label: str
+    params: dict[str, Any]
+    stack: dict[str, Any]
+    fps: float
+    cost: list[float]
+    cost_words: str
+    status: Status
+    value: float | None = None
+    capacity: int | None = None
+    capacity_at_least: int | None = None
+    censored: bool = False
+    capacity_note: str | None = None
+    note: str | None = None
+    points: list[str] = Field(default_factory=list)
+    best_point: str | None = None
+    search: list[SearchLevel] | None = None
+
+
+class Recommendation(BaseModel):
+    """sweep.json ``recommendation``: the configuration named and why.
+
+    ``equivalent``: configurations whose difference is inside the noise (never a censored
+    one). ``censored``: the recommended capacity is a lower bound; ``tied``: the other
+    configurations that passed the same largest load (bounds, not equal capacities), ordered by
+    ``tie_break`` (the constraint metrics compared at that load, or the cost when none
+    differs beyond the noise).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: str
+    best_measured: str
+    equivalent: list[str] = Field(default_factory=list)
+    censored: bool = False
+    tied: list[str] = Field(default_factory=list)
+    tie_break: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    why: str = ""

@@ -80,6 +80,12 @@ class CapacitySearch:
         return (self.passed or 0) if self._bracketed() else None
 
     @property
+    def censored(self) -> bool:
+        """The result is a lower bound (``passed`` sessions held, the knee not found): it
+        passed at search.max, or the search stopped (machine limit, budget) after a pass."""
+        return self.capacity is None and self.passed is not None
+
+    @property
     def note(self) -> str:
         """The result in words."""
         if self.stopped == MACHINE_LIMIT_NOTE:
@@ -89,7 +95,7 @@ class CapacitySearch:
             low = f"; at least {self.passed} sessions" if self.passed else ""
             return f"search ended early: {self.stopped}{low}"
         if self.failed is None and self.passed is not None:
-            return f"at least {self.passed} sessions (passed at search.max; raise it)"
+            return f"at least {self.passed} sessions (passed at search.max; raise search.max)"
         cap = self.capacity
         if cap == 0:
             return f"fails the constraints already at {self.failed} session(s)"

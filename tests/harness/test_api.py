@@ -137,16 +137,74 @@ def test_repeat_interleaves_runs_and_compares_them_as_samples(
         assert c.results["comparison"]["baseline_run_id"] == b.results["run_id"]
         assert b.run_dir.parent == c.run_dir.parent == outcome.set_dir
     cmp = outcome.comparison
-    assert cmp.sample_unit == "run" and cmp.runs == [2, 2]
+    assert cmp.runs == [2, 2] and cmp.usable
+    # The set names all its runs (issue 20 item 1: it was headed with the first baseline run).
+    assert cmp.baseline_run_id is None
+    assert cmp.baseline_run_ids == [b.results["run_id"] for b in outcome.baselines]
+    assert cmp.run_ids == [c.results["run_id"] for c in outcome.candidates]
     assert outcome.comparison_path.is_file()
     codes = {o.exit_code for o in (*outcome.candidates, *outcome.baselines)}
     assert outcome.exit_code == (2 if harness.ExitCode.INVALID in codes else 0)
 
 
+@pytest.mark.slow
+def test_overrides_follow_the_scenario_to_its_baseline_run(
+    tmp_path: Path, backend_port: int
+) -> None:
+    """Issue 20 item 4: overrides given to load_scenario (the README's example) never reached
+    the baseline scenario run, so a 1-session candidate was judged against a 2-session
+    baseline; and the main run never sent RunFinished (a UI waiting for it hung)."""
+    base = _scenario_file(tmp_path, backend_port)
+    text = base.read_text().replace("'frame.latency_ms.p50 < 0.001'", "'errors.total >= 0'")
+    base.write_text(text)
+    cand = tmp_path / "cand.yaml"
+    cand.write_text(text.replace("name: ext", "name: cand") + "baseline: {scenario: ext.yaml}\n")
+    scenario = harness.load_scenario(cand, ["workload.sessions=1", "workload.duration_s=2.5"])
+    events: list[ProgressEvent] = []
+    outcome = harness.run(scenario, out=tmp_path / "out", on_progress=events.append)
+    assert outcome.baseline is not None
+    for doc in (outcome.results, outcome.baseline.results):
+        assert doc["scenario"]["workload"]["sessions"] == 1
+        assert doc["scenario"]["workload"]["duration_s"] == 2.5
+    comparison = outcome.comparison
+    assert comparison is not None and not comparison.workload_differs, comparison.warnings
+    done = [e for e in events if isinstance(e, harness.RunFinished)]
+    assert [e.run for e in done] == ["baseline:ext", "cand"] and done[-1].outcome == outcome
+
+
+def test_unlike_workloads_get_no_verdicts_unless_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 20 item 4: a comparison of two workloads is stated, not judged."""
+    from harness.cli import main
+
+    fixtures = HERE.parents[1] / "tests/report/fixtures"
+    hot, quick = (fixtures / f"recorded-{n}.results.json" for n in ("hot-reload", "quickstart"))
+    refused = harness.compare(hot, quick)
+    assert not refused.usable and refused.workload_differs
+    assert refused.problem and "workloads differ" in refused.problem
+    assert "sessions" in refused.problem and "allow_unlike_workloads" in refused.problem
+    assert all(m.verdict in ("not judged",) for m in refused.metrics), refused.metrics
+    asked = harness.compare(hot, quick, allow_unlike_workloads=True)
+    assert asked.usable and any(m.p_value is not None for m in asked.metrics)
+    assert main(["compare", str(hot), str(quick)]) == harness.ExitCode.INVALID
+    assert "cannot compare: the workloads differ" in capsys.readouterr().out
+    assert main(["compare", str(hot), str(quick), "--allow-unlike-workloads"]) == 0
+
+
+def test_a_repeated_comparison_is_headed_with_all_its_runs() -> None:
+    """Issue 20 item 1: the `--repeat` summary was headed with the first baseline run's id."""
+    from harness.cli import _comparison_table
+
+    cmp = {"baseline_run_id": None, "run_ids": ["c1", "c2"], "baseline_run_ids": ["b1", "b2"]}
+    head = _comparison_table(cmp).splitlines()[0]
+    assert head == "comparison of 2 runs (c1, c2) with 2 baseline runs (b1, b2):"
+    one = {"baseline_run_id": "b1", "run_ids": ["c1"], "baseline_run_ids": ["b1"]}
+    assert _comparison_table(one).splitlines()[0] == "comparison with baseline b1:"
+
+
 def test_repeat_needs_a_baseline_scenario(tmp_path: Path) -> None:
     path = _scenario_file(tmp_path, 9)
     with pytest.raises(ValueError, match="needs a baseline scenario"):
-        harness.run_repeated(path, 3, out=tmp_path / "out")
+        harness.run_repeated(path, 2, out=tmp_path / "out")
     with pytest.raises(ValueError, match="2 or more"):
         harness.run_repeated(path, 1, out=tmp_path / "out")
 

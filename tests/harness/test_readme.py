@@ -138,3 +138,51 @@ def test_synopsis_options_exist() -> None:
         known = subs.choices[words[1]]._option_string_actions
         for option in re.findall(r"--[a-z][a-z-]*", line):
             assert option in known, f"synopsis '{line}': {option} is not an option"
+
+
+_WORKLOAD = (
+    "sessions",
+    "stages",
+    "arrivals",
+    "fps",
+    "duration_s",
+    "warmup_s",
+    "ramp_up_s",
+    "trace",
+)
+
+
+def _like_for_like(sc: object) -> None:
+    """The baseline scenario a scenario runs first measures the same workload (issue 20 item 4:
+    overrides never reached it, and unlike runs were judged)."""
+    from harness.scenario import Scenario
+
+    assert isinstance(sc, Scenario)
+    if sc.baseline is None or not sc.baseline.scenario:
+        return
+    base = load_scenario(sc.baseline.scenario, sc.baseline.overrides)
+    mine, theirs = sc.workload.model_dump(), base.workload.model_dump()
+    differ = {k: (mine[k], theirs[k]) for k in _WORKLOAD if mine[k] != theirs[k]}
+    assert not differ, f"{sc.name} vs its baseline scenario: {differ}"
+
+
+@pytest.mark.parametrize(("block", "argv"), EXAMPLES, ids=[" ".join(a) for _, a in EXAMPLES])
+def test_readme_runs_compare_like_for_like(block: int, argv: list[str]) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "run" and args.baseline is None:
+        overrides = [*shorthand_overrides(args, {}), *args.overrides]
+        _like_for_like(load_scenario(REPO / args.scenario, overrides))
+
+
+def test_readme_python_example_compares_like_for_like() -> None:
+    import ast
+
+    block = README.read_text(encoding="utf-8").split("```python\n", 1)[1].split("```", 1)[0]
+    call = next(
+        n
+        for n in ast.walk(ast.parse(block))
+        if isinstance(n, ast.Call) and getattr(n.func, "attr", None) == "load_scenario"
+    )
+    path, overrides = (ast.literal_eval(a) for a in call.args)
+    assert overrides, "the example shows overrides: they must reach the baseline run too"
+    _like_for_like(load_scenario(REPO / path, overrides))

@@ -53,7 +53,8 @@ def test_passing_at_max_is_no_number() -> None:
     search = CapacitySearch(Search(start=4, max=16))
     _drive(search, 100)
     assert search.capacity is None
-    assert search.note == "at least 16 sessions (passed at search.max; raise it)"
+    assert search.note == "at least 16 sessions (passed at search.max; raise search.max)"
+    assert search.censored and search.capacity is None
 
 
 def test_machine_limit_ends_the_search_without_a_number() -> None:
@@ -124,7 +125,8 @@ def test_equivalent_capacities_recommend_the_cheaper() -> None:
         _cfg("c05", 20, workers=1, delay=1, status="unknown"),  # not decided: never chosen
     ]
     rec = recommend(configs, {}, "capacity", True, resolution=1)
-    assert rec == {"config": "c03", "best_measured": "c02", "equivalent": ["c01", "c02"]}
+    assert rec == {"config": "c03", "best_measured": "c02", "equivalent": ["c01", "c02"],
+                   "censored": False, "tied": [], "tie_break": None}  # fmt: skip
     # With a clear winner the winner is recommended, however costly.
     configs[1]["value"] = 20
     rec = recommend(configs, {}, "capacity", True, resolution=1)
@@ -163,7 +165,8 @@ def test_metric_equivalence_uses_the_comparison_statistics() -> None:
     rec = recommend(configs, docs, "frame.latency_ms.p95", False, 1)
     # c01 is best measured; c02 is 1 % worse, inside the noise, and cheaper: recommended.
     # c03 is cheapest but clearly worse: not equivalent.
-    assert rec == {"config": "c02", "best_measured": "c01", "equivalent": ["c01"]}
+    assert rec is not None
+    assert (rec["config"], rec["best_measured"], rec["equivalent"]) == ("c02", "c01", ["c01"])
 
 
 def test_emit_config_writes_the_recommended_settings(tmp_path: Path) -> None:
@@ -191,3 +194,51 @@ def test_emit_config_writes_the_recommended_settings(tmp_path: Path) -> None:
     assert "external" not in block["stack"]
     with pytest.raises(ValueError, match="nothing to emit"):
         emit_config({**doc, "recommendation": None}, tmp_path / "none")
+
+
+def _bound(cid: str, at: int, use_torchserve: bool, point: str) -> dict:
+    """A configuration that passed at search.max (``at``): its capacity is a lower bound."""
+    sc = {"stack": {"use_torchserve": use_torchserve, "torchserve": {"workers": 1}}}
+    return {"id": cid, "status": "met", "value": at, "capacity": None, "censored": True,
+            "capacity_at_least": at, "cost": list(cost({}, sc)), "best_point": point}  # fmt: skip
+
+
+def test_censored_capacities_are_never_equivalent_ties_go_to_the_constraints() -> None:
+    """Issue 20 item 3: both configurations of sweeps/capacity.yaml passed the largest load
+    (at least 16 sessions); the sweep called them "equivalent within the noise" and named the
+    cheaper although its p95 was 3x higher. Bounds tie; the constraint metrics decide."""
+    docs = {"p1": _doc(24.0, 1), "p2": _doc(8.0, 2)}
+    configs = [_bound("c01", 16, False, "p1"), _bound("c02", 16, True, "p2")]
+    metrics = ["frame.latency_ms.p95", "errors.total"]
+    rec = recommend(configs, docs, "capacity", True, 2, metrics)
+    assert rec is not None and rec["config"] == "c02" and rec["censored"] is True
+    assert rec["equivalent"] == [] and rec["tied"] == ["c01"]
+    assert rec["tie_break"] and "frame.latency_ms.p95 c02 better than c01" in rec["tie_break"]
+    # The cheaper one wins when it is the better one, still not "equivalent".
+    docs = {"p1": _doc(8.0, 1), "p2": _doc(24.0, 2)}
+    rec = recommend(configs, docs, "capacity", True, 2, metrics)
+    assert rec is not None and rec["config"] == "c01" and rec["equivalent"] == []
+    # No difference in the constraints: the cheapest, saying so.
+    docs = {"p1": _doc(8.0, 1), "p2": _doc(8.0, 3)}
+    rec = recommend(configs, docs, "capacity", True, 2, metrics)
+    assert rec is not None and rec["config"] == "c01" and rec["equivalent"] == []
+    assert "no constraint metric differs" in (rec["tie_break"] or "")
+
+
+def test_a_bound_beats_a_measured_capacity_and_is_not_equivalent_to_it() -> None:
+    configs = [_cfg("c01", 15, workers=1, delay=1), _bound("c02", 16, True, "p2")]
+    configs[1]["cost"] = [9.0]  # costlier
+    rec = recommend(configs, {}, "capacity", True, resolution=2)
+    assert rec is not None and rec["config"] == "c02" and rec["equivalent"] == []
+
+
+def test_dry_run_says_which_configuration_the_budget_cuts() -> None:
+    from harness.sweep.cli import describe
+    from harness.sweep.loader import load_sweep
+
+    repo = Path(__file__).resolve().parents[3]
+    plan = load_sweep(repo / "sweeps/capacity.yaml", ["budget.max_runs=12"])
+    text = describe(plan)
+    assert "would cut" in text and "c02" in text and "stopped after 3 of 9 runs" in text
+    assert "c01 (use_torchserve=False): " not in text.split("would cut", 1)[1]
+    assert "enough for every" in describe(load_sweep(repo / "sweeps/capacity.yaml", []))

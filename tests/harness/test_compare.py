@@ -4,6 +4,7 @@ LoadResults, and simulated runs with realistic window-to-window autocorrelation.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -371,3 +372,20 @@ def test_percentile_intervals_stay_inside_what_was_observed() -> None:
         # p99.9 of 1,200 replies: the observed range holds it with < 97.5 % confidence.
         assert metric(c, "frame.latency_ms.p999").ci_run is None
     assert checked == 1000
+
+
+def test_an_undecided_change_is_stated_in_one_unit() -> None:
+    """'the change may be anywhere in [-89%, +1e+01]' mixed a percent and a bare factor: both
+    ends are percents, however large (issue 19)."""
+    from harness.analysis.compare import MetricComparison, _decide
+    from harness.analysis.stats import Test
+
+    row = MetricComparison(metric="inference.latency_ms.p99", run=50.0, baseline=20.0,
+                           change=1.5, better_when="lower", n_run=8, n_baseline=8,
+                           sample_unit="window")  # fmt: skip
+    _decide([(row, Test(p=0.5, effect=math.log(2.5), se=1.2, log=True, df=3.0))])
+    assert row.verdict == Verdict.TOO_LITTLE_DATA
+    assert row.ci_change is not None and row.ci_change[1] > 10  # a factor over 11
+    assert row.note is not None
+    lo, hi = row.note.split("anywhere in [")[1].split("]")[0].split(", ")
+    assert lo.endswith("%") and hi.endswith("%") and "e+" not in hi, row.note

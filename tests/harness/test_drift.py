@@ -193,3 +193,29 @@ def test_a_too_short_run_fails_the_gate_with_what_would_settle_it() -> None:
     assert "measure at least 30 s" in gates[1]["reason"]
     old = evaluate_gates(["memory.backend.rss_mb_per_h < 20"], {"memory": None})
     assert "written before leak gates" in old[0]["reason"]
+
+
+def test_soak_scenario_validates_with_its_leak_gates() -> None:
+    from pathlib import Path
+
+    from harness.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[2]
+    sc = load_scenario(root / "scenarios" / "soak.yaml")
+    assert sc.workload.duration_s == 1800 and sc.workload.warmup_s >= 60
+    metrics = {g.metric for g in sc.gates}
+    assert {"memory.backend.rss_mb_per_h", "drift.frame_p99_ms_per_h", "errors.total"} <= metrics
+
+
+def test_abort_on_fail_refuses_a_slope_gate_and_gates_accept_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from harness.scenario import ScenarioError, load_scenario
+
+    head = "name: s\nworkload: {sessions: 1, duration_s: 60}\n"
+    path = tmp_path / "s.yaml"
+    path.write_text(head + "abort_on_fail: {gates: ['drift.frame_p99_ms_per_h < 10']}\n")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert "slope over the whole measured window" in str(err.value)
+    assert "abort_on_fail.gates[0]" in str(err.value)
+    path.write_text(head + "gates: ['drift.frame_p99_ms_per_h < 10']\n")
+    assert load_scenario(path)

@@ -107,10 +107,26 @@ def _null_reason(path: str, summary: Mapping[str, Any]) -> str:
         return f"GPU not present: {gpu.get('reason') or 'no GPU sampled'}"
     if path.startswith("torchserve."):
         return "TorchServe not in this stack (no TorchServe metrics)"
+    if path.startswith(("memory.", "drift.")):
+        return _drift_reason(path, summary)
     if path.startswith("accuracy"):
         return "no ground truth in the trace, accuracy not measured"
     if path.startswith("inference."):
         return "no inference replies in the measured window"
+    return f"{path} was not measured (null)"
+
+
+def _drift_reason(path: str, summary: Mapping[str, Any]) -> str:
+    """A leak gate's null: the fit's own reason (too short, not sampled), else why absent."""
+    parts = path.split(".")
+    node: Any = summary.get(parts[0])
+    if parts[0] == "memory" and isinstance(node, Mapping):
+        node = node.get(parts[1])
+    why = node.get("reason") if isinstance(node, Mapping) else None
+    if why:
+        return f"{path} not fitted: {why}"
+    if node is None:
+        return f"{path} not fitted: no slopes in these results (written before leak gates)"
     return f"{path} was not measured (null)"
 
 

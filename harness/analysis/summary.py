@@ -17,6 +17,7 @@ from harness.results.model import fallback_share
 
 from . import frames as fr
 from .collected import gpu_stats, process_stats, torchserve_stats
+from .drift import latency_drift, process_drift
 from .faults import analyze_faults, run_end_of, stall_summary
 from .traffic import traffic_summary
 
@@ -113,6 +114,12 @@ def summarize(
         "gpu": gpu_summary,
         "cpu": cpu_summary,
         "torchserve": ts_summary,
+        # Leak gates: RSS/fd/thread slopes per component, frame p99 slope (analysis.drift).
+        "memory": {
+            k: v.model_dump(mode="json")
+            for k, v in process_drift(collectors.get("series") or {}, warmup).items()
+        },
+        "drift": latency_drift(windows).model_dump(mode="json"),
         "generator": {
             "late_share": float(load.generator_late_share),
             "late_threshold_ms": float(wl.late_threshold_ms),

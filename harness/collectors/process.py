@@ -1,4 +1,5 @@
-"""ProcessCollector: CPU (% of one core) and RSS (MB) per stack component, plus the harness.
+"""ProcessCollector: CPU (% of one core), RSS (MB), open file descriptors and threads per stack
+component, plus the harness (the leak gates fit their slopes: harness/analysis/drift.py).
 
 The pids are re-queried every window (a killed and restarted TorchServe has new ones) and
 each pid's descendants are included (TorchServe's Python workers are children of Java). The
@@ -14,15 +15,26 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 
 HARNESS = "harness"
 
 
+class Reading(NamedTuple):
+    """One component's window: CPU seconds in it, RSS bytes, processes, open fds, threads."""
+
+    cpu_s: float
+    rss_bytes: float
+    processes: int
+    fds: int
+    threads: int
+
+
 class ProcessCollector:
-    """Samples psutil per component; series: t, cpu_percent{comp}, rss_mb{comp}, processes{comp}."""
+    """Samples psutil per component; series: t, cpu_percent{comp}, rss_mb{comp}, fds{comp},
+    threads{comp}, processes{comp}."""
 
     name = "process"
 
@@ -36,6 +48,8 @@ class ProcessCollector:
         self._cpu: dict[str, list[float | None]] = {}
         self._rss: dict[str, list[float | None]] = {}
         self._count: dict[str, list[int | None]] = {}
+        self._fds: dict[str, list[int | None]] = {}
+        self._threads: dict[str, list[int | None]] = {}
         self.errors = 0
         self.last_error: str | None = None
 
@@ -82,16 +96,16 @@ class ProcessCollector:
             out.append(proc)
         return out
 
-    def _read(self, comps: dict[str, list[int]]) -> dict[str, tuple[float, float, int]]:
-        """Per component: (cpu seconds in window, rss bytes, processes); updates the baseline."""
+    def _read(self, comps: dict[str, list[int]]) -> dict[str, Reading]:
+        """Per component: its window's reading; updates the CPU baseline."""
         wall = time.time()
         seen: dict[tuple[int, float], float] = {}
-        result: dict[str, tuple[float, float, int]] = {}
+        result: dict[str, Reading] = {}
         children = self._children_map()
         for comp, pids in comps.items():
             cpu_s = 0.0
             rss = 0.0
-            n = 0
+            fds = threads = n = 0
             for proc in self._expand(comp, pids, children):
                 try:
                     with proc.oneshot():
@@ -99,6 +113,8 @@ class ProcessCollector:
                         times = proc.cpu_times()
                         total = times.user + times.system
                         rss += proc.memory_info().rss
+                        fds += proc.num_fds()
+                        threads += proc.num_threads()
                 except psutil.Error:
                     self._procs.pop(proc.pid, None)
                     continue
@@ -110,14 +126,14 @@ class ProcessCollector:
                     cpu_s += total  # born during this window: all its CPU is this window's
                 # (a process first seen but older than the window is only a baseline now)
                 seen[key] = total
-            result[comp] = (cpu_s, rss, n)
+            result[comp] = Reading(cpu_s, rss, n, fds, threads)
         self._last_cpu = seen
         self._last_wall = wall
         live = {pid for pid, _ in seen}
         self._procs = {pid: p for pid, p in self._procs.items() if pid in live}
         return result
 
-    def _sample_now(self) -> dict[str, tuple[float, float, int]]:
+    def _sample_now(self) -> dict[str, Reading]:
         return self._read(self._components())
 
     async def baseline(self) -> None:
@@ -138,19 +154,24 @@ class ProcessCollector:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             readings = {}
-        for comp, (cpu_s, rss, n) in readings.items():
-            for store in (self._cpu, self._rss, self._count):
+        stores = (self._cpu, self._rss, self._count, self._fds, self._threads)
+        for comp, r in readings.items():
+            for store in stores:
                 store.setdefault(comp, [None] * idx)
-            self._cpu[comp].append(100.0 * cpu_s / dt if dt > 0 and n else None)
-            self._rss[comp].append(rss / 2**20 if n else None)
+            n = r.processes
+            self._cpu[comp].append(100.0 * r.cpu_s / dt if dt > 0 and n else None)
+            self._rss[comp].append(r.rss_bytes / 2**20 if n else None)
             self._count[comp].append(n)
-        for store in (self._cpu, self._rss, self._count):
+            self._fds[comp].append(r.fds if n else None)
+            self._threads[comp].append(r.threads if n else None)
+        for store in stores:
             for values in store.values():
                 if len(values) <= idx:
                     values.append(None)
 
     def series(self) -> dict[str, Any]:
-        """``{"t", "cpu_percent": {comp: [...]}, "rss_mb": {...}, "processes": {...}, "errors"}``.
+        """``{"t", "cpu_percent": {comp: [...]}, "rss_mb", "fds", "threads", "processes": {...},
+        "errors"}`` (fds: open file descriptors, threads: OS threads, both summed).
 
         None where a component had no live process in that window (never a fake 0).
         """
@@ -159,6 +180,8 @@ class ProcessCollector:
             "cpu_percent": {k: list(v) for k, v in self._cpu.items()},
             "rss_mb": {k: list(v) for k, v in self._rss.items()},
             "processes": {k: list(v) for k, v in self._count.items()},
+            "fds": {k: list(v) for k, v in self._fds.items()},
+            "threads": {k: list(v) for k, v in self._threads.items()},
             "errors": self.errors,
             "last_error": self.last_error,
         }

@@ -734,6 +734,23 @@ def torchserve_batching(run: Doc) -> Figure | None:
     )
 
 
+def _per_h(run: Doc, comp: str) -> float | None:
+    d = ((run.get("summary") or {}).get("memory") or {}).get(comp) or {}
+    v = d.get("rss_mb_per_h")
+    return float(v) if isinstance(v, int | float) else None
+
+
+def _rss_fit(run: Doc, comp: str, t: Floats) -> tuple[Floats, Floats] | None:
+    """The RSS fit's line (summary.memory.COMP) over the measured window, or None."""
+    d = ((run.get("summary") or {}).get("memory") or {}).get(comp) or {}
+    slope, start = _per_h(run, comp), d.get("rss_mb_start")
+    warmup = (run.get("summary") or {}).get("warmup_s") or 0.0
+    x = t[t >= warmup]
+    if slope is None or not isinstance(start, int | float) or x.size < 2:
+        return None
+    return x, start + slope / 3600.0 * (x - x[0])
+
+
 def cpu_over_time(run: Doc) -> Figure | None:
     """CPU % and resident memory per component over time."""
     s = _series(run)
@@ -771,6 +788,10 @@ def cpu_over_time(run: Doc) -> Figure | None:
             st = styles.get(name, STYLES[4])
             ax.plot(t[: v.size], v, label=name, markevery=max(1, v.size // 20), **st)
             desc.append(f"{name} memory up to {_fmt(float(np.nanmax(v)), 'MB')}")
+            fit = _rss_fit(run, name, t[: v.size])
+            if fit is not None:  # the leak gate's Theil-Sen line over the measured window
+                ax.plot(*fit, color="black", linestyle=":", linewidth=1.2)
+                desc.append(f"{name} RSS fit {_fmt(_per_h(run, name), 'MB')} per hour")
         _annotate(ax, run, labels=False)
         ax.set_ylabel("resident memory (MB)", fontsize=9)
         ax.set_ylim(bottom=0)
@@ -790,7 +811,8 @@ def cpu_over_time(run: Doc) -> Figure | None:
         "CPU and memory per component",
         alt,
         _png(fig),
-        "Sampled every second with psutil over each component's processes (children included).",
+        "Sampled every second with psutil over each component's processes (children included); "
+        "dotted: the RSS fit of the leak gates over the measured window.",
     )
 
 

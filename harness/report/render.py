@@ -232,7 +232,9 @@ def fmt(x: object, unit: str = "") -> str:
         return f"{v:,.0f} MB"
     if unit == "s":
         return f"{v:.2f} s" if v < 10 else f"{v:.1f} s"
-    suffix = {"ms": " ms", "rate": "/s"}.get(unit, "")
+    suffix = {"ms": " ms", "rate": "/s", "MB/h": " MB/h", "ms/h": " ms/h", "/h": " /h"}.get(
+        unit, ""
+    )
     if abs(v) >= 1000:
         s = f"{v:,.0f}"
     elif abs(v) >= 100:
@@ -262,6 +264,8 @@ def fmt_change(change: object) -> str:
 
 
 def _unit_for(metric: str) -> str:
+    if metric.endswith(("_per_h", "_per_h_low", "_per_h_high")):  # leak gates' slopes
+        return "MB/h" if "_mb_" in metric else "ms/h" if "_ms_" in metric else "/h"
     if "latency" in metric or metric.endswith("_ms"):
         return "ms"
     if metric.endswith("_s"):
@@ -658,6 +662,39 @@ def _traffic_view(summary: Doc) -> list[tuple[str, str]] | None:
     ]  # fmt: skip
 
 
+def _signed(v: float) -> str:
+    return f"{v:+,.0f}" if abs(v) >= 100 else f"{v:+.1f}" if abs(v) >= 1 else f"{v:+.2f}"
+
+
+def _slope(d: Doc, key: str, unit: str) -> str:
+    v, lo, hi = (_num(d.get(k)) for k in (key, f"{key}_low", f"{key}_high"))
+    if v is None:
+        return f"— ({d.get('reason')})" if d.get("reason") else "—"
+    ci = f" [{_signed(lo)}, {_signed(hi)}]" if lo is not None and hi is not None else ""
+    return f"{_signed(v)} {unit}{ci}"
+
+
+def _drift_view(summary: Doc) -> list[tuple[str, str]] | None:
+    """The leak gates' slopes (summary.memory, summary.drift; harness/analysis/drift.py)."""
+    memory = summary.get("memory")
+    drift = summary.get("drift")
+    if not isinstance(memory, dict) or not memory:
+        return None
+    rows: list[tuple[str, str]] = []
+    for comp, d in memory.items():
+        if isinstance(d, dict):
+            rows.append(
+                (f"{comp}: RSS / open fds / threads",
+                 " / ".join(_slope(d, k, u) for k, u in (("rss_mb_per_h", "MB/h"),
+                            ("fds_per_h", "/h"), ("threads_per_h", "/h")))),
+            )  # fmt: skip
+    if isinstance(drift, dict):
+        block = _num(drift.get("block_s"))
+        blocks = f" ({drift.get('blocks')} blocks of {block:g} s)" if block else ""
+        rows.append((f"frame p99{blocks}", _slope(drift, "frame_p99_ms_per_h", "ms/h")))
+    return rows
+
+
 def _provenance(results: Doc) -> dict[str, Any]:
     prov = mask(results.get("provenance") or {})  # the one rule (harness.redact)
     scalars = [
@@ -802,6 +839,7 @@ def build_context(results: Doc, baseline: Doc | None) -> dict[str, Any]:
         "events": _event_rows(results),
         "rollout": _rollout_view(results),
         "traffic": _traffic_view(summary),
+        "drift": _drift_view(summary),
         "provenance": _provenance(results),
         "scenario_yaml": mask_yaml_text(str(results.get("scenario_yaml") or "")),
         "fixture_note": results.get("fixture_note"),

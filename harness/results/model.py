@@ -13,7 +13,8 @@ Models allow extra keys so old files with renamed keys still load; a test checks
 document has none.
 
 Units: ``ms`` milliseconds, ``s`` seconds, ``count``, ``1/s`` per second, ``share`` in [0, 1],
-``%`` percent (of one core for CPU), ``MB`` mebibytes, ``bool``. Metric types follow k6:
+``%`` percent (of one core for CPU), ``MB`` mebibytes, ``bool``; slopes per hour: ``MB/h``,
+``1/h`` (a count per hour), ``ms/h``. Metric types follow k6:
 ``trend`` (a latency distribution's statistic), ``counter`` (a count over the measured window),
 ``rate`` (a share), ``gauge`` (a value).
 """
@@ -39,7 +40,7 @@ READABLE_VERSIONS: Final = (1, 2)
 # with ``.get`` and checks. ``Results.model_validate(doc)`` is its typed view.
 Document: TypeAlias = Mapping[str, Any]
 
-UnitName = Literal["ms", "s", "count", "1/s", "share", "%", "MB", "bool"]
+UnitName = Literal["ms", "s", "count", "1/s", "share", "%", "MB", "bool", "MB/h", "1/h", "ms/h"]
 MetricType = Literal["trend", "counter", "rate", "gauge"]
 _TYPE_OF_UNIT: dict[str, MetricType] = {"count": "counter", "share": "rate"}
 
@@ -278,6 +279,42 @@ class ProcessCpu(_Model):
     rss_mb_max: Annotated[F, Unit("MB", "process rss_mb_max")] = None
 
 
+class ProcessDrift(_Model):
+    """One component's resource slopes over the measured window (harness/analysis/drift.py:
+    Theil-Sen, 95 % interval [_low, _high]); None with ``reason`` when too short to fit."""
+
+    rss_mb_per_h: Annotated[F, Unit("MB/h", "RSS slope (Theil-Sen)")] = None
+    rss_mb_per_h_low: Annotated[F, Unit("MB/h", "RSS slope, 95 % interval low")] = None
+    rss_mb_per_h_high: Annotated[F, Unit("MB/h", "RSS slope, 95 % interval high")] = None
+    fds_per_h: Annotated[F, Unit("1/h", "open file descriptors slope")] = None
+    fds_per_h_low: Annotated[F, Unit("1/h", "open fds slope, 95 % interval low")] = None
+    fds_per_h_high: Annotated[F, Unit("1/h", "open fds slope, 95 % interval high")] = None
+    threads_per_h: Annotated[F, Unit("1/h", "threads slope")] = None
+    threads_per_h_low: Annotated[F, Unit("1/h", "threads slope, 95 % interval low")] = None
+    threads_per_h_high: Annotated[F, Unit("1/h", "threads slope, 95 % interval high")] = None
+    rss_mb_start: float | None = Field(
+        None, description="MB: the RSS fit's value at the first measured sample (report line)"
+    )
+    samples: int | None = Field(None, description="count: 1-s samples fitted")
+    span_s: float | None = Field(None, description="s: first to last fitted sample")
+    reason: str | None = Field(None, description="why a figure is None, what would settle it")
+
+
+class LatencyDrift(_Model):
+    """Frame latency p99 per block of the measured window and its Theil-Sen slope
+    (harness/analysis/drift.py: 10-min blocks, or 3 equal blocks for shorter runs)."""
+
+    frame_p99_ms_per_h: Annotated[F, Unit("ms/h", "frame p99 slope over blocks (Theil-Sen)")] = None
+    frame_p99_ms_per_h_low: Annotated[F, Unit("ms/h", "frame p99 slope, 95 % low")] = None
+    frame_p99_ms_per_h_high: Annotated[F, Unit("ms/h", "frame p99 slope, 95 % high")] = None
+    block_s: float | None = Field(None, description="s: block length")
+    blocks: int | None = Field(None, description="count: whole blocks fitted")
+    block_p99_ms: list[float | None] = Field(
+        default_factory=list, description="ms: each block's frame p99"
+    )
+    reason: str | None = Field(None, description="why the slope is None, what would settle it")
+
+
 class TorchServeSummary(_Model):
     """TorchServe's own figures, summed over replicas (docs/RESULTS.md "TorchServe times")."""
 
@@ -381,6 +418,12 @@ class Summary(_Model):
         dict[str, ProcessCpu], Unit("%", "process", keys=("backend", "torchserve", "harness"))
     ] = Field(default_factory=dict)
     torchserve: TorchServeSummary | None = None
+    # Leak gates (None in documents written before drift was fitted).
+    memory: Annotated[
+        dict[str, ProcessDrift] | None,
+        Unit("MB/h", "process", keys=("backend", "torchserve", "harness")),
+    ] = None
+    drift: LatencyDrift | None = None
     generator: Generator | None = None
     # None in documents written before session traffic was recorded.
     traffic: Traffic | None = None

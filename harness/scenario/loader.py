@@ -50,7 +50,10 @@ MAX_FILE_BYTES = 1 << 20
 # while the run goes sees them as null (k6's "thresholds on metrics without data"); the
 # generator's CPU falls back on the load's own figure. tests/harness/test_abort_on_fail.py
 # checks this list against a real summary without collectors.
-COLLECTOR_METRICS = ("cpu.", "gpu.", "torchserve.")
+COLLECTOR_METRICS = ("cpu.", "gpu.", "torchserve.", "memory.")
+# Slopes over the whole measured window (harness/analysis/drift.py): null mid-run until enough
+# is measured, so an abort-on-fail check would stop a healthy run for lack of data.
+WHOLE_RUN_METRICS = ("drift.",)
 MAX_NODES = 20_000  # after alias expansion ("billion laughs" is refused here, not expanded)
 MAX_DEPTH = 50
 
@@ -547,6 +550,15 @@ def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
                         "collectors, which report at the end of the run only; the check while "
                         "the run goes cannot see it (it would always stop the run). Keep it "
                         "in 'gates' (judged at the end)",
+                    )
+                )
+            elif gate.metric.startswith(WHOLE_RUN_METRICS):
+                problems.append(
+                    (
+                        ("abort_on_fail", "gates", i),
+                        f"abort_on_fail gate {gate.expr!r}: '{gate.metric}' is a slope over the "
+                        "whole measured window, null until 30 s are measured (it would stop a "
+                        "healthy run for lack of data). Keep it in 'gates' (judged at the end)",
                     )
                 )
     if sc.abort_on_fail is not None and wl.engine != "native":

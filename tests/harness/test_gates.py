@@ -167,7 +167,14 @@ def test_every_catalogue_metric_exists_in_a_real_summary() -> None:
     ]  # fmt: skip
     fixture = root / "tests" / "report" / "fixtures" / "synthetic-gpu-torchserve.results.json"
     # TorchServe's section as the collectors' summary gives it (every key, values unmeasured).
-    collectors = {"series": {"torchserve": {"t": [0.0]}}, "summaries": {"torchserve": {}}}
+    # The processes' 1-s samples (the leak gates' slopes), flat, for each component.
+    t = [float(i) for i in range(30)]
+    comps = ("backend", "torchserve", "harness")
+    process = {"t": t, **{k: {c: [1.0] * 30 for c in comps} for k in ("rss_mb", "fds", "threads")}}
+    collectors = {
+        "series": {"torchserve": {"t": [0.0]}, "process": process},
+        "summaries": {"torchserve": {}},
+    }
     summary, _s, _h, faults = summarize(load, collectors, events, sc)
     # The process section needs sampled processes: take a real run's (same shape).
     summary["cpu"] = json.loads(fixture.read_text())["summary"]["cpu"]

@@ -67,7 +67,8 @@ def test_abort_on_fail_that_could_never_check_is_refused(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     "gate",
-    ["cpu.backend.mean_percent < 90", "torchserve.queue_ms_mean < 50", "gpu.util_mean < 99"],
+    ["cpu.backend.mean_percent < 90", "torchserve.queue_ms_mean < 50", "gpu.util_mean < 99",
+     "memory.backend.rss_mb_per_h < 20"],
 )  # fmt: skip
 def test_abort_on_fail_gates_on_collector_metrics_are_refused_with_the_reason(
     tmp_path: Path, gate: str

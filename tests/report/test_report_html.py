@@ -319,3 +319,32 @@ def test_one_account_of_the_outage(built_reports: dict[str, Built]) -> None:
         f"outage window shaded from {fault['start_s']:.2f} s to {fault['end_s']:.2f} s"
         in (served["alt"])
     )
+
+
+def test_leak_slopes_are_tabled_and_the_rss_fit_drawn() -> None:
+    doc = load_fixture("synthetic-baseline.results.json")
+    rss = doc["series"]["rss_mb"]
+    comp = next(iter(rss))
+    doc["summary"]["memory"] = {
+        comp: {"rss_mb_per_h": 1234.5, "rss_mb_per_h_low": 1200.0, "rss_mb_per_h_high": 1300.0,
+               "fds_per_h": 0.0, "fds_per_h_low": 0.0, "fds_per_h_high": 0.0,
+               "threads_per_h": None, "reason": "threads: not sampled",
+               "rss_mb_start": 300.0},
+    }  # fmt: skip
+    doc["summary"]["drift"] = {"block_s": 10.0, "blocks": 3, "frame_p99_ms_per_h": -2.0}
+    doc["gates"].append(
+        {"expr": f"memory.{comp}.rss_mb_per_h < 20", "metric": f"memory.{comp}.rss_mb_per_h",
+         "op": "<", "threshold": 20.0, "measured": 1234.5, "passed": False,
+         "reason": "measured 1234.5, required < 20"}
+    )  # fmt: skip
+    ctx = build_context(doc, None)
+    rows = dict(ctx["drift"])
+    assert rows[f"{comp}: RSS / open fds / threads"] == (
+        "+1,234 MB/h [+1,200, +1,300] / +0.00 /h [+0.00, +0.00] / — (threads: not sampled)"
+    )
+    assert rows["frame p99 (3 blocks of 10 s)"] == "-2.0 ms/h"
+    gate = next(g for g in ctx["gates"] if g["expr"].startswith("memory."))
+    assert gate["measured"] == "1,234 MB/h" and gate["threshold"] == "< 20.0 MB/h"
+    fig = F.cpu_over_time(doc)
+    assert fig is not None and f"{comp} RSS fit 1,234 MB per hour" in fig.alt
+    assert "Leaks and drift" in render_html(doc, None)

@@ -202,8 +202,21 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_shipped_scenarios_are_valid() -> None:
+    """Every YAML file in scenarios/ loads: a decision file (``criteria:``, harness decide)
+    through the decision loader, which checks every scenario and sweep it names, the rest as
+    scenarios."""
+    import yaml
+
+    from harness.decision import load_decision
+
     root = Path(__file__).resolve().parents[2] / "scenarios"
     files = sorted(root.glob("*.yaml"))
     assert files, "no shipped scenarios"
+    decisions = 0
     for path in files:
-        load_scenario(path)
+        if "criteria" in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}):
+            load_decision(path)
+            decisions += 1
+        else:
+            load_scenario(path)
+    assert decisions >= 1, "scenarios/migration.yaml: the shipped decision file is missing"

@@ -62,7 +62,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.hdr import Floats
 from harness.results.model import (
     JUDGED_LATENCY_FAMILIES,

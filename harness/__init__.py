@@ -10,12 +10,11 @@ The public Python API (also what the CLI, the sweep and the distributed engine b
 Everything listed in ``__all__`` is stable; other modules are internals.
 """
 
-from __future__ import annotations
-
 import importlib
-from typing import TYPE_CHECKING
+import typing
 
-if TYPE_CHECKING:
+# Only modules and the public names are attributes here (tests/harness/test_api.py checks it).
+if typing.TYPE_CHECKING:
     from harness.api import (
         RepeatedOutcome,
         compare,

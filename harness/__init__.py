@@ -10,28 +10,73 @@ The public Python API (also what the CLI, the sweep and the distributed engine b
 Everything listed in ``__all__`` is stable; other modules are internals.
 """
 
-from harness.api import (
-    BaselineFailed,
-    RepeatedOutcome,
-    RunOutcome,
-    compare,
-    load_scenario,
-    open_stack,
-    run,
-    run_repeated,
-)
-from harness.decision import decide
-from harness.exitcodes import ExitCode
-from harness.progress import (
-    Message,
-    ProgressCallback,
-    ProgressEvent,
-    RunFinished,
-    RunStarting,
-    Tick,
-)
-from harness.scenario import Scenario, ScenarioError
-from harness.stack import Stack, StackError
+import importlib
+import typing
+
+# Only modules and the public names are attributes here (tests/harness/test_api.py checks it).
+if typing.TYPE_CHECKING:
+    from harness.api import (
+        RepeatedOutcome,
+        compare,
+        load_scenario,
+        open_stack,
+        run,
+        run_repeated,
+    )
+    from harness.decision import decide
+    from harness.exitcodes import ExitCode
+    from harness.outcome import BaselineFailed, RunOutcome
+    from harness.progress import (
+        Message,
+        ProgressCallback,
+        ProgressEvent,
+        RunFinished,
+        RunStarting,
+        Tick,
+    )
+    from harness.scenario import Scenario, ScenarioError
+    from harness.stack import Stack, StackError
+
+# Each public name and the module that defines it. They load on first use (PEP 562), so
+# importing one submodule (``harness.hdr``, ``harness.results.model``...) does not load the
+# whole API: the run, the stacks, the analysis and their libraries.
+_DEFINED_IN = {
+    "BaselineFailed": "harness.outcome",
+    "ExitCode": "harness.exitcodes",
+    "Message": "harness.progress",
+    "ProgressCallback": "harness.progress",
+    "ProgressEvent": "harness.progress",
+    "RepeatedOutcome": "harness.api",
+    "RunFinished": "harness.progress",
+    "RunOutcome": "harness.outcome",
+    "RunStarting": "harness.progress",
+    "Scenario": "harness.scenario",
+    "ScenarioError": "harness.scenario",
+    "Stack": "harness.stack",
+    "StackError": "harness.stack",
+    "Tick": "harness.progress",
+    "compare": "harness.api",
+    "decide": "harness.decision",
+    "load_scenario": "harness.api",
+    "open_stack": "harness.api",
+    "run": "harness.api",
+    "run_repeated": "harness.api",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The public name ``name``, imported from its module on first use (then cached here)."""
+    module = _DEFINED_IN.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_DEFINED_IN})
+
 
 __all__ = [
     "BaselineFailed",

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from harness.api import RunOutcome
     from harness.load.generator import LiveStats
+    from harness.outcome import RunOutcome
 
 PLAIN_EVERY_S = 5.0
 

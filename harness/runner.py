@@ -30,6 +30,7 @@ from harness.analysis.rollout import rollout_gate
 from harness.analysis.summary import summarize
 from harness.clock import RunClock
 from harness.exitcodes import ExitCode
+from harness.outcome import BASELINE_PREFIX
 from harness.progress import Emitter, ProgressCallback, RunStarting, Tick
 from harness.redact import mask, redact_files, redact_text, secret_values
 from harness.results.junit import write_junit
@@ -244,7 +245,6 @@ class _Watching:
         self, scenario: Scenario, stack: Any, clock: RunClock, gen: Any,
         emit: Emitter, run_dir: Path | None, out: _Measured,
     ) -> None:  # fmt: skip
-        from harness.api import BASELINE_PREFIX
         from harness.live import LiveExporter, LiveFile, RunLabels, row_of
         from harness.rollout import RolloutController
         from harness.watch import AbortWatcher

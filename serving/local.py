@@ -31,9 +31,6 @@ from typing import Any
 import psutil
 
 from backend_patch.app.ml.keys import parse_key_file
-from harness.stack.procs import free_port, port_is_free
-from harness.stack.procs import pid_alive as _alive
-from harness.stack.procs import wait_gone as _wait_gone
 from serving.lifeline import group_alive, guard_group, release_group
 from serving.management import (
     DRAIN_TIMEOUT_S,
@@ -45,6 +42,9 @@ from serving.management import (
     predict_probe,
     read_key_file_text,
 )
+from serving.procs import free_port, port_is_free
+from serving.procs import pid_alive as _alive
+from serving.procs import wait_gone as _wait_gone
 from serving.settings import TorchServeSettings, arg_help, arg_type
 
 SERVING_DIR = Path(__file__).resolve().parent

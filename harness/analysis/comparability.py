@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.analysis.windows import WindowSeries
 from harness.results.model import Document
 

@@ -59,7 +59,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.analysis.comparability import (
     environment_warnings,
     stability_warnings,

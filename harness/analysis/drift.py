@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.results.model import LatencyDrift, ProcessDrift
 
 from .frames import Window

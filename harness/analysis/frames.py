@@ -24,7 +24,7 @@ from typing import TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.load.recording import LoadResult
 
 # A FRAME_DTYPE structured array (harness.load.recording), one row per scheduled frame.

@@ -51,7 +51,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.results.model import (
     CohortFigures,
     CohortLatency,

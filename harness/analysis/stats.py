@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.hdr import Floats
 
 BOOTSTRAP_RESAMPLES = 500

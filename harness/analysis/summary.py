@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.results.model import fallback_share
 
 from . import frames as fr

@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.results.model import JUDGED_LATENCY_FAMILIES, JUDGED_RATES, Document
 
 # The judged metrics are named once, in the results model (JUDGED_METRICS).

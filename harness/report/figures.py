@@ -25,7 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.hdr import Floats
 from harness.results.model import Document as Doc
 

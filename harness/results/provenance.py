@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.redact import MASK, mask
-from harness.stack.base import Stack
-from harness.stack.base import sha256_file as sha256_file
+from harness.results.description import Describable
+from harness.results.description import sha256_file as sha256_file
 
 __all__ = ["MASK", "collect_provenance", "mask", "sha256_file"]
 
@@ -73,8 +73,9 @@ def gpu_name() -> str | None:
         return None
 
 
-def collect_provenance(stack: Stack | None) -> dict[str, Any]:
-    """The ``provenance`` block of results.json; ``stack.describe()`` supplies configs/archives."""
+def collect_provenance(stack: Describable | None) -> dict[str, Any]:
+    """The ``provenance`` block of results.json; ``stack.describe()`` (a
+    :class:`~harness.results.description.StackDescription`) supplies configs/archives."""
     configs: dict[str, Any] = {}
     archives: dict[str, Any] = {}
     if stack is not None:

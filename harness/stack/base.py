@@ -9,7 +9,6 @@ runner never branches on the driver.
 
 from __future__ import annotations
 
-import hashlib
 import signal
 import threading
 from collections.abc import Mapping
@@ -29,6 +28,10 @@ from typing import (
 import httpx
 
 from harness.redact import mask_env, redact_text
+from harness.results.description import LocalModelInfo as LocalModelInfo
+from harness.results.description import RunningConfigDoc as RunningConfigDoc
+from harness.results.description import StackDescription as StackDescription
+from harness.results.description import sha256_file as sha256_file
 from serving.management import ManagementClient, RunningConfig, TorchServeError
 from serving.settings import TorchServeSettings
 
@@ -89,17 +92,6 @@ class StackEndpoints:
         return doc
 
 
-class RunningConfigDoc(TypedDict):
-    """What a TorchServe REPORTS it runs for the default version (``GET /models/<model>``;
-    ``serving.management.RunningConfig.as_dict``): ``ready_workers`` are those READY."""
-
-    version: str
-    batch_size: int
-    max_batch_delay_ms: int
-    workers: int
-    ready_workers: int
-
-
 class ReplicaRunning(RunningConfigDoc):
     """One replica's :class:`RunningConfigDoc`, read after the stack operation ``checked_after``
     (``start``, ``reload_model``...); ``replica`` is ``torchserve`` or ``torchserve-N``."""
@@ -130,46 +122,6 @@ class ReloadResult(TypedDict, total=False):
     replicas: list[ReloadResult]
 
 
-class LocalModelInfo(TypedDict):
-    """The backend's local model (its ``metadata.json``): folder, version and weights' sha256."""
-
-    dir: str
-    version: str | None
-    sha256: str | None
-
-
-class StackDescription(TypedDict, total=False):
-    """What ``Stack.describe`` returns: the stack's configuration for the results'
-    provenance (``configs``), never a secret. ``model_archives`` (archive file name -> sha256)
-    is moved to ``provenance.model_archives``; the other keys depend on the driver."""
-
-    driver: Required[str]
-    model_archives: Required[dict[str, str]]
-    endpoints: dict[str, str | None]
-    use_torchserve: bool
-    rollout_percent: int
-    # local and compose: what was asked, and what TorchServe reported it runs ("running").
-    torchserve: dict[str, Any] | None
-    startup_s: dict[str, float]
-    # local
-    backend: dict[str, Any]
-    local_model: LocalModelInfo | None
-    # compose
-    compose_cli: str
-    project: str
-    files: list[str]
-    resolved_config: str
-    gpu: bool | None  # None: decided at start (the NVIDIA runtime present or not)
-    torchserve_replicas: int
-    images: dict[str, str]
-    env: dict[str, Any]
-    # external
-    model_name: str
-    reload_supported: bool
-    rollout_supported: bool
-    torchserve_running: RunningConfigDoc | dict[str, str] | None
-
-
 @runtime_checkable
 class Stack(Protocol):
     """The protocol every driver implements (see docs/HARNESS.md)."""
@@ -196,15 +148,6 @@ class Stack(Protocol):
     def describe(self) -> StackDescription: ...
 
     def collect_logs(self, dest: Path) -> None: ...
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def mask_secrets(env: Mapping[str, Any]) -> dict[str, Any]:

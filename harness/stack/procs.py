@@ -1,10 +1,11 @@
 """The one process toolkit: free ports, child processes with logs to files, HTTP readiness,
 stopping for sure, and the registry of what a killed run left behind.
 
-Kept apart from the drivers so the local driver, the compose driver and ``serving/local.py``
-(TorchServe on this machine) share one careful implementation of the parts that are easy to get
-wrong: process groups, escalation from SIGTERM to SIGKILL, zombies counted as gone, and failing
-fast with the log tail when a child dies while we wait for it.
+Kept apart from the drivers so the local and compose drivers share one careful implementation
+of the parts that are easy to get wrong: process groups, escalation from SIGTERM to SIGKILL,
+zombies counted as gone, and failing fast with the log tail when a child dies while we wait for
+it. The port and pid primitives live one floor down in ``serving.procs`` (TorchServe's launcher,
+``serving/local.py``, needs them and imports nothing of the harness); they are handed on here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -29,47 +29,14 @@ import psutil
 from serving.lifeline import exit_with_parent as exit_with_parent
 from serving.lifeline import guard_group as guard_group
 from serving.lifeline import release_group as release_group
+from serving.procs import free_port as free_port
+from serving.procs import pid_alive as pid_alive
+from serving.procs import port_is_free as port_is_free
+from serving.procs import wait_gone as wait_gone
 
 from .base import StackError
 
 logger = logging.getLogger("harness")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS reports free right now (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a server could bind ``port`` now (SO_REUSEADDR, as Java's server sockets do)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie counts as gone: it only waits to be reaped)."""
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def wait_gone(pids: list[int], timeout_s: float) -> list[int]:
-    """Wait for ``pids`` to exit; returns those still alive at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    left = [p for p in pids if pid_alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = [p for p in left if pid_alive(p)]
-    return left
 
 
 def log_tail(paths: Sequence[Path], lines: int = 40) -> str:

@@ -39,7 +39,7 @@ from typing import Any
 
 import psutil
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.clock import RunClock
 from harness.load.distributed.merge import (
     DistributedLoadResult,

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import hdr
+import harness.hdr as hdr
 from harness.clock import RunClock
 from harness.load.distributed.messages import WorkerPlan, WorkerTick, result_to_wire
 from harness.load.generator import LoadConfig, LoadGenerator, run_with_best_loop

@@ -206,6 +206,21 @@ def evaluate_gate(
         return evaluate_compare_gate(gate, comparison)
     measured, reason = resolve_metric(gate.metric, summary, faults)
     threshold, treason = _threshold(gate, baseline_summary)
+    if (
+        gate.relative
+        and comparison is not None
+        and comparison.workload_differs
+        and not comparison.usable
+    ):
+        # The comparison's own rule (issue 20 item 4): no judgement between unlike runs
+        # unless the caller asked for it, so a baseline-relative threshold is not one either.
+        threshold, treason = (
+            None,
+            (
+                "not evaluated: the baseline ran another workload (the comparison says why); "
+                "run both on one workload or allow unlike workloads"
+            ),
+        )
     passed = False
     if measured is None:
         reason = f"metric is null: {reason}"

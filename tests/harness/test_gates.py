@@ -10,6 +10,7 @@ from harness.analysis.gates import (
     METRICS,
     GateSyntaxError,
     check_metric,
+    evaluate_gate,
     evaluate_gates,
     parse_gate,
     resolve_metric,
@@ -318,3 +319,20 @@ def test_sweep_constraint_cannot_be_a_compare_gate(tmp_path) -> None:
     path.write_text(text)
     with pytest.raises(SweepError, match="cannot be relative to a baseline"):
         load_sweep(path)
+
+
+def test_relative_gate_is_not_judged_between_unlike_workloads() -> None:
+    """The comparison gives no verdict between runs of different workloads unless asked
+    (issue 20 item 4); a baseline-relative gate is such a verdict too: it fails, saying why,
+    instead of judging a 2-session run against a 4-session baseline."""
+    unlike = Comparison(baseline_run_id="b", usable=False, workload_differs=True,
+                        problem="the workloads differ (sessions 2 vs 4)")  # fmt: skip
+    r = evaluate_gate(parse_gate("frame.latency_ms.p99 <= baseline + 25"), SUMMARY, (), BASE,
+                      unlike)  # fmt: skip
+    assert r["passed"] is False and "another workload" in r["reason"]
+    asked = unlike.model_copy(update={"usable": True, "problem": None})
+    r = evaluate_gate(parse_gate("frame.latency_ms.p99 <= baseline + 25"), SUMMARY, (), BASE,
+                      asked)  # fmt: skip
+    assert r["passed"] is True
+    # An absolute gate does not depend on the baseline at all.
+    assert evaluate_gate(parse_gate("accuracy >= 0.9"), SUMMARY, (), BASE, unlike)["passed"]

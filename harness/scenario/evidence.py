@@ -22,8 +22,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy.special import betainc, betaincc, betaln
-
 from .models import RolloutSpec, Scenario
 
 # Frames are thinned to one per session every 0.1 s (3 frames at 30 fps) for the sequential
@@ -70,6 +68,10 @@ def min_units_above(p: float, alpha: float) -> int:
     ``B(a + n, b) I'(a + n, b) / (B(a, b) I'(a, b)) / p^n >= 1/alpha`` where ``I'(a, b)`` is
     the Beta(a, b) mass above ``p`` (the one-sided beta-binomial mixture's evidence at
     ``S = n``, prior Beta(a, b) of mean ``p``; harness/analysis/sequential.py)."""
+    # Lazy: the scenario layer is imported by `harness worker` in the load-generator image,
+    # which has no scipy (tests/serving/test_image_imports.py); only planning needs it.
+    from scipy.special import betaincc, betaln
+
     a, b = _prior(p)
     bar = math.log(1.0 / alpha)
     norm = math.log(float(betaincc(a, b, p)))
@@ -85,6 +87,8 @@ def min_units_above(p: float, alpha: float) -> int:
 def min_units_below(p: float, alpha: float) -> int:
     """Fewest observations that bound a ``p``-quantile from below (``S = 0``, prior mass
     below ``p``)."""
+    from scipy.special import betainc, betaln  # lazy: see min_units_above
+
     a, b = _prior(p)
     bar = math.log(1.0 / alpha)
     norm = math.log(float(betainc(a, b, p)))

@@ -76,8 +76,15 @@ def _router(engine: InferenceEngine, client: TorchServeClient) -> InferenceRoute
 
 
 def _value(router: InferenceRouter, name: str, **labels: str) -> float:
-    value = router.metrics.registry.get_sample_value(name, labels or None)
-    return 0.0 if value is None else value
+    """The sum of ``name``'s samples whose labels include ``labels`` (a test asking for
+    ``served_by`` counts both cohorts, ``route``, unless it names one)."""
+    want = set(labels.items())
+    return sum(
+        s.value
+        for family in router.metrics.registry.collect()
+        for s in family.samples
+        if s.name == name and want <= set(s.labels.items())
+    )
 
 
 async def _timed(router: InferenceRouter, seed: int) -> tuple[str, float, str]:

@@ -9,6 +9,7 @@ containers know as host.docker.internal, not on every interface.
 from __future__ import annotations
 
 import json
+import ipaddress
 import os
 import socket
 import subprocess
@@ -40,7 +41,10 @@ def _compose(project: str, *args: str, env: dict[str, str], timeout: float = 300
 def test_two_containerised_workers_run_a_master_started_by_harness_run(
     docker_engine, tmp_path: Path
 ) -> None:
-    gateway = docker_engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    ipam = docker_engine.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    # Some engines (docker.io 20.10 here, at times) list the subnet only: the bridge's gateway
+    # is then its subnet's first address, the address docker0 holds on the host.
+    gateway = ipam.get("Gateway") or str(next(ipaddress.ip_network(ipam["Subnet"]).hosts()))
     port = free_port(gateway)
     project = f"signflow-loadgen-{os.getpid()}"
     env = {

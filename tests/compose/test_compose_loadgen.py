@@ -8,8 +8,8 @@ containers know as host.docker.internal, not on every interface.
 
 from __future__ import annotations
 
-import json
 import ipaddress
+import json
 import os
 import socket
 import subprocess

@@ -31,6 +31,27 @@ def fixture(name: str) -> RunEvidence:
     return read_run(FIXTURES / name)
 
 
+def one_workload(baseline: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+    """``baseline`` declared at ``candidate``'s workload. The synthetic fixtures were recorded
+    at different loads (8 and 32 sessions); a decision compares runs of ONE workload (its
+    ``runs.set`` applies to both), and the comparison refuses verdicts between unlike ones
+    (``test_unlike_workloads_leave_latency_unknown``). The logic tests judge the criteria on
+    the fixtures' figures, so the pair is declared like for like."""
+    doc = copy.deepcopy(baseline)
+    doc.setdefault("scenario", {})["workload"] = copy.deepcopy(
+        (candidate.get("scenario") or {}).get("workload")
+    )
+    return doc
+
+
+def aligned(baseline: RunEvidence, candidate: RunEvidence) -> RunEvidence:
+    """``baseline`` as :func:`one_workload` declares it, read again through the typed model."""
+    from harness.results.model import Results
+
+    doc = one_workload(dict(baseline.document), dict(candidate.document))
+    return RunEvidence(baseline.path, Results.model_validate(doc), doc)
+
+
 def edited(run: RunEvidence, **summary: Any) -> RunEvidence:
     """``run`` with summary fields replaced (``frame__latency_ms__p95=50``: a dotted path)."""
     doc = copy.deepcopy(dict(run.document))
@@ -129,9 +150,12 @@ def write_from_dir(
     reload: str | None = RELOAD,
 ) -> Path:
     """A folder in ``harness decide``'s evidence layout (what ``--from`` reads)."""
-    for side, name in (("baseline", baseline), ("candidate", candidate)):
+    docs = {side: json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+            for side, name in (("baseline", baseline), ("candidate", candidate))}  # fmt: skip
+    docs["baseline"] = one_workload(docs["baseline"], docs["candidate"])
+    for side, doc in docs.items():
         (root / "runs" / side).mkdir(parents=True)
-        (root / "runs" / side / "results.json").write_bytes((FIXTURES / name).read_bytes())
+        (root / "runs" / side / "results.json").write_text(json.dumps(doc), encoding="utf-8")
     if sweep is not None:
         (root / "capacity" / "20260101T000000Z-capacity").mkdir(parents=True)
         (root / "capacity" / "20260101T000000Z-capacity" / "sweep.json").write_text(

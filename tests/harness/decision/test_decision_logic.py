@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from decision_builders import (
     KILL,
     OLD,
     RELOAD,
+    aligned,
     decision_file,
     edited,
     fixture,
     level,
+    one_workload,
     sweep_doc,
     sweep_evidence,
 )
@@ -58,7 +61,15 @@ def rel(p: Path) -> str:
 
 
 def pair(baseline: RunEvidence, candidate: RunEvidence) -> EvidenceSet:
-    return EvidenceSet(baselines=[baseline], candidates=[candidate])
+    return EvidenceSet(baselines=[aligned(baseline, candidate)], candidates=[candidate])
+
+
+def test_unlike_workloads_leave_latency_unknown() -> None:
+    """Runs of different workloads get no comparison verdict (issue 20 item 4): the criterion
+    relative to the baseline is unknown, naming the difference, never met or not met on it."""
+    ev = EvidenceSet(baselines=[fixture(OLD)], candidates=[fixture(GPU_TS)])
+    c = judge_latency("frame_latency", "frame", LatencyTarget(), ev, comparison_of(ev), rel)
+    assert c.status == Status.UNKNOWN and "workloads differ" in (c.why or ""), c.why
 
 
 # --------------------------------------------------------------------------- latency
@@ -236,11 +247,15 @@ ADJ_CAND = [level(8, "pass"), level(16, "pass"), level(32, "fail"), level(24, "f
 def _adjacent(tmp_path: Path, base_run: str | None, cand_run: str | None) -> Criterion:
     """Brackets one step apart ([24, 32) vs [16, 24)); the runs at 24 sessions given."""
     sweep = tmp_path / "sweep.json"
-    for cid, name in (("c01", base_run), ("c02", cand_run)):
-        if name is not None:
-            (tmp_path / cid / "s0024").mkdir(parents=True)
-            src = (ROOT / "tests" / "report" / "fixtures" / name).read_bytes()
-            (tmp_path / cid / "s0024" / "results.json").write_bytes(src)
+    fixtures = ROOT / "tests" / "report" / "fixtures"
+    runs = (("c01", base_run), ("c02", cand_run))
+    docs = {cid: json.loads((fixtures / name).read_text(encoding="utf-8"))
+            for cid, name in runs if name is not None}  # fmt: skip
+    if len(docs) == 2:  # a sweep's runs at one level share the workload: declared so
+        docs["c01"] = one_workload(docs["c01"], docs["c02"])
+    for cid, doc in docs.items():
+        (tmp_path / cid / "s0024").mkdir(parents=True)
+        (tmp_path / cid / "s0024" / "results.json").write_text(json.dumps(doc), encoding="utf-8")
     ev = EvidenceSet(capacity=sweep_evidence(sweep_doc(ADJ_BASE, ADJ_CAND), sweep))
     return judge_throughput(ThroughputTarget(), ev, "c02", "c01", rel)
 

@@ -354,7 +354,20 @@ def rollout_words(sc: Scenario) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate only: exit 0 and a short description, or 2 with the errors."""
+    """Validate only: exit 0 and a short description, or 2 with the errors. A decision file
+    (``harness decide``'s) is validated as one, with every scenario and sweep it names."""
+    from harness.decision import DecisionError, is_decision_file, load_decision
+
+    if is_decision_file(args.scenario):
+        try:
+            plan = load_decision(args.scenario, args.overrides)
+        except DecisionError as exc:
+            _err(f"invalid decision file:\n{exc}")
+            return ExitCode.INVALID
+        names = ", ".join(plan.spec.criteria.model_dump(exclude_none=True))
+        print(f"{args.scenario}: OK - decision file '{plan.spec.name}' (harness decide), "
+              f"criteria: {names}")  # fmt: skip
+        return ExitCode.OK
     sc = _load(args)
     if sc is None:
         return ExitCode.INVALID

@@ -9,7 +9,7 @@ criterion met / not met / unknown and writes ``decision.json`` (:class:`Decision
 
 from .execute import DecisionOutcome, decide
 from .model import Criterion, Decision, Outcome, Status
-from .spec import DecisionError, DecisionFile, load_decision
+from .spec import DecisionError, DecisionFile, is_decision_file, load_decision
 
 __all__ = [
     "Criterion",
@@ -20,5 +20,6 @@ __all__ = [
     "Outcome",
     "Status",
     "decide",
+    "is_decision_file",
     "load_decision",
 ]

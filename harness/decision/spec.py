@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.analysis.gates import GateSyntaxError, check_metric, parse_gate
@@ -222,6 +223,17 @@ class DecisionPlan:
         """A path of the file, relative to the file's folder."""
         p = Path(relative).expanduser()
         return p if p.is_absolute() else (self.path.resolve().parent / p).resolve()
+
+
+def is_decision_file(path: Path | str) -> bool:
+    """Whether ``path`` is a decision file (a top-level ``criteria:``) rather than a scenario:
+    ``harness validate`` loads it with :func:`load_decision`. False when it cannot be read as
+    a YAML mapping (the scenario loader then says why)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "criteria" in data
 
 
 def load_decision(path: Path | str, overrides: Sequence[str] = ()) -> DecisionPlan:

@@ -205,16 +205,14 @@ def test_shipped_scenarios_are_valid() -> None:
     """Every YAML file in scenarios/ loads: a decision file (``criteria:``, harness decide)
     through the decision loader, which checks every scenario and sweep it names, the rest as
     scenarios."""
-    import yaml
-
-    from harness.decision import load_decision
+    from harness.decision import is_decision_file, load_decision
 
     root = Path(__file__).resolve().parents[2] / "scenarios"
     files = sorted(root.glob("*.yaml"))
     assert files, "no shipped scenarios"
     decisions = 0
     for path in files:
-        if "criteria" in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}):
+        if is_decision_file(path):
             load_decision(path)
             decisions += 1
         else:

@@ -128,3 +128,17 @@ def test_help_states_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for line in ("0    go", "1    no-go", "4    inconclusive", "--from", "--no-run"):
         assert line in text
+
+
+def test_validate_checks_a_decision_file_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness validate` on a decision file (scenarios/migration.yaml is one) validates it with
+    everything it names, instead of refusing it as a scenario without a workload."""
+    shipped = Path(__file__).resolve().parents[3] / "scenarios" / "migration.yaml"
+    assert main(["validate", str(shipped)]) == 0
+    assert "OK - decision file 'migration'" in capsys.readouterr().out
+    bad = decision_file(tmp_path / "decision.yaml", "  latency: {}\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid decision file" in err and "unknown key 'criteria.latency'" in err

@@ -9,7 +9,6 @@ decision file.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ from harness.scenario.loader import (
     _Problems,
     _read_yaml,
     apply_overrides,
-    model_at,
 )
+from harness.sweep.loader import format_errors
 
 GPU_HOST_HINT = "run on a GPU host: scripts/gpu-run.sh"
 
@@ -254,7 +253,7 @@ def load_decision(path: Path | str, overrides: Sequence[str] = ()) -> DecisionPl
     try:
         spec = DecisionFile.model_validate(data)
     except ValidationError as exc:
-        for line, msg in _format(exc, path, lines):
+        for line, msg in format_errors(exc, path, lines, DecisionFile):
             problems.add(msg, line)
         raise DecisionError("\n".join(problems.messages())) from None
     plan = DecisionPlan(path, spec)
@@ -331,28 +330,3 @@ def _check_sources(plan: DecisionPlan, add: Any) -> None:
 
 def _indent(exc: Exception) -> str:
     return str(exc).replace("\n", "\n  ")
-
-
-def _format(
-    exc: ValidationError, path: Path, lines: Mapping[PathKey, int]
-) -> list[tuple[int, str]]:
-    out: list[tuple[int, str]] = []
-    for err in exc.errors():
-        loc: PathKey = tuple(err["loc"])
-        line = _line_of(lines, loc)
-        where = f"{path}:{line}" if line else str(path)
-        field = _dotted(loc)
-        if err["type"] == "extra_forbidden":
-            parent = model_at(loc[:-1], DecisionFile)
-            allowed = sorted(parent.model_fields) if parent else []
-            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-            tip = f"; did you mean '{hint[0]}'?" if hint else ""
-            msg = f"{where}: unknown key '{field}'{tip} (allowed here: {', '.join(allowed)})"
-        elif err["type"] == "missing":
-            msg = f"{where}: missing required field '{field}'"
-        else:
-            got = err.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-            msg = f"{where}: field '{field}': {err['msg'].removeprefix('Value error, ')}{shown}"
-        out.append((line, msg))
-    return out

@@ -131,9 +131,15 @@ def _key_problem(key: str) -> str | None:
     return None
 
 
-def _format(
-    exc: ValidationError, path: Path, lines: Mapping[PathKey, int]
+def format_errors(
+    exc: ValidationError,
+    path: Path,
+    lines: Mapping[PathKey, int],
+    root: type[BaseModel] = SweepFile,
 ) -> list[tuple[int, str]]:
+    """(line, ``file:line: message``) for each of ``exc``'s errors in a file whose top-level
+    model is ``root`` (a sweep file; the decision file too), with the allowed keys and a
+    did-you-mean for an unknown one."""
     out: list[tuple[int, str]] = []
     for err in exc.errors():
         loc: PathKey = tuple(
@@ -143,7 +149,7 @@ def _format(
         where = f"{path}:{line}" if line else str(path)
         field = _dotted(loc)
         if err["type"] == "extra_forbidden":
-            parent = model_at(loc[:-1], SweepFile)
+            parent = model_at(loc[:-1], root)
             allowed = sorted(parent.model_fields) if parent else []
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             tip = f"; did you mean '{hint[0]}'?" if hint else ""
@@ -185,7 +191,7 @@ def load_sweep(path: Path | str, overrides: Sequence[str] = ()) -> Plan:
     try:
         sweep = SweepFile.model_validate(data)
     except ValidationError as exc:
-        for line, msg in _format(exc, path, lines):
+        for line, msg in format_errors(exc, path, lines):
             problems.add(msg, line)
         raise SweepError("\n".join(problems.messages())) from None
 

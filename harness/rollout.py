@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 from harness.analysis.rollout import COHORTS, CohortFrames, judge_step
 from harness.clock import RunClock
 from harness.scenario.evidence import FRAME_STRIDE_S, StepPlan
-from harness.stack.procs import exit_with_parent
+from harness.stack.procs import spawn_worker
 
 
 def _warm() -> bool:
@@ -184,12 +183,7 @@ class RolloutController:
     def prepare(self) -> None:
         """Start the judge's process before the load starts (spawned, its imports done), so
         neither start-up nor imports land inside the run. ``close()`` stops it."""
-        ctx = multiprocessing.get_context("spawn")  # never fork a process with live threads
-        # Gone within a second of a SIGKILLed harness (it shares the harness's process group).
-        self._pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=ctx, initializer=exit_with_parent
-        )
-        self._pool.submit(_warm).result(timeout=120)
+        self._pool = spawn_worker(_warm)
 
     def close(self) -> None:
         """Stop the judge's process (also after a cancelled run)."""

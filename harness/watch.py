@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from harness.stack.procs import exit_with_parent
+from harness.stack.procs import exit_with_parent, spawn_worker
 
 Sink = Callable[[Any], None]
 # The abort-on-fail check's process runs this much nicer than the generator (0..19).
@@ -105,11 +104,7 @@ class AbortWatcher:
     def prepare(self) -> None:
         """Start the check's process before the load starts (spawned, imports done), so that
         neither start-up nor imports land inside the run. ``close()`` stops it."""
-        ctx = multiprocessing.get_context("spawn")  # never fork a process with live threads
-        self._pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=ctx, initializer=_init_check_process
-        )
-        self._pool.submit(_warm).result(timeout=120)
+        self._pool = spawn_worker(_warm, _init_check_process)
 
     def close(self) -> None:
         """Stop the check's process (also after a cancelled run)."""

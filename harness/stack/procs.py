@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -433,3 +435,17 @@ def stop_leftovers(leftovers: Sequence[Leftover], grace_s: float = LEFTOVER_STOP
         with contextlib.suppress(OSError):
             left.registration.unlink()
     return len(targets)
+
+
+def spawn_worker(
+    warm: Callable[[], object], initializer: Callable[[], None] = exit_with_parent
+) -> ProcessPoolExecutor:
+    """A one-process pool for work kept off the generator's process (the rollout judge, the
+    abort-on-fail check), started before the load: spawned (never fork a process with live
+    threads), ``initializer`` run in it (default: gone within a second of a SIGKILLed
+    harness, whose process group it shares), ``warm`` run once so its imports are done
+    before t=0. The caller shuts it down."""
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=initializer)
+    pool.submit(warm).result(timeout=120)
+    return pool

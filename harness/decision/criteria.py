@@ -28,6 +28,7 @@ from harness.analysis.gates import evaluate_gates
 from harness.results.model import GateResult, Results
 
 from .evidence import (
+    EvidenceKey,
     EvidenceSet,
     RunEvidence,
     SweepConfiguration,
@@ -634,6 +635,13 @@ def _cap(b: Bracket) -> str:
 # --------------------------------------------------------------------------- all
 
 
+# Criteria judged by gates on one run: criterion -> (its evidence key, its title).
+_GATED: dict[str, tuple[EvidenceKey, str]] = {
+    "kill": ("fallback_kill", "zero downtime: TorchServe killed"),
+    "reload": ("hot_reload", "zero downtime: model reloaded"),
+}
+
+
 def judge_all(spec: DecisionFile, ev: EvidenceSet, rel: Rel) -> list[Criterion]:
     """Every criterion the file names, in the file's criteria order."""
     c = spec.criteria
@@ -651,21 +659,11 @@ def judge_all(spec: DecisionFile, ev: EvidenceSet, rel: Rel) -> list[Criterion]:
             out.append(judge_latency(key, key.split("_")[0], target, ev, cmp, rel))
         elif key == "gpu":
             out.append(judge_gpu(target, ev, rel))
-        elif key == "kill":
-            run = ev.singles.get("fallback_kill")
+        elif key in _GATED:
+            evidence, title = _GATED[key]
             out.append(
-                judge_gates(
-                    "kill", "zero downtime: TorchServe killed", target, run,
-                    ev.problems.get("fallback_kill"), rel,
-                )
-            )  # fmt: skip
-        elif key == "reload":
-            run = ev.singles.get("hot_reload")
-            out.append(
-                judge_gates(
-                    "reload", "zero downtime: model reloaded", target, run,
-                    ev.problems.get("hot_reload"), rel,
-                )
+                judge_gates(key, title, target, ev.singles.get(evidence),
+                            ev.problems.get(evidence), rel)
             )  # fmt: skip
         elif key == "rollout":
             out.append(

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.analysis.gates import GateSyntaxError, check_metric, parse_gate
@@ -28,6 +27,7 @@ from harness.scenario.loader import (
     _Problems,
     _read_yaml,
     apply_overrides,
+    parse_yaml_text,
 )
 from harness.sweep.loader import format_errors
 
@@ -227,10 +227,12 @@ class DecisionPlan:
 def is_decision_file(path: Path | str) -> bool:
     """Whether ``path`` is a decision file (a top-level ``criteria:``) rather than a scenario:
     ``harness validate`` loads it with :func:`load_decision`. False when it cannot be read as
-    a YAML mapping (the scenario loader then says why)."""
+    a YAML mapping (the scenario loader then says why). Read with the scenario loader's bounded
+    parser: a hostile file (deep nesting, alias bombs) must reach the loader's clear exit 2, not
+    die of RecursionError here first."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data, _ = parse_yaml_text(Path(path).read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, ScenarioError):
         return False
     return isinstance(data, dict) and "criteria" in data
 

@@ -119,6 +119,7 @@ async def _main(out: Path) -> int:
         config.traces(i)
     clock = RunClock()
     gen = LoadGenerator(config, clock)
+    await gen.prepare()  # serialised before t0 too
     _emit({"ev": "prepared"})
     line = await reader.readline()
     msg = json.loads(line) if line else {}

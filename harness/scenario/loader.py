@@ -26,7 +26,7 @@ from serving.settings import RANGE_ERRORS, range_text
 
 from . import backend_env
 from .evidence import plan_warnings
-from .models import MODEL_STORE, Scenario
+from .models import MODEL_STORE, Scenario, StackSpec
 from .tracefile import TraceError, load_trace_file
 from .traffic import CONNECT_LEAD_S, plan_workload
 
@@ -203,7 +203,9 @@ def _read_yaml(path: Path, problems: _Problems) -> tuple[str, Any, dict[PathKey,
     return text, data, lines
 
 
-def _where(path: Path, lines: Mapping[PathKey, int], loc: PathKey, overridden: set[PathKey]) -> str:
+def _where(
+    path: Path | str, lines: Mapping[PathKey, int], loc: PathKey, overridden: set[PathKey]
+) -> str:
     for n in range(len(loc), -1, -1):
         prefix = tuple(loc[:n])
         if prefix in overridden:
@@ -321,12 +323,20 @@ def model_at(
 
 
 def _format_validation(
-    exc: ValidationError, path: Path, lines: Mapping[PathKey, int], overridden: set[PathKey]
+    exc: ValidationError,
+    path: Path | str,
+    lines: Mapping[PathKey, int],
+    overridden: set[PathKey],
+    prefix: PathKey = (),
 ) -> list[tuple[int, str]]:
-    """(line, message) per pydantic error; secret values never shown, numbers-for-text explained."""
+    """(line, message) per pydantic error; secret values never shown, numbers-for-text explained.
+
+    ``path``: the file (or, with no ``lines``, the name of the input: ``make_stack``);
+    ``prefix``: where the validated model sits in a scenario (``("stack",)`` for a StackSpec).
+    """
     msgs: list[tuple[int, str]] = []
     for err in exc.errors():
-        loc: PathKey = tuple(p for p in err["loc"] if not _is_union_tag(p))
+        loc: PathKey = (*prefix, *(p for p in err["loc"] if not _is_union_tag(p)))
         where = _where(path, lines, loc, overridden)
         line = _line_of(lines, loc)
         field = _dotted(loc)
@@ -366,12 +376,14 @@ def _format_validation(
     return msgs
 
 
-def _yaml_scalar_text(lines: Mapping[PathKey, int], path: Path, loc: PathKey, got: Any) -> str:
+def _yaml_scalar_text(
+    lines: Mapping[PathKey, int], path: Path | str, loc: PathKey, got: Any
+) -> str:
     """The value as written in the file (so `2.10` is suggested as "2.10", not "2.1")."""
     line = lines.get(loc)
     if line:
         try:
-            text = path.read_text(encoding="utf-8").splitlines()[line - 1]
+            text = Path(path).read_text(encoding="utf-8").splitlines()[line - 1]
             written = text.split(":", 1)[1].split("#", 1)[0].strip()
             if written and yaml.safe_load(written) == got:
                 return written
@@ -450,25 +462,6 @@ def _check_timeline(sc: Scenario) -> list[tuple[PathKey, str]]:
                 )
             version = ev.version or version
     return problems
-
-
-def _check_replicas(sc: Scenario) -> list[tuple[PathKey, str]]:
-    """More than one TorchServe replica with token auth on: each replica mints its own keys and
-    the backend holds one, so the stack would refuse to start (StackError, exit 3) after a
-    clean ``validate`` and sweep ``--dry-run``; caught here, at the field. The stacks keep
-    ``check_replica_auth`` as the backstop. Replicas run on the compose stack, and on the local
-    one only with ``use_torchserve``; an external stack starts none."""
-    st = sc.stack
-    runs = st.driver == "compose" or (st.driver == "local" and st.use_torchserve)
-    if runs and st.torchserve_replicas > 1 and st.torchserve.token_auth:
-        return [
-            (
-                ("stack", "torchserve_replicas"),
-                f"{st.torchserve_replicas} replicas need stack.torchserve.token_auth: false "
-                "(each replica would generate its own keys; the backend holds one)",
-            )
-        ]
-    return []
 
 
 def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
@@ -935,7 +928,6 @@ def check_scenario_data(
     env_errors, env_warnings = _check_backend_env(sc)
     report(
         _check_timeline(sc)
-        + _check_replicas(sc)
         + _check_traffic(sc)
         + _check_gates(sc, has_baseline=has_baseline)
         + _check_archives(sc)
@@ -950,6 +942,30 @@ def check_scenario_data(
         report(env_warnings + _check_remote_workers(sc) + _rollout_warnings(sc), found)
         warnings.extend(found.messages())
     return sc
+
+
+def as_stack_spec(spec: StackSpec | Mapping[str, object], source: str = "make_stack") -> StackSpec:
+    """The ``stack`` section as a :class:`StackSpec`, coerced once at the door
+    (:func:`harness.stack.make_stack`): a StackSpec as it is; a mapping of the same shape (a
+    library user's) validated by the model, with the rules of a scenario file's ``stack:``.
+
+    Raises ScenarioError (a ValueError) with one line per bad field, such as ``make_stack:
+    field 'stack.torchserve.batch_size': Input should be greater than or equal to 1 (got 0);
+    accepted: 1..1024`` (``source`` first; secret values hidden); TypeError for anything
+    that is neither.
+    """
+    if isinstance(spec, StackSpec):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise TypeError(
+            f"{source}: a stack spec is a harness.scenario.StackSpec or a mapping of its "
+            f"fields, got {type(spec).__name__}"
+        )
+    try:
+        return StackSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        msgs = _format_validation(exc, source, {}, set(), prefix=("stack",))
+        raise ScenarioError("\n".join(msg for _line, msg in msgs)) from None
 
 
 def scenario_to_yaml(sc: Scenario) -> str:

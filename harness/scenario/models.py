@@ -6,7 +6,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from serving.settings import TorchServeSettings
 
@@ -95,6 +102,26 @@ class StackSpec(_Strict):
     compose: ComposeSpec | None = None
     torchserve_replicas: int = Field(1, ge=1, le=16)
     prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec)
+
+    @field_validator("torchserve_replicas")
+    @classmethod
+    def _replicas_need_token_auth_off(cls, replicas: int, info: ValidationInfo) -> int:
+        # The one place of this rule: a scenario file (at the field, with file:line), a sweep
+        # point, make_stack's mapping and a StackSpec built in code all pass here, so no
+        # driver can be handed a stack that would refuse to start. Each TorchServe replica
+        # mints its own keys and the backend holds one. Replicas run on the compose stack,
+        # and on the local one only with use_torchserve; an external stack starts none.
+        # (Fields validate in order: driver, use_torchserve and torchserve come before.)
+        driver = info.data.get("driver", "local")
+        runs = driver == "compose" or (driver == "local" and info.data.get("use_torchserve"))
+        torchserve = info.data.get("torchserve")
+        token_auth = torchserve is not None and torchserve.token_auth
+        if runs and replicas > 1 and token_auth:
+            raise ValueError(
+                f"{replicas} replicas need stack.torchserve.token_auth: false "
+                "(each replica would generate its own keys; the backend holds one)"
+            )
+        return replicas
 
     @model_validator(mode="after")
     def _driver_section(self) -> StackSpec:

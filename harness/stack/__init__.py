@@ -12,7 +12,11 @@ the Docker client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+from harness.scenario.loader import as_stack_spec
+from harness.scenario.models import StackSpec
 
 from .base import (
     ReloadResult,
@@ -21,8 +25,6 @@ from .base import (
     StackEndpoints,
     StackError,
     StackOperationUnsupported,
-    StackSpecLike,
-    spec_get,
 )
 
 __all__ = [
@@ -38,24 +40,28 @@ __all__ = [
 DRIVERS = ("local", "compose", "external")
 
 
-def make_stack(spec: StackSpecLike, run_dir: Path) -> Stack:
+def make_stack(spec: StackSpec | Mapping[str, object], run_dir: Path) -> Stack:
     """Build (not start) the stack for ``spec`` (the scenario's ``stack`` section).
 
-    Enter the returned object to start it. Raises StackError for an unknown or unavailable
-    driver.
+    The door where a spec is coerced, once: a :class:`StackSpec` goes to its driver as it is; a
+    mapping of the same shape (a library user's) is validated into one first, by the rules of a
+    scenario file's ``stack:`` block. Enter the returned object to start it.
+
+    Raises ScenarioError (a ValueError) naming each bad field of a mapping (``stack.<field>``),
+    TypeError for anything else, StackError for a driver that is not available.
     """
-    driver = str(spec_get(spec, "driver", "local"))
+    spec = as_stack_spec(spec)
     run_dir = Path(run_dir)
-    if driver == "local":
+    if spec.driver == "local":
         from .local import LocalStack
 
         return LocalStack(spec, run_dir)
-    if driver == "external":
+    if spec.driver == "external":
         from .external import ExternalStack
 
         return ExternalStack(spec, run_dir)
-    if driver == "compose":
+    if spec.driver == "compose":
         from .compose import ComposeStack
 
         return ComposeStack(spec, run_dir)
-    raise StackError(f"stack.driver: unknown driver {driver!r}; expected one of {DRIVERS}")
+    raise StackError(f"stack.driver: unknown driver {spec.driver!r}; expected one of {DRIVERS}")

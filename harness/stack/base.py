@@ -15,11 +15,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import (
-    TYPE_CHECKING,
     Any,
     Protocol,
     Required,
-    TypeAlias,
     TypedDict,
     cast,
     runtime_checkable,
@@ -32,15 +30,9 @@ from harness.results.description import LocalModelInfo as LocalModelInfo
 from harness.results.description import RunningConfigDoc as RunningConfigDoc
 from harness.results.description import StackDescription as StackDescription
 from harness.results.description import sha256_file as sha256_file
+from harness.scenario.models import StackSpec
 from serving.management import ManagementClient, RunningConfig, TorchServeError
 from serving.settings import TorchServeSettings
-
-if TYPE_CHECKING:
-    from harness.scenario.models import StackSpec
-
-# The scenario's ``stack`` section a driver is built from: its pydantic model, or a plain
-# mapping of the same shape (tests and tools); read through :func:`spec_get`.
-StackSpecLike: TypeAlias = "StackSpec | Mapping[str, Any]"
 
 
 class StackError(RuntimeError):
@@ -155,18 +147,25 @@ def mask_secrets(env: Mapping[str, Any]) -> dict[str, Any]:
     return mask_env(env)
 
 
-def spec_get(obj: object, name: str, default: Any = None) -> Any:
-    """Read a field from a pydantic model, a plain object or a mapping (``default`` when it is
-    missing or None; ``obj`` None gives ``default`` too).
+def require_spec(spec: object, cls: str, driver: str) -> StackSpec:
+    """``spec`` itself when it is a :class:`StackSpec` (the one type a driver reads: typed
+    attributes, validated once, the replicas/token rule included) for ``driver``; ``cls``
+    names the driver class in the messages.
 
-    The stack spec is the scenario's pydantic model in production; tests and tools may pass a
-    plain dict. Reading through one helper keeps the drivers indifferent to which. The value
-    is whatever the field holds (Any): each driver converts it where it reads it.
+    Raises TypeError for anything else (a mapping is validated at the door: ``make_stack``),
+    ValueError for a spec of another driver (the model's rules hold for the driver it names).
     """
-    if obj is None:
-        return default
-    value = obj.get(name, default) if isinstance(obj, Mapping) else getattr(obj, name, default)
-    return default if value is None else value
+    if not isinstance(spec, StackSpec):
+        raise TypeError(
+            f"{cls} takes a harness.scenario.StackSpec, got {type(spec).__name__}: validate a "
+            "mapping with harness.stack.make_stack(mapping, run_dir) or StackSpec.model_validate"
+        )
+    if spec.driver != driver:
+        raise ValueError(
+            f"{cls}: stack.driver is {spec.driver!r}, not {driver!r}; "
+            "harness.stack.make_stack picks the driver the spec names"
+        )
+    return spec
 
 
 def torchserve_provenance(settings: TorchServeSettings, current_version: str) -> dict[str, Any]:
@@ -181,20 +180,6 @@ def torchserve_provenance(settings: TorchServeSettings, current_version: str) ->
         "token_auth": settings.token_auth,
         "token_expiration_min": settings.token_expiration_min,
     }
-
-
-def torchserve_settings(ts_spec: Any) -> TorchServeSettings:
-    """``stack.torchserve`` as the one TorchServe settings type (``serving.settings``).
-
-    A scenario's block already is one (its model extends it); a mapping (tests, tools) is
-    validated the same way, ValueError naming ``stack.torchserve.<field>`` and its range.
-    """
-    if isinstance(ts_spec, TorchServeSettings):
-        return ts_spec
-    raw = dict(ts_spec) if isinstance(ts_spec, Mapping) else {}
-    labels = {name: f"stack.torchserve.{name}" for name in TorchServeSettings.model_fields}
-    # None means "the default" in a mapping, as spec_get reads it.
-    return TorchServeSettings.build(labels, **{k: v for k, v in raw.items() if v is not None})
 
 
 # A scale started by the registration may still be under way when the model first answers.
@@ -229,15 +214,6 @@ def validate_percent(percent: int) -> int:
     if not 0 <= percent <= 100 or int(percent) != percent:
         raise ValueError(f"rollout percent must be an integer 0..100, got {percent!r}")
     return int(percent)
-
-
-def check_replica_auth(replicas: int, token_auth: bool) -> None:
-    """Replicas need token auth off: each TorchServe mints its own keys, the backend holds one."""
-    if replicas > 1 and token_auth:
-        raise StackError(
-            "stack.torchserve_replicas > 1 needs stack.torchserve.token_auth: "
-            "false (each replica would generate its own keys)"
-        )
 
 
 def put_rollout(http_url: str, admin_token: str, percent: int) -> int:

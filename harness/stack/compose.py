@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 import yaml
 
 from harness.redact import mask
+from harness.scenario.models import ComposeSpec, StackSpec
 from serving.management import (
     ManagementClient,
     TorchServeError,
@@ -40,15 +41,11 @@ from .base import (
     StackDescription,
     StackEndpoints,
     StackError,
-    StackSpecLike,
-    check_replica_auth,
     mask_secrets,
     put_rollout,
+    require_spec,
     sha256_file,
-    spec_get,
     torchserve_provenance,
-    torchserve_settings,
-    validate_percent,
     verify_running,
 )
 from .local import REPO_ROOT
@@ -125,14 +122,14 @@ class ComposeStack:
 
     def __init__(
         self,
-        spec: StackSpecLike,
+        spec: StackSpec,
         run_dir: Path,
         *,
         model_store: Path | None = None,
         models_dir: Path | None = None,
         health_timeout_s: float = HEALTH_TIMEOUT_S,
     ) -> None:
-        self.spec = spec
+        self.spec = spec = require_spec(spec, "ComposeStack", "compose")
         # Absolute: compose reads a relative bind-mount source that does not start with "."
         # as the name of a volume (`--out reports/x` broke CI that way).
         self.run_dir = Path(run_dir).resolve()
@@ -140,32 +137,27 @@ class ComposeStack:
         self.source_store = Path(model_store or REPO_ROOT / "build" / "model-store")
         self.models_dir = Path(models_dir or REPO_ROOT / "build" / "models")
         self.health_timeout_s = health_timeout_s
-        compose = spec_get(spec, "compose", {})
-        self.files = [self._resolve(spec_get(compose, "file", REPO_ROOT / "docker-compose.yml"))]
-        self.files += [self._resolve(f) for f in spec_get(compose, "overrides", [])]
+        compose = spec.compose or ComposeSpec()  # never None here: the model fills it for compose
+        self.files = [self._resolve(compose.file or REPO_ROOT / "docker-compose.yml")]
+        self.files += [self._resolve(f) for f in compose.overrides]
         # None = decide at start: a GPU reservation only where the engine has the NVIDIA runtime.
-        gpu = spec_get(compose, "gpu", None)
-        self.gpu: bool | None = None if gpu is None else bool(gpu)
-        self.project = str(spec_get(compose, "project_name", "")) or (
-            f"signflow-{secrets.token_hex(4)}"
-        )
-        self.use_torchserve = bool(spec_get(spec, "use_torchserve", True))
-        self.rollout_percent = validate_percent(spec_get(spec, "rollout_percent", 100))
-        self.replicas = int(spec_get(spec, "torchserve_replicas", 1))
+        self.gpu: bool | None = compose.gpu
+        self.project = compose.project_name or f"signflow-{secrets.token_hex(4)}"
+        self.use_torchserve = spec.use_torchserve
+        self.rollout_percent = spec.rollout_percent
+        # More than one only with token auth off (StackSpec's rule): each replica writes its
+        # own key file into the one shared volume, and the backend can hold only one.
+        self.replicas = spec.torchserve_replicas
         # The compose file's "monitoring" profile: its Prometheus service, with the rules.
-        self.prometheus = bool(spec_get(spec_get(spec, "prometheus", {}), "enabled", False))
+        self.prometheus = spec.prometheus.enabled
         # What every TorchServe replica runs (the one settings type; the container's
         # registrar reads it back from the environment rendered by settings.env()).
-        self.settings = torchserve_settings(spec_get(spec, "torchserve", {}))
+        self.settings = spec.torchserve
         self.model_version = self.settings.model_version
         self.token_auth = self.settings.token_auth
         # The scenario's backend settings (stack.backend.env), as on the local stack; validation
         # already refuses the names a scenario key or the harness owns (USE_TORCHSERVE...).
-        backend_env = spec_get(spec_get(spec, "backend", {}), "env", {})
-        self.backend_env = {str(k): str(v) for k, v in dict(backend_env).items()}
-        # Each replica writes its own key file into the one shared volume; the backend can hold
-        # only one. Replicas on the stack's private network run without tokens.
-        check_replica_auth(self.replicas, self.token_auth)
+        self.backend_env = dict(spec.backend.env)
         self._admin_token = secrets.token_urlsafe(24)
         self._current_version = self.model_version
         self._cli: list[str] = []

@@ -16,6 +16,7 @@ from typing import cast
 import httpx
 
 from harness.redact import redact_text
+from harness.scenario.models import StackSpec
 from serving.management import ManagementClient, TorchServeError
 from serving.settings import TorchServeSettings
 
@@ -26,20 +27,18 @@ from .base import (
     StackEndpoints,
     StackError,
     StackOperationUnsupported,
-    StackSpecLike,
     put_rollout,
+    require_spec,
     running_doc,
-    spec_get,
     validate_percent,
 )
 
 READY_TIMEOUT_S = 10.0
-MODEL_NAME = "signflow"
 
 
-def _name_or_none(value: object) -> str | None:
+def _name_or_none(value: str | None) -> str | None:
     """An environment variable's NAME from the spec (None when not given or empty)."""
-    return str(value) if value else None
+    return value or None
 
 
 class ExternalStack:
@@ -48,31 +47,28 @@ class ExternalStack:
     name = "external"
 
     def __init__(
-        self, spec: StackSpecLike, run_dir: Path, *, ready_timeout_s: float = READY_TIMEOUT_S
+        self, spec: StackSpec, run_dir: Path, *, ready_timeout_s: float = READY_TIMEOUT_S
     ) -> None:
-        ext = spec_get(spec, "external", None)
-        if ext is None:
+        ext = require_spec(spec, "ExternalStack", "external").external
+        if ext is None:  # never for driver external: the model requires the section
             raise StackError("stack.external: required when stack.driver is external")
-        ws_url = spec_get(ext, "ws_url")
-        http_url = spec_get(ext, "http_url")
-        if not ws_url or not http_url:
+        if not ext.ws_url or not ext.http_url:
             raise StackError("stack.external: ws_url and http_url are both required")
         self.run_dir = Path(run_dir)
         self.ready_timeout_s = ready_timeout_s
-        self.model_name = str(spec_get(ext, "model_name", MODEL_NAME))
-        management = spec_get(ext, "torchserve_management_url")
-        metrics = spec_get(ext, "torchserve_metrics_url")
-        backend_metrics = spec_get(ext, "backend_metrics_url")
+        self.model_name = ext.model_name
+        http_url = ext.http_url.rstrip("/")
+        management = ext.torchserve_management_url
         self._endpoints = StackEndpoints(
-            ws_url=str(ws_url),
-            http_url=str(http_url).rstrip("/"),
-            backend_metrics_url=str(backend_metrics or str(http_url).rstrip("/") + "/metrics"),
-            torchserve_metrics_url=str(metrics) if metrics else None,
-            torchserve_management_url=str(management).rstrip("/") if management else None,
+            ws_url=ext.ws_url,
+            http_url=http_url,
+            backend_metrics_url=ext.backend_metrics_url or http_url + "/metrics",
+            torchserve_metrics_url=ext.torchserve_metrics_url or None,
+            torchserve_management_url=management.rstrip("/") if management else None,
         )
         # Names of environment variables, not the secrets themselves.
-        self._ts_token_env: str | None = _name_or_none(spec_get(ext, "torchserve_token_env"))
-        self._admin_token_env: str | None = _name_or_none(spec_get(ext, "admin_token_env"))
+        self._ts_token_env: str | None = _name_or_none(ext.torchserve_token_env)
+        self._admin_token_env: str | None = _name_or_none(ext.admin_token_env)
         self._current_version: str | None = None
         # What the external TorchServe reported it runs, or {"error": ...} when it could not.
         self._running: RunningConfigDoc | dict[str, str] | None = None

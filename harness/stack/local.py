@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, cast
 import psutil
 
 from harness.scenario.backend_env import split_inherited
+from harness.scenario.models import StackSpec
 
 from .base import (
     DeferSigint,
@@ -33,15 +34,11 @@ from .base import (
     StackEndpoints,
     StackError,
     StackOperationUnsupported,
-    StackSpecLike,
-    check_replica_auth,
     mask_secrets,
     put_rollout,
+    require_spec,
     sha256_file,
-    spec_get,
     torchserve_provenance,
-    torchserve_settings,
-    validate_percent,
     verify_running,
 )
 
@@ -75,7 +72,7 @@ class LocalStack:
 
     def __init__(
         self,
-        spec: StackSpecLike,
+        spec: StackSpec,
         run_dir: Path,
         *,
         model_store: Path | None = None,
@@ -83,7 +80,7 @@ class LocalStack:
         ready_timeout_s: float = BACKEND_READY_TIMEOUT_S,
         python: str = sys.executable,
     ) -> None:
-        self.spec = spec
+        self.spec = spec = require_spec(spec, "LocalStack", "local")
         self.run_dir = Path(run_dir)
         self.log_dir = self.run_dir / "logs"
         self.model_store = Path(model_store or REPO_ROOT / "build" / "model-store")
@@ -91,28 +88,20 @@ class LocalStack:
         self.ready_timeout_s = ready_timeout_s
         self.python = python
 
-        ts = spec_get(spec, "torchserve", {})
-        self.use_torchserve = bool(spec_get(spec, "use_torchserve", False))
-        self.rollout_percent = validate_percent(spec_get(spec, "rollout_percent", 100))
+        self.use_torchserve = spec.use_torchserve
+        self.rollout_percent = spec.rollout_percent
         # What every TorchServe replica runs (the one settings type, serving.settings).
-        self.settings = torchserve_settings(ts)
+        self.settings = spec.torchserve
         self.model_version = self.settings.model_version
         self.token_auth = self.settings.token_auth
-        self.replicas = int(spec_get(spec, "torchserve_replicas", 1)) if self.use_torchserve else 0
-        check_replica_auth(self.replicas, self.token_auth)
-        backend = spec_get(spec, "backend", {})
-        self.inference_workers = int(spec_get(backend, "inference_workers", 1))
-        self.backend_env: dict[str, str] = {
-            str(k): str(v) for k, v in dict(spec_get(backend, "env", {})).items()
-        }
-        prom = spec_get(spec, "prometheus", {})
+        # More than one only with token auth off (StackSpec's rule).
+        self.replicas = spec.torchserve_replicas if self.use_torchserve else 0
+        self.inference_workers = spec.backend.inference_workers
+        self.backend_env: dict[str, str] = dict(spec.backend.env)
+        prom = spec.prometheus
         self._prometheus: LocalPrometheus | None = (
-            LocalPrometheus(
-                self.run_dir,
-                self.log_dir,
-                scrape_interval_s=float(spec_get(prom, "scrape_interval_s", 1.0)),
-            )
-            if spec_get(prom, "enabled", False)
+            LocalPrometheus(self.run_dir, self.log_dir, scrape_interval_s=prom.scrape_interval_s)
+            if prom.enabled
             else None
         )
 
@@ -290,7 +279,7 @@ class LocalStack:
         if self.use_torchserve:
             # Comma-separated: the backend's client spreads requests over the replicas.
             env["TORCHSERVE_URL"] = ",".join(str(ts.inference_url) for ts in self._replicas)
-            if self.token_auth:  # one replica (check_replica_auth), so one key file
+            if self.token_auth:  # one replica (StackSpec's rule), so one key file
                 env["TORCHSERVE_KEY_FILE"] = str(self._replicas[0].key_file)
             # Always, auth or not: the backend reads the served batch delay there to floor its
             # hedge delay (without it a 200 ms batch delay looks like a dead TorchServe). The

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.scenario.models import ComposeSpec, PrometheusSpec, StackSpec, TorchServeSpec
 from harness.stack.base import ReloadResult, StackDescription, StackError
 from harness.stack.compose import ComposeStack, detect_compose_cli, strip_gpu_reservations
 from serving.management import key_expiry
@@ -20,21 +21,23 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def _spec(**overrides):
-    spec = {
-        "driver": "compose",
-        "use_torchserve": True,
-        "compose": {"file": "docker-compose.yml", "overrides": ["docker-compose.local.yml"]},
-        "torchserve": {
-            "model_version": "1.0",
-            "workers": 1,
-            "batch_size": 16,
-            "max_batch_delay_ms": 50,
-            "token_auth": True,
-        },
-    }
-    spec.update(overrides)
-    return spec
+def _spec(prometheus: bool = False, **torchserve: object) -> StackSpec:
+    return StackSpec(
+        driver="compose",
+        use_torchserve=True,
+        compose=ComposeSpec(file="docker-compose.yml", overrides=["docker-compose.local.yml"]),
+        torchserve=TorchServeSpec.model_validate(
+            {
+                "model_version": "1.0",
+                "workers": 1,
+                "batch_size": 16,
+                "max_batch_delay_ms": 50,
+                "token_auth": True,
+                **torchserve,
+            }
+        ),
+        prometheus=PrometheusSpec(enabled=prometheus),
+    )
 
 
 def _project_leftovers(client, project: str) -> list[str]:
@@ -78,8 +81,7 @@ def _key_doc(container) -> dict:
 def test_compose_stack_lifecycle(docker_engine, tmp_path):
     """Up with the scenario's batching applied for real, keys that expire during the test
     (0.75 min), a reload after expiry that drains, a kill + start that moves the host ports."""
-    spec = _spec(prometheus={"enabled": True})
-    spec["torchserve"].update(batch_size=4, max_batch_delay_ms=5, token_expiration_min=0.75)
+    spec = _spec(prometheus=True, batch_size=4, max_batch_delay_ms=5, token_expiration_min=0.75)
     stack = ComposeStack(spec, tmp_path)
     with stack:
         endpoints = stack.endpoints

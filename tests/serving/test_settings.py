@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenario import ScenarioError, load_scenario
+from harness.scenario import ScenarioError, as_stack_spec, load_scenario
 from harness.scenario.models import TorchServeSpec
-from harness.stack.base import torchserve_provenance, torchserve_settings
+from harness.stack import make_stack
+from harness.stack.base import torchserve_provenance
 from serving.management import RunningConfig
 from serving.settings import ENV_NAMES, TorchServeSettings, limits, range_text
 
@@ -97,16 +98,21 @@ def test_every_entry_point_refuses_the_same_values_with_the_same_limits(
         # python -m serving.local: a usage error (exit 2) before anything starts.
         err = _cli_error(field, bad, capsys)
         assert f"argument {CLI[field]}: {field} = {bad} is out of range ({span})" in err, err
-        # A stack given a plain mapping (tools, tests): the scenario's field name.
-        with pytest.raises(ValueError, match=rf"stack\.torchserve\.{field} = {bad} is out"):
-            torchserve_settings({field: bad})
+        # A library user's mapping, validated at the stack's door: the scenario's message.
+        with pytest.raises(ValueError) as info:
+            make_stack({"torchserve": {field: bad}}, tmp_path)
+        msg = str(info.value)
+        assert f"make_stack: field 'stack.torchserve.{field}'" in msg, msg
+        assert f"(got {bad}); accepted: {span}" in msg, msg
         # The compose container's registrar reads the environment the stack renders.
         with pytest.raises(ValueError) as info:
             TorchServeSettings.from_env({ENV_NAMES[field]: str(bad)})
         assert str(info.value) == f"{ENV_NAMES[field]} = {bad} is out of range ({span})"
     for good in (lo, hi):
         settings = TorchServeSettings(**{field: good})
-        assert torchserve_settings({field: good}) == settings
+        assert as_stack_spec({"torchserve": {field: good}}).torchserve.model_dump() == dict(
+            settings
+        )
         assert TorchServeSettings.from_env(settings.env()) == settings
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.scenario.models import ExternalSpec, StackSpec
 from harness.stack import (
     ReloadResult,
     StackDescription,
@@ -65,9 +66,11 @@ def backend_url() -> Iterator[str]:
         server.server_close()
 
 
-def _spec(http_url: str, **extra: str) -> dict:
+def _spec(http_url: str, **extra: str) -> StackSpec:
     ws = http_url.replace("http://", "ws://") + "/api/v1/translate/stream"
-    return {"driver": "external", "external": {"ws_url": ws, "http_url": http_url, **extra}}
+    return StackSpec(
+        driver="external", external=ExternalSpec(ws_url=ws, http_url=http_url, **extra)
+    )
 
 
 def test_external_stack_refuses_kill_start_and_reload(tmp_path: Path, backend_url: str) -> None:
@@ -112,8 +115,11 @@ def test_external_stack_not_answering_fails_with_the_url(tmp_path: Path) -> None
 
 
 def test_external_stack_needs_its_urls(tmp_path: Path) -> None:
-    with pytest.raises(StackError, match="ws_url and http_url"):
+    # A missing one is named at the door (the model); an empty one by the driver.
+    with pytest.raises(ValueError, match=r"missing required field 'stack\.external\.http_url'"):
         make_stack({"driver": "external", "external": {"ws_url": "ws://x"}}, tmp_path)
+    with pytest.raises(StackError, match="ws_url and http_url"):
+        make_stack(_spec(""), tmp_path)
 
 
 @pytest.mark.slow

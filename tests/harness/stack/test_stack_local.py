@@ -8,7 +8,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from pydantic import ValidationError
 
+from harness.scenario import ScenarioError, StackSpec
+from harness.scenario.models import BackendSpec, ExternalSpec, TorchServeSpec
 from harness.stack import (
     ReloadResult,
     StackDescription,
@@ -17,7 +20,8 @@ from harness.stack import (
     make_stack,
 )
 from harness.stack.base import verify_running
-from harness.stack.local import PIDS_FILE, REPO_ROOT, surviving_processes
+from harness.stack.external import ExternalStack
+from harness.stack.local import PIDS_FILE, REPO_ROOT, LocalStack, surviving_processes
 from serving.settings import TorchServeSettings
 
 MODELS = REPO_ROOT / "build" / "models"
@@ -32,20 +36,28 @@ needs_archives = pytest.mark.skipif(
 )
 
 
-def _spec(use_torchserve: bool, **backend_env: str) -> dict:
-    return {
-        "driver": "local",
-        "use_torchserve": use_torchserve,
-        "rollout_percent": 100,
-        "torchserve": {
-            "batch_size": 8,
-            "max_batch_delay_ms": 5,
-            "workers": 1,
-            "model_version": "1.0",
-            "token_auth": True,
-        },
-        "backend": {"inference_workers": 1, "env": backend_env},
-    }
+def _spec(
+    use_torchserve: bool,
+    *,
+    model_version: str = "1.0",
+    token_auth: bool = True,
+    replicas: int = 1,
+    **backend_env: str,
+) -> StackSpec:
+    return StackSpec(
+        driver="local",
+        use_torchserve=use_torchserve,
+        rollout_percent=100,
+        torchserve=TorchServeSpec(
+            batch_size=8,
+            max_batch_delay_ms=5,
+            workers=1,
+            model_version=model_version,
+            token_auth=token_auth,
+        ),
+        backend=BackendSpec(inference_workers=1, env=backend_env),
+        torchserve_replicas=replicas,
+    )
 
 
 def _alive(pids: list[int]) -> bool:
@@ -183,8 +195,7 @@ def test_backend_that_cannot_start_raises_with_log_tail(tmp_path: Path) -> None:
 
 
 def test_missing_archive_fails_before_starting_anything(tmp_path: Path) -> None:
-    spec = _spec(True)
-    spec["torchserve"]["model_version"] = "9.9"
+    spec = _spec(True, model_version="9.9")
     with (
         pytest.raises(StackError, match=r"signflow-9\.9\.mar not found"),
         make_stack(spec, tmp_path),
@@ -192,9 +203,50 @@ def test_missing_archive_fails_before_starting_anything(tmp_path: Path) -> None:
         pytest.fail("the stack must not start")
 
 
-def test_unknown_driver_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(StackError, match="unknown driver 'kubernetes'"):
+def test_a_mapping_is_validated_at_the_door_naming_the_field(tmp_path: Path) -> None:
+    # A library user's mapping is coerced once, by make_stack, with the scenario's messages.
+    with pytest.raises(ScenarioError, match=r"make_stack: field 'stack\.driver': Input should be"):
         make_stack({"driver": "kubernetes"}, tmp_path)
+    bad = {"driver": "local", "use_torchserve": True, "torchserve": {"batch_size": 0}}
+    with pytest.raises(ValueError) as info:
+        make_stack(bad, tmp_path)
+    assert str(info.value) == (
+        "make_stack: field 'stack.torchserve.batch_size': Input should be greater than or "
+        "equal to 1 (got 0); accepted: 1..1024"
+    )
+    with pytest.raises(ValueError, match=r"unknown key 'stack\.backend\.workers' \(allowed"):
+        make_stack({"backend": {"workers": 2}}, tmp_path)
+    # A secret's value is never echoed (backend.env takes text only).
+    with pytest.raises(ValueError) as info:
+        make_stack({"backend": {"env": {"API_TOKEN": ("s3cr3t",)}}}, tmp_path)
+    assert "field 'stack.backend.env.API_TOKEN'" in str(info.value)
+    assert "(value hidden: secret)" in str(info.value) and "s3cr3t" not in str(info.value)
+    # A good mapping becomes the model: the driver reads typed attributes.
+    stack = make_stack({"use_torchserve": True, "torchserve": {"batch_size": 4}}, tmp_path)
+    assert isinstance(stack, LocalStack) and stack.spec == StackSpec(
+        use_torchserve=True, torchserve=TorchServeSpec(batch_size=4)
+    )
+    with pytest.raises(TypeError, match="got list"):
+        make_stack([("driver", "local")], tmp_path)  # type: ignore[arg-type]
+
+
+def test_a_driver_takes_a_stack_spec_only(tmp_path: Path) -> None:
+    # No driver reads a mapping (the door validates it): refused, not read with defaults.
+    with pytest.raises(
+        TypeError, match=r"LocalStack takes a harness\.scenario\.StackSpec, got dict"
+    ):
+        LocalStack({"driver": "local", "use_torchserve": True}, tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"ExternalStack takes a harness\.scenario\.StackSpec"):
+        external = {"driver": "external", "external": {"ws_url": "ws://x", "http_url": "http://x"}}
+        ExternalStack(external, tmp_path)  # type: ignore[arg-type]
+    # Nor a spec of another driver: the model's rules hold for the driver it names.
+    with pytest.raises(ValueError, match=r"LocalStack: stack\.driver is 'external', not 'local'"):
+        LocalStack(
+            StackSpec(
+                driver="external", external=ExternalSpec(ws_url="ws://x", http_url="http://x")
+            ),
+            tmp_path,
+        )
 
 
 def test_long_run_dir_gets_a_short_torchserve_dir(tmp_path: Path) -> None:
@@ -208,12 +260,14 @@ def test_long_run_dir_gets_a_short_torchserve_dir(tmp_path: Path) -> None:
 
 
 def test_replicas_get_their_own_dirs_and_need_token_auth_off(tmp_path: Path) -> None:
-    spec = _spec(True)
-    spec["torchserve_replicas"] = 2
-    with pytest.raises(StackError, match="token_auth: false"):
-        make_stack(spec, tmp_path)  # refused before anything starts
-    spec["torchserve"]["token_auth"] = False
-    stack = make_stack(spec, Path("/tmp/r"))
+    # Refused before anything starts, by the model (the rule's one place), at the field.
+    with pytest.raises(
+        ValidationError, match=r"2 replicas need stack\.torchserve\.token_auth: false"
+    ):
+        _spec(True, replicas=2)
+    with pytest.raises(ValueError, match=r"field 'stack\.torchserve_replicas': 2 replicas need"):
+        make_stack({"use_torchserve": True, "torchserve_replicas": 2}, tmp_path)
+    stack = make_stack(_spec(True, replicas=2, token_auth=False), Path("/tmp/r"))
     assert [stack._torchserve_dir(i) for i in (0, 1)] == [
         Path("/tmp/r/torchserve-1"),
         Path("/tmp/r/torchserve-2"),

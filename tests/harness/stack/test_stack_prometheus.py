@@ -13,6 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from backend_patch.app.ml import synthetic
+from harness.scenario.models import PrometheusSpec, StackSpec
 from harness.stack import make_stack
 from harness.stack.local import REPO_ROOT
 from harness.stack.prometheus import scrape_config
@@ -55,7 +56,7 @@ async def _stream(ws_url: str, frames: list[dict]) -> None:
     not (MODELS / "1.0" / "metadata.json").is_file(), reason="model 1.0 not built (make setup)"
 )
 def test_local_stack_runs_prometheus_with_the_rules(tmp_path: Path) -> None:
-    spec = {"driver": "local", "use_torchserve": False, "prometheus": {"enabled": True}}
+    spec = StackSpec(driver="local", use_torchserve=False, prometheus=PrometheusSpec(enabled=True))
     with make_stack(spec, tmp_path) as stack:
         url = stack.endpoints.prometheus_url
         assert url is not None and url.startswith("http://127.0.0.1:")

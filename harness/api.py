@@ -429,3 +429,43 @@ def judge_prometheus(
     json_path.write_text(judgement.model_dump_json(indent=1, by_alias=True), encoding="utf-8")
     html_path = write_judgement_page(judgement, out / "judgement.html")
     return JudgeOutcome(judgement, json_path, html_path, code)
+
+
+def judge_run(
+    run_dir: str | Path, *, out_dir: str | Path | None = None, step_s: float = 1.0
+) -> JudgeOutcome:
+    """Judge a finished run's rollout from the Prometheus it ran (``stack.prometheus.enabled``):
+    its stored series (``<run_dir>/prometheus/data``, copied) served again by a Prometheus
+    process on loopback, judged over the run's interval with the run's own scenario
+    (:func:`judge_prometheus`), the server stopped after. Written to ``out_dir`` (default
+    ``<run_dir>/judgement``). ValueError: no readable results.json; StackError: no stored
+    series or no prometheus binary."""
+    import tempfile
+    from datetime import datetime
+
+    from harness.results import read_results
+    from harness.stack.prometheus import LocalPrometheus
+
+    run = Path(run_dir)
+    doc = read_results(run / "results.json")
+    scenario = Scenario.model_validate(doc["scenario"])
+
+    def unix(text: str) -> float:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    if not doc.get("finished_at"):
+        raise ValueError(f"{run / 'results.json'}: the run has no finished_at (still running?)")
+    # The interval holds the whole run (the steps come from the gauge inside it).
+    start, end = unix(doc["started_at"]) - 2.0, unix(doc["finished_at"]) + 2.0
+    with tempfile.TemporaryDirectory(prefix="harness-judge-") as tmp:
+        prom = LocalPrometheus(Path(tmp), Path(tmp))
+        try:
+            prom.start_stored(run / "prometheus" / "data")
+            assert prom.url is not None
+            return judge_prometheus(
+                prom.url, start, end, step_s=step_s, scenario=scenario,
+                scenario_path=f"{run / 'results.json'} (the run's scenario)",
+                out_dir=out_dir if out_dir is not None else run / "judgement",
+            )  # fmt: skip
+        finally:
+            prom.stop()

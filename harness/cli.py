@@ -316,12 +316,19 @@ def _add_judge(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
         "same statistics, same decisions) on the two cohorts' histogram buckets",
     )
     jud.epilog = JUDGE_EXIT_CODES
-    jud.add_argument(
-        "--prometheus", required=True, metavar="URL",
+    where = jud.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--prometheus", metavar="URL",
         help="the Prometheus scraping the backend (http://HOST:9090)",
     )  # fmt: skip
+    where.add_argument(
+        "--run", type=Path, metavar="RUN_DIR",
+        help="a finished run with stack.prometheus.enabled: its stored series are served "
+        "again and judged over the run's interval with the run's scenario (--since, --until "
+        "and --scenario do not apply; --step defaults to 1)",
+    )  # fmt: skip
     jud.add_argument(
-        "--since", required=True, metavar="DURATION",
+        "--since", default=None, metavar="DURATION",
         help="judge the last DURATION before --until: 24h, 90m, 600s (steps come from the "
         "rollout percent gauge inside it)",
     )  # fmt: skip
@@ -330,7 +337,7 @@ def _add_judge(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
         help="end of the interval: unix seconds or ISO 8601 (2026-12-08T01:30:00Z); default now",
     )  # fmt: skip
     jud.add_argument(
-        "--step", default="10", metavar="SECONDS",
+        "--step", default=None, metavar="SECONDS",
         help="range-query resolution and the shortest look interval (s, default 10)",
     )  # fmt: skip
     jud.add_argument(
@@ -394,7 +401,13 @@ def cmd_judge(args: argparse.Namespace) -> int:
             why = str(exc).removeprefix(f"{flag} ")
             _err(f"invalid option {flag}: {why}")
             return ExitCode.INVALID
-    url, since, step = parsed["--prometheus"], parsed["--since"], parsed["--step"]
+    if args.run is not None:
+        return _judge_run(args, parsed.get("--step", 1.0))
+    if "--since" not in parsed:
+        _err("invalid option: --prometheus needs --since (24h, 90m, 600s)")
+        return ExitCode.INVALID
+    url, since = parsed["--prometheus"], parsed["--since"]
+    step = parsed.get("--step", 10.0)
     end = parsed.get("--until", time.time())
     sc: Scenario | None = None
     if args.scenario is not None:
@@ -427,6 +440,37 @@ def cmd_judge(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _err(f"invalid option: {exc}")
         return ExitCode.INVALID
+    return _print_judgement(outcome)
+
+
+def _judge_run(args: argparse.Namespace, step: float) -> int:
+    """``harness judge --run DIR``: the run's stored series judged over its interval."""
+    from harness.analysis.prometheus_judge import NoSeries
+    from harness.api import judge_run
+    from harness.collectors.prometheus_api import PrometheusError
+    from harness.stack import StackError
+
+    if args.since is not None or args.until is not None or args.scenario is not None:
+        _err("invalid option: --run judges the run's own interval with its own scenario: "
+             "drop --since, --until and --scenario")  # fmt: skip
+        return ExitCode.INVALID
+    try:
+        outcome = judge_run(args.run, out_dir=args.out, step_s=step)
+    except StackError as exc:
+        _err(f"cannot serve the run's series: {exc} (was it run with "
+             "--set stack.prometheus.enabled=true?)")  # fmt: skip
+        return ExitCode.INVALID
+    except PrometheusError as exc:
+        _err(f"prometheus error: {exc}")
+        return ExitCode.INFRASTRUCTURE
+    except (NoSeries, ValueError) as exc:
+        _err(f"nothing to judge: {exc}")
+        return ExitCode.INVALID
+    return _print_judgement(outcome)
+
+
+def _print_judgement(outcome: Any) -> int:
+    """Each step's decision, the sentence, where the files are; the exit code."""
     j = outcome.judgement
     for step_ in j.rollout.steps:
         verdict = step_.judgements[-1] if step_.judgements else None
@@ -437,7 +481,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
               f"{words}")  # fmt: skip
     print(j.sentence)
     print(f"judgement: {outcome.json_path} | page: {outcome.html_path} (exit {j.exit_code})")
-    return outcome.exit_code
+    return int(outcome.exit_code)
 
 
 def _env(name: str) -> str | None:

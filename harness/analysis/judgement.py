@@ -75,3 +75,44 @@ class ProductionJudgement(_Model):
     source: JudgementSource
     judge: JudgeUsed
     rollout: RolloutRecord
+
+
+class FigureAgreement(_Model):
+    """One cohort figure both judges reported: the in-run value (client side: scheduled ->
+    reply), Prometheus's (server side: received -> reply built, from buckets) and the bucket
+    (lo, hi] holding Prometheus's value: its resolution."""
+
+    figure: str = Field(description='"torchserve frame p95"-style name')
+    in_run_ms: Annotated[float | None, Unit("ms", "the in-run judge's figure")] = None
+    prometheus_ms: Annotated[float | None, Unit("ms", "the Prometheus judge's figure")] = None
+    bucket_ms: list[float | None] | None = Field(
+        None, description="[lo, hi] of the bucket holding the Prometheus figure (None: inf)"
+    )
+    within_bucket: bool | None = Field(
+        None, description="the in-run figure lies inside that bucket"
+    )
+
+
+class StepAgreement(_Model):
+    """One rollout step as both judges saw it."""
+
+    percent: Annotated[int, Unit("%", "the step's share")]
+    in_run: str | None = Field(None, description="the in-run judge's decision")
+    prometheus: str | None = Field(None, description="the Prometheus judge's decision")
+    same: bool = Field(description="same decision")
+    looks_in_run: Annotated[int, Unit("count", "looks the in-run judge took")] = 0
+    looks_prometheus: Annotated[int, Unit("count", "looks the Prometheus judge took")] = 0
+    counts: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description='"torchserve frames" -> [in-run, Prometheus] (sessions, frames, '
+        "classifications per cohort at the deciding look)",
+    )
+    figures: list[FigureAgreement] = Field(default_factory=list)
+
+
+class Agreement(_Model):
+    """The in-run judgement and ``harness judge --prometheus`` over the same run, step by
+    step (benchmarks/prometheus_judge_agreement.py, the end-to-end test)."""
+
+    steps: list[StepAgreement] = Field(default_factory=list)
+    same_decisions: bool = Field(description="every step judged in-run has the same decision")

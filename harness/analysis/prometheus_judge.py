@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 
 import harness.hdr as hdr
+from harness.analysis.judgement import Agreement, FigureAgreement, StepAgreement
 from harness.collectors.prometheus_api import PrometheusAPI, RangeResult, RangeSeries
 from harness.results.model import (
     RolloutJudgement,
@@ -398,3 +399,48 @@ def _iso(t: float) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# The figures compared between the two judges, (family, percentile).
+AGREEMENT_FIGURES = (("frame", "p50"), ("frame", "p95"), ("inference", "p50"), ("inference", "p95"))
+
+
+def agreement(
+    in_run: RolloutRecord,
+    ours: RolloutRecord,
+    frame_edges: Sequence[float],
+    inference_edges: Sequence[float],
+) -> Agreement:
+    """Step by step (matched in order; the in-run steps the load cut short, "not judged",
+    are left out): both decisions, looks, counts and cohort percentiles with the bucket
+    holding ours. ``*_edges``: the histograms' finite edges (s)."""
+    out: list[StepAgreement] = []
+    for a, b in zip(in_run.steps, ours.steps, strict=False):
+        if a.decision in (None, "not judged"):
+            continue
+        row = StepAgreement(
+            percent=a.percent, in_run=a.decision, prometheus=b.decision,
+            same=a.decision == b.decision and a.percent == b.percent,
+            looks_in_run=len(a.looks), looks_prometheus=len(b.looks),
+        )  # fmt: skip
+        if a.judgements and b.judgements:
+            fa, fb = a.judgements[-1].figures, b.judgements[-1].figures
+            for side in COHORTS:
+                ca, cb = getattr(fa, side), getattr(fb, side)
+                for what in ("sessions", "frames", "inferences"):
+                    row.counts[f"{side} {what}"] = [getattr(ca, what), getattr(cb, what)]
+                for family, key in AGREEMENT_FIGURES:
+                    attr = f"{family}_latency_ms"
+                    va = getattr(getattr(ca, attr), key)
+                    vb = getattr(getattr(cb, attr), key)
+                    edges = frame_edges if family == "frame" else inference_edges
+                    bucket = bucket_widths(edges, vb)
+                    row.figures.append(FigureAgreement(
+                        figure=f"{side} {family} {key}", in_run_ms=va, prometheus_ms=vb,
+                        bucket_ms=None if bucket is None
+                        else [bucket[0], None if math.isinf(bucket[1]) else bucket[1]],
+                        within_bucket=None if bucket is None or va is None
+                        else bucket[0] <= va <= bucket[1],
+                    ))  # fmt: skip
+        out.append(row)
+    return Agreement(steps=out, same_decisions=bool(out) and all(s.same for s in out))

@@ -74,6 +74,28 @@ def _one(scenario: Path, out: Path, prometheus: bool) -> dict[str, object]:
     }
 
 
+def render_cost_ms(repeat: int = 500) -> float:
+    """CPU (ms, process time) of one /metrics render of the backend's registry with every
+    cohort's series populated: what each scrape costs the backend, machine noise aside."""
+    import random
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    from backend_patch.app.metrics import BackendMetrics
+
+    m = BackendMetrics()
+    rng = random.Random(1)
+    for route in ("torchserve", "local"):
+        for _ in range(2000):
+            m.frame_latency.labels(route).observe(rng.expovariate(1 / 0.002))
+            m.inference_latency.labels(route, route).observe(rng.expovariate(1 / 0.02))
+    m.render()
+    t0 = time.process_time()
+    for _ in range(repeat):
+        m.render()
+    return (time.process_time() - t0) / repeat * 1000.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
@@ -81,6 +103,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=25.0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    render_ms = render_cost_ms()
+    print(json.dumps({"backend_render_cpu_ms": round(render_ms, 3)}), flush=True)
     runs: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="prom-cost-") as tmp:
         scenario = Path(tmp) / "scenario.yaml"
@@ -108,6 +132,10 @@ def main() -> int:
         "added_percent_of_one_core": None if added is None else round(added, 2),
         "added_relative_to_stack": None if added is None or not a else round(added / a, 4),
         "prometheus_process_cpu_percent_median": med("B", "prometheus_cpu_percent"),
+        # One scrape a second renders the backend's /metrics once more: its CPU in percent of
+        # one core is the render's ms / 10 (1000 ms a second, as a percent).
+        "backend_render_cpu_ms": round(render_ms, 3),
+        "backend_render_percent_of_one_core_at_1s": round(render_ms / 10.0, 3),
         "runs": runs,
     }
     text = json.dumps(summary, indent=1)

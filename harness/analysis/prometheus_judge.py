@@ -34,8 +34,16 @@ import numpy as np
 
 import harness.hdr as hdr
 from harness.analysis.judgement import Agreement, FigureAgreement, StepAgreement
-from harness.collectors.prometheus_api import PrometheusAPI, RangeResult, RangeSeries
+from harness.collectors.prometheus_api import (
+    PrometheusAPI,
+    PrometheusError,
+    RangeResult,
+    RangeSeries,
+)
 from harness.results.model import (
+    CohortFigures,
+    CohortLatency,
+    CohortPair,
     RolloutJudgement,
     RolloutLook,
     RolloutRecord,
@@ -444,3 +452,47 @@ def agreement(
                     ))  # fmt: skip
         out.append(row)
     return Agreement(steps=out, same_decisions=bool(out) and all(s.same for s in out))
+
+
+def judge_window(
+    url: str,
+    window_unix: tuple[float, float],
+    judge: RolloutJudge,
+    *,
+    final: bool = False,
+    step: float = 1.0,
+    fps: float | None = None,
+) -> RolloutJudgement:
+    """One look of the in-run judge with ``rollout.judge.source: prometheus``: the cohorts
+    between ``window_unix`` = (t0, t1) (unix s) read from the stack's Prometheus at ``url``
+    (instants every ``step`` s) and judged by ``judge_step``. When Prometheus has no answer
+    yet (unreachable, no series), the look is undecided and says why (``continue``; at the
+    ``final`` look ``inconclusive``)."""
+    t0, t1 = window_unix
+    try:
+        with PrometheusAPI(url, timeout_s=5.0) as api:
+            # From one instant before t0: the counts at t0 are the last sample at or before it.
+            got = {name: api.range_query(name, t0 - step, max(t1, t0), step) for name, _ in QUERIES}
+        series = series_from(got, f"at {url}")
+    except (PrometheusError, NoSeries, ValueError) as exc:
+        return _unjudged(f"Prometheus gave no cohorts yet: {exc}", final)
+    f = frames_per_unit(fps or series.fps or 0.0) if (fps or series.fps) else 1.0
+    canary = HistogramCohort(series.cohorts["torchserve"], frames_per_unit=f)
+    control = HistogramCohort(series.cohorts["local"], frames_per_unit=f)
+    rel = (t0 - series.start, t1 - series.start)
+    verdict = judge_step(canary, control, judge, rel, final=final)
+    _no_accuracy(verdict)
+    return verdict
+
+
+def _unjudged(reason: str, final: bool) -> RolloutJudgement:
+    empty = CohortFigures(
+        sessions=0, frames=0, inferences=0, frame_latency_ms=CohortLatency(),
+        inference_latency_ms=CohortLatency(), errors=0, judged_signs=0,
+    )  # fmt: skip
+    return RolloutJudgement(
+        decision="inconclusive" if final else "continue",
+        reason=("the evidence budget ran out with no criterion failed: " if final else "") + reason,
+        criteria=[],
+        figures=CohortPair(torchserve=empty, local=empty.model_copy()),
+    )

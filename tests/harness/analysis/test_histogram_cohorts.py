@@ -189,3 +189,25 @@ def test_accuracy_is_never_judged_from_prometheus() -> None:
         acc = next(c for c in step.judgements[-1].criteria if c.criterion == "accuracy")
         assert acc.status == "n/a" and "ground truth" in acc.why
     assert not math.isnan(record.steps[0].set_s)
+
+
+def test_an_in_run_look_without_prometheus_is_undecided_and_says_why() -> None:
+    """rollout.judge.source: prometheus with nothing answering: never a decision on no data."""
+    from harness.analysis.prometheus_judge import judge_window
+    from harness.scenario.models import RolloutJudge
+    from harness.stack.procs import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    look = judge_window(url, (100.0, 110.0), RolloutJudge())
+    assert look.decision == "continue" and "unreachable" in look.reason
+    last = judge_window(url, (100.0, 110.0), RolloutJudge(), final=True)
+    assert last.decision == "inconclusive"
+
+
+def test_source_prometheus_needs_the_stacks_prometheus() -> None:
+    from harness.scenario import ScenarioError
+
+    with pytest.raises(ScenarioError, match=r"set stack\.prometheus\.enabled: true"):
+        load_scenario(CANARY, ["rollout.judge.source=prometheus"])
+    sc = load_scenario(CANARY, ["rollout.judge.source=prometheus", "stack.prometheus.enabled=true"])
+    assert sc.rollout is not None and sc.rollout.judge.source == "prometheus"

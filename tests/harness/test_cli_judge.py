@@ -4,13 +4,19 @@ without the SignFlow series in the interval 2."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.analysis.judgement import ProductionJudgement
 from harness.cli import main, parse_time
 from harness.exitcodes import ExitCode
+from harness.results.model import RolloutRecord
+from harness.scenario import load_scenario
 from harness.stack.procs import free_port
 from harness.stack.prometheus import LocalPrometheus
 
@@ -78,3 +84,84 @@ def test_a_real_prometheus_without_signflow_series_exits_2(
     err = capsys.readouterr().err
     assert "no signflow_rollout_percent series" in err and prom.url in err
     assert not (tmp_path / "out" / "judgement.json").exists()
+
+
+DATA = Path(__file__).parent / "analysis" / "data" / "prometheus_canary_ranges.json"
+CANARY = Path(__file__).resolve().parents[2] / "scenarios" / "canary.yaml"
+
+
+@pytest.fixture(scope="module")
+def recorded_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]]:  # type: ignore[type-arg]
+    """A real Prometheus serving the series recorded from a real canary run (the range
+    queries of tests/harness/analysis/data/prometheus_canary_ranges.json, backfilled into a
+    TSDB block with promtool): (its URL, the recorded document)."""
+    if shutil.which("promtool") is None or shutil.which("prometheus") is None:
+        pytest.skip("scripts/ensure_prometheus.sh (Debian's prometheus package)")
+    doc = json.loads(DATA.read_text())
+    lines: list[str] = []
+    for r in doc["ranges"]:
+        if r["series"]:
+            lines.append(f"# TYPE {r['query']} unknown")
+        for s in r["series"]:
+            kept = sorted((k, v) for k, v in s["labels"].items() if k != "__name__")
+            labels = ",".join(f'{k}="{v}"' for k, v in kept)
+            lines += [
+                f"{r['query']}{{{labels}}} {v} {t}" for t, v in zip(s["t"], s["v"], strict=True)
+            ]
+    tmp = tmp_path_factory.mktemp("recorded")
+    (tmp / "series.om").write_text("\n".join([*lines, "# EOF"]) + "\n")
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", "series.om", "tsdb"],
+        cwd=tmp, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    prom = LocalPrometheus(tmp / "serve", tmp / "serve")
+    try:
+        prom.start_stored(tmp / "tsdb")
+        assert prom.url is not None
+        yield prom.url, doc
+    finally:
+        prom.stop()
+
+
+def test_judge_over_a_real_prometheus_decides_as_the_run_did(
+    recorded_prometheus: tuple[str, dict],  # type: ignore[type-arg]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, doc = recorded_prometheus
+    start, end = doc["ranges"][0]["start"], doc["ranges"][0]["end"]
+    code = main(["judge", "--prometheus", url, "--since", f"{end - start:.3f}s",
+                 "--until", f"{end:.3f}", "--step", "1", "--scenario", str(CANARY),
+                 "--out", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK, out
+    j = ProductionJudgement.model_validate_json((tmp_path / "judgement.json").read_text())
+    in_run = RolloutRecord.model_validate(doc["in_run_rollout"])
+    assert [s.decision for s in j.rollout.steps] == [s.decision for s in in_run.steps]
+    assert j.decision == "go" and j.rollout.outcome == "completed"
+    assert j.source.prometheus_url == url and len(j.source.queries) == 6
+    assert 30.0 in j.source.frame_buckets_ms
+    page = (tmp_path / "judgement.html").read_text()
+    assert 'data-decision="go"' in page and page.count('class="rollout-') == 3
+    assert "COMPLETE after 3 looks" in out
+
+
+def test_an_in_run_look_reads_the_cohorts_from_prometheus(
+    recorded_prometheus: tuple[str, dict],  # type: ignore[type-arg]
+) -> None:
+    """rollout.judge.source: prometheus: judge_window over the first step's seconds on the
+    real Prometheus decides it as the run did (advance), from the same buckets."""
+    from harness.analysis.prometheus_judge import judge_window
+
+    url, doc = recorded_prometheus
+    sc = load_scenario(CANARY)
+    assert sc.rollout is not None
+    percent = next(r for r in doc["ranges"] if r["query"] == "signflow_rollout_percent")
+    (gauge,) = percent["series"]
+    set_at = next(t for t, v in zip(gauge["t"], gauge["v"], strict=True) if v == 10)
+    ended = next(t for t, v in zip(gauge["t"], gauge["v"], strict=True) if v == 50)
+    early = judge_window(url, (set_at + 1, set_at + 3), sc.rollout.judge, fps=30)
+    assert early.decision == "continue"  # 2 s of a 10 % step: too little to decide
+    look = judge_window(url, (set_at + 1, ended), sc.rollout.judge, fps=30)
+    assert look.decision == "advance", look.reason
+    assert look.figures.torchserve.sessions >= 2 and look.figures.local.inferences > 0

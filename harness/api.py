@@ -362,7 +362,6 @@ def judge_prometheus(
         read_series,
     )
     from harness.collectors.prometheus_api import PrometheusAPI
-    from harness.redact import redact_text
     from harness.report.judgement_page import write_judgement_page
     from harness.scenario.models import RolloutJudge
 
@@ -384,7 +383,7 @@ def judge_prometheus(
             QueryRecord(expr=expr, about=about, link=api.graph_link(expr, start, end))
             for expr, about in QUERIES
         ]
-        base = redact_text(api.url)
+        base = api.shown_url
     fps = series.fps or (scenario.workload.fps if scenario is not None else None)
     settings = dataclasses.replace(settings, fps=fps)
     record = judge_series(series, settings)

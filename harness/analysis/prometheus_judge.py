@@ -40,6 +40,7 @@ from harness.collectors.prometheus_api import (
     RangeResult,
     RangeSeries,
 )
+from harness.redact import redact_text
 from harness.results.model import (
     CohortFigures,
     CohortLatency,
@@ -194,7 +195,7 @@ def read_series(api: PrometheusAPI, start: float, end: float, step: float) -> Se
     """Range-query the judge's series over [start, end] (unix s) every ``step`` s
     (:func:`series_from`)."""
     got = {name: api.range_query(name, start, end, step) for name, _ in QUERIES}
-    return series_from(got, f"at {api.url} between {_iso(start)} and {_iso(end)}")
+    return series_from(got, f"at {api.shown_url} between {_iso(start)} and {_iso(end)}")
 
 
 def series_from(got: Mapping[str, RangeResult], where: str = "") -> Series:
@@ -354,7 +355,7 @@ def _judge_step(
             break
     if verdict is not None:
         if decision == "inconclusive":
-            verdict.settle = _settle(verdict, st)
+            verdict.settle = _settle(verdict, st, settings.judge.min_sessions)
         step.judgements.append(verdict)
     # A step still undecided at the interval's end has no decision yet (its look says continue).
     step.decision = None if decision == "continue" else decision
@@ -369,7 +370,7 @@ def _no_accuracy(verdict: RolloutJudgement) -> None:
             c.why = NO_ACCURACY
 
 
-def _settle(verdict: RolloutJudgement, st: Step) -> str:
+def _settle(verdict: RolloutJudgement, st: Step, min_sessions: int) -> str:
     """What would settle an undecided step, from its criteria's evidence."""
     out: list[str] = []
     for c in verdict.criteria:
@@ -384,8 +385,8 @@ def _settle(verdict: RolloutJudgement, st: Step) -> str:
                        "bars; more data at this spread would not decide it")  # fmt: skip
     figs = verdict.figures
     for name, fig in (("torchserve", figs.torchserve), ("local", figs.local)):
-        if fig.sessions < 2:
-            out.append(f"the {name} cohort needs more sessions (has {fig.sessions})")
+        if fig.sessions < min_sessions:
+            out.append(f"the {name} cohort needs {min_sessions} sessions (has {fig.sessions})")
     why = "the step ended" if st.ended else "its budget ran out"
     return "; ".join(out) or f"a longer step ({why} before the evidence sufficed)"
 
@@ -473,9 +474,9 @@ def judge_window(
         with PrometheusAPI(url, timeout_s=5.0) as api:
             # From one instant before t0: the counts at t0 are the last sample at or before it.
             got = {name: api.range_query(name, t0 - step, max(t1, t0), step) for name, _ in QUERIES}
-        series = series_from(got, f"at {url}")
+        series = series_from(got, f"at {redact_text(url)}")
     except (PrometheusError, NoSeries, ValueError) as exc:
-        return _unjudged(f"Prometheus gave no cohorts yet: {exc}", final)
+        return _unjudged(f"Prometheus gave no cohorts yet: {redact_text(str(exc))}", final)
     f = frames_per_unit(fps or series.fps or 0.0) if (fps or series.fps) else 1.0
     canary = HistogramCohort(series.cohorts["torchserve"], frames_per_unit=f)
     control = HistogramCohort(series.cohorts["local"], frames_per_unit=f)

@@ -70,6 +70,8 @@ class PrometheusAPI:
 
     def __init__(self, url: str, timeout_s: float = TIMEOUT_S) -> None:
         self.url = check_url(url)
+        # What messages and records show: a password in the URL masked (harness/redact.py).
+        self.shown_url = redact_text(self.url)
         self._client = httpx.Client(timeout=timeout_s, follow_redirects=False)
         self.queries: list[str] = []
 
@@ -93,29 +95,32 @@ class PrometheusAPI:
         span = max(math.ceil(end - start), 1)
         query = urlencode({"g0.expr": expr, "g0.tab": "0", "g0.range_input": f"{span}s",
                            "g0.end_input": _iso(end)})  # fmt: skip
-        return f"{self.url}/graph?{query}"
+        return f"{self.shown_url}/graph?{query}"
 
     def _get(self, path: str, params: dict[str, str], what: str) -> object:
         try:
             r = self._client.get(f"{self.url}{path}", params=params)
         except httpx.TimeoutException as exc:
-            raise PrometheusUnreachable(f"{self.url}: timed out ({what}): {exc}") from None
+            raise PrometheusUnreachable(
+                f"{self.shown_url}: timed out ({what}): {redact_text(str(exc))}"
+            ) from None
         except httpx.TransportError as exc:
             raise PrometheusUnreachable(
-                f"{self.url}: unreachable ({type(exc).__name__}: {exc}); is Prometheus running "
-                "there? (stack.prometheus.enabled runs one during a harness run)"
+                f"{self.shown_url}: unreachable ({type(exc).__name__}: {redact_text(str(exc))}); "
+                "is Prometheus running there? (stack.prometheus.enabled runs one during a "
+                "harness run)"
             ) from None
         try:
             body = r.json()
         except ValueError:
             raise PrometheusError(
-                f"{self.url}{path}: HTTP {r.status_code}, not the Prometheus API "
+                f"{self.shown_url}{path}: HTTP {r.status_code}, not the Prometheus API "
                 f"({redact_text(r.text[:200])!r}) ({what})"
             ) from None
         if not isinstance(body, dict) or body.get("status") != "success":
             err = body.get("error") if isinstance(body, dict) else None
             raise PrometheusError(
-                f"{self.url}{path}: HTTP {r.status_code}: {redact_text(str(err))} ({what})"
+                f"{self.shown_url}{path}: HTTP {r.status_code}: {redact_text(str(err))} ({what})"
             )
         return body.get("data")
 
@@ -136,7 +141,7 @@ class PrometheusAPI:
                 f"query {expr!r}",
             )
             if not isinstance(data, dict) or data.get("resultType") != "matrix":
-                raise PrometheusError(f"{self.url}: query {expr!r} did not return a matrix")
+                raise PrometheusError(f"{self.shown_url}: query {expr!r} did not return a matrix")
             for item in data.get("result") or []:
                 labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
                 key = tuple(sorted(labels.items()))

@@ -59,6 +59,16 @@ def test_nothing_listening_exits_3_naming_the_url(
     assert "unreachable" in err and url in err
 
 
+def test_a_password_in_the_url_is_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://watcher:s3cret-pw@127.0.0.1:{free_port()}"
+    code = main(["judge", "--prometheus", url, "--since", "1h", "--out", str(tmp_path)])
+    assert code == ExitCode.INFRASTRUCTURE
+    err = capsys.readouterr().err
+    assert "s3cret-pw" not in err and "watcher:***@127.0.0.1" in err
+
+
 def test_times_are_unix_seconds_or_iso() -> None:
     assert parse_time("1765157400") == 1765157400.0
     assert parse_time("2026-12-08T01:30:00Z") == parse_time("2026-12-08T01:30:00")

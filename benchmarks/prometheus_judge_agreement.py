@@ -1,7 +1,7 @@
 """Issue 22 target: the in-run rollout judgement and ``harness judge`` over Prometheus reach
 the same decision on every step of 3 canary runs.
 
-    .venv/bin/python benchmarks/prometheus_judge_agreement.py [--runs 3]
+    .venv/bin/python benchmarks/prometheus_judge_agreement.py [--runs 3] [--scenario canary.yaml]
         [--json benchmarks/results/prometheus_judge_agreement.json] [--set KEY=VALUE ...]
 
 Each run is ``harness run scenarios/canary.yaml --set stack.prometheus.enabled=true`` (real
@@ -34,9 +34,9 @@ from harness.analysis.prometheus_judge import agreement  # noqa: E402
 from harness.results.model import Results  # noqa: E402
 
 
-def _one(out: Path, sets: list[str]) -> dict[str, object]:
+def _one(out: Path, sets: list[str], scenario: str) -> dict[str, object]:
     load = os.getloadavg()[0]
-    cmd = [sys.executable, "-m", "harness", "run", str(ROOT / "scenarios" / "canary.yaml"),
+    cmd = [sys.executable, "-m", "harness", "run", str(ROOT / "scenarios" / scenario),
            "--out", str(out), "--set", "stack.prometheus.enabled=true"]  # fmt: skip
     for s in sets:
         cmd += ["--set", s]
@@ -75,11 +75,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--scenario", default="canary.yaml", help="a rollout scenario in scenarios/")
     args = ap.parse_args()
     runs = []
     with tempfile.TemporaryDirectory(prefix="prom-agree-") as tmp:
         for i in range(args.runs):
-            res = _one(Path(tmp) / f"run{i}", args.sets)
+            res = _one(Path(tmp) / f"run{i}", args.sets, args.scenario)
             print(json.dumps({k: v for k, v in res.items() if k != "agreement"}), flush=True)
             runs.append(res)
     summary = {

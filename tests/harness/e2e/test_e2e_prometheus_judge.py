@@ -2,8 +2,9 @@
 TorchServe, 1 s scrape), judged in-run and again by ``harness judge --run`` (the run's stored
 series served by a real Prometheus, the same judge over the cohorts' histogram buckets): the
 same decision on every step the run judged, counts that agree, and the server-side latencies
-Prometheus holds never above what the client saw, at bucket resolution. ~85 s here (the
-canary shortened to 50 s, the stack's start, ~4 s of judging).
+Prometheus holds never above what the client saw, at bucket resolution (medians; p95s where
+a cohort has 100 observations). 74 s here (the canary shortened to 50 s, the stack's start,
+~4 s of judging).
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ def test_prometheus_judge_agrees_with_the_in_run_judge(tmp_path) -> None:  # typ
             slack = 3 if name.endswith("sessions") else max(5, 0.15 * in_run_n)
             assert abs(in_run_n - prom_n) <= slack, (step.percent, name, in_run_n, prom_n)
         for fig in step.figures:
-            if fig.in_run_ms is None or fig.bucket_ms is None:
+            side, family, key = fig.figure.split(" ")
+            n = step.counts[f"{side} {'frames' if family == 'frame' else 'inferences'}"][0]
+            # A p95 of a dozen classifications is their largest: one reply more or less at the
+            # window's edge moves it by a whole bucket. Compare medians, and p95s from 100 up.
+            if fig.in_run_ms is None or fig.bucket_ms is None or (key == "p95" and n < 100):
                 continue
             # server side (received -> reply built) <= client side (scheduled -> reply):
             # the client's figure is at or above the bucket holding the server's

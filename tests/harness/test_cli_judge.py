@@ -175,3 +175,34 @@ def test_an_in_run_look_reads_the_cohorts_from_prometheus(
     look = judge_window(url, (set_at + 1, ended), sc.rollout.judge, fps=30)
     assert look.decision == "advance", look.reason
     assert look.figures.torchserve.sessions >= 2 and look.figures.local.inferences > 0
+
+
+async def test_the_rollout_controller_judges_from_the_stacks_prometheus(
+    recorded_prometheus: tuple[str, dict],  # type: ignore[type-arg]
+) -> None:
+    """``rollout.judge.source: prometheus`` through the in-run controller: its run clock
+    mapped onto the wall clock, the step's seconds read from the (real, recorded) Prometheus;
+    the first step advances as it did in the run."""
+    import time
+    from types import SimpleNamespace
+
+    from harness.clock import RunClock
+    from harness.rollout import RolloutController
+
+    url, doc = recorded_prometheus
+    sc = load_scenario(CANARY, ["rollout.judge.source=prometheus", "stack.prometheus.enabled=true"])
+    assert sc.rollout is not None
+    (gauge,) = next(r for r in doc["ranges"] if r["query"] == "signflow_rollout_percent")["series"]
+    set_at = next(t for t, v in zip(gauge["t"], gauge["v"], strict=True) if v == 10)
+    ended = next(t for t, v in zip(gauge["t"], gauge["v"], strict=True) if v == 50)
+    clock = RunClock()
+    t0_wall = set_at - 4.0  # the run clock's 0 on the wall clock: the step was set at t=4 s
+    clock.start_at(time.perf_counter() - (time.time() - t0_wall))
+    stack = SimpleNamespace(endpoints=SimpleNamespace(prometheus_url=url))
+    gen = SimpleNamespace(config=SimpleNamespace(fps=30.0))
+    controller = RolloutController(sc.rollout, stack, clock, gen, reply_timeout_s=5.0)
+    verdict = await controller.judge({"set_s": 4.0}, ended - t0_wall)
+    assert verdict["decision"] == "advance", verdict["reason"]
+    assert verdict["window_s"] == pytest.approx([5.0, ended - t0_wall], abs=0.01)
+    early = await controller.judge({"set_s": 4.0}, 7.0)
+    assert early["decision"] == "continue"

@@ -11,8 +11,9 @@ series instead of the harness's frames (harness/analysis/histogram_cohorts.py):
 2. **Steps** (:func:`rollout_steps`): each stretch of instants where the gauge holds one
    percent above 0 is a rollout step, set at its first instant; it ends where the gauge
    changes (or at the end of the interval, still running).
-3. **Looks** (:func:`judge_series`): every ``look_every_s`` (on the query's instants) the step
-   so far, from ``settle_s`` after it was set, is judged: the TorchServe cohort against the
+3. **Looks** (:func:`judge_series`): every ``look_every_s`` (on the query's instants; after
+   :data:`LINEAR_LOOKS` looks, whenever the span judged grew by 5 %) the step so far, from
+   ``settle_s`` after it was set, is judged: the TorchServe cohort against the
    old-pipeline cohort OVER THE SAME SECONDS (Kayenta's lesson: never a cohort against last
    week). The first look that decides ends the step: advance (the last percent: complete) or
    abort. A step that ended (the gauge moved on) or spent the scenario's budget undecided,
@@ -271,6 +272,15 @@ def rollout_steps(t: hdr.Floats, percent: hdr.Floats) -> list[Step]:
     return steps
 
 
+# A step is looked at every ``look_every_s`` for its first LINEAR_LOOKS looks, then whenever
+# its judged span has grown by LOOK_GROWTH: a day-long step at 10 s costs ~200 looks, not 8640,
+# each over the whole step so far. The confidence sequences hold at every look at once, so any
+# schedule of looks keeps their guarantee (harness/analysis/sequential.py); a sparser one can
+# only decide later, never wrongly.
+LINEAR_LOOKS = 120
+LOOK_GROWTH = 1.05
+
+
 def judge_series(series: Series, settings: JudgeSettings) -> RolloutRecord:
     """Judge every rollout step in ``series`` (module docstring); the in-run record's shape."""
     fps = settings.fps or series.fps or 0.0
@@ -330,7 +340,10 @@ def _judge_step(
     instants = [float(x) for x in series.t if t0 < x <= stop + 1e-9]
     looks: list[float] = []
     for x in instants:
-        if not looks or x - looks[-1] >= every - 1e-9:
+        if not looks or (
+            x - looks[-1] >= every - 1e-9
+            and (len(looks) < LINEAR_LOOKS or x - t0 >= (looks[-1] - t0) * LOOK_GROWTH)
+        ):
             looks.append(x)
     if instants and (not looks or looks[-1] != instants[-1]):
         looks.append(instants[-1])  # the last instant of the step is always looked at

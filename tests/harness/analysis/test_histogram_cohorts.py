@@ -211,3 +211,38 @@ def test_source_prometheus_needs_the_stacks_prometheus() -> None:
         load_scenario(CANARY, ["rollout.judge.source=prometheus"])
     sc = load_scenario(CANARY, ["rollout.judge.source=prometheus", "stack.prometheus.enabled=true"])
     assert sc.rollout is not None and sc.rollout.judge.source == "prometheus"
+
+
+def test_a_day_long_undecided_step_costs_a_few_hundred_looks() -> None:
+    """Looks every 10 s for the first 120, then whenever the span grew by 5 %: a day at 10 s
+    is ~200 looks, not 8640 (the bounds hold at every look: any schedule keeps them valid)."""
+    from harness.analysis.histogram_cohorts import CohortSeries
+    from harness.scenario.models import RolloutJudge
+
+    step = 10.0
+    t = np.arange(0.0, 86_400.0 + step, step)
+    fe = np.array([0.001, 0.002, 0.005])
+    ie = np.array([0.01, 0.02, 0.05])
+
+    def cohort(rate: float) -> CohortSeries:
+        frames = np.outer(t, [0.6, 0.3, 0.1, 0.0]) * rate
+        inference = np.outer(t, [0.3, 0.5, 0.2, 0.0]) * rate / 15
+        return CohortSeries(
+            t=t, frame_edges=fe, frame_buckets=frames, inference_edges=ie,
+            inference_buckets=inference, inference_local_buckets=inference * 0,
+            errors=t * 0, sessions_opened=t * 0, sessions_open=np.full(t.size, 5.0),
+        )  # fmt: skip
+
+    series = Series(
+        start=0.0, step=step, t=t, percent=np.r_[0.0, np.full(t.size - 1, 10.0)],
+        cohorts={"torchserve": cohort(1.0), "local": cohort(9.0)}, fps=30.0,
+        frame_edges=list(fe), inference_edges=list(ie),
+    )  # fmt: skip
+    # the same distribution and no allowance: neither passes nor fails, ever
+    judge = RolloutJudge(latency=["frame.p95"], latency_allowance_ms=0, latency_allowance_ratio=0)
+    record = judge_series(series, JudgeSettings(judge=judge, look_every_s=step))
+    (only,) = record.steps
+    assert only.decision is None and record.outcome == "running"  # still undecided: continue
+    assert 120 < len(only.looks) < 260
+    at = [look.at_s for look in only.looks]
+    assert at == sorted(at) and at[-1] == t[-1]

@@ -3,8 +3,8 @@ TorchServe, 1 s scrape), judged in-run and again by ``harness judge --run`` (the
 series served by a real Prometheus, the same judge over the cohorts' histogram buckets): the
 same decision on every step the run judged, counts that agree, and the server-side latencies
 Prometheus holds never above what the client saw, at bucket resolution (medians; p95s where
-a cohort has 100 observations). 74 s here (the canary shortened to 50 s, the stack's start,
-~4 s of judging).
+a cohort has 100 observations). 74-85 s here (the canary shortened to 50 s, the stack's
+start, ~4 s of judging); twice that when a busy machine spoils the first attempt.
 """
 
 from __future__ import annotations
@@ -31,9 +31,12 @@ def test_prometheus_judge_agrees_with_the_in_run_judge(tmp_path) -> None:  # typ
     )
     doc, run_dir = _results(tmp_path, "canary")
     in_run = Results.model_validate(doc).rollout
-    # 0 here; 2 (INVALID) only when the busy machine made the generator late twice: the
-    # rollout was judged all the same, and that is what is compared
-    assert code in (0, 2) and in_run is not None and in_run.steps, output[-3000:]
+    # A valid run only (an attempt spoilt by a busy machine is run again by _run): when the
+    # generator falls behind, the in-run judge's client-side latencies carry its delay and
+    # may not decide where the server's do (seen once: in-run inconclusive at 10 % on an
+    # INVALID run, Prometheus advance), so an INVALID run's judgement is no reference. 4: a
+    # valid run whose step ran out of evidence: an answer, compared like the others.
+    assert code in (0, 4) and in_run is not None and in_run.steps, output[-3000:]
     assert (run_dir / "prometheus" / "data").is_dir()
     _no_leftovers(run_dir)
 

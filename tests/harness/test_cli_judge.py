@@ -206,3 +206,42 @@ async def test_the_rollout_controller_judges_from_the_stacks_prometheus(
     assert verdict["window_s"] == pytest.approx([5.0, ended - t0_wall], abs=0.01)
     early = await controller.judge({"set_s": 4.0}, 7.0)
     assert early["decision"] == "continue"
+
+
+@pytest.mark.browser
+def test_judgement_page_in_a_real_browser(
+    recorded_prometheus: tuple[str, dict],  # type: ignore[type-arg]
+    tmp_path: Path,
+) -> None:
+    """judgement.html in headless Chromium, offline: the verdict first, one row per step, the
+    bucket edges and the series read; nothing fetched (the graph links are links)."""
+    import sys
+
+    reports = Path(__file__).resolve().parents[1] / "report"
+    sys.path.insert(0, str(reports))
+    from html_inspect import inspect
+    from report_chromium import find_chromium, load
+
+    if find_chromium() is None:
+        pytest.skip("headless Chromium not installed")
+    url, doc = recorded_prometheus
+    start, end = doc["ranges"][0]["start"], doc["ranges"][0]["end"]
+    assert main(["judge", "--prometheus", url, "--since", f"{end - start:.3f}s",
+                 "--until", f"{end:.3f}", "--step", "1", "--scenario", str(CANARY),
+                 "--out", str(tmp_path / "j")]) == ExitCode.OK  # fmt: skip
+    page = tmp_path / "j" / "judgement.html"
+    facts = inspect(page.read_text(encoding="utf-8"))
+    # the only remote references: the links to each series' graph on the Prometheus judged
+    assert facts.th_without_scope == 0 and len(facts.remote_refs) == 6
+    assert all(r.startswith(f"<a href={url}/graph?") for r in facts.remote_refs)
+    shots = Path(__file__).resolve().parents[2] / "test-artifacts" / "judge" / "browser"
+    run = load(page, shots, height=1800)
+    assert run.remote_requests == []
+    dom = inspect(run.dom)
+    assert dom.verdict == "go"
+    body = run.dom.split("<body", 1)[1]
+    assert (
+        body.index('id="verdict"') < body.index('id="rollout-table"') < body.index('id="queries"')
+    )
+    assert run.dom.count('class="rollout-advance"') == 2 and 'class="rollout-complete"' in run.dom
+    assert "25.0, 30.0, 40.0" in run.dom  # the bucket edges around the 30 ms SLO

@@ -18,6 +18,7 @@ stack, writes partial results and re-raises KeyboardInterrupt.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.compare import Comparison
+from harness.analysis.judgement import ProductionJudgement
 from harness.exitcodes import ExitCode
 from harness.outcome import BASELINE_PREFIX as BASELINE_PREFIX
 from harness.outcome import BaselineFailed as BaselineFailed
@@ -306,3 +308,163 @@ def open_stack(scenario: Scenario, run_dir: str | Path) -> Iterator[Stack]:
 
     with open_(scenario, Path(run_dir)) as stack:
         yield stack
+
+
+@dataclass(frozen=True)
+class JudgeOutcome:
+    """What ``judge_prometheus`` wrote: the judgement, its JSON and page, the exit code."""
+
+    judgement: ProductionJudgement
+    json_path: Path
+    html_path: Path
+    exit_code: ExitCode
+
+
+# The command's answer for each rollout outcome: (decision, exit code). "running" splits on
+# the last step's decision: advanced (go: the next step may go) or not decided yet.
+_JUDGE_OUTCOMES = {
+    "completed": ("go", ExitCode.OK),
+    "aborted": ("no_go", ExitCode.GATES_FAILED),
+    "inconclusive": ("inconclusive", ExitCode.INCONCLUSIVE),
+    "incomplete": ("inconclusive", ExitCode.INCONCLUSIVE),
+}
+
+
+def judge_prometheus(
+    url: str,
+    start: float,
+    end: float,
+    *,
+    step_s: float = 10.0,
+    scenario: Scenario | None = None,
+    scenario_path: str | None = None,
+    out_dir: str | Path,
+) -> JudgeOutcome:
+    """Judge the rollout seen by the Prometheus at ``url`` over [start, end] (unix s) with the
+    in-run rollout judge (harness/analysis/prometheus_judge.py); write ``judgement.json`` and
+    ``judgement.html`` into ``out_dir``.
+
+    ``scenario``: whose ``rollout`` block gives the criteria, the settle time, the look
+    interval, the step budget and the last percent (None: :class:`RolloutJudge`'s defaults,
+    1 s settle, a look every ``step_s``, no budget, 100 %). Raises
+    ``harness.collectors.prometheus_api.PrometheusUnreachable`` (nothing answered),
+    ``PrometheusError`` (a bad answer) and ``harness.analysis.prometheus_judge.NoSeries``
+    (the interval holds no SignFlow series); ValueError for a bad interval or step.
+    """
+    from datetime import UTC, datetime
+
+    from harness.analysis.histogram_cohorts import frames_per_unit
+    from harness.analysis.judgement import JudgementSource, JudgeUsed, QueryRecord
+    from harness.analysis.prometheus_judge import (
+        QUERIES,
+        JudgeSettings,
+        judge_series,
+        read_series,
+    )
+    from harness.collectors.prometheus_api import PrometheusAPI
+    from harness.report.judgement_page import write_judgement_page
+    from harness.scenario.models import RolloutJudge
+
+    if not end > start:
+        raise ValueError(f"the interval is empty: end {end} is not after start {start}")
+    if not step_s > 0:
+        raise ValueError(f"--step must be > 0 s, got {step_s}")
+    ro = scenario.rollout if scenario is not None else None
+    settings = JudgeSettings(
+        judge=ro.judge if ro is not None else RolloutJudge(),
+        settle_s=ro.settle_s if ro is not None else 1.0,
+        look_every_s=ro.look_every_s if ro is not None else step_s,
+        budget_s=ro.budget_s if ro is not None else None,
+        final_percent=ro.steps[-1] if ro is not None else 100,
+    )
+    with PrometheusAPI(url) as api:
+        series = read_series(api, start, end, step_s)
+        links = [
+            QueryRecord(expr=expr, about=about, link=api.graph_link(expr, start, end))
+            for expr, about in QUERIES
+        ]
+        base = api.shown_url
+    fps = series.fps or (scenario.workload.fps if scenario is not None else None)
+    settings = dataclasses.replace(settings, fps=fps)
+    record = judge_series(series, settings)
+    decision, code = _JUDGE_OUTCOMES.get(record.outcome, ("continue", ExitCode.INCONCLUSIVE))
+    if record.outcome == "running" and record.steps and record.steps[-1].decision == "advance":
+        decision, code = "go", ExitCode.OK
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    judgement = ProductionJudgement(
+        judged_at=iso(datetime.now(UTC).timestamp()),
+        decision=decision,
+        exit_code=int(code),
+        sentence=f"Rollout {record.outcome}: {record.reason}",
+        source=JudgementSource(
+            prometheus_url=base,
+            start_unix_s=start,
+            end_unix_s=end,
+            start=iso(start),
+            end=iso(end),
+            step_s=step_s,
+            queries=links,
+            frame_buckets_ms=[e * 1000.0 for e in series.frame_edges],
+            inference_buckets_ms=[e * 1000.0 for e in series.inference_edges],
+            fps=fps,
+            frames_per_unit=frames_per_unit(fps) if fps else 1.0,
+        ),
+        judge=JudgeUsed(
+            scenario=scenario_path,
+            criteria=settings.judge,
+            settle_s=settings.settle_s,
+            look_every_s=settings.look_every_s,
+            budget_s=settings.budget_s,
+            final_percent=settings.final_percent,
+        ),
+        rollout=record,
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "judgement.json"
+    json_path.write_text(judgement.model_dump_json(indent=1, by_alias=True), encoding="utf-8")
+    html_path = write_judgement_page(judgement, out / "judgement.html")
+    return JudgeOutcome(judgement, json_path, html_path, code)
+
+
+def judge_run(
+    run_dir: str | Path, *, out_dir: str | Path | None = None, step_s: float = 1.0
+) -> JudgeOutcome:
+    """Judge a finished run's rollout from the Prometheus it ran (``stack.prometheus.enabled``):
+    its stored series (``<run_dir>/prometheus/data``, copied) served again by a Prometheus
+    process on loopback, judged over the run's interval with the run's own scenario
+    (:func:`judge_prometheus`), the server stopped after. Written to ``out_dir`` (default
+    ``<run_dir>/judgement``). ValueError: no readable results.json; StackError: no stored
+    series or no prometheus binary."""
+    import tempfile
+    from datetime import datetime
+
+    from harness.results import read_results
+    from harness.stack.prometheus import LocalPrometheus
+
+    run = Path(run_dir)
+    doc = read_results(run / "results.json")
+    scenario = Scenario.model_validate(doc["scenario"])
+
+    def unix(text: str) -> float:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+    if not doc.get("finished_at"):
+        raise ValueError(f"{run / 'results.json'}: the run has no finished_at (still running?)")
+    # The interval holds the whole run (the steps come from the gauge inside it).
+    start, end = unix(doc["started_at"]) - 2.0, unix(doc["finished_at"]) + 2.0
+    with tempfile.TemporaryDirectory(prefix="harness-judge-") as tmp:
+        prom = LocalPrometheus(Path(tmp), Path(tmp))
+        try:
+            prom.start_stored(run / "prometheus" / "data")
+            assert prom.url is not None
+            return judge_prometheus(
+                prom.url, start, end, step_s=step_s, scenario=scenario,
+                scenario_path=f"{run / 'results.json'} (the run's scenario)",
+                out_dir=out_dir if out_dir is not None else run / "judgement",
+            )  # fmt: skip
+        finally:
+            prom.stop()

@@ -1,4 +1,5 @@
-"""``harness`` command line: run | validate | compare | report | worker | synth | sweep | decide.
+"""``harness`` command line: run | validate | compare | report | worker | synth | sweep | decide |
+judge.
 
 A thin shell over the library (:mod:`harness.api`): it parses arguments, shows progress and
 prints outcomes; the run itself, the baseline and the exit code rules live in the library.
@@ -256,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_sweep(sub)
     _add_decide(command)
+    _add_judge(command)
     # Listed from the parser itself, so a new command cannot be left out of `harness --help`.
     p.description = f"harness command line: {' | '.join(sub.choices)}."
     return p
@@ -293,6 +295,193 @@ def _add_decide(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a decision-file key (evidence.runs.repeat=3); value parsed as YAML",
     )  # fmt: skip
+
+
+JUDGE_EXIT_CODES = """\
+exit codes:
+  0    go: the rollout completed (its last step passed), or the last step seen advanced
+  1    no-go: a step aborted (a criterion shown worse for the TorchServe cohort)
+  2    invalid input: a bad --since/--until/--step/--prometheus/--scenario, or no SignFlow
+       series at that URL in that interval (the message names the series and the interval)
+  3    Prometheus unreachable or not answering with data (the message names the URL)
+  4    inconclusive: a step ran out of evidence with nothing failed, the last step is not
+       decided yet, or the rollout percent stayed 0 (the output says what would settle it)
+"""
+
+
+def _add_judge(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    jud = command(
+        "judge",
+        "judge a production rollout from Prometheus: the in-run rollout judge (same criteria, "
+        "same statistics, same decisions) on the two cohorts' histogram buckets",
+    )
+    jud.epilog = JUDGE_EXIT_CODES
+    where = jud.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--prometheus", metavar="URL",
+        help="the Prometheus scraping the backend (http://HOST:9090)",
+    )  # fmt: skip
+    where.add_argument(
+        "--run", type=Path, metavar="RUN_DIR",
+        help="a finished run with stack.prometheus.enabled: its stored series are served "
+        "again and judged over the run's interval with the run's scenario (--since, --until "
+        "and --scenario do not apply; --step defaults to 1)",
+    )  # fmt: skip
+    jud.add_argument(
+        "--since", default=None, metavar="DURATION",
+        help="judge the last DURATION before --until: 24h, 90m, 600s (steps come from the "
+        "rollout percent gauge inside it)",
+    )  # fmt: skip
+    jud.add_argument(
+        "--until", default=None, metavar="TIME",
+        help="end of the interval: unix seconds or ISO 8601 (2026-12-08T01:30:00Z); default now",
+    )  # fmt: skip
+    jud.add_argument(
+        "--step", default=None, metavar="SECONDS",
+        help="range-query resolution and the shortest look interval (s, default 10)",
+    )  # fmt: skip
+    jud.add_argument(
+        "--scenario", type=Path, default=None,
+        help="take the criteria, settle time, look interval, step budget and last percent "
+        "from this scenario's rollout block (default: the judge's defaults, no budget)",
+    )  # fmt: skip
+    jud.add_argument(
+        "--out", type=Path, default=None,
+        help="folder for judgement.json and judgement.html (default "
+        "reports/judgements/<UTC time>)",
+    )  # fmt: skip
+
+
+def parse_time(text: str) -> float:
+    """``1765157400``, ``2026-12-08T01:30:00Z`` (no zone: UTC) -> unix seconds; ValueError
+    names the value."""
+    from datetime import UTC, datetime
+
+    t = str(text).strip()
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"not a time: {text!r} (unix seconds or ISO 8601, 2026-12-08T01:30:00Z)"
+        ) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    """``harness judge --prometheus URL --since 24h``: the rollout's steps, the decision;
+    judgement.json and judgement.html written; exit 0/1/4 (2, 3: errors)."""
+    import time
+    from datetime import UTC, datetime
+
+    from harness.analysis.prometheus_judge import NoSeries
+    from harness.api import judge_prometheus
+    from harness.collectors.prometheus_api import (
+        PrometheusError,
+        PrometheusUnreachable,
+        check_url,
+    )
+
+    parsers: tuple[tuple[str, Callable[[str], Any], Any], ...] = (
+        ("--prometheus", check_url, args.prometheus),
+        ("--since", parse_seconds, args.since),
+        ("--until", parse_time, args.until),
+        ("--step", parse_seconds, args.step),
+    )
+    parsed: dict[str, Any] = {}
+    for flag, parse, value in parsers:
+        if value is None:
+            continue
+        try:
+            parsed[flag] = parse(value)
+        except ValueError as exc:
+            why = str(exc).removeprefix(f"{flag} ")
+            _err(f"invalid option {flag}: {why}")
+            return ExitCode.INVALID
+    if args.run is not None:
+        return _judge_run(args, parsed.get("--step", 1.0))
+    if "--since" not in parsed:
+        _err("invalid option: --prometheus needs --since (24h, 90m, 600s)")
+        return ExitCode.INVALID
+    url, since = parsed["--prometheus"], parsed["--since"]
+    step = parsed.get("--step", 10.0)
+    end = parsed.get("--until", time.time())
+    sc: Scenario | None = None
+    if args.scenario is not None:
+        try:
+            sc = load_scenario(args.scenario)
+        except ScenarioError as exc:
+            _err(f"invalid scenario:\n{exc}")
+            return ExitCode.INVALID
+        if sc.rollout is None:
+            _err(f"--scenario {args.scenario}: no rollout block (the judge's criteria are there)")
+            return ExitCode.INVALID
+    out = args.out
+    if out is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = Path(_env("HARNESS_OUT") or "reports") / "judgements" / stamp
+    try:
+        outcome = judge_prometheus(
+            url, end - since, end, step_s=step, scenario=sc,
+            scenario_path=str(args.scenario) if args.scenario else None, out_dir=out,
+        )  # fmt: skip
+    except PrometheusUnreachable as exc:
+        _err(f"prometheus unreachable: {exc}")
+        return ExitCode.INFRASTRUCTURE
+    except PrometheusError as exc:
+        _err(f"prometheus error: {exc}")
+        return ExitCode.INFRASTRUCTURE
+    except NoSeries as exc:
+        _err(f"nothing to judge: {exc}")
+        return ExitCode.INVALID
+    except ValueError as exc:
+        _err(f"invalid option: {exc}")
+        return ExitCode.INVALID
+    return _print_judgement(outcome)
+
+
+def _judge_run(args: argparse.Namespace, step: float) -> int:
+    """``harness judge --run DIR``: the run's stored series judged over its interval."""
+    from harness.analysis.prometheus_judge import NoSeries
+    from harness.api import judge_run
+    from harness.collectors.prometheus_api import PrometheusError
+    from harness.stack import StackError
+
+    if args.since is not None or args.until is not None or args.scenario is not None:
+        _err("invalid option: --run judges the run's own interval with its own scenario: "
+             "drop --since, --until and --scenario")  # fmt: skip
+        return ExitCode.INVALID
+    try:
+        outcome = judge_run(args.run, out_dir=args.out, step_s=step)
+    except StackError as exc:
+        _err(f"cannot serve the run's series: {exc} (was it run with "
+             "--set stack.prometheus.enabled=true?)")  # fmt: skip
+        return ExitCode.INVALID
+    except PrometheusError as exc:
+        _err(f"prometheus error: {exc}")
+        return ExitCode.INFRASTRUCTURE
+    except (NoSeries, ValueError) as exc:
+        _err(f"nothing to judge: {exc}")
+        return ExitCode.INVALID
+    return _print_judgement(outcome)
+
+
+def _print_judgement(outcome: Any) -> int:
+    """Each step's decision, the sentence, where the files are; the exit code."""
+    j = outcome.judgement
+    for step_ in j.rollout.steps:
+        verdict = step_.judgements[-1] if step_.judgements else None
+        looks = len(step_.looks)
+        words = verdict.reason if verdict else "no look inside the step"
+        print(f"  step {step_.step + 1} {step_.percent:>3} % at {step_.set_s:.0f} s: "
+              f"{(step_.decision or 'continue').upper()} after {plural(looks, 'look')}: "
+              f"{words}")  # fmt: skip
+    print(j.sentence)
+    print(f"judgement: {outcome.json_path} | page: {outcome.html_path} (exit {j.exit_code})")
+    return int(outcome.exit_code)
 
 
 def _env(name: str) -> str | None:
@@ -704,6 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweep": _cmd_sweep,
         "worker": cmd_worker,
         "decide": cmd_decide,
+        "judge": cmd_judge,
     }
     from harness.interrupts import TerminationSignals
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 
 from harness.analysis.rollout import COHORTS, CohortFrames, judge_step
 from harness.clock import RunClock
+from harness.results.model import RolloutJudgement
 from harness.scenario.evidence import FRAME_STRIDE_S, StepPlan
 from harness.stack.procs import spawn_worker
 
@@ -162,6 +164,12 @@ class RolloutController:
         meanwhile are either in or not); the statistics run in the judge's own process, so
         they never hold the generator's event loop or its GIL."""
         t0 = step["set_s"] + self.spec.settle_s
+        if self.spec.judge.source == "prometheus":
+            # The stack's Prometheus already holds only what the backend answered: no margin.
+            verdict = await asyncio.to_thread(self._from_prometheus, t0, max(now, t0), final)
+            verdict.window_s = [t0, max(now, t0)]
+            verdict.at_s = now
+            return verdict.model_dump(mode="json", exclude_unset=True)
         t1 = max(now - REPLY_MARGIN_S, t0)
         # Cut in a thread: a look comes every second, and the walk over every session so far
         # must not hold the generator's event loop (its frames would go out late).
@@ -179,6 +187,18 @@ class RolloutController:
         verdict.at_s = now
         # The record is JSON (results.json ``rollout``); keys the judge left unset stay out.
         return verdict.model_dump(mode="json", exclude_unset=True)
+
+    def _from_prometheus(self, t0: float, t1: float, final: bool) -> RolloutJudgement:
+        """The look with ``judge.source: prometheus``: the cohorts' histogram buckets from
+        the stack's Prometheus over [t0, t1] of the run clock (harness judge's reading)."""
+        from harness.analysis.prometheus_judge import judge_window
+
+        url = getattr(self.stack.endpoints, "prometheus_url", None)
+        wall0 = time.time() - self.clock.now()  # the run clock's t = 0 on the wall clock
+        fps = getattr(getattr(self.gen, "config", None), "fps", None)
+        return judge_window(
+            str(url), (wall0 + t0, wall0 + t1), self.spec.judge, final=final, fps=fps
+        )
 
     def prepare(self) -> None:
         """Start the judge's process before the load starts (spawned, its imports done), so

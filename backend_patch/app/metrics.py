@@ -76,9 +76,12 @@ class BackendMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # By cohort: a judge reading Prometheus counts each cohort's sessions in a window
+        # (open at its start + opened inside it) as the in-run judge does.
         self.sessions_open = Gauge(
             "signflow_sessions_open",
-            "Open WebSocket sessions.",
+            "Open WebSocket sessions, by cohort.",
+            ["route"],
             registry=r,
             multiprocess_mode="livesum",
         )
@@ -156,6 +159,7 @@ class BackendMetrics:
             self.frames.labels(route)
             self.frame_latency.labels(route)
             self.sessions.labels(route)
+            self.sessions_open.labels(route)
             self.hedge_wins.labels(route)
             for served_by in ROUTES:
                 self.inferences.labels(route, served_by)

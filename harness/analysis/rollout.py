@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -217,6 +217,43 @@ class CohortFrames:
         return int(np.count_nonzero(self.correct)), int(np.count_nonzero(self.judged))
 
 
+class Cohort(Protocol):
+    """What the judge reads of one cohort: :class:`CohortFrames` (the harness's own frames,
+    in-run) or ``harness.analysis.histogram_cohorts.HistogramCohort`` (a production
+    Prometheus's histogram buckets, ``harness judge --prometheus``). Same criteria, same
+    statistics, whichever the source."""
+
+    @property
+    def sessions(self) -> int:
+        """Sessions of the cohort with observations in the window."""
+        ...
+
+    def between(self, t0: float, t1: float) -> Cohort:
+        """The cohort's observations in [t0, t1) (s, the source's clock)."""
+        ...
+
+    def figures(self) -> CohortFigures:
+        """The cohort's figures over the window."""
+        ...
+
+    def latency_units(self, family: str) -> hdr.Floats:
+        """Latency observations (ms) of ``family`` ("frame": thinned frames, lost ones inf;
+        "inference": every classification)."""
+        ...
+
+    def error_units(self) -> tuple[int, int]:
+        """(errored or lost, all) observations (thinned frames)."""
+        ...
+
+    def local_units(self) -> tuple[int, int]:
+        """(answered by the local engine, all) classifications."""
+        ...
+
+    def accuracy_units(self) -> tuple[int, int]:
+        """(correct, judged) classified signs with a truth."""
+        ...
+
+
 def _allow(judge: RolloutJudge, base_ms: float) -> float:
     return max(judge.latency_allowance_ms, judge.latency_allowance_ratio * base_ms)
 
@@ -227,8 +264,8 @@ def _bounds(ci: tuple[float, float]) -> list[float | None]:
 
 def _latency_criterion(
     metric: str,
-    canary: CohortFrames,
-    control: CohortFrames,
+    canary: Cohort,
+    control: Cohort,
     figures: CohortPair,
     judge: RolloutJudge,
     alpha: tuple[float, float],
@@ -316,7 +353,7 @@ def _ms(lo: float, hi: float) -> str:
 
 
 def _share_criteria(
-    canary: CohortFrames, control: CohortFrames, judge: RolloutJudge, alpha: tuple[float, float]
+    canary: Cohort, control: Cohort, judge: RolloutJudge, alpha: tuple[float, float]
 ) -> list[RolloutCriterion]:
     """Errors, fallback and accuracy: each can fail a step, none has to pass. ``alpha``: the
     level of the bounds a fail rests on, and of those a pass does."""
@@ -389,8 +426,8 @@ def _share_criteria(
 
 
 def judge_step(
-    canary: CohortFrames,
-    control: CohortFrames,
+    canary: Cohort,
+    control: Cohort,
     judge: RolloutJudge,
     window: tuple[float, float],
     limit_s: float = 5.0,
@@ -399,7 +436,8 @@ def judge_step(
     """One look at a step: decision, reason, criteria (with their sequential evidence) and both
     cohorts' figures (``RolloutJudgement``; ``window_s``/``at_s``/``look`` are the caller's).
 
-    ``canary``: the TorchServe cohort, ``control``: the old-pipeline cohort (frames outside
+    ``canary``: the TorchServe cohort, ``control``: the old-pipeline cohort (any
+    :class:`Cohort`: the run's frames or a Prometheus's buckets; observations outside
     ``window`` = (t0, t1) on the run clock are left out), ``judge``: the scenario's
     ``RolloutJudge``; ``limit_s``: unused (kept for callers); ``final``: the step's evidence
     budget is spent (undecided -> ``inconclusive``). Decision rule: module docstring.

@@ -500,6 +500,14 @@ def _check_traffic(sc: Scenario) -> list[tuple[PathKey, str]]:
             problems.append(
                 (("rollout",), "the rollout block sets the rollout itself: drop set_rollout events")
             )
+        if ro.judge.source == "prometheus" and not sc.stack.prometheus.enabled:
+            problems.append(
+                (
+                    ("rollout", "judge", "source"),
+                    "source prometheus reads the stack's Prometheus: set "
+                    "stack.prometheus.enabled: true",
+                )
+            )
         if ro.start_s >= wl.duration_s:
             problems.append(
                 (

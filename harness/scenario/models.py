@@ -392,6 +392,11 @@ class RolloutJudge(_Strict):
     min_judged_signs: int = Field(10, ge=1, le=1_000_000)
     min_sessions: int = Field(2, ge=1, le=10_000)
     alpha: float = Field(0.01, ge=1e-6, le=0.2)
+    # Where the cohorts' observations come from: the harness's own frames (client side), or
+    # the stack's Prometheus (stack.prometheus.enabled): the backend's histogram buckets, read
+    # as ``harness judge --prometheus`` reads a production one (server side, bucket
+    # resolution, no accuracy).
+    source: Literal["harness", "prometheus"] = "harness"
 
 
 class RolloutSpec(_Strict):

@@ -100,6 +100,29 @@ class LocalPrometheus:
             rule_files=rules,
         )
         config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return self._launch(binary, config, self.dir / "data", niceness)
+
+    def start_stored(self, data_dir: Path, niceness: int = 0) -> float:
+        """Serve a stored TSDB again (a finished run's ``<run_dir>/prometheus/data``), scraping
+        nothing, so its series can be queried (``harness judge --prometheus``) after the stack
+        that filled it stopped. The data is copied first: the run's record stays as it was.
+        Returns the seconds it took to become ready; StackError as :meth:`start`."""
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise StackError(
+                "the prometheus binary is not on PATH; install Debian's prometheus package "
+                "(scripts/ensure_prometheus.sh, run by make)"
+            )
+        if not data_dir.is_dir():
+            raise StackError(f"{data_dir}: no Prometheus data here")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        copy = self.dir / "data"
+        shutil.copytree(data_dir, copy, ignore=shutil.ignore_patterns("lock"))
+        config = self.dir / "prometheus.yml"
+        config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1m"}}))
+        return self._launch(binary, config, copy, niceness)
+
+    def _launch(self, binary: str, config: Path, data: Path, niceness: int) -> float:
         port = free_port()
         self._proc = ManagedProcess(
             "prometheus",
@@ -107,7 +130,7 @@ class LocalPrometheus:
                 "nice", "-n", str(niceness), binary,
                 f"--config.file={config}",
                 f"--web.listen-address=127.0.0.1:{port}",
-                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--storage.tsdb.path={data}",
                 "--log.level=warn",
             ],
             {"PATH": "/usr/bin:/bin"},

@@ -268,7 +268,7 @@ class TranslationSession:
     async def run(self) -> None:
         """Serve the session until the client leaves or a protocol violation closes it."""
         m, log = self.svc.metrics, self.svc.log
-        m.sessions_open.inc()
+        m.sessions_open.labels(self.route).inc()
         m.sessions.labels(self.route).inc()
         log.info("session_open", session=self.id, route=self.route)
         sender = asyncio.create_task(self._send_loop(), name=f"signflow-send-{self.id}")
@@ -282,7 +282,7 @@ class TranslationSession:
             finally:
                 if not sender.done():  # cancelled while flushing (server shutdown)
                     sender.cancel()
-                m.sessions_open.dec()
+                m.sessions_open.labels(self.route).dec()
                 log.info(
                     "session_closed",
                     session=self.id,

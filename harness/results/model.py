@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, TypeAlias, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA: Final = "signflow-harness/results"
 SCHEMA_VERSION: Final = 2
@@ -397,7 +397,8 @@ class Summary(_Model):
     warmup_s: Annotated[F, Unit("s", "warm-up")] = None
     measured_s: Annotated[F, Unit("s", "measured window")] = None
     sessions: Annotated[I, Unit("count", "sessions", "gauge")] = None
-    fps: Annotated[F, Unit("1/s", "frames per second per session")] = None
+    # int or float as recorded (a hand-written file says 30, a run 30.0): shown as written.
+    fps: Annotated[float | int | None, Unit("1/s", "frames per second per session")] = None
     frame: FrameSummary = Field(default_factory=FrameSummary)
     inference: InferenceSummary = Field(default_factory=InferenceSummary)
     stall: Stall | None = None
@@ -927,6 +928,34 @@ class Results(_Model):
     load: LoadDistribution | None = None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @field_validator("invalid_reasons", mode="before")
+    @classmethod
+    def _prose_reasons(cls, value: object) -> object:
+        """Version 1 wrote each reason as a sentence: read as its InvalidReason (kind from the
+        sentence's prefix, :func:`reason_from_v1`)."""
+        if isinstance(value, list):
+            return [reason_from_v1(r) if isinstance(r, str) else r for r in value]
+        return value
+
+
+# What a partial document's absent sections read as (``results_of``): no run id, name or
+# scenario, nothing measured, no verdict. ``valid`` absent is not a recorded INVALID: only a
+# recorded false makes a run invalid (harness.results.verdict).
+_ABSENT: dict[str, object] = {
+    "run_id": "", "name": "", "started_at": "", "scenario": {}, "scenario_yaml": "",
+    "valid": True, "verdict": "error", "summary": {}, "series": {}, "histograms": {},
+}  # fmt: skip
+
+
+def results_of(doc: Document) -> Results:
+    """A parsed results document as :class:`Results`, partial ones too (a run that never
+    measured, a hand-made page input, version 1 not upgraded): null or absent top-level
+    sections read as absent (``model_fields_set`` tells which were given). Raises pydantic's
+    ValidationError for a section of the wrong shape. ``harness.results.writer.read_results``
+    is the checked reader of files."""
+    given = {k: v for k, v in doc.items() if v is not None}
+    return Results.model_validate({**_ABSENT, **given})
 
 
 def unknown_keys(model: BaseModel, path: str = "") -> list[str]:

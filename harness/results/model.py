@@ -70,6 +70,15 @@ class Unit:
         return self.type or _TYPE_OF_UNIT.get(self.unit, "gauge")
 
 
+@dataclass(frozen=True)
+class Always:
+    """Field metadata: a key every readable document holds, version 1 on (null or not) though
+    the model gives it a default; ``harness.results.schema.TOP_KEYS`` is derived from it."""
+
+
+ALWAYS: Final = Always()
+
+
 class _Model(BaseModel):
     # Extra keys are kept (older files, renamed keys); a test keeps fresh documents free of them.
     model_config = ConfigDict(extra="allow")
@@ -899,27 +908,27 @@ class Results(_Model):
     per 1-s window, keyed by series name).
     """
 
-    schema_: Literal["signflow-harness/results"] = Field(SCHEMA, alias="schema")
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_: Annotated[Literal["signflow-harness/results"], ALWAYS] = Field(SCHEMA, alias="schema")
+    schema_version: Annotated[Literal[1, 2], ALWAYS] = SCHEMA_VERSION
     run_id: str
     name: str
     started_at: str
-    finished_at: str | None = None
+    finished_at: Annotated[str | None, ALWAYS] = None
     scenario: dict[str, Any]
     scenario_yaml: str
     valid: bool
-    invalid_reasons: list[InvalidReason] = Field(default_factory=list)
+    invalid_reasons: Annotated[list[InvalidReason], ALWAYS] = Field(default_factory=list)
     verdict: Verdict
     error: str | None = None
     run_dir: str | None = None
     summary: Summary
     series: dict[str, Any]
     histograms: Histograms
-    events: list[EventRecord] = Field(default_factory=list)
-    faults: list[Fault] = Field(default_factory=list)
-    gates: list[GateResult] = Field(default_factory=list)
-    comparison: dict[str, Any] | None = None
-    provenance: Provenance = Field(default_factory=Provenance)
+    events: Annotated[list[EventRecord], ALWAYS] = Field(default_factory=list)
+    faults: Annotated[list[Fault], ALWAYS] = Field(default_factory=list)
+    gates: Annotated[list[GateResult], ALWAYS] = Field(default_factory=list)
+    comparison: Annotated[dict[str, Any] | None, ALWAYS] = None
+    provenance: Annotated[Provenance, ALWAYS] = Field(default_factory=Provenance)
     rollout: RolloutRecord | None = None
     aborted: AbortRecord | None = None
     # The first MAX_SESSION_RECORDS sessions (harness.runner), in start order.

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from pydantic import BaseModel
 from test_results import make_doc
 
 from harness.cli import main
@@ -176,3 +177,25 @@ def test_abort_gate_validates() -> None:
     gate = abort_gate({"at_s": 6.5, "measured_until_s": 1.5, "gate": "x < 1", "measured": 2.0,
                        "reason": "measured 2, required < 1"})  # fmt: skip
     assert GateResult.model_validate(gate).op is None
+
+
+def test_schema_keys_are_the_models() -> None:
+    """results/schema.py keeps no key list of its own (issue 21 A): the keys every readable
+    document holds are the model's required and ALWAYS fields, in its order, and every key path
+    the readers require names model fields."""
+    from harness.results.schema import REQUIRED_KEY_PATHS, TOP_KEYS
+
+    aliases = [f.alias or n for n, f in Results.model_fields.items()]
+    assert list(TOP_KEYS) == [k for k in aliases if k in TOP_KEYS]
+    assert {"schema", "finished_at", "summary", "comparison", "provenance"} <= set(TOP_KEYS)
+    assert not {"error", "run_dir", "rollout", "aborted", "load"} & set(TOP_KEYS)  # newer keys
+    for path in REQUIRED_KEY_PATHS:
+        model: type[BaseModel] | None = Results
+        for part in path.split("."):
+            assert model is not None and part in model.model_fields, path
+            model = next(
+                (a for a in get_args(model.model_fields[part].annotation) or
+                 (model.model_fields[part].annotation,)
+                 if isinstance(a, type) and issubclass(a, BaseModel)),
+                None,
+            )  # fmt: skip

@@ -81,6 +81,8 @@ ALWAYS: Final = Always()
 
 class _Model(BaseModel):
     # Extra keys are kept (older files, renamed keys); a test keeps fresh documents free of them.
+    # Fields are declared in the order the harness writes them: results.json is the model's
+    # dump (a test checks that a fresh document's key order is the model's).
     model_config = ConfigDict(extra="allow")
 
 
@@ -274,10 +276,10 @@ class Gpu(_Model):
 
     present: bool = False
     reason: str | None = None
-    name: str | None = None
     util_mean: Annotated[F, Unit("%", "GPU utilisation, mean")] = None
     util_p95: Annotated[F, Unit("%", "GPU utilisation, p95")] = None
     memory_used_mb_max: Annotated[F, Unit("MB", "GPU memory used, max")] = None
+    name: str | None = None
 
 
 class ProcessCpu(_Model):
@@ -406,6 +408,8 @@ class Summary(_Model):
     warmup_s: Annotated[F, Unit("s", "warm-up")] = None
     measured_s: Annotated[F, Unit("s", "measured window")] = None
     sessions: Annotated[I, Unit("count", "sessions", "gauge")] = None
+    # None in documents written before session traffic was recorded.
+    traffic: Traffic | None = None
     # int or float as recorded (a hand-written file says 30, a run 30.0): shown as written.
     fps: Annotated[float | int | None, Unit("1/s", "frames per second per session")] = None
     frame: FrameSummary = Field(default_factory=FrameSummary)
@@ -435,8 +439,6 @@ class Summary(_Model):
     ] = None
     drift: LatencyDrift | None = None
     generator: Generator | None = None
-    # None in documents written before session traffic was recorded.
-    traffic: Traffic | None = None
 
 
 # --------------------------------------------------------------------------- faults
@@ -517,13 +519,13 @@ class ReloadFault(_Model):
     mixed_window_s: list[float] | None = None
     mixed_window_len_s: Annotated[F, Unit("s", "both versions answering", needs=_RELOAD)] = None
     errors: Annotated[I, Unit("count", "errors in the reload window", needs=_RELOAD)] = None
-    fallbacks: Annotated[I, Unit("count", "local answers the reload caused", needs=_RELOAD)] = None
     local_replies: Annotated[
         I, Unit("count", "TorchServe cohort's local answers in its window", needs=_RELOAD)
     ] = None
     local_share_before: Annotated[
         F, Unit("share", "TorchServe cohort's local share before it", needs=_RELOAD)
     ] = None
+    fallbacks: Annotated[I, Unit("count", "local answers the reload caused", needs=_RELOAD)] = None
     p99_around_switch_ms: Annotated[
         F, Unit("ms", "p99 within 2 s of the switch", needs=_RELOAD)
     ] = None
@@ -661,8 +663,8 @@ class Histograms(_Model):
     frame_latency: str | None = None
     frame_latency_uncorrected: str | None = None
     inference_latency: str | None = None
-    windows: dict[str, list[str | None]] = Field(default_factory=dict)
     percentile_curve: dict[str, list[list[float]]] = Field(default_factory=dict)
+    windows: dict[str, list[str | None]] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- rollout, abort
@@ -920,7 +922,6 @@ class Results(_Model):
     invalid_reasons: Annotated[list[InvalidReason], ALWAYS] = Field(default_factory=list)
     verdict: Verdict
     error: str | None = None
-    run_dir: str | None = None
     summary: Summary
     series: dict[str, Any]
     histograms: Histograms
@@ -934,6 +935,7 @@ class Results(_Model):
     # The first MAX_SESSION_RECORDS sessions (harness.runner), in start order.
     sessions: list[SessionRecord] | None = None
     sessions_truncated: bool | None = None
+    run_dir: str | None = None
     load: LoadDistribution | None = None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)

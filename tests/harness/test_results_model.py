@@ -199,3 +199,53 @@ def test_schema_keys_are_the_models() -> None:
                  if isinstance(a, type) and issubclass(a, BaseModel)),
                 None,
             )  # fmt: skip
+
+
+def _key_order_differences(raw: Any, model: Any, path: str = "") -> list[str]:
+    """Where ``raw``'s keys come in another order than ``model``'s dump (the writer's)."""
+    out: list[str] = []
+    if isinstance(model, BaseModel) and isinstance(raw, dict):
+        dumped = list(model.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        if list(raw) != dumped:
+            out.append(f"{path or '<top>'}: {list(raw)} != {dumped}")
+        for name, field in type(model).model_fields.items():
+            if (key := field.alias or name) in raw:
+                out += _key_order_differences(raw[key], getattr(model, name), f"{path}.{key}")
+    elif isinstance(model, list) and isinstance(raw, list):
+        for i, (r, m) in enumerate(zip(raw, model, strict=False)):
+            out += _key_order_differences(r, m, f"{path}[{i}]")
+    elif isinstance(model, dict) and isinstance(raw, dict):
+        for k in raw:
+            if k in model:
+                out += _key_order_differences(raw[k], model[k], f"{path}.{k}")
+    return out
+
+
+def test_the_model_declares_keys_in_the_order_the_harness_writes(tmp_path: Path) -> None:
+    """results.json is the model's dump (issue 21 A): its bytes stay the same only if each model
+    declares its fields in the order the analysis wrote them (summary.traffic, gpu.name, the
+    histograms' curves, a reload's fallbacks, run_dir were out of order)."""
+    from core_builders import build_load
+    from pydantic import TypeAdapter
+    from test_faults import outage_reply
+
+    from harness.analysis.faults import analyze_faults
+    from harness.analysis.frames import columns
+    from harness.results.model import Fault
+
+    doc, _ = make_doc(tmp_path)
+    doc = {**json.loads(json.dumps(doc)), "run_dir": str(tmp_path)}
+    assert _key_order_differences(doc, Results.model_validate(doc)) == []
+    load = build_load(sessions=2, fps=20, duration_s=10, reply=outage_reply)
+    events = [
+        {"at_s": 3.0, "action": "kill_torchserve", "params": {}, "started_s": 3.0,
+         "finished_s": 3.05, "ok": True},
+        {"at_s": 6.0, "action": "start_torchserve", "params": {}, "started_s": 6.0,
+         "finished_s": 7.2, "ok": True},
+        {"at_s": 8.0, "action": "reload_model", "params": {"version": "2.0"}, "started_s": 8.0,
+         "finished_s": 8.5, "ok": True},
+    ]  # fmt: skip
+    faults = json.loads(json.dumps(analyze_faults(columns(load), events, "1.0", 10.0)))
+    assert [f["kind"] for f in faults] == ["outage", "reload"]
+    typed = TypeAdapter(list[Fault]).validate_python(faults)
+    assert _key_order_differences(faults, typed) == []

@@ -562,14 +562,22 @@ def compare_windows(
 
 
 def compare(
-    results: Document, baseline: Document, *, allow_unlike_workloads: bool = False
+    results: Results | Document,
+    baseline: Results | Document,
+    *,
+    allow_unlike_workloads: bool = False,
 ) -> Comparison:
     """``results`` (the run) against ``baseline``, one run a side (module docstring's rule).
 
     A side that never measured gives ``usable = False`` with the reason in ``problem`` and the
     headline; callers must not treat that as "no change". So do workloads that differ
     (``workload_differences``), rows shown but not judged, unless ``allow_unlike_workloads``.
+    Either side may be Results or a parsed results.json.
     """
+    if isinstance(results, Results):
+        results = _document(results)
+    if isinstance(baseline, Results):
+        baseline = _document(baseline)
     return _compare_docs([results], [baseline], allow_unlike_workloads)
 
 
@@ -695,7 +703,7 @@ def comparison_for(
     )
     if baseline is None or (embedded is not None and embedded.baseline_run_id == baseline.run_id):
         return embedded
-    return compare(_document(results), _document(baseline))
+    return compare(results, baseline)
 
 
 def _document(results: Results) -> Document:

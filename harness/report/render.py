@@ -903,9 +903,9 @@ def _torchserve_view(ts: TorchServeSummary | None) -> dict[str, Any]:
     """
     if ts is None:
         return {"present": False}
-    extra = ts.model_extra or {}
-    legacy = "end_to_end_ms_mean" not in ts.model_fields_set and "inference_ms_mean" in extra
-    e2e = extra["inference_ms_mean"] if legacy else ts.end_to_end_ms_mean
+    given = ts.model_fields_set
+    legacy = "end_to_end_ms_mean" not in given and "inference_ms_mean" in given
+    e2e = ts.inference_ms_mean if legacy else ts.end_to_end_ms_mean
     queue, handler = ts.queue_ms_mean, ts.handler_ms_mean
     rest = (
         e2e - queue - handler

@@ -27,9 +27,19 @@ import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal, TypeAlias, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Self, TypeAlias, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 SCHEMA: Final = "signflow-harness/results"
 SCHEMA_VERSION: Final = 2
@@ -84,6 +94,30 @@ class _Model(BaseModel):
     # Fields are declared in the order the harness writes them: results.json is the model's
     # dump (a test checks that a fresh document's key order is the model's).
     model_config = ConfigDict(extra="allow")
+
+
+class _InDataOrder(_Model):
+    """A section keyed by the data: the analysis writes the tiers in the order they first
+    answered in the run (``torchserve`` before ``local`` when TorchServe answered first). Its
+    dump keeps the order it was given, so results.json stays what the analysis wrote."""
+
+    _order: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_order(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        model = handler(data)
+        if isinstance(data, Mapping):
+            model._order = [str(k) for k in data]
+        return model
+
+    @model_serializer(mode="wrap")
+    def _in_given_order(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if not isinstance(out, dict) or not self._order:
+            return out
+        rank = {k: i for i, k in enumerate(self._order)}
+        return dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
 
 F = float | None
@@ -194,7 +228,7 @@ class Errors(_Model):
     ] = Field(default_factory=dict)
 
 
-class AccuracyByServedBy(_Model):
+class AccuracyByServedBy(_InDataOrder):
     """Accuracy of the answers of each tier (absent when a tier gave none)."""
 
     local: Annotated[F, Unit("share", "accuracy of local answers", optional=True)] = None
@@ -209,7 +243,7 @@ class AccuracyDetail(_Model):
     by_served_by: AccuracyByServedBy = Field(default_factory=AccuracyByServedBy)
 
 
-class ServedCounts(_Model):
+class ServedCounts(_InDataOrder):
     """Inferences per tier (0 when absent)."""
 
     local: Annotated[I, Unit("count", "inferences served locally", absent_is_zero=True)] = None
@@ -337,6 +371,10 @@ class TorchServeSummary(_Model):
     handler_ms_mean: Annotated[F, Unit("ms", "TorchServe handler time per request, mean")] = None
     model_ms_mean: Annotated[F, Unit("ms", "forward pass of the request's batch, mean")] = None
     end_to_end_ms_mean: Annotated[F, Unit("ms", "arrival at TorchServe to answer, mean")] = None
+    # Results written before the handler timed itself: TorchServe's "inference latency"
+    # (arrival to answer, queue included; now end_to_end_ms_mean). Never written now; declared
+    # here, where those files have it, so reading one keeps its order. Not a gate metric.
+    inference_ms_mean: float | None = None
     requests: Annotated[I, Unit("count", "TorchServe requests")] = None
     replicas: Annotated[I, Unit("count", "TorchServe replicas", "gauge")] = None
     requests_by_replica: Annotated[

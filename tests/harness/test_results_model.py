@@ -249,3 +249,27 @@ def test_the_model_declares_keys_in_the_order_the_harness_writes(tmp_path: Path)
     assert [f["kind"] for f in faults] == ["outage", "reload"]
     typed = TypeAdapter(list[Fault]).validate_python(faults)
     assert _key_order_differences(faults, typed) == []
+
+
+def test_tiers_keep_the_order_they_first_answered_in() -> None:
+    """served_by.counts and accuracy_detail.by_served_by are keyed by the data (the tier that
+    answered first comes first): the model's dump keeps that order, so results.json does not
+    change when TorchServe answered before the local engine."""
+    from core_builders import build_load
+
+    from harness.analysis.summary import summarize
+    from harness.results.model import Summary
+    from harness.scenario.models import Scenario
+
+    sc = Scenario.model_validate(
+        {"name": "r", "stack": {"use_torchserve": True},
+         "workload": {"sessions": 2, "duration_s": 6, "warmup_s": 1}}
+    )  # fmt: skip
+    load = build_load(
+        sessions=2, fps=30, duration_s=6, warmup_s=1,
+        reply=lambda s, _t: (0.02, "local" if s else "torchserve", "1.0", None),
+    )  # fmt: skip
+    summary = json.loads(json.dumps(summarize(load, {}, [], sc)[0]))
+    assert list(summary["served_by"]["counts"]) == ["torchserve", "local"]
+    assert list(summary["accuracy_detail"]["by_served_by"]) == ["torchserve", "local"]
+    assert _key_order_differences(summary, Summary.model_validate(summary)) == []

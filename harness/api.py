@@ -66,13 +66,13 @@ Baseline = str | Path | Mapping[str, Any] | RunOutcome
 
 
 def _read_baseline(baseline: Baseline) -> dict[str, Any]:
-    from harness.results.writer import read_results
+    from harness.results.writer import read_results, results_document
 
     if isinstance(baseline, RunOutcome):
         return baseline.results
     if isinstance(baseline, Mapping):
         return dict(baseline)
-    return read_results(Path(baseline))
+    return results_document(read_results(Path(baseline)))
 
 
 def run(

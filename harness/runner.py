@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+
 from harness.analysis.compare import compare
 from harness.analysis.gates import evaluate_gates
 from harness.analysis.rollout import rollout_gate
@@ -34,9 +36,26 @@ from harness.outcome import BASELINE_PREFIX
 from harness.progress import Emitter, ProgressCallback, RunStarting, Tick
 from harness.redact import mask, redact_files, redact_text, secret_values
 from harness.results.junit import write_junit
-from harness.results.model import SCHEMA, SCHEMA_VERSION, InvalidKind, InvalidReason, Verdict
+from harness.results.model import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    AbortRecord,
+    EventRecord,
+    Fault,
+    GateResult,
+    Histograms,
+    InvalidKind,
+    InvalidReason,
+    LoadDistribution,
+    Provenance,
+    Results,
+    RolloutRecord,
+    SessionRecord,
+    Summary,
+    Verdict,
+)
 from harness.results.provenance import collect_provenance
-from harness.results.writer import write_results
+from harness.results.writer import results_document, write_results
 from harness.scenario import Scenario, scenario_to_yaml
 from harness.timeline import Timeline, event_record
 from harness.watch import abort_gate
@@ -49,6 +68,7 @@ logger = logging.getLogger("harness")
 DEFAULT_OUT = Path("reports")
 LATEST = "latest"  # <out>/latest -> the newest run folder
 MAX_SESSION_RECORDS = 10_000  # results "sessions": the first this many sessions' lifetimes
+_FAULTS: TypeAdapter[list[Fault]] = TypeAdapter(list[Fault])
 
 
 def _utc_now() -> datetime:
@@ -351,33 +371,37 @@ def _watch(
     return _Watching(scenario, stack, clock, gen, emit, run_dir, out)
 
 
-def _skeleton(scenario: Scenario, run_id: str, started: datetime) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "name": scenario.name,
-        "started_at": _iso(started),
-        "finished_at": None,
-        "scenario": scenario.model_dump(mode="json"),
-        "scenario_yaml": scenario_to_yaml(scenario),
-        "valid": False,
-        "invalid_reasons": [],
-        "verdict": "error",
-        "error": None,
-        "summary": _empty_summary(),
-        "series": {"t": []},
-        "histograms": {"unit": "us"},
-        "events": [event_record(e) for e in scenario.timeline],
-        "faults": [],
-        "gates": [],
-        "comparison": None,
-        "provenance": {},
-        "rollout": None,
-        "aborted": None,
-        "sessions": [],
-        "sessions_truncated": False,
-    }
+def _skeleton(scenario: Scenario, run_id: str, started: datetime) -> Results:
+    """The results of a run that has measured nothing yet (what a stack that never started
+    or an early Ctrl-C leaves); each key given is written, null or not."""
+    return Results.model_validate(
+        {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "name": scenario.name,
+            "started_at": _iso(started),
+            "finished_at": None,
+            "scenario": scenario.model_dump(mode="json"),
+            "scenario_yaml": scenario_to_yaml(scenario),
+            "valid": False,
+            "invalid_reasons": [],
+            "verdict": "error",
+            "error": None,
+            "summary": _empty_summary(),
+            "series": {"t": []},
+            "histograms": {"unit": "us"},
+            "events": [event_record(e) for e in scenario.timeline],
+            "faults": [],
+            "gates": [],
+            "comparison": None,
+            "provenance": {},
+            "rollout": None,
+            "aborted": None,
+            "sessions": [],
+            "sessions_truncated": False,
+        }
+    )
 
 
 def _empty_summary() -> dict[str, Any]:
@@ -393,69 +417,86 @@ def _empty_summary() -> dict[str, Any]:
 
 
 def _analyse(
-    doc: dict[str, Any],
+    results: Results,
     scenario: Scenario,
     measured: _Measured,
     baseline_doc: dict[str, Any] | None,
 ) -> ExitCode:
-    """Fill summary..gates/verdict from a finished measurement; returns the exit code."""
+    """Fill summary..gates/verdict of ``results`` from a finished measurement; returns the exit
+    code."""
     load = measured.load
     if load is None:
         raise ValueError("nothing was measured: no analysis to make")
     summary, series, histograms, faults = summarize(
         load, measured.collectors, measured.events, scenario
     )
-    histograms = {"unit": "us", **histograms}  # hdr values are microseconds (results.model)
-    doc.update(summary=summary, series=series, histograms=histograms, faults=faults)
-    doc["events"] = measured.events
+    results.summary = Summary.model_validate(summary)
+    results.series = series
+    # hdr values are microseconds (results.model)
+    results.histograms = Histograms.model_validate({"unit": "us", **histograms})
+    results.faults = _FAULTS.validate_python(faults)
+    events = [EventRecord.model_validate(e) for e in measured.events]
+    results.events = events
     if distribution := getattr(load, "distribution", None):
-        doc["load"] = distribution  # engine locust: per-worker frames, late share, CPU, host
+        # engine locust: per-worker frames, late share, CPU, host
+        results.load = LoadDistribution.model_validate(distribution)
     reasons = [_with_stack_hint(r, scenario) for r in load.invalid_reasons]
-    for i, ev in enumerate(measured.events):
-        if ev.get("ok") is not False and ev.get("ok") is not None:
+    for i, ev in enumerate(events):
+        if ev.ok is not False and ev.ok is not None:
             continue
-        what = "failed" if ev.get("ok") is False else "did not run"
+        what = "failed" if ev.ok is False else "did not run"
         reasons.append(
             InvalidReason(
                 kind=InvalidKind.TIMELINE_EVENT,
-                message=f"timeline event {i} ({ev['action']}) {what}: {ev.get('error')}",
+                message=f"timeline event {i} ({ev.action}) {what}: {ev.error}",
                 hint="the fault could not be injected as planned: see the event's error and "
                 "the stack's logs in the run's logs/ folder",
             )
         )
-    doc["valid"] = not reasons
-    doc["invalid_reasons"] = [r.model_dump(mode="json") for r in reasons]
+    results.valid = not reasons
+    results.invalid_reasons = [_whole(r) for r in reasons]
     base_summary = baseline_doc.get("summary") if baseline_doc else None
     comparison = None
     if baseline_doc is not None:
         # Before the gates: a ``compare.METRIC != worse`` gate reads its verdicts.
-        comparison = compare(doc, baseline_doc)
+        comparison = compare(results, baseline_doc)
         if baseline_doc.get("valid") is False:
             comparison.warnings.append("the baseline run was INVALID")
-        doc["comparison"] = comparison.model_dump(mode="json")
-    doc["gates"] = evaluate_gates(scenario.gates, summary, faults, base_summary, comparison)
-    doc["rollout"], doc["aborted"] = measured.rollout, measured.aborted
+        results.comparison = comparison.model_dump(mode="json")
+    gates = evaluate_gates(scenario.gates, summary, faults, base_summary, comparison)
+    results.rollout = (
+        RolloutRecord.model_validate(measured.rollout) if measured.rollout is not None else None
+    )
+    results.aborted = (
+        AbortRecord.model_validate(measured.aborted) if measured.aborted is not None else None
+    )
     # Per-session lifetimes (summary.traffic has their spreads); capped so a day of arrivals
     # cannot make results.json huge.
     records = list(getattr(load, "sessions", None) or [])
-    doc["sessions"] = records[:MAX_SESSION_RECORDS]
-    doc["sessions_truncated"] = len(records) > MAX_SESSION_RECORDS
-    if measured.rollout and measured.rollout.get("events"):
+    results.sessions = [SessionRecord.model_validate(r) for r in records[:MAX_SESSION_RECORDS]]
+    results.sessions_truncated = len(records) > MAX_SESSION_RECORDS
+    if results.rollout is not None and results.rollout.events:
         # The rollout's own changes join the timeline: charts mark each step like an event.
-        doc["events"] = sorted(
-            [*measured.events, *measured.rollout["events"]],
-            key=lambda e: e["started_s"] if e.get("started_s") is not None else e["at_s"],
+        results.events = sorted(
+            [*events, *results.rollout.events],
+            key=lambda e: e.started_s if e.started_s is not None else e.at_s,
         )
     if (gate := rollout_gate(measured.rollout)) is not None:
-        doc["gates"].append(gate)
+        gates.append(gate)
     if measured.aborted is not None:
-        doc["gates"].append(abort_gate(measured.aborted))
+        gates.append(abort_gate(measured.aborted))
+    results.gates = [GateResult.model_validate(g) for g in gates]
     if reasons:
-        doc["verdict"] = "invalid"
+        results.verdict = Verdict.INVALID
         return ExitCode.INVALID
-    verdict, code = gates_verdict(doc["gates"], measured.rollout)
-    doc["verdict"] = verdict.value
+    verdict, code = gates_verdict(gates, measured.rollout)
+    results.verdict = verdict
     return code
+
+
+def _whole(reason: InvalidReason) -> InvalidReason:
+    """``reason`` with every field written, null or not (results.json holds reasons whole)."""
+    return InvalidReason.model_validate(reason.model_dump())
 
 
 def gates_verdict(
@@ -487,21 +528,23 @@ def _with_stack_hint(reason: InvalidReason, scenario: Scenario) -> InvalidReason
     return reason.model_copy(update={"hint": shared})
 
 
-def _write_all(run_dir: Path, doc: dict[str, Any]) -> None:
-    doc["finished_at"] = _iso(_utc_now())
-    # Masked in place: the report and the printed outcome come from this same document.
-    doc.update(mask(doc))
-    write_results(run_dir, doc)
-    write_junit(run_dir, doc)
+def _write_all(run_dir: Path, results: Results) -> Results:
+    """Write results.json (the model's one dump) and junit.xml; returns the results as written
+    (masked: the report and the printed outcome come from this same document)."""
+    results.finished_at = _iso(_utc_now())
+    masked = Results.model_validate(mask(results_document(results)))
+    write_results(run_dir, masked)
+    write_junit(run_dir, results_document(masked))
+    return masked
 
 
 def _report(
-    run_dir: Path, doc: dict[str, Any], baseline_doc: dict[str, Any] | None, emit: Emitter
+    run_dir: Path, results: Results, baseline_doc: dict[str, Any] | None, emit: Emitter
 ) -> None:
     from harness.report import build_report
 
     try:
-        path = build_report(doc, baseline_doc, run_dir / "report.html")
+        path = build_report(results, baseline_doc, run_dir / "report.html")
         emit.say(f"report: {path}")
     except Exception as exc:  # a broken report must not lose the measurement
         emit.say(f"report failed ({type(exc).__name__}: {exc}); results.json kept", logging.ERROR)
@@ -545,8 +588,8 @@ def run_scenario(
     started = _utc_now()
     run_id, run_dir = make_run_dir(out_dir or DEFAULT_OUT, scenario.name, started, run_dir)
     secrets = secret_values(scenario.model_dump(mode="json"))
-    doc = _skeleton(scenario, run_id, started)
-    doc["run_dir"] = str(run_dir)
+    results = _skeleton(scenario, run_id, started)
+    results.run_dir = str(run_dir)
     measured = _Measured()
     code = ExitCode.INFRASTRUCTURE
     interrupted = False
@@ -555,34 +598,35 @@ def run_scenario(
     try:
         if stack is not None:
             emit.say("measuring the running stack; load starts now")
-            _measure_on(scenario, stack, emit, measured, doc, run_dir)
+            _measure_on(scenario, stack, emit, measured, results, run_dir)
         else:
             emit.say(f"starting the {scenario.stack.driver} stack ({_stack_words(scenario)})")
             up_since = time.monotonic()
             with open_stack(scenario, run_dir) as entered:
                 ours.append(entered)
                 emit.say(f"stack up in {time.monotonic() - up_since:.1f}s; load starts now")
-                _measure_on(scenario, entered, emit, measured, doc, run_dir)
+                _measure_on(scenario, entered, emit, measured, results, run_dir)
     except StackError as exc:
-        doc["error"] = f"{type(exc).__name__}: {exc}"
+        results.error = f"{type(exc).__name__}: {exc}"
         emit.say(f"infrastructure failure: {redact_text(str(exc), secrets)}", logging.ERROR)
     except KeyboardInterrupt:
         interrupted = True
-        doc["error"] = "interrupted"
+        results.error = "interrupted"
     finally:
         # Only a stack this run started (a given one's logs are its owner's), after teardown.
         for logged in ours:
             with contextlib.suppress(Exception):
                 logged.collect_logs(run_dir / "logs")
         redact_files(run_dir / "logs", secrets)  # the logs the harness keeps hold no secret
-        if not doc["provenance"]:
-            doc["provenance"] = collect_provenance(None)
-        doc["events"] = measured.events or doc["events"]
+        if not results.provenance.model_fields_set:
+            results.provenance = Provenance.model_validate(collect_provenance(None))
+        if measured.events:
+            results.events = [EventRecord.model_validate(e) for e in measured.events]
     if measured.load is not None:
-        code = _analyse(doc, scenario, measured, baseline_doc)
+        code = _analyse(results, scenario, measured, baseline_doc)
         if interrupted:
-            doc["verdict"], doc["valid"] = "error", False
-            doc["invalid_reasons"].append(
+            results.verdict, results.valid = Verdict.ERROR, False
+            results.invalid_reasons.append(
                 _interrupted(
                     f"run interrupted: results cover {scenario.workload.warmup_s:g}"
                     f"-{measured.load.duration_s:.1f} s of the planned "
@@ -592,32 +636,34 @@ def run_scenario(
                 )
             )
     elif interrupted:
-        doc["invalid_reasons"].append(
+        results.invalid_reasons.append(
             _interrupted(
                 f"run interrupted before anything past the warm-up ({interrupt_name()})",
                 None,
                 scenario.workload.duration_s,
             )
         )
-    _write_all(run_dir, doc)
+    results = _write_all(run_dir, results)
     if scenario.report.enabled and measured.load is not None:
         # Also after Ctrl-C: the stack is already down, and the partial figures are worth a look.
-        _report(run_dir, doc, baseline_doc, emit)
+        _report(run_dir, results, baseline_doc, emit)
     if interrupted:
         emit.say(f"interrupted: partial results in {run_dir}/results.json", logging.WARNING)
         raise KeyboardInterrupt
-    return doc, code
+    return results_document(results), code
 
 
-def _interrupted(message: str, covered_s: float | None, planned_s: float) -> dict[str, Any]:
-    return InvalidReason(
-        kind=InvalidKind.INTERRUPTED,
-        message=message,
-        measured=covered_s,
-        limit=planned_s,
-        unit="s",
-        hint="partial figures: rerun to completion for a verdict",
-    ).model_dump(mode="json")
+def _interrupted(message: str, covered_s: float | None, planned_s: float) -> InvalidReason:
+    return _whole(
+        InvalidReason(
+            kind=InvalidKind.INTERRUPTED,
+            message=message,
+            measured=covered_s,
+            limit=planned_s,
+            unit="s",
+            hint="partial figures: rerun to completion for a verdict",
+        )
+    )
 
 
 def _measure_on(
@@ -625,7 +671,7 @@ def _measure_on(
     stack: Stack,
     emit: Emitter,
     measured: _Measured,
-    doc: dict[str, Any],
+    results: Results,
     run_dir: Path,
 ) -> None:
     from harness.loop import run_async
@@ -633,7 +679,7 @@ def _measure_on(
     try:
         run_async(_measure(scenario, stack, emit, measured, run_dir))
     finally:
-        doc["provenance"] = collect_provenance(stack)
+        results.provenance = Provenance.model_validate(collect_provenance(stack))
 
 
 @contextlib.contextmanager

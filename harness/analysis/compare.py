@@ -57,7 +57,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 import harness.hdr as hdr
 from harness.analysis.comparability import (
@@ -85,7 +85,7 @@ from harness.analysis.windows import (
     summary_numbers,
     window_series,
 )
-from harness.results.model import JUDGED_LATENCY_STATS, Document
+from harness.results.model import JUDGED_LATENCY_STATS, Document, Results, results_of
 
 __all__ = [  # the names other modules import from here (rollout judge, runner, report, api)
     "Comparison",
@@ -134,6 +134,8 @@ class Verdict(StrEnum):
     SAME = "no significant change"
     TOO_LITTLE_DATA = "too little data"
     NOT_JUDGED = "not judged"
+    # Comparisons recorded before "not judged" said "n/a"; read as written, never produced.
+    NA = "n/a"
 
 
 class MetricComparison(BaseModel):
@@ -162,6 +164,12 @@ class MetricComparison(BaseModel):
         default=None, description="moving-block length [run, baseline] in windows"
     )
     note: str | None = None
+
+    @field_validator("better_when", mode="before")
+    @classmethod
+    def _no_direction(cls, value: object) -> object:
+        """Comparisons recorded before None stood for "no direction" wrote "n/a"."""
+        return None if value == "n/a" else value
 
 
 class Comparison(BaseModel):
@@ -475,6 +483,7 @@ def headline(cmp: Comparison) -> str:
 
 def _unusable(problem: str, baseline: Document | None) -> Comparison:
     cmp = Comparison(
+        rule=RULE,  # stated, not defaulted: a reader tells a recorded rule from none
         baseline_run_id=(baseline or {}).get("run_id"),
         baseline_name=(baseline or {}).get("name"),
         usable=False,
@@ -542,7 +551,7 @@ def compare_windows(
     cand = [candidate] if isinstance(candidate, WindowSeries) else list(candidate)
     rows = list(_window_tests(cand, base).values())
     alpha = _decide(rows)
-    cmp = Comparison(alpha_per_metric=alpha, metrics=[r for r, _ in rows])
+    cmp = Comparison(rule=RULE, alpha_per_metric=alpha, metrics=[r for r, _ in rows])
     cmp.runs = [len(cand), len(base)]
     several = len(cand) > 1 or len(base) > 1
     for side, series in (("run", cand), ("baseline", base)):
@@ -553,14 +562,22 @@ def compare_windows(
 
 
 def compare(
-    results: Document, baseline: Document, *, allow_unlike_workloads: bool = False
+    results: Results | Document,
+    baseline: Results | Document,
+    *,
+    allow_unlike_workloads: bool = False,
 ) -> Comparison:
     """``results`` (the run) against ``baseline``, one run a side (module docstring's rule).
 
     A side that never measured gives ``usable = False`` with the reason in ``problem`` and the
     headline; callers must not treat that as "no change". So do workloads that differ
     (``workload_differences``), rows shown but not judged, unless ``allow_unlike_workloads``.
+    Either side may be Results or a parsed results.json.
     """
+    if isinstance(results, Results):
+        results = _document(results)
+    if isinstance(baseline, Results):
+        baseline = _document(baseline)
     return _compare_docs([results], [baseline], allow_unlike_workloads)
 
 
@@ -638,6 +655,7 @@ def _compare_docs(
         for i, (d, s) in enumerate(zip(docs, series, strict=True)):
             stability += stability_warnings(d, s, f"{side} {i + 1}" if several else side)
     cmp = Comparison(
+        rule=RULE,
         baseline_run_id=None if len(baseline) > 1 else baseline[0].get("run_id"),
         baseline_name=baseline[0].get("name"),
         run_ids=[str(d.get("run_id")) for d in candidate],
@@ -668,13 +686,26 @@ def _judged_run_metric(metric: str) -> bool:
     return metric in RATE_SERIES or metric == "accuracy"
 
 
-def comparison_for(results: Document, baseline: Document | None) -> dict[str, Any] | None:
+def comparison_for(
+    results: Results | Document, baseline: Results | Document | None
+) -> Comparison | None:
     """The comparison a report of ``results`` shows against ``baseline``: the embedded one when
     ``baseline`` is its baseline (or None), else a fresh ``compare`` against ``baseline``, so a
-    table never mixes one baseline's values with another's changes. JSON-ready dict or None."""
-    embedded = results.get("comparison")
-    if baseline is None:
-        return dict(embedded) if isinstance(embedded, Mapping) else None
-    if isinstance(embedded, Mapping) and embedded.get("baseline_run_id") == baseline.get("run_id"):
-        return dict(embedded)
-    return compare(results, baseline).model_dump(mode="json")
+    table never mixes one baseline's values with another's changes. None without either.
+    The embedded one is read as recorded: ``model_fields_set`` holds the keys it has. A parsed
+    results.json is read with ``results_of``."""
+    if not isinstance(results, Results):
+        results = results_of(results)
+    if baseline is not None and not isinstance(baseline, Results):
+        baseline = results_of(baseline)
+    embedded = (
+        Comparison.model_validate(results.comparison) if results.comparison is not None else None
+    )
+    if baseline is None or (embedded is not None and embedded.baseline_run_id == baseline.run_id):
+        return embedded
+    return compare(results, baseline)
+
+
+def _document(results: Results) -> Document:
+    """``results`` as the document it was read from (the statistics still read documents)."""
+    return results.model_dump(mode="json", by_alias=True, exclude_unset=True)

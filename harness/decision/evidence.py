@@ -155,13 +155,10 @@ class EvidenceSet:
 
 def read_run(path: Path) -> RunEvidence:
     """A results.json as :class:`RunEvidence`; ValueError names the file and the problem."""
-    from harness.results.writer import read_results
+    from harness.results.writer import read_results, results_document
 
-    doc = read_results(path)
-    try:
-        return RunEvidence(path, Results.model_validate(doc), doc)
-    except ValidationError as exc:
-        raise ValueError(f"{path}: not a results document: {_first(exc)}") from None
+    results = read_results(path)
+    return RunEvidence(path, results, results_document(results))
 
 
 def read_sweep(path: Path) -> SweepEvidence:

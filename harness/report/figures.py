@@ -1,6 +1,7 @@
 """Matplotlib figures of the HTML report, rendered off-screen and embedded as base64 PNG.
 
-Every figure function takes results documents (docs/RESULTS.md) and returns a ``Figure`` with
+Every figure function takes a run's :class:`~harness.results.model.Results` (docs/RESULTS.md;
+a parsed results.json mapping is read as one) and returns a ``Figure`` with
 alt text that states what the figure shows, or ``None`` when the data it needs is absent (the
 template then says so in words). Lines differ by style and marker, not only by colour, so the
 report survives printing in grey.
@@ -27,7 +28,16 @@ from matplotlib.ticker import MaxNLocator
 
 import harness.hdr as hdr
 from harness.hdr import Floats
-from harness.results.model import Document as Doc
+from harness.results.model import (
+    Document,
+    EventRecord,
+    OutageFault,
+    ReloadFault,
+    Results,
+    results_of,
+)
+
+Doc = Results | Document  # what a figure function is given (a mapping: read as Results)
 
 DPI = 120
 WIDTH_IN = 9.6
@@ -86,24 +96,29 @@ def _arr(values: Iterable[Any] | None) -> Floats:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
-def _series(doc: Doc | None) -> Doc:
-    if not doc:
-        return {}
-    s = doc.get("series")
-    return s if isinstance(s, dict) else {}
+def _run(doc: Doc | None) -> Results | None:
+    """The figure's run as Results (None stays None)."""
+    if doc is None or isinstance(doc, Results):
+        return doc
+    return results_of(doc)
 
 
-def _t(doc: Doc | None) -> Floats:
-    return _arr(_series(doc).get("t"))
+def _column(doc: Results | None, key: str) -> Any:
+    """Series ``key`` of a run (None when it has none): series are keyed by name."""
+    return doc.series.get(key) if doc is not None else None
+
+
+def _t(doc: Results | None) -> Floats:
+    return _arr(_column(doc, "t"))
 
 
 def _has(values: Floats) -> bool:
     return values.size > 0 and bool(np.isfinite(values).any())
 
 
-def _aligned(doc: Doc | None, key: str) -> tuple[Floats, Floats] | None:
+def _aligned(doc: Results | None, key: str) -> tuple[Floats, Floats] | None:
     """The (t, values) pair of series ``key``, or None when absent or all null."""
-    t, v = _t(doc), _arr(_series(doc).get(key))
+    t, v = _t(doc), _arr(_column(doc, key))
     n = min(t.size, v.size)
     if n == 0 or not _has(v[:n]):
         return None
@@ -130,24 +145,19 @@ def _style_axes(ax: Axes) -> None:
     ax.tick_params(labelsize=9)
 
 
-def _event_time(ev: Doc) -> float | None:
-    for k in ("started_s", "at_s"):
-        v = ev.get(k)
-        if isinstance(v, int | float):
-            return float(v)
-    return None
+def _event_time(ev: EventRecord) -> float:
+    return ev.started_s if ev.started_s is not None else ev.at_s
 
 
-def event_label(ev: Doc) -> str:
+def event_label(ev: EventRecord) -> str:
     """Short human label of a timeline event (``reload → 2.0``, ``rollout 50 %``)."""
-    action = str(ev.get("action", "event"))
-    label = ACTION_LABELS.get(action, action.replace("_", " "))
-    params = ev.get("params") or {}
-    if action == "reload_model" and params.get("version"):
-        label += f" → {params['version']}"
-    if action == "set_rollout" and params.get("percent") is not None:
-        label += f" {params['percent']} %"
-    if ev.get("ok") is False:
+    label = ACTION_LABELS.get(ev.action, ev.action.replace("_", " "))
+    version, percent = (ev.params.get(k) for k in ("version", "percent"))
+    if ev.action == "reload_model" and version:
+        label += f" → {version}"
+    if ev.action == "set_rollout" and percent is not None:
+        label += f" {percent} %"
+    if ev.ok is False:
         label += " (FAILED)"
     return label
 
@@ -160,26 +170,14 @@ def windows(doc: Doc | None) -> list[tuple[str, float, float]]:
     and the gates describe the same seconds.
     """
     out: list[tuple[str, float, float]] = []
-    if not doc:
-        return out
-    t = _t(doc)
-    t_end = float(np.nanmax(t)) + 1 if t.size else None
-    for f in doc.get("faults") or []:
-        if not isinstance(f, dict):
-            continue
-        if f.get("kind") == "outage" and isinstance(f.get("start_s"), int | float):
-            end = f.get("end_s")
-            if not isinstance(end, int | float):
-                end = t_end
-            if end is not None:
-                out.append(("outage", float(f["start_s"]), float(end)))
-            rec = f.get("recovery_window_s")
-            if _pair(rec):
+    run = _run(doc)
+    for f in run.faults if run is not None else []:
+        if isinstance(f, OutageFault):
+            out.append(("outage", float(f.start_s), float(f.end_s)))
+            if _pair(rec := f.recovery_window_s):
                 out.append(("recovery", float(rec[0]), float(rec[1])))
-        elif f.get("kind") == "reload":
-            mw = f.get("mixed_window_s")
-            if _pair(mw):
-                out.append(("mixed versions", float(mw[0]), float(mw[1])))
+        elif isinstance(f, ReloadFault) and _pair(mw := f.mixed_window_s):
+            out.append(("mixed versions", float(mw[0]), float(mw[1])))
     return out
 
 
@@ -200,11 +198,11 @@ WINDOW_STYLE = {  # kind -> (hatch, colour)
 }
 
 
-def _annotate(ax: Axes, doc: Doc | None, *, labels: bool) -> None:
+def _annotate(ax: Axes, doc: Results | None, *, labels: bool) -> None:
     """Warm-up, outage and mixed-version windows shaded; timeline events as labelled lines."""
-    if not doc:
+    if doc is None:
         return
-    warm = ((doc.get("summary") or {}).get("warmup_s")) or 0
+    warm = doc.summary.warmup_s or 0
     if warm:
         ax.axvspan(
             0,
@@ -233,12 +231,8 @@ def _annotate(ax: Axes, doc: Doc | None, *, labels: bool) -> None:
             label=None if (kind in seen or not labels) else kind,
         )
         seen.add(kind)
-    for ev in doc.get("events") or []:
-        if not isinstance(ev, dict):
-            continue
+    for ev in doc.events:
         x = _event_time(ev)
-        if x is None:
-            continue
         ax.axvline(x, color="#222222", linestyle=(0, (4, 2, 1, 2)), linewidth=1.1, zorder=3)
         if labels:
             ax.annotate(
@@ -279,14 +273,16 @@ def _legend(ax: Axes, **_: Any) -> None:
         )
 
 
-def _run_name(doc: Doc | None, default: str) -> str:
-    return str((doc or {}).get("name") or default)
+def _run_name(doc: Results, default: str) -> str:
+    return doc.name or default
 
 
-def latency_over_time(run: Doc, baseline: Doc | None) -> Figure | None:
+def latency_over_time(results: Doc, base: Doc | None) -> Figure | None:
     """Frame latency p50/p95/p99 per second, run on top and baseline below, with events."""
+    run, baseline = _run(results), _run(base)
+    assert run is not None
     keys = [("frame_p50_ms", "p50"), ("frame_p95_ms", "p95"), ("frame_p99_ms", "p99")]
-    docs = [("This run", run)] + ([("Baseline", baseline)] if baseline else [])
+    docs = [("This run", run)] + ([("Baseline", baseline)] if baseline is not None else [])
     docs = [(title, d) for title, d in docs if any(_aligned(d, k) for k, _ in keys)]
     if not docs or docs[0][1] is not run:
         return None
@@ -340,19 +336,17 @@ def latency_over_time(run: Doc, baseline: Doc | None) -> Figure | None:
     )
 
 
-def _events_sentence(doc: Doc | None) -> str:
-    parts = []
-    for ev in (doc or {}).get("events") or []:
-        x = _event_time(ev) if isinstance(ev, dict) else None
-        if x is not None:
-            parts.append(f"{event_label(ev)} at {x:.1f} s")
+def _events_sentence(doc: Results) -> str:
+    parts = [f"{event_label(ev)} at {_event_time(ev):.1f} s" for ev in doc.events]
     for kind, a, b in windows(doc):
         parts.append(f"{kind} window shaded from {a:.2f} s to {b:.2f} s")
     return ("Marked: " + ", ".join(parts) + ".") if parts else "No timeline events."
 
 
-def throughput_over_time(run: Doc, baseline: Doc | None) -> Figure | None:
+def throughput_over_time(results: Doc, base: Doc | None) -> Figure | None:
     """Frames/s and inferences/s per second for run (solid) and baseline (dashed), errors."""
+    run, baseline = _run(results), _run(base)
+    assert run is not None
     if not (_aligned(run, "frames_per_s") or _aligned(run, "inferences_per_s")):
         return None
     errs = _aligned(run, "errors")
@@ -416,15 +410,16 @@ def throughput_over_time(run: Doc, baseline: Doc | None) -> Figure | None:
 
 def _hdr_curve(doc: Doc | None, which: str) -> tuple[Floats, Floats] | None:
     """(1/(1-q), latency ms) for 'frame' or 'inference': decoded HDR, else percentile_curve."""
-    if not doc:
+    run = _run(doc)
+    if run is None:
         return None
-    hists = doc.get("histograms") or {}
-    encoded = hists.get(f"{which}_latency")
-    curve = (hists.get("percentile_curve") or {}).get(which) or []
-    if isinstance(encoded, str) and encoded:
+    hists = run.histograms
+    encoded = hists.frame_latency if which == "frame" else hists.inference_latency
+    curve = hists.percentile_curve.get(which) or []
+    if encoded:
         try:
             # The unit is stated by the document (version 1: always microseconds).
-            h = hdr.decode(encoded, hists.get("unit"))
+            h = hdr.decode(encoded, hists.unit)
         except ValueError:  # a corrupt histogram falls back to the stored curve
             h = None
         if h is not None and h.get_total_count() > 0:
@@ -438,8 +433,9 @@ def _hdr_curve(doc: Doc | None, which: str) -> tuple[Floats, Floats] | None:
     return np.array([1.0 / (1.0 - p / 100.0) for p, _ in pts]), np.array([v for _, v in pts])
 
 
-def latency_distribution(run: Doc, baseline: Doc | None) -> Figure | None:
+def latency_distribution(results: Doc, base: Doc | None) -> Figure | None:
     """HDR percentile plot (x: 1/(1-q) log scale to 99.99 %) for run and baseline."""
+    run, baseline = _run(results), _run(base)
     curves = [
         (run, "frame", "frame (run)", STYLES[0]),
         (run, "inference", "inference (run)", STYLES[2]),
@@ -497,11 +493,13 @@ def latency_distribution(run: Doc, baseline: Doc | None) -> Figure | None:
     )
 
 
-def served_by_over_time(run: Doc) -> Figure | None:
+def served_by_over_time(results: Doc) -> Figure | None:
     """Share of inferences served by TorchServe, by the local fallback (the TorchServe cohort's
     classifications answered locally) and by the old pipeline (the old-pipeline cohort, local
     by design: never a fallback), plus model versions. Documents without ``served_fallback``
     (older files) cannot tell the two local kinds apart: their local band says so."""
+    run = _run(results)
+    assert run is not None
     ts, loc = _aligned(run, "served_torchserve"), _aligned(run, "served_local")
     either = ts if ts is not None else loc
     if either is None:
@@ -510,15 +508,15 @@ def served_by_over_time(run: Doc) -> Figure | None:
     n = t.size
     tsv = np.nan_to_num(ts[1][:n]) if ts else np.zeros(n)
     lov = np.nan_to_num(loc[1][:n]) if loc else np.zeros(n)
-    known = _series(run).get("served_fallback") is not None
-    fb = _arr(_series(run).get("served_fallback"))
+    known = _column(run, "served_fallback") is not None
+    fb = _arr(_column(run, "served_fallback"))
     fbv = np.nan_to_num(fb[:n]) if fb.size >= n else np.zeros(n)
     tot = tsv + lov
     with np.errstate(invalid="ignore", divide="ignore"):
         ts_share = np.where(tot > 0, tsv / tot, np.nan)
         fb_share = np.where(tot > 0, fbv / tot, np.nan)
         old_share = np.where(tot > 0, (lov - fbv) / tot, np.nan)
-    mv = _series(run).get("model_versions") or []
+    mv = _column(run, "model_versions") or []
     names = sorted({k for m in mv if isinstance(m, dict) for k in m})
     versions = len(names) > 1
     fig, axes = plt.subplots(
@@ -582,7 +580,7 @@ def served_by_over_time(run: Doc) -> Figure | None:
         ax2 = axes[1, 0]
         counts = np.array(
             [
-                [float((m or {}).get(k, 0)) if isinstance(m, dict) else 0.0 for m in mv[:n]]
+                [float(m[k]) if isinstance(m, dict) and k in m else 0.0 for m in mv[:n]]
                 for k in names
             ]
         )
@@ -635,12 +633,14 @@ def served_by_over_time(run: Doc) -> Figure | None:
 LINE_LOOKS = ("solid", "dashed, circles", "dotted, triangles")
 
 
-def torchserve_batching(run: Doc) -> Figure | None:
+def torchserve_batching(results: Doc) -> Figure | None:
     """Achieved batch-size histogram, and per second where a request's time in TorchServe went:
     queue, the handler's own time, end to end (arrival to answer; results written before the
     split have only that one, as ``ts_inference_ms``)."""
-    ts = (run.get("summary") or {}).get("torchserve")
-    hist = (ts or {}).get("batch_size_hist") or {}
+    run = _run(results)
+    assert run is not None
+    ts = run.summary.torchserve
+    hist = (ts.batch_size_hist if ts is not None else None) or {}
     lines = (
         (_aligned(run, "ts_end_to_end_ms") or _aligned(run, "ts_inference_ms"), "end to end"),
         (_aligned(run, "ts_queue_ms"), "queue"),
@@ -656,9 +656,8 @@ def torchserve_batching(run: Doc) -> Figure | None:
         items = sorted(((int(k), int(v)) for k, v in hist.items()), key=lambda kv: kv[0])
         xs, ys = [k for k, _ in items], [v for _, v in items]
         ax1.bar(xs, ys, width=0.8, color=BLUE, alpha=0.7, hatch="//", edgecolor="#1b2a41")
-        cfg = (((run.get("scenario") or {}).get("stack") or {}).get("torchserve") or {}).get(
-            "batch_size"
-        )
+        stack = run.scenario.get("stack") or {}
+        cfg = (stack.get("torchserve") or {}).get("batch_size")
         if isinstance(cfg, int):
             ax1.axvline(cfg, color="#222222", linestyle="--", linewidth=1)
             ax1.annotate(
@@ -734,29 +733,29 @@ def torchserve_batching(run: Doc) -> Figure | None:
     )
 
 
-def _per_h(run: Doc, comp: str) -> float | None:
-    d = ((run.get("summary") or {}).get("memory") or {}).get(comp) or {}
-    v = d.get("rss_mb_per_h")
-    return float(v) if isinstance(v, int | float) else None
+def _per_h(run: Results, comp: str) -> float | None:
+    d = (run.summary.memory or {}).get(comp)
+    return d.rss_mb_per_h if d is not None else None
 
 
-def _rss_fit(run: Doc, comp: str, t: Floats) -> tuple[Floats, Floats] | None:
+def _rss_fit(run: Results, comp: str, t: Floats) -> tuple[Floats, Floats] | None:
     """The RSS fit's line (summary.memory.COMP) over the measured window, or None."""
-    d = ((run.get("summary") or {}).get("memory") or {}).get(comp) or {}
-    slope, start = _per_h(run, comp), d.get("rss_mb_start")
-    warmup = (run.get("summary") or {}).get("warmup_s") or 0.0
+    d = (run.summary.memory or {}).get(comp)
+    slope, start = _per_h(run, comp), d.rss_mb_start if d is not None else None
+    warmup = run.summary.warmup_s or 0.0
     x = t[t >= warmup]
-    if slope is None or not isinstance(start, int | float) or x.size < 2:
+    if slope is None or start is None or x.size < 2:
         return None
     return x, start + slope / 3600.0 * (x - x[0])
 
 
-def cpu_over_time(run: Doc) -> Figure | None:
+def cpu_over_time(results: Doc) -> Figure | None:
     """CPU % and resident memory per component over time."""
-    s = _series(run)
+    run = _run(results)
+    assert run is not None
     t = _t(run)
-    cpu = {k: _arr(v) for k, v in (s.get("cpu_percent") or {}).items() if _has(_arr(v))}
-    rss = {k: _arr(v) for k, v in (s.get("rss_mb") or {}).items() if _has(_arr(v))}
+    cpu = {k: _arr(v) for k, v in (_column(run, "cpu_percent") or {}).items() if _has(_arr(v))}
+    rss = {k: _arr(v) for k, v in (_column(run, "rss_mb") or {}).items() if _has(_arr(v))}
     if not cpu or t.size == 0:
         return None
     fig, axes = plt.subplots(
@@ -816,8 +815,10 @@ def cpu_over_time(run: Doc) -> Figure | None:
     )
 
 
-def gpu_over_time(run: Doc) -> Figure | None:
+def gpu_over_time(results: Doc) -> Figure | None:
     """GPU utilisation and memory over time; None when no GPU series (stated in words)."""
+    run = _run(results)
+    assert run is not None
     u, m = _aligned(run, "gpu_util"), _aligned(run, "gpu_mem_mb")
     if u is None and m is None:
         return None
@@ -852,7 +853,7 @@ def gpu_over_time(run: Doc) -> Figure | None:
         desc.append(f"memory up to {_fmt(float(np.nanmax(m[1])), 'MB')}")
     axes[-1, 0].set_xlabel("time since load start (s)", fontsize=9)
     fig.tight_layout()
-    name = ((run.get("summary") or {}).get("gpu") or {}).get("name") or "GPU"
+    name = (run.summary.gpu.name if run.summary.gpu else None) or "GPU"
     alt = f"Line chart of {name} utilisation and memory per second (NVML). " + "; ".join(desc) + "."
     return Figure(
         "gpu-over-time",

@@ -27,9 +27,19 @@ import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal, TypeAlias, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Self, TypeAlias, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 SCHEMA: Final = "signflow-harness/results"
 SCHEMA_VERSION: Final = 2
@@ -70,9 +80,44 @@ class Unit:
         return self.type or _TYPE_OF_UNIT.get(self.unit, "gauge")
 
 
+@dataclass(frozen=True)
+class Always:
+    """Field metadata: a key every readable document holds, version 1 on (null or not) though
+    the model gives it a default; ``harness.results.schema.TOP_KEYS`` is derived from it."""
+
+
+ALWAYS: Final = Always()
+
+
 class _Model(BaseModel):
     # Extra keys are kept (older files, renamed keys); a test keeps fresh documents free of them.
+    # Fields are declared in the order the harness writes them: results.json is the model's
+    # dump (a test checks that a fresh document's key order is the model's).
     model_config = ConfigDict(extra="allow")
+
+
+class _InDataOrder(_Model):
+    """A section keyed by the data: the analysis writes the tiers in the order they first
+    answered in the run (``torchserve`` before ``local`` when TorchServe answered first). Its
+    dump keeps the order it was given, so results.json stays what the analysis wrote."""
+
+    _order: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_order(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        model = handler(data)
+        if isinstance(data, Mapping):
+            model._order = [str(k) for k in data]
+        return model
+
+    @model_serializer(mode="wrap")
+    def _in_given_order(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if not isinstance(out, dict) or not self._order:
+            return out
+        rank = {k: i for i, k in enumerate(self._order)}
+        return dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
 
 F = float | None
@@ -183,7 +228,7 @@ class Errors(_Model):
     ] = Field(default_factory=dict)
 
 
-class AccuracyByServedBy(_Model):
+class AccuracyByServedBy(_InDataOrder):
     """Accuracy of the answers of each tier (absent when a tier gave none)."""
 
     local: Annotated[F, Unit("share", "accuracy of local answers", optional=True)] = None
@@ -198,7 +243,7 @@ class AccuracyDetail(_Model):
     by_served_by: AccuracyByServedBy = Field(default_factory=AccuracyByServedBy)
 
 
-class ServedCounts(_Model):
+class ServedCounts(_InDataOrder):
     """Inferences per tier (0 when absent)."""
 
     local: Annotated[I, Unit("count", "inferences served locally", absent_is_zero=True)] = None
@@ -265,10 +310,10 @@ class Gpu(_Model):
 
     present: bool = False
     reason: str | None = None
-    name: str | None = None
     util_mean: Annotated[F, Unit("%", "GPU utilisation, mean")] = None
     util_p95: Annotated[F, Unit("%", "GPU utilisation, p95")] = None
     memory_used_mb_max: Annotated[F, Unit("MB", "GPU memory used, max")] = None
+    name: str | None = None
 
 
 class ProcessCpu(_Model):
@@ -326,6 +371,10 @@ class TorchServeSummary(_Model):
     handler_ms_mean: Annotated[F, Unit("ms", "TorchServe handler time per request, mean")] = None
     model_ms_mean: Annotated[F, Unit("ms", "forward pass of the request's batch, mean")] = None
     end_to_end_ms_mean: Annotated[F, Unit("ms", "arrival at TorchServe to answer, mean")] = None
+    # Results written before the handler timed itself: TorchServe's "inference latency"
+    # (arrival to answer, queue included; now end_to_end_ms_mean). Never written now; declared
+    # here, where those files have it, so reading one keeps its order. Not a gate metric.
+    inference_ms_mean: float | None = None
     requests: Annotated[I, Unit("count", "TorchServe requests")] = None
     replicas: Annotated[I, Unit("count", "TorchServe replicas", "gauge")] = None
     requests_by_replica: Annotated[
@@ -397,7 +446,10 @@ class Summary(_Model):
     warmup_s: Annotated[F, Unit("s", "warm-up")] = None
     measured_s: Annotated[F, Unit("s", "measured window")] = None
     sessions: Annotated[I, Unit("count", "sessions", "gauge")] = None
-    fps: Annotated[F, Unit("1/s", "frames per second per session")] = None
+    # None in documents written before session traffic was recorded.
+    traffic: Traffic | None = None
+    # int or float as recorded (a hand-written file says 30, a run 30.0): shown as written.
+    fps: Annotated[float | int | None, Unit("1/s", "frames per second per session")] = None
     frame: FrameSummary = Field(default_factory=FrameSummary)
     inference: InferenceSummary = Field(default_factory=InferenceSummary)
     stall: Stall | None = None
@@ -425,8 +477,6 @@ class Summary(_Model):
     ] = None
     drift: LatencyDrift | None = None
     generator: Generator | None = None
-    # None in documents written before session traffic was recorded.
-    traffic: Traffic | None = None
 
 
 # --------------------------------------------------------------------------- faults
@@ -507,13 +557,13 @@ class ReloadFault(_Model):
     mixed_window_s: list[float] | None = None
     mixed_window_len_s: Annotated[F, Unit("s", "both versions answering", needs=_RELOAD)] = None
     errors: Annotated[I, Unit("count", "errors in the reload window", needs=_RELOAD)] = None
-    fallbacks: Annotated[I, Unit("count", "local answers the reload caused", needs=_RELOAD)] = None
     local_replies: Annotated[
         I, Unit("count", "TorchServe cohort's local answers in its window", needs=_RELOAD)
     ] = None
     local_share_before: Annotated[
         F, Unit("share", "TorchServe cohort's local share before it", needs=_RELOAD)
     ] = None
+    fallbacks: Annotated[I, Unit("count", "local answers the reload caused", needs=_RELOAD)] = None
     p99_around_switch_ms: Annotated[
         F, Unit("ms", "p99 within 2 s of the switch", needs=_RELOAD)
     ] = None
@@ -651,8 +701,8 @@ class Histograms(_Model):
     frame_latency: str | None = None
     frame_latency_uncorrected: str | None = None
     inference_latency: str | None = None
-    windows: dict[str, list[str | None]] = Field(default_factory=dict)
     percentile_curve: dict[str, list[list[float]]] = Field(default_factory=dict)
+    windows: dict[str, list[str | None]] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- rollout, abort
@@ -898,35 +948,63 @@ class Results(_Model):
     per 1-s window, keyed by series name).
     """
 
-    schema_: Literal["signflow-harness/results"] = Field(SCHEMA, alias="schema")
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_: Annotated[Literal["signflow-harness/results"], ALWAYS] = Field(SCHEMA, alias="schema")
+    schema_version: Annotated[Literal[1, 2], ALWAYS] = SCHEMA_VERSION
     run_id: str
     name: str
     started_at: str
-    finished_at: str | None = None
+    finished_at: Annotated[str | None, ALWAYS] = None
     scenario: dict[str, Any]
     scenario_yaml: str
     valid: bool
-    invalid_reasons: list[InvalidReason] = Field(default_factory=list)
+    invalid_reasons: Annotated[list[InvalidReason], ALWAYS] = Field(default_factory=list)
     verdict: Verdict
     error: str | None = None
-    run_dir: str | None = None
     summary: Summary
     series: dict[str, Any]
     histograms: Histograms
-    events: list[EventRecord] = Field(default_factory=list)
-    faults: list[Fault] = Field(default_factory=list)
-    gates: list[GateResult] = Field(default_factory=list)
-    comparison: dict[str, Any] | None = None
-    provenance: Provenance = Field(default_factory=Provenance)
+    events: Annotated[list[EventRecord], ALWAYS] = Field(default_factory=list)
+    faults: Annotated[list[Fault], ALWAYS] = Field(default_factory=list)
+    gates: Annotated[list[GateResult], ALWAYS] = Field(default_factory=list)
+    comparison: Annotated[dict[str, Any] | None, ALWAYS] = None
+    provenance: Annotated[Provenance, ALWAYS] = Field(default_factory=Provenance)
     rollout: RolloutRecord | None = None
     aborted: AbortRecord | None = None
     # The first MAX_SESSION_RECORDS sessions (harness.runner), in start order.
     sessions: list[SessionRecord] | None = None
     sessions_truncated: bool | None = None
+    run_dir: str | None = None
     load: LoadDistribution | None = None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @field_validator("invalid_reasons", mode="before")
+    @classmethod
+    def _prose_reasons(cls, value: object) -> object:
+        """Version 1 wrote each reason as a sentence: read as its InvalidReason (kind from the
+        sentence's prefix, :func:`reason_from_v1`)."""
+        if isinstance(value, list):
+            return [reason_from_v1(r) if isinstance(r, str) else r for r in value]
+        return value
+
+
+# What a partial document's absent sections read as (``results_of``): no run id, name or
+# scenario, nothing measured, no verdict. ``valid`` absent is not a recorded INVALID: only a
+# recorded false makes a run invalid (harness.results.verdict).
+_ABSENT: dict[str, object] = {
+    "run_id": "", "name": "", "started_at": "", "scenario": {}, "scenario_yaml": "",
+    "valid": True, "verdict": "error", "summary": {}, "series": {}, "histograms": {},
+}  # fmt: skip
+
+
+def results_of(doc: Document) -> Results:
+    """A parsed results document as :class:`Results`, partial ones too (a run that never
+    measured, a hand-made page input, version 1 not upgraded): null or absent top-level
+    sections read as absent (``model_fields_set`` tells which were given). Raises pydantic's
+    ValidationError for a section of the wrong shape. ``harness.results.writer.read_results``
+    is the checked reader of files."""
+    given = {k: v for k, v in doc.items() if v is not None}
+    return Results.model_validate({**_ABSENT, **given})
 
 
 def unknown_keys(model: BaseModel, path: str = "") -> list[str]:

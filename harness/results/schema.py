@@ -9,33 +9,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .model import ALWAYS, Results, reason_from_v1
 from .model import READABLE_VERSIONS as READABLE_VERSIONS
 from .model import SCHEMA as SCHEMA
 from .model import SCHEMA_VERSION as SCHEMA_VERSION
-from .model import reason_from_v1
 
-TOP_KEYS = (
-    "schema", "schema_version", "run_id", "name", "started_at", "finished_at", "scenario",
-    "scenario_yaml", "valid", "invalid_reasons", "verdict", "summary", "series", "histograms",
-    "events", "faults", "gates", "comparison", "provenance",
-)  # fmt: skip
+# Every readable document's top-level keys, in the model's order: its required fields and
+# those marked ALWAYS (the model is the one list of keys; docs/RESULTS.md is generated from it).
+TOP_KEYS = tuple(
+    field.alias or name
+    for name, field in Results.model_fields.items()
+    if field.is_required() or ALWAYS in field.metadata
+)
 
-LATENCY_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "count")
-
-SUMMARY_TOP_KEYS = (
-    "duration_s", "warmup_s", "measured_s", "sessions", "fps", "frame", "inference", "stall",
-    "non_inference", "throughput", "frames", "errors", "accuracy", "accuracy_detail", "served_by",
-    "fallback", "model_versions", "gpu", "cpu", "torchserve", "generator", "traffic",
-)  # fmt: skip
-
-SERIES_KEYS = (
-    "t", "warmup", "frame_p50_ms", "frame_p95_ms", "frame_p99_ms", "inference_p50_ms",
-    "inference_p99_ms", "frames_per_s", "inferences_per_s", "errors", "served_local",
-    "served_torchserve", "served_fallback", "model_versions", "cpu_percent", "rss_mb", "gpu_util",
-    "gpu_mem_mb", "ts_queue_ms", "ts_handler_ms", "ts_end_to_end_ms", "ts_batch_size_mean",
-)  # fmt: skip
-
-# The key paths the issue requires to exist in every results document.
+# The key paths the issue requires to exist in every results document (a requirement on top of
+# the model's keys: the model allows a partial summary; a test checks each path is the model's).
 REQUIRED_KEY_PATHS = (
     *(f"summary.frame.latency_ms.{k}" for k in ("p50", "p95", "p99", "p999")),
     *(f"summary.inference.latency_ms.{k}" for k in ("p50", "p95", "p99")),

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .model import Document, Results, results_of
+
 Status = Literal["passed", "failed", "inconclusive", "invalid", "error"]
 
 
@@ -51,24 +53,27 @@ def _rows(comparison: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def verdict_line(
-    results: Mapping[str, Any], comparison: Mapping[str, Any] | None = None
+    results: Results | Document, comparison: Mapping[str, Any] | None = None
 ) -> VerdictLine:
-    """The verdict sentence of a results document (docs/RESULTS.md).
+    """The verdict sentence of a run's results (docs/RESULTS.md; a parsed results.json is read
+    with :func:`harness.results.model.results_of`).
 
-    ``comparison``: the comparison to speak of (default: the document's own ``comparison``
-    block; the report passes one it computed for an older document).
+    ``comparison``: the comparison to speak of, as recorded in results.json (default: the
+    results' own ``comparison`` block; the report passes one it computed for an older document).
     """
+    if not isinstance(results, Results):
+        results = results_of(results)
     if comparison is None:
-        comparison = results.get("comparison") or None
+        comparison = results.comparison or None
     status: Status
-    verdict = str(results.get("verdict") or "error").lower()
-    gates = [g for g in results.get("gates") or [] if isinstance(g, Mapping)]
-    if results.get("valid") is False and verdict != "error":
+    verdict = str(results.verdict).lower()
+    gates = results.gates
+    if results.valid is False and verdict != "error":
         verdict = "invalid"
     if verdict == "invalid":
         status, headline = "invalid", "INVALID: this measurement cannot be trusted"
     elif verdict == "failed":
-        failed = sum(1 for g in gates if g.get("passed") is not True)
+        failed = sum(1 for g in gates if not g.passed)
         status, headline = "failed", f"FAILED: {failed} of {len(gates)} gates failed"
     elif verdict == "inconclusive":
         status = "inconclusive"
@@ -82,7 +87,7 @@ def verdict_line(
         status = "error"
         headline = (
             "INTERRUPTED: partial figures, no verdict"
-            if results.get("error") == "interrupted"
+            if results.error == "interrupted"
             else "ERROR: the run did not complete"
         )
     worse = sum(1 for m in _rows(comparison or {}) if m.get("verdict") == "worse")

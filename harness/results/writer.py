@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import os
@@ -9,12 +10,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from harness.redact import mask
 
+from .model import Results
 from .schema import check_document, upgrade
 
 
 def _clean(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):  # the models' enums (Verdict, InvalidKind): their values
+        return _clean(obj.value)
     if isinstance(obj, float):
         return None if math.isnan(obj) or math.isinf(obj) else obj
     if isinstance(obj, Mapping):
@@ -26,24 +32,32 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def write_results(run_dir: Path, doc: Mapping[str, Any]) -> Path:
-    """Write ``run_dir/results.json`` atomically (temp file + rename); returns its path.
+def results_document(results: Results) -> dict[str, Any]:
+    """``results`` as the JSON document results.json holds: the model's dump (every key given
+    to it, in the model's order; NaN and inf null)."""
+    doc: dict[str, Any] = _clean(results.model_dump(by_alias=True, exclude_unset=True))
+    return doc
+
+
+def write_results(run_dir: Path, results: Results) -> Path:
+    """Write ``run_dir/results.json`` (:func:`results_document`) atomically (temp file +
+    rename); returns its path.
 
     Secrets are masked on the way out (harness.redact), whatever the caller passed.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "results.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(
-        json.dumps(_clean(mask(doc)), indent=1, allow_nan=False) + "\n", encoding="utf-8"
-    )
+    text = json.dumps(mask(results_document(results)), indent=1, allow_nan=False)
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 
 
-def read_results(path: Path) -> dict[str, Any]:
+def read_results(path: Path) -> Results:
     """Read and check a results.json (version 1 or 2, returned as version 2: ``upgrade``);
-    ValueError names the file and what is wrong."""
+    ValueError names the file and what is wrong. The one reader of results files: every
+    other layer gets :class:`Results`."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -54,6 +68,11 @@ def read_results(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: a results document is a JSON object")
     try:
         check_document(doc)
+        return Results.model_validate(upgrade(doc))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        what = f"{where}: {err['msg']}" if where else str(err["msg"])
+        raise ValueError(f"{path}: not a results document: {what}") from None
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    return upgrade(doc)

@@ -319,10 +319,10 @@ def _record_partial(
     st: _State, config: Configuration, pid: str, sessions: int, run_dir: Path
 ) -> None:
     """The interrupted run, if it left results (kept, marked interrupted, never counted)."""
-    from harness.results.writer import read_results
+    from harness.results.writer import read_results, results_document
 
     with contextlib.suppress(Exception):
-        doc = read_results(run_dir / "results.json")
+        doc = results_document(read_results(run_dir / "results.json"))
         _record(st, config, pid, sessions, run_dir, doc, "error", "interrupted")
 
 

@@ -204,6 +204,7 @@ def test_console_says_what_the_comparison_says(tmp_path: Path) -> None:
     from harness.analysis.compare import Comparison, MetricComparison, Verdict, headline
     from harness.cli import _print_outcome
     from harness.report.render import _verdict_view
+    from harness.results.model import results_of
 
     doc, _ = make_doc(tmp_path)
     doc["verdict"] = "passed"
@@ -226,5 +227,5 @@ def test_console_says_what_the_comparison_says(tmp_path: Path) -> None:
     assert second.startswith("  compared with 20261207T000000Z-baseline-quick: WORSE:")
     assert "inference.latency_ms.p50 +340.0%" in second
     # The report's banner is the same sentence (one function, harness.results.verdict).
-    view = _verdict_view(doc, [], doc["comparison"])
+    view = _verdict_view(results_of(doc), [], cmp)
     assert view["headline"] in first and second.strip() in view["reasons"]

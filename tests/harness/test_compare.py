@@ -209,11 +209,11 @@ def test_a_report_against_another_baseline_recomputes() -> None:
     changes: against another baseline the comparison is made afresh."""
     run = json.loads((FIXTURES / "synthetic-gpu-torchserve.results.json").read_text())
     other = json.loads((FIXTURES / "recorded-quickstart.results.json").read_text())
-    assert comparison_for(run, None) == run["comparison"]
+    assert comparison_for(run, None) == Comparison.model_validate(run["comparison"])
     fresh = comparison_for(run, other)
-    assert fresh and fresh["baseline_run_id"] == other["run_id"]
-    p95 = next(m for m in fresh["metrics"] if m["metric"] == "frame.latency_ms.p95")
-    assert p95["baseline"] == other["summary"]["frame"]["latency_ms"]["p95"]
+    assert fresh and fresh.baseline_run_id == other["run_id"]
+    p95 = next(m for m in fresh.metrics if m.metric == "frame.latency_ms.p95")
+    assert p95.baseline == other["summary"]["frame"]["latency_ms"]["p95"]
 
 
 # --- repeated runs: the run is the sample ---------------------------------------------------

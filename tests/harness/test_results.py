@@ -8,10 +8,10 @@ from pathlib import Path
 
 from core_builders import build_load
 
-from harness.results.model import reason_from_v1
+from harness.results.model import Provenance, Results, reason_from_v1
 from harness.results.provenance import collect_provenance, mask
 from harness.results.schema import missing_keys
-from harness.results.writer import read_results
+from harness.results.writer import read_results, results_document
 from harness.runner import _analyse, _Measured, _skeleton, _utc_now, _write_all
 from harness.scenario.models import Scenario
 
@@ -29,17 +29,16 @@ def make_doc(tmp_path: Path, invalid: list[str] | None = None) -> tuple[dict, in
 
     load = build_load(sessions=2, fps=30, duration_s=6, warmup_s=1, reply=reply)
     load.invalid_reasons = [reason_from_v1(r) for r in invalid or []]
-    doc = _skeleton(sc, "20261128T000000Z-r", _utc_now())
-    code = _analyse(doc, sc, _Measured(load=load), None)
-    doc["provenance"] = collect_provenance(None)
-    _write_all(tmp_path, doc)
-    return doc, code
+    results = _skeleton(sc, "20261128T000000Z-r", _utc_now())
+    code = _analyse(results, sc, _Measured(load=load), None)
+    results.provenance = Provenance.model_validate(collect_provenance(None))
+    return results_document(_write_all(tmp_path, results)), code
 
 
 def test_every_documented_key_is_present(tmp_path: Path) -> None:
     doc, code = make_doc(tmp_path)
     assert missing_keys(doc) == []
-    on_disk = read_results(tmp_path / "results.json")  # strict JSON, schema checked
+    on_disk = results_document(read_results(tmp_path / "results.json"))  # schema checked
     assert on_disk["schema_version"] == 2 and on_disk["verdict"] == "failed" and code == 1
     s = on_disk["summary"]
     assert s["served_by"]["local"] == 0.5 and s["served_by"]["torchserve"] == 0.5
@@ -88,7 +87,7 @@ def test_secrets_are_masked() -> None:
 SECRET = "tok-9f8e7d6c5b4a"
 
 
-def _secret_doc(tmp_path: Path) -> dict:
+def _secret_doc(tmp_path: Path) -> Results:
     """A finished run whose scenario carries a token, echoed in an error message as well."""
     sc = Scenario.model_validate(
         {"name": "r", "stack": {"backend": {"env": {"TORCHSERVE_TOKEN": SECRET}}},
@@ -98,8 +97,8 @@ def _secret_doc(tmp_path: Path) -> dict:
                       reply=lambda s, _t: (0.02, "local", "1.0", None))  # fmt: skip
     doc = _skeleton(sc, "20261128T000000Z-r", _utc_now())
     _analyse(doc, sc, _Measured(load=load), None)
-    doc["provenance"] = collect_provenance(None)
-    doc["error"] = f"StackError: backend exited; env TORCHSERVE_TOKEN={SECRET}"
+    doc.provenance = Provenance.model_validate(collect_provenance(None))
+    doc.error = f"StackError: backend exited; env TORCHSERVE_TOKEN={SECRET}"
     return doc
 
 
@@ -107,8 +106,8 @@ def test_one_masking_rule_covers_every_written_place(tmp_path: Path) -> None:
     from harness.report import build_report
 
     doc = _secret_doc(tmp_path)
-    assert SECRET in json.dumps(doc)  # the in-memory scenario holds it before writing
-    _write_all(tmp_path, doc)
+    assert SECRET in json.dumps(results_document(doc))  # in memory before writing
+    doc = _write_all(tmp_path, doc)
     build_report(doc, None, tmp_path / "report.html")
     for name in ("results.json", "junit.xml", "report.html"):
         assert SECRET not in (tmp_path / name).read_text(), name
@@ -117,7 +116,7 @@ def test_one_masking_rule_covers_every_written_place(tmp_path: Path) -> None:
     assert "TORCHSERVE_TOKEN: '***'" in on_disk["scenario_yaml"]
     assert on_disk["error"].endswith("TORCHSERVE_TOKEN=***")
     # The in-memory document is masked too: the report and the printed outcome come from it.
-    assert SECRET not in json.dumps(doc)
+    assert SECRET not in json.dumps(results_document(doc))
     # What the masking must not touch: booleans under secret-looking names, env var NAMES.
     assert on_disk["scenario"]["stack"]["torchserve"]["token_auth"] is True
 
@@ -294,8 +293,9 @@ def test_fallback_is_the_torchserve_cohorts_local_share(tmp_path: Path) -> None:
 
     load = build_load(sessions=2, fps=30, duration_s=6, reply=reply)
     load.sessions = [_record(0, "local"), _record(1, "torchserve")]
-    doc = _skeleton(sc, "20261207T000000Z-r", _utc_now())
-    _analyse(doc, sc, _Measured(load=load), None)
+    results = _skeleton(sc, "20261207T000000Z-r", _utc_now())
+    _analyse(results, sc, _Measured(load=load), None)
+    doc = results_document(results)
     fb, served = doc["summary"]["fallback"], doc["summary"]["served_by"]
     assert fb == {"share": 30 / 180, "count": 30, "torchserve_cohort": 180, "old_pipeline": 180}
     assert served["local"] == 210 / 360  # what the report once labelled "local fallback"
@@ -306,7 +306,8 @@ def test_fallback_is_the_torchserve_cohorts_local_share(tmp_path: Path) -> None:
         sessions=2, fps=30, duration_s=6, reply=lambda s, t: (0.01, "local", "1.0", None)
     )
     off.sessions = [_record(0, "local"), _record(1, "local")]
-    doc = _skeleton(sc, "20261207T000000Z-r", _utc_now())
-    _analyse(doc, sc, _Measured(load=off), None)
+    results = _skeleton(sc, "20261207T000000Z-r", _utc_now())
+    _analyse(results, sc, _Measured(load=off), None)
+    doc = results_document(results)
     assert doc["summary"]["fallback"]["share"] == 0.0
     assert doc["summary"]["served_by"]["local"] == 1.0

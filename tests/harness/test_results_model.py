@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from pydantic import BaseModel
 from test_results import make_doc
 
 from harness.cli import main
@@ -21,7 +22,7 @@ from harness.results.model import (
     reason_from_v1,
     unknown_keys,
 )
-from harness.results.writer import read_results
+from harness.results.writer import read_results, results_document
 
 FIXTURES = Path(__file__).resolve().parents[1] / "report" / "fixtures"
 
@@ -67,9 +68,9 @@ def test_catalogue_units_and_types_come_from_the_model() -> None:
 def test_version_1_files_read_as_version_2(path: Path) -> None:
     raw = json.loads(path.read_text())
     assert raw["schema_version"] == 1
-    doc = read_results(path)
+    results = read_results(path)
+    doc = results_document(results)
     assert doc["schema_version"] == 2 and doc["upgraded_from"] == 1
-    results = Results.model_validate(doc)
     assert len(results.invalid_reasons) == len(raw["invalid_reasons"])
     for old, new in zip(raw["invalid_reasons"], results.invalid_reasons, strict=True):
         assert new.message == old and new.kind is reason_from_v1(old).kind
@@ -176,3 +177,99 @@ def test_abort_gate_validates() -> None:
     gate = abort_gate({"at_s": 6.5, "measured_until_s": 1.5, "gate": "x < 1", "measured": 2.0,
                        "reason": "measured 2, required < 1"})  # fmt: skip
     assert GateResult.model_validate(gate).op is None
+
+
+def test_schema_keys_are_the_models() -> None:
+    """results/schema.py keeps no key list of its own (issue 21 A): the keys every readable
+    document holds are the model's required and ALWAYS fields, in its order, and every key path
+    the readers require names model fields."""
+    from harness.results.schema import REQUIRED_KEY_PATHS, TOP_KEYS
+
+    aliases = [f.alias or n for n, f in Results.model_fields.items()]
+    assert list(TOP_KEYS) == [k for k in aliases if k in TOP_KEYS]
+    assert {"schema", "finished_at", "summary", "comparison", "provenance"} <= set(TOP_KEYS)
+    assert not {"error", "run_dir", "rollout", "aborted", "load"} & set(TOP_KEYS)  # newer keys
+    for path in REQUIRED_KEY_PATHS:
+        model: type[BaseModel] | None = Results
+        for part in path.split("."):
+            assert model is not None and part in model.model_fields, path
+            model = next(
+                (a for a in get_args(model.model_fields[part].annotation) or
+                 (model.model_fields[part].annotation,)
+                 if isinstance(a, type) and issubclass(a, BaseModel)),
+                None,
+            )  # fmt: skip
+
+
+def _key_order_differences(raw: Any, model: Any, path: str = "") -> list[str]:
+    """Where ``raw``'s keys come in another order than ``model``'s dump (the writer's)."""
+    out: list[str] = []
+    if isinstance(model, BaseModel) and isinstance(raw, dict):
+        dumped = list(model.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        if list(raw) != dumped:
+            out.append(f"{path or '<top>'}: {list(raw)} != {dumped}")
+        for name, field in type(model).model_fields.items():
+            if (key := field.alias or name) in raw:
+                out += _key_order_differences(raw[key], getattr(model, name), f"{path}.{key}")
+    elif isinstance(model, list) and isinstance(raw, list):
+        for i, (r, m) in enumerate(zip(raw, model, strict=False)):
+            out += _key_order_differences(r, m, f"{path}[{i}]")
+    elif isinstance(model, dict) and isinstance(raw, dict):
+        for k in raw:
+            if k in model:
+                out += _key_order_differences(raw[k], model[k], f"{path}.{k}")
+    return out
+
+
+def test_the_model_declares_keys_in_the_order_the_harness_writes(tmp_path: Path) -> None:
+    """results.json is the model's dump (issue 21 A): its bytes stay the same only if each model
+    declares its fields in the order the analysis wrote them (summary.traffic, gpu.name, the
+    histograms' curves, a reload's fallbacks, run_dir were out of order)."""
+    from core_builders import build_load
+    from pydantic import TypeAdapter
+    from test_faults import outage_reply
+
+    from harness.analysis.faults import analyze_faults
+    from harness.analysis.frames import columns
+    from harness.results.model import Fault
+
+    doc, _ = make_doc(tmp_path)
+    doc = {**json.loads(json.dumps(doc)), "run_dir": str(tmp_path)}
+    assert _key_order_differences(doc, Results.model_validate(doc)) == []
+    load = build_load(sessions=2, fps=20, duration_s=10, reply=outage_reply)
+    events = [
+        {"at_s": 3.0, "action": "kill_torchserve", "params": {}, "started_s": 3.0,
+         "finished_s": 3.05, "ok": True},
+        {"at_s": 6.0, "action": "start_torchserve", "params": {}, "started_s": 6.0,
+         "finished_s": 7.2, "ok": True},
+        {"at_s": 8.0, "action": "reload_model", "params": {"version": "2.0"}, "started_s": 8.0,
+         "finished_s": 8.5, "ok": True},
+    ]  # fmt: skip
+    faults = json.loads(json.dumps(analyze_faults(columns(load), events, "1.0", 10.0)))
+    assert [f["kind"] for f in faults] == ["outage", "reload"]
+    typed = TypeAdapter(list[Fault]).validate_python(faults)
+    assert _key_order_differences(faults, typed) == []
+
+
+def test_tiers_keep_the_order_they_first_answered_in() -> None:
+    """served_by.counts and accuracy_detail.by_served_by are keyed by the data (the tier that
+    answered first comes first): the model's dump keeps that order, so results.json does not
+    change when TorchServe answered before the local engine."""
+    from core_builders import build_load
+
+    from harness.analysis.summary import summarize
+    from harness.results.model import Summary
+    from harness.scenario.models import Scenario
+
+    sc = Scenario.model_validate(
+        {"name": "r", "stack": {"use_torchserve": True},
+         "workload": {"sessions": 2, "duration_s": 6, "warmup_s": 1}}
+    )  # fmt: skip
+    load = build_load(
+        sessions=2, fps=30, duration_s=6, warmup_s=1,
+        reply=lambda s, _t: (0.02, "local" if s else "torchserve", "1.0", None),
+    )  # fmt: skip
+    summary = json.loads(json.dumps(summarize(load, {}, [], sc)[0]))
+    assert list(summary["served_by"]["counts"]) == ["torchserve", "local"]
+    assert list(summary["accuracy_detail"]["by_served_by"]) == ["torchserve", "local"]
+    assert _key_order_differences(summary, Summary.model_validate(summary)) == []

@@ -222,7 +222,8 @@ def test_a_straddling_criterion_says_how_much_more_would_settle_it() -> None:
 def test_the_console_and_the_banner_say_inconclusive() -> None:
     from harness.results.verdict import verdict_line
 
-    doc = {"verdict": "inconclusive", "valid": True, "gates": [{"passed": False}]}
+    gate = {"expr": "rollout", "metric": "rollout", "op": None, "passed": False}
+    doc = {"verdict": "inconclusive", "valid": True, "gates": [gate]}
     line = verdict_line(doc)
     assert line.status == "inconclusive"
     assert line.headline == "INCONCLUSIVE: the rollout ran out of evidence with nothing failed"

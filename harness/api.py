@@ -447,15 +447,15 @@ def judge_run(
 
     run = Path(run_dir)
     doc = read_results(run / "results.json")
-    scenario = Scenario.model_validate(doc["scenario"])
+    scenario = Scenario.model_validate(doc.scenario)
 
     def unix(text: str) -> float:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
-    if not doc.get("finished_at"):
+    if not doc.finished_at:
         raise ValueError(f"{run / 'results.json'}: the run has no finished_at (still running?)")
     # The interval holds the whole run (the steps come from the gauge inside it).
-    start, end = unix(doc["started_at"]) - 2.0, unix(doc["finished_at"]) + 2.0
+    start, end = unix(doc.started_at) - 2.0, unix(doc.finished_at) + 2.0
     with tempfile.TemporaryDirectory(prefix="harness-judge-") as tmp:
         prom = LocalPrometheus(Path(tmp), Path(tmp))
         try:

@@ -26,6 +26,7 @@ from pathlib import Path
 from harness.analysis.compare import Comparison, MetricComparison, Verdict, compare_runs
 from harness.analysis.gates import evaluate_gates
 from harness.results.model import GateResult, Results
+from harness.sweep.search import MACHINE_LIMIT_NOTE
 
 from .evidence import (
     EvidenceKey,
@@ -415,6 +416,13 @@ class Bracket:
         return math.inf if self.failed is None else float(self.failed - 1)
 
 
+# What settles a capacity the load machine could not push to its knee.
+MORE_LOAD = (
+    "more load than this machine can offer: a bigger or quieter load machine, or "
+    "workload.engine: locust over several (README, 'More load than one machine')"
+)
+
+
 def bracket(config: SweepConfiguration) -> Bracket:
     """The bracket of a configuration's search (from its levels, in sessions)."""
     passed = [lv.sessions for lv in config.search if lv.outcome == "pass"]
@@ -458,6 +466,11 @@ def judge_throughput(
         else "a sweep with load.search"
     )
     cb, bb = bracket(cand), bracket(base)
+
+    def settle_censored(*sides: Bracket) -> str:
+        # A side censored by the load machine is not settled by a higher search.max.
+        limited = any(b.censored and b.note.startswith(MACHINE_LIMIT_NOTE) for b in sides)
+        return MORE_LOAD if limited else raise_max
 
     def figures(c: SweepConfiguration, b: Bracket) -> list[Quantity]:
         bound = "at_least" if b.censored else "exact"
@@ -520,7 +533,7 @@ def judge_throughput(
                 Status.UNKNOWN,
                 f"at least {fps:.0f} frames/s, a lower bound below {t.min_frames_per_s:g} "
                 f"({cb.note})",
-                raise_max,
+                settle_censored(cb),
             )
         )
     else:
@@ -556,7 +569,7 @@ def judge_throughput(
                 _Part(
                     Status.UNKNOWN,
                     f"{words}: the {which} capacity is a lower bound, not comparable",
-                    raise_max,
+                    settle_censored(cb, bb),
                 )
             )
     elif bb.passed is None:

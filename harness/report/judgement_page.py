@@ -1,7 +1,7 @@
 """``judgement.html``: the rollout judged from Prometheus on one self-contained page.
 
 Built from the typed :class:`~harness.analysis.judgement.ProductionJudgement` only. The steps
-table is the run report's rollout table (the same view, ``render._rollout_view``: a rollout is
+table is the run report's rollout table (the same view, ``render.rollout_view``: a rollout is
 shown one way wherever it was judged); around it: the verdict, the interval and the server, the
 bucket edges that bound every figure's resolution, and a link to each series read.
 """
@@ -14,7 +14,7 @@ import jinja2
 
 from harness.analysis.judgement import ProductionJudgement
 
-from .render import TEMPLATES, _rollout_view
+from .render import TEMPLATES, rollout_view
 
 WORDS = {
     "go": "GO",
@@ -33,7 +33,7 @@ def render_judgement(j: ProductionJudgement) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    view = _rollout_view({"rollout": j.rollout.model_dump(mode="json")})
+    view = rollout_view(j.rollout)
     return env.get_template("judgement.html.j2").render(j=j, word=WORDS[j.decision], rollout=view)
 
 

@@ -35,6 +35,7 @@ from harness.results.model import (
     ReloadFault,
     Results,
     RolloutJudgement,
+    RolloutRecord,
     RolloutStep,
     Summary,
     TorchServeSummary,
@@ -635,9 +636,9 @@ def _looks_text(step: RolloutStep, judgement: RolloutJudgement | None) -> str:
             f"{fmt(last, 's')}: {marks}{decided}")  # fmt: skip
 
 
-def _rollout_view(results: Results) -> RolloutView | None:
-    """The rollout's steps for the report: one row per judgement, cohorts side by side."""
-    ro = results.rollout
+def rollout_view(ro: RolloutRecord | None) -> RolloutView | None:
+    """The rollout's steps for the report (and the production judgement's page): one row per
+    judgement, cohorts side by side."""
     if ro is None:
         return None
 
@@ -877,7 +878,7 @@ def build_context(
         "outages": outages,
         "reloads": reloads,
         "events": _event_rows(results),
-        "rollout": _rollout_view(results),
+        "rollout": rollout_view(results.rollout),
         "traffic": _traffic_view(summary),
         "drift": _drift_view(summary),
         "provenance": _provenance(results),

@@ -25,6 +25,7 @@ from decision_builders import (
 from harness.analysis.compare import Comparison, MetricComparison, Verdict
 from harness.decision import DecisionError, load_decision
 from harness.decision.criteria import (
+    MORE_LOAD,
     comparison_of,
     judge_errors,
     judge_gates,
@@ -52,6 +53,7 @@ from harness.decision.spec import (
     ThroughputTarget,
 )
 from harness.results.model import RolloutRecord, RolloutStep
+from harness.sweep.search import MACHINE_LIMIT_NOTE
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -310,6 +312,25 @@ def test_capacity_below_the_design_throughput() -> None:
     low = [level(2, "pass"), level(4, "pass")]
     c = _cap(low, low, search_max=4)
     assert c.status == Status.UNKNOWN and "raise search.max" in (c.settle or "")
+
+
+def test_a_capacity_the_load_machine_censored_is_settled_by_more_load_not_search_max() -> None:
+    # The A/A control on a busy host: the baseline failed 128 sessions, the candidate's run at
+    # 128 was INVALID (the generator fell behind). A higher search.max cannot settle that.
+    base = [level(16, "pass"), level(32, "pass"), level(64, "pass"), level(128, "fail"),
+            level(96, "pass"), level(112, "pass")]  # fmt: skip
+    cand = [level(16, "pass"), level(32, "pass"), level(64, "pass"), level(128, "machine-limit")]
+    doc = sweep_doc(base, cand, resolution=16, search_max=128)
+    doc["configurations"][1]["capacity_note"] = f"{MACHINE_LIMIT_NOTE} (passed at 64 sessions)"
+    c = judge_throughput(ThroughputTarget(), EvidenceSet(capacity=sweep_evidence(doc)), "c02",
+                         "c01", rel)  # fmt: skip
+    assert c.status == Status.UNKNOWN and "lower bound" in c.why
+    assert c.settle == MORE_LOAD
+    # Censored by search.max instead: raising it is what settles it.
+    doc["configurations"][1]["capacity_note"] = "at least 64 sessions (passed at search.max)"
+    c = judge_throughput(ThroughputTarget(), EvidenceSet(capacity=sweep_evidence(doc)), "c02",
+                         "c01", rel)  # fmt: skip
+    assert c.settle == "raise search.max above 128 sessions"
 
 
 def test_a_candidate_that_passed_no_load() -> None:

@@ -51,12 +51,13 @@ DIRECT_SEND_EXTENSION = "signflow.direct_send"  # = server_protocols.DIRECT_SEND
 Point = tuple[float, float, float]
 
 
-class _Hands(msgspec.Struct):
+# gc=False: a decoded frame holds no reference cycles; the collector need not track it.
+class _Hands(msgspec.Struct, gc=False):
     left: list[Point] | None = None
     right: list[Point] | None = None
 
 
-class _Frame(msgspec.Struct):
+class _Frame(msgspec.Struct, gc=False):
     """What a well-formed frame decodes into (unknown keys such as ``truth`` are skipped)."""
 
     frame_idx: int

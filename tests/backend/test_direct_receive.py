@@ -5,7 +5,9 @@ The app here is a few lines of ASGI that records which path each message took: t
 (called from the protocol's data_received) or the ASGI ``receive()``. What must hold: every
 message exactly once, in order, through one path or the other; a message the receiver declines,
 and every message queued behind it, goes through ``receive()``; binary messages and messages
-after ``set_receiver(None)`` always do.
+after ``set_receiver(None)`` always do. The last test runs the real backend app the same way:
+an unexpected error in a frame taken directly still ends only that session, raised where the
+receive loop would have raised it (~3 s with the model load).
 """
 
 from __future__ import annotations
@@ -166,3 +168,59 @@ def test_every_message_exactly_once_in_order(server_url: str) -> None:
     assert [text for _, text in seen[:-1]] == messages
     assert all(path == "receive" for path, text in seen if text.startswith("decline"))
     assert {path for path, _ in seen} == {"direct", "receive"}
+
+
+@pytest.fixture
+def backend_in_thread(model_dir, monkeypatch) -> Iterator[str]:
+    """The real backend app (flag off) under uvicorn with its protocols, in a thread, with a
+    decode that raises an unexpected error (RuntimeError, not a FrameError) on a marked frame."""
+    from backend_patch.app.api import translate
+    from backend_patch.app.main import create_app
+
+    real_decode = translate.decode_frame
+
+    def decode(text: str) -> Any:
+        if '"boom"' in text:
+            raise RuntimeError("boom")
+        return real_decode(text)
+
+    monkeypatch.setattr(translate, "decode_frame", decode)
+    settings = load_settings(use_torchserve=False, model_dir=model_dir, log_level="warning")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive(), "the backend did not start"
+            threading.Event().wait(0.05)
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/api/v1/translate/stream"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_an_unexpected_error_in_a_direct_frame_ends_that_session_only(
+    backend_in_thread: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The frame is taken directly (nothing queued ahead); its error is raised in the session's
+    receive loop as before, so the ASGI server logs it and drops that connection, while a
+    neighbour session goes on being answered."""
+    from backend_streaming import dumps_frames, trace
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    frames = dumps_frames(trace(seed=3, signs=1))
+    with connect(backend_in_thread) as bad, connect(backend_in_thread) as good:
+        bad.send(frames[0])
+        assert json.loads(bad.recv(5))["frame_idx"] == 0
+        bad.send(frames[1].replace('"frame_idx"', '"marker": "boom", "frame_idx"'))
+        with pytest.raises(ConnectionClosed):
+            bad.recv(5)
+        for i, frame in enumerate(frames[:20]):
+            good.send(frame)
+            assert json.loads(good.recv(5))["frame_idx"] == i
+    logged = [r for r in caplog.records if r.exc_info and "boom" in str(r.exc_info[1])]
+    assert logged and logged[0].getMessage().startswith("Exception in ASGI application")

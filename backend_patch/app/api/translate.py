@@ -7,6 +7,8 @@ socket keeps being read while a window is classified, and replies still go out i
 frame that needs no inference, with nothing queued ahead of it and a connection that can be
 written without waiting, is answered by the receiver itself (no queue, no task hop: most
 frames); otherwise it goes through the queue as every frame once did (see TranslationSession).
+Under the backend's server protocol such a frame is also received directly, from the protocol's
+data_received, without the ASGI receive queue and the receiver task's wake-up.
 Bad input gets an error reply for that frame and the session goes on; only a binary message
 (1003), one over MAX_MESSAGE_BYTES (1009) or a deadline closes the session: no message for
 WS_IDLE_TIMEOUT_S (1001), a client that reads nothing for WS_SEND_TIMEOUT_S (1008, connection

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/backend_sessions.py [--sessions 32] [--fps 30] [--duration 20]
         [--env USE_TORCHSERVE=false ...] [--url ws://host:port/api/v1/translate/stream]
-        [--aligned] [--json out.json]
+        [--aligned] [--compress] [--json out.json]
 
 Starts the backend as a uvicorn subprocess (tests/backend_server.py) unless --url is given,
 then opens the sessions, each sending synthetic frames open-loop at --fps (frame i is scheduled
@@ -54,7 +54,13 @@ def _messages(seed: int, count: int, skip: int = 0) -> list[str]:
 
 
 async def _session(
-    http: aiohttp.ClientSession, url: str, messages: list[str], fps: float, t0: float, rec: dict
+    http: aiohttp.ClientSession,
+    url: str,
+    messages: list[str],
+    fps: float,
+    t0: float,
+    rec: dict,
+    compress: int = 0,
 ) -> None:
     n = len(messages)
     sched = t0 + np.arange(n) / fps
@@ -64,7 +70,8 @@ async def _session(
     ends = np.zeros(n, dtype=bool)
     errors = 0
     # autoping: answer the server's keep-alive pings (they never reach receive()).
-    async with http.ws_connect(url, max_msg_size=0, autoping=True) as ws:
+    # compress=15 offers permessage-deflate, as browsers do (aiohttp offers nothing by default).
+    async with http.ws_connect(url, max_msg_size=0, autoping=True, compress=compress) as ws:
 
         async def send() -> None:
             for i, message in enumerate(messages):
@@ -131,6 +138,7 @@ async def _run(
     pid: int | None,
     aligned: bool = False,
     probes: int = 0,
+    compress: int = 0,
 ) -> dict:
     count = int((duration + warmup) * fps)
     if aligned:
@@ -154,8 +162,14 @@ async def _run(
         t0 = time.perf_counter() + 0.5
         stagger = 0.0 if aligned else 1.0 / (fps * sessions)
         await asyncio.gather(
-            *(_session(http, url, traces[k], fps, t0 + k * stagger, rec) for k in range(sessions)),
-            *(_session(http, url, t, fps, t0 + 0.5 / fps, probe_rec) for t in probe_traces),
+            *(
+                _session(http, url, traces[k], fps, t0 + k * stagger, rec, compress)
+                for k in range(sessions)
+            ),
+            *(
+                _session(http, url, t, fps, t0 + 0.5 / fps, probe_rec, compress)
+                for t in probe_traces
+            ),
         )
     backend_cpu = (
         round(100 * (_cpu_seconds(tree) - cpu0) / (time.perf_counter() - wall0), 1)
@@ -216,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--probes", type=int, default=0, help="extra sessions whose signs end between storms"
     )
+    p.add_argument(
+        "--compress",
+        action="store_true",
+        help="offer permessage-deflate as browsers do (the backend accepts it by default)",
+    )
     p.add_argument("--json", type=Path, help="also write the summary here")
     args = p.parse_args(argv)
     env = dict(e.split("=", 1) for e in args.env)
@@ -236,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 pid,
                 args.aligned,
                 args.probes,
+                15 if args.compress else 0,
             )
         )
         summary["conditions"] = {
@@ -245,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_1m_before": round(load_before, 2),
             "loadavg_1m_after": round(os.getloadavg()[0], 2),
             "client": "aiohttp, same machine",
+            "permessage_deflate_offered": args.compress,
         }
     text = json.dumps(summary, indent=2)
     print(text)

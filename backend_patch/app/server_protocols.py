@@ -19,7 +19,15 @@ as they are. Three things it lacks are added here, each as a small override:
   does), keeps reading and discarding until the client closes, and drops the connection only
   after ``close_s``.
 
+One more is an extension for speed, not a fix: **direct send and receive** (:class:`DirectSend`,
+the ``signflow.direct_send`` scope extension). An app may write a text message without the
+ASGI send's await when the write would not wait, and take text messages as they are parsed
+instead of through the ASGI queue and a task switch (per message: a queue put and get, a task
+wake-up, the middleware's receive wrappers, a pause and resume of reading). The ASGI path stays
+for everything else, and for any message the app declines.
+
 The overrides use uvicorn internals (``queue``, ``close_sent``, ``close_timer``, ``read_paused``,
+``frames``, ``curr_msg_data_type``, ``send_receive_event_to_app``,
 ``handle_parser_exception``) as of uvicorn 0.54 (pinned in requirements.lock);
 tests/backend/test_backend_deadlines.py fails if a new uvicorn changes them.
 """
@@ -27,6 +35,7 @@ tests/backend/test_backend_deadlines.py fails if a new uvicorn changes them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,14 +121,44 @@ class SignflowWebSocketProtocol(WebSocketsSansIOProtocol):
         self._deadlines = deadlines
         self._write_timer: asyncio.TimerHandle | None = None
         self._failed = False
+        self._receiver: Callable[[str], bool] | None = None
 
-    # -- direct send ---------------------------------------------------------------------------
+    # -- direct send and receive ---------------------------------------------------------------
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # absent when the upgrade was refused
         if scope is not None:
             scope.setdefault("extensions", {})[DIRECT_SEND_EXTENSION] = DirectSend(self)
+
+    def send_receive_event_to_app(self) -> None:
+        """Hand a complete message to the app's receiver (DirectSend.set_receiver) when one is
+        set, the message is text and nothing is queued ahead of it; else queue it as uvicorn
+        does (the app's ``receive()`` gets it, reading pauses until then)."""
+        receiver = self._receiver
+        if (
+            receiver is None
+            or self.curr_msg_data_type != "text"
+            or self.close_sent
+            or not self.queue.empty()
+        ):
+            super().send_receive_event_to_app()
+            return
+        frames = self.frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            super().send_receive_event_to_app()  # uvicorn's path: close 1007
+            return
+        self.frames = []
+        if receiver(text):
+            return
+        # Declined: the app's receive() takes it, in order, as any message.
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     # -- stuck writer ------------------------------------------------------------------------
 
@@ -207,13 +246,21 @@ class SignflowWebSocketProtocol(WebSocketsSansIOProtocol):
 
 
 class DirectSend:
-    """Write a text message from the app without the ASGI send's await, when it would not wait.
+    """Write a text message from the app without the ASGI send's await, when it would not wait;
+    take text messages as they are parsed, without the ASGI receive's queue and task switch.
 
     uvicorn's ``send`` first awaits the transport being writable; when it is, the rest is
     synchronous (encode the frame, ``transport.write``). ``ready()`` is that test (plus: the
     handshake done, no close sent, not disconnected), without side effects, so an app can
     answer from its receive path and fall back to the ordinary (awaited) send otherwise.
     ``send_text`` does what uvicorn's ``send`` does for a ``websocket.send`` with text.
+
+    ``set_receiver(f)``: from then on each text message that has nothing queued ahead of it
+    for the app's ``receive()`` is passed to ``f(text)`` from the protocol's ``data_received``
+    instead; ``f`` returns True when it took the message, False to have it queued for
+    ``receive()`` as usual (then later messages queue behind it: order holds). Everything
+    else (binary messages, disconnects, messages after a close) always goes through
+    ``receive()``. ``set_receiver(None)`` stops it.
     """
 
     __slots__ = ("_protocol",)
@@ -236,3 +283,7 @@ class DirectSend:
         p = self._protocol
         p.conn.send_text(text.encode())
         p.transport.write(b"".join(p.conn.data_to_send()))
+
+    def set_receiver(self, receiver: Callable[[str], bool] | None) -> None:
+        """Take text messages in ``receiver`` as they arrive (see the class doc); None: stop."""
+        self._protocol._receiver = receiver

@@ -7,6 +7,8 @@ socket keeps being read while a window is classified, and replies still go out i
 frame that needs no inference, with nothing queued ahead of it and a connection that can be
 written without waiting, is answered by the receiver itself (no queue, no task hop: most
 frames); otherwise it goes through the queue as every frame once did (see TranslationSession).
+Under the backend's server protocol such a frame is also received directly, from the protocol's
+data_received, without the ASGI receive queue and the receiver task's wake-up.
 Bad input gets an error reply for that frame and the session goes on; only a binary message
 (1003), one over MAX_MESSAGE_BYTES (1009) or a deadline closes the session: no message for
 WS_IDLE_TIMEOUT_S (1001), a client that reads nothing for WS_SEND_TIMEOUT_S (1008, connection
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,12 +54,13 @@ DIRECT_SEND_EXTENSION = "signflow.direct_send"  # = server_protocols.DIRECT_SEND
 Point = tuple[float, float, float]
 
 
-class _Hands(msgspec.Struct):
+# gc=False: a decoded frame holds no reference cycles; the collector need not track it.
+class _Hands(msgspec.Struct, gc=False):
     left: list[Point] | None = None
     right: list[Point] | None = None
 
 
-class _Frame(msgspec.Struct):
+class _Frame(msgspec.Struct, gc=False):
     """What a well-formed frame decodes into (unknown keys such as ``truth`` are skipped)."""
 
     frame_idx: int
@@ -138,6 +142,12 @@ def _decode_checked(text: str) -> tuple[int, np.ndarray]:
         raise FrameError("invalid_frame", str(exc), idx) from None
 
 
+def _too_big(text: str, limit: int) -> bool:
+    """More than ``limit`` bytes in UTF-8: len() counts characters; only a long text needs the
+    (costlier) byte count."""
+    return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
+
+
 @dataclass(frozen=True)
 class _Pending:
     """A received frame waiting for its reply (in order)."""
@@ -173,7 +183,7 @@ class _IdleDeadline:
         self._loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        self._task = task
+        self.task = task  # the receiving task
         self._since = 0.0
         self._waiting = False
         self._fired = False
@@ -190,7 +200,7 @@ class _IdleDeadline:
 
     def expired(self) -> bool:
         """True when this deadline cancelled the task (and no one else did too)."""
-        return self._fired and self._task.uncancel() == 0
+        return self._fired and self.task.uncancel() == 0
 
     def close(self) -> None:
         if self._timer is not None:
@@ -206,7 +216,7 @@ class _IdleDeadline:
             self._timer = self._loop.call_at(due, self._check)
             return
         self._fired = True
-        self._task.cancel()
+        self.task.cancel()
 
 
 class DirectSend(Protocol):
@@ -222,6 +232,12 @@ class DirectSend(Protocol):
         """Write one text message now (only after ``ready()``)."""
         ...
 
+    def set_receiver(self, receiver: Callable[[str], bool] | None) -> None:
+        """From now on, pass each text message with nothing queued ahead of it for
+        ``receive()`` to ``receiver`` as it arrives (True: taken; False: queue it for
+        ``receive()``, in order); None: stop."""
+        ...
+
 
 class TranslationSession:
     """One WebSocket session: its state machine, sentence and in-order replies.
@@ -232,6 +248,12 @@ class TranslationSession:
     frame did before: so order holds (nothing overtakes a queued reply), back-pressure holds
     (a paused writer sends everything through the queue, MAX_PENDING_FRAMES deep, and the
     receiver stops reading when it is full) and a slow reader meets the same deadlines.
+
+    Under that server protocol, a frame with nothing queued ahead of it is also *received*
+    directly: the protocol calls :meth:`_receive_direct` as the message is parsed, instead of
+    queueing it for the receive loop's ``await receive()`` (one task switch and the ASGI
+    wrappers per frame). A frame that would have to wait (anything queued: the inference of an
+    ended sign, a paused writer) is declined and takes the receive loop, as before.
     """
 
     def __init__(self, websocket: WebSocket, services: AppServices) -> None:
@@ -256,6 +278,10 @@ class TranslationSession:
         self._buffer_json = "[]"
         self.frames = 0
         self.errors = 0
+        self._max_message_bytes = s.max_message_bytes
+        self._idle: _IdleDeadline  # set when the receive loop starts
+        # An exception from a frame taken by _receive_direct, raised by the receive loop.
+        self._direct_failure: Exception | None = None
         # The cohort's series, bound once: a labels() lookup per frame would cost on the hot path.
         self._frames_metric = services.metrics.frames.labels(self.route)
         self._latency_metric = services.metrics.frame_latency.labels(self.route)
@@ -298,13 +324,19 @@ class TranslationSession:
         queue = self._queue
         frames_metric = self._frames_metric
         perf_counter = time.perf_counter
-        idle = _IdleDeadline(idle_s)
+        idle = self._idle = _IdleDeadline(idle_s)
+        direct = self._direct
+        if direct is not None:
+            direct.set_receiver(self._receive_direct)
         try:
             while True:
                 idle.arm()
                 try:
                     message = await receive()
                 except asyncio.CancelledError:
+                    failure = self._direct_failure
+                    if failure is not None and idle.task.uncancel() == 0:
+                        raise failure from None  # as if it had been raised here
                     if not idle.expired():
                         raise
                     self._protocol_error("idle_timeout")
@@ -324,8 +356,7 @@ class TranslationSession:
                 if text is None:
                     self._protocol_error("binary_message")
                     return _End(1003, "binary messages are not accepted: send JSON text frames")
-                # len() counts characters; only a long one needs the (costlier) byte count.
-                if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+                if _too_big(text, limit):
                     self._protocol_error("message_too_big")
                     return _End(1009, f"message over MAX_MESSAGE_BYTES={limit}")
                 self.frames += 1
@@ -335,7 +366,35 @@ class TranslationSession:
                     self._queued += 1
                     await queue.put(pending)
         finally:
+            if direct is not None:
+                direct.set_receiver(None)
             idle.close()
+
+    def _receive_direct(self, text: str) -> bool:
+        """A text message straight from the server protocol (see the class doc): handled here,
+        exactly as the receive loop would, when nothing is queued ahead of it; else False (the
+        receive loop takes it). Runs inside the protocol's data_received: never waits."""
+        if self._queued or self._direct_failure is not None:
+            return False
+        if _too_big(text, self._max_message_bytes):
+            return False  # the receive loop closes the session (1009)
+        received = time.perf_counter()
+        self._idle.arm()  # a message: the idle deadline starts again
+        self.frames += 1
+        self._frames_metric.inc()
+        try:
+            pending = self._process(text, received)
+        except Exception as exc:
+            # Raised in the receive loop instead, as a frame received there would have: the
+            # session ends and the server logs the exception.
+            self._direct_failure = exc
+            self._idle.task.cancel()
+            return True
+        if pending is not None:
+            # Room: nothing was queued (so put_nowait cannot fail); the sender answers it.
+            self._queued += 1
+            self._queue.put_nowait(pending)
+        return True
 
     def _process(self, text: str, received: float) -> _Pending | None:
         """Validate, normalise and push one frame; start the inference of an ended sign.

@@ -127,11 +127,25 @@ def normalize_points(
         np.float64,
         RAW_DIM,
     )
-    # max/min instead of abs(): two reductions, no temporary; inf fails them, NaN cannot come
-    # from JSON through a typed decoder (and fails ``<=`` anyway).
-    if not (values.max() <= MAX_ABS_COORD and values.min() >= -MAX_ABS_COORD):
+    # Two reductions, no temporary (the ufuncs' own reduce: np.max's Python wrapper costs as
+    # much again on 225 values); inf fails them, NaN cannot come from JSON through a typed
+    # decoder (and fails ``<=`` anyway).
+    if not (_max(values) <= MAX_ABS_COORD and _min(values) >= -MAX_ABS_COORD):
         return None
-    return _normalise(values, left is not None, right is not None)
+    # The reference points straight from the decoded floats (the same numbers as the array's).
+    return _centre_and_scale(
+        values,
+        pose[LEFT_HIP],
+        pose[RIGHT_HIP],
+        pose[LEFT_SHOULDER],
+        pose[RIGHT_SHOULDER],
+        left is not None,
+        right is not None,
+    )
+
+
+_max = np.maximum.reduce
+_min = np.minimum.reduce
 
 
 def hand_motion_energy(prev: np.ndarray, cur: np.ndarray) -> float:
@@ -146,17 +160,37 @@ def hand_motion_energy(prev: np.ndarray, cur: np.ndarray) -> float:
     ``sqrt(((c - p) ** 2).sum(axis=2)).mean(axis=1)``, so bit for bit the same value, in
     fewer and cheaper calls (it runs on every frame of every session).
     """
-    p = np.asarray(prev)[: 2 * HAND_DIM].reshape(2, HAND_DIM)
-    c = np.asarray(cur)[: 2 * HAND_DIM].reshape(2, HAND_DIM)
-    both = p.any(axis=1) & c.any(axis=1)
-    if not both.any():
+    return hand_motion_between(prev, cur, hands_seen(prev), hands_seen(cur))
+
+
+def hands_seen(frame: np.ndarray) -> tuple[bool, bool]:
+    """(left, right): whether each hand of a normalised frame has a non-zero value (a hand
+    that was not detected is all zeros). The segmenter computes it once per frame."""
+    hands = np.asarray(frame)[: 2 * HAND_DIM].reshape(2, HAND_DIM)
+    seen: list[bool] = np.logical_or.reduce(hands, axis=1).tolist()
+    return seen[0], seen[1]
+
+
+def hand_motion_between(
+    prev: np.ndarray, cur: np.ndarray, prev_seen: tuple[bool, bool], cur_seen: tuple[bool, bool]
+) -> float:
+    """:func:`hand_motion_energy` with each frame's :func:`hands_seen` already known."""
+    left = prev_seen[0] and cur_seen[0]
+    right = prev_seen[1] and cur_seen[1]
+    if not (left or right):
         return 0.0
+    p = np.asarray(prev)[: 2 * HAND_DIM]
+    c = np.asarray(cur)[: 2 * HAND_DIM]
     d = np.subtract(c, p, dtype=np.float64)  # both cast to float64 first, as before
     np.multiply(d, d, out=d)
     disp = np.add.reduce(d.reshape(2, NUM_HAND_LANDMARKS, 3), axis=2)
     np.sqrt(disp, out=disp)  # [2 hands, 21]
-    mean = np.add.reduce(disp, axis=1) / NUM_HAND_LANDMARKS  # np.mean's sum / count
-    return float(mean[both].max())
+    means: list[float] = (np.add.reduce(disp, axis=1) / NUM_HAND_LANDMARKS).tolist()
+    mean_left, mean_right = means
+    if left and right:
+        # np.max's answer, NaN included (a NaN cannot come from validated frames anyway).
+        return mean_left if mean_left >= mean_right or mean_left != mean_left else mean_right
+    return mean_left if left else mean_right
 
 
 def _fast_points(left: Any, right: Any, pose: Any) -> np.ndarray | None:
@@ -254,29 +288,50 @@ def _raise_bad_value(values: np.ndarray, ok: np.ndarray, has_left: bool, has_rig
 
 
 def _normalise(values: np.ndarray, has_left: bool, has_right: bool) -> np.ndarray:
-    # Scalar arithmetic on the few reference points: cheaper than numpy calls on tiny arrays.
     p = values[2 * HAND_DIM :].tolist()
-    lh, rh = 3 * LEFT_HIP, 3 * RIGHT_HIP
-    ls, rs = 3 * LEFT_SHOULDER, 3 * RIGHT_SHOULDER
-    # A landmark MediaPipe did not detect arrives as zeros; fall back to the shoulders then.
-    hips_seen = (p[lh] != 0.0 or p[lh + 1] != 0.0) and (p[rh] != 0.0 or p[rh + 1] != 0.0)
-    a, b = (lh, rh) if hips_seen else (ls, rs)
-    centre = np.array(
-        [(p[a] + p[b]) * 0.5, (p[a + 1] + p[b + 1]) * 0.5, (p[a + 2] + p[b + 2]) * 0.5]
+    return _centre_and_scale(
+        values,
+        p[3 * LEFT_HIP : 3 * LEFT_HIP + 3],
+        p[3 * RIGHT_HIP : 3 * RIGHT_HIP + 3],
+        p[3 * LEFT_SHOULDER : 3 * LEFT_SHOULDER + 3],
+        p[3 * RIGHT_SHOULDER : 3 * RIGHT_SHOULDER + 3],
+        has_left,
+        has_right,
     )
+
+
+def _centre_and_scale(
+    values: np.ndarray,
+    hl: Sequence[float],
+    hr: Sequence[float],
+    sl: Sequence[float],
+    sr: Sequence[float],
+    has_left: bool,
+    has_right: bool,
+) -> np.ndarray:
+    """float64[225] ``values`` (modified in place) -> normalised float32[225].
+
+    ``hl``, ``hr``, ``sl``, ``sr``: the hips and shoulders (x, y, z) as Python floats, the same
+    numbers as in ``values``: scalar arithmetic on them is cheaper than numpy calls.
+    """
+    # A landmark MediaPipe did not detect arrives as zeros; fall back to the shoulders then.
+    hips_seen = (hl[0] != 0.0 or hl[1] != 0.0) and (hr[0] != 0.0 or hr[1] != 0.0)
+    a, b = (hl, hr) if hips_seen else (sl, sr)
     # Width in the image plane only: MediaPipe's z is a noisy estimate.
-    width = math.hypot(p[ls] - p[rs], p[ls + 1] - p[rs + 1])
+    width = math.hypot(sl[0] - sr[0], sl[1] - sr[1])
     scale = max(width, MIN_BODY_SCALE)
-    # In place (``values`` is this call's own array): the same float64 arithmetic, fewer copies.
+    # In place (``values`` is this call's own array): the same float64 arithmetic in fewer
+    # calls; the product is computed in float64 and rounded to float32 on output, as astype
+    # did after it.
     points = values.reshape(-1, 3)
-    points -= centre
-    points *= 1.0 / scale
-    out = values.astype(np.float32)
+    np.subtract(points, ((a[0] + b[0]) * 0.5, (a[1] + b[1]) * 0.5, (a[2] + b[2]) * 0.5), out=points)
+    out = np.empty(RAW_DIM, np.float32)
+    np.multiply(values, 1.0 / scale, out=out)
     if not has_left:
         out[LEFT_HAND] = 0.0
     if not has_right:
         out[RIGHT_HAND] = 0.0
-    return np.asarray(out)
+    return out
 
 
 def _type_name(value: Any) -> str:

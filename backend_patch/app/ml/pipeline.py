@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .features import DEFAULT_MOTION_THRESHOLD, hand_motion_energy
+from .features import DEFAULT_MOTION_THRESHOLD, hand_motion_between, hands_seen
 from .predictions import softmax_top_k
 
 __all__ = [
@@ -80,6 +80,12 @@ class FrameStep:
     discarded: bool = False
 
 
+# The steps without a sign, shared (a FrameStep is immutable): one per frame otherwise.
+_IDLE_STILL = FrameStep(SessionState.IDLE, moving=False)
+_RECORDING_MOVING = FrameStep(SessionState.RECORDING, moving=True)
+_RECORDING_STILL = FrameStep(SessionState.RECORDING, moving=False)
+
+
 class SignSegmenter:
     """Per-session state machine over normalised frames (float32 [225] each)."""
 
@@ -87,6 +93,7 @@ class SignSegmenter:
         self.config = config or SegmenterConfig()
         self._state = SessionState.IDLE
         self._prev: np.ndarray | None = None
+        self._prev_seen = (False, False)
         self._frames: list[np.ndarray] = []
         self._rest = 0
 
@@ -103,18 +110,25 @@ class SignSegmenter:
     def push(self, frame: np.ndarray) -> FrameStep:
         """Advance the state machine by one normalised frame and say what happened."""
         prev, self._prev = self._prev, frame
-        moving = prev is not None and hand_motion_energy(prev, frame) > self.config.motion_threshold
+        # Each frame's hands are looked at once, not once as the current and again as the
+        # previous frame.
+        seen = hands_seen(frame)
+        prev_seen, self._prev_seen = self._prev_seen, seen
+        moving = (
+            prev is not None
+            and hand_motion_between(prev, frame, prev_seen, seen) > self.config.motion_threshold
+        )
         if self._state is SessionState.INFERRING:
             # The ended sign was handed out with the previous frame; the machine is free again.
             self._state = SessionState.IDLE
         if self._state is SessionState.IDLE:
             if not moving:
-                return FrameStep(SessionState.IDLE, moving=False)
+                return _IDLE_STILL
             # The frame before the first moving one is where the motion starts from.
             self._frames = [prev, frame] if prev is not None else [frame]
             self._rest = 0
             self._state = SessionState.RECORDING
-            return FrameStep(SessionState.RECORDING, moving=True)
+            return _RECORDING_MOVING
         # RECORDING
         self._frames.append(frame)
         self._rest = 0 if moving else self._rest + 1
@@ -123,7 +137,7 @@ class SignSegmenter:
             return self._finish(self._frames[: len(self._frames) - self._rest], moving)
         if len(self._frames) >= self.config.max_sign_frames:
             return self._finish(self._frames, moving)
-        return FrameStep(SessionState.RECORDING, moving=moving)
+        return _RECORDING_MOVING if moving else _RECORDING_STILL
 
     def reset(self) -> None:
         """Forget everything (a new session)."""

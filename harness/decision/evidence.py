@@ -126,9 +126,15 @@ class SweepEvidence:
     sweep: SweepDocument
 
     def point_run(self, config: str, sessions: int) -> RunEvidence | None:
-        """The results of ``config``'s run at ``sessions`` (None: not run, or not readable)."""
+        """The results of ``config``'s last run at ``sessions`` (the one that decided the
+        level when search.confirm ran it more than once; None: not run, or not readable)."""
         pt = next(
-            (p for p in self.sweep.points if p.config == config and p.sessions == sessions), None
+            (
+                p
+                for p in reversed(self.sweep.points)
+                if p.config == config and p.sessions == sessions
+            ),
+            None,
         )
         path = self.path.parent / pt.run_dir / "results.json" if pt is not None else None
         if path is None or not path.is_file():

@@ -204,8 +204,11 @@ def run_sweep(
                     current_key = key
                 show.point(len(st.points) + 1, config, sessions, st.run_seconds)
                 t_run = time.monotonic()
-                pid = f"{config.id}-s{sessions:04d}"
-                run_dir = sweep_dir / config.id / f"s{sessions:04d}"
+                # A level's second run (search.confirm) gets its own point and folder.
+                again = search.tries(sessions) if search else 0
+                level = f"s{sessions:04d}" + (f"-r{again + 1}" if again else "")
+                pid = f"{config.id}-{level}"
+                run_dir = sweep_dir / config.id / level
                 try:
                     with _quiet_progress(f"{config.id}@{sessions}", stream) as progress:
                         doc, code = run_point(

@@ -69,6 +69,12 @@ class Search(_Strict):
     start: int = Field(1, ge=1, le=MAX_SESSIONS)
     max: int = Field(64, ge=1, le=MAX_SESSIONS)
     resolution: int = Field(1, ge=0, le=MAX_SESSIONS)
+    # Best of N at a failing level. A busy machine only ever adds latency, so a run that
+    # passes is evidence the system holds that load, while one failing run may be the machine:
+    # a level counts as failed only after `confirm` failing runs in a row (an A/A control of
+    # two identical configurations put one at >= 128 sessions, the other at 96, from one run
+    # each at 128 on a shared 2-core host).
+    confirm: int = Field(1, ge=1, le=5)
 
     @model_validator(mode="after")
     def _order(self) -> Search:
@@ -77,14 +83,16 @@ class Search(_Strict):
         return self
 
     def max_runs(self) -> int:
-        """Upper bound on the runs one configuration's search takes."""
+        """Upper bound on the runs one configuration's search takes. A pass ends its level; a
+        fail may take ``confirm`` runs, and at most one level of the doubling fails (it ends
+        the doubling) plus each bisection's."""
         steps, n = 1, self.start
         while n < self.max:
             n, steps = min(n * 2, self.max), steps + 1
         width, bisect = max(self.max // 2, 1), 0
         while width > self.resolution + 1:
             width, bisect = (width + 1) // 2, bisect + 1
-        return steps + bisect
+        return steps + bisect + (self.confirm - 1) * (1 + bisect)
 
 
 class Load(_Strict):

@@ -3,7 +3,8 @@
 Pure bookkeeping (no I/O), so it is tested on its own: the executor asks :meth:`next_level`,
 runs that many sessions and tells :meth:`record` the outcome. The capacity is the highest level
 that passed once the lowest failing level is at most ``resolution + 1`` above it (the true knee
-lies between them); a level
+lies between them); a level fails only after ``confirm`` failing runs in a row (any pass there
+is a pass: machine noise only adds latency); a level
 whose measurement was INVALID because this machine could not offer the load ends the search
 with no number ("capacity above what this load machine can offer").
 """
@@ -28,11 +29,15 @@ class CapacitySearch:
     failed: int | None = None  # lowest level that failed
     levels: list[tuple[int, Outcome]] = field(default_factory=list)
     stopped: str | None = None  # why it ended without a bracket (machine limit, error, budget)
+    retry: int | None = None  # a level that failed fewer than spec.confirm times: run it again
+    _fails: dict[int, int] = field(default_factory=dict)
 
     def next_level(self) -> int | None:
         """The next load to run, or None when the search is over."""
         if self.stopped is not None:
             return None
+        if self.retry is not None:
+            return self.retry
         if not self.levels:
             return self.spec.start
         if self.failed is None:  # still stepping up
@@ -56,9 +61,14 @@ class CapacitySearch:
     def record(self, sessions: int, outcome: Outcome, why: str | None = None) -> None:
         """The outcome of the run at ``sessions``."""
         self.levels.append((sessions, outcome))
+        self.retry = None
         if outcome == "pass":
             self.passed = max(self.passed or 0, sessions)
         elif outcome == "fail":
+            self._fails[sessions] = self._fails.get(sessions, 0) + 1
+            if self._fails[sessions] < self.spec.confirm:
+                self.retry = sessions
+                return
             self.failed = sessions if self.failed is None else min(self.failed, sessions)
         elif outcome == "machine-limit":
             self.stopped = MACHINE_LIMIT_NOTE
@@ -69,6 +79,11 @@ class CapacitySearch:
         """End the search early (the budget ran out, or the sweep was interrupted)."""
         if self.next_level() is not None:
             self.stopped = why
+            self.retry = None
+
+    def tries(self, sessions: int) -> int:
+        """How many runs the search has made at ``sessions`` so far."""
+        return sum(1 for n, _ in self.levels if n == sessions)
 
     @property
     def capacity(self) -> int | None:

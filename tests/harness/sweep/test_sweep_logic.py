@@ -57,6 +57,34 @@ def test_passing_at_max_is_no_number() -> None:
     assert search.censored and search.capacity is None
 
 
+def test_confirm_needs_a_failing_level_to_fail_again_before_it_counts() -> None:
+    # One noisy failing run at 128 (the machine, not the system): with confirm 2 it is run again,
+    # passes, and the search goes on up; without it, that one run set the capacity at 96.
+    noisy = {128: ["fail", "pass"]}
+
+    def drive(confirm: int) -> CapacitySearch:
+        search = CapacitySearch(Search(start=16, max=256, resolution=16, confirm=confirm))
+        while (n := search.next_level()) is not None:
+            queue = noisy.get(n)
+            search.record(n, queue.pop(0) if queue else ("pass" if n <= 150 else "fail"))
+        return search
+
+    once = drive(1)
+    assert once.capacity is not None and once.capacity < 128
+    noisy[128] = ["fail", "pass"]
+    twice = drive(2)
+    assert twice.capacity is not None and 150 - 16 <= twice.capacity <= 150
+    assert [o for n, o in twice.levels if n == 128] == ["fail", "pass"]
+    assert twice.tries(128) == 2
+    # A real knee is confirmed (every failing level run twice) and found as before.
+    exact = CapacitySearch(Search(start=16, max=256, resolution=16, confirm=2))
+    runs = _drive(exact, 150)
+    assert exact.capacity is not None and 150 - 16 <= exact.capacity <= 150
+    assert runs <= Search(start=16, max=256, resolution=16, confirm=2).max_runs()
+    assert all(o == "fail" for n, o in exact.levels if n == exact.failed)
+    assert sum(1 for n, _ in exact.levels if n == exact.failed) == 2
+
+
 def test_machine_limit_ends_the_search_without_a_number() -> None:
     search = CapacitySearch(Search(start=2, max=64))
     runs = _drive(search, knee=40, invalid_from=16)
@@ -237,8 +265,8 @@ def test_dry_run_says_which_configuration_the_budget_cuts() -> None:
     from harness.sweep.loader import load_sweep
 
     repo = Path(__file__).resolve().parents[3]
-    plan = load_sweep(repo / "sweeps/capacity.yaml", ["budget.max_runs=12"])
+    plan = load_sweep(repo / "sweeps/capacity.yaml", ["budget.max_runs=17"])
     text = describe(plan)
-    assert "would cut" in text and "c02" in text and "stopped after 3 of 9 runs" in text
+    assert "would cut" in text and "c02" in text and "stopped after 3 of 14 runs" in text
     assert "c01 (use_torchserve=False): " not in text.split("would cut", 1)[1]
     assert "enough for every" in describe(load_sweep(repo / "sweeps/capacity.yaml", []))

@@ -25,8 +25,8 @@ if typing.TYPE_CHECKING:
     )
     from harness.decision import decide
     from harness.exitcodes import ExitCode
-    from harness.outcome import BaselineFailed, RunOutcome
-    from harness.progress import (
+    from harness.runner.outcome import BaselineFailed, RunOutcome
+    from harness.runner.progress import (
         Message,
         ProgressCallback,
         ProgressEvent,
@@ -41,20 +41,20 @@ if typing.TYPE_CHECKING:
 # importing one submodule (``harness.hdr``, ``harness.results.model``...) does not load the
 # whole API: the run, the stacks, the analysis and their libraries.
 _DEFINED_IN = {
-    "BaselineFailed": "harness.outcome",
+    "BaselineFailed": "harness.runner.outcome",
     "ExitCode": "harness.exitcodes",
-    "Message": "harness.progress",
-    "ProgressCallback": "harness.progress",
-    "ProgressEvent": "harness.progress",
+    "Message": "harness.runner.progress",
+    "ProgressCallback": "harness.runner.progress",
+    "ProgressEvent": "harness.runner.progress",
     "RepeatedOutcome": "harness.api",
-    "RunFinished": "harness.progress",
-    "RunOutcome": "harness.outcome",
-    "RunStarting": "harness.progress",
+    "RunFinished": "harness.runner.progress",
+    "RunOutcome": "harness.runner.outcome",
+    "RunStarting": "harness.runner.progress",
     "Scenario": "harness.scenario",
     "ScenarioError": "harness.scenario",
     "Stack": "harness.stack",
     "StackError": "harness.stack",
-    "Tick": "harness.progress",
+    "Tick": "harness.runner.progress",
     "compare": "harness.api",
     "decide": "harness.decision",
     "load_scenario": "harness.api",

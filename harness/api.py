@@ -9,9 +9,9 @@
 scenario's ``baseline`` section: a file to read or a scenario run first), the stack (started and
 always stopped, or one the caller already entered: :func:`open_stack`), load, collectors,
 timeline, analysis, results, JUnit and report. It never prints: progress and messages go to
-``on_progress`` (:mod:`harness.progress` events), else to the ``harness`` logger.
+``on_progress`` (:mod:`harness.runner.progress` events), else to the ``harness`` logger.
 
-Ctrl-C (and SIGTERM/SIGHUP inside :class:`harness.interrupts.TerminationSignals`) stops the
+Ctrl-C (and SIGTERM/SIGHUP inside :class:`harness.runner.interrupts.TerminationSignals`) stops the
 stack, writes partial results and re-raises KeyboardInterrupt.
 """
 
@@ -28,10 +28,10 @@ from typing import Any
 from harness.analysis.compare import Comparison
 from harness.analysis.judgement import ProductionJudgement
 from harness.exitcodes import ExitCode
-from harness.outcome import BASELINE_PREFIX as BASELINE_PREFIX
-from harness.outcome import BaselineFailed as BaselineFailed
-from harness.outcome import RunOutcome as RunOutcome
-from harness.progress import Emitter, ProgressCallback, RunFinished
+from harness.runner.outcome import BASELINE_PREFIX as BASELINE_PREFIX
+from harness.runner.outcome import BaselineFailed as BaselineFailed
+from harness.runner.outcome import RunOutcome as RunOutcome
+from harness.runner.progress import Emitter, ProgressCallback, RunFinished
 from harness.scenario import Scenario
 from harness.stack import Stack
 
@@ -99,7 +99,7 @@ def run(
     results file, or ``run_dir`` already holds a run), :class:`BaselineFailed` (the baseline run
     could not start its stack) and KeyboardInterrupt (after partial results are written).
     """
-    from harness.runner import DEFAULT_OUT, run_scenario
+    from harness.runner.execute import DEFAULT_OUT, run_scenario
 
     sc = _with_overrides(scenario, overrides)
     out_dir = Path(out) if out is not None else DEFAULT_OUT
@@ -165,7 +165,7 @@ def _baseline_scenario(sc: Scenario) -> Scenario:
 def _run_baseline_scenario(
     sc: Scenario, path: str, out_dir: Path, on_progress: ProgressCallback | None
 ) -> RunOutcome:
-    from harness.runner import run_scenario
+    from harness.runner.execute import run_scenario
 
     base_sc = _baseline_scenario(sc)
     name = f"{BASELINE_PREFIX}{Path(path).stem}"
@@ -223,7 +223,7 @@ def run_repeated(
     import json
 
     from harness.analysis.compare import MIN_RUNS, compare_runs
-    from harness.runner import DEFAULT_OUT, make_run_dir, run_scenario
+    from harness.runner.execute import DEFAULT_OUT, make_run_dir, run_scenario
 
     if repeat < MIN_RUNS:
         raise ValueError(f"--repeat {repeat}: give {MIN_RUNS} or more (1 is a plain run)")
@@ -304,7 +304,7 @@ def open_stack(scenario: Scenario, run_dir: str | Path) -> Iterator[Stack]:
 
     Raises :class:`harness.StackError` when it cannot start.
     """
-    from harness.runner import open_stack as open_
+    from harness.runner.execute import open_stack as open_
 
     with open_(scenario, Path(run_dir)) as stack:
         yield stack

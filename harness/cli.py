@@ -20,9 +20,9 @@ from typing import Any, TextIO
 
 from harness.api import BASELINE_PREFIX, BaselineFailed, load_scenario
 from harness.exitcodes import EXIT_CODES_HELP, ExitCode
-from harness.progress import RunFinished
 from harness.results.model import reason_text
 from harness.results.verdict import verdict_line
+from harness.runner.progress import RunFinished
 from harness.scenario import Scenario, ScenarioError
 from harness.scenario.models import SyntheticTrace
 
@@ -622,7 +622,7 @@ def human_stream(sc: Scenario) -> TextIO:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the scenario (after its baseline scenario, if any) through :func:`harness.run`."""
     from harness.api import run
-    from harness.progress import progress_display
+    from harness.runner.progress import progress_display
 
     sc = _load(args)
     if sc is None:
@@ -680,7 +680,7 @@ def _run_repeated(
 ) -> int:
     """``--repeat N``: every run's outcome line as it ends, then the comparison of the runs."""
     from harness.api import run_repeated
-    from harness.progress import progress_display
+    from harness.runner.progress import progress_display
 
     if args.baseline is not None or args.run_dir is not None:
         _err("--repeat reruns the scenario's baseline scenario into one folder under --out: "
@@ -826,7 +826,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_decide(args: argparse.Namespace) -> int:
     """``harness decide``: one line per criterion, then the verdict sentence; exit 0/1/4."""
     from harness.decision import DecisionError, decide
-    from harness.progress import progress_display
+    from harness.runner.progress import progress_display
 
     if args.out is None and (env_out := _env("HARNESS_OUT")):
         args.out = Path(env_out)
@@ -895,7 +895,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "decide": cmd_decide,
         "judge": cmd_judge,
     }
-    from harness.interrupts import TerminationSignals
+    from harness.runner.interrupts import TerminationSignals
 
     # SIGTERM/SIGHUP take Ctrl-C's path; the exit code then names the signal (143/129).
     with _log_to_stderr(), TerminationSignals() as term:

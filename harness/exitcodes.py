@@ -5,7 +5,7 @@ measurement is not to be trusted (invalid scenario/file, INVALID run, INVALID ba
 3 infrastructure (the stack did not start); 4 inconclusive (the evidence ran out before a
 decision: a rollout short of data, ``harness decide`` with a criterion unknown and none failed);
 128 + signal for an interrupted run (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; see
-:mod:`harness.interrupts`).
+:mod:`harness.runner.interrupts`).
 """
 
 from __future__ import annotations

@@ -491,9 +491,9 @@ def _latency(figures: CohortFigures, family: str, key: str) -> float | None:
 
 def rollout_gate(rollout: Document | None) -> dict[str, Any] | None:
     """A gates[] entry for the rollout's outcome (None without a rollout block); ``rollout``:
-    the record as harness/rollout.py keeps it (``RolloutRecord`` as JSON). Not passed unless
-    completed; an ``inconclusive`` rollout makes the run's verdict INCONCLUSIVE (exit 4), not
-    FAILED, when this is the only gate lost (harness.runner)."""
+    the record as harness/runner/controller.py keeps it (``RolloutRecord`` as JSON). Not
+    passed unless completed; an ``inconclusive`` rollout makes the run's verdict INCONCLUSIVE
+    (exit 4), not FAILED, when this is the only gate lost (harness.runner.execute)."""
     if not rollout:
         return None
     done = rollout.get("outcome") == "completed"

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TextIO
 
 from harness.exitcodes import ExitCode
-from harness.progress import ProgressCallback
 from harness.redact import mask
+from harness.runner.progress import ProgressCallback
 from harness.scenario import Scenario
 
 from .criteria import judge_all
@@ -108,7 +108,7 @@ def decide(
     Raises :class:`harness.decision.spec.DecisionError` (a ScenarioError: an invalid file,
     naming file:line) and KeyboardInterrupt (the run in progress is stopped first).
     """
-    from harness.runner import make_run_dir
+    from harness.runner.execute import make_run_dir
 
     t0 = time.monotonic()
     plan = load_decision(decision_file, overrides)

@@ -829,7 +829,7 @@ class RolloutStep(_Model):
 
 
 class RolloutRecord(_Model):
-    """The scenario's rollout block as it ran (harness/rollout.py)."""
+    """The scenario's rollout block as it ran (harness/runner/controller.py)."""
 
     steps: list[RolloutStep] = Field(default_factory=list, description="in the order run")
     outcome: Literal["running", "completed", "aborted", "inconclusive", "incomplete"] = Field(
@@ -847,7 +847,7 @@ class RolloutRecord(_Model):
 
 
 class AbortRecord(_Model):
-    """The abort_on_fail gate that stopped the run early (harness/watch.py)."""
+    """The abort_on_fail gate that stopped the run early (harness/runner/watch.py)."""
 
     at_s: Annotated[float, Unit("s", "when the gate was lost, run clock")]
     measured_until_s: Annotated[float, Unit("s", "the end of the figures it judged, run clock")]
@@ -970,7 +970,7 @@ class Results(_Model):
     provenance: Annotated[Provenance, ALWAYS] = Field(default_factory=Provenance)
     rollout: RolloutRecord | None = None
     aborted: AbortRecord | None = None
-    # The first MAX_SESSION_RECORDS sessions (harness.runner), in start order.
+    # The first MAX_SESSION_RECORDS sessions (harness.runner.execute), in start order.
     sessions: list[SessionRecord] | None = None
     sessions_truncated: bool | None = None
     run_dir: str | None = None

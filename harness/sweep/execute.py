@@ -7,7 +7,7 @@ Layout of ``<out>/<UTC time>-<sweep name>/``::
     c01/stack/            the configuration's stack (its logs, collected when it stops)
     c01/s0008/            one run: results.json, junit.xml, report.html
 
-Ctrl-C (and SIGTERM/SIGHUP, see harness.interrupts): the current run writes its partial
+Ctrl-C (and SIGTERM/SIGHUP, see harness.runner.interrupts): the current run writes its partial
 results, the stack is stopped, and sweep.json/sweep.html are written with every finished point
 (``status: interrupted``) before KeyboardInterrupt is re-raised.
 """
@@ -71,7 +71,7 @@ def run_point(
 
     The one place the sweep calls the run library (switching to ``harness.run`` is this edit).
     """
-    from harness.runner import run_scenario
+    from harness.runner.execute import run_scenario
 
     # The runner, not harness.run: a sweep point has no baseline of its own to resolve.
     return run_scenario(scenario, run_dir=run_dir, on_progress=progress, stack=stack)
@@ -145,7 +145,7 @@ def run_sweep(
     Exit: 0 a configuration meets the constraints, 1 none does, 3 none could be measured
     because a stack failed; KeyboardInterrupt after writing the partial sweep (the CLI: 130).
     """
-    from harness.runner import make_run_dir, stop_leftovers
+    from harness.runner.execute import make_run_dir, stop_leftovers
     from harness.stack import StackError
 
     stop_leftovers()
@@ -261,7 +261,7 @@ def run_sweep(
 @contextlib.contextmanager
 def _quiet_progress(name: str, stream: TextIO | None) -> Iterator[Any]:
     """The run's own progress: plain lines every 10 s (the sweep line says the rest)."""
-    from harness.progress import PlainProgress
+    from harness.runner.progress import PlainProgress
 
     yield PlainProgress(stream or sys.stderr, every_s=10.0)
 

@@ -19,9 +19,9 @@ from core_builders import build_load
 
 from harness.analysis.summary import summarize
 from harness.results.model import ANY, METRICS
+from harness.runner.watch import AbortWatcher, judge_partial, stop_line
 from harness.scenario import load_scenario
 from harness.scenario.loader import COLLECTOR_METRICS
-from harness.watch import AbortWatcher, judge_partial, stop_line
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import pytest
 from core_builders import served_port
 
 import harness
-from harness.progress import ProgressEvent
+from harness.runner.progress import ProgressEvent
 
 HERE = Path(__file__).resolve().parent
 

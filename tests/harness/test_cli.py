@@ -72,7 +72,7 @@ def test_compare_against_a_run_that_never_measured_exits_2(tmp_path: Path) -> No
     new = tmp_path / "a" / "results.json"
     empty = json.loads(new.read_text())
     # What the runner writes for a run that failed before measuring: a summary of nulls.
-    from harness.runner import _empty_summary
+    from harness.runner.execute import _empty_summary
 
     empty.update(summary=_empty_summary(), series={"t": []}, histograms={}, verdict="error",
                  error="stack failed", run_id="never")  # fmt: skip

@@ -187,7 +187,7 @@ async def test_the_rollout_controller_judges_from_the_stacks_prometheus(
     from types import SimpleNamespace
 
     from harness.clock import RunClock
-    from harness.rollout import RolloutController
+    from harness.runner.controller import RolloutController
 
     url, doc = recorded_prometheus
     sc = load_scenario(CANARY, ["rollout.judge.source=prometheus", "stack.prometheus.enabled=true"])

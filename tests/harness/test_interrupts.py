@@ -1,4 +1,4 @@
-"""SIGTERM and SIGHUP take Ctrl-C's path (harness.interrupts), with real signals to a child.
+"""SIGTERM and SIGHUP take Ctrl-C's path (harness.runner.interrupts), with real signals to a child.
 
 The child runs the same pieces the harness does: the asyncio runner (which turns SIGINT into a
 cancellation of the measurement, so partial results are kept) and the stack's teardown
@@ -19,8 +19,8 @@ import pytest
 CHILD = textwrap.dedent(
     """
     import asyncio, sys, time
-    from harness.interrupts import TerminationSignals, interrupt_name
-    from harness.loop import run_async
+    from harness.runner.interrupts import TerminationSignals, interrupt_name
+    from harness.runner.loop import run_async
     from harness.stack.base import DeferSigint
 
     async def measure():

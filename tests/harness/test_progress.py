@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 
 from harness.load.generator import LiveStats
-from harness.progress import Message, PlainProgress, RunStarting, Tick, format_stats
-from harness.timeline import describe
+from harness.runner.progress import Message, PlainProgress, RunStarting, Tick, format_stats
+from harness.runner.timeline import describe
 
 
 def stats(**kw: object) -> LiveStats:
@@ -63,7 +63,7 @@ def test_live_progress_prints_events_above_the_live_line() -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from harness.progress import LiveProgress
+    from harness.runner.progress import LiveProgress
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=200, color_system=None)

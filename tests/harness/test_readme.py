@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import _parser, shorthand_overrides
-from harness.runner import LATEST
+from harness.runner.execute import LATEST
 from harness.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from harness.results.model import Provenance, Results, reason_from_v1
 from harness.results.provenance import collect_provenance, mask
 from harness.results.schema import missing_keys
 from harness.results.writer import read_results, results_document
-from harness.runner import _analyse, _Measured, _skeleton, _utc_now, _write_all
+from harness.runner.execute import _analyse, _Measured, _skeleton, _utc_now, _write_all
 from harness.scenario.models import Scenario
 
 GATES = ["errors.total == 0", "frame.latency_ms.p95 < 1", "gpu.util_mean between 40 70"]
@@ -179,7 +179,7 @@ def test_junit_time_is_wall_time(tmp_path: Path) -> None:
 
 
 def test_run_dir_handles(tmp_path: Path) -> None:
-    from harness.runner import LATEST, make_run_dir
+    from harness.runner.execute import LATEST, make_run_dir
 
     run_id, run_dir = make_run_dir(tmp_path, "demo")
     assert (tmp_path / LATEST).resolve() == run_dir.resolve()

@@ -172,7 +172,7 @@ def test_traffic_is_gateable_with_units() -> None:
 
 def test_abort_gate_validates() -> None:
     from harness.results.model import GateResult
-    from harness.watch import abort_gate
+    from harness.runner.watch import abort_gate
 
     gate = abort_gate({"at_s": 6.5, "measured_until_s": 1.5, "gate": "x < 1", "measured": 2.0,
                        "reason": "measured 2, required < 1"})  # fmt: skip

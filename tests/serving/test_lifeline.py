@@ -66,7 +66,7 @@ OWNER = textwrap.dedent(
     elif kind == "pool":  # the abort-on-fail check's and the rollout judge's processes
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
-        from harness.watch import _init_check_process
+        from harness.runner.watch import _init_check_process
         pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_check_process)
         worker = pool.submit(os.getpid).result(timeout=60)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.live import COLUMNS
+from harness.runner.live import COLUMNS
 from harness.stack.local import REPO_ROOT
 
 SCENARIOS = REPO_ROOT / "scenarios"

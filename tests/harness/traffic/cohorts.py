@@ -6,7 +6,7 @@ A cohort is ``sessions`` sessions streaming 30 fps over [t0, t1): frame latency 
 session wait for it too (``queue_frames``). ``error_share`` of frames get an error reply;
 ``accuracy`` of the classified frames are right; ``local_share`` of the classifications were
 answered by the local engine (a fallback, or a hedge that won). Frames are thinned to one per
-0.1 s for the sequential tests, as harness/rollout.py's ``cohort_frames`` does.
+0.1 s for the sequential tests, as harness/runner/controller.py's ``cohort_frames`` does.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def simulate(
                 judged=judged,
                 correct=correct,
                 served_local=inference & (rng.random(n) < local_share),
-                # one frame per 0.1 s (harness/rollout.py cohort_frames thins the same way)
+                # one frame per 0.1 s (harness/runner/controller.py cohort_frames thins alike)
                 unit=np.arange(n) % 3 == 0,
                 session=np.full(n, index, dtype=np.int64),
             )

@@ -10,7 +10,7 @@ from cohorts import simulate
 from harness.analysis.rollout import CohortFrames, judge_step, rollout_gate
 from harness.exitcodes import ExitCode
 from harness.results.model import RolloutRecord, Verdict
-from harness.runner import gates_verdict
+from harness.runner.execute import gates_verdict
 from harness.scenario.models import RolloutJudge
 
 WINDOW = (0.0, 20.0)

@@ -15,8 +15,8 @@ import pytest
 from scipy.stats import poisson
 
 from harness.cli import main, parse_seconds, shorthand_overrides
-from harness.live import COLUMNS, LiveExporter, LiveFile, RunLabels, row_of
 from harness.load.generator import LiveStats
+from harness.runner.live import COLUMNS, LiveExporter, LiveFile, RunLabels, row_of
 from harness.scenario import ScenarioError, load_scenario
 from harness.scenario.traffic import arrival_times, plan_arrivals, plan_stages, target_at
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from harness.load.generator import LiveStats
-    from harness.outcome import RunOutcome
+    from harness.runner.outcome import RunOutcome
 
 PLAIN_EVERY_S = 5.0
 

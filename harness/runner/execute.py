@@ -7,7 +7,7 @@ executed; 3 infrastructure failure (StackError)). A stack this module starts is 
 by its context manager; each such run registers itself while its stack may be up
 (harness.stack.procs.RunRegistration), and stops first what a killed run left behind. A stack
 passed in (already entered by the caller, e.g. a sweep) is used and left running. Nothing here
-prints: messages go to the run's :class:`harness.progress.Emitter`.
+prints: messages go to the run's :class:`harness.runner.progress.Emitter`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from harness.analysis.rollout import rollout_gate
 from harness.analysis.summary import summarize
 from harness.clock import RunClock
 from harness.exitcodes import ExitCode
-from harness.outcome import BASELINE_PREFIX
-from harness.progress import Emitter, ProgressCallback, RunStarting, Tick
 from harness.redact import mask, redact_files, redact_text, secret_values
 from harness.results.junit import write_junit
 from harness.results.model import (
@@ -56,9 +54,11 @@ from harness.results.model import (
 )
 from harness.results.provenance import collect_provenance
 from harness.results.writer import results_document, write_results
+from harness.runner.outcome import BASELINE_PREFIX
+from harness.runner.progress import Emitter, ProgressCallback, RunStarting, Tick
+from harness.runner.timeline import Timeline, event_record
+from harness.runner.watch import abort_gate
 from harness.scenario import Scenario, scenario_to_yaml
-from harness.timeline import Timeline, event_record
-from harness.watch import abort_gate
 
 if TYPE_CHECKING:
     from harness.load.recording import LoadResult
@@ -130,7 +130,7 @@ class _Measured:
     events: list[dict[str, Any]] = field(default_factory=list)
     collectors: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
-    rollout: dict[str, Any] | None = None  # harness.rollout.RolloutController.record
+    rollout: dict[str, Any] | None = None  # harness.runner.controller.RolloutController.record
     aborted: dict[str, Any] | None = None  # the abort-on-fail gate that stopped the load
 
 
@@ -258,16 +258,16 @@ async def _measure(
 
 
 class _Watching:
-    """The run's watchers (harness.watch, harness.rollout, harness.live), built from the
-    scenario; ``close()`` releases the live file and the Prometheus endpoint."""
+    """The run's watchers (harness.runner.watch, .controller, .live), built from the scenario;
+    ``close()`` releases the live file and the Prometheus endpoint."""
 
     def __init__(
         self, scenario: Scenario, stack: Any, clock: RunClock, gen: Any,
         emit: Emitter, run_dir: Path | None, out: _Measured,
     ) -> None:  # fmt: skip
-        from harness.live import LiveExporter, LiveFile, RunLabels, row_of
-        from harness.rollout import RolloutController
-        from harness.watch import AbortWatcher
+        from harness.runner.controller import RolloutController
+        from harness.runner.live import LiveExporter, LiveFile, RunLabels, row_of
+        from harness.runner.watch import AbortWatcher
 
         self.gen = gen
         self.out = out
@@ -343,7 +343,7 @@ class _Watching:
         self, load_task: asyncio.Task[Any], stop: asyncio.Event
     ) -> list[tuple[str, Any]]:
         """(name, coroutine) of every watcher to run beside the load."""
-        from harness.watch import live_loop
+        from harness.runner.watch import live_loop
 
         out: list[tuple[str, Any]] = []
         if self.sinks:
@@ -579,7 +579,7 @@ def run_scenario(
     KeyboardInterrupt is re-raised after the stack is down and partial results are written
     (``verdict: error``, ``error: interrupted``).
     """
-    from harness.interrupts import interrupt_name
+    from harness.runner.interrupts import interrupt_name
     from harness.stack import StackError
 
     emit = Emitter(run_name or scenario.name, on_progress)
@@ -674,7 +674,7 @@ def _measure_on(
     results: Results,
     run_dir: Path,
 ) -> None:
-    from harness.loop import run_async
+    from harness.runner.loop import run_async
 
     try:
         run_async(_measure(scenario, stack, emit, measured, run_dir))

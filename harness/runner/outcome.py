@@ -1,8 +1,9 @@
 """What a run produced (:class:`RunOutcome`), and the baseline run that could not start.
 
-Below the orchestration that makes them (``harness.runner``, ``harness.api``) and the progress
-events that carry them (``harness.progress.RunFinished``), so none of those imports another
-to name them; the public names are ``harness.RunOutcome`` and ``harness.BaselineFailed``.
+Below the orchestration that makes them (``harness.runner.execute``, ``harness.api``) and the
+progress events that carry them (``harness.runner.progress.RunFinished``), so none of those
+imports another to name them; the public names are ``harness.RunOutcome`` and
+``harness.BaselineFailed``.
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ MINUTE_S = 60.0
 
 
 def _tile(values: list[Any], n: int) -> list[Any]:
-    body = values[2:] or values  # skip the warm-up windows when repeating
+    # Repeat the minute's full windows: not its warm-up, nor its last window (partial).
+    body = values[2:-1] or values
     return (values[:2] + body * (n // max(1, len(body)) + 1))[:n]
 
 

@@ -640,6 +640,7 @@ def served_by_over_time(results: Doc) -> Figure | None:
     mv = _column(run, "model_versions") or []
     names = sorted({k for m in mv if isinstance(m, dict) for k in m})
     full_ts, full_fb = ts_share, fb_share  # the per-second shares, for the alt text
+    full_t = t
     size, width = 1, 1.0
     ts_low: Buckets | None = None
     sb = buckets(t, tsv)
@@ -726,11 +727,11 @@ def served_by_over_time(results: Doc) -> Figure | None:
         ax2 = axes[1, 0]
         counts = np.array(
             [
-                [float(m[k]) if isinstance(m, dict) and k in m else 0.0 for m in mv[:n]]
+                [float(m[k]) if isinstance(m, dict) and k in m else 0.0 for m in mv[: full_t.size]]
                 for k in names
             ]
         )
-        m_t = _t(run)[: counts.shape[1]]
+        m_t = full_t[: counts.shape[1]]
         if sb is not None:  # the answers of each bucket, like the bands above
             summed = [buckets(m_t, row) for row in counts]
             if all(summed):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from html_inspect import inspect
+from matplotlib.axes import Axes
 from report_cases import ARTIFACTS
 from report_chromium import find_chromium, load
 
@@ -28,9 +29,9 @@ DIP_AT = 17_283
 REPORT_BOUND = 2_000_000  # bytes: "a few MB" at most; measured ~0.4 MB
 
 
-def _long(n: int) -> Results:
-    """The recorded quick run's windows repeated to ``n`` windows, one p99 spike, one dip."""
-    doc = json.loads(FIXTURE.read_text(encoding="utf-8"))
+def _long(n: int, fixture: Path = FIXTURE) -> Results:
+    """A recorded run's windows repeated to ``n`` windows, one p99 spike, one dip."""
+    doc = json.loads(fixture.read_text(encoding="utf-8"))
     series = doc["series"]
     for key, values in series.items():
         if isinstance(values, list):
@@ -114,3 +115,24 @@ def test_chromium_opens_the_eight_hour_report(long_report: Path) -> None:
     assert {"latency-over-time", "throughput-over-time"} <= set(facts.figures)
     assert all(i["src"].startswith("data:image/png") and i.get("alt") for i in facts.images)
     assert "min/max envelope" in run.dom
+
+
+def test_eight_hour_model_version_bars_cover_the_whole_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hot-reload run's version panel, bucketed, spans all 8 hours (it once stopped at
+    the bucket count: ~1,000 s)."""
+    run = _long(EIGHT_HOURS, FIXTURE.parent / "recorded-hot-reload.results.json")
+    drawn: list[np.ndarray] = []
+    bar = Axes.bar
+
+    def spy(self: Axes, x: object, *args: object, **kwargs: object) -> object:
+        if str(kwargs.get("label", "")).startswith("model "):
+            drawn.append(np.asarray(x, dtype=float))
+        return bar(self, x, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Axes, "bar", spy)
+    fig = figures.served_by_over_time(run)
+    assert fig is not None and drawn
+    assert all(x.max() > 0.95 * EIGHT_HOURS for x in drawn)
+    assert all(x.size <= figures.MAX_POINTS for x in drawn)

@@ -125,6 +125,106 @@ def _aligned(doc: Results | None, key: str) -> tuple[Floats, Floats] | None:
     return t[:n], v[:n]
 
 
+# A per-second chart of more points than this is drawn from bucket envelopes (issue 23): an
+# 8-hour run has 28,800 windows, more than a 1,150-pixel-wide chart has pixels, and
+# matplotlib took ~50 s to draw the report's lines and bars at that length.
+MAX_POINTS = 2000
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """A series cut into ``size``-window buckets (the last may be shorter).
+
+    ``start``: each bucket's first time (s); ``lo``/``hi``: its min and max over the finite
+    values, at times ``t_lo``/``t_hi`` (NaN where a bucket has no finite value, so gaps stay
+    gaps); ``total``: its sum (NaN counted as 0), for counts that are stacked, not enveloped.
+    """
+
+    size: int
+    start: Floats
+    lo: Floats
+    hi: Floats
+    t_lo: Floats
+    t_hi: Floats
+    total: Floats
+
+    def line(self) -> tuple[Floats, Floats]:
+        """The envelope as one line: each bucket's min and max, in the order they occurred
+        (the M4 / min-max reduction: drawn at chart width, it covers the same pixels as the
+        full series, so a one-second spike or dip stays visible)."""
+        lo_first = ~(self.t_lo > self.t_hi)  # NaN times compare False: keep lo first
+        t = np.where(lo_first, self.t_lo, self.t_hi), np.where(lo_first, self.t_hi, self.t_lo)
+        v = np.where(lo_first, self.lo, self.hi), np.where(lo_first, self.hi, self.lo)
+        return np.column_stack(t).ravel(), np.column_stack(v).ravel()
+
+
+def buckets(t: Floats, v: Floats, max_points: int = MAX_POINTS) -> Buckets | None:
+    """Min/max buckets of the series (t, v) (same length, t ascending), or None when it has
+    at most ``max_points`` points (drawn as is).
+
+    The one downsampling of the report's per-second charts. Plain min/max buckets, not LTTB:
+    LTTB keeps one point per bucket chosen by triangle area and can drop a bucket's minimum
+    or maximum; the envelope keeps both, so the peak p99 and the deepest throughput dip of
+    each bucket are drawn (numpy, matplotlib and scipy offer no such reduction; matplotlib's
+    path simplification only merges collinear segments). ``2 * len(buckets) <= max_points``.
+    """
+    n = min(t.size, v.size)
+    if n <= max_points:
+        return None
+    size = math.ceil(n / (max_points // 2))
+    rows = math.ceil(n / size)
+    pad = rows * size - n
+    vv = np.concatenate([v[:n], np.full(pad, np.nan)]).reshape(rows, size)
+    tt = np.concatenate([t[:n], np.full(pad, np.nan)]).reshape(rows, size)
+    finite = np.isfinite(vv)
+    empty = ~finite.any(axis=1)
+    i_lo = np.where(finite, vv, np.inf).argmin(axis=1)
+    i_hi = np.where(finite, vv, -np.inf).argmax(axis=1)
+    r = np.arange(rows)
+
+    def pick(a: Floats, i: np.ndarray[Any, Any]) -> Floats:
+        return np.where(empty, np.nan, a[r, i])
+
+    return Buckets(
+        size=size,
+        start=tt[:, 0],
+        lo=pick(vv, i_lo),
+        hi=pick(vv, i_hi),
+        t_lo=pick(tt, i_lo),
+        t_hi=pick(tt, i_hi),
+        total=np.where(finite, vv, 0.0).sum(axis=1),
+    )
+
+
+def _drawn(t: Floats, v: Floats) -> tuple[Floats, Floats, int]:
+    """(t, v) as drawn: the series itself, or its min/max envelope line; and the bucket width
+    in windows (1: not downsampled)."""
+    b = buckets(t, v)
+    if b is None:
+        return t, v, 1
+    return (*b.line(), b.size)
+
+
+def _bucket_note(size: int) -> str:
+    """The served-by chart's sentence for a long run ('' when not downsampled)."""
+    if size <= 1:
+        return ""
+    return (
+        f" Long run: shares of each {size}-second bucket's inferences; dotted, the lowest "
+        f"per-second TorchServe share of each bucket (so a fallback second is not hidden)."
+    )
+
+
+def _envelope_note(size: int) -> str:
+    """The sentence a downsampled chart adds to its caption and alt text ('' when not)."""
+    if size <= 1:
+        return ""
+    return (
+        f" Long run: each line is the min/max envelope of {size}-second buckets (the lowest "
+        f"and highest per-second value of each bucket, so no spike is hidden)."
+    )
+
+
 def _fmt(x: float | None, unit: str = "") -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
@@ -291,12 +391,14 @@ def latency_over_time(results: Doc, base: Doc | None) -> Figure | None:
     )
     all_vals: list[Floats] = []
     peaks: list[str] = []
+    size = 1
     for (title, doc), ax in zip(docs, axes[:, 0], strict=True):
         for (key, label), style in zip(keys, STYLES, strict=False):
             pair = _aligned(doc, key)
             if pair is None:
                 continue
-            t, v = pair
+            t, v, bucket = _drawn(*pair)
+            size = max(size, bucket)
             ax.plot(
                 t, v, label=label, markevery=max(1, t.size // 25), **{"linewidth": 1.6, **style}
             )
@@ -323,6 +425,7 @@ def latency_over_time(results: Doc, base: Doc | None) -> Figure | None:
         + "; ".join(peaks)
         + ". "
         + _events_sentence(run)
+        + _envelope_note(size)
     )
     return Figure(
         "latency-over-time",
@@ -332,7 +435,7 @@ def latency_over_time(results: Doc, base: Doc | None) -> Figure | None:
         "Per-second p50 / p95 / p99 of frame latency, measured from the scheduled send time "
         "(coordinated omission corrected). Grey: warm-up (not measured). Dash-dot vertical "
         "lines: timeline events. Hatched: outage (/), recovery (.) and mixed-version (\\) "
-        "windows.",
+        "windows." + _envelope_note(size),
     )
 
 
@@ -367,17 +470,20 @@ def throughput_over_time(results: Doc, base: Doc | None) -> Figure | None:
         (baseline, "inferences_per_s", "inferences/s (baseline)", {**STYLES[3], "color": GREY}),
     ]
     desc = []
+    size = 1
     for doc, key, label, style in lines:
         pair = _aligned(doc, key)
         if pair is None:
             continue
-        t, v = pair
+        t, v, bucket = _drawn(*pair)
+        size = max(size, bucket)
+        median = float(np.nanmedian(pair[1]))  # of the seconds, not of the envelope
         style = dict(style)
         if doc is baseline:
             style["linestyle"] = "--"
             style["linewidth"] = 1.0
         ax.plot(t, v, label=label, markevery=max(1, t.size // 25), **style)
-        desc.append(f"{label} median {_fmt(float(np.nanmedian(v)))}")
+        desc.append(f"{label} median {_fmt(median)}")
     _annotate(ax, run, labels=True)
     ax.set_ylabel("per second", fontsize=9)
     ax.set_ylim(bottom=0)
@@ -385,8 +491,21 @@ def throughput_over_time(results: Doc, base: Doc | None) -> Figure | None:
     _legend(ax, loc="center right", ncol=2)
     if has_err and errs is not None:
         ax2 = axes[1, 0]
-        ax2.bar(errs[0], errs[1], width=0.8, color=VERMILION, hatch="xx", edgecolor="#222222")
-        ax2.set_ylabel("errors", fontsize=9)
+        eb = buckets(*errs)
+        if eb is None:
+            ax2.bar(errs[0], errs[1], width=0.8, color=VERMILION, hatch="xx", edgecolor="#222222")
+            ax2.set_ylabel("errors", fontsize=9)
+        else:  # one bar per bucket: its worst second, so a burst is not diluted
+            ax2.bar(
+                eb.start,
+                np.nan_to_num(eb.hi),
+                width=eb.size,
+                align="edge",
+                color=VERMILION,
+                linewidth=0,  # ~1,000 bars: outlines would paint the panel black
+            )
+            ax2.set_ylabel("errors (max/s)", fontsize=9)
+            size = max(size, eb.size)
         _annotate(ax2, run, labels=False)
         _style_axes(ax2)
         desc.append(f"{int(np.nansum(errs[1]))} errors in total, shown as bars below")
@@ -398,13 +517,15 @@ def throughput_over_time(results: Doc, base: Doc | None) -> Figure | None:
         + "; ".join(desc)
         + ". "
         + _events_sentence(run)
+        + _envelope_note(size)
     )
     return Figure(
         "throughput-over-time",
         "Throughput over time",
         alt,
         _png(fig),
-        "Answered frames and inferences per second; a dip marks frames that were late or lost.",
+        "Answered frames and inferences per second; a dip marks frames that were late or lost."
+        + _envelope_note(size),
     )
 
 
@@ -518,6 +639,22 @@ def served_by_over_time(results: Doc) -> Figure | None:
         old_share = np.where(tot > 0, (lov - fbv) / tot, np.nan)
     mv = _column(run, "model_versions") or []
     names = sorted({k for m in mv if isinstance(m, dict) for k in m})
+    full_ts, full_fb = ts_share, fb_share  # the per-second shares, for the alt text
+    full_t = t
+    size, width = 1, 1.0
+    ts_low: Buckets | None = None
+    sb = buckets(t, tsv)
+    if sb is not None:  # long run: each bucket's share of its inferences, and its worst second
+        size, width = sb.size, float(sb.size)
+        ts_low = buckets(t, ts_share)
+        sums = [sb.total] + [b.total for b in (buckets(t, lov), buckets(t, fbv)) if b]
+        tot_b = sums[0] + sums[1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ts_share = np.where(tot_b > 0, sums[0] / tot_b, np.nan)
+            fb_share = np.where(tot_b > 0, sums[2] / tot_b, np.nan)
+            old_share = np.where(tot_b > 0, (sums[1] - sums[2]) / tot_b, np.nan)
+        t = sb.start
+        n = t.size
     versions = len(names) > 1
     fig, axes = plt.subplots(
         2 if versions else 1,
@@ -530,7 +667,7 @@ def served_by_over_time(results: Doc) -> Figure | None:
     # Window w covers [w, w+1) s: draw each share from its window's start to its end ("post",
     # with the last window closed at t+1). "mid" centred the step on w and showed the fallback
     # half a second before the kill.
-    t_edge = np.append(t, t[-1] + 1.0) if n else t
+    t_edge = np.append(t, t[-1] + width) if n else t
 
     def closed(share: Floats) -> Floats:
         return np.append(share, share[-1]) if n else share
@@ -563,28 +700,43 @@ def served_by_over_time(results: Doc) -> Figure | None:
             label=label,
         )
     ax.step(t_edge, ts_plot * 100, where="post", color=BLUE, linewidth=1.2)
+    if sb is not None and ts_low is not None:
+        ax.step(
+            t_edge,
+            closed(ts_low.lo) * 100,
+            where="post",
+            color="#222222",
+            linestyle=":",
+            linewidth=1.0,
+            label="TorchServe, lowest second of each bucket",
+        )
     _annotate(ax, run, labels=True)
     ax.set_ylim(0, 100)
     ax.set_ylabel("% of inferences", fontsize=9)
     _style_axes(ax)
     _legend(ax, loc="lower left", ncol=2)
     desc = (
-        f"TorchServe served {np.nanmean(ts_share) * 100:.0f} % on average per second, lowest "
-        f"{np.nanmin(ts_share) * 100:.0f} %"
-        if _has(ts_share)
+        f"TorchServe served {np.nanmean(full_ts) * 100:.0f} % on average per second, lowest "
+        f"{np.nanmin(full_ts) * 100:.0f} %"
+        if _has(full_ts)
         else "no inferences"
     )
-    if known and _has(fb_share):
-        desc += f"; local fallback at most {np.nanmax(fb_share) * 100:.0f} % of a second"
+    if known and _has(full_fb):
+        desc += f"; local fallback at most {np.nanmax(full_fb) * 100:.0f} % of a second"
     if versions:
         ax2 = axes[1, 0]
         counts = np.array(
             [
-                [float(m[k]) if isinstance(m, dict) and k in m else 0.0 for m in mv[:n]]
+                [float(m[k]) if isinstance(m, dict) and k in m else 0.0 for m in mv[: full_t.size]]
                 for k in names
             ]
         )
-        m_t = t[: counts.shape[1]]
+        m_t = full_t[: counts.shape[1]]
+        if sb is not None:  # the answers of each bucket, like the bands above
+            summed = [buckets(m_t, row) for row in counts]
+            if all(summed):
+                counts = np.array([b.total for b in summed if b])
+                m_t = sb.start[: counts.shape[1]]
         totals = counts.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             shares = np.where(totals > 0, counts / totals, np.nan) * 100
@@ -596,7 +748,7 @@ def served_by_over_time(results: Doc) -> Figure | None:
                 m_t,
                 np.nan_to_num(shares[i]),
                 bottom=bottom,
-                width=0.9,
+                width=0.9 * width,
                 align="edge",  # window w is [w, w+1) s, like the chart above
                 color=col,
                 alpha=0.55,
@@ -617,7 +769,9 @@ def served_by_over_time(results: Doc) -> Figure | None:
     alt = (
         "Stacked area chart of the share of inferences per second served by TorchServe "
         "(dotted), by the local fallback of the TorchServe cohort (crossed) and by the old "
-        f"pipeline (hatched, local by design, not a fallback). {desc}. " + _events_sentence(run)
+        f"pipeline (hatched, local by design, not a fallback). {desc}. "
+        + _events_sentence(run)
+        + _bucket_note(size)
     )
     return Figure(
         "served-by",
@@ -625,7 +779,8 @@ def served_by_over_time(results: Doc) -> Figure | None:
         alt,
         _png(fig),
         "Per second, the share of inference replies tagged served_by = torchserve or local"
-        + (", and below, the model version that answered." if versions else "."),
+        + (", and below, the model version that answered." if versions else ".")
+        + _bucket_note(size),
     )
 
 
@@ -692,12 +847,13 @@ def torchserve_batching(results: Doc) -> Figure | None:
     ax1.set_ylabel("batches", fontsize=9)
     ax1.set_title("Batch sizes", fontsize=10, loc="left")
     _style_axes(ax1)
+    size = 1
     for (pair, label), style in zip(lines, STYLES, strict=False):
         if pair is None:
             continue
-        ax2.plot(
-            pair[0], pair[1], label=f"{label} time", markevery=max(1, pair[0].size // 20), **style
-        )
+        t, v, bucket = _drawn(*pair)
+        size = max(size, bucket)
+        ax2.plot(t, v, label=f"{label} time", markevery=max(1, t.size // 20), **style)
         desc.append(f"mean {label} time {_fmt(float(np.nanmean(pair[1])), 'ms')}")
     _annotate(ax2, run, labels=False)
     if _log_if_wide(ax2, [pair[1] for pair, _ in lines if pair is not None]):
@@ -720,6 +876,7 @@ def torchserve_batching(results: Doc) -> Figure | None:
         + "; gaps are seconds with no TorchServe request. "
         + "; ".join(desc)
         + "."
+        + _envelope_note(size)
     )
     return Figure(
         "torchserve-batching",
@@ -729,7 +886,8 @@ def torchserve_batching(results: Doc) -> Figure | None:
         "From TorchServe's Prometheus metrics: the batches it actually formed, and where a "
         "request's server time went. End to end = arrival at TorchServe to answer (queue + "
         "batch assembly + handler + transfer: TorchServe's 'inference latency'); queue = "
-        "waiting for a worker; handler = the handler's own time for the request's batch.",
+        "waiting for a worker; handler = the handler's own time for the request's batch."
+        + _envelope_note(size),
     )
 
 
@@ -771,9 +929,12 @@ def cpu_over_time(results: Doc) -> Figure | None:
         ),
     )
     styles = {name: STYLES[i % len(STYLES)] for i, name in enumerate(order)}
+    size = 1
     for name in order:
         v = cpu[name][: t.size]
-        axes[0, 0].plot(t[: v.size], v, label=name, markevery=max(1, v.size // 20), **styles[name])
+        tx, vx, bucket = _drawn(t[: v.size], v)
+        size = max(size, bucket)
+        axes[0, 0].plot(tx, vx, label=name, markevery=max(1, vx.size // 20), **styles[name])
         desc.append(f"{name} CPU mean {_fmt(float(np.nanmean(v)), '%')}")
     _annotate(axes[0, 0], run, labels=True)
     axes[0, 0].set_ylabel("CPU % (100 = one core)", fontsize=9)
@@ -785,11 +946,16 @@ def cpu_over_time(results: Doc) -> Figure | None:
         for name, v in rss.items():
             v = v[: t.size]
             st = styles.get(name, STYLES[4])
-            ax.plot(t[: v.size], v, label=name, markevery=max(1, v.size // 20), **st)
+            tx, vx, bucket = _drawn(t[: v.size], v)
+            size = max(size, bucket)
+            ax.plot(tx, vx, label=name, markevery=max(1, vx.size // 20), **st)
             desc.append(f"{name} memory up to {_fmt(float(np.nanmax(v)), 'MB')}")
             fit = _rss_fit(run, name, t[: v.size])
             if fit is not None:  # the leak gate's Theil-Sen line over the measured window
-                ax.plot(*fit, color="black", linestyle=":", linewidth=1.2)
+                x, y = fit
+                if size > 1:  # a straight line: its two ends draw it
+                    x, y = x[[0, -1]], y[[0, -1]]
+                ax.plot(x, y, color="black", linestyle=":", linewidth=1.2)
                 desc.append(f"{name} RSS fit {_fmt(_per_h(run, name), 'MB')} per hour")
         _annotate(ax, run, labels=False)
         ax.set_ylabel("resident memory (MB)", fontsize=9)
@@ -804,6 +970,7 @@ def cpu_over_time(results: Doc) -> Figure | None:
         + ". "
         + "; ".join(desc)
         + "."
+        + _envelope_note(size)
     )
     return Figure(
         "cpu-over-time",
@@ -811,7 +978,7 @@ def cpu_over_time(results: Doc) -> Figure | None:
         alt,
         _png(fig),
         "Sampled every second with psutil over each component's processes (children included); "
-        "dotted: the RSS fit of the leak gates over the measured window.",
+        "dotted: the RSS fit of the leak gates over the measured window." + _envelope_note(size),
     )
 
 
@@ -830,10 +997,11 @@ def gpu_over_time(results: Doc) -> Figure | None:
         squeeze=False,
     )
     desc = []
-    row = 0
+    row, size = 0, 1
     if u is not None:
         ax = axes[row, 0]
-        ax.plot(u[0], u[1], label="GPU utilisation", markevery=max(1, u[0].size // 20), **STYLES[3])
+        tx, vx, size = _drawn(*u)
+        ax.plot(tx, vx, label="GPU utilisation", markevery=max(1, tx.size // 20), **STYLES[3])
         ax.set_ylim(0, 100)
         ax.set_ylabel("GPU util %", fontsize=9)
         _annotate(ax, run, labels=True)
@@ -845,7 +1013,9 @@ def gpu_over_time(results: Doc) -> Figure | None:
         row += 1
     if m is not None:
         ax = axes[row, 0]
-        ax.plot(m[0], m[1], label="GPU memory used", markevery=max(1, m[0].size // 20), **STYLES[1])
+        tx, vx, bucket = _drawn(*m)
+        size = max(size, bucket)
+        ax.plot(tx, vx, label="GPU memory used", markevery=max(1, tx.size // 20), **STYLES[1])
         ax.set_ylim(bottom=0)
         ax.set_ylabel("GPU memory (MB)", fontsize=9)
         _annotate(ax, run, labels=row == 0)
@@ -854,11 +1024,16 @@ def gpu_over_time(results: Doc) -> Figure | None:
     axes[-1, 0].set_xlabel("time since load start (s)", fontsize=9)
     fig.tight_layout()
     name = (run.summary.gpu.name if run.summary.gpu else None) or "GPU"
-    alt = f"Line chart of {name} utilisation and memory per second (NVML). " + "; ".join(desc) + "."
+    alt = (
+        f"Line chart of {name} utilisation and memory per second (NVML). "
+        + "; ".join(desc)
+        + "."
+        + _envelope_note(size)
+    )
     return Figure(
         "gpu-over-time",
         f"GPU utilisation ({name})",
         alt,
         _png(fig),
-        "Sampled every second through NVML.",
+        "Sampled every second through NVML." + _envelope_note(size),
     )

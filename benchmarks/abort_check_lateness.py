@@ -36,8 +36,8 @@ import numpy as np
 from benchmarks.echo_server import serve_echo_forever, wait_port
 from harness.clock import RunClock
 from harness.load import LoadConfig, LoadGenerator
+from harness.runner.watch import AbortWatcher
 from harness.scenario import load_scenario
-from harness.watch import AbortWatcher
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("none", "thread", "process")

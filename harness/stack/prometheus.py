@@ -28,6 +28,42 @@ RULES_DIR = REPO_ROOT / "monitoring" / "rules"
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 
+# The recording rules (monitoring/rules/signflow.rules.yml) behind the design's success
+# metrics, as (rule, what it is, needs TorchServe, needs a GPU): what a run's results link to
+# (results.json ``prometheus.queries``). tests/harness/stack check each is a rule there.
+SUCCESS_QUERIES: tuple[tuple[str, str, bool, bool], ...] = (
+    ("route:signflow_frame_latency_seconds:p95_5m", "p95 frame latency per cohort (s)",
+     False, False),
+    ("route:signflow_inference_latency_seconds:p95_5m", "p95 inference latency per cohort (s)",
+     False, False),
+    ("route:signflow_frames:rate1m", "frames/s per cohort", False, False),
+    ("route:signflow_inferences:rate1m", "inferences/s per cohort", False, False),
+    ("route:signflow_errors:ratio_rate5m", "error replies per frame, per cohort", False, False),
+    ("signflow:torchserve_cohort_fallback:ratio_rate5m",
+     "fallback share of the TorchServe cohort's inferences", True, False),
+    ("signflow:torchserve_up:min", "1 when every TorchServe target answered the scrape",
+     True, False),
+    ("signflow:torchserve_batch_size:mean_rate5m", "TorchServe batch size achieved (requests)",
+     True, False),
+    ("signflow:gpu_utilisation_percent:avg5m", "GPU utilisation (%)", True, True),
+)  # fmt: skip
+
+
+def stored_data_dir(run_dir: Path) -> Path:
+    """Where a local stack's Prometheus keeps its TSDB in a run dir (``<run_dir>/prometheus/data``),
+    the series ``harness judge --run`` serves again."""
+    return run_dir / "prometheus" / "data"
+
+
+def success_queries(torchserve: bool, gpu: bool) -> list[tuple[str, str]]:
+    """(rule, what it is) of :data:`SUCCESS_QUERIES` that can hold data for a run with (or
+    without) TorchServe and a GPU."""
+    return [
+        (rule, about)
+        for rule, about, needs_ts, needs_gpu in SUCCESS_QUERIES
+        if (torchserve or not needs_ts) and (gpu or not needs_gpu)
+    ]
+
 
 def scrape_config(
     backend_metrics_url: str,
@@ -73,7 +109,7 @@ class LocalPrometheus:
     """
 
     def __init__(self, run_dir: Path, log_dir: Path, *, scrape_interval_s: float = 1.0) -> None:
-        self.dir = run_dir / "prometheus"
+        self.dir = stored_data_dir(run_dir).parent
         self.log_dir = log_dir
         self.scrape_interval_s = scrape_interval_s
         self.url: str | None = None
@@ -100,7 +136,7 @@ class LocalPrometheus:
             rule_files=rules,
         )
         config.write_text(yaml.safe_dump(doc, sort_keys=False))
-        return self._launch(binary, config, self.dir / "data", niceness)
+        return self._launch(binary, config, stored_data_dir(self.dir.parent), niceness)
 
     def start_stored(self, data_dir: Path, niceness: int = 0) -> float:
         """Serve a stored TSDB again (a finished run's ``<run_dir>/prometheus/data``), scraping

@@ -354,7 +354,7 @@ def judge_prometheus(
     from datetime import UTC, datetime
 
     from harness.analysis.histogram_cohorts import frames_per_unit
-    from harness.analysis.judgement import JudgementSource, JudgeUsed, QueryRecord
+    from harness.analysis.judgement import JudgementSource, JudgeUsed
     from harness.analysis.prometheus_judge import (
         QUERIES,
         JudgeSettings,
@@ -363,6 +363,7 @@ def judge_prometheus(
     )
     from harness.collectors.prometheus_api import PrometheusAPI
     from harness.report.judgement_page import write_judgement_page
+    from harness.results.model import QueryRecord
     from harness.scenario.models import RolloutJudge
 
     if not end > start:
@@ -443,7 +444,7 @@ def judge_run(
     from datetime import datetime
 
     from harness.results import read_results
-    from harness.stack.prometheus import LocalPrometheus
+    from harness.stack.prometheus import LocalPrometheus, stored_data_dir
 
     run = Path(run_dir)
     doc = read_results(run / "results.json")
@@ -459,7 +460,7 @@ def judge_run(
     with tempfile.TemporaryDirectory(prefix="harness-judge-") as tmp:
         prom = LocalPrometheus(Path(tmp), Path(tmp))
         try:
-            prom.start_stored(run / "prometheus" / "data")
+            prom.start_stored(stored_data_dir(run))
             assert prom.url is not None
             return judge_prometheus(
                 prom.url, start, end, step_s=step_s, scenario=scenario,

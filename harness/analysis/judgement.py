@@ -13,18 +13,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from harness.results.model import RolloutRecord, Unit, _Model
+from harness.results.model import QueryRecord, RolloutRecord, Unit, _Model
 from harness.scenario.models import RolloutJudge
 
 SCHEMA: Literal["signflow-harness/judgement"] = "signflow-harness/judgement"
-
-
-class QueryRecord(_Model):
-    """One series the judge read: the expression, what it is, the server's graph of it."""
-
-    expr: str
-    about: str
-    link: str = Field(description="the Prometheus graph page of this expression, the interval")
 
 
 class JudgementSource(_Model):

@@ -91,11 +91,8 @@ class PrometheusAPI:
         self._client.close()
 
     def graph_link(self, expr: str, start: float, end: float) -> str:
-        """The server's graph page for ``expr`` over [start, end] (unix s), for the page."""
-        span = max(math.ceil(end - start), 1)
-        query = urlencode({"g0.expr": expr, "g0.tab": "0", "g0.range_input": f"{span}s",
-                           "g0.end_input": _iso(end)})  # fmt: skip
-        return f"{self.shown_url}/graph?{query}"
+        """The server's graph page for ``expr`` over [start, end] (unix s): :func:`graph_link`."""
+        return graph_link(self.url, expr, start, end)
 
     def _get(self, path: str, params: dict[str, str], what: str) -> object:
         try:
@@ -152,6 +149,17 @@ class PrometheusAPI:
         return RangeResult(
             query=expr, start=start, end=end, step=step, series=list(joined.values())
         )
+
+
+def graph_link(url: str, expr: str, start: float, end: float) -> str:
+    """The graph page of the server at ``url`` for ``expr`` over [start, end] (unix s), for a
+    page to link: ``URL/graph?g0.expr=EXPR&g0.tab=0&g0.range_input=SPANs&g0.end_input=END``
+    (the span rounded up to whole seconds, at least 1 s; END in UTC). A password in ``url`` is
+    masked (harness/redact.py). ValueError when ``url`` is not an http(s) URL."""
+    span = max(math.ceil(end - start), 1)
+    query = urlencode({"g0.expr": expr, "g0.tab": "0", "g0.range_input": f"{span}s",
+                       "g0.end_input": _iso(end)})  # fmt: skip
+    return f"{redact_text(check_url(url))}/graph?{query}"
 
 
 def _pieces(start: float, end: float, step: float) -> Iterator[tuple[float, float]]:

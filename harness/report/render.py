@@ -14,8 +14,10 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
+from urllib.parse import urlsplit
 
 import jinja2
 from pydantic import BaseModel
@@ -32,6 +34,7 @@ from harness.results.model import (
     LatencyDrift,
     OutageFault,
     ProcessDrift,
+    PrometheusRecord,
     ReloadFault,
     Results,
     RolloutJudgement,
@@ -91,6 +94,19 @@ class SummaryGroup(TypedDict):
 
     title: str
     rows: list[SummaryItem]
+
+
+class PrometheusView(TypedDict):
+    """The Prometheus section: the server, the linked interval, the queries, how to serve the
+    stored data again."""
+
+    url: str
+    start: str
+    end: str
+    queries: list[tuple[str, str, str]]  # (expression, what it is, graph link)
+    data_dir: str | None
+    run_dir: str
+    listen: str  # host:port of the links, to serve the stored data there again
 
 
 class OtherCompared(TypedDict):
@@ -882,8 +898,28 @@ def build_context(
         "traffic": _traffic_view(summary),
         "drift": _drift_view(summary),
         "provenance": _provenance(results),
+        "prometheus": _prometheus_view(results.prometheus, results.run_dir),
         "scenario_yaml": mask_yaml_text(results.scenario_yaml),
         "fixture_note": (results.model_extra or {}).get("fixture_note"),
+    }
+
+
+def _prometheus_view(rec: PrometheusRecord | None, run_dir: str | None) -> PrometheusView | None:
+    """results.prometheus -> the report's Prometheus section (None without one)."""
+    if rec is None:
+        return None
+
+    def utc(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    return {
+        "url": rec.url,
+        "start": utc(rec.start_unix_s),
+        "end": utc(rec.end_unix_s),
+        "queries": [(q.expr, q.about, q.link) for q in rec.queries],
+        "data_dir": rec.data_dir,
+        "run_dir": run_dir or "RUN_DIR",
+        "listen": urlsplit(rec.url).netloc.rpartition("@")[2],
     }
 
 

@@ -32,6 +32,8 @@ from .model import (
     LoadDistribution,
     LoadMaster,
     LoadWorker,
+    PrometheusRecord,
+    QueryRecord,
     RolloutCriterion,
     RolloutJudgement,
     RolloutRecord,
@@ -96,6 +98,8 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("load", LoadDistribution),
     ("load.workers[]", LoadWorker),
     ("load.master", LoadMaster),
+    ("prometheus", PrometheusRecord),
+    ("prometheus.queries[]", QueryRecord),
 )
 
 

@@ -923,6 +923,31 @@ class LoadDistribution(_Model):
     master: LoadMaster = Field(default_factory=LoadMaster, description="the Locust master")
 
 
+class QueryRecord(_Model):
+    """One Prometheus query a record links to: the expression, what it is, the server's graph
+    of it over the record's interval (``harness.collectors.prometheus_api.graph_link``)."""
+
+    expr: str
+    about: str
+    link: str = Field(description="the Prometheus graph page of this expression, the interval")
+
+
+class PrometheusRecord(_Model):
+    """The ``prometheus`` section: the Prometheus server the stack ran (``stack.prometheus``;
+    absent without one), where its series are kept and the recording rules of the design's
+    success metrics (monitoring/rules) with a graph link each over the measured interval. The
+    server stops with the stack: the links answer only while it runs, or once its stored data
+    is served again (``harness judge --run RUN_DIR`` reads it so)."""
+
+    url: str = Field(description="its HTTP API during the run (a password in it masked)")
+    data_dir: str | None = Field(
+        None, description="its TSDB in the run dir (local stack); null: not kept (compose)"
+    )
+    start_unix_s: Annotated[float, Unit("s", "the linked interval's start, unix time")]
+    end_unix_s: Annotated[float, Unit("s", "the linked interval's end, unix time")]
+    queries: list[QueryRecord] = Field(default_factory=list, description="in the rules' order")
+
+
 class Provenance(_Model):
     """Where and with what the run was made (no host name: a hash)."""
 
@@ -975,6 +1000,7 @@ class Results(_Model):
     sessions_truncated: bool | None = None
     run_dir: str | None = None
     load: LoadDistribution | None = None
+    prometheus: PrometheusRecord | None = None
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 

@@ -45,7 +45,9 @@ from harness.results.model import (
     InvalidKind,
     InvalidReason,
     LoadDistribution,
+    PrometheusRecord,
     Provenance,
+    QueryRecord,
     Results,
     RolloutRecord,
     SessionRecord,
@@ -132,6 +134,7 @@ class _Measured:
     interrupted: bool = False
     rollout: dict[str, Any] | None = None  # harness.runner.controller.RolloutController.record
     aborted: dict[str, Any] | None = None  # the abort-on-fail gate that stopped the load
+    prometheus: PrometheusRecord | None = None  # the stack's Prometheus (stack.prometheus)
 
 
 def _load_engine(scenario: Scenario, config: Any, clock: RunClock, run_dir: Path | None) -> Any:
@@ -205,6 +208,7 @@ async def _measure(
     watching = _watch(scenario, stack, clock, gen, emit, run_dir, out)
     await asyncio.to_thread(watching.prepare)
     clock.start()
+    wall0 = time.time()  # the run clock's t = 0 on the wall clock (Prometheus's time)
     tasks = [
         asyncio.create_task(collectors.run(stop), name="collectors"),
         asyncio.create_task(timeline.run(stop), name="timeline"),
@@ -238,6 +242,11 @@ async def _measure(
         # so the stack is not torn down under it (bounded by the stack's own timeouts).
         await asyncio.gather(*tasks, return_exceptions=True)
         watching.close()
+        if ep.prometheus_url is not None:
+            out.prometheus = _prometheus_record(
+                ep.prometheus_url, run_dir, wall0, time.time(),
+                torchserve=scenario.stack.use_torchserve, gpu=gpu.present,
+            )  # fmt: skip
         end = out.load.duration_s if out.load is not None else wl.duration_s
         out.collectors = {
             "series": collectors.series(),
@@ -255,6 +264,28 @@ async def _measure(
                 "name": ", ".join(gpu.names) if gpu.names else None,
             },
         }
+
+
+def _prometheus_record(
+    url: str, run_dir: Path | None, start: float, end: float, *, torchserve: bool, gpu: bool
+) -> PrometheusRecord:
+    """results.json's ``prometheus``: the stack's server (``url``, a password masked), its
+    stored series in ``run_dir`` if kept there, and a graph link over [start, end] (unix s) to
+    each success-metric recording rule that can hold data in this run."""
+    from harness.collectors.prometheus_api import graph_link
+    from harness.stack.prometheus import stored_data_dir, success_queries
+
+    data = stored_data_dir(run_dir) if run_dir is not None else None
+    return PrometheusRecord(
+        url=redact_text(url),
+        data_dir=str(data) if data is not None and data.is_dir() else None,
+        start_unix_s=round(start, 3),
+        end_unix_s=round(end, 3),
+        queries=[
+            QueryRecord(expr=rule, about=about, link=graph_link(url, rule, start, end))
+            for rule, about in success_queries(torchserve, gpu)
+        ],
+    )
 
 
 class _Watching:
@@ -622,6 +653,8 @@ def run_scenario(
             results.provenance = Provenance.model_validate(collect_provenance(None))
         if measured.events:
             results.events = [EventRecord.model_validate(e) for e in measured.events]
+        if measured.prometheus is not None:
+            results.prometheus = measured.prometheus
     if measured.load is not None:
         code = _analyse(results, scenario, measured, baseline_doc)
         if interrupted:

@@ -14,10 +14,12 @@ stopped with the stack like every other process it started.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import yaml
 
 from .base import StackError
@@ -27,6 +29,42 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO_ROOT / "monitoring" / "rules"
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
+
+# The recording rules (monitoring/rules/signflow.rules.yml) behind the design's success
+# metrics, as (rule, what it is, needs TorchServe, needs a GPU): what a run's results link to
+# (results.json ``prometheus.queries``). tests/harness/stack check each is a rule there.
+SUCCESS_QUERIES: tuple[tuple[str, str, bool, bool], ...] = (
+    ("route:signflow_frame_latency_seconds:p95_5m", "p95 frame latency per cohort (s)",
+     False, False),
+    ("route:signflow_inference_latency_seconds:p95_5m", "p95 inference latency per cohort (s)",
+     False, False),
+    ("route:signflow_frames:rate1m", "frames/s per cohort", False, False),
+    ("route:signflow_inferences:rate1m", "inferences/s per cohort", False, False),
+    ("route:signflow_errors:ratio_rate5m", "error replies per frame, per cohort", False, False),
+    ("signflow:torchserve_cohort_fallback:ratio_rate5m",
+     "fallback share of the TorchServe cohort's inferences", True, False),
+    ("signflow:torchserve_up:min", "1 when every TorchServe target answered the scrape",
+     True, False),
+    ("signflow:torchserve_batch_size:mean_rate5m", "TorchServe batch size achieved (requests)",
+     True, False),
+    ("signflow:gpu_utilisation_percent:avg5m", "GPU utilisation (%)", True, True),
+)  # fmt: skip
+
+
+def stored_data_dir(run_dir: Path) -> Path:
+    """Where a local stack's Prometheus keeps its TSDB in a run dir (``<run_dir>/prometheus/data``),
+    the series ``harness judge --run`` serves again."""
+    return run_dir / "prometheus" / "data"
+
+
+def success_queries(torchserve: bool, gpu: bool) -> list[tuple[str, str]]:
+    """(rule, what it is) of :data:`SUCCESS_QUERIES` that can hold data for a run with (or
+    without) TorchServe and a GPU."""
+    return [
+        (rule, about)
+        for rule, about, needs_ts, needs_gpu in SUCCESS_QUERIES
+        if (torchserve or not needs_ts) and (gpu or not needs_gpu)
+    ]
 
 
 def scrape_config(
@@ -73,7 +111,7 @@ class LocalPrometheus:
     """
 
     def __init__(self, run_dir: Path, log_dir: Path, *, scrape_interval_s: float = 1.0) -> None:
-        self.dir = run_dir / "prometheus"
+        self.dir = stored_data_dir(run_dir).parent
         self.log_dir = log_dir
         self.scrape_interval_s = scrape_interval_s
         self.url: str | None = None
@@ -82,8 +120,8 @@ class LocalPrometheus:
     def start(
         self, backend_metrics_url: str, torchserve_metrics_urls: Sequence[str], niceness: int
     ) -> float:
-        """Write the configuration, start the server, wait until ``/-/ready``; returns the
-        seconds it took to become ready."""
+        """Write the configuration, start the server, wait until ``/-/ready`` and its first
+        scrape of every target; returns the seconds that took."""
         binary = shutil.which("prometheus")
         if binary is None:
             raise StackError(
@@ -100,7 +138,36 @@ class LocalPrometheus:
             rule_files=rules,
         )
         config.write_text(yaml.safe_dump(doc, sort_keys=False))
-        return self._launch(binary, config, self.dir / "data", niceness)
+        waited = self._launch(binary, config, stored_data_dir(self.dir.parent), niceness)
+        targets = 1 + len(torchserve_metrics_urls)
+        return waited + self._wait_first_scrape(targets, READY_TIMEOUT_S)
+
+    def _wait_first_scrape(self, targets: int, timeout_s: float) -> float:
+        """Wait until every target was scraped once (``count(up) == targets``, healthy or
+        not); returns the seconds waited. Prometheus 2.42 applies its scrape targets up to
+        5 s after ``/-/ready`` (the scrape manager's fixed reload tick; measured 5.1-6.0 s):
+        without this wait a run's first seconds have no series in Prometheus, and a judge
+        reading it (``rollout.judge.source: prometheus``) starts blind. StackError after
+        ``timeout_s``."""
+        start = time.monotonic()
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while True:
+                try:
+                    body = client.get(
+                        f"{self.url}/api/v1/query", params={"query": "count(up)"}
+                    ).json()
+                    result = body["data"]["result"]
+                    if result and float(result[0]["value"][1]) >= targets:
+                        return time.monotonic() - start
+                except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+                    pass  # not answering yet: the deadline below decides
+                if time.monotonic() - start > timeout_s:
+                    raise StackError(
+                        f"prometheus at {self.url} did not scrape its {targets} target(s) "
+                        f"within {timeout_s:g} s"
+                        + (f"\n{self._proc.tail()}" if self._proc is not None else "")
+                    )
+                time.sleep(0.1)
 
     def start_stored(self, data_dir: Path, niceness: int = 0) -> float:
         """Serve a stored TSDB again (a finished run's ``<run_dir>/prometheus/data``), scraping

@@ -348,3 +348,29 @@ def test_leak_slopes_are_tabled_and_the_rss_fit_drawn() -> None:
     fig = F.cpu_over_time(doc)
     assert fig is not None and f"{comp} RSS fit 1,234 MB per hour" in fig.alt
     assert "Leaks and drift" in render_html(doc, None)
+
+
+def test_prometheus_section_only_with_a_recorded_prometheus() -> None:
+    """results.prometheus -> a "Prometheus" section linking each query, and the hint for
+    after the run; a compose stack's record (no stored data) says the series are gone."""
+    doc = load_fixture("recorded-baseline-quick.results.json")
+    assert 'id="prometheus"' not in render_html(doc, None)
+    link = "http://127.0.0.1:9090/graph?g0.expr=up&g0.tab=0"
+    doc = copy.deepcopy(doc)
+    doc["run_dir"] = "/runs/r1"
+    doc["prometheus"] = {
+        "url": "http://127.0.0.1:9090", "data_dir": "/runs/r1/prometheus/data",
+        "start_unix_s": 0.0, "end_unix_s": 20.0,
+        "queries": [{"expr": "up", "about": "targets up", "link": link}],
+    }  # fmt: skip
+    html = render_html(doc, None)
+    section = html.split('<section id="prometheus"', 1)[1].split("</section>", 1)[0]
+    assert (
+        '<a href="http://127.0.0.1:9090/graph?g0.expr=up&amp;g0.tab=0"><code>up</code>' in section
+    )
+    assert "harness judge --run /runs/r1" in section
+    assert "--web.listen-address=127.0.0.1:9090" in section
+    assert '<a href="#prometheus">' in html
+    doc["prometheus"]["data_dir"] = None
+    section = render_html(doc, None).split('<section id="prometheus"', 1)[1]
+    assert "not kept in the run dir" in section.split("</section>", 1)[0]

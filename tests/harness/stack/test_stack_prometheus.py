@@ -78,3 +78,24 @@ def test_local_stack_runs_prometheus_with_the_rules(tmp_path: Path) -> None:
         assert stack.describe()["endpoints"]["prometheus_url"] == url
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert (tmp_path / "prometheus" / "prometheus.yml").is_file()
+
+
+def test_success_queries_are_recording_rules_of_the_rules_files() -> None:
+    """Each query a run's results link to is a recording rule Prometheus loads (a renamed
+    rule would leave the report linking to an empty graph)."""
+    import yaml
+
+    from harness.stack.prometheus import RULES_DIR, SUCCESS_QUERIES, success_queries
+
+    recorded = {
+        rule["record"]
+        for path in RULES_DIR.glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    assert {q[0] for q in SUCCESS_QUERIES} <= recorded
+    assert len(success_queries(True, True)) == len(SUCCESS_QUERIES)
+    backend_only = {r for r, _ in success_queries(False, False)}
+    assert "signflow:torchserve_up:min" not in backend_only
+    assert "route:signflow_frame_latency_seconds:p95_5m" in backend_only

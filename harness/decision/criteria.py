@@ -187,7 +187,30 @@ def _vs_baseline(
     if row.verdict in (Verdict.SAME, Verdict.BETTER):
         return _Part(Status.MET, f"{label}{change} vs baseline: {row.verdict}{p}"), shown
     note = row.note or str(row.verdict)
-    return _Part(Status.UNKNOWN, f"{label} vs baseline: {note}", repeat_hint), shown
+    return _Part(
+        Status.UNKNOWN, f"{label} vs baseline: {note}", _settle_little(row, repeat_hint)
+    ), shown
+
+
+# Independent blocks a side that narrow a latency change's interval under the comparison's
+# "undecided" width (+50 %): an A/A pair of 29 windows in 9-s blocks (3 a side) gave
+# [-48 %, +78 %]; the width shrinks as 1/sqrt(blocks), so ~10 blocks bring that to ~+/-40 %.
+BLOCKS_TO_DECIDE = 10
+
+
+def _settle_little(row: MetricComparison, default: str) -> str:
+    """What settles "too little data": when the sides' windows hold few independent blocks
+    (the metric's own swings, compare.py's block length), how long a run would hold enough."""
+    blocks = row.block_windows
+    n = min(row.n_run or 0, row.n_baseline or 0)
+    if row.verdict == Verdict.TOO_LITTLE_DATA and blocks and n > 0:
+        b = max(blocks)
+        if n / b < BLOCKS_TO_DECIDE:
+            return (
+                f"runs measuring ~{BLOCKS_TO_DECIDE * b} s (this metric moves in {b}-s swings: "
+                f"{n} s hold {n // b} independent blocks) or evidence.runs.repeat >= 3"
+            )
+    return default
 
 
 def judge_latency(

@@ -114,6 +114,19 @@ def test_too_little_data_is_unknown_with_what_settles_it() -> None:
     assert c.settle is not None and "repeat" in c.settle
 
 
+def test_too_few_independent_blocks_say_how_long_a_run_would_decide() -> None:
+    # The A/A control's frame p95: 29 windows a side in 9-s blocks, undecided. "a p95 needs
+    # >= 200 replies" was not the reason (it had thousands): the run was too short for its swings.
+    ev = pair(fixture(GPU_TS), edited(fixture(OLD), frame__latency_ms__p95=20.0))
+    row = MetricComparison(metric="frame.latency_ms.p95", run=20.0, baseline=19.0, n_run=29,
+                           n_baseline=29, block_windows=[9, 7], verdict=Verdict.TOO_LITTLE_DATA,
+                           note="too little data (change in [-48%, +78%])")  # fmt: skip
+    c = judge_latency("frame_latency", "frame", LatencyTarget(), ev, Comparison(metrics=[row]), rel)
+    assert c.status == Status.UNKNOWN
+    assert c.settle is not None and c.settle.startswith("runs measuring ~90 s")
+    assert "29 s hold 3 independent blocks" in c.settle
+
+
 def test_an_invalid_run_is_unknown_never_judged() -> None:
     ev = pair(fixture(OLD), fixture("recorded-quickstart.results.json"))
     c = judge_latency("frame_latency", "frame", LatencyTarget(), ev, comparison_of(ev), rel)

@@ -98,7 +98,7 @@ def test_compose_stack_lifecycle(docker_engine, tmp_path):
         assert _prom_value(prom, 'sum(up{job="torchserve"})', want=1.0) == 1.0
         with urllib.request.urlopen(f"{prom}/api/v1/rules", timeout=5) as response:
             groups = {g["name"] for g in json.load(response)["data"]["groups"]}
-        assert {"signflow-recording", "signflow-rollback"} <= groups
+        assert {"signflow"} == groups
         # Issue 11 item 2: what TorchServe REPORTS it runs, not the archive's 16 / 50 ms / 2.
         (running,) = stack.describe()["torchserve"]["running"]
         assert running == {

@@ -64,7 +64,7 @@ def test_local_stack_runs_prometheus_with_the_rules(tmp_path: Path) -> None:
         assert "prometheus" in psutil.Process(pid).name()
         # The project's rules are loaded.
         groups = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
-        assert {"signflow-recording", "signflow-rollback"} <= {g["name"] for g in groups}
+        assert {"signflow"} == {g["name"] for g in groups}
         frames = [dict(f) for f in synthetic.generate_stream(num_signs=2, seed=3)]
         asyncio.run(_stream(stack.endpoints.ws_url, frames))
         deadline = time.monotonic() + 20

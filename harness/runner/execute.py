@@ -161,7 +161,7 @@ async def _measure(
         PrometheusCollector,
     )
     from harness.load import LoadConfig
-    from harness.load.trace import TRACE_VARIANTS, trace_provider
+    from harness.load.trace import trace_provider
     from harness.scenario.traffic import CONNECT_LEAD_S, plan_workload
 
     wl = scenario.workload
@@ -169,9 +169,6 @@ async def _measure(
     clock = RunClock()
     traces = trace_provider(wl.trace)
     plan = plan_workload(wl, lambda i: len(traces(i)) / wl.fps, CONNECT_LEAD_S)
-    # Build the traces before t=0: generating them inside the run made the first seconds late.
-    for i in range(min(wl.sessions or len(plan or ()), TRACE_VARIANTS)):
-        await asyncio.to_thread(traces, i)
     config = LoadConfig(
         ws_url=ep.ws_url,
         sessions=wl.sessions or 0,
@@ -204,7 +201,9 @@ async def _measure(
     timeline = Timeline(scenario.timeline, stack, clock, on_event=emit.say)
     out.events = timeline.records
     stop = asyncio.Event()
-    await gen.prepare()  # before t=0: a distributed engine waits for its workers here
+    # Before t=0: the traces are built and serialised here (inside the run they made the first
+    # seconds late); a distributed engine waits for its workers.
+    await gen.prepare()
     watching = _watch(scenario, stack, clock, gen, emit, run_dir, out)
     await asyncio.to_thread(watching.prepare)
     clock.start()

@@ -114,12 +114,9 @@ async def _main(out: Path) -> int:
         return 1
     plan = WorkerPlan.from_dict(json.loads(line)["plan"])
     config = _config(plan)
-    # Build the traces before t0 (as a native run does): building them inside the run is late.
-    for i in range(min(plan.sessions, 8)):
-        config.traces(i)
     clock = RunClock()
     gen = LoadGenerator(config, clock)
-    await gen.prepare()  # serialised before t0 too
+    await gen.prepare()  # the traces built and serialised before t0, as in a native run
     _emit({"ev": "prepared"})
     line = await reader.readline()
     msg = json.loads(line) if line else {}
